@@ -1,0 +1,1 @@
+"""samebits: same input, same output bits."""

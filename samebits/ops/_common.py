@@ -1,0 +1,48 @@
+"""Shared checks for the invariant kernels: dtypes, devices, and the native call."""
+
+from __future__ import annotations
+
+import torch
+
+from samebits import _native
+from samebits.errors import NotInvariantError
+
+# dtypes with a native kernel; float16 is widened to float32 exactly and rounded
+# back once, so it follows the float32 order.
+NATIVE = (torch.float32, torch.bfloat16)
+WIDENED = (torch.float16,)
+FLOATS = NATIVE + WIDENED
+
+
+def is_exact_dtype(dtype: torch.dtype) -> bool:
+    """Integer and bool arithmetic is associative: any order gives the same bits."""
+    return not (dtype.is_floating_point or dtype.is_complex)
+
+
+def check_float(op: str, *tensors: torch.Tensor | None) -> torch.dtype:
+    """The common floating dtype of ``tensors``; raise if no invariant kernel takes it."""
+    ts = [t for t in tensors if t is not None]
+    for t in ts:
+        if t.device.type != "cpu":
+            raise NotInvariantError(
+                op, t.dtype, t.shape, f"tensors on {t.device} have no invariant kernel yet (CPU only)"
+            )
+    dtype = ts[0].dtype
+    if dtype not in FLOATS:
+        raise NotInvariantError(
+            op, dtype, ts[0].shape,
+            "invariant kernels exist for float32, bfloat16 and float16; "
+            "cast the model (e.g. model.float()) or use samebits.exact_sum for float64",
+        )
+    return dtype
+
+
+def native_view(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``t`` in a dtype the native code reads (float16 widened), and its dtype code."""
+    if t.dtype in WIDENED:
+        t = t.float()
+    return t, _native.dtype_code(t.dtype)
+
+
+def ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()

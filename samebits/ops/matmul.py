@@ -1,0 +1,162 @@
+"""Invariant matrix products: mm, addmm, bmm, baddbmm, mv, addmv, dot, linear.
+
+Reduction order over K, for output (i, j), is chosen by the layout of B alone,
+which never depends on M or on padding:
+
+* B K-contiguous (weights in ``x @ W.T``, keys in ``q @ k.T``): **DOT** order,
+  eight fused-multiply-add lanes over k = l, l+8, ... then a fixed lane tree.
+* otherwise (``p @ v``, ``x @ W`` with W of shape (K, N)): **SEQ** order, one
+  fused multiply-add per k in increasing k. Zero terms (masked keys, padding
+  along K) add nothing, so attention written as matmuls stays padding-invariant.
+
+Threads split the output tiles only; K is never split. Accumulation is float32;
+bfloat16 / float16 inputs are read exactly and the result is rounded once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from samebits import _native
+from samebits.ops._common import check_float, is_exact_dtype, native_view
+from samebits.errors import UnsupportedInputError
+
+
+def uses_dot_order(b: torch.Tensor) -> bool:
+    """DOT order iff B's K axis is unit-stride (a transposed weight, or keys in q @ k.T).
+
+    Decided on B's layout alone, which a model fixes independently of M and padding.
+    With K == 1 both orders give the single product, so the choice is moot.
+    """
+    return b.stride(-2) == 1 and b.size(-2) > 1
+
+
+def _bmm_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(batch, M, K) @ (batch, K, N) -> float32 (batch, M, N), invariant order.
+
+    Strides are passed through as they are (batch stride 0 broadcasts); only a
+    non-unit inner stride is copied away, which never changes a value.
+    """
+    batch, M, K = a.shape
+    N = b.size(-1)
+    out = torch.empty(batch, M, N, dtype=torch.float32)
+    if out.numel() == 0:
+        return out
+    if K == 0:
+        return out.zero_()
+    dot = uses_dot_order(b)
+    a, dt = native_view(a)
+    b, dtb = native_view(b)
+    if dt != dtb:
+        raise UnsupportedInputError(f"matmul operands differ in dtype: {a.dtype} and {b.dtype}")
+    lib, nt = _native.lib(), _native.nthreads()
+    sa = a.stride(0) if batch > 1 else 0
+    if dot:
+        a = a if a.stride(-1) == 1 else a.contiguous()
+        sa = a.stride(0) if batch > 1 else 0
+        bt = b.transpose(-1, -2)  # (batch, N, K), K unit-stride
+        sb = bt.stride(0) if batch > 1 else 0
+        lib.sb_gemm_nt(a.data_ptr(), a.stride(1), sa, bt.data_ptr(), bt.stride(1), sb,
+                       out.data_ptr(), N, M * N, batch, M, N, K, dt, nt)
+    else:
+        b = b if b.stride(-1) == 1 else b.contiguous()
+        sb = b.stride(0) if batch > 1 else 0
+        lib.sb_gemm_nn(a.data_ptr(), a.stride(1), a.stride(2), sa, b.data_ptr(), b.stride(1), sb,
+                       out.data_ptr(), N, M * N, batch, M, N, K, dt, nt)
+    return out
+
+
+def _finish(acc: torch.Tensor, dtype: torch.dtype, bias: torch.Tensor | None = None,
+            beta: float = 1, alpha: float = 1) -> torch.Tensor:
+    """beta * bias + alpha * acc, each step one correctly rounded op, then one rounding."""
+    if alpha != 1:
+        acc = acc * alpha
+    if bias is not None and beta != 0:
+        b = bias.float()
+        if beta != 1:
+            b = b * beta
+        acc = acc + b
+    return acc if dtype == torch.float32 else acc.to(dtype)
+
+
+def _check(op: str, a: torch.Tensor, b: torch.Tensor, adim: int, bdim: int) -> torch.dtype:
+    if a.dim() != adim or b.dim() != bdim:
+        raise UnsupportedInputError(
+            f"{op}: expected {adim}-D and {bdim}-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    return check_float(op, a, b)
+
+
+def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if is_exact_dtype(a.dtype):
+        return NotImplemented
+    dtype = _check("aten::mm", a, b, 2, 2)
+    if a.size(1) != b.size(0):
+        raise UnsupportedInputError(f"aten::mm: shapes {tuple(a.shape)} and {tuple(b.shape)} do not chain")
+    return _finish(_bmm_f32(a.unsqueeze(0), b.unsqueeze(0))[0], dtype)
+
+
+def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1,
+          alpha: float = 1) -> torch.Tensor:
+    if is_exact_dtype(a.dtype):
+        return NotImplemented
+    dtype = _check("aten::addmm", a, b, 2, 2)
+    acc = _bmm_f32(a.unsqueeze(0), b.unsqueeze(0))[0]
+    return _finish(acc, dtype, bias, beta, alpha)
+
+
+def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if is_exact_dtype(a.dtype):
+        return NotImplemented
+    dtype = _check("aten::bmm", a, b, 3, 3)
+    return _finish(_bmm_f32(a, b), dtype)
+
+
+def baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1,
+            alpha: float = 1) -> torch.Tensor:
+    if is_exact_dtype(a.dtype):
+        return NotImplemented
+    dtype = _check("aten::baddbmm", a, b, 3, 3)
+    return _finish(_bmm_f32(a, b), dtype, bias, beta, alpha)
+
+
+def mv(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    if is_exact_dtype(a.dtype):
+        return NotImplemented
+    dtype = _check("aten::mv", a, v, 2, 1)
+    return _finish(_bmm_f32(a.unsqueeze(0), v.view(1, -1, 1))[0, :, 0], dtype)
+
+
+def addmv(bias: torch.Tensor, a: torch.Tensor, v: torch.Tensor, *, beta: float = 1,
+          alpha: float = 1) -> torch.Tensor:
+    if is_exact_dtype(a.dtype):
+        return NotImplemented
+    dtype = _check("aten::addmv", a, v, 2, 1)
+    return _finish(_bmm_f32(a.unsqueeze(0), v.view(1, -1, 1))[0, :, 0], dtype, bias, beta, alpha)
+
+
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if is_exact_dtype(a.dtype):
+        return NotImplemented
+    dtype = _check("aten::dot", a, b, 1, 1)
+    return _finish(_bmm_f32(a.view(1, 1, -1), b.view(1, -1, 1)).reshape(()), dtype)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight.T + bias`` in DOT order: x rows and weight rows are both K-contiguous."""
+    if is_exact_dtype(x.dtype):
+        return NotImplemented
+    dtype = check_float("aten::linear", x, weight, bias)
+    if weight.dim() != 2 or x.size(-1) != weight.size(1):
+        raise UnsupportedInputError(
+            f"aten::linear: input {tuple(x.shape)} does not match weight {tuple(weight.shape)}"
+        )
+    lead = x.shape[:-1]
+    x2 = x.reshape(1, -1, x.size(-1))  # (1, M, K)
+    acc = _bmm_f32(x2, weight.t().unsqueeze(0))[0]  # (M, N)
+    return _finish(acc, dtype, bias).view(*lead, weight.size(0))
+
+
+def _reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Plain float64 product, rounded to ``a.dtype``: what the kernels are checked against."""
+    return (a.double() @ b.double()).to(a.dtype)
