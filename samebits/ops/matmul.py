@@ -31,11 +31,12 @@ def uses_dot_order(b: torch.Tensor) -> bool:
     return b.stride(-2) == 1 and b.size(-2) > 1
 
 
-def _bmm_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def bmm_f32(a: torch.Tensor, b: torch.Tensor, order: str | None = None) -> torch.Tensor:
     """(batch, M, K) @ (batch, K, N) -> float32 (batch, M, N), invariant order.
 
     Strides are passed through as they are (batch stride 0 broadcasts); only a
-    non-unit inner stride is copied away, which never changes a value.
+    non-unit inner stride is copied away, which never changes a value. ``order``
+    forces "dot" or "seq"; by default B's layout decides (see uses_dot_order).
     """
     batch, M, K = a.shape
     N = b.size(-1)
@@ -44,7 +45,7 @@ def _bmm_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return out
     if K == 0:
         return out.zero_()
-    dot = uses_dot_order(b)
+    dot = uses_dot_order(b) if order is None else order == "dot"
     a, dt = native_view(a)
     b, dtb = native_view(b)
     if dt != dtb:
@@ -93,7 +94,7 @@ def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     dtype = _check("aten::mm", a, b, 2, 2)
     if a.size(1) != b.size(0):
         raise UnsupportedInputError(f"aten::mm: shapes {tuple(a.shape)} and {tuple(b.shape)} do not chain")
-    return _finish(_bmm_f32(a.unsqueeze(0), b.unsqueeze(0))[0], dtype)
+    return _finish(bmm_f32(a.unsqueeze(0), b.unsqueeze(0))[0], dtype)
 
 
 def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1,
@@ -101,7 +102,7 @@ def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float =
     if is_exact_dtype(a.dtype):
         return NotImplemented
     dtype = _check("aten::addmm", a, b, 2, 2)
-    acc = _bmm_f32(a.unsqueeze(0), b.unsqueeze(0))[0]
+    acc = bmm_f32(a.unsqueeze(0), b.unsqueeze(0))[0]
     return _finish(acc, dtype, bias, beta, alpha)
 
 
@@ -109,7 +110,7 @@ def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if is_exact_dtype(a.dtype):
         return NotImplemented
     dtype = _check("aten::bmm", a, b, 3, 3)
-    return _finish(_bmm_f32(a, b), dtype)
+    return _finish(bmm_f32(a, b), dtype)
 
 
 def baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1,
@@ -117,14 +118,14 @@ def baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float
     if is_exact_dtype(a.dtype):
         return NotImplemented
     dtype = _check("aten::baddbmm", a, b, 3, 3)
-    return _finish(_bmm_f32(a, b), dtype, bias, beta, alpha)
+    return _finish(bmm_f32(a, b), dtype, bias, beta, alpha)
 
 
 def mv(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     if is_exact_dtype(a.dtype):
         return NotImplemented
     dtype = _check("aten::mv", a, v, 2, 1)
-    return _finish(_bmm_f32(a.unsqueeze(0), v.view(1, -1, 1))[0, :, 0], dtype)
+    return _finish(bmm_f32(a.unsqueeze(0), v.view(1, -1, 1))[0, :, 0], dtype)
 
 
 def addmv(bias: torch.Tensor, a: torch.Tensor, v: torch.Tensor, *, beta: float = 1,
@@ -132,14 +133,14 @@ def addmv(bias: torch.Tensor, a: torch.Tensor, v: torch.Tensor, *, beta: float =
     if is_exact_dtype(a.dtype):
         return NotImplemented
     dtype = _check("aten::addmv", a, v, 2, 1)
-    return _finish(_bmm_f32(a.unsqueeze(0), v.view(1, -1, 1))[0, :, 0], dtype, bias, beta, alpha)
+    return _finish(bmm_f32(a.unsqueeze(0), v.view(1, -1, 1))[0, :, 0], dtype, bias, beta, alpha)
 
 
 def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if is_exact_dtype(a.dtype):
         return NotImplemented
     dtype = _check("aten::dot", a, b, 1, 1)
-    return _finish(_bmm_f32(a.view(1, 1, -1), b.view(1, -1, 1)).reshape(()), dtype)
+    return _finish(bmm_f32(a.view(1, 1, -1), b.view(1, -1, 1)).reshape(()), dtype)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -153,7 +154,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         )
     lead = x.shape[:-1]
     x2 = x.reshape(1, -1, x.size(-1))  # (1, M, K)
-    acc = _bmm_f32(x2, weight.t().unsqueeze(0))[0]  # (M, N)
+    acc = bmm_f32(x2, weight.t().unsqueeze(0))[0]  # (M, N)
     return _finish(acc, dtype, bias).view(*lead, weight.size(0))
 
 
