@@ -258,7 +258,12 @@ def _make_kernel(name: str, fn: Callable, variant: str) -> Callable:
         except NotInvariantError as err:
             if _policy() == "warn":
                 warnings.warn(str(err), NotInvariantWarning, stacklevel=3)
-                return native(keyset, args, kwargs)
+                # run the native op with the mode off, so its inner ops don't warn again
+                _tls.stack.append(_Frame(False, "warn"))
+                try:
+                    return native(keyset, args, kwargs)
+                finally:
+                    _tls.stack.pop()
             raise
         if res is NotImplemented:
             return native(keyset, args, kwargs)

@@ -1,0 +1,39 @@
+# One entry point for developers and CI: `make demo`, `make test`, `make bench`, `make lint`.
+# The first target that needs it builds .venv, installing torch==2.13.0 first and
+# pinned, so no other package can pull a different (CUDA) torch.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.samebits-installed
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test bench lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(PIP) torch==2.13.0 2>$(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
+	$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	$(PIP) -e '.[all]' 2>$(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
+	$(BIN)/python -c "import torch, samebits, sentence_transformers; assert torch.__version__.startswith('2.13.0')"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/samebits demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check samebits tests benchmarks
+	$(BIN)/ruff format --check samebits tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

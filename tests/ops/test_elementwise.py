@@ -1,0 +1,75 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+import samebits
+from samebits.errors import UnsupportedInputError
+from samebits.ops import elementwise
+from tests.conftest import TOL, same_bits
+
+OPS = {
+    "gelu": elementwise.gelu,
+    "gelu_tanh": lambda x: elementwise.gelu(x, approximate="tanh"),
+    "silu": elementwise.silu,
+    "sigmoid": elementwise.sigmoid,
+    "rsqrt": elementwise.rsqrt,
+    "exp": elementwise.exp,
+    "tanh": elementwise.tanh,
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_matches_reference(name, dtype):
+    x = torch.linspace(-12, 12, 5001).to(dtype)
+    if name == "rsqrt":
+        x = x.abs() + 1e-3
+    if name == "exp":
+        x = x * 7
+    ref = elementwise._REFERENCES[name](x)
+    tol = dict(TOL[dtype])
+    if dtype == torch.float32:
+        tol = dict(rtol=2e-6, atol=1e-7)  # a few ulp: these are evaluated in double
+    torch.testing.assert_close(OPS[name](x), ref, **tol)
+
+
+def test_special_values():
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-30, 100.0, -100.0])
+    for name, f in OPS.items():
+        torch.testing.assert_close(f(x), elementwise._REFERENCES[name](x), equal_nan=True, rtol=2e-6, atol=1e-30)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_bits_do_not_depend_on_position(name):
+    x = torch.randn(1000, generator=torch.Generator().manual_seed(0)) * 4
+    if name == "rsqrt":
+        x = x.abs()
+    full = OPS[name](x)
+    for i in range(0, 1000, 37):
+        assert same_bits(OPS[name](x[i : i + 1])[0], full[i])
+
+
+def test_gelu_approximate_checked():
+    with pytest.raises(UnsupportedInputError, match="approximate='erf'"):
+        elementwise.gelu(torch.ones(2), approximate="erf")
+
+
+NATIVE_SAFE = {"exp": torch.exp, "tanh": torch.tanh, "erf": torch.erf, "sin": torch.sin, "cos": torch.cos,
+               "log": lambda x: torch.log(x.abs() + 0.1), "relu": torch.relu, "pow2": lambda x: x.pow(2),
+               "sqrt": lambda x: x.abs().sqrt(), "div": lambda x: x / 3.0}
+
+
+@pytest.mark.parametrize("name", sorted(NATIVE_SAFE))
+def test_ops_left_native_are_position_independent_on_this_build(name):
+    """Canary for the elementwise ops the mode leaves to torch (used by HF models):
+    their scalar tail and vector body agree here. If a torch upgrade breaks this,
+    the op must move into samebits.ops.elementwise."""
+    f = NATIVE_SAFE[name]
+    inv = 1.0 / (10000 ** (torch.arange(0, 64, 2).float() / 64))
+    x = torch.cat([torch.randn(3000, generator=torch.Generator().manual_seed(1)) * 5,
+                   (torch.arange(0, 200).float()[:, None] * inv).flatten()])
+    full = f(x)
+    one = torch.stack([f(x[i : i + 1])[0] for i in range(0, x.numel(), 7)])
+    assert same_bits(one, full[::7])
+    with samebits.batch_invariant():
+        assert same_bits(f(x), full)

@@ -1,0 +1,96 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+import samebits
+from samebits.errors import NotInvariantError, UnsupportedInputError
+from samebits.ops import matmul
+from tests.conftest import TOL, same_bits
+
+DT = [torch.float32, torch.bfloat16, torch.float16]
+
+
+def rnd(*shape, dtype=torch.float32, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", DT, ids=str)
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (1, 7, 5), (3, 8, 4), (17, 33, 9), (64, 384, 130)])
+def test_mm_matches_reference_both_orders(m, k, n, dtype):
+    a, b = rnd(m, k, dtype=dtype), rnd(k, n, dtype=dtype, seed=1)
+    ref = matmul._reference(a, b)
+    torch.testing.assert_close(matmul.mm(a, b), ref, **TOL[dtype])  # SEQ (b is N-contiguous)
+    bt = b.t().contiguous().t()  # same values, K-contiguous: DOT
+    assert matmul.uses_dot_order(bt) or k == 1
+    torch.testing.assert_close(matmul.mm(a, bt), ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DT, ids=str)
+def test_linear_addmm_bmm_baddbmm_match_native(dtype):
+    x, w, bias = rnd(5, 3, 24, dtype=dtype), rnd(10, 24, dtype=dtype, seed=1), rnd(10, dtype=dtype, seed=2)
+    ref = F.linear(x.double(), w.double(), bias.double()).to(dtype)
+    torch.testing.assert_close(matmul.linear(x, w, bias), ref, **TOL[dtype])
+    torch.testing.assert_close(matmul.linear(x, w), F.linear(x.double(), w.double()).to(dtype), **TOL[dtype])
+    x2 = x.reshape(-1, 24)
+    ref2 = (0.5 * bias.double() + 2.0 * x2.double() @ w.double().t()).to(dtype)
+    torch.testing.assert_close(matmul.addmm(bias, x2, w.t(), beta=0.5, alpha=2.0), ref2, **TOL[dtype])
+    a, b, c = rnd(4, 6, 9, dtype=dtype), rnd(4, 9, 3, dtype=dtype, seed=1), rnd(4, 6, 3, dtype=dtype, seed=2)
+    torch.testing.assert_close(matmul.bmm(a, b), (a.double() @ b.double()).to(dtype), **TOL[dtype])
+    torch.testing.assert_close(
+        matmul.baddbmm(c, a, b, beta=1, alpha=1), (c.double() + a.double() @ b.double()).to(dtype), **TOL[dtype]
+    )
+
+
+def test_mv_dot_and_strided_operands():
+    a, v = rnd(9, 13), rnd(13, seed=1)
+    torch.testing.assert_close(matmul.mv(a, v), (a.double() @ v.double()).float(), **TOL[torch.float32])
+    torch.testing.assert_close(matmul.dot(v, v), (v.double() @ v.double()).float(), **TOL[torch.float32])
+    big = rnd(20, 30)
+    sa, sb = big[::2, 1:14], big[1:14:1, ::3]  # non-contiguous views
+    torch.testing.assert_close(matmul.mm(sa, sb), matmul._reference(sa, sb), **TOL[torch.float32])
+
+
+def test_empty_and_zero_k():
+    assert matmul.mm(rnd(0, 4), rnd(4, 3)).shape == (0, 3)
+    out = matmul.mm(torch.empty(3, 0), torch.empty(0, 5))
+    assert out.shape == (3, 5) and torch.equal(out, torch.zeros(3, 5))
+
+
+def test_integer_matmul_passes_through_exactly():
+    a = torch.randint(-5, 5, (4, 6))
+    b = torch.randint(-5, 5, (6, 3))
+    with samebits.batch_invariant():
+        out = a @ b
+    assert torch.equal(out, (a.double() @ b.double()).long())
+
+
+def test_float64_is_refused_with_a_clear_message():
+    with samebits.batch_invariant(), pytest.raises(NotInvariantError, match=r"aten::mm.*float64.*shape=\(2, 3\)"):
+        torch.mm(torch.ones(2, 3, dtype=torch.float64), torch.ones(3, 2, dtype=torch.float64))
+
+
+def test_shape_mismatch_is_a_clear_error():
+    with pytest.raises(UnsupportedInputError, match="do not chain"):
+        matmul.mm(rnd(2, 3), rnd(4, 2))
+
+
+def test_out_and_inplace_variants_are_covered():
+    a, w, bias = rnd(3, 16), rnd(8, 16, seed=1), rnd(8, seed=2)
+    with samebits.batch_invariant():
+        ref = torch.addmm(bias, a, w.t())
+        out = torch.empty(0)
+        torch.addmm(bias, a, w.t(), out=out)
+        inplace = bias.expand(3, 8).clone().addmm_(a, w.t())
+        assert same_bits(out, ref) and same_bits(inplace, ref)
+        # the single row inside a batch, through the out= path, matches too
+        one = torch.empty(0)
+        torch.addmm(bias, a[1:2], w.t(), out=one)
+        assert same_bits(one[0], ref[1])
+
+
+def test_cat_path_linear_equals_addmm_and_matmul():
+    """linear, addmm with W.T and x @ W.T all reach the same DOT kernel."""
+    x, w = rnd(7, 40), rnd(12, 40, seed=1)
+    with samebits.batch_invariant():
+        a, b, c = F.linear(x, w), torch.addmm(torch.zeros(12), x, w.t()), x @ w.t()
+    assert same_bits(a, c) and same_bits(a, b)

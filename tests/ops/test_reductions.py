@@ -1,0 +1,83 @@
+import math
+
+import pytest
+import torch
+
+import samebits
+from samebits.errors import NotInvariantError, UnsupportedInputError
+from samebits.ops import reductions
+from tests.conftest import TOL, same_bits
+
+
+def rnd(*shape, dtype=torch.float32, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("dim", [None, 0, 1, -1, (0, 2), (1, 2), ()])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_sum_mean_match_torch(dtype, dim, keepdim):
+    x = rnd(4, 5, 6, dtype=dtype)
+    with samebits.batch_invariant():
+        s = x.sum(dim=dim, keepdim=keepdim) if dim is not None else x.sum()
+        m = x.mean(dim=dim, keepdim=keepdim) if dim is not None else x.mean()
+    xs = x.double()
+    rs = xs.sum(dim=dim, keepdim=keepdim) if dim is not None else xs.sum()
+    rm = xs.mean(dim=dim, keepdim=keepdim) if dim is not None else xs.mean()
+    torch.testing.assert_close(s, rs.to(dtype), **TOL[dtype])
+    torch.testing.assert_close(m, rm.to(dtype), **TOL[dtype])
+
+
+@pytest.mark.parametrize("correction", [0, 1, 2])
+def test_var_std_var_mean(correction):
+    x = rnd(6, 9) * 5 + 3
+    with samebits.batch_invariant():
+        v, s = x.var(1, correction=correction), x.std(0, correction=correction)
+        vm = torch.var_mean(x, 1, correction=correction, keepdim=True)
+        sm = torch.std_mean(x, 1, correction=correction)
+    torch.testing.assert_close(v, x.double().var(1, correction=correction).float())
+    torch.testing.assert_close(s, x.double().std(0, correction=correction).float())
+    torch.testing.assert_close(vm[0], x.double().var(1, correction=correction, keepdim=True).float())
+    torch.testing.assert_close(vm[1], x.double().mean(1, keepdim=True).float())
+    torch.testing.assert_close(sm[0], x.double().std(1, correction=correction).float())
+
+
+def test_vector_norm_and_dtype_arg():
+    x = rnd(5, 7)
+    with samebits.batch_invariant():
+        n = torch.linalg.vector_norm(x, dim=1)
+        total = torch.ones(3, 4, dtype=torch.int64).sum(dtype=torch.float32)
+        ints = torch.arange(10).sum()
+        with pytest.raises(NotInvariantError, match="ord=1"):
+            torch.linalg.vector_norm(x, ord=1)
+    torch.testing.assert_close(n, x.double().norm(dim=1).float())
+    assert total.dtype == torch.float32 and total.item() == 12 and ints.item() == 45
+
+
+def test_sum_is_sequential_so_zero_padding_is_free():
+    x = rnd(10)
+    with samebits.batch_invariant():
+        alone = x.sum(0)
+        for pad in (1, 5):
+            z = torch.zeros(pad)
+            assert same_bits(torch.cat([z, x, z]).sum(0), alone)
+
+
+def test_empty_reductions_follow_torch():
+    e = torch.empty(0, 3)
+    with samebits.batch_invariant():
+        assert torch.equal(e.sum(0), torch.zeros(3)) and e.sum().item() == 0
+        assert torch.isnan(e.mean(0)).all() and math.isnan(e.mean().item())
+
+
+def test_bad_dim():
+    with pytest.raises(UnsupportedInputError, match="dim 3 out of range"):
+        reductions.sum(rnd(2, 2), 3)
+
+
+def test_cumsum_native_is_sequential_and_invariant():
+    x = rnd(2, 50)
+    with samebits.batch_invariant():
+        full = x.cumsum(-1)
+        padded = torch.cat([torch.zeros(2, 7), x], -1).cumsum(-1)[:, 7:]
+        assert same_bits(full, padded) and same_bits(x[1:].cumsum(-1)[0], full[1])

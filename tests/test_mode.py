@@ -1,0 +1,161 @@
+import threading
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import samebits
+from samebits import _mode
+from samebits.errors import NotInvariantError
+
+x = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+conv_w = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(1))
+
+
+def table(op: str) -> str:
+    return torch._C._dispatch_dump(op)
+
+
+def test_enter_exit_restores_exactly_what_was_registered():
+    before = {op: table(op) for op in ("aten::mm", "aten::linear", "aten::sum.dim_IntList", "aten::convolution")}
+    assert not samebits.is_batch_invariant() and not _mode.installed()
+    with samebits.batch_invariant():
+        assert samebits.is_batch_invariant() and _mode.installed()
+        assert table("aten::mm") != before["aten::mm"]
+    assert not samebits.is_batch_invariant() and not _mode.installed()
+    assert {op: table(op) for op in before} == before
+
+
+def test_nesting_and_reentry_keep_depth():
+    outer = samebits.batch_invariant()
+    with outer:
+        with outer:  # the same object re-entered
+            with samebits.batch_invariant(False):
+                assert not samebits.is_batch_invariant()
+                assert _mode.installed()  # still held by the outer frames
+            assert samebits.is_batch_invariant()
+        assert samebits.is_batch_invariant() and _mode.installed()
+    assert not samebits.is_batch_invariant() and not _mode.installed()
+
+
+def test_exception_exit_restores():
+    before = table("aten::mm")
+    with pytest.raises(RuntimeError, match="boom"):
+        with samebits.batch_invariant():
+            with samebits.batch_invariant():
+                raise RuntimeError("boom")
+    assert not samebits.is_batch_invariant() and not _mode.installed()
+    assert table("aten::mm") == before
+
+
+def test_decorator():
+    @samebits.batch_invariant()
+    def f():
+        return samebits.is_batch_invariant()
+
+    assert f() is True and f() is True
+    assert not samebits.is_batch_invariant()
+
+
+def test_other_threads_keep_native_kernels_and_do_not_inherit():
+    """The mode is per thread: a thread that did not enter it runs native kernels,
+    even while another thread holds the mode."""
+    entered, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def holder():
+        with samebits.batch_invariant():
+            seen["holder"] = samebits.is_batch_invariant()
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    entered.wait(10)
+    try:
+        assert _mode.installed()
+        assert not samebits.is_batch_invariant()
+        # native behaviour here: a denied op still works, float64 mm still works
+        F.conv2d(x, conv_w)
+        torch.ones(2, 2, dtype=torch.float64) @ torch.ones(2, 2, dtype=torch.float64)
+        a, w = torch.randn(64, 384), torch.randn(1536, 384)
+        assert torch.equal(F.linear(a[:1], w), F.linear(a[:1], w))  # runs natively
+    finally:
+        release.set()
+        t.join()
+    assert seen["holder"] is True and not _mode.installed()
+
+
+def test_two_threads_in_the_mode_get_identical_bits():
+    a, w = torch.randn(33, 384), torch.randn(200, 384)
+    with samebits.batch_invariant():
+        ref = F.linear(a, w)
+    results, errors = [], []
+
+    def worker():
+        try:
+            with samebits.batch_invariant():
+                for m in (1, 5, 33):
+                    results.append(torch.equal(F.linear(a[:m], w), ref[:m]))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=worker) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors and len(results) == 12 and all(results)
+    assert not _mode.installed()
+
+
+def test_uncovered_reduction_raises_naming_op_dtype_shape():
+    with samebits.batch_invariant():
+        with pytest.raises(NotInvariantError, match=r"aten::convolution \(dtype=torch.float32, shape=\(3, 4, 8, 8\)\)"):
+            F.conv2d(x, conv_w)
+        with pytest.raises(NotInvariantError, match=r"aten::prod"):
+            x.prod()
+        with pytest.raises(NotInvariantError, match="logsumexp"):
+            torch.logsumexp(x, -1)
+        assert torch.arange(1, 5).prod().item() == 24  # integer products are exact
+
+
+def test_warn_policy_warns_and_runs_native():
+    with samebits.batch_invariant(on_unsupported="warn"):
+        with pytest.warns(samebits.NotInvariantWarning, match="aten::convolution"):
+            out = F.conv2d(x, conv_w)
+    assert torch.equal(out, F.conv2d(x, conv_w))
+
+
+def test_bad_policy():
+    with pytest.raises(ValueError, match="on_unsupported='ignore'"):
+        samebits.batch_invariant(on_unsupported="ignore")
+
+
+def test_covered_ops_lists_kernels_denials_and_native():
+    ops = samebits.covered_ops()
+    assert ops["aten::linear"] == "invariant kernel"
+    assert ops["aten::convolution"].startswith("denied:")
+    assert ops["aten::cumsum"].startswith("native")
+    assert list(ops) == sorted(ops)
+
+
+def test_import_has_no_side_effects():
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; n = torch.get_num_threads(); d = torch._C._dispatch_dump('aten::mm');"
+        "import samebits; assert torch.get_num_threads() == n; assert torch._C._dispatch_dump('aten::mm') == d"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+
+
+def test_no_warnings_leak_on_enter():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with samebits.batch_invariant():
+            pass
