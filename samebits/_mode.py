@@ -79,7 +79,9 @@ def _std_mean(x, dim=None, *, correction=None, keepdim=False):
 def _norm_p(x, p=2, dim=None, keepdim=False, *, dtype=None):
     p = 2 if p is None else p
     if p != 2:
-        raise NotInvariantError("aten::norm", x.dtype, x.shape, f"only the 2-norm is covered, got p={p}")
+        raise NotInvariantError(
+            "aten::norm", x.dtype, x.shape, f"only the 2-norm is covered, got p={p}"
+        )
     return reductions.vector_norm(x, 2, dim, keepdim, dtype=dtype)
 
 
@@ -110,11 +112,14 @@ _COVERED: dict[str, Callable] = {
     "mean.dim": reductions.mean,
     "mean": _mean_default,
     "var.correction": lambda x, dim=None, *, correction=None, keepdim=False: reductions.var(
-        x, dim, correction=_corr(correction), keepdim=keepdim),
+        x, dim, correction=_corr(correction), keepdim=keepdim
+    ),
     "std.correction": lambda x, dim=None, *, correction=None, keepdim=False: reductions.std(
-        x, dim, correction=_corr(correction), keepdim=keepdim),
-    "var_mean.correction": lambda x, dim=None, *, correction=None, keepdim=False: reductions.var_mean(
-        x, dim, correction=_corr(correction), keepdim=keepdim),
+        x, dim, correction=_corr(correction), keepdim=keepdim
+    ),
+    "var_mean.correction": lambda x, dim=None, *, correction=None, keepdim=False: (
+        reductions.var_mean(x, dim, correction=_corr(correction), keepdim=keepdim)
+    ),
     "std_mean.correction": _std_mean,
     "linalg_vector_norm": _vector_norm,
     "norm.ScalarOpt_dim": _norm_p,
@@ -166,7 +171,12 @@ def covered_ops() -> dict[str, str]:
     "native (invariant by construction): why"."""
     table = {f"aten::{n}": "invariant kernel" for n in _COVERED}
     table.update({f"aten::{n}": f"denied: {why}" for n, why in _DENIED.items()})
-    table.update({f"aten::{n}": f"native (invariant by construction): {why}" for n, why in _NATIVE_OK.items()})
+    table.update(
+        {
+            f"aten::{n}": f"native (invariant by construction): {why}"
+            for n, why in _NATIVE_OK.items()
+        }
+    )
     return dict(sorted(table.items()))
 
 
@@ -226,7 +236,9 @@ def _out_and_inplace(name: str) -> tuple[list[str], list[str]]:
     if packet is not None:
         for ov in packet.overloads():
             schema = getattr(packet, ov)._schema
-            returns_alias = any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
+            returns_alias = any(
+                a.alias_info is not None and a.alias_info.is_write for a in schema.arguments
+            )
             if not returns_alias or ov == (overload or "default"):
                 continue
             same_args = [a.name for a in schema.arguments if not a.kwarg_only]

@@ -51,7 +51,9 @@ def load_causal_lm(path: str | Path):
 
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise ModelLoadError(f"{str(path)!r} is not a Hugging Face model directory (no config.json)")
+        raise ModelLoadError(
+            f"{str(path)!r} is not a Hugging Face model directory (no config.json)"
+        )
     model = AutoModelForCausalLM.from_pretrained(str(path)).eval()
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
@@ -61,16 +63,22 @@ def load_causal_lm(path: str | Path):
 
 
 def is_sentence_model_dir(path: Path) -> bool:
-    return (path / "modules.json").is_file() or (path / "config_sentence_transformers.json").is_file()
+    return (path / "modules.json").is_file() or (
+        path / "config_sentence_transformers.json"
+    ).is_file()
 
 
 def load_factory(spec: str):
     """``package.module:factory`` -> factory()."""
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
-        raise ModelLoadError(f"--model {spec!r}: expected minilm, a directory, or package.module:factory")
+        raise ModelLoadError(
+            f"--model {spec!r}: expected minilm, a directory, or package.module:factory"
+        )
     try:
         factory = getattr(importlib.import_module(mod_name), attr)
     except (ImportError, AttributeError) as e:
-        raise ModelLoadError(f"--model {spec!r}: cannot import {attr!r} from {mod_name!r} ({e})") from e
+        raise ModelLoadError(
+            f"--model {spec!r}: cannot import {attr!r} from {mod_name!r} ({e})"
+        ) from e
     return factory()

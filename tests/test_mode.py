@@ -18,7 +18,10 @@ def table(op: str) -> str:
 
 
 def test_enter_exit_restores_exactly_what_was_registered():
-    before = {op: table(op) for op in ("aten::mm", "aten::linear", "aten::sum.dim_IntList", "aten::convolution")}
+    before = {
+        op: table(op)
+        for op in ("aten::mm", "aten::linear", "aten::sum.dim_IntList", "aten::convolution")
+    }
     assert not samebits.is_batch_invariant() and not _mode.installed()
     with samebits.batch_invariant():
         assert samebits.is_batch_invariant() and _mode.installed()
@@ -112,7 +115,10 @@ def test_two_threads_in_the_mode_get_identical_bits():
 
 def test_uncovered_reduction_raises_naming_op_dtype_shape():
     with samebits.batch_invariant():
-        with pytest.raises(NotInvariantError, match=r"aten::convolution \(dtype=torch.float32, shape=\(3, 4, 8, 8\)\)"):
+        with pytest.raises(
+            NotInvariantError,
+            match=r"aten::convolution \(dtype=torch.float32, shape=\(3, 4, 8, 8\)\)",
+        ):
             F.conv2d(x, conv_w)
         with pytest.raises(NotInvariantError, match=r"aten::prod"):
             x.prod()

@@ -24,7 +24,18 @@ import torch
 from samebits.errors import NativeBuildError
 
 _SRC = Path(__file__).with_name("kernels.c")
-_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-fopenmp"]
+# -ffp-contract=off: only explicit fma() fuses. -fno-trapping-math and -fno-math-errno
+# let GCC if-convert and vectorize; neither changes an IEEE result.
+_FLAGS = [
+    "-O3",
+    "-march=native",
+    "-ffp-contract=off",
+    "-fno-fast-math",
+    "-fno-trapping-math",
+    "-fno-math-errno",
+    "-fPIC",
+    "-fopenmp",
+]
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 
@@ -32,8 +43,14 @@ F32, BF16 = 0, 1
 I64, INT, P, DBL = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_double
 
 _SIGNATURES = {
-    "sb_gemm_nt": ([P, I64, I64, P, I64, I64, P, I64, I64, I64, I64, I64, I64, INT, INT], None),
-    "sb_gemm_nn": ([P, I64, I64, I64, P, I64, I64, P, I64, I64, I64, I64, I64, I64, INT, INT], None),
+    "sb_gemm_nt": (
+        [P, I64, I64, P, I64, I64, P, I64, I64, I64, I64, I64, I64, P, INT, INT, INT],
+        None,
+    ),
+    "sb_gemm_nn": (
+        [P, I64, I64, I64, P, I64, I64, P, I64, I64, I64, I64, I64, I64, P, INT, INT, INT],
+        None,
+    ),
     "sb_sum": ([P, I64, I64, I64, P, INT, P, INT, INT], None),
     "sb_sum_all": ([P, I64, INT, INT], DBL),
     "sb_unary": ([P, P, I64, INT, INT, INT], None),

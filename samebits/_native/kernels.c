@@ -71,6 +71,7 @@ typedef __m256 v8;
 static inline v8 v8_zero(void) { return _mm256_setzero_ps(); }
 static inline v8 v8_fma(v8 a, v8 b, v8 c) { return _mm256_fmadd_ps(a, b, c); }
 static inline v8 v8_set1(float x) { return _mm256_set1_ps(x); }
+static inline v8 v8_add(v8 a, v8 b) { return _mm256_add_ps(a, b); }
 static inline __m256i v8_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -105,6 +106,7 @@ typedef struct { float x[8]; } v8;
 static inline v8 v8_zero(void) { v8 r; for (int l = 0; l < 8; l++) r.x[l] = 0.0f; return r; }
 static inline v8 v8_fma(v8 a, v8 b, v8 c) { for (int l = 0; l < 8; l++) c.x[l] = fmaf(a.x[l], b.x[l], c.x[l]); return c; }
 static inline v8 v8_set1(float x) { v8 r; for (int l = 0; l < 8; l++) r.x[l] = x; return r; }
+static inline v8 v8_add(v8 a, v8 b) { for (int l = 0; l < 8; l++) a.x[l] += b.x[l]; return a; }
 static inline v8 v8_load(const void *p, i64 i, int dt) { v8 r; for (int l = 0; l < 8; l++) r.x[l] = ld(p, i + l, dt); return r; }
 static inline v8 v8_load_n(const void *p, i64 i, int n, int dt) { v8 r = v8_zero(); for (int l = 0; l < n; l++) r.x[l] = ld(p, i + l, dt); return r; }
 static inline void v8_store(float *p, v8 v) { for (int l = 0; l < 8; l++) p[l] = v.x[l]; }
@@ -158,8 +160,10 @@ static int threads_for(i64 work, int nthreads) {
 DOT_MICRO(1)
 DOT_MICRO(3)
 
+/* bias (length N, dtype bdt) may be NULL; if given, C = acc + bias[j], one float add. */
 void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, float *C, i64 ldc,
-                i64 sc, i64 batch, i64 M, i64 N, i64 K, int dt, int nthreads) {
+                i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt, int dt,
+                int nthreads) {
     /* Tiles: MB rows x NB cols so that both operand blocks stay in L2. */
     i64 span = (i64)(262144 / ((K > 0 ? K : 1) * (i64)esz(dt)));
     i64 NB = span < 8 ? 8 : (span > 256 ? 256 : span);
@@ -189,14 +193,16 @@ void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, 
                 float *op[3] = {o[0], o[1], o[2]};
                 dot_micro_3(ap, bp, op, K, dt);
                 for (int r = 0; r < 3; r++)
-                    for (int c = 0; c < nc; c++) Cb[(i + r) * ldc + j + c] = o[r][c];
+                    for (int c = 0; c < nc; c++)
+                        Cb[(i + r) * ldc + j + c] = bias ? o[r][c] + ld(bias, j + c, bdt) : o[r][c];
             }
             for (; i < i1; i++) {
                 const void *ap[1] = {Ab + i * lda * e};
                 float o[1][NR_DOT];
                 float *op[1] = {o[0]};
                 dot_micro_1(ap, bp, op, K, dt);
-                for (int c = 0; c < nc; c++) Cb[i * ldc + j + c] = o[0][c];
+                for (int c = 0; c < nc; c++)
+                    Cb[i * ldc + j + c] = bias ? o[0][c] + ld(bias, j + c, bdt) : o[0][c];
             }
         }
     }
@@ -209,7 +215,8 @@ void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, 
 #define NV_NN 2
 
 void sb_gemm_nn(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 ldb, i64 sb, float *C,
-                i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, int dt, int nthreads) {
+                i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt, int dt,
+                int nthreads) {
     i64 NB = 8 * NV_NN, MB = 4 * MR_NN;
     i64 mt = (M + MB - 1) / MB, nt = (N + NB - 1) / NB, tiles = batch * mt * nt;
     int th = threads_for(batch * M * N * K, nthreads);
@@ -246,6 +253,12 @@ void sb_gemm_nn(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 ldb, 
                     for (int v = 0; v < NV_NN; v++) acc[r][v] = v8_fma(av, bv[v], acc[r][v]);
                 }
             }
+            if (bias)
+                for (int v = 0; v < NV_NN; v++)
+                    if (nv[v] > 0) {
+                        v8 bb = v8_load_n(bias, j + 8 * v, nv[v], bdt);
+                        for (int r = 0; r < nr; r++) acc[r][v] = v8_add(acc[r][v], bb);
+                    }
             for (int r = 0; r < nr; r++)
                 for (int v = 0; v < NV_NN; v++) {
                     if (nv[v] == 8) v8_store(Cb + (i + r) * ldc + j + 8 * v, acc[r][v]);
@@ -256,26 +269,74 @@ void sb_gemm_nn(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 ldb, 
 }
 
 /* ----------------------------------------------------------- reductions */
+/* SUM order for n <= 8 contiguous rows of length R starting at row o0:
+   acc[r] = sequential double sum over k of f(x[o0+r][k] - c[r]). The 8 chains
+   run side by side (8x8 in-register transposes on AVX2, plain loops otherwise);
+   every path performs the same double operations per row. */
+static void rowsum8(const void *x, i64 o0, i64 n, i64 R, const double *cen, int square, int dt,
+                double *out8) {
+        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        if (cen)
+            for (i64 r = 0; r < n; r++) c[r] = cen[r];
+        i64 k = 0;
+#ifdef SB_AVX2
+        if (n == 8 && dt == F32) {
+            const float *xb = (const float *)x + o0 * R;
+            __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+            __m256d clo = _mm256_loadu_pd(c), chi = _mm256_loadu_pd(c + 4);
+            for (; k + 8 <= R; k += 8) {
+                __m256 r0 = _mm256_loadu_ps(xb + 0 * R + k), r1 = _mm256_loadu_ps(xb + 1 * R + k);
+                __m256 r2 = _mm256_loadu_ps(xb + 2 * R + k), r3 = _mm256_loadu_ps(xb + 3 * R + k);
+                __m256 r4 = _mm256_loadu_ps(xb + 4 * R + k), r5 = _mm256_loadu_ps(xb + 5 * R + k);
+                __m256 r6 = _mm256_loadu_ps(xb + 6 * R + k), r7 = _mm256_loadu_ps(xb + 7 * R + k);
+                __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+                __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+                __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+                __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+                __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+                __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+                __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+                __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+                /* col[q] holds element k+q of rows 0..7 */
+                __m256 col[8] = {
+                    _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                    _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                    _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                    _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+                for (int q = 0; q < 8; q++) {
+                    __m256d a = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(col[q])), clo);
+                    __m256d b = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(col[q], 1)), chi);
+                    if (square) {
+                        a = _mm256_mul_pd(a, a);
+                        b = _mm256_mul_pd(b, b);
+                    }
+                    lo = _mm256_add_pd(lo, a);
+                    hi = _mm256_add_pd(hi, b);
+                }
+            }
+            _mm256_storeu_pd(acc, lo);
+            _mm256_storeu_pd(acc + 4, hi);
+        }
+#endif
+        for (; k < R; k++)
+            for (i64 r = 0; r < n; r++) {
+                double v = (double)ld(x, (o0 + r) * R + k, dt) - c[r];
+                acc[r] += square ? v * v : v;
+            }
+        for (i64 r = 0; r < n; r++) out8[r] = acc[r];
+}
+
 /* x viewed as (outer, R, inner), contiguous. out[o][j] = SUM_k f(x[o][k][j]),
    f = identity (p=1) or square (p=2), after subtracting center[o][j] if given. */
 void sb_sum(const void *x, i64 outer, i64 R, i64 inner, const double *center, int square,
             double *out, int dt, int nthreads) {
     int th = threads_for(outer * R * inner, nthreads);
     if (inner == 1) {
-        /* rows: interleave 8 rows so the 8 sequential chains overlap */
         i64 blocks = (outer + 7) / 8;
 #pragma omp parallel for schedule(static) num_threads(th)
         for (i64 bk = 0; bk < blocks; bk++) {
             i64 o0 = bk * 8, n = outer - o0 < 8 ? outer - o0 : 8;
-            double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            if (center)
-                for (i64 r = 0; r < n; r++) c[r] = center[o0 + r];
-            for (i64 k = 0; k < R; k++)
-                for (i64 r = 0; r < n; r++) {
-                    double v = (double)ld(x, (o0 + r) * R + k, dt) - c[r];
-                    acc[r] += square ? v * v : v;
-                }
-            for (i64 r = 0; r < n; r++) out[o0 + r] = acc[r];
+            rowsum8(x, o0, n, R, center ? center + o0 : NULL, square, dt, out + o0);
         }
         return;
     }
@@ -322,14 +383,27 @@ double sb_sum_all(const void *x, i64 n, int dt, int nthreads) {
 }
 
 /* ------------------------------------------------------ elementwise math */
-/* exp in double: 2^n * P(r), |r| <= ln2/2, degree-12 Taylor (error < 1e-16). */
+/* All functions below are branch-free straight-line double arithmetic (selects
+   instead of branches) so GCC vectorizes the loops that call them; vector lanes
+   and the scalar remainder then run the same IEEE operations per element. */
+#define SHIFT 6755399441055744.0 /* 1.5 * 2^52: x + SHIFT - SHIFT rounds to nearest */
+
+static inline double pow2i(double n) {
+    /* 2^n for integer-valued n in [-1022, 1023], built from the exponent bits */
+    double t = n + 1023.0 + 4503599627370496.0; /* low bits of t hold n + 1023 */
+    uint64_t u;
+    memcpy(&u, &t, 8);
+    u <<= 52;
+    double r;
+    memcpy(&r, &u, 8);
+    return r;
+}
+
+/* exp in double: 2^n * P(r), |r| <= ln2/2, degree-12 Taylor (error < 1e-16) */
 static inline double sb_exp(double x) {
-    if (x > 709.0) return INFINITY;
-    if (x < -745.0) return 0.0;
-    if (x != x) return x;
-    const double shift = 6755399441055744.0; /* 1.5 * 2^52: round to nearest */
-    double n = (x * 1.4426950408889634 + shift) - shift;
-    double r = (x - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
+    double xc = x < -745.5 ? -745.5 : (x > 709.5 ? 709.5 : x);
+    double n = (xc * 1.4426950408889634 + SHIFT) - SHIFT;
+    double r = (xc - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
     double p = 1.0 / 479001600.0;
     p = p * r + 1.0 / 39916800.0;
     p = p * r + 1.0 / 3628800.0;
@@ -343,47 +417,45 @@ static inline double sb_exp(double x) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    /* scale by 2^n in two steps so n down to -1075 stays representable */
-    i64 ni = (i64)n, n1 = ni / 2, n2 = ni - n1;
-    uint64_t b1 = (uint64_t)(n1 + 1023) << 52, b2 = (uint64_t)(n2 + 1023) << 52;
-    double s1, s2;
-    memcpy(&s1, &b1, 8);
-    memcpy(&s2, &b2, 8);
-    return p * s1 * s2;
+    double n1 = (n * 0.5 + SHIFT) - SHIFT, n2 = n - n1; /* both in [-538, 512] */
+    double y = p * pow2i(n1) * pow2i(n2);
+    y = x > 709.78 ? INFINITY : y;
+    y = x < -745.2 ? 0.0 : y;
+    return x != x ? x : y;
 }
 
-/* expm1 for small |x| by Taylor, otherwise exp - 1 */
-static inline double sb_expm1(double x) {
-    if (x > -0.3 && x < 0.3) {
-        double p = 1.0 / 6227020800.0;
-        p = p * x + 1.0 / 479001600.0;
-        p = p * x + 1.0 / 39916800.0;
-        p = p * x + 1.0 / 3628800.0;
-        p = p * x + 1.0 / 362880.0;
-        p = p * x + 1.0 / 40320.0;
-        p = p * x + 1.0 / 5040.0;
-        p = p * x + 1.0 / 720.0;
-        p = p * x + 1.0 / 120.0;
-        p = p * x + 1.0 / 24.0;
-        p = p * x + 1.0 / 6.0;
-        p = p * x + 0.5;
-        return x + x * x * p;
-    }
-    return sb_exp(x) - 1.0;
+/* expm1: Taylor for |x| < 0.3, exp(x) - 1 otherwise (both computed, one selected) */
+static inline __attribute__((unused)) double sb_expm1(double x) {
+    double p = 1.0 / 6227020800.0;
+    p = p * x + 1.0 / 479001600.0;
+    p = p * x + 1.0 / 39916800.0;
+    p = p * x + 1.0 / 3628800.0;
+    p = p * x + 1.0 / 362880.0;
+    p = p * x + 1.0 / 40320.0;
+    p = p * x + 1.0 / 5040.0;
+    p = p * x + 1.0 / 720.0;
+    p = p * x + 1.0 / 120.0;
+    p = p * x + 1.0 / 24.0;
+    p = p * x + 1.0 / 6.0;
+    p = p * x + 0.5;
+    double small = x + x * x * p;
+    double big = sb_exp(x) - 1.0;
+    return (x > -0.3 && x < 0.3) ? small : big;
 }
 
-static inline double sb_tanh(double x) {
-    double a = x < 0 ? -x : x;
-    if (a > 20.0) return x < 0 ? -1.0 : 1.0;
-    double e = sb_expm1(2.0 * a);
+static inline __attribute__((unused)) double sb_tanh(double x) {
+    double a = fabs(x);
+    double e = sb_expm1(2.0 * (a > 20.0 ? 20.0 : a));
     double t = e / (e + 2.0);
+    t = a > 20.0 ? 1.0 : t;
+    t = x != x ? x : t;
     return x < 0 ? -t : t;
 }
 
 /* erfc, Chebyshev fit with fractional error < 1.2e-7 everywhere
-   (Numerical Recipes, erfcc), evaluated in double. */
-static inline double sb_erfc(double z) {
-    double a = z < 0 ? -z : z;
+   (Numerical Recipes' erfcc), evaluated in double. */
+static inline __attribute__((unused)) double sb_erfc(double z) {
+    double a = fabs(z);
     double t = 1.0 / (1.0 + 0.5 * a);
     double p = -0.82215223 + t * 0.17087277;
     p = 1.48851587 + t * p;
@@ -397,77 +469,180 @@ static inline double sb_erfc(double z) {
     return z >= 0 ? r : 2.0 - r;
 }
 
-enum { U_GELU = 0, U_GELU_TANH, U_SILU, U_SIGMOID, U_EXP, U_TANH, U_RSQRT, U_ERF };
+/* Float versions for the elementwise ops: 8 lanes, explicit fmaf, about 1-3 ulp.
+   exp: n = rint(x / ln2) by the magic-number trick, two-part Cody-Waite
+   reduction, degree-7 Taylor polynomial, 2^n applied in two integer-built steps. */
+static inline float f_exp(float x) {
+    float xc = x < -104.0f ? -104.0f : (x > 88.8f ? 88.8f : x);
+    float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;
+    float r = fmaf(n, -0.693145752f, xc);
+    r = fmaf(n, -1.42860677e-06f, r);
+    float p = 1.0f / 5040.0f;
+    p = fmaf(p, r, 1.0f / 720.0f);
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    int32_t ni = (int32_t)n, n1 = ni >> 1, n2 = ni - n1; /* each in [-75, 64] */
+    uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, 4);
+    memcpy(&s2, &b2, 4);
+    float y = (p * s1) * s2;
+    y = x > 88.72283f ? INFINITY : y;
+    y = x < -103.97f ? 0.0f : y;
+    return x != x ? x : y;
+}
 
-static inline double unary(double x, int op) {
+static inline float f_expm1(float x) {
+    float p = 1.0f / 40320.0f;
+    p = fmaf(p, x, 1.0f / 5040.0f);
+    p = fmaf(p, x, 1.0f / 720.0f);
+    p = fmaf(p, x, 1.0f / 120.0f);
+    p = fmaf(p, x, 1.0f / 24.0f);
+    p = fmaf(p, x, 1.0f / 6.0f);
+    p = fmaf(p, x, 0.5f);
+    float small = fmaf(x * x, p, x);
+    float big = f_exp(x) - 1.0f;
+    float r = x < 0.3f ? small : big;
+    return x > -0.3f ? r : big;
+}
+
+static inline float f_tanh(float x) {
+    float a = x < 0 ? -x : x;
+    float e = f_expm1(2.0f * (a > 10.0f ? 10.0f : a));
+    float t = e / (e + 2.0f);
+    t = a > 9.1f ? 1.0f : t;
+    t = x < 0 ? -t : t;
+    return x != x ? x : t;
+}
+
+/* erfc by Numerical Recipes' Chebyshev fit (fractional error < 1.2e-7) */
+static inline float f_erfc(float z) {
+    float a = z < 0 ? -z : z;
+    float t = 1.0f / fmaf(0.5f, a, 1.0f);
+    float p = fmaf(t, 0.17087277f, -0.82215223f);
+    p = fmaf(t, p, 1.48851587f);
+    p = fmaf(t, p, -1.13520398f);
+    p = fmaf(t, p, 0.27886807f);
+    p = fmaf(t, p, -0.18628806f);
+    p = fmaf(t, p, 0.09678418f);
+    p = fmaf(t, p, 0.37409196f);
+    p = fmaf(t, p, 1.00002368f);
+    float r = t * f_exp(fmaf(-a, a, fmaf(t, p, -1.26551223f)));
+    return z >= 0 ? r : 2.0f - r;
+}
+
+enum { U_GELU = 0, U_GELU_TANH, U_SILU, U_SIGMOID, U_EXP, U_TANH, U_RSQRT, U_ERF };
+#define UBLK 512
+
+static void unary_block(float *v, int n, int op) {
     switch (op) {
-    case U_GELU: return 0.5 * x * sb_erfc(-x * 0.7071067811865476);
-    case U_GELU_TANH: {
-        double u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
-        return 0.5 * x * (1.0 + sb_tanh(u));
+    case U_GELU:
+        for (int i = 0; i < n; i++) v[i] = (0.5f * v[i]) * f_erfc(v[i] * -0.707106781f);
+        break;
+    case U_GELU_TANH:
+        for (int i = 0; i < n; i++) {
+            float x = v[i];
+            float u = 0.797884561f * fmaf(0.044715f * x, x * x, x);
+            v[i] = (0.5f * x) * (1.0f + f_tanh(u));
+        }
+        break;
+    case U_SILU:
+        for (int i = 0; i < n; i++) v[i] = v[i] / (1.0f + f_exp(-v[i]));
+        break;
+    case U_SIGMOID:
+        for (int i = 0; i < n; i++) v[i] = 1.0f / (1.0f + f_exp(-v[i]));
+        break;
+    case U_EXP:
+        for (int i = 0; i < n; i++) v[i] = f_exp(v[i]);
+        break;
+    case U_TANH:
+        for (int i = 0; i < n; i++) v[i] = f_tanh(v[i]);
+        break;
+    case U_RSQRT:
+        for (int i = 0; i < n; i++) v[i] = 1.0f / sqrtf(v[i]);
+        break;
+    case U_ERF:
+        for (int i = 0; i < n; i++) v[i] = 1.0f - f_erfc(v[i]);
+        break;
     }
-    case U_SILU: return x / (1.0 + sb_exp(-x));
-    case U_SIGMOID: return 1.0 / (1.0 + sb_exp(-x));
-    case U_EXP: return sb_exp(x);
-    case U_TANH: return sb_tanh(x);
-    case U_RSQRT: return 1.0 / sqrt(x);
-    case U_ERF: return 1.0 - sb_erfc(x);
-    }
-    return x;
 }
 
 void sb_unary(const void *x, void *y, i64 n, int op, int dt, int nthreads) {
-    i64 blocks = (n + 4095) / 4096;
-    int th = threads_for(n * 8, nthreads);
+    i64 blocks = (n + UBLK - 1) / UBLK;
+    int th = threads_for(n * 4, nthreads);
 #pragma omp parallel for schedule(static) num_threads(th)
     for (i64 bk = 0; bk < blocks; bk++) {
-        i64 a = bk * 4096, b = a + 4096 < n ? a + 4096 : n;
-        for (i64 i = a; i < b; i++) {
-            double v = (double)ld(x, i, dt);
-            st(y, i, (float)unary(v, op), dt);
-        }
+        float v[UBLK];
+        i64 a = bk * UBLK;
+        int m = (int)(n - a < UBLK ? n - a : UBLK);
+        if (dt == BF16)
+            for (int i = 0; i < m; i++) v[i] = bf2f(((const uint16_t *)x)[a + i]);
+        else
+            memcpy(v, (const float *)x + a, (size_t)m * 4);
+        unary_block(v, m, op);
+        if (dt == BF16)
+            for (int i = 0; i < m; i++) ((uint16_t *)y)[a + i] = f2bf(v[i]);
+        else
+            memcpy((float *)y + a, v, (size_t)m * 4);
     }
 }
 
 /* ------------------------------------------------------------- softmax */
 /* rows of length R, contiguous. mode 0: softmax, 1: log_softmax,
    2: softmax with fully masked rows (max = -inf) giving zeros (attention).
-   max is exact; the sum of exp(x - max) is sequential in double. */
+   max is exact; e = f_exp(x - max) per element (float); the sum of the e is
+   sequential in double along the row; outputs are rounded once.
+   Rows are processed 8 at a time so the 8 sequential chains overlap. */
+#define SROWS 8
 void sb_softmax(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in, int dt_out,
                 int nthreads) {
     int th = threads_for(rows * R * 8, nthreads);
+    i64 blocks = (rows + SROWS - 1) / SROWS;
 #pragma omp parallel num_threads(th)
     {
-        double *e = (double *)malloc((size_t)(R > 0 ? R : 1) * sizeof(double));
+        float *e = (float *)malloc((size_t)(R > 0 ? R : 1) * SROWS * sizeof(float));
 #pragma omp for schedule(static)
-        for (i64 r = 0; r < rows; r++) {
-            i64 base = r * R;
-            double m = -INFINITY;
-            int nan = 0;
-            for (i64 k = 0; k < R; k++) {
-                double v = (double)ld(x, base + k, dt_in);
-                if (v != v) nan = 1;
-                if (v > m) m = v;
+        for (i64 bk = 0; bk < blocks; bk++) {
+            i64 r0 = bk * SROWS;
+            int nr = (int)(rows - r0 < SROWS ? rows - r0 : SROWS);
+            float m[SROWS];
+            int state[SROWS]; /* 0 normal, 1 all NaN, 2 all zero */
+            for (int r = 0; r < nr; r++) {
+                i64 base = (r0 + r) * R;
+                float mx = -INFINITY;
+                int nan = 0;
+                for (i64 k = 0; k < R; k++) {
+                    float v = ld(x, base + k, dt_in);
+                    nan |= v != v;
+                    mx = v > mx ? v : mx;
+                }
+                m[r] = mx;
+                state[r] = (nan || mx == INFINITY || (mx == -INFINITY && mode != 2)) ? 1
+                           : (mx == -INFINITY ? 2 : 0);
+                float *er = e + (i64)r * R;
+                for (i64 k = 0; k < R; k++) er[k] = f_exp(ld(x, base + k, dt_in) - mx);
             }
-            if (nan || (m == -INFINITY && mode != 2) || m == INFINITY) {
-                for (i64 k = 0; k < R; k++) st(y, base + k, NAN, dt_out);
-                continue;
-            }
-            if (m == -INFINITY) {
-                for (i64 k = 0; k < R; k++) st(y, base + k, 0.0f, dt_out);
-                continue;
-            }
-            double s = 0.0;
-            for (i64 k = 0; k < R; k++) {
-                e[k] = sb_exp((double)ld(x, base + k, dt_in) - m);
-                s += e[k];
-            }
-            if (mode == 1) {
-                double ls = log(s);
-                for (i64 k = 0; k < R; k++)
-                    st(y, base + k, (float)(((double)ld(x, base + k, dt_in) - m) - ls), dt_out);
-            } else {
-                for (i64 k = 0; k < R; k++) st(y, base + k, (float)(e[k] / s), dt_out);
+            double s[SROWS] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (i64 k = 0; k < R; k++)
+                for (int r = 0; r < nr; r++) s[r] += (double)e[(i64)r * R + k];
+            for (int r = 0; r < nr; r++) {
+                i64 base = (r0 + r) * R;
+                float *er = e + (i64)r * R;
+                if (state[r]) {
+                    float f = state[r] == 1 ? NAN : 0.0f;
+                    for (i64 k = 0; k < R; k++) st(y, base + k, f, dt_out);
+                } else if (mode == 1) {
+                    double ls = log(s[r]);
+                    for (i64 k = 0; k < R; k++)
+                        st(y, base + k, (float)((double)(ld(x, base + k, dt_in) - m[r]) - ls), dt_out);
+                } else {
+                    double inv = 1.0 / s[r];
+                    for (i64 k = 0; k < R; k++) st(y, base + k, (float)((double)er[k] * inv), dt_out);
+                }
             }
         }
         free(e);
@@ -482,29 +657,29 @@ void sb_norm(const void *x, const void *w, const void *b, void *y, float *mean_o
              float *rstd_out, i64 rows, i64 R, double eps, int kind, int dt, int wdt,
              int nthreads) {
     int th = threads_for(rows * R * 4, nthreads);
+    i64 blocks = (rows + 7) / 8;
 #pragma omp parallel for schedule(static) num_threads(th)
-    for (i64 r = 0; r < rows; r++) {
-        i64 base = r * R;
-        double mean = 0.0, ss = 0.0;
+    for (i64 bk = 0; bk < blocks; bk++) {
+        i64 r0 = bk * 8, n = rows - r0 < 8 ? rows - r0 : 8;
+        double mean[8] = {0, 0, 0, 0, 0, 0, 0, 0}, ss[8];
         if (kind == 0) {
-            double s = 0.0;
-            for (i64 k = 0; k < R; k++) s += (double)ld(x, base + k, dt);
-            mean = R > 0 ? s / (double)R : 0.0;
+            rowsum8(x, r0, n, R, NULL, 0, dt, mean);
+            for (i64 r = 0; r < n; r++) mean[r] = R > 0 ? mean[r] / (double)R : 0.0;
         }
-        for (i64 k = 0; k < R; k++) {
-            double d = (double)ld(x, base + k, dt) - mean;
-            ss += d * d;
+        rowsum8(x, r0, n, R, mean, 1, dt, ss);
+        for (i64 r = 0; r < n; r++) {
+            i64 base = (r0 + r) * R;
+            double var = R > 0 ? ss[r] / (double)R : 0.0;
+            double rstd = 1.0 / sqrt(var + eps);
+            for (i64 k = 0; k < R; k++) {
+                double v = ((double)ld(x, base + k, dt) - mean[r]) * rstd;
+                if (w) v = v * (double)ld(w, k, wdt);
+                if (b) v = v + (double)ld(b, k, wdt);
+                st(y, base + k, (float)v, dt);
+            }
+            if (mean_out) mean_out[r0 + r] = (float)mean[r];
+            if (rstd_out) rstd_out[r0 + r] = (float)rstd;
         }
-        double var = R > 0 ? ss / (double)R : 0.0;
-        double rstd = 1.0 / sqrt(var + eps);
-        for (i64 k = 0; k < R; k++) {
-            double v = ((double)ld(x, base + k, dt) - mean) * rstd;
-            if (w) v = v * (double)ld(w, k, wdt);
-            if (b) v = v + (double)ld(b, k, wdt);
-            st(y, base + k, (float)v, dt);
-        }
-        if (mean_out) mean_out[r] = (float)mean;
-        if (rstd_out) rstd_out[r] = (float)rstd;
     }
 }
 

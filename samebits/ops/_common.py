@@ -25,12 +25,17 @@ def check_float(op: str, *tensors: torch.Tensor | None) -> torch.dtype:
     for t in ts:
         if t.device.type != "cpu":
             raise NotInvariantError(
-                op, t.dtype, t.shape, f"tensors on {t.device} have no invariant kernel yet (CPU only)"
+                op,
+                t.dtype,
+                t.shape,
+                f"tensors on {t.device} have no invariant kernel yet (CPU only)",
             )
     dtype = ts[0].dtype
     if dtype not in FLOATS:
         raise NotInvariantError(
-            op, dtype, ts[0].shape,
+            op,
+            dtype,
+            ts[0].shape,
             "invariant kernels exist for float32, bfloat16 and float16; "
             "cast the model (e.g. model.float()) or use samebits.exact_sum for float64",
         )

@@ -39,7 +39,9 @@ def scaled_dot_product_attention(
     dtype = check_float(op, query, key, value)
     if dropout_p > 0.0:
         raise NotInvariantError(
-            op, dtype, query.shape,
+            op,
+            dtype,
+            query.shape,
             f"dropout_p={dropout_p} draws random numbers; pass dropout_p=0.0 at inference (model.eval())",
         )
     if query.dim() < 2 or key.dim() != query.dim() or value.dim() != query.dim():
@@ -57,7 +59,9 @@ def scaled_dot_product_attention(
     if enable_gqa and query.dim() >= 3 and key.size(-3) != query.size(-3):
         hq, hk = query.size(-3), key.size(-3)
         if hq % hk:
-            raise UnsupportedInputError(f"{op}: {hq} query heads are not a multiple of {hk} key heads")
+            raise UnsupportedInputError(
+                f"{op}: {hq} query heads are not a multiple of {hk} key heads"
+            )
         key = key.repeat_interleave(hq // hk, dim=-3)
         value = value.repeat_interleave(hq // hk, dim=-3)
     batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
@@ -82,7 +86,10 @@ def scaled_dot_product_attention(
 def _reference(query, key, value, attn_mask=None, is_causal=False, scale=None):
     """float64 math attention: what the kernel is checked against."""
     return torch.nn.functional.scaled_dot_product_attention(
-        query.double(), key.double(), value.double(),
+        query.double(),
+        key.double(),
+        value.double(),
         attn_mask if attn_mask is None or attn_mask.dtype == torch.bool else attn_mask.double(),
-        is_causal=is_causal, scale=scale,
+        is_causal=is_causal,
+        scale=scale,
     ).to(query.dtype)

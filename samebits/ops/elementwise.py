@@ -27,13 +27,17 @@ def _unary(op_name: str, x: torch.Tensor, code: int) -> torch.Tensor:
     xc, dt = native_view(x.contiguous())
     y = torch.empty_like(xc)
     if xc.numel():
-        _native.lib().sb_unary(xc.data_ptr(), y.data_ptr(), xc.numel(), code, dt, _native.nthreads())
+        _native.lib().sb_unary(
+            xc.data_ptr(), y.data_ptr(), xc.numel(), code, dt, _native.nthreads()
+        )
     return y.to(dtype).view(x.shape)
 
 
 def gelu(x: torch.Tensor, *, approximate: str = "none") -> torch.Tensor:
     if approximate not in ("none", "tanh"):
-        raise UnsupportedInputError(f"aten::gelu: approximate={approximate!r}, expected 'none' or 'tanh'")
+        raise UnsupportedInputError(
+            f"aten::gelu: approximate={approximate!r}, expected 'none' or 'tanh'"
+        )
     return _unary("aten::gelu", x, GELU if approximate == "none" else GELU_TANH)
 
 

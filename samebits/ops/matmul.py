@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from samebits import _native
-from samebits.ops._common import check_float, is_exact_dtype, native_view
 from samebits.errors import UnsupportedInputError
+from samebits.ops._common import check_float, is_exact_dtype, native_view
 
 
 def uses_dot_order(b: torch.Tensor) -> bool:
@@ -31,12 +31,15 @@ def uses_dot_order(b: torch.Tensor) -> bool:
     return b.stride(-2) == 1 and b.size(-2) > 1
 
 
-def bmm_f32(a: torch.Tensor, b: torch.Tensor, order: str | None = None) -> torch.Tensor:
+def bmm_f32(
+    a: torch.Tensor, b: torch.Tensor, order: str | None = None, bias: torch.Tensor | None = None
+) -> torch.Tensor:
     """(batch, M, K) @ (batch, K, N) -> float32 (batch, M, N), invariant order.
 
     Strides are passed through as they are (batch stride 0 broadcasts); only a
     non-unit inner stride is copied away, which never changes a value. ``order``
     forces "dot" or "seq"; by default B's layout decides (see uses_dot_order).
+    ``bias`` (N,) is added in the epilogue: one float add per output, as ``acc + bias``.
     """
     batch, M, K = a.shape
     N = b.size(-1)
@@ -51,24 +54,75 @@ def bmm_f32(a: torch.Tensor, b: torch.Tensor, order: str | None = None) -> torch
     if dt != dtb:
         raise UnsupportedInputError(f"matmul operands differ in dtype: {a.dtype} and {b.dtype}")
     lib, nt = _native.lib(), _native.nthreads()
+    bias_ptr, bias_dt = None, 0
+    if bias is not None:
+        bias, bias_dt = native_view(bias.contiguous())
+        bias_ptr = bias.data_ptr()
     sa = a.stride(0) if batch > 1 else 0
     if dot:
         a = a if a.stride(-1) == 1 else a.contiguous()
         sa = a.stride(0) if batch > 1 else 0
         bt = b.transpose(-1, -2)  # (batch, N, K), K unit-stride
         sb = bt.stride(0) if batch > 1 else 0
-        lib.sb_gemm_nt(a.data_ptr(), a.stride(1), sa, bt.data_ptr(), bt.stride(1), sb,
-                       out.data_ptr(), N, M * N, batch, M, N, K, dt, nt)
+        lib.sb_gemm_nt(
+            a.data_ptr(),
+            a.stride(1),
+            sa,
+            bt.data_ptr(),
+            bt.stride(1),
+            sb,
+            out.data_ptr(),
+            N,
+            M * N,
+            batch,
+            M,
+            N,
+            K,
+            bias_ptr,
+            bias_dt,
+            dt,
+            nt,
+        )
     else:
         b = b if b.stride(-1) == 1 else b.contiguous()
         sb = b.stride(0) if batch > 1 else 0
-        lib.sb_gemm_nn(a.data_ptr(), a.stride(1), a.stride(2), sa, b.data_ptr(), b.stride(1), sb,
-                       out.data_ptr(), N, M * N, batch, M, N, K, dt, nt)
+        lib.sb_gemm_nn(
+            a.data_ptr(),
+            a.stride(1),
+            a.stride(2),
+            sa,
+            b.data_ptr(),
+            b.stride(1),
+            sb,
+            out.data_ptr(),
+            N,
+            M * N,
+            batch,
+            M,
+            N,
+            K,
+            bias_ptr,
+            bias_dt,
+            dt,
+            nt,
+        )
     return out
 
 
-def _finish(acc: torch.Tensor, dtype: torch.dtype, bias: torch.Tensor | None = None,
-            beta: float = 1, alpha: float = 1) -> torch.Tensor:
+def _row_bias(bias: torch.Tensor | None, n: int, beta: float, alpha: float) -> torch.Tensor | None:
+    """The bias if it can be fused into the kernel epilogue: (N,), unscaled."""
+    if bias is not None and beta == 1 and alpha == 1 and bias.dim() == 1 and bias.size(0) == n:
+        return bias
+    return None
+
+
+def _finish(
+    acc: torch.Tensor,
+    dtype: torch.dtype,
+    bias: torch.Tensor | None = None,
+    beta: float = 1,
+    alpha: float = 1,
+) -> torch.Tensor:
     """beta * bias + alpha * acc, each step one correctly rounded op, then one rounding."""
     if alpha != 1:
         acc = acc * alpha
@@ -93,17 +147,21 @@ def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return NotImplemented
     dtype = _check("aten::mm", a, b, 2, 2)
     if a.size(1) != b.size(0):
-        raise UnsupportedInputError(f"aten::mm: shapes {tuple(a.shape)} and {tuple(b.shape)} do not chain")
+        raise UnsupportedInputError(
+            f"aten::mm: shapes {tuple(a.shape)} and {tuple(b.shape)} do not chain"
+        )
     return _finish(bmm_f32(a.unsqueeze(0), b.unsqueeze(0))[0], dtype)
 
 
-def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1,
-          alpha: float = 1) -> torch.Tensor:
+def addmm(
+    bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1, alpha: float = 1
+) -> torch.Tensor:
     if is_exact_dtype(a.dtype):
         return NotImplemented
     dtype = _check("aten::addmm", a, b, 2, 2)
-    acc = bmm_f32(a.unsqueeze(0), b.unsqueeze(0))[0]
-    return _finish(acc, dtype, bias, beta, alpha)
+    fused = _row_bias(bias, b.size(1), beta, alpha)
+    acc = bmm_f32(a.unsqueeze(0), b.unsqueeze(0), bias=fused)[0]
+    return _finish(acc, dtype) if fused is not None else _finish(acc, dtype, bias, beta, alpha)
 
 
 def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -113,8 +171,9 @@ def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _finish(bmm_f32(a, b), dtype)
 
 
-def baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1,
-            alpha: float = 1) -> torch.Tensor:
+def baddbmm(
+    bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1, alpha: float = 1
+) -> torch.Tensor:
     if is_exact_dtype(a.dtype):
         return NotImplemented
     dtype = _check("aten::baddbmm", a, b, 3, 3)
@@ -128,8 +187,9 @@ def mv(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return _finish(bmm_f32(a.unsqueeze(0), v.view(1, -1, 1))[0, :, 0], dtype)
 
 
-def addmv(bias: torch.Tensor, a: torch.Tensor, v: torch.Tensor, *, beta: float = 1,
-          alpha: float = 1) -> torch.Tensor:
+def addmv(
+    bias: torch.Tensor, a: torch.Tensor, v: torch.Tensor, *, beta: float = 1, alpha: float = 1
+) -> torch.Tensor:
     if is_exact_dtype(a.dtype):
         return NotImplemented
     dtype = _check("aten::addmv", a, v, 2, 1)
@@ -154,8 +214,10 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         )
     lead = x.shape[:-1]
     x2 = x.reshape(1, -1, x.size(-1))  # (1, M, K)
-    acc = bmm_f32(x2, weight.t().unsqueeze(0))[0]  # (M, N)
-    return _finish(acc, dtype, bias).view(*lead, weight.size(0))
+    fused = _row_bias(bias, weight.size(0), 1, 1)
+    acc = bmm_f32(x2, weight.t().unsqueeze(0), bias=fused)[0]  # (M, N)
+    out = _finish(acc, dtype) if fused is not None else _finish(acc, dtype, bias)
+    return out.view(*lead, weight.size(0))
 
 
 def _reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

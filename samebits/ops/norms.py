@@ -23,13 +23,15 @@ LAYER, RMS = 0, 1
 def _norm(op: str, x: torch.Tensor, shape, weight, bias, eps: float, kind: int):
     dtype = check_float(op, x)
     shape = [int(s) for s in shape]
-    if list(x.shape[x.dim() - len(shape):]) != shape or len(shape) > x.dim():
+    if list(x.shape[x.dim() - len(shape) :]) != shape or len(shape) > x.dim():
         raise UnsupportedInputError(
             f"{op}: normalized_shape {shape} does not match the end of input shape {tuple(x.shape)}"
         )
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and list(t.shape) != shape:
-            raise UnsupportedInputError(f"{op}: {name} has shape {tuple(t.shape)}, expected {shape}")
+            raise UnsupportedInputError(
+                f"{op}: {name} has shape {tuple(t.shape)}, expected {shape}"
+            )
     R = math.prod(shape)
     xc, dt = native_view(x.contiguous())
     rows = xc.numel() // R if R else 0
@@ -43,11 +45,25 @@ def _norm(op: str, x: torch.Tensor, shape, weight, bias, eps: float, kind: int):
         raise UnsupportedInputError(f"{op}: weight and bias dtypes differ")
     w = None if weight is None else native_view(weight.contiguous())[0]
     b = None if bias is None else native_view(bias.contiguous())[0]
-    wdt = _native.dtype_code(w.dtype if w is not None else (b.dtype if b is not None else torch.float32))
+    wdt = _native.dtype_code(
+        w.dtype if w is not None else (b.dtype if b is not None else torch.float32)
+    )
     if rows:
-        _native.lib().sb_norm(xc.data_ptr(), ptr(w), ptr(b), y.data_ptr(), mean.data_ptr(),
-                              rstd.data_ptr(), rows, R, float(eps), kind, dt, wdt,
-                              _native.nthreads())
+        _native.lib().sb_norm(
+            xc.data_ptr(),
+            ptr(w),
+            ptr(b),
+            y.data_ptr(),
+            mean.data_ptr(),
+            rstd.data_ptr(),
+            rows,
+            R,
+            float(eps),
+            kind,
+            dt,
+            wdt,
+            _native.nthreads(),
+        )
     stat_shape = list(x.shape[: x.dim() - len(shape)]) + [1] * len(shape)
     return y.to(dtype), mean.view(stat_shape), rstd.view(stat_shape)
 
@@ -69,8 +85,11 @@ def rms_norm(x, normalized_shape, weight=None, eps: float | None = None) -> torc
 
 def _reference_layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return torch.nn.functional.layer_norm(
-        x.double(), normalized_shape,
-        None if weight is None else weight.double(), None if bias is None else bias.double(), eps,
+        x.double(),
+        normalized_shape,
+        None if weight is None else weight.double(),
+        None if bias is None else bias.double(),
+        eps,
     ).to(x.dtype)
 
 

@@ -34,30 +34,47 @@ def _dims(x: torch.Tensor, dim: int | Sequence[int] | None) -> list[int]:
     out = []
     for d in dims:
         if not -nd <= d < nd:
-            raise UnsupportedInputError(f"dim {d} out of range for a tensor of shape {tuple(x.shape)}")
+            raise UnsupportedInputError(
+                f"dim {d} out of range for a tensor of shape {tuple(x.shape)}"
+            )
         out.append(d % nd)
     if len(set(out)) != len(out):
         raise UnsupportedInputError(f"dim {dims} repeats a dimension")
     return sorted(out)
 
 
-def _sum_f64(x: torch.Tensor, dims: list[int], center: torch.Tensor | None = None,
-             square: bool = False) -> torch.Tensor:
+def _sum_f64(
+    x: torch.Tensor, dims: list[int], center: torch.Tensor | None = None, square: bool = False
+) -> torch.Tensor:
     """SUM order over ``dims``; returns float64 with the reduced dims removed."""
     if x.dim() == 0:
         x = x.reshape(1)
         dims = [0]
     kept = [d for d in range(x.dim()) if d not in dims]
-    xt = x.permute(*kept, *dims)  # (kept..., reduced...)
     kept_shape = [x.size(d) for d in kept]
-    outer = math.prod(kept_shape)
     R = math.prod(x.size(d) for d in dims)
-    xt, dt = native_view(xt.contiguous())
-    out = torch.empty(outer, dtype=torch.float64)
-    if outer:
-        c = None if center is None else center.reshape(outer).to(torch.float64).contiguous()
-        _native.lib().sb_sum(xt.data_ptr(), outer, R, 1, None if c is None else c.data_ptr(),
-                             int(square), out.data_ptr(), dt, _native.nthreads())
+    if dims == list(range(dims[0], dims[-1] + 1)) and x.is_contiguous():
+        # (outer, R, inner) is a view: no copy. inner > 1 runs the column kernel.
+        outer, inner = math.prod(x.shape[: dims[0]]), math.prod(x.shape[dims[-1] + 1 :])
+        xt = x
+    else:
+        xt = x.permute(*kept, *dims).contiguous()  # (kept..., reduced...)
+        outer, inner = math.prod(kept_shape), 1
+    xt, dt = native_view(xt)
+    out = torch.empty(outer * inner, dtype=torch.float64)
+    if out.numel():
+        c = None if center is None else center.reshape(-1).to(torch.float64).contiguous()
+        _native.lib().sb_sum(
+            xt.data_ptr(),
+            outer,
+            R,
+            inner,
+            None if c is None else c.data_ptr(),
+            int(square),
+            out.data_ptr(),
+            dt,
+            _native.nthreads(),
+        )
     return out.view(kept_shape)
 
 
@@ -86,7 +103,9 @@ def mean(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype
     check_float("aten::mean", x)
     if dim is None and not keepdim:
         n = x.numel()
-        return (sum_all(x, keep_f64=True) / n if n else torch.tensor(math.nan, dtype=torch.float64)).to(out_dtype)
+        return (
+            sum_all(x, keep_f64=True) / n if n else torch.tensor(math.nan, dtype=torch.float64)
+        ).to(out_dtype)
     dims = _dims(x, dim)
     n = math.prod(x.size(d) for d in dims) if x.dim() else 1
     res = _sum_f64(x, dims) / n if n else torch.full(_kept(x, dims), math.nan, dtype=torch.float64)
@@ -122,8 +141,14 @@ def std(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = Fal
     return _restore(torch.sqrt(ss / max(0, n - correction)), x, dims, keepdim).to(x.dtype)
 
 
-def vector_norm(x: torch.Tensor, ord: float = 2, dim=None, keepdim: bool = False, *,
-                dtype: torch.dtype | None = None):
+def vector_norm(
+    x: torch.Tensor,
+    ord: float = 2,
+    dim=None,
+    keepdim: bool = False,
+    *,
+    dtype: torch.dtype | None = None,
+):
     """2-norm as sqrt of the SUM-order sum of squares (other orders are not covered)."""
     check_float("aten::linalg_vector_norm", x)
     if ord != 2:

@@ -15,8 +15,13 @@ VOCAB = 256
 
 def make_llama(dtype):
     cfg = transformers.LlamaConfig(
-        vocab_size=VOCAB, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        vocab_size=VOCAB,
+        hidden_size=128,
+        intermediate_size=352,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
     )
     torch.manual_seed(0)
     return transformers.LlamaForCausalLM(cfg).to(dtype).eval()
@@ -59,8 +64,13 @@ def test_native_llama_is_padding_variant():
     ps = prompts()
     with torch.inference_mode():
         ids, am = padded(ps, "left")
-        out = lm(input_ids=ids, attention_mask=am, position_ids=(am.cumsum(-1) - 1).clamp(min=0)).logits
-        assert any(not same_bits(real(out, i, len(p), "left"), alone_logits(lm, p)) for i, p in enumerate(ps))
+        out = lm(
+            input_ids=ids, attention_mask=am, position_ids=(am.cumsum(-1) - 1).clamp(min=0)
+        ).logits
+        assert any(
+            not same_bits(real(out, i, len(p), "left"), alone_logits(lm, p))
+            for i, p in enumerate(ps)
+        )
 
 
 @pytest.mark.parametrize("nthreads", [1, 3])
@@ -82,13 +92,21 @@ def test_padded_batch_equals_alone(lm, side, nthreads, threads):
 
 def test_greedy_generate_batched_equals_alone_and_cache_equals_recompute(lm):
     ps = prompts()
-    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0, output_logits=True, return_dict_in_generate=True)
+    kw = dict(
+        max_new_tokens=6,
+        do_sample=False,
+        pad_token_id=0,
+        output_logits=True,
+        return_dict_in_generate=True,
+    )
     with torch.inference_mode(), samebits.batch_invariant():
         ids, am = padded(ps, "left")
         batched = lm.generate(input_ids=ids, attention_mask=am, **kw)
         blogits = torch.stack(batched.logits, 1)
         for i, p in enumerate(ps):
-            one = lm.generate(input_ids=p[None], attention_mask=torch.ones(1, len(p), dtype=torch.long), **kw)
+            one = lm.generate(
+                input_ids=p[None], attention_mask=torch.ones(1, len(p), dtype=torch.long), **kw
+            )
             assert torch.equal(one.sequences[0, len(p) :], batched.sequences[i, ids.size(1) :])
             ologits = torch.stack(one.logits, 1)[0]
             assert same_bits(ologits, blogits[i])
@@ -105,7 +123,11 @@ def test_chunked_prefill_equals_full_prefill(lm):
         cache = transformers.DynamicCache()
         parts = []
         for a, b in ((0, 7), (7, 16), (16, 23)):
-            out = lm(input_ids=seq[:, a:b], past_key_values=cache, use_cache=True,
-                     position_ids=torch.arange(a, b)[None])
+            out = lm(
+                input_ids=seq[:, a:b],
+                past_key_values=cache,
+                use_cache=True,
+                position_ids=torch.arange(a, b)[None],
+            )
             parts.append(out.logits)
         assert same_bits(torch.cat(parts, 1), full)

@@ -80,7 +80,11 @@ def test_minilm_same_bits_in_a_new_process(model, tmp_path):
         "torch.save(m.encode(texts, batch_size=1, convert_to_tensor=True), sys.argv[2])"
     )
     (tmp_path / "t.txt").write_text("\n".join(TEXTS[:4]) + "\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.txt"), str(tmp_path / "o.pt")],
-                          capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "t.txt"), str(tmp_path / "o.pt")],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert same_bits(torch.load(tmp_path / "o.pt"), here)

@@ -10,8 +10,11 @@ from tests.conftest import DTYPES, THREADS, TOL, same_bits
 
 def qkv(b=2, hq=4, hk=4, lq=5, lk=7, d=16, dtype=torch.float32, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(b, hq, lq, d, generator=g).to(dtype), torch.randn(b, hk, lk, d, generator=g).to(dtype),
-            torch.randn(b, hk, lk, d, generator=g).to(dtype))
+    return (
+        torch.randn(b, hq, lq, d, generator=g).to(dtype),
+        torch.randn(b, hk, lk, d, generator=g).to(dtype),
+        torch.randn(b, hk, lk, d, generator=g).to(dtype),
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -23,7 +26,9 @@ def test_matches_reference(dtype, mask):
         kw["attn_mask"] = torch.rand(7, 7, generator=torch.Generator().manual_seed(1)) > 0.3
         kw["attn_mask"][:, 0] = True
     elif mask == "float":
-        kw["attn_mask"] = torch.randn(2, 1, 7, 7, generator=torch.Generator().manual_seed(2)).to(dtype)
+        kw["attn_mask"] = torch.randn(2, 1, 7, 7, generator=torch.Generator().manual_seed(2)).to(
+            dtype
+        )
     elif mask == "causal":
         kw["is_causal"] = True
     with samebits.batch_invariant():
@@ -49,7 +54,9 @@ def test_decode_over_cache_equals_prefill_rows(dtype, threads):
         for t in THREADS:
             threads(t)
             for i in range(9):
-                step = F.scaled_dot_product_attention(q[:, :, i : i + 1], k[:, :, : i + 1], v[:, :, : i + 1])
+                step = F.scaled_dot_product_attention(
+                    q[:, :, i : i + 1], k[:, :, : i + 1], v[:, :, : i + 1]
+                )
                 assert same_bits(step[:, :, 0], full[:, :, i])
             chunk = F.scaled_dot_product_attention(
                 q[:, :, 4:], k, v, attn_mask=torch.ones(9, 9, dtype=torch.bool).tril()[4:]

@@ -23,7 +23,9 @@ ROW_OPS = {
     "mm_kn": lambda x: x @ Wkn.to(x.dtype),
     "addmm": lambda x: torch.addmm(B.to(x.dtype), x, W.to(x.dtype).t(), beta=0.5, alpha=2.0),
     "matmul_3d": lambda x: torch.matmul(x.view(-1, 1, K), Wkn.to(x.dtype)).view(-1, N),
-    "bmm": lambda x: torch.bmm(x.view(-1, 4, K // 4), Wkn.to(x.dtype)[: K // 4].expand(x.size(0), -1, -1)).view(x.size(0), -1),
+    "bmm": lambda x: torch.bmm(
+        x.view(-1, 4, K // 4), Wkn.to(x.dtype)[: K // 4].expand(x.size(0), -1, -1)
+    ).view(x.size(0), -1),
     "einsum": lambda x: torch.einsum("mk,nk->mn", x, W.to(x.dtype)),
     "mv_rows": lambda x: torch.stack([torch.mv(W.to(x.dtype), r) for r in x]),
     "softmax": lambda x: torch.softmax(x, -1),

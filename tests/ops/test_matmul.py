@@ -27,24 +27,42 @@ def test_mm_matches_reference_both_orders(m, k, n, dtype):
 
 @pytest.mark.parametrize("dtype", DT, ids=str)
 def test_linear_addmm_bmm_baddbmm_match_native(dtype):
-    x, w, bias = rnd(5, 3, 24, dtype=dtype), rnd(10, 24, dtype=dtype, seed=1), rnd(10, dtype=dtype, seed=2)
+    x, w, bias = (
+        rnd(5, 3, 24, dtype=dtype),
+        rnd(10, 24, dtype=dtype, seed=1),
+        rnd(10, dtype=dtype, seed=2),
+    )
     ref = F.linear(x.double(), w.double(), bias.double()).to(dtype)
     torch.testing.assert_close(matmul.linear(x, w, bias), ref, **TOL[dtype])
-    torch.testing.assert_close(matmul.linear(x, w), F.linear(x.double(), w.double()).to(dtype), **TOL[dtype])
+    torch.testing.assert_close(
+        matmul.linear(x, w), F.linear(x.double(), w.double()).to(dtype), **TOL[dtype]
+    )
     x2 = x.reshape(-1, 24)
     ref2 = (0.5 * bias.double() + 2.0 * x2.double() @ w.double().t()).to(dtype)
-    torch.testing.assert_close(matmul.addmm(bias, x2, w.t(), beta=0.5, alpha=2.0), ref2, **TOL[dtype])
-    a, b, c = rnd(4, 6, 9, dtype=dtype), rnd(4, 9, 3, dtype=dtype, seed=1), rnd(4, 6, 3, dtype=dtype, seed=2)
+    torch.testing.assert_close(
+        matmul.addmm(bias, x2, w.t(), beta=0.5, alpha=2.0), ref2, **TOL[dtype]
+    )
+    a, b, c = (
+        rnd(4, 6, 9, dtype=dtype),
+        rnd(4, 9, 3, dtype=dtype, seed=1),
+        rnd(4, 6, 3, dtype=dtype, seed=2),
+    )
     torch.testing.assert_close(matmul.bmm(a, b), (a.double() @ b.double()).to(dtype), **TOL[dtype])
     torch.testing.assert_close(
-        matmul.baddbmm(c, a, b, beta=1, alpha=1), (c.double() + a.double() @ b.double()).to(dtype), **TOL[dtype]
+        matmul.baddbmm(c, a, b, beta=1, alpha=1),
+        (c.double() + a.double() @ b.double()).to(dtype),
+        **TOL[dtype],
     )
 
 
 def test_mv_dot_and_strided_operands():
     a, v = rnd(9, 13), rnd(13, seed=1)
-    torch.testing.assert_close(matmul.mv(a, v), (a.double() @ v.double()).float(), **TOL[torch.float32])
-    torch.testing.assert_close(matmul.dot(v, v), (v.double() @ v.double()).float(), **TOL[torch.float32])
+    torch.testing.assert_close(
+        matmul.mv(a, v), (a.double() @ v.double()).float(), **TOL[torch.float32]
+    )
+    torch.testing.assert_close(
+        matmul.dot(v, v), (v.double() @ v.double()).float(), **TOL[torch.float32]
+    )
     big = rnd(20, 30)
     sa, sb = big[::2, 1:14], big[1:14:1, ::3]  # non-contiguous views
     torch.testing.assert_close(matmul.mm(sa, sb), matmul._reference(sa, sb), **TOL[torch.float32])
@@ -65,7 +83,10 @@ def test_integer_matmul_passes_through_exactly():
 
 
 def test_float64_is_refused_with_a_clear_message():
-    with samebits.batch_invariant(), pytest.raises(NotInvariantError, match=r"aten::mm.*float64.*shape=\(2, 3\)"):
+    with (
+        samebits.batch_invariant(),
+        pytest.raises(NotInvariantError, match=r"aten::mm.*float64.*shape=\(2, 3\)"),
+    ):
         torch.mm(torch.ones(2, 3, dtype=torch.float64), torch.ones(3, 2, dtype=torch.float64))
 
 

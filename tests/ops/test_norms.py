@@ -14,9 +14,17 @@ def rnd(*shape, dtype=torch.float32, seed=0):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 def test_layer_norm_matches_reference(dtype):
-    x, w, b = rnd(4, 7, 33, dtype=dtype) * 3 + 1, rnd(33, dtype=dtype, seed=1), rnd(33, dtype=dtype, seed=2)
-    torch.testing.assert_close(norms.layer_norm(x, (33,), w, b), norms._reference_layer_norm(x, (33,), w, b), **TOL[dtype])
-    torch.testing.assert_close(norms.layer_norm(x, (7, 33)), norms._reference_layer_norm(x, (7, 33)), **TOL[dtype])
+    x, w, b = (
+        rnd(4, 7, 33, dtype=dtype) * 3 + 1,
+        rnd(33, dtype=dtype, seed=1),
+        rnd(33, dtype=dtype, seed=2),
+    )
+    torch.testing.assert_close(
+        norms.layer_norm(x, (33,), w, b), norms._reference_layer_norm(x, (33,), w, b), **TOL[dtype]
+    )
+    torch.testing.assert_close(
+        norms.layer_norm(x, (7, 33)), norms._reference_layer_norm(x, (7, 33)), **TOL[dtype]
+    )
 
 
 def test_native_layer_norm_returns_stats_like_torch():
@@ -31,7 +39,11 @@ def test_native_layer_norm_returns_stats_like_torch():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_rms_norm_matches_reference(dtype):
     x, w = rnd(3, 5, 64, dtype=dtype), rnd(64, dtype=dtype, seed=1)
-    torch.testing.assert_close(norms.rms_norm(x, (64,), w, 1e-6), norms._reference_rms_norm(x, (64,), w, 1e-6), **TOL[dtype])
+    torch.testing.assert_close(
+        norms.rms_norm(x, (64,), w, 1e-6),
+        norms._reference_rms_norm(x, (64,), w, 1e-6),
+        **TOL[dtype],
+    )
     with samebits.batch_invariant():
         out = F.rms_norm(x, (64,), w, 1e-6)
     torch.testing.assert_close(out, norms._reference_rms_norm(x, (64,), w, 1e-6), **TOL[dtype])

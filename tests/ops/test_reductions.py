@@ -37,7 +37,9 @@ def test_var_std_var_mean(correction):
         sm = torch.std_mean(x, 1, correction=correction)
     torch.testing.assert_close(v, x.double().var(1, correction=correction).float())
     torch.testing.assert_close(s, x.double().std(0, correction=correction).float())
-    torch.testing.assert_close(vm[0], x.double().var(1, correction=correction, keepdim=True).float())
+    torch.testing.assert_close(
+        vm[0], x.double().var(1, correction=correction, keepdim=True).float()
+    )
     torch.testing.assert_close(vm[1], x.double().mean(1, keepdim=True).float())
     torch.testing.assert_close(sm[0], x.double().std(1, correction=correction).float())
 
