@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from samebits.errors import SamebitsError
+from samebits.errors import RecordError, SamebitsError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(SamebitsError):
+    """A command-line argument names something unusable."""
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -15,6 +19,151 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     result = _demo.run()
     return EXIT_OK if result["changed_invariant"] == 0 else EXIT_FINDINGS
+
+
+def _read_json(path: str) -> dict:
+    import json
+
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+    except OSError as e:
+        raise UsageError(f"cannot read {path!r}: {e.strerror}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path!r} is not a JSON fingerprint: {e}") from e
+    if not isinstance(data, dict):
+        raise UsageError(f"{path!r} is not a JSON fingerprint (expected an object)")
+    return data
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    import json
+
+    from samebits.record import fingerprint as fp
+
+    if args.diff:
+        rows = fp.diff(_read_json(args.diff[0]), _read_json(args.diff[1]))
+        if args.json:
+            print(json.dumps(rows, indent=1, default=str))
+        elif not rows:
+            print("identical")
+        else:
+            for r in rows:
+                mark = "BITS" if r["affects_bits"] else "    "
+                print(f"{mark} {r['field']}: {r['a']!r} -> {r['b']!r}")
+            n = sum(r["affects_bits"] for r in rows)
+            print(f"\n{len(rows)} fields differ, {n} of them can change output bits (marked BITS)")
+        return EXIT_FINDINGS if any(r["affects_bits"] for r in rows) else EXIT_OK
+    data = fp.fingerprint()
+    if args.json:
+        print(json.dumps(data, indent=1, default=str))
+    else:
+        for k, v in fp.flatten(data).items():
+            print(f"{'*' if fp.affects_bits(k) else ' '} {k}: {v}")
+        print(f"\nfingerprint id {fp.fingerprint_id(data)} (* = can change output bits)")
+    return EXIT_OK
+
+
+def _read_texts(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            texts = [line.rstrip("\r\n") for line in f]
+    except OSError as e:
+        raise UsageError(f"cannot read --input {path!r}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--input {path!r} is not UTF-8 text (byte {e.start})") from e
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise UsageError(f"--input {path!r} has no non-empty lines")
+    return texts
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from samebits.record import tasks
+    from samebits.record.determinism import deterministic
+    from samebits.record.store import parse_tolerance, record
+
+    texts = _read_texts(args.input)
+    try:
+        tol = parse_tolerance(args.tolerance)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    spec = tasks.resolve(args.model)
+    runner = tasks.Runner(spec)
+    from samebits.record.fingerprint import fingerprint
+
+    with deterministic(args.seed):
+        outs = runner.run(texts, quiet=args.quiet)
+        env = fingerprint()
+    named = {f"item.{i:06d}": t for i, t in enumerate(outs)}
+    inputs = [{"text": t, "sha256": tasks.text_sha256(t)} for t in texts]
+    path = record(
+        named,
+        args.out,
+        tolerance=tol,
+        environment=env,
+        run=dict(spec, seed=args.seed),
+        model_identity=runner.identity,
+        inputs=inputs,
+    )
+    print(f"recorded {len(named)} outputs of {spec['model']} ({spec['task']}) to {path}")
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from samebits.errors import TamperError
+    from samebits.record import tasks
+    from samebits.record.determinism import deterministic
+    from samebits.record.store import load_manifest, load_outputs, verify
+
+    manifest = load_manifest(args.dir)
+    load_outputs(args.dir, manifest)  # integrity first: a tampered record is unusable
+    meta = manifest.get("meta") or {}
+    run, inputs = meta.get("run"), meta.get("inputs")
+    if not isinstance(run, dict) or not isinstance(inputs, list):
+        raise RecordError(
+            f"{args.dir}: the manifest has no 'run'/'inputs' metadata; verify it from Python with samebits.verify"
+        )
+    for i, item in enumerate(inputs):
+        if not isinstance(item, dict) or tasks.text_sha256(str(item.get("text"))) != item.get(
+            "sha256"
+        ):
+            raise TamperError(f"input {i}: its text does not match the SHA-256 in the manifest")
+    runner = tasks.Runner(run)
+    from samebits.record.fingerprint import fingerprint
+
+    with deterministic(int(run.get("seed", 0))):
+        outs = runner.run([it["text"] for it in inputs], quiet=args.quiet)
+        env = fingerprint()
+    report = verify(args.dir, {f"item.{i:06d}": t for i, t in enumerate(outs)}, environment=env)
+    if runner.identity != meta.get("model_identity"):
+        report.ok = False
+        report.problems.append(
+            "the model's weights or config differ from the recorded model identity"
+        )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1, default=str))
+    else:
+        _print_verification(report)
+    return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def _print_verification(r) -> None:
+    verdict = "MATCH" if r.ok else "MISMATCH"
+    how = "bitwise" if r.mode == "bitwise" else f"within tolerance {r.tolerance}"
+    print(f"{verdict}: {r.total - r.mismatched}/{r.total} outputs bit-identical, compared {how}")
+    if r.mismatched:
+        print(
+            f"  {r.mismatched} differ in bits, {r.out_of_tolerance} outside the tolerance; "
+            f"first: {r.first}; max abs {r.max_abs:.3g}, max {r.max_ulp} ulp"
+        )
+    for p in r.problems:
+        print(f"  problem: {p}")
+    if r.fingerprint_diff:
+        print("  environment differs from the recording in fields that can change bits:")
+        for d in r.fingerprint_diff:
+            print(f"    {d['field']}: {d['a']!r} -> {d['b']!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +174,34 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="show batch variance on the bundled MiniLM, before and after the mode"
     )
     demo.set_defaults(func=_cmd_demo)
+
+    env = sub.add_parser("env", help="print the environment fingerprint, or diff two")
+    env.add_argument("--json", action="store_true", help="print JSON")
+    env.add_argument(
+        "--diff", nargs=2, metavar=("A.json", "B.json"), help="list fields that differ"
+    )
+    env.set_defaults(func=_cmd_env)
+
+    rec = sub.add_parser("record", help="run a model over texts and store outputs as evidence")
+    rec.add_argument("--input", required=True, metavar="FILE", help="one text per line (UTF-8)")
+    rec.add_argument("--out", required=True, metavar="DIR", help="record directory to write")
+    rec.add_argument(
+        "--model", default="minilm", help="minilm (bundled) or a local HF model directory"
+    )
+    rec.add_argument(
+        "--tolerance", default="bitwise", help="bitwise (default), ulp=N, or rtol=R,atol=A"
+    )
+    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument("--quiet", action="store_true", help="no progress bar")
+    rec.set_defaults(func=_cmd_record)
+
+    ver = sub.add_parser(
+        "verify", help="re-run a record and compare (exit 0 match, 1 mismatch, 2 unusable)"
+    )
+    ver.add_argument("dir", metavar="DIR")
+    ver.add_argument("--json", action="store_true")
+    ver.add_argument("--quiet", action="store_true", help="no progress bar")
+    ver.set_defaults(func=_cmd_verify)
     return p
 
 

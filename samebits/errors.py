@@ -5,7 +5,9 @@
     │                          cannot run with a fixed reduction order
     ├── UnsupportedInputError  (also ValueError) a dtype, device or shape a kernel
     │                          does not take
-    └── NativeBuildError       the native kernels could not be compiled or loaded
+    ├── NativeBuildError       the native kernels could not be compiled or loaded
+    └── RecordError            a record is missing, truncated, corrupt or malformed
+        └── TamperError        its outputs or inputs do not match the manifest's hashes
 
 Every message names the op, dtype, shape or field at fault and says what to do.
 """
@@ -40,3 +42,11 @@ class UnsupportedInputError(SamebitsError, ValueError):
 
 class NativeBuildError(SamebitsError, RuntimeError):
     """The native kernels could not be built (no C compiler, or it failed)."""
+
+
+class RecordError(SamebitsError):
+    """A record directory is unusable: missing, truncated, corrupt or malformed."""
+
+
+class TamperError(RecordError):
+    """A record's stored outputs or inputs do not match the hashes in its manifest."""

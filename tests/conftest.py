@@ -4,6 +4,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
+
+pytest_plugins = ["pytester"]
 import torch  # noqa: E402
 
 # Tolerances for comparing a kernel with its float64 reference, never for invariance.

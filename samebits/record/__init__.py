@@ -1,0 +1,1 @@
+"""Prove an output: fingerprints, records, verification, deterministic setup."""

@@ -1,0 +1,179 @@
+"""What produced an output: ``fingerprint()``, its stable id, and a diff of two.
+
+Fields are grouped by section; ``BIT_FIELDS`` marks the ones that can change output
+bits (software versions, BLAS, ISA, threads, determinism flags, the mode, GPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+_ISA = re.compile(r"^(avx\w*|amx\w*|fma\w*|f16c|sse4_\d|neon|asimd\w*|sve\w*)$")
+
+
+def _cpu() -> dict[str, Any]:
+    model, flags = platform.processor() or "unknown", []
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name":
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = sorted(w for w in value.split() if _ISA.match(w))
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "machine": platform.machine(),
+        "isa": flags,
+        "cores": os.cpu_count(),
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def _build() -> dict[str, Any]:
+    cfg = torch.__config__.show()
+    get = lambda pat: m.group(1) if (m := re.search(pat, cfg)) else None  # noqa: E731
+    return {
+        "blas": get(r"BLAS_INFO=(\w+)"),
+        "mkl": get(r"Math Kernel Library Version ([\d.]+)"),
+        "onednn": get(r"MKL-DNN v([\d.]+)"),
+        "openmp": get(r"OpenMP (\d+)"),
+        "cxx_compiler": get(r"- GCC ([\d.]+)"),
+    }
+
+
+def _versions() -> dict[str, str | None]:
+    import samebits
+
+    try:
+        import transformers
+
+        tv = transformers.__version__
+    except ImportError:
+        tv = None
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "transformers": tv,
+        "samebits": samebits.__version__,
+    }
+
+
+def _gpu() -> dict[str, Any] | None:
+    if not torch.cuda.is_available():
+        return None
+    return {
+        "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "capability": list(torch.cuda.get_device_capability(0)),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
+
+
+def fingerprint() -> dict[str, Any]:
+    """A JSON-serializable description of everything that can decide output bits."""
+    from samebits._mode import is_batch_invariant
+
+    env = {
+        k: v
+        for k, v in sorted(os.environ.items())
+        if k.startswith(("OMP_", "MKL_", "KMP_", "OPENBLAS_"))
+    }
+    return {
+        "versions": _versions(),
+        "build": _build(),
+        "cpu": _cpu(),
+        "threads": {
+            "torch": torch.get_num_threads(),
+            "interop": torch.get_num_interop_threads(),
+            "env": env,
+        },
+        "determinism": {
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        },
+        "samebits": {"batch_invariant": is_batch_invariant()},
+        "gpu": _gpu(),
+        "os": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "platform": sys.platform,
+        },
+    }
+
+
+# Dotted prefixes of fields that can change output bits. Everything else is informative.
+BIT_FIELDS = (
+    "versions.torch",
+    "versions.transformers",
+    "versions.samebits",
+    "build.",
+    "cpu.isa",
+    "cpu.machine",
+    "cpu.torch_capability",
+    "threads.",
+    "determinism.",
+    "samebits.",
+    "gpu",
+)
+
+
+def affects_bits(field: str) -> bool:
+    return any(
+        field == p or field.startswith(p if p.endswith(".") else p + ".") or field == p.rstrip(".")
+        for p in BIT_FIELDS
+    )
+
+
+def flatten(fp: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in fp.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))  # an empty section contributes no field
+        else:
+            out[key] = v
+    return out
+
+
+def diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fields that differ: [{"field", "a", "b", "affects_bits"}], sorted by field."""
+    fa, fb = flatten(a), flatten(b)
+    rows = []
+    for key in sorted(set(fa) | set(fb)):
+        if fa.get(key) != fb.get(key):
+            rows.append(
+                {
+                    "field": key,
+                    "a": fa.get(key),
+                    "b": fb.get(key),
+                    "affects_bits": affects_bits(key),
+                }
+            )
+    return rows
+
+
+def fingerprint_id(fp: dict[str, Any] | None = None) -> str:
+    """Short SHA-256 over the bit-affecting fields: equal ids mean equal bit conditions."""
+    flat = flatten(fp if fp is not None else fingerprint())
+    relevant = {k: v for k, v in flat.items() if affects_bits(k)}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]

@@ -1,0 +1,102 @@
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+import samebits
+from samebits.record import fingerprint as fp
+
+
+def test_fields_on_this_machine():
+    f = samebits.fingerprint()
+    json.dumps(f)  # JSON-serializable
+    assert f["versions"]["torch"] == torch.__version__
+    assert f["versions"]["samebits"] == samebits.__version__
+    assert f["versions"]["python"].count(".") == 2
+    assert f["build"]["blas"] == "mkl" and f["build"]["mkl"] and f["build"]["onednn"]
+    assert "avx2" in f["cpu"]["isa"] and f["cpu"]["cores"] == os.cpu_count()
+    assert f["threads"]["torch"] == torch.get_num_threads()
+    assert (
+        f["determinism"]["deterministic_algorithms"] is torch.are_deterministic_algorithms_enabled()
+    )
+    assert f["samebits"]["batch_invariant"] is False
+    with samebits.batch_invariant():
+        assert samebits.fingerprint()["samebits"]["batch_invariant"] is True
+    assert f["gpu"] is None  # no GPU here
+    assert f["os"]["system"] == "Linux"
+
+
+def test_env_vars_and_threads_are_captured(threads):
+    threads(1)
+    env = {**os.environ, "OMP_NUM_THREADS": "3", "MKL_DYNAMIC": "FALSE"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import json, samebits; print(json.dumps(samebits.fingerprint()))"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    f = json.loads(out.stdout)
+    assert f["threads"]["env"] == {"MKL_DYNAMIC": "FALSE", "OMP_NUM_THREADS": "3"}
+
+
+def test_diff_marks_bit_fields():
+    a = samebits.fingerprint()
+    b = json.loads(json.dumps(a))
+    b["versions"]["torch"] = "9.9.9"
+    b["versions"]["python"] = "3.99.0"
+    b["os"]["release"] = "other"
+    b["cpu"]["isa"] = ["avx2", "avx512f"]
+    rows = {r["field"]: r for r in samebits.fingerprint_diff(a, b)}
+    assert set(rows) == {"versions.torch", "versions.python", "os.release", "cpu.isa"}
+    assert rows["versions.torch"]["affects_bits"] and rows["cpu.isa"]["affects_bits"]
+    assert not rows["versions.python"]["affects_bits"] and not rows["os.release"]["affects_bits"]
+    assert (
+        rows["versions.torch"]["a"] == torch.__version__ and rows["versions.torch"]["b"] == "9.9.9"
+    )
+    assert samebits.fingerprint_diff(a, a) == []
+
+
+def test_id_tracks_bit_fields_only():
+    a = samebits.fingerprint()
+    b = json.loads(json.dumps(a))
+    b["os"]["release"] = "other"
+    assert fp.fingerprint_id(a) == fp.fingerprint_id(b)
+    b["threads"]["torch"] = 99
+    assert fp.fingerprint_id(a) != fp.fingerprint_id(b)
+
+
+def test_env_cli_and_diff(tmp_path):
+    exe = [sys.executable, "-m", "samebits.cli"]
+    a = subprocess.run([*exe, "env", "--json"], capture_output=True, text=True, check=True).stdout
+    (tmp_path / "a.json").write_text(a)
+    data = json.loads(a)
+    data["versions"]["torch"] = "0.0.1"
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    same = subprocess.run(
+        [*exe, "env", "--diff", str(tmp_path / "a.json"), str(tmp_path / "a.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert same.returncode == 0 and "identical" in same.stdout
+    d = subprocess.run(
+        [*exe, "env", "--diff", str(tmp_path / "a.json"), str(tmp_path / "b.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert d.returncode == 1 and "BITS versions.torch" in d.stdout
+    (tmp_path / "bad.json").write_text("{not json")
+    bad = subprocess.run(
+        [*exe, "env", "--diff", str(tmp_path / "bad.json"), str(tmp_path / "a.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        bad.returncode == 2
+        and "not a JSON fingerprint" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
+    human = subprocess.run([*exe, "env"], capture_output=True, text=True, check=True).stdout
+    assert "fingerprint id" in human and "* versions.torch" in human
