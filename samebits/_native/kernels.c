@@ -128,10 +128,9 @@ static int threads_for(i64 work, int nthreads) {
 /* ------------------------------------------------------------- DOT gemm */
 /* C[b][i][j] = DOT_k A[b][i][k] * B[b][j][k]; A rows stride lda, B rows ldb
    (both K-contiguous), C fp32 row stride ldc. */
-#define NR_DOT 4
 
-#define DOT_MICRO(MR)                                                                        \
-    static void dot_micro_##MR(const void *const *a, const void *const *b, float *out[MR],  \
+#define DOT_MICRO(MR, NR_DOT)                                                                      \
+    static void dot_micro_##MR##x##NR_DOT(const void *const *a, const void *const *b, float *out[MR],  \
                                i64 K, int dt) {                                              \
         v8 acc[MR][NR_DOT];                                                                  \
         for (int r = 0; r < MR; r++)                                                         \
@@ -157,8 +156,8 @@ static int threads_for(i64 work, int nthreads) {
         for (int r = 0; r < MR; r++)                                                         \
             for (int c = 0; c < NR_DOT; c++) out[r][c] = v8_tree(acc[r][c]);                 \
     }
-DOT_MICRO(1)
-DOT_MICRO(3)
+DOT_MICRO(1, 8)
+DOT_MICRO(3, 4)
 
 /* bias (length N, dtype bdt) may be NULL; if given, C = acc + bias[j], one float add. */
 void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, float *C, i64 ldc,
@@ -167,7 +166,7 @@ void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, 
     /* Tiles: MB rows x NB cols so that both operand blocks stay in L2. */
     i64 span = (i64)(262144 / ((K > 0 ? K : 1) * (i64)esz(dt)));
     i64 NB = span < 8 ? 8 : (span > 256 ? 256 : span);
-    NB -= NB % NR_DOT;
+    NB -= NB % 8;
     i64 MB = NB - NB % 3;
     if (MB < 3) MB = 3;
     i64 mt = (M + MB - 1) / MB, nt = (N + NB - 1) / NB, tiles = batch * mt * nt;
@@ -181,26 +180,31 @@ void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, 
         float *Cb = C + bi * sc;
         i64 i0 = ti * MB, i1 = i0 + MB < M ? i0 + MB : M;
         i64 j0 = tj * NB, j1 = j0 + NB < N ? j0 + NB : N;
-        for (i64 j = j0; j < j1; j += NR_DOT) {
-            const void *bp[NR_DOT];
-            int nc = (int)(j1 - j < NR_DOT ? j1 - j : NR_DOT);
+        i64 i3 = i0 + (i1 - i0) / 3 * 3; /* rows [i0, i3) in triples, the rest one by one */
+        for (i64 j = j0; j < j1 && i0 < i3; j += 4) {
+            const void *bp[4];
+            int nc = (int)(j1 - j < 4 ? j1 - j : 4);
             /* missing columns reuse column j; their results are discarded */
-            for (int c = 0; c < NR_DOT; c++) bp[c] = Bb + (j + (c < nc ? c : 0)) * ldb * e;
-            i64 i = i0;
-            for (; i + 3 <= i1; i += 3) {
+            for (int c = 0; c < 4; c++) bp[c] = Bb + (j + (c < nc ? c : 0)) * ldb * e;
+            for (i64 i = i0; i < i3; i += 3) {
                 const void *ap[3] = {Ab + i * lda * e, Ab + (i + 1) * lda * e, Ab + (i + 2) * lda * e};
-                float o[3][NR_DOT];
+                float o[3][4];
                 float *op[3] = {o[0], o[1], o[2]};
-                dot_micro_3(ap, bp, op, K, dt);
+                dot_micro_3x4(ap, bp, op, K, dt);
                 for (int r = 0; r < 3; r++)
                     for (int c = 0; c < nc; c++)
                         Cb[(i + r) * ldc + j + c] = bias ? o[r][c] + ld(bias, j + c, bdt) : o[r][c];
             }
-            for (; i < i1; i++) {
-                const void *ap[1] = {Ab + i * lda * e};
-                float o[1][NR_DOT];
+        }
+        for (i64 i = i3; i < i1; i++) {
+            const void *ap[1] = {Ab + i * lda * e};
+            for (i64 j = j0; j < j1; j += 8) {
+                const void *bp[8];
+                int nc = (int)(j1 - j < 8 ? j1 - j : 8);
+                for (int c = 0; c < 8; c++) bp[c] = Bb + (j + (c < nc ? c : 0)) * ldb * e;
+                float o[1][8];
                 float *op[1] = {o[0]};
-                dot_micro_1(ap, bp, op, K, dt);
+                dot_micro_1x8(ap, bp, op, K, dt);
                 for (int c = 0; c < nc; c++)
                     Cb[i * ldc + j + c] = bias ? o[0][c] + ld(bias, j + c, bdt) : o[0][c];
             }
