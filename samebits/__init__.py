@@ -7,7 +7,9 @@ See README.md for the guarantee table and docs/design.md for the reduction order
 """
 
 from samebits._mode import NotInvariantWarning, batch_invariant, covered_ops, is_batch_invariant
+from samebits.audit import AuditReport, Finding, audit
 from samebits.errors import (
+    AuditError,
     NativeBuildError,
     NotInvariantError,
     RecordError,
@@ -23,6 +25,9 @@ from samebits.record.store import Verification, record, verify
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditError",
+    "AuditReport",
+    "Finding",
     "NativeBuildError",
     "NotInvariantError",
     "NotInvariantWarning",
@@ -32,6 +37,7 @@ __all__ = [
     "UnsupportedInputError",
     "Verification",
     "__version__",
+    "audit",
     "batch_invariant",
     "covered_ops",
     "deterministic",

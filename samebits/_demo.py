@@ -1,5 +1,5 @@
-"""``samebits demo``: what batching does to the bundled MiniLM's bits, with and
-without the mode, and what the mode costs."""
+"""``samebits demo``: audit the bundled MiniLM without and with the mode, count the
+texts whose bits change when batched, and measure what the mode costs."""
 
 from __future__ import annotations
 
@@ -38,8 +38,7 @@ def changed_when_batched(
             rng.shuffle(idx)
             out = _encode(model, [texts[i] for i in idx], bs)
             for row, i in enumerate(idx):
-                a, b = out[row].contiguous(), alone[i].contiguous()
-                if a.numpy().tobytes() != b.numpy().tobytes():
+                if not torch.equal(out[row].view(torch.int32), alone[i].view(torch.int32)):
                     changed.add(i)
     return len(changed)
 
@@ -61,27 +60,48 @@ def throughput_ratio(model, texts: list[str], batch_size: int = 32, repeats: int
     return statistics.median(ratios)
 
 
-def run(out=sys.stdout) -> dict:
-    from samebits.models import load_sentence_model
+def run(html: str | None = "samebits-demo.html", quiet: bool = False, out=sys.stdout) -> dict:
+    from samebits.audit import audit, render_html
+    from samebits.models import SentenceEmbedder, load_sentence_model, tokenize_for
 
-    model = load_sentence_model()
+    st = load_sentence_model()
     texts = demo_texts()
-    native = changed_when_batched(model, texts)
+    model, inputs = SentenceEmbedder(st), tokenize_for(st, texts[:8])
+    native = audit(model, inputs, quiet=quiet)
     with batch_invariant():
-        inv = changed_when_batched(model, texts)
-    ratio = throughput_ratio(model, texts)
+        inv = audit(model, inputs, quiet=quiet)
+    for r in (native, inv):
+        r.model = "all-MiniLM-L6-v2 (bundled)"
+    changed_native = changed_when_batched(st, texts)
+    with batch_invariant():
+        changed_inv = changed_when_batched(st, texts)
+    ratio = throughput_ratio(st, texts)
+
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p("samebits demo: all-MiniLM-L6-v2 (bundled), real weights, CPU\n")
+    p("audit without the mode:")
+    p(native.table())
+    p("\naudit under samebits.batch_invariant():")
+    p(inv.table())
     n = len(texts)
-    rows = [
-        ("native PyTorch", f"{native}/{n}", "1.00x"),
-        ("samebits.batch_invariant()", f"{inv}/{n}", f"{ratio:.2f}x"),
-    ]
-    print("all-MiniLM-L6-v2 (bundled), mixed-length texts, batch sizes 2-32, shuffled", file=out)
-    print(f"{'mode':<28} {'texts whose bits change when batched':>38} {'throughput':>11}", file=out)
-    for mode, ch, tp in rows:
-        print(f"{mode:<28} {ch:>38} {tp:>11}", file=out)
+    p(f"\n{'':<28} {'texts whose bits change when batched':>38} {'throughput':>11}")
+    p(f"{'native PyTorch':<28} {f'{changed_native}/{n}':>38} {'1.00x':>11}")
+    p(f"{'samebits.batch_invariant()':<28} {f'{changed_inv}/{n}':>38} {f'{ratio:.2f}x':>11}")
+    for f in native.failed():
+        p(f"\n- {f.check}: {f.detail}")
+    if html:
+        from pathlib import Path
+
+        Path(html).write_text(
+            render_html([("Without the mode", native), ("Under samebits.batch_invariant()", inv)]),
+            encoding="utf-8",
+        )
+        p(f"\nHTML report: {html}")
     return {
-        "texts": n,
-        "changed_native": native,
-        "changed_invariant": inv,
+        "native_ok": native.ok,
+        "ok_invariant": inv.ok and changed_inv == 0,
+        "changed_native": changed_native,
+        "changed_invariant": changed_inv,
         "throughput_ratio": ratio,
+        "texts": n,
     }

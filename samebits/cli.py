@@ -17,8 +17,27 @@ class UsageError(SamebitsError):
 def _cmd_demo(args: argparse.Namespace) -> int:
     from samebits import _demo
 
-    result = _demo.run()
-    return EXIT_OK if result["changed_invariant"] == 0 else EXIT_FINDINGS
+    result = _demo.run(html=args.html, quiet=args.quiet)
+    return EXIT_OK if result["ok_invariant"] else EXIT_FINDINGS
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from samebits.audit import audit
+    from samebits.models import audit_target
+
+    texts = _read_texts(args.input) if args.input else None
+    model, inputs, name = audit_target(args.model, texts)
+    report = audit(model, inputs, quiet=args.quiet)
+    report.model = name
+    if args.html:
+        report.to_html(args.html)
+    if args.json:
+        print(report.to_json())
+    elif not args.quiet:
+        print(report.summary())
+        if args.html:
+            print(f"report: {args.html}")
+    return EXIT_OK if report.ok else EXIT_FINDINGS
 
 
 def _read_json(path: str) -> dict:
@@ -170,10 +189,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="samebits", description="Same input, same output bits.")
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser(
-        "demo", help="show batch variance on the bundled MiniLM, before and after the mode"
-    )
+    demo = sub.add_parser("demo", help="audit the bundled MiniLM before and after the mode")
+    demo.add_argument("--html", default="samebits-demo.html", help="where to write the HTML report")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_cmd_demo)
+
+    aud = sub.add_parser(
+        "audit", help="find out why a model's outputs differ (exit 0 clean, 1 findings, 2 usage)"
+    )
+    aud.add_argument(
+        "--model",
+        required=True,
+        help="minilm, a local HF model directory, or package.module:factory",
+    )
+    aud.add_argument(
+        "--input", metavar="FILE", help="texts, one per line (default: the demo texts)"
+    )
+    aud.add_argument("--json", action="store_true", help="print the report as JSON")
+    aud.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report")
+    aud.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    aud.set_defaults(func=_cmd_audit)
 
     env = sub.add_parser("env", help="print the environment fingerprint, or diff two")
     env.add_argument("--json", action="store_true", help="print JSON")

@@ -6,6 +6,7 @@
     ├── UnsupportedInputError  (also ValueError) a dtype, device or shape a kernel
     │                          does not take
     ├── NativeBuildError       the native kernels could not be compiled or loaded
+    ├── AuditError             (also ValueError) a model or inputs the audit cannot use
     └── RecordError            a record is missing, truncated, corrupt or malformed
         └── TamperError        its outputs or inputs do not match the manifest's hashes
 
@@ -50,3 +51,8 @@ class RecordError(SamebitsError):
 
 class TamperError(RecordError):
     """A record's stored outputs or inputs do not match the hashes in its manifest."""
+
+
+class AuditError(SamebitsError, ValueError):
+    """The audit cannot run: the model raised, its outputs hold no tensors, or the
+    inputs have no batch dimension to vary."""

@@ -82,3 +82,71 @@ def load_factory(spec: str):
             f"--model {spec!r}: cannot import {attr!r} from {mod_name!r} ({e})"
         ) from e
     return factory()
+
+
+class SentenceEmbedder:
+    """A sentence-transformers model as a plain callable on token tensors, so the
+    audit can batch, pad and slice its inputs: returns the sentence and token embeddings."""
+
+    def __new__(cls, st):
+        import torch
+
+        class _Embedder(torch.nn.Module):
+            def __init__(self, st):
+                super().__init__()
+                self.st = st
+
+            def forward(self, input_ids, attention_mask, token_type_ids=None):
+                feats = {"input_ids": input_ids, "attention_mask": attention_mask}
+                if token_type_ids is not None:
+                    feats["token_type_ids"] = token_type_ids
+                out = self.st(feats)
+                return {
+                    "sentence_embedding": out["sentence_embedding"],
+                    "token_embeddings": out["token_embeddings"],
+                }
+
+        return _Embedder(st).eval()
+
+
+def tokenize_for(st, texts: list[str]) -> dict:
+    """Right-padded token tensors for a sentence-transformers model."""
+    prep = (
+        getattr(st, "preprocess", None) or st.tokenize
+    )  # tokenize is deprecated in newer releases
+    feats = prep(texts)
+    return {
+        k: v for k, v in feats.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+    }
+
+
+def audit_target(spec: str, texts: list[str] | None):
+    """--model minilm | HF_DIR | package.module:factory -> (model, inputs, name)."""
+    from samebits._demo import demo_texts
+
+    texts = texts or demo_texts()[:8]
+    if spec == "minilm" or (Path(spec).is_dir() and is_sentence_model_dir(Path(spec))):
+        st = load_sentence_model(None if spec == "minilm" else spec)
+        return (
+            SentenceEmbedder(st),
+            tokenize_for(st, texts),
+            "all-MiniLM-L6-v2" if spec == "minilm" else spec,
+        )
+    if Path(spec).is_dir():
+        model, tok = load_causal_lm(spec)
+        if tok is None:
+            raise ModelLoadError(
+                f"{spec!r} has no tokenizer: the audit needs one to make inputs from text"
+            )
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token or tok.unk_token
+        inputs = dict(tok(texts, padding=True, return_tensors="pt"))
+        return model, inputs, spec
+    if ":" in spec:
+        made = load_factory(spec)
+        if isinstance(made, tuple) and len(made) == 2:
+            return made[0], made[1], spec
+        raise ModelLoadError(f"--model {spec!r}: the factory must return (model, inputs)")
+    raise ModelLoadError(
+        f"--model {spec!r}: expected minilm, a local model directory, or package.module:factory"
+    )

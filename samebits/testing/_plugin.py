@@ -68,3 +68,24 @@ def samebits_golden(request: pytest.FixtureRequest) -> Golden:
     test_file = Path(str(request.node.fspath))
     directory = test_file.parent / "golden" / test_file.stem
     return Golden(directory, _safe(request.node.name), request.config.getoption("samebits_update"))
+
+
+class Check:
+    """The ``samebits_check`` fixture: ``.batch_invariant(model, inputs, ...)`` and
+    ``.reproducible(model, inputs, ...)``, each returning the audit report or failing."""
+
+    def batch_invariant(self, model, inputs, **kw):
+        from samebits.testing import assert_batch_invariant
+
+        return assert_batch_invariant(model, inputs, **kw)
+
+    def reproducible(self, model, inputs, **kw):
+        from samebits.testing import assert_reproducible
+
+        return assert_reproducible(model, inputs, **kw)
+
+
+@pytest.fixture
+def samebits_check() -> Check:
+    """Assert batch invariance and reproducibility of a model in a test."""
+    return Check()
