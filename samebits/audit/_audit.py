@@ -250,8 +250,11 @@ class _Auditor:
         for a, b in zip(ra, rb, strict=False):
             if a.op != b.op:
                 break
-            pa = lambda ts, p: _parts([(a.op, t) for t in ts], p)  # noqa: E731
-            _, _, out_ulp, out_leaf = _diff(pa(a.outputs, pair.ref), pa(b.outputs, pair.test))
+
+            def pa(ts, p, name=a.op):
+                return _parts([(name, t) for t in ts], p)
+
+            _, _, _, out_leaf = _diff(pa(a.outputs, pair.ref), pa(b.outputs, pair.test))
             if out_leaf is None:
                 continue
             _, _, _, in_leaf = _diff(pa(a.inputs, pair.ref), pa(b.inputs, pair.test))
