@@ -185,6 +185,32 @@ def _print_verification(r) -> None:
             print(f"    {d['field']}: {d['a']!r} -> {d['b']!r}")
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        print(
+            "samebits serve needs the serve extra: pip install 'samebits[serve]'", file=sys.stderr
+        )
+        return EXIT_USAGE
+    from samebits.serve import ServeConfig, serve
+
+    if args.max_batch_size < 1 or args.max_wait_ms < 0:
+        raise UsageError("--max-batch-size must be >= 1 and --max-wait-ms >= 0")
+    serve(
+        ServeConfig(
+            model=args.model,
+            host=args.host,
+            port=args.port,
+            max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms,
+            api_key=args.api_key,
+        )
+    )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="samebits", description="Same input, same output bits.")
     p.add_argument("--version", action="version", version=_version())
@@ -237,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true")
     ver.add_argument("--quiet", action="store_true", help="no progress bar")
     ver.set_defaults(func=_cmd_verify)
+
+    srv = sub.add_parser("serve", help="OpenAI-compatible server; answers never depend on batching")
+    srv.add_argument(
+        "--model", default="minilm", help="minilm (embeddings) or a local HF model directory"
+    )
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--max-batch-size", type=int, default=32)
+    srv.add_argument("--max-wait-ms", type=float, default=5.0)
+    srv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    srv.set_defaults(func=_cmd_serve)
     return p
 
 

@@ -1,0 +1,61 @@
+"""``samebits serve``: an OpenAI-compatible server whose answers never depend on batching."""
+
+from samebits.serve._app import ServeConfig, create_app
+
+__all__ = ["ServeConfig", "create_app", "serve"]
+
+
+def serve(config: ServeConfig) -> None:
+    """Load the model and run the server until SIGINT/SIGTERM (in-flight requests drain)."""
+    import logging
+    import sys
+
+    import uvicorn
+
+    from samebits.serve._engines import load_engine
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("samebits.serve")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    engine = load_engine(config.model)
+    app = create_app(engine, config)
+    log.info(
+        '{"event": "listening", "host": "%s", "port": %d, "model": "%s", "kind": "%s"}',
+        config.host,
+        config.port,
+        engine.name,
+        engine.kind,
+    )
+    cfg = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+    )
+    _Server(cfg).run()
+    log.info('{"event": "stopped", "batches": %d}', app.state.batcher.batches)
+
+
+def _server_class():
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                yield
+                # requests drained: exit 0 rather than re-raising SIGTERM/SIGINT
+                self._captured_signals.clear()
+
+    return Server
+
+
+def _Server(cfg):  # noqa: N802 - reads as a class at the call site
+    return _server_class()(cfg)

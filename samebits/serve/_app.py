@@ -1,0 +1,364 @@
+"""The OpenAI-compatible ASGI app: /health, /v1/models, /v1/embeddings, /v1/completions.
+
+Every error uses OpenAI's schema ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+import base64
+import json
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from samebits.serve._batcher import Batcher
+from samebits.serve._engines import Completion, RequestError, describe, digest
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """``samebits serve`` settings; each CLI flag maps to one field."""
+
+    model: str = "minilm"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch_size: int = 32
+    max_wait_ms: float = 5.0
+    api_key: str | None = None
+    max_items: int = 2048  # inputs or prompts per request
+    max_tokens: int = 1024  # completion tokens per prompt
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+class HTTPError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        type_: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.type = (
+            status,
+            message,
+            param,
+            code,
+            type_,
+        )
+
+
+def create_app(engine, config: ServeConfig):
+    import torch
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from pydantic import (
+        BaseModel,
+        ConfigDict,
+        Field,
+        StrictBool,
+        StrictFloat,
+        StrictInt,
+        StrictStr,
+        ValidationError,
+    )
+
+    from samebits.record.fingerprint import fingerprint_id
+
+    fid = fingerprint_id()
+    batcher = Batcher(engine, config.max_batch_size, config.max_wait_ms)
+
+    class EmbeddingRequest(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+        input: StrictStr | list[StrictStr]
+        model: StrictStr | None = None
+        encoding_format: Literal["float", "base64"] = "float"
+
+    class CompletionRequest(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+        prompt: StrictStr | list[StrictStr]
+        model: StrictStr | None = None
+        max_tokens: StrictInt = Field(16, ge=1)
+        temperature: StrictFloat | StrictInt = Field(0.0, ge=0.0, le=2.0)
+        top_p: StrictFloat | StrictInt = Field(1.0, gt=0.0, le=1.0)
+        seed: StrictInt | None = None
+        stop: StrictStr | list[StrictStr] | None = None
+        stream: StrictBool = False
+        n: StrictInt = Field(1, ge=1, le=1)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        batcher.start()
+        yield
+        batcher.stop()  # drains what is queued
+
+    app = FastAPI(title="samebits", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.batcher = batcher
+
+    def error(e: HTTPError) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.code}},
+            status_code=e.status,
+        )
+
+    @app.exception_handler(HTTPError)
+    async def _http_error(_req, e: HTTPError):
+        return error(e)
+
+    @app.exception_handler(404)
+    async def _not_found(req, _e):
+        return error(HTTPError(404, f"no route {req.method} {req.url.path}", code="not_found"))
+
+    @app.exception_handler(405)
+    async def _bad_method(req, _e):
+        return error(HTTPError(405, f"method {req.method} not allowed on {req.url.path}"))
+
+    @app.exception_handler(Exception)
+    async def _internal(_req, e: Exception):
+        return error(
+            HTTPError(500, f"internal error: {type(e).__name__}: {e}", type_="server_error")
+        )
+
+    def authorize(req: Request) -> None:
+        if config.api_key is None:
+            return
+        got = req.headers.get("authorization", "")
+        if got != f"Bearer {config.api_key}":
+            raise HTTPError(
+                401,
+                "missing or incorrect API key (send 'Authorization: Bearer KEY')",
+                code="invalid_api_key",
+            )
+
+    async def parse(req: Request, model_cls):
+        authorize(req)
+        declared = req.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > config.max_body_bytes:
+            raise HTTPError(
+                413, f"request body of {declared} bytes exceeds {config.max_body_bytes}"
+            )
+        body = await req.body()
+        if len(body) > config.max_body_bytes:
+            raise HTTPError(
+                413, f"request body of {len(body)} bytes exceeds {config.max_body_bytes}"
+            )
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise HTTPError(400, f"request body is not valid JSON: {e}") from e
+        if not isinstance(data, dict):
+            raise HTTPError(400, "request body must be a JSON object")
+        try:
+            parsed = model_cls.model_validate(data)
+        except ValidationError as e:
+            first = e.errors()[0]
+            param = ".".join(str(p) for p in first["loc"]) or None
+            raise HTTPError(422, f"{param}: {first['msg']}", param=param) from e
+        if parsed.model is not None and parsed.model not in (
+            engine.name,
+            "minilm" if engine.name == "minilm" else engine.name,
+        ):
+            raise HTTPError(
+                404,
+                f"model {parsed.model!r} is not served here; this server serves {engine.name!r}",
+                param="model",
+                code="model_not_found",
+            )
+        return parsed
+
+    def items_of(value, field: str) -> list[str]:
+        texts = [value] if isinstance(value, str) else list(value)
+        if not texts:
+            raise HTTPError(400, f"{field} is empty", param=field)
+        if len(texts) > config.max_items:
+            raise HTTPError(
+                400, f"{field} has {len(texts)} items; at most {config.max_items}", param=field
+            )
+        for i, t in enumerate(texts):
+            if not t:
+                raise HTTPError(400, f"{field}[{i}] is an empty string", param=field)
+        return texts
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": engine.name, "kind": engine.kind, "fingerprint_id": fid}
+
+    @app.get("/v1/models")
+    async def models(req: Request):
+        authorize(req)
+        return {"object": "list", "data": [describe(engine)]}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(req: Request):
+        r = await parse(req, EmbeddingRequest)
+        if engine.kind != "embeddings":
+            raise HTTPError(
+                400, f"{engine.name!r} is a completion model: use /v1/completions", param="model"
+            )
+        texts = items_of(r.input, "input")
+        for i, t in enumerate(texts):
+            try:
+                engine.check(t)
+            except RequestError as e:
+                raise HTTPError(400, f"input[{i}]: {e}", param="input") from e
+        import asyncio
+
+        vecs = await asyncio.gather(*(batcher.submit(t) for t in texts))
+        data = []
+        for i, v in enumerate(vecs):
+            emb = (
+                base64.b64encode(v.numpy().astype("<f4").tobytes()).decode()
+                if r.encoding_format == "base64"
+                else v.tolist()
+            )
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        ntok = sum(len(engine.tokenizer(t)["input_ids"]) for t in texts)
+        return {
+            "object": "list",
+            "data": data,
+            "model": engine.name,
+            "usage": {"prompt_tokens": ntok, "total_tokens": ntok},
+            "samebits": {
+                "sha256": [digest(v) for v in vecs],
+                "fingerprint_id": fid,
+                "hashed": "float32 little-endian embedding bytes",
+            },
+        }
+
+    def completions_for(r) -> list[Completion]:
+        if engine.kind != "completions":
+            raise HTTPError(
+                400, f"{engine.name!r} is an embedding model: use /v1/embeddings", param="model"
+            )
+        if r.max_tokens > config.max_tokens:
+            raise HTTPError(
+                400,
+                f"max_tokens={r.max_tokens} exceeds this server's limit {config.max_tokens}",
+                param="max_tokens",
+            )
+        prompts = items_of(r.prompt, "prompt")
+        stop = [r.stop] if isinstance(r.stop, str) else list(r.stop or [])
+        out = []
+        for i, p in enumerate(prompts):
+            try:
+                ids = engine.encode(p)
+            except RequestError as e:
+                raise HTTPError(400, f"prompt[{i}]: {e}", param="prompt") from e
+            if len(ids) + r.max_tokens > engine.max_context:
+                raise HTTPError(
+                    400,
+                    f"prompt[{i}] has {len(ids)} tokens; with max_tokens={r.max_tokens} that "
+                    f"exceeds the context of {engine.max_context}",
+                    param="prompt",
+                )
+            out.append(
+                Completion(ids, r.max_tokens, float(r.temperature), float(r.top_p), r.seed, stop)
+            )
+        return out
+
+    def token_digest(c: Completion) -> str:
+        return digest(torch.tensor(c.tokens, dtype=torch.int64))
+
+    @app.post("/v1/completions")
+    async def completions(req: Request):
+        import asyncio
+
+        r = await parse(req, CompletionRequest)
+        items = completions_for(r)
+        cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if not r.stream:
+            done = await asyncio.gather(*(batcher.submit(c) for c in items))
+            choices = [
+                {"text": c.text, "index": i, "logprobs": None, "finish_reason": c.finish_reason}
+                for i, c in enumerate(done)
+            ]
+            usage_p = sum(len(c.prompt_ids) for c in done)
+            usage_c = sum(len(c.tokens) for c in done)
+            return {
+                "id": cid,
+                "object": "text_completion",
+                "created": created,
+                "model": engine.name,
+                "choices": choices,
+                "usage": {
+                    "prompt_tokens": usage_p,
+                    "completion_tokens": usage_c,
+                    "total_tokens": usage_p + usage_c,
+                },
+                "samebits": {
+                    "sha256": [token_digest(c) for c in done],
+                    "tokens": [c.tokens for c in done],
+                    "fingerprint_id": fid,
+                    "hashed": "int64 little-endian completion token ids",
+                },
+            }
+
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue = asyncio.Queue()
+        for i, c in enumerate(items):
+            c.on_token = lambda _tok, delta, i=i: loop.call_soon_threadsafe(
+                q.put_nowait, (i, delta, None)
+            )
+
+        async def run_one(i: int, c: Completion) -> None:
+            try:
+                done = await batcher.submit(c)
+            except Exception as e:  # noqa: BLE001 - ends this choice's stream with an error chunk
+                q.put_nowait((i, None, e))
+                return
+            q.put_nowait((i, None, done))  # queued after its deltas: same thread, FIFO
+
+        async def stream():
+            tasks = [asyncio.ensure_future(run_one(i, c)) for i, c in enumerate(items)]
+            remaining = len(items)
+            while remaining:
+                i, delta, done = await q.get()
+                base = {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": engine.name,
+                }
+                if done is None:
+                    if delta:
+                        choice = {
+                            "text": delta,
+                            "index": i,
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                        yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
+                    continue
+                remaining -= 1
+                if isinstance(done, Exception):
+                    err = {
+                        "error": {
+                            "message": str(done),
+                            "type": "server_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    }
+                    yield f"data: {json.dumps(err)}\n\n"
+                    continue
+                choice = {
+                    "text": "",
+                    "index": i,
+                    "logprobs": None,
+                    "finish_reason": done.finish_reason,
+                }
+                extra = {
+                    "samebits": {
+                        "sha256": [token_digest(done)],
+                        "tokens": [done.tokens],
+                        "fingerprint_id": fid,
+                    }
+                }
+                yield f"data: {json.dumps({**base, 'choices': [choice], **extra})}\n\n"
+            await asyncio.gather(*tasks)
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    return app

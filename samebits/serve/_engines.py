@@ -1,0 +1,219 @@
+"""The work a batch does: embeddings (sentence-transformers) and completions
+(a Hugging Face causal LM with a KV cache). Both run inside the batcher's worker
+thread, which holds ``batch_invariant()``: an item's result has the same bits in
+any batch, so batching never changes an answer."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+class RequestError(ValueError):
+    """A request the engine refuses (reported as HTTP 400)."""
+
+
+class EmbeddingEngine:
+    kind = "embeddings"
+
+    def __init__(self, st, name: str) -> None:
+        from samebits.models import SentenceEmbedder
+
+        self.st, self.name = st, name
+        self.module = SentenceEmbedder(st)
+        self.max_tokens = int(getattr(st, "max_seq_length", 256) or 256)
+        self.tokenizer = st.tokenizer
+
+    def check(self, text: str) -> None:
+        n = len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        if n > self.max_tokens:
+            raise RequestError(f"input has {n} tokens; this model takes at most {self.max_tokens}")
+
+    @torch.inference_mode()
+    def run(self, texts: list[str]) -> list[torch.Tensor]:
+        from samebits.models import tokenize_for
+
+        feats = tokenize_for(self.st, texts)
+        out = self.module(**feats)["sentence_embedding"]
+        return [row.float().clone() for row in out]
+
+
+@dataclass
+class Completion:
+    """One prompt to complete, with its decoding settings."""
+
+    prompt_ids: list[int]
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    on_token: Callable[[int, str], None] | None = None  # streaming callback (worker thread)
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str | None = None
+
+
+def gumbel_noise(seed: int, step: int, vocab: int) -> torch.Tensor:
+    """Counter-based noise: a function of (seed, step) only, never of the batch."""
+    key = hashlib.sha256(f"samebits:{seed}:{step}".encode()).digest()
+    g = torch.Generator().manual_seed(int.from_bytes(key[:8], "little") & ((1 << 63) - 1))
+    u = torch.rand(vocab, generator=g, dtype=torch.float64).clamp_(1e-300, 1.0 - 1e-16)
+    return -torch.log(-torch.log(u))
+
+
+def choose(logits: torch.Tensor, c: Completion, step: int) -> int:
+    """Greedy argmax at temperature 0; otherwise Gumbel-max over the top-p set,
+    which samples from softmax(logits / T) with noise keyed by (seed, step)."""
+    if c.temperature <= 0:
+        return int(torch.argmax(logits))
+    from samebits._mode import batch_invariant
+
+    with batch_invariant(False):  # one item's own logits: float64 math, no batch involved
+        return _sample(logits, c, step)
+
+
+def _sample(logits: torch.Tensor, c: Completion, step: int) -> int:
+    z = logits.double() / c.temperature
+    if c.top_p < 1.0:
+        order = torch.argsort(z, descending=True, stable=True)
+        p = torch.softmax(z[order], -1)
+        keep = (p.cumsum(-1) - p) < c.top_p  # the smallest prefix reaching top_p
+        mask = torch.full_like(z, float("-inf"))
+        mask[order[keep]] = 0.0
+        z = z + mask
+    return int(torch.argmax(z + gumbel_noise(c.seed or 0, step, z.numel())))
+
+
+class CompletionEngine:
+    kind = "completions"
+
+    def __init__(self, model, tokenizer, name: str, max_context: int | None = None) -> None:
+        self.model, self.tok, self.name = model.eval(), tokenizer, name
+        cfg = model.config
+        self.max_context = max_context or int(getattr(cfg, "max_position_embeddings", 2048))
+        self.eos = getattr(tokenizer, "eos_token_id", None)
+        if self.eos is None:
+            self.eos = getattr(cfg, "eos_token_id", None)
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (self.eos or 0)
+
+    def encode(self, prompt: str) -> list[int]:
+        ids = self.tok(prompt, add_special_tokens=True)["input_ids"]
+        if not ids:
+            raise RequestError("prompt encodes to no tokens")
+        return list(ids)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=True)
+
+    @torch.inference_mode()
+    def run(self, items: list[Completion]) -> list[Completion]:
+        from transformers import DynamicCache
+
+        n, L = len(items), max(len(c.prompt_ids) for c in items)
+        ids = torch.full((n, L), self.pad, dtype=torch.long)
+        mask = torch.zeros((n, L), dtype=torch.long)
+        for i, c in enumerate(items):  # left padding: every row's last token is at L - 1
+            ids[i, L - len(c.prompt_ids) :] = torch.tensor(c.prompt_ids)
+            mask[i, L - len(c.prompt_ids) :] = 1
+        cache = DynamicCache()
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = (
+            self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            .logits[:, -1]
+            .float()
+        )
+        steps = max(c.max_tokens for c in items)
+        for step in range(steps):
+            nxt = []
+            for i, c in enumerate(items):
+                if c.finish_reason is not None:
+                    nxt.append(self.pad)
+                    continue
+                tok = choose(logits[i], c, step)
+                c.tokens.append(tok)
+                self._advance(c, tok)
+                nxt.append(tok)
+            if all(c.finish_reason is not None for c in items):
+                break
+            mask = torch.cat([mask, torch.ones(n, 1, dtype=torch.long)], 1)
+            pos = pos[:, -1:] + 1
+            logits = (
+                self.model(
+                    input_ids=torch.tensor(nxt)[:, None],
+                    attention_mask=mask,
+                    position_ids=pos,
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+                .logits[:, -1]
+                .float()
+            )
+        for c in items:
+            c.finish_reason = c.finish_reason or "length"
+        return items
+
+    def _advance(self, c: Completion, tok: int) -> None:
+        if self.eos is not None and tok == self.eos:
+            c.tokens.pop()
+            c.finish_reason = "stop"
+            return
+        text = self.decode(c.tokens)
+        for s in c.stop:
+            at = text.find(s)
+            if at >= 0:
+                c.text, c.finish_reason = text[:at], "stop"
+                if c.on_token:
+                    c.on_token(tok, "")
+                return
+        delta, c.text = text[len(c.text) :], text
+        if c.on_token:
+            c.on_token(tok, delta)
+        if len(c.tokens) >= c.max_tokens:
+            c.finish_reason = "length"
+        elif len(c.prompt_ids) + len(c.tokens) >= self.max_context:
+            c.finish_reason = "length"
+
+
+def load_engine(spec: str):
+    """--model minilm | a sentence-transformers directory | a causal LM directory."""
+    from pathlib import Path
+
+    from samebits.models import (
+        ModelLoadError,
+        is_sentence_model_dir,
+        load_causal_lm,
+        load_sentence_model,
+    )
+
+    if spec == "minilm":
+        return EmbeddingEngine(load_sentence_model(), "minilm")
+    path = Path(spec)
+    if not path.is_dir():
+        raise ModelLoadError(f"--model {spec!r}: expected 'minilm' or a local model directory")
+    if is_sentence_model_dir(path):
+        return EmbeddingEngine(load_sentence_model(path), path.name)
+    model, tok = load_causal_lm(path)
+    if tok is None:
+        raise ModelLoadError(f"{spec!r} has no tokenizer: serving completions needs one")
+    return CompletionEngine(model, tok, path.name)
+
+
+def digest(t: torch.Tensor) -> str:
+    from samebits.record.compare import raw_bytes
+
+    return hashlib.sha256(raw_bytes(t)).hexdigest()
+
+
+def describe(engine) -> dict[str, Any]:
+    return {"id": engine.name, "object": "model", "owned_by": "samebits", "kind": engine.kind}
