@@ -130,18 +130,19 @@ static int threads_for(i64 work, int nthreads) {
    (both K-contiguous), C fp32 row stride ldc. */
 
 #define DOT_MICRO(MR, NR_DOT)                                                                      \
-    static void dot_micro_##MR##x##NR_DOT(const void *const *a, const void *const *b, float *out[MR],  \
-                               i64 K, int dt) {                                              \
+    static inline __attribute__((always_inline)) void dot_micro_##MR##x##NR_DOT(                      \
+        const void *const *a, const void *const *b, float *out[MR], i64 K, const int dt) {    \
         v8 acc[MR][NR_DOT];                                                                  \
         for (int r = 0; r < MR; r++)                                                         \
             for (int c = 0; c < NR_DOT; c++) acc[r][c] = v8_zero();                          \
         i64 k = 0;                                                                           \
         for (; k + 8 <= K; k += 8) {                                                         \
-            v8 bv[NR_DOT];                                                                   \
-            for (int c = 0; c < NR_DOT; c++) bv[c] = v8_load(b[c], k, dt);                   \
-            for (int r = 0; r < MR; r++) {                                                   \
-                v8 av = v8_load(a[r], k, dt);                                                \
-                for (int c = 0; c < NR_DOT; c++) acc[r][c] = v8_fma(av, bv[c], acc[r][c]);   \
+            /* MR A vectors stay live; B streams one column at a time (fits 16 regs) */       \
+            v8 av[MR];                                                                       \
+            for (int r = 0; r < MR; r++) av[r] = v8_load(a[r], k, dt);                       \
+            for (int c = 0; c < NR_DOT; c++) {                                               \
+                v8 bv = v8_load(b[c], k, dt);                                                \
+                for (int r = 0; r < MR; r++) acc[r][c] = v8_fma(av[r], bv, acc[r][c]);       \
             }                                                                                \
         }                                                                                    \
         if (k < K) {                                                                         \
@@ -158,6 +159,12 @@ static int threads_for(i64 work, int nthreads) {
     }
 DOT_MICRO(1, 8)
 DOT_MICRO(3, 4)
+
+/* dtype-specialized entry points: dt is a compile-time constant inside each */
+static void dot_3x4_f32(const void *const *a, const void *const *b, float *out[3], i64 K) { dot_micro_3x4(a, b, out, K, F32); }
+static void dot_3x4_bf16(const void *const *a, const void *const *b, float *out[3], i64 K) { dot_micro_3x4(a, b, out, K, BF16); }
+static void dot_1x8_f32(const void *const *a, const void *const *b, float *out[1], i64 K) { dot_micro_1x8(a, b, out, K, F32); }
+static void dot_1x8_bf16(const void *const *a, const void *const *b, float *out[1], i64 K) { dot_micro_1x8(a, b, out, K, BF16); }
 
 /* bias (length N, dtype bdt) may be NULL; if given, C = acc + bias[j], one float add. */
 void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, float *C, i64 ldc,
@@ -190,7 +197,7 @@ void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, 
                 const void *ap[3] = {Ab + i * lda * e, Ab + (i + 1) * lda * e, Ab + (i + 2) * lda * e};
                 float o[3][4];
                 float *op[3] = {o[0], o[1], o[2]};
-                dot_micro_3x4(ap, bp, op, K, dt);
+                (dt == BF16 ? dot_3x4_bf16 : dot_3x4_f32)(ap, bp, op, K);
                 for (int r = 0; r < 3; r++)
                     for (int c = 0; c < nc; c++)
                         Cb[(i + r) * ldc + j + c] = bias ? o[r][c] + ld(bias, j + c, bdt) : o[r][c];
@@ -204,7 +211,7 @@ void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, 
                 for (int c = 0; c < 8; c++) bp[c] = Bb + (j + (c < nc ? c : 0)) * ldb * e;
                 float o[1][8];
                 float *op[1] = {o[0]};
-                dot_micro_1x8(ap, bp, op, K, dt);
+                (dt == BF16 ? dot_1x8_bf16 : dot_1x8_f32)(ap, bp, op, K);
                 for (int c = 0; c < nc; c++)
                     Cb[i * ldc + j + c] = bias ? o[0][c] + ld(bias, j + c, bdt) : o[0][c];
             }

@@ -52,7 +52,7 @@ class HTTPError(Exception):
 def create_app(engine, config: ServeConfig):
     import torch
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
     from pydantic import (
         BaseModel,
         ConfigDict,
@@ -95,6 +95,11 @@ def create_app(engine, config: ServeConfig):
 
     app = FastAPI(title="samebits", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.batcher = batcher
+
+    def fast_json(payload: dict) -> Response:
+        # json.dumps directly: FastAPI's jsonable_encoder walks every float of every
+        # embedding in Python and dominated the per-request cost.
+        return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
 
     def error(e: HTTPError) -> JSONResponse:
         return JSONResponse(
@@ -197,9 +202,10 @@ def create_app(engine, config: ServeConfig):
                 400, f"{engine.name!r} is a completion model: use /v1/completions", param="model"
             )
         texts = items_of(r.input, "input")
+        ntok = 0
         for i, t in enumerate(texts):
             try:
-                engine.check(t)
+                ntok += engine.check(t)
             except RequestError as e:
                 raise HTTPError(400, f"input[{i}]: {e}", param="input") from e
         import asyncio
@@ -213,18 +219,19 @@ def create_app(engine, config: ServeConfig):
                 else v.tolist()
             )
             data.append({"object": "embedding", "index": i, "embedding": emb})
-        ntok = sum(len(engine.tokenizer(t)["input_ids"]) for t in texts)
-        return {
-            "object": "list",
-            "data": data,
-            "model": engine.name,
-            "usage": {"prompt_tokens": ntok, "total_tokens": ntok},
-            "samebits": {
-                "sha256": [digest(v) for v in vecs],
-                "fingerprint_id": fid,
-                "hashed": "float32 little-endian embedding bytes",
-            },
-        }
+        return fast_json(
+            {
+                "object": "list",
+                "data": data,
+                "model": engine.name,
+                "usage": {"prompt_tokens": ntok, "total_tokens": ntok},
+                "samebits": {
+                    "sha256": [digest(v) for v in vecs],
+                    "fingerprint_id": fid,
+                    "hashed": "float32 little-endian embedding bytes",
+                },
+            }
+        )
 
     def completions_for(r) -> list[Completion]:
         if engine.kind != "completions":
@@ -275,24 +282,26 @@ def create_app(engine, config: ServeConfig):
             ]
             usage_p = sum(len(c.prompt_ids) for c in done)
             usage_c = sum(len(c.tokens) for c in done)
-            return {
-                "id": cid,
-                "object": "text_completion",
-                "created": created,
-                "model": engine.name,
-                "choices": choices,
-                "usage": {
-                    "prompt_tokens": usage_p,
-                    "completion_tokens": usage_c,
-                    "total_tokens": usage_p + usage_c,
-                },
-                "samebits": {
-                    "sha256": [token_digest(c) for c in done],
-                    "tokens": [c.tokens for c in done],
-                    "fingerprint_id": fid,
-                    "hashed": "int64 little-endian completion token ids",
-                },
-            }
+            return fast_json(
+                {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": engine.name,
+                    "choices": choices,
+                    "usage": {
+                        "prompt_tokens": usage_p,
+                        "completion_tokens": usage_c,
+                        "total_tokens": usage_p + usage_c,
+                    },
+                    "samebits": {
+                        "sha256": [token_digest(c) for c in done],
+                        "tokens": [c.tokens for c in done],
+                        "fingerprint_id": fid,
+                        "hashed": "int64 little-endian completion token ids",
+                    },
+                }
+            )
 
         loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()

@@ -6,6 +6,7 @@ any batch, so batching never changes an answer."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,19 +28,61 @@ class EmbeddingEngine:
         self.module = SentenceEmbedder(st)
         self.max_tokens = int(getattr(st, "max_seq_length", 256) or 256)
         self.tokenizer = st.tokenizer
+        # Rust tokenizers raise "Already borrowed" when two threads use one at once:
+        # the event loop (validation) and the worker (batches) share it under this lock.
+        self.tok_lock = threading.Lock()
 
-    def check(self, text: str) -> None:
-        n = len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+    def count(self, text: str) -> int:
+        with self.tok_lock:
+            return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def check(self, text: str) -> int:
+        """The text's token count; raises if the model cannot take it whole."""
+        n = self.count(text)
         if n > self.max_tokens:
             raise RequestError(f"input has {n} tokens; this model takes at most {self.max_tokens}")
+        return n
 
     @torch.inference_mode()
     def run(self, texts: list[str]) -> list[torch.Tensor]:
+        """Embed a batch, regrouped by token length so that padding wastes little
+        compute. Regrouping is safe only because the worker holds batch_invariant():
+        an item's bits do not depend on which items share its forward pass."""
         from samebits.models import tokenize_for
 
-        feats = tokenize_for(self.st, texts)
-        out = self.module(**feats)["sentence_embedding"]
-        return [row.float().clone() for row in out]
+        with self.tok_lock:
+            lens = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        out: list[torch.Tensor | None] = [None] * len(texts)
+        for group in length_groups(lens):
+            with self.tok_lock:
+                feats = tokenize_for(self.st, [texts[i] for i in group])
+            emb = self.module(**feats)["sentence_embedding"]
+            for row, i in enumerate(group):
+                out[i] = emb[row].float().clone()
+        return out
+
+
+def length_groups(
+    lens: list[int], overhead_tokens: int = 48, max_group: int = 32
+) -> list[list[int]]:
+    """Split items into forward passes minimizing ``overhead_tokens`` per pass plus
+    padded tokens (group size x its longest length), by dynamic programming over
+    the items sorted by length. A pass costs roughly 48 tokens' worth of fixed
+    per-forward overhead on MiniLM here (measured: ~10 ms, ~0.2 ms per token)."""
+    order = sorted(range(len(lens)), key=lambda i: lens[i])
+    ls = [lens[i] for i in order]
+    n = len(ls)
+    best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(max(0, j - max_group), j):
+            c = best[i] + overhead_tokens + (j - i) * ls[j - 1]
+            if c < best[j]:
+                best[j], cut[j] = c, i
+    groups, j = [], n
+    while j > 0:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    return groups[::-1]
 
 
 @dataclass
@@ -100,15 +143,18 @@ class CompletionEngine:
         if self.eos is None:
             self.eos = getattr(cfg, "eos_token_id", None)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (self.eos or 0)
+        self.tok_lock = threading.Lock()  # see EmbeddingEngine.tok_lock
 
     def encode(self, prompt: str) -> list[int]:
-        ids = self.tok(prompt, add_special_tokens=True)["input_ids"]
+        with self.tok_lock:
+            ids = self.tok(prompt, add_special_tokens=True)["input_ids"]
         if not ids:
             raise RequestError("prompt encodes to no tokens")
         return list(ids)
 
     def decode(self, ids: list[int]) -> str:
-        return self.tok.decode(ids, skip_special_tokens=True)
+        with self.tok_lock:
+            return self.tok.decode(ids, skip_special_tokens=True)
 
     @torch.inference_mode()
     def run(self, items: list[Completion]) -> list[Completion]:

@@ -1,0 +1,95 @@
+"""Serving throughput with dynamic batching vs one request at a time:
+`python benchmarks/bench_serve.py`.
+
+Starts real `samebits serve` processes (bundled MiniLM): one with dynamic batching
+(max batch 32, wait 5 ms) and one with --max-batch-size 1. Clients send one-text
+embedding requests. Rounds are interleaved; the table shows medians.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from _harness import header, table  # noqa: E402
+
+from samebits._demo import demo_texts  # noqa: E402
+from tests.serve.conftest import Server  # noqa: E402
+
+REQUESTS = 240
+
+
+def load(url: str, clients: int) -> tuple[float, list[float]]:
+    texts = demo_texts()
+    lat: list[float] = []
+
+    def one(i: int) -> None:
+        t = time.perf_counter()
+        r = client.post(url + "/v1/embeddings", json={"input": texts[i % len(texts)]})
+        r.raise_for_status()
+        lat.append(time.perf_counter() - t)
+
+    with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=64)) as client:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(one, range(REQUESTS)))
+        return REQUESTS / (time.perf_counter() - start), lat
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+
+
+def main() -> None:
+    print(header("bench_serve: dynamic batching vs one request at a time (MiniLM embeddings)"))
+    batched = Server("--max-batch-size", "32", "--max-wait-ms", "5")
+    single = Server("--max-batch-size", "1", "--max-wait-ms", "0")
+    try:
+        configs = (
+            [("one at a time (1 client)", batched.url, 1)]
+            + [(f"batched, {c} clients", batched.url, c) for c in (1, 4, 16)]
+            + [("max-batch-size 1, 16 clients", single.url, 16)]
+        )
+        for _, url, c in configs:  # warm up
+            load(url, c)
+        tput = {name: [] for name, _, _ in configs}
+        lats = {name: [] for name, _, _ in configs}
+        for _ in range(3):
+            for name, url, c in configs:
+                t, lat = load(url, c)
+                tput[name].append(t)
+                lats[name] += lat
+        base = statistics.median(tput[configs[0][0]])
+        rows = []
+        for name, _, c in configs:
+            t = statistics.median(tput[name])
+            rows.append(
+                [
+                    name,
+                    str(c),
+                    f"{t / base:.2f}x",
+                    f"{pct(lats[name], 0.5):.1f}",
+                    f"{pct(lats[name], 0.99):.1f}",
+                ]
+            )
+        print(
+            table(
+                rows,
+                ["configuration", "clients", "throughput vs one at a time", "p50 ms", "p99 ms"],
+            )
+        )
+    finally:
+        batched.stop()
+        single.stop()
+
+
+if __name__ == "__main__":
+    main()
