@@ -17,6 +17,7 @@ from samebits.errors import (
     TamperError,
     UnsupportedInputError,
 )
+from samebits.exact import exact_dot, exact_mean, exact_norm, exact_sum
 from samebits.record.determinism import deterministic
 from samebits.record.fingerprint import diff as fingerprint_diff
 from samebits.record.fingerprint import fingerprint, fingerprint_id
@@ -41,6 +42,10 @@ __all__ = [
     "batch_invariant",
     "covered_ops",
     "deterministic",
+    "exact_dot",
+    "exact_mean",
+    "exact_norm",
+    "exact_sum",
     "fingerprint",
     "fingerprint_diff",
     "fingerprint_id",

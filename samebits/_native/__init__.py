@@ -56,6 +56,8 @@ _SIGNATURES = {
     "sb_unary": ([P, P, I64, INT, INT, INT], None),
     "sb_softmax": ([P, P, I64, I64, INT, INT, INT, INT], None),
     "sb_norm": ([P, P, P, P, P, P, I64, I64, DBL, INT, INT, INT, INT], None),
+    "sb_exact_acc": ([P, I64, I64, I64, INT, P, P, INT], None),
+    "sb_exact_dot": ([P, P, I64, INT, P, P], None),
     "sb_abi_version": ([], INT),
 }
 
