@@ -199,7 +199,7 @@ def test_bad_inputs():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("spread", [0, 10, 60, 150])
+@pytest.mark.parametrize("spread", [0, 10, 60, 100])
 def test_vectorized_bins_match_oracle_across_blocks(dtype, spread):
     """Runs past the 2048-value blocks and the 4-lane tails, with 1 to 6 bins."""
     rng = np.random.default_rng(spread)
