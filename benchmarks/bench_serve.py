@@ -26,8 +26,11 @@ from tests.serve.conftest import Server  # noqa: E402
 REQUESTS = 240
 
 
-def load(url: str, clients: int) -> tuple[float, list[float]]:
-    texts = demo_texts()
+SHORT = ["weather today", "capital of France", "tea or coffee", "deterministic inference", "batch size",
+         "python list sort", "cheap flights", "reproducible builds", "GPU kernels", "unit tests"]
+
+
+def load(url: str, clients: int, texts: list[str]) -> tuple[float, list[float]]:
     lat: list[float] = []
 
     def one(i: int) -> None:
@@ -53,39 +56,31 @@ def main() -> None:
     batched = Server("--max-batch-size", "32", "--max-wait-ms", "5")
     single = Server("--max-batch-size", "1", "--max-wait-ms", "0")
     try:
-        configs = (
-            [("one at a time (1 client)", batched.url, 1)]
-            + [(f"batched, {c} clients", batched.url, c) for c in (1, 4, 16)]
-            + [("max-batch-size 1, 16 clients", single.url, 16)]
+        configs = [("one at a time: max-batch-size 1, 1 client", single.url, 1)]
+        configs += [(f"batched, {c} clients", batched.url, c) for c in (1, 4, 16)]
+        configs += [("max-batch-size 1, 16 clients", single.url, 16)]
+        workloads = (
+            ("mixed-length texts (the demo set, 2-40 tokens)", demo_texts()),
+            ("short queries (2-4 words)", SHORT),
         )
-        for _, url, c in configs:  # warm up
-            load(url, c)
-        tput = {name: [] for name, _, _ in configs}
-        lats = {name: [] for name, _, _ in configs}
-        for _ in range(3):
-            for name, url, c in configs:
-                t, lat = load(url, c)
-                tput[name].append(t)
-                lats[name] += lat
-        base = statistics.median(tput[configs[0][0]])
-        rows = []
-        for name, _, c in configs:
-            t = statistics.median(tput[name])
-            rows.append(
-                [
-                    name,
-                    str(c),
-                    f"{t / base:.2f}x",
-                    f"{pct(lats[name], 0.5):.1f}",
-                    f"{pct(lats[name], 0.99):.1f}",
-                ]
-            )
-        print(
-            table(
-                rows,
-                ["configuration", "clients", "throughput vs one at a time", "p50 ms", "p99 ms"],
-            )
-        )
+        for title, texts in workloads:
+            for _, url, c in configs:  # warm up
+                load(url, c, texts)
+            tput = {name: [] for name, _, _ in configs}
+            lats = {name: [] for name, _, _ in configs}
+            for _ in range(3):  # rounds interleave the configurations
+                for name, url, c in configs:
+                    t, lat = load(url, c, texts)
+                    tput[name].append(t)
+                    lats[name] += lat
+            base = statistics.median(tput[configs[0][0]])
+            rows = []
+            for name, _, c in configs:
+                t = statistics.median(tput[name])
+                p50, p99 = pct(lats[name], 0.5), pct(lats[name], 0.99)
+                rows.append([name, str(c), f"{t / base:.2f}x", f"{p50:.1f}", f"{p99:.1f}"])
+            print(f"\n## {title}")
+            print(table(rows, ["configuration", "clients", "throughput vs one at a time", "p50 ms", "p99 ms"]))
     finally:
         batched.stop()
         single.stop()
