@@ -32,8 +32,8 @@ bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: $(STAMP)
-	$(BIN)/ruff check samebits tests benchmarks
-	$(BIN)/ruff format --check samebits tests benchmarks
+	$(BIN)/ruff check samebits tests benchmarks docs/examples
+	$(BIN)/ruff format --check samebits tests benchmarks docs/examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

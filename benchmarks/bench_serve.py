@@ -26,8 +26,18 @@ from tests.serve.conftest import Server  # noqa: E402
 REQUESTS = 240
 
 
-SHORT = ["weather today", "capital of France", "tea or coffee", "deterministic inference", "batch size",
-         "python list sort", "cheap flights", "reproducible builds", "GPU kernels", "unit tests"]
+SHORT = [
+    "weather today",
+    "capital of France",
+    "tea or coffee",
+    "deterministic inference",
+    "batch size",
+    "python list sort",
+    "cheap flights",
+    "reproducible builds",
+    "GPU kernels",
+    "unit tests",
+]
 
 
 def load(url: str, clients: int, texts: list[str]) -> tuple[float, list[float]]:
@@ -80,7 +90,12 @@ def main() -> None:
                 p50, p99 = pct(lats[name], 0.5), pct(lats[name], 0.99)
                 rows.append([name, str(c), f"{t / base:.2f}x", f"{p50:.1f}", f"{p99:.1f}"])
             print(f"\n## {title}")
-            print(table(rows, ["configuration", "clients", "throughput vs one at a time", "p50 ms", "p99 ms"]))
+            print(
+                table(
+                    rows,
+                    ["configuration", "clients", "throughput vs one at a time", "p50 ms", "p99 ms"],
+                )
+            )
     finally:
         batched.stop()
         single.stop()
