@@ -791,21 +791,35 @@ static inline __m256d fload(const void *x, i64 i, int dt) {
         for (int j = 0; j < K; j++) sp[j] = _mm256_set1_pd(S[j]);                               \
         for (i64 b = 0; b < n; b += FBLK) {                                                     \
             i64 e = b + FBLK < n ? b + FBLK : n, i = b;                                         \
-            __m256d a[K];                                                                       \
-            for (int j = 0; j < K; j++) a[j] = _mm256_setzero_pd();                             \
+            /* 4 independent chains per iteration: the add-sub-sub chain of one  \
+               vector is latency-bound, four of them fill the pipes */            \
+            __m256d a[4][K];                                                                    \
+            for (int u = 0; u < 4; u++)                                                         \
+                for (int j = 0; j < K; j++) a[u][j] = _mm256_setzero_pd();                      \
+            for (; i + 16 <= e; i += 16) {                                                      \
+                __m256d r[4] = {fload(x, i, dt), fload(x, i + 4, dt), fload(x, i + 8, dt),      \
+                                fload(x, i + 12, dt)};                                          \
+                for (int j = 0; j < K; j++)                                                     \
+                    for (int u = 0; u < 4; u++) {                                               \
+                        __m256d q = _mm256_sub_pd(_mm256_add_pd(r[u], sp[j]), sp[j]);           \
+                        a[u][j] = _mm256_add_pd(a[u][j], q);                                    \
+                        r[u] = _mm256_sub_pd(r[u], q);                                          \
+                    }                                                                           \
+            }                                                                                   \
             for (; i + 4 <= e; i += 4) {                                                        \
                 __m256d r = fload(x, i, dt);                                                    \
                 for (int j = 0; j < K; j++) {                                                   \
                     __m256d q = _mm256_sub_pd(_mm256_add_pd(r, sp[j]), sp[j]);                  \
-                    a[j] = _mm256_add_pd(a[j], q);                                              \
+                    a[0][j] = _mm256_add_pd(a[0][j], q);                                        \
                     r = _mm256_sub_pd(r, q);                                                    \
                 }                                                                               \
             }                                                                                   \
             double lanes[4];                                                                    \
-            for (int j = 0; j < K; j++) {                                                       \
-                _mm256_storeu_pd(lanes, a[j]);                                                  \
-                for (int l = 0; l < 4; l++) xadd(acc, f, lanes[l]);                             \
-            }                                                                                   \
+            for (int u = 0; u < 4; u++)                                                         \
+                for (int j = 0; j < K; j++) {                                                   \
+                    _mm256_storeu_pd(lanes, a[u][j]);                                           \
+                    for (int l = 0; l < 4; l++) xadd(acc, f, lanes[l]);                         \
+                }                                                                               \
             for (; i < e; i++) xadd(acc, f, xld(x, i, dt));                                     \
         }                                                                                       \
     }
@@ -820,7 +834,40 @@ static const fast_fn FAST[FMAXK + 1] = {NULL, fast_bins_1, fast_bins_2, fast_bin
                                         fast_bins_4, fast_bins_5, fast_bins_6};
 
 /* max |x| and min nonzero |x| of a contiguous run; returns 0 if any is not finite */
+static int fast_range_f32(const float *x, i64 n, double *mx, double *mn) {
+    /* float32 runs: 8 lanes in single precision (max and min are exact) */
+    __m256 vmax = _mm256_setzero_ps(), vmin = _mm256_set1_ps(INFINITY), bad = _mm256_setzero_ps();
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 big = _mm256_set1_ps(3.40282347e38f), inf = _mm256_set1_ps(INFINITY);
+    i64 i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_and_ps(_mm256_loadu_ps(x + i), absmask);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, big, _CMP_NLE_UQ));
+        vmax = _mm256_max_ps(vmax, v);
+        vmin = _mm256_min_ps(vmin, _mm256_blendv_ps(v, inf, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_EQ_OQ)));
+    }
+    if (_mm256_movemask_ps(bad)) return 0;
+    float a[8], b[8];
+    _mm256_storeu_ps(a, vmax);
+    _mm256_storeu_ps(b, vmin);
+    double M = 0, m = INFINITY;
+    for (int l = 0; l < 8; l++) {
+        M = a[l] > M ? a[l] : M;
+        m = b[l] < m ? b[l] : m;
+    }
+    for (; i < n; i++) {
+        double v = fabs((double)x[i]);
+        if (!(v <= 3.40282347e38)) return 0;
+        M = v > M ? v : M;
+        if (v != 0 && v < m) m = v;
+    }
+    *mx = M;
+    *mn = m;
+    return 1;
+}
+
 static int fast_range(const void *x, i64 n, int dt, double *mx, double *mn) {
+    if (dt == X_F32) return fast_range_f32((const float *)x, n, mx, mn);
     __m256d vmax = _mm256_setzero_pd(), vmin = _mm256_set1_pd(INFINITY), bad = _mm256_setzero_pd();
     const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
     const __m256d big = _mm256_set1_pd(1.7976931348623157e308), inf = _mm256_set1_pd(INFINITY);

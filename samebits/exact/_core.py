@@ -147,16 +147,8 @@ def _norm(t: torch.Tensor, dims, keepdim: bool, kind: str, name: str):
         r = rows[i].contiguous()
         k = 0
         if name == "float64":
-            finite = r[torch.isfinite(r)].abs()
-            m = float(finite.max()) if finite.numel() else 0.0
-            if m > 0:
-                k = 500 - math.frexp(m)[1]
-                k -= k % 2
-                r = (
-                    (r * 2.0**k).contiguous()
-                    if abs(k) < 1000
-                    else (r * 2.0 ** (k // 2) * 2.0 ** (k - k // 2)).contiguous()
-                )
+            r, k = _scale_near_2_500(r)
+            r = r.contiguous()
         st = np.zeros((1, NCH), dtype=np.int64)
         fl = np.zeros(1, dtype=np.int32)
         lib.sb_exact_dot(r.data_ptr(), r.data_ptr(), count, code, st.ctypes.data, fl.ctypes.data)
@@ -180,9 +172,12 @@ def exact_norm(x, dim: int | Sequence[int] | None = None, keepdim: bool = False)
 
 
 def exact_dot(a, b):
-    """The exact dot product of two 1-D inputs of equal length, correctly rounded
-    (float64 products are split exactly with a fused multiply-add; exact unless a
-    product overflows or falls below the smallest subnormal)."""
+    """The exact dot product of two 1-D inputs of equal length, correctly rounded.
+    float64 inputs are first scaled exactly by powers of two so that the largest
+    products sit near 2^1000, then each product is split exactly into two doubles
+    with a fused multiply-add. Only products more than ~1000 binades below the
+    largest one can lose low bits there, which affects rounding only in exact-tie
+    cases (then the result is faithfully rounded)."""
     ta, kind = _as_tensor(a, "exact_dot")
     tb, _ = _as_tensor(b, "exact_dot")
     if ta.shape != tb.shape or ta.dim() != 1:
@@ -195,11 +190,33 @@ def exact_dot(a, b):
         res = (ta.long() * tb.long()).sum()
         return res.numpy()[()] if kind == "numpy" else res
     name = _dtype_name(ta)
+    ka = kb = 0
+    if name == "float64":  # keep products and their fma error terms in the normal range
+        ta, ka = _scale_near_2_500(ta)
+        tb, kb = _scale_near_2_500(tb)
     ta, tb = ta.contiguous(), tb.contiguous()
     st = np.zeros((1, NCH), dtype=np.int64)
     fl = np.zeros(1, dtype=np.int32)
     _native.lib().sb_exact_dot(
         ta.data_ptr(), tb.data_ptr(), ta.numel(), _CODES[name], st.ctypes.data, fl.ctypes.data
     )
-    vals = finish(normalize(st), fl, FORMATS[name])
-    return _wrap(vals, [], ta, kind, None)
+    from samebits.exact._round import SCALE, round_int, state_to_int
+
+    f = int(fl[0])
+    if f & 1 or (f & 6) == 6:
+        val = math.nan
+    elif f & 6:
+        val = math.inf if f & 2 else -math.inf
+    else:
+        val = round_int(state_to_int(normalize(st)[0]), SCALE - ka - kb, FORMATS[name])
+    return _wrap(np.array([val]), [], ta, kind, None)
+
+
+def _scale_near_2_500(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """t * 2^k (exact, k chosen so max finite |t| is near 2^500), and k."""
+    finite = t[torch.isfinite(t)].abs()
+    m = float(finite.max()) if finite.numel() else 0.0
+    if m == 0:
+        return t, 0
+    k = 500 - math.frexp(m)[1]
+    return t * 2.0 ** (k // 2) * 2.0 ** (k - k // 2), k

@@ -116,14 +116,21 @@ def _kept(x: torch.Tensor, dims: list[int]) -> list[int]:
     return [x.size(d) for d in range(x.dim()) if d not in dims]
 
 
-def var_mean(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = False):
-    """Two passes in SUM order: mean, then sum of squared deviations from it."""
-    check_float("aten::var_mean", x)
+def _var_f64(
+    x: torch.Tensor, dim, correction: float
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Two passes in SUM order: the mean, then the sum of squared deviations from it.
+    Returns (variance, mean) in float64 and the reduced dims."""
     dims = _dims(x, dim)
     n = math.prod(x.size(d) for d in dims) if x.dim() else 1
     m = _sum_f64(x, dims) / n
     ss = _sum_f64(x, dims, center=m, square=True)
-    v = ss / max(0, n - correction)  # torch clamps the divisor at 0: inf or nan
+    return ss / max(0, n - correction), m, dims  # torch clamps the divisor at 0: inf or nan
+
+
+def var_mean(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = False):
+    check_float("aten::var_mean", x)
+    v, m, dims = _var_f64(x, dim, correction)
     return (_restore(v, x, dims, keepdim).to(x.dtype), _restore(m, x, dims, keepdim).to(x.dtype))
 
 
@@ -134,11 +141,8 @@ def var(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = Fal
 
 def std(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = False):
     check_float("aten::std", x)
-    dims = _dims(x, dim)
-    n = math.prod(x.size(d) for d in dims) if x.dim() else 1
-    m = _sum_f64(x, dims) / n
-    ss = _sum_f64(x, dims, center=m, square=True)
-    return _restore(torch.sqrt(ss / max(0, n - correction)), x, dims, keepdim).to(x.dtype)
+    v, _, dims = _var_f64(x, dim, correction)
+    return _restore(torch.sqrt(v), x, dims, keepdim).to(x.dtype)
 
 
 def vector_norm(

@@ -168,17 +168,7 @@ class CompletionEngine:
             mask[i, L - len(c.prompt_ids) :] = 1
         cache = DynamicCache()
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = (
-            self.model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=pos,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            .logits[:, -1]
-            .float()
-        )
+        logits = self._step(ids, mask, pos, cache)
         steps = max(c.max_tokens for c in items)
         for step in range(steps):
             nxt = []
@@ -194,20 +184,23 @@ class CompletionEngine:
                 break
             mask = torch.cat([mask, torch.ones(n, 1, dtype=torch.long)], 1)
             pos = pos[:, -1:] + 1
-            logits = (
-                self.model(
-                    input_ids=torch.tensor(nxt)[:, None],
-                    attention_mask=mask,
-                    position_ids=pos,
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-                .logits[:, -1]
-                .float()
-            )
+            logits = self._step(torch.tensor(nxt)[:, None], mask, pos, cache)
         for c in items:
             c.finish_reason = c.finish_reason or "length"
         return items
+
+    def _step(
+        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache
+    ) -> torch.Tensor:
+        """One forward over the cache; the float32 logits of each row's last position."""
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        return out.logits[:, -1].float()
 
     def _advance(self, c: Completion, tok: int) -> None:
         if self.eos is not None and tok == self.eos:
