@@ -16,7 +16,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(PIP) torch==2.13.0 2>$(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
+	$(PIP) torch==2.13.0 numpy 2>$(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
 	$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	$(PIP) -e '.[all]' 2>$(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
 	$(BIN)/python -c "import torch, samebits, sentence_transformers; assert torch.__version__.startswith('2.13.0')"

@@ -761,7 +761,7 @@ static void xnorm(int64_t *acc) {
 #define FBLK 2048
 #define FMAXK 6
 
-static int fast_plan(double mx, double mn, double *S) {
+static __attribute__((unused)) int fast_plan(double mx, double mn, double *S) {
     if (!(mx <= 1.7e308) || mx == 0.0) return 0;
     int ex, e2;
     frexp(mx, &ex); /* mx < 2^ex */
@@ -899,8 +899,11 @@ static int fast_range(const void *x, i64 n, int dt, double *mx, double *mn) {
     return 1;
 }
 
+#endif
+
 /* exact state of a contiguous run: the fast path when it applies, else xadd per value */
 static void exact_run(const void *x, i64 n, int dt, int64_t *acc, int *f) {
+#ifdef SB_AVX2
     if (dt == X_F64 || dt == X_F32) {
         double mx, mn, S[FMAXK];
         if (fast_range(x, n, dt, &mx, &mn)) {
@@ -913,21 +916,13 @@ static void exact_run(const void *x, i64 n, int dt, int64_t *acc, int *f) {
             }
         }
     }
-    for (i64 k = 0; k < n; k++) {
-        xadd(acc, f, xld(x, k, dt));
-        if ((k & ((1 << 29) - 1)) == (1 << 29) - 1) xnorm(acc);
-    }
-    xnorm(acc);
-}
-#else
-static void exact_run(const void *x, i64 n, int dt, int64_t *acc, int *f) {
-    for (i64 k = 0; k < n; k++) {
-        xadd(acc, f, xld(x, k, dt));
-        if ((k & ((1 << 29) - 1)) == (1 << 29) - 1) xnorm(acc);
-    }
-    xnorm(acc);
-}
 #endif
+    for (i64 k = 0; k < n; k++) {
+        xadd(acc, f, xld(x, k, dt));
+        if ((k & ((1 << 29) - 1)) == (1 << 29) - 1) xnorm(acc);
+    }
+    xnorm(acc);
+}
 
 /* x viewed as (outer, R, inner), contiguous; out: (outer*inner, NCH) normalized
    states; flags: (outer*inner). */
