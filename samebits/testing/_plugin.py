@@ -65,7 +65,7 @@ def _safe(s: str) -> str:
 def samebits_golden(request: pytest.FixtureRequest) -> Golden:
     """``samebits_golden.check(outputs[, name])``: golden outputs under
     ``<test dir>/golden/<module>/<test>``."""
-    test_file = Path(str(request.node.fspath))
+    test_file = Path(request.node.path)
     directory = test_file.parent / "golden" / test_file.stem
     return Golden(directory, _safe(request.node.name), request.config.getoption("samebits_update"))
 
