@@ -179,7 +179,7 @@ void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, 
     i64 mt = (M + MB - 1) / MB, nt = (N + NB - 1) / NB, tiles = batch * mt * nt;
     int th = threads_for(batch * M * N * K, nthreads);
     size_t e = esz(dt);
-#pragma omp parallel for schedule(static) num_threads(th)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(th) /* tiles differ in size */
     for (i64 t = 0; t < tiles; t++) {
         i64 bi = t / (mt * nt), rest = t % (mt * nt), ti = rest / nt, tj = rest % nt;
         const char *Ab = (const char *)A + bi * sa * e;
@@ -232,7 +232,7 @@ void sb_gemm_nn(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 ldb, 
     i64 mt = (M + MB - 1) / MB, nt = (N + NB - 1) / NB, tiles = batch * mt * nt;
     int th = threads_for(batch * M * N * K, nthreads);
     size_t e = esz(dt);
-#pragma omp parallel for schedule(static) num_threads(th)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(th) /* tiles differ in size */
     for (i64 t = 0; t < tiles; t++) {
         i64 bi = t / (mt * nt), rest = t % (mt * nt), ti = rest / nt, tj = rest % nt;
         const char *Ab = (const char *)A + bi * sa * e;
