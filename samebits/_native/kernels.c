@@ -394,92 +394,9 @@ double sb_sum_all(const void *x, i64 n, int dt, int nthreads) {
 }
 
 /* ------------------------------------------------------ elementwise math */
-/* All functions below are branch-free straight-line double arithmetic (selects
+/* Elementwise functions are branch-free straight-line float arithmetic (selects
    instead of branches) so GCC vectorizes the loops that call them; vector lanes
    and the scalar remainder then run the same IEEE operations per element. */
-#define SHIFT 6755399441055744.0 /* 1.5 * 2^52: x + SHIFT - SHIFT rounds to nearest */
-
-static inline double pow2i(double n) {
-    /* 2^n for integer-valued n in [-1022, 1023], built from the exponent bits */
-    double t = n + 1023.0 + 4503599627370496.0; /* low bits of t hold n + 1023 */
-    uint64_t u;
-    memcpy(&u, &t, 8);
-    u <<= 52;
-    double r;
-    memcpy(&r, &u, 8);
-    return r;
-}
-
-/* exp in double: 2^n * P(r), |r| <= ln2/2, degree-12 Taylor (error < 1e-16) */
-static inline double sb_exp(double x) {
-    double xc = x < -745.5 ? -745.5 : (x > 709.5 ? 709.5 : x);
-    double n = (xc * 1.4426950408889634 + SHIFT) - SHIFT;
-    double r = (xc - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
-    double p = 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    double n1 = (n * 0.5 + SHIFT) - SHIFT, n2 = n - n1; /* both in [-538, 512] */
-    double y = p * pow2i(n1) * pow2i(n2);
-    y = x > 709.78 ? INFINITY : y;
-    y = x < -745.2 ? 0.0 : y;
-    return x != x ? x : y;
-}
-
-/* expm1: Taylor for |x| < 0.3, exp(x) - 1 otherwise (both computed, one selected) */
-static inline __attribute__((unused)) double sb_expm1(double x) {
-    double p = 1.0 / 6227020800.0;
-    p = p * x + 1.0 / 479001600.0;
-    p = p * x + 1.0 / 39916800.0;
-    p = p * x + 1.0 / 3628800.0;
-    p = p * x + 1.0 / 362880.0;
-    p = p * x + 1.0 / 40320.0;
-    p = p * x + 1.0 / 5040.0;
-    p = p * x + 1.0 / 720.0;
-    p = p * x + 1.0 / 120.0;
-    p = p * x + 1.0 / 24.0;
-    p = p * x + 1.0 / 6.0;
-    p = p * x + 0.5;
-    double small = x + x * x * p;
-    double big = sb_exp(x) - 1.0;
-    return (x > -0.3 && x < 0.3) ? small : big;
-}
-
-static inline __attribute__((unused)) double sb_tanh(double x) {
-    double a = fabs(x);
-    double e = sb_expm1(2.0 * (a > 20.0 ? 20.0 : a));
-    double t = e / (e + 2.0);
-    t = a > 20.0 ? 1.0 : t;
-    t = x != x ? x : t;
-    return x < 0 ? -t : t;
-}
-
-/* erfc, Chebyshev fit with fractional error < 1.2e-7 everywhere
-   (Numerical Recipes' erfcc), evaluated in double. */
-static inline __attribute__((unused)) double sb_erfc(double z) {
-    double a = fabs(z);
-    double t = 1.0 / (1.0 + 0.5 * a);
-    double p = -0.82215223 + t * 0.17087277;
-    p = 1.48851587 + t * p;
-    p = -1.13520398 + t * p;
-    p = 0.27886807 + t * p;
-    p = -0.18628806 + t * p;
-    p = 0.09678418 + t * p;
-    p = 0.37409196 + t * p;
-    p = 1.00002368 + t * p;
-    double r = t * sb_exp(-a * a - 1.26551223 + t * p);
-    return z >= 0 ? r : 2.0 - r;
-}
-
 /* Float versions for the elementwise ops: 8 lanes, explicit fmaf, about 1-3 ulp.
    exp: n = rint(x / ln2) by the magic-number trick, two-part Cody-Waite
    reduction, degree-7 Taylor polynomial, 2^n applied in two integer-built steps. */

@@ -82,24 +82,15 @@ def _diff(a: list[tuple[str, torch.Tensor]], b: list[tuple[str, torch.Tensor]]):
 
 class _Auditor:
     def __init__(
-        self,
-        model,
-        items: Items,
-        repeats: int,
-        batch_sizes,
-        threads,
-        localize: bool,
-        max_items: int,
-        quiet: bool,
+        self, model, items: Items, repeats: int, batch_sizes, threads, max_items: int
     ) -> None:
-        self.model, self.items, self.localize = model, items, localize
+        self.model, self.items = model, items
         self.repeats = max(2, repeats)
         n = items.n
         self.ids = list(range(min(n, max_items)))
         self.batch_sizes = sorted({b for b in (batch_sizes or (2, 3, 5, max(n, 2))) if b >= 2})
         cores = os.cpu_count() or 2
         self.threads = list(dict.fromkeys(threads or (1, 2, cores + 1)))
-        self.quiet = quiet
 
     # -- running -----------------------------------------------------------
     def run(self, p: Probe) -> list[tuple[str, torch.Tensor]]:
@@ -316,7 +307,7 @@ def audit(
     items = make_items(inputs, collate)
     if "padding" in checks and not items.can_pad:
         checks.remove("padding")
-    aud = _Auditor(model, items, repeats, batch_sizes, threads, localize, max_items, quiet)
+    aud = _Auditor(model, items, repeats, batch_sizes, threads, max_items)
     in_mode = is_batch_invariant()
     call(model, items.batch([0]))  # fail early, clearly, if the model cannot run
     findings: list[Finding] = []

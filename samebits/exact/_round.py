@@ -50,8 +50,7 @@ def round_rational(num: int, den: int, scale: int, fmt: Format) -> float:
     mant, rem = divmod(n, d)
     if 2 * rem > d or (2 * rem == d and mant & 1):
         mant += 1
-    if mant.bit_length() > fmt.prec:  # rounding carried into a new binade
-        pass  # mant == 2^prec, still exact below
+    # a carry into a new binade leaves mant == 2^prec: still exact as mant * 2^q
     value = math.ldexp(mant, q) if q + mant.bit_length() <= 1024 else math.inf
     if value > math.ldexp(2 - 2 ** (1 - fmt.prec), fmt.emax):
         value = math.inf

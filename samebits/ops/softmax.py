@@ -1,8 +1,8 @@
 """Invariant softmax and log_softmax along one dim.
 
-Order: the max is exact (order-free); exp(x - max) is evaluated per element in
-double by one fixed sequence of operations; the sum of the exponentials runs
-sequentially in double along the dim, from +0, and each output is rounded once.
+Order: the max is exact (order-free); exp(x - max) is evaluated per element by one
+fixed float32 sequence of operations; the sum of the exponentials runs sequentially
+in double along the dim, from +0, and each output is rounded once.
 A row's bits depend on that row alone, and exact-zero terms (masked positions
 whose exp underflows to 0) add nothing wherever they sit.
 """

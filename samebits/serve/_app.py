@@ -160,10 +160,7 @@ def create_app(engine, config: ServeConfig):
             first = e.errors()[0]
             param = ".".join(str(p) for p in first["loc"]) or None
             raise HTTPError(422, f"{param}: {first['msg']}", param=param) from e
-        if parsed.model is not None and parsed.model not in (
-            engine.name,
-            "minilm" if engine.name == "minilm" else engine.name,
-        ):
+        if parsed.model is not None and parsed.model != engine.name:
             raise HTTPError(
                 404,
                 f"model {parsed.model!r} is not served here; this server serves {engine.name!r}",
