@@ -43,13 +43,30 @@ F32, BF16 = 0, 1
 I64, INT, P, DBL = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_double
 
 _SIGNATURES = {
-    "sb_gemm_nt": (
-        [P, I64, I64, P, I64, I64, P, I64, I64, I64, I64, I64, I64, P, INT, INT, INT],
-        None,
-    ),
-    "sb_gemm_nn": (
-        [P, I64, I64, I64, P, I64, I64, P, I64, I64, I64, I64, I64, I64, P, INT, INT, INT],
-        None,
+    "sb_gemm": (
+        [
+            P,
+            I64,
+            I64,
+            I64,
+            P,
+            I64,
+            I64,
+            I64,
+            P,
+            I64,
+            I64,
+            I64,
+            I64,
+            I64,
+            I64,
+            P,
+            INT,
+            INT,
+            INT,
+            INT,
+        ],
+        INT,
     ),
     "sb_sum": ([P, I64, I64, I64, P, INT, P, INT, INT], None),
     "sb_sum_all": ([P, I64, INT, INT], DBL),

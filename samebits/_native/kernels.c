@@ -6,20 +6,24 @@
  * Threads only ever own whole output elements; no reduction is split.
  *
  * The orders (the contract, also listed in docs/design.md):
- *   DOT  (gemm_nt, K-contiguous B): for output (i, j), eight lanes; lane l
+ *   DOT  (K-contiguous B): for output (i, j), eight lanes; lane l
  *        accumulates a[k]*b[k] for k = l, l+8, l+16, ... with a fused
  *        multiply-add, the last partial block padded with zeros; then the
  *        lanes are added as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
- *   SEQ  (gemm_nn, N-contiguous B): for output (i, j), one fused
+ *   SEQ  (any other layout of B): for output (i, j), one fused
  *        multiply-add per k in increasing k, starting from +0.
  *        Exact zeros (masked keys, padding) therefore add nothing.
  *   SUM  (row and column sums): sequential over the reduced index in double,
  *        starting from +0, rounded once.
  *   ALL  (whole-tensor sum): fixed 4096-element chunks, each summed in eight
  *        double lanes plus the DOT tree, chunk results added left to right.
- *   Elementwise functions are evaluated in double by one straight-line
- *   sequence of IEEE operations per element and rounded once, so an element's
- *   bits do not depend on where it sits in a vector, a tail or a thread chunk.
+ *   Elementwise functions are one straight-line, branch-free sequence of
+ *   float32 IEEE operations per element, so an element's bits do not depend on
+ *   where it sits in a vector, a tail or a thread chunk.
+ *
+ * Several kernels may compute one order (e.g. DOT for few rows reads operands in
+ * place, for many rows packs them into panels); they perform the same operations
+ * on every output, and tests compare their bits.
  *
  * Compiled with -ffp-contract=off: the only fused operations are the explicit
  * fmaf / _mm256_fmadd_ps calls, identical in the vector and scalar paths.
@@ -125,10 +129,226 @@ static int threads_for(i64 work, int nthreads) {
     return nthreads;
 }
 
-/* ------------------------------------------------------------- DOT gemm */
-/* C[b][i][j] = DOT_k A[b][i][k] * B[b][j][k]; A rows stride lda, B rows ldb
-   (both K-contiguous), C fp32 row stride ldc. */
+/* ------------------------------------------------------------------ gemm */
+/* C[b][i][j] = SEQ_k A[b][i][k] * B[b][k][j], any strides: A element (i, k) at
+   A[i*lda + k*ka], B element (k, j) at B[k*bk + j*bn]; C fp32, row stride ldc.
 
+   GotoBLAS-style blocking: the output is cut into MC x NC tiles (threads take
+   whole tiles), K into KC blocks. Per K block a tile packs its B block into
+   16-column panels ([k][16], float) and its A block into 6-row panels ([k][6]),
+   then a 6x16 register kernel runs the FMAs for k in increasing order. Between
+   K blocks the running sums wait in C as float32, which is exact, so for every
+   output the operations are: acc = +0; acc = fma(a[k], b[k], acc) for k = 0..K-1;
+   then acc + bias[j]. Tile and block sizes only change which outputs share a
+   pass, never that sequence. */
+#define GMR 6
+#define GNR 16
+#define GKC 256
+#define GMC 96
+#define GNC 256
+#define GSMALL_M 12
+#define GSMALL_KC 4096
+
+static void pack_b(const char *B, i64 bk, i64 bn, int dt, i64 k0, i64 kc, i64 j0, i64 nc,
+                   float *dst) {
+    size_t e = esz(dt);
+    for (i64 p = 0; p < nc; p += GNR) {
+        float *d = dst + p * kc;
+        int w = (int)(nc - p < GNR ? nc - p : GNR);
+        int h = 0;
+#ifdef SB_AVX2
+        if (bk == 1) {
+            /* K-contiguous (a weight in x @ W.T, keys in q @ k.T): 8x8 transposes */
+            for (; h + 8 <= w; h += 8) {
+                i64 src = (j0 + p + h) * bn;
+                i64 k = 0;
+                for (; k + 8 <= kc; k += 8) {
+                    i64 s = src + k0 + k;
+                    __m256 r0 = v8_load(B, s, dt), r1 = v8_load(B, s + bn, dt),
+                           r2 = v8_load(B, s + 2 * bn, dt), r3 = v8_load(B, s + 3 * bn, dt),
+                           r4 = v8_load(B, s + 4 * bn, dt), r5 = v8_load(B, s + 5 * bn, dt),
+                           r6 = v8_load(B, s + 6 * bn, dt), r7 = v8_load(B, s + 7 * bn, dt);
+                    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+                           t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+                           t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+                    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                           u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                           u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                           u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+                    float *o = d + k * GNR + h;
+                    _mm256_storeu_ps(o + 0 * GNR, _mm256_permute2f128_ps(u0, u4, 0x20));
+                    _mm256_storeu_ps(o + 1 * GNR, _mm256_permute2f128_ps(u1, u5, 0x20));
+                    _mm256_storeu_ps(o + 2 * GNR, _mm256_permute2f128_ps(u2, u6, 0x20));
+                    _mm256_storeu_ps(o + 3 * GNR, _mm256_permute2f128_ps(u3, u7, 0x20));
+                    _mm256_storeu_ps(o + 4 * GNR, _mm256_permute2f128_ps(u0, u4, 0x31));
+                    _mm256_storeu_ps(o + 5 * GNR, _mm256_permute2f128_ps(u1, u5, 0x31));
+                    _mm256_storeu_ps(o + 6 * GNR, _mm256_permute2f128_ps(u2, u6, 0x31));
+                    _mm256_storeu_ps(o + 7 * GNR, _mm256_permute2f128_ps(u3, u7, 0x31));
+                }
+                for (; k < kc; k++)
+                    for (int c = 0; c < 8; c++) d[k * GNR + h + c] = ld(B, src + c * bn + k0 + k, dt);
+            }
+        }
+#endif
+        if (bn == 1 && h == 0 && w == GNR) {
+            /* N-contiguous (p @ v, x @ W): a copy per k */
+            for (i64 k = 0; k < kc; k++) {
+                const char *s = B + ((k0 + k) * bk + j0 + p) * e;
+                v8_store(d + k * GNR, v8_load(s, 0, dt));
+                v8_store(d + k * GNR + 8, v8_load(s, 8, dt));
+            }
+            continue;
+        }
+        if (h == GNR) continue;
+        for (i64 k = 0; k < kc; k++) {
+            for (int c = h; c < w; c++) d[k * GNR + c] = ld(B, (k0 + k) * bk + (j0 + p + c) * bn, dt);
+            for (int c = w; c < GNR; c++) d[k * GNR + c] = 0.0f;
+        }
+    }
+}
+
+static void pack_a(const char *A, i64 lda, i64 ka, int dt, i64 i0, i64 mc, i64 k0, i64 kc,
+                   float *dst) {
+    for (i64 p = 0; p < mc; p += GMR) {
+        float *d = dst + p * kc;
+        int h = (int)(mc - p < GMR ? mc - p : GMR);
+        for (int r = 0; r < h; r++) { /* rows past h are never read (see micro_rows) */
+            i64 base = (i0 + p + r) * lda + k0 * ka;
+            if (ka == 1 && dt == F32) {
+                const float *s = (const float *)A + base;
+                for (i64 k = 0; k < kc; k++) d[k * GMR + r] = s[k];
+            } else {
+                for (i64 k = 0; k < kc; k++) d[k * GMR + r] = ld(A, base + k * ka, dt);
+            }
+        }
+    }
+}
+
+/* acc (MR x 16) = C (or +0 on the first K block) + SEQ over this block, then
+   + bias on the last block. Rows are independent: MR only decides how many are
+   computed, never the operations of one output. */
+static inline __attribute__((always_inline)) void micro_rows(const float *ap, const float *bp,
+                                                             i64 kc, float *C, i64 ldc, const int MR,
+                                                             int nr, int first, const float *bias) {
+    v8 acc[GMR][2];
+    for (int r = 0; r < MR; r++) {
+        if (first) {
+            acc[r][0] = acc[r][1] = v8_zero();
+        } else if (nr == GNR) {
+            acc[r][0] = v8_load(C + r * ldc, 0, F32);
+            acc[r][1] = v8_load(C + r * ldc, 8, F32);
+        } else {
+            acc[r][0] = v8_load_n(C + r * ldc, 0, nr < 8 ? nr : 8, F32);
+            acc[r][1] = nr > 8 ? v8_load_n(C + r * ldc, 8, nr - 8, F32) : v8_zero();
+        }
+    }
+    for (i64 k = 0; k < kc; k++) {
+        v8 b0 = v8_load(bp + k * GNR, 0, F32), b1 = v8_load(bp + k * GNR, 8, F32);
+        const float *a = ap + k * GMR;
+        for (int r = 0; r < MR; r++) {
+            v8 av = v8_set1(a[r]);
+            acc[r][0] = v8_fma(av, b0, acc[r][0]);
+            acc[r][1] = v8_fma(av, b1, acc[r][1]);
+        }
+    }
+    if (bias) {
+        v8 c0 = v8_load(bias, 0, F32), c1 = v8_load(bias, 8, F32);
+        for (int r = 0; r < MR; r++) {
+            acc[r][0] = v8_add(acc[r][0], c0);
+            acc[r][1] = v8_add(acc[r][1], c1);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        float *c = C + r * ldc;
+        if (nr == GNR) {
+            v8_store(c, acc[r][0]);
+            v8_store(c + 8, acc[r][1]);
+        } else {
+            v8_store_n(c, acc[r][0], nr < 8 ? nr : 8);
+            if (nr > 8) v8_store_n(c + 8, acc[r][1], nr - 8);
+        }
+    }
+}
+
+/* The same operations on NP full panels side by side (NP * 16 columns): for
+   one to four rows, so that enough independent FMA chains hide the latency. */
+static inline __attribute__((always_inline)) void micro_wide(const float *ap, const float *bp,
+                                                             i64 kc, float *C, i64 ldc, const int MR,
+                                                             const int NP, int first,
+                                                             const float *bias) {
+    v8 acc[4][8];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < 2 * NP; v++)
+            acc[r][v] = first ? v8_zero() : v8_load(C + r * ldc, 8 * v, F32);
+    for (i64 k = 0; k < kc; k++) {
+        v8 bv[8];
+        for (int v = 0; v < 2 * NP; v++) bv[v] = v8_load(bp + (v / 2) * GNR * kc + k * GNR, 8 * (v % 2), F32);
+        const float *a = ap + k * GMR;
+        for (int r = 0; r < MR; r++) {
+            v8 av = v8_set1(a[r]);
+            for (int v = 0; v < 2 * NP; v++) acc[r][v] = v8_fma(av, bv[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < 2 * NP; v++) {
+            if (bias) acc[r][v] = v8_add(acc[r][v], v8_load(bias, 8 * v, F32));
+            v8_store(C + r * ldc + 8 * v, acc[r][v]);
+        }
+}
+
+#define MICRO(R)                                                                                   \
+    static void micro_##R(const float *ap, const float *bp, i64 kc, float *C, i64 ldc, int nr,     \
+                          int first, const float *bias) {                                          \
+        micro_rows(ap, bp, kc, C, ldc, R, nr, first, bias);                                        \
+    }
+MICRO(1)
+MICRO(2)
+MICRO(3)
+MICRO(4)
+MICRO(5)
+MICRO(6)
+typedef void (*micro_fn)(const float *, const float *, i64, float *, i64, int, int, const float *);
+static const micro_fn MICROS[GMR + 1] = {NULL, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6};
+
+#define WIDE(R, NP)                                                                                \
+    static void wide_##R(const float *ap, const float *bp, i64 kc, float *C, i64 ldc, int first,   \
+                         const float *bias) {                                                      \
+        micro_wide(ap, bp, kc, C, ldc, R, NP, first, bias);                                        \
+    }
+WIDE(1, 4)
+WIDE(2, 2)
+WIDE(3, 2)
+typedef void (*wide_fn)(const float *, const float *, i64, float *, i64, int, const float *);
+static const wide_fn WIDES[4] = {NULL, wide_1, wide_2, wide_3};
+static const int WIDE_NP[4] = {0, 4, 2, 2};
+
+/* Per-thread packing buffers, allocated once per thread and kept: a fresh
+   allocation per call would cost page faults on every small product. */
+static _Thread_local float *tl_pack[3];
+static _Thread_local size_t tl_cap[3];
+static float *pack_buffer(int which, size_t n) {
+    if (tl_cap[which] < n) {
+        free(tl_pack[which]);
+        n = (n + 4095) / 4096 * 4096;
+        tl_pack[which] = aligned_alloc(64, sizeof(float) * n);
+        tl_cap[which] = tl_pack[which] ? n : 0;
+    }
+    return tl_pack[which];
+}
+
+/* ------------------------------------------------------------- DOT gemm */
+/* DOT order (B K-contiguous): for output (i, j) eight lanes, lane l holding
+   SEQ over k = l, l+8, l+16, ... (the last partial block padded with zeros,
+   fma(0, 0, acc)); then ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)), then + bias.
+
+   Two kernels compute exactly these operations:
+   * dot_small (few rows): each output's 8 lanes sit in one vector, A and B rows
+     are read in place; best when B is read once (a matrix-vector product).
+   * dot_packed (many rows): each lane is a GEMM of depth ceil(K/8); lane l of
+     A and B is packed as 6-row / 16-column panels and run by the SEQ register
+     kernel, the lane sums wait in a buffer, and the tree runs on vectors of 8
+     outputs. */
 #define DOT_MICRO(MR, NR_DOT)                                                                      \
     static inline __attribute__((always_inline)) void dot_micro_##MR##x##NR_DOT(                      \
         const void *const *a, const void *const *b, float *out[MR], i64 K, const int dt) {    \
@@ -166,10 +386,11 @@ static void dot_3x4_bf16(const void *const *a, const void *const *b, float *out[
 static void dot_1x8_f32(const void *const *a, const void *const *b, float *out[1], i64 K) { dot_micro_1x8(a, b, out, K, F32); }
 static void dot_1x8_bf16(const void *const *a, const void *const *b, float *out[1], i64 K) { dot_micro_1x8(a, b, out, K, BF16); }
 
-/* bias (length N, dtype bdt) may be NULL; if given, C = acc + bias[j], one float add. */
-void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, float *C, i64 ldc,
-                i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt, int dt,
-                int nthreads) {
+
+/* (batch, M, K) x (batch, N, K) rows in place; C = tree(lanes) [+ bias] */
+static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, float *C,
+                      i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
+                      int dt, int th) {
     /* Tiles: MB rows x NB cols so that both operand blocks stay in L2. */
     i64 span = (i64)(262144 / ((K > 0 ? K : 1) * (i64)esz(dt)));
     i64 NB = span < 8 ? 8 : (span > 256 ? 256 : span);
@@ -177,7 +398,6 @@ void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, 
     i64 MB = NB - NB % 3;
     if (MB < 3) MB = 3;
     i64 mt = (M + MB - 1) / MB, nt = (N + NB - 1) / NB, tiles = batch * mt * nt;
-    int th = threads_for(batch * M * N * K, nthreads);
     size_t e = esz(dt);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(th) /* tiles differ in size */
     for (i64 t = 0; t < tiles; t++) {
@@ -219,64 +439,237 @@ void sb_gemm_nt(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, 
     }
 }
 
-/* ------------------------------------------------------------- SEQ gemm */
-/* C[b][i][j] = SEQ_k A[b][i][k] * B[b][k][j]; B rows (index k) stride ldb,
-   N-contiguous. A element (i, k) at A[i*lda + k*ka]. */
-#define MR_NN 6
-#define NV_NN 2
 
-void sb_gemm_nn(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 ldb, i64 sb, float *C,
-                i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt, int dt,
-                int nthreads) {
-    i64 NB = 8 * NV_NN, MB = 4 * MR_NN;
-    i64 mt = (M + MB - 1) / MB, nt = (N + NB - 1) / NB, tiles = batch * mt * nt;
-    int th = threads_for(batch * M * N * K, nthreads);
-    size_t e = esz(dt);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(th) /* tiles differ in size */
-    for (i64 t = 0; t < tiles; t++) {
-        i64 bi = t / (mt * nt), rest = t % (mt * nt), ti = rest / nt, tj = rest % nt;
-        const char *Ab = (const char *)A + bi * sa * e;
-        const char *Bb = (const char *)B + bi * sb * e;
-        float *Cb = C + bi * sc;
-        i64 i0 = ti * MB, i1 = i0 + MB < M ? i0 + MB : M;
-        i64 j = tj * NB;
-        int ncol = (int)(N - j < NB ? N - j : NB);
-        int nv[NV_NN];
-        for (int v = 0; v < NV_NN; v++) {
-            int left = ncol - 8 * v;
-            nv[v] = left < 0 ? 0 : (left > 8 ? 8 : left);
-        }
-        for (i64 i = i0; i < i1; i += MR_NN) {
-            int nr = (int)(i1 - i < MR_NN ? i1 - i : MR_NN);
-            const char *ar[MR_NN];
-            for (int r = 0; r < MR_NN; r++) ar[r] = Ab + (i + (r < nr ? r : 0)) * lda * e;
-            v8 acc[MR_NN][NV_NN];
-            for (int r = 0; r < MR_NN; r++)
-                for (int v = 0; v < NV_NN; v++) acc[r][v] = v8_zero();
-            for (i64 k = 0; k < K; k++) {
-                const char *brow = Bb + k * ldb * e;
-                v8 bv[NV_NN];
-                for (int v = 0; v < NV_NN; v++)
-                    bv[v] = nv[v] == 8 ? v8_load(brow, j + 8 * v, dt)
-                                       : v8_load_n(brow, j + 8 * v, nv[v], dt);
-                for (int r = 0; r < MR_NN; r++) {
-                    v8 av = v8_set1(ld(ar[r], k * ka, dt));
-                    for (int v = 0; v < NV_NN; v++) acc[r][v] = v8_fma(av, bv[v], acc[r][v]);
+#define DOT_SMALL_M 8
+#define DKC 512 /* k per block, a multiple of 8: 64 per lane */
+#define DMC 96
+#define DNC 128
+
+/* lane-major packing: dst[l][k'][W] = X[row w][k0 + 8k' + l] (0 past K), rows
+   at stride ld, W = 6 (A panels) or 16 (B panels), `rows` valid of W. */
+static void pack_lanes(const char *X, i64 ld, int dt, i64 r0, int rows, const int W, i64 k0,
+                       i64 kc, i64 K, float *dst) {
+    i64 D = (kc + 7) / 8;
+    int w0 = 0;
+#ifdef SB_AVX2
+    /* 8 rows at a time: load 8 k of each, transpose, so vector l holds lane l */
+    for (; w0 < rows; w0 += 8) {
+        int n = rows - w0 < 8 ? rows - w0 : 8;
+        const int cnt = W - w0 < 8 ? W - w0 : 8; /* columns of dst this group fills: 6 or 8 */
+        for (i64 kb = 0; kb < D; kb++) {
+            i64 k = k0 + 8 * kb;
+            int nk = k + 8 <= K ? 8 : (int)(K - k);
+            __m256 r[8];
+            i64 base = (r0 + w0) * ld + k;
+            if (n == 8 && nk == 8 && dt == F32) {
+                const float *x = (const float *)X + base;
+                for (int w = 0; w < 8; w++) r[w] = _mm256_loadu_ps(x + w * ld);
+            } else if (n == 8 && nk == 8) {
+                for (int w = 0; w < 8; w++) r[w] = v8_load(X, base + w * ld, BF16);
+            } else {
+                for (int w = 0; w < 8; w++)
+                    r[w] = w >= n ? _mm256_setzero_ps()
+                                  : (nk == 8 ? v8_load(X, base + w * ld, dt)
+                                             : v8_load_n(X, base + w * ld, nk, dt));
+            }
+            __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
+                   t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]),
+                   t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]),
+                   t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                   u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                   u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                   u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            __m256 o[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                           _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                           _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                           _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+            for (int l = 0; l < 8; l++) {
+                float *d = dst + (l * D + kb) * W + w0;
+                if (cnt == 8) {
+                    _mm256_storeu_ps(d, o[l]);
+                } else { /* cnt == 6 (A panels); masked stores are slow on some CPUs */
+                    _mm_storeu_ps(d, _mm256_castps256_ps128(o[l]));
+                    _mm_storel_pi((__m64 *)(d + 4), _mm256_extractf128_ps(o[l], 1));
                 }
             }
-            if (bias)
-                for (int v = 0; v < NV_NN; v++)
-                    if (nv[v] > 0) {
-                        v8 bb = v8_load_n(bias, j + 8 * v, nv[v], bdt);
-                        for (int r = 0; r < nr; r++) acc[r][v] = v8_add(acc[r][v], bb);
-                    }
-            for (int r = 0; r < nr; r++)
-                for (int v = 0; v < NV_NN; v++) {
-                    if (nv[v] == 8) v8_store(Cb + (i + r) * ldc + j + 8 * v, acc[r][v]);
-                    else if (nv[v] > 0) v8_store_n(Cb + (i + r) * ldc + j + 8 * v, acc[r][v], nv[v]);
-                }
         }
     }
+    if (w0 >= W) return;
+#endif
+    for (int w = w0; w < W; w++) {
+        if (w >= rows) {
+            for (i64 q = 0; q < 8 * D; q++) dst[q * W + w] = 0.0f; /* [l][k'] flattened */
+            continue;
+        }
+        i64 base = (r0 + w) * ld;
+        for (i64 kb = 0; kb < D; kb++) {
+            i64 k = k0 + 8 * kb;
+            v8 v = k + 8 <= K ? v8_load(X, base + k, dt) : v8_load_n(X, base + k, (int)(K - k), dt);
+            float t[8];
+            v8_store(t, v);
+            for (int l = 0; l < 8; l++) dst[(l * D + kb) * W + w] = t[l];
+        }
+    }
+}
+
+static void dot_packed(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, float *C,
+                       i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
+                       int dt, int th, int *oom) {
+    i64 MC = DMC, NC = DNC;
+    i64 mt = (M + MC - 1) / MC, nt = (N + NC - 1) / NC;
+    /* smaller tiles when there are too few to keep every thread busy */
+    while (th > 1 && batch * mt * nt < 4 * th && (NC > GNR || MC > GMR)) {
+        if (NC > GNR) NC /= 2;
+        else MC = (MC / 2 + GMR - 1) / GMR * GMR;
+        mt = (M + MC - 1) / MC;
+        nt = (N + NC - 1) / NC;
+    }
+    i64 tiles = batch * mt * nt;
+    size_t e = esz(dt);
+    i64 Dmax = (DKC + 7) / 8;
+#pragma omp parallel num_threads(th)
+    {
+        float *pa = pack_buffer(0, (size_t)DMC * 8 * Dmax), *pb = pack_buffer(1, (size_t)DNC * 8 * Dmax);
+        float *lanes = pack_buffer(2, (size_t)DMC * DNC * 8);
+        if (!pa || !pb || !lanes) {
+#pragma omp atomic write
+            *oom = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (i64 t = 0; t < tiles; t++) {
+            if (!pa || !pb || !lanes) continue;
+            i64 bi = t / (mt * nt), rest = t % (mt * nt), ti = rest / nt, tj = rest % nt;
+            const char *Ab = (const char *)A + bi * sa * e;
+            const char *Bb = (const char *)B + bi * sb * e;
+            float *Cb = C + bi * sc;
+            i64 i0 = ti * MC, mc = M - i0 < MC ? M - i0 : MC;
+            i64 j0 = tj * NC, nc = N - j0 < NC ? N - j0 : NC;
+            i64 npan = (nc + GNR - 1) / GNR, mpan = (mc + GMR - 1) / GMR;
+            for (i64 k0 = 0; k0 < K; k0 += DKC) {
+                i64 kc = K - k0 < DKC ? K - k0 : DKC, D = (kc + 7) / 8;
+                int first = k0 == 0;
+                for (i64 pp = 0; pp < npan; pp++) {
+                    int w = (int)(nc - pp * GNR < GNR ? nc - pp * GNR : GNR);
+                    pack_lanes((const char *)Bb, ldb, dt, j0 + pp * GNR, w, GNR, k0, kc, K,
+                               pb + pp * GNR * 8 * D);
+                }
+                for (i64 qq = 0; qq < mpan; qq++) {
+                    int h = (int)(mc - qq * GMR < GMR ? mc - qq * GMR : GMR);
+                    pack_lanes((const char *)Ab, lda, dt, i0 + qq * GMR, h, GMR, k0, kc, K,
+                               pa + qq * GMR * 8 * D);
+                }
+                for (i64 pp = 0; pp < npan; pp++) {
+                    int w = (int)(nc - pp * GNR < GNR ? nc - pp * GNR : GNR);
+                    for (i64 qq = 0; qq < mpan; qq++) {
+                        int h = (int)(mc - qq * GMR < GMR ? mc - qq * GMR : GMR);
+                        float *lb = lanes + (pp * mpan + qq) * 8 * GMR * GNR;
+                        for (int l = 0; l < 8; l++)
+                            MICROS[h](pa + qq * GMR * 8 * D + l * D * GMR,
+                                      pb + pp * GNR * 8 * D + l * D * GNR, D,
+                                      lb + l * GMR * GNR, GNR, GNR, first, NULL);
+                        if (k0 + kc < K) continue;
+                        /* last block: the lane tree while the lanes are in L1, 8 outputs
+                           per vector, then + bias */
+                        for (int r = 0; r < h; r++)
+                            for (int v = 0; v < 2 && 8 * v < w; v++) {
+                                v8 L[8];
+                                for (int l = 0; l < 8; l++)
+                                    L[l] = v8_load(lb + l * GMR * GNR + r * GNR, 8 * v, F32);
+                                v8 x = v8_add(v8_add(v8_add(L[0], L[4]), v8_add(L[2], L[6])),
+                                              v8_add(v8_add(L[1], L[5]), v8_add(L[3], L[7])));
+                                int n = w - 8 * v < 8 ? w - 8 * v : 8;
+                                i64 j = j0 + pp * GNR + 8 * v;
+                                if (bias) x = v8_add(x, v8_load_n(bias, j, n, bdt));
+                                float *c = Cb + (i0 + qq * GMR + r) * ldc + j;
+                                if (n == 8) v8_store(c, x);
+                                else v8_store_n(c, x, n);
+                            }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* order 0: SEQ, any strides. order 1: DOT, needs ka == 1 and bk == 1. */
+int sb_gemm(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 bn, i64 sb,
+            float *C, i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
+            int dt, int order, int nthreads) {
+    int th = threads_for(batch * M * N * K, nthreads);
+    if (order == 1) {
+        if (ka != 1 || bk != 1) return -2;
+        int oom = 0;
+        if (M <= DOT_SMALL_M)
+            dot_small(A, lda, sa, B, bn, sb, C, ldc, sc, batch, M, N, K, bias, bdt, dt, th);
+        else
+            dot_packed(A, lda, sa, B, bn, sb, C, ldc, sc, batch, M, N, K, bias, bdt, dt, th, &oom);
+        return oom ? -1 : 0;
+    }
+    /* Few rows: a B block is used by few FMAs, so what matters is reading B at
+       full bandwidth. Narrow column tiles over long K blocks keep each B row one
+       long sequential stream. Many rows: blocks sized for L2 (GotoBLAS). */
+    i64 MC = GMC, NC = GNC, KC = GKC;
+    if (M <= GSMALL_M) {
+        MC = GSMALL_M;
+        NC = 4 * GNR;
+        KC = K < GSMALL_KC ? K : GSMALL_KC;
+    }
+    i64 mt = (M + MC - 1) / MC, nt = (N + NC - 1) / NC;
+    /* narrower column tiles when there are too few tiles to feed every thread */
+    while (th > 1 && batch * mt * nt < 4 * th && NC > 4 * GNR) {
+        NC /= 2;
+        nt = (N + NC - 1) / NC;
+    }
+    i64 tiles = batch * mt * nt;
+    size_t e = esz(dt);
+    int oom = 0;
+#pragma omp parallel num_threads(th)
+    {
+        float *pa = pack_buffer(0, (size_t)MC * KC), *pb = pack_buffer(1, (size_t)NC * KC);
+        if (!pa || !pb) {
+#pragma omp atomic write
+            oom = 1;
+        }
+        float biasbuf[GNC + GNR]; /* NC <= GNC */
+#pragma omp for schedule(dynamic, 1) /* tiles differ in size */
+        for (i64 t = 0; t < tiles; t++) {
+            if (!pa || !pb) continue;
+            i64 bi = t / (mt * nt), rest = t % (mt * nt), ti = rest / nt, tj = rest % nt;
+            const char *Ab = (const char *)A + bi * sa * e;
+            const char *Bb = (const char *)B + bi * sb * e;
+            float *Cb = C + bi * sc;
+            i64 i0 = ti * MC, mc = M - i0 < MC ? M - i0 : MC;
+            i64 j0 = tj * NC, nc = N - j0 < NC ? N - j0 : NC;
+            if (bias) {
+                for (i64 c = 0; c < nc; c++) biasbuf[c] = ld(bias, j0 + c, bdt);
+                for (i64 c = nc; c < GNC + GNR; c++) biasbuf[c] = 0.0f;
+            }
+            for (i64 k0 = 0; k0 < K; k0 += KC) {
+                i64 kc = K - k0 < KC ? K - k0 : KC;
+                int first = k0 == 0, last = k0 + kc == K;
+                pack_b((const char *)Bb, bk, bn, dt, k0, kc, j0, nc, pb);
+                pack_a((const char *)Ab, lda, ka, dt, i0, mc, k0, kc, pa);
+                i64 p = 0;
+                if (mc <= 3) { /* few rows: several panels per call (see micro_wide) */
+                    i64 step = WIDE_NP[mc] * GNR;
+                    for (; p + step <= nc; p += step)
+                        WIDES[mc](pa, pb + p * kc, kc, Cb + i0 * ldc + j0 + p, ldc, first,
+                                  bias && last ? biasbuf + p : NULL);
+                }
+                for (; p < nc; p += GNR) {
+                    int nr = (int)(nc - p < GNR ? nc - p : GNR);
+                    const float *bp = pb + p * kc;
+                    for (i64 q = 0; q < mc; q += GMR) {
+                        int mr = (int)(mc - q < GMR ? mc - q : GMR);
+                        MICROS[mr](pa + q * kc, bp, kc, Cb + (i0 + q) * ldc + j0 + p, ldc, nr, first,
+                                   bias && last ? biasbuf + p : NULL);
+                    }
+                }
+            }
+        }
+    }
+    return oom ? -1 : 0;
 }
 
 /* ----------------------------------------------------------- reductions */

@@ -36,8 +36,8 @@ def bmm_f32(
 ) -> torch.Tensor:
     """(batch, M, K) @ (batch, K, N) -> float32 (batch, M, N), invariant order.
 
-    Strides are passed through as they are (batch stride 0 broadcasts); only a
-    non-unit inner stride is copied away, which never changes a value. ``order``
+    Strides are passed through as they are (batch stride 0 broadcasts); the kernel
+    packs blocks of both operands itself, so weights are never copied. ``order``
     forces "dot" or "seq"; by default B's layout decides (see uses_dot_order).
     ``bias`` (N,) is added in the epilogue: one float add per output, as ``acc + bias``.
     """
@@ -53,59 +53,43 @@ def bmm_f32(
     b, dtb = native_view(b)
     if dt != dtb:
         raise UnsupportedInputError(f"matmul operands differ in dtype: {a.dtype} and {b.dtype}")
-    lib, nt = _native.lib(), _native.nthreads()
+    if dot:  # the DOT kernels read K-contiguous rows
+        a = a if a.stride(-1) == 1 else a.contiguous()
+        b = (
+            b
+            if b.stride(-2) == 1
+            else b.contiguous().transpose(-1, -2).contiguous().transpose(-1, -2)
+        )
     bias_ptr, bias_dt = None, 0
     if bias is not None:
         bias, bias_dt = native_view(bias.contiguous())
         bias_ptr = bias.data_ptr()
-    sa = a.stride(0) if batch > 1 else 0
-    if dot:
-        a = a if a.stride(-1) == 1 else a.contiguous()
-        sa = a.stride(0) if batch > 1 else 0
-        bt = b.transpose(-1, -2)  # (batch, N, K), K unit-stride
-        sb = bt.stride(0) if batch > 1 else 0
-        lib.sb_gemm_nt(
-            a.data_ptr(),
-            a.stride(1),
-            sa,
-            bt.data_ptr(),
-            bt.stride(1),
-            sb,
-            out.data_ptr(),
-            N,
-            M * N,
-            batch,
-            M,
-            N,
-            K,
-            bias_ptr,
-            bias_dt,
-            dt,
-            nt,
-        )
-    else:
-        b = b if b.stride(-1) == 1 else b.contiguous()
-        sb = b.stride(0) if batch > 1 else 0
-        lib.sb_gemm_nn(
-            a.data_ptr(),
-            a.stride(1),
-            a.stride(2),
-            sa,
-            b.data_ptr(),
-            b.stride(1),
-            sb,
-            out.data_ptr(),
-            N,
-            M * N,
-            batch,
-            M,
-            N,
-            K,
-            bias_ptr,
-            bias_dt,
-            dt,
-            nt,
-        )
+    status = _native.lib().sb_gemm(
+        a.data_ptr(),
+        a.stride(1),
+        a.stride(2),
+        a.stride(0) if batch > 1 else 0,
+        b.data_ptr(),
+        b.stride(1),
+        b.stride(2),
+        b.stride(0) if batch > 1 else 0,
+        out.data_ptr(),
+        N,
+        M * N,
+        batch,
+        M,
+        N,
+        K,
+        bias_ptr,
+        bias_dt,
+        dt,
+        1 if dot else 0,
+        _native.nthreads(),
+    )
+    if status == -1:
+        raise MemoryError("samebits matmul: could not allocate its packing buffers")
+    if status != 0:
+        raise RuntimeError(f"samebits matmul: kernel rejected its arguments (status {status})")
     return out
 
 

@@ -115,3 +115,28 @@ def test_cat_path_linear_equals_addmm_and_matmul():
     with samebits.batch_invariant():
         a, b, c = F.linear(x, w), torch.addmm(torch.zeros(12), x, w.t()), x @ w.t()
     assert same_bits(a, c) and same_bits(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("k", [7, 8, 9, 384, 517, 1029])
+@pytest.mark.parametrize("order", ["dot", "seq"])
+def test_every_kernel_path_gives_the_same_row_bits(order, k, dtype, threads):
+    """Few rows and many rows run different kernels (in-place vs packed, K blocks,
+    column tiles); each output row must come out with the same bits either way."""
+    n = 45  # not a multiple of the 16-column panels
+    x = rnd(70, k, dtype=dtype)
+    w = rnd(n, k, dtype=dtype, seed=1)  # (N, K): w.t() is K-contiguous, DOT order
+    bias = rnd(n, dtype=dtype, seed=2)
+    b = w.t() if order == "dot" else w.t().contiguous()
+    assert matmul.uses_dot_order(b) == (order == "dot")
+    full = matmul.bmm_f32(x.unsqueeze(0), b.unsqueeze(0), bias=bias)[0]
+    torch.testing.assert_close(
+        full, (x.double() @ b.double() + bias.double()).float(), **TOL[torch.float32]
+    )
+    for lo, hi in [(0, 1), (5, 7), (10, 14), (20, 28), (30, 43), (69, 70)]:
+        part = matmul.bmm_f32(x[lo:hi].unsqueeze(0), b.unsqueeze(0), bias=bias)[0]
+        assert same_bits(part, full[lo:hi]), (lo, hi)
+    for t in (1, 3):
+        threads(t)
+        again = matmul.bmm_f32(x.unsqueeze(0), b.unsqueeze(0), bias=bias)[0]
+        assert same_bits(again, full), t
