@@ -1,4 +1,6 @@
-"""Invariant vs native, per covered op: `python benchmarks/bench_ops.py`.
+"""Invariant vs native, per covered non-matmul op: `python benchmarks/bench_ops.py`.
+
+The linear grid is in bench_linear.py, attention in bench_attention.py.
 
 Ratio = native time / invariant time (median of interleaved repeats); 1.00 is parity.
 """
@@ -12,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import geomean, header, ratio, table  # noqa: E402
+from _harness import header, ratio, table  # noqa: E402
 
 
 def _small_ops(x, q, mask, s) -> dict:
@@ -38,18 +40,9 @@ def _small_ops(x, q, mask, s) -> dict:
 
 
 def main() -> None:
-    print(header("bench_ops: invariant / native speed ratio per op"))
+    print(header("bench_ops: invariant / native speed ratio per op (non-matmul)"))
     g = torch.Generator().manual_seed(0)
-    rows, lin = [], []
-    for dtype in (torch.float32, torch.bfloat16):
-        for K, N in ((384, 1536), (1536, 384), (1024, 4096), (4096, 1024)):
-            w = torch.randn(N, K, generator=g).to(dtype)
-            b = torch.randn(N, generator=g).to(dtype)
-            for M in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
-                x = torch.randn(M, K, generator=g).to(dtype)
-                r = ratio(lambda x=x, w=w, b=b: F.linear(x, w, b), repeats=5)
-                lin.append(r)
-                rows.append([f"linear M={M} K={K} N={N}", str(dtype).split(".")[1], f"{r:.2f}"])
+    rows = []
     for dtype in (torch.float32, torch.bfloat16):
         x = torch.randn(32 * 64, 384, generator=g).to(dtype)
         q = torch.randn(8, 12, 128, 64, generator=g).to(dtype)
@@ -59,7 +52,6 @@ def main() -> None:
         for name, fn in ops.items():
             rows.append([name, str(dtype).split(".")[1], f"{ratio(fn, repeats=5):.2f}"])
     print(table(rows, ["op", "dtype", "invariant/native speed"]))
-    print(f"\nlinear over the grid: geometric mean {geomean(lin):.2f}, minimum {min(lin):.2f}")
 
 
 if __name__ == "__main__":

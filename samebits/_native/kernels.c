@@ -440,7 +440,9 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
 }
 
 
-#define DOT_SMALL_M 8
+#define DOT_SMALL_M 16
+#define DOT_NARROW_N 512
+#define DOT_NARROW_M 256
 #define DKC 512 /* k per block, a multiple of 8: 64 per lane */
 #define DMC 96
 #define DNC 128
@@ -600,7 +602,8 @@ int sb_gemm(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 b
     if (order == 1) {
         if (ka != 1 || bk != 1) return -2;
         int oom = 0;
-        if (M <= DOT_SMALL_M)
+        /* the in-place kernel also wins for narrow outputs of moderate height */
+        if (M <= DOT_SMALL_M || (N <= DOT_NARROW_N && M <= DOT_NARROW_M))
             dot_small(A, lda, sa, B, bn, sb, C, ldc, sc, batch, M, N, K, bias, bdt, dt, th);
         else
             dot_packed(A, lda, sa, B, bn, sb, C, ldc, sc, batch, M, N, K, bias, bdt, dt, th, &oom);
