@@ -149,6 +149,28 @@ static int threads_for(i64 work, int nthreads) {
 #define GSMALL_M 12
 #define GSMALL_KC 4096
 
+#ifdef SB_AVX2
+/* o[c] = (r[0][c], ..., r[7][c]): an 8x8 transpose in registers */
+static inline __attribute__((always_inline)) void t8x8(const __m256 r[8], __m256 o[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
+           t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]),
+           t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]),
+           t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+           u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+           u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+           u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    o[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    o[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    o[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    o[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    o[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    o[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    o[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+#endif
+
 static void pack_b(const char *B, i64 bk, i64 bn, int dt, i64 k0, i64 kc, i64 j0, i64 nc,
                    float *dst) {
     size_t e = esz(dt);
@@ -164,27 +186,11 @@ static void pack_b(const char *B, i64 bk, i64 bn, int dt, i64 k0, i64 kc, i64 j0
                 i64 k = 0;
                 for (; k + 8 <= kc; k += 8) {
                     i64 s = src + k0 + k;
-                    __m256 r0 = v8_load(B, s, dt), r1 = v8_load(B, s + bn, dt),
-                           r2 = v8_load(B, s + 2 * bn, dt), r3 = v8_load(B, s + 3 * bn, dt),
-                           r4 = v8_load(B, s + 4 * bn, dt), r5 = v8_load(B, s + 5 * bn, dt),
-                           r6 = v8_load(B, s + 6 * bn, dt), r7 = v8_load(B, s + 7 * bn, dt);
-                    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
-                           t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
-                           t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-                           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-                    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-                           u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-                           u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-                           u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+                    __m256 r[8], t[8];
+                    for (int w = 0; w < 8; w++) r[w] = v8_load(B, s + w * bn, dt);
+                    t8x8(r, t);
                     float *o = d + k * GNR + h;
-                    _mm256_storeu_ps(o + 0 * GNR, _mm256_permute2f128_ps(u0, u4, 0x20));
-                    _mm256_storeu_ps(o + 1 * GNR, _mm256_permute2f128_ps(u1, u5, 0x20));
-                    _mm256_storeu_ps(o + 2 * GNR, _mm256_permute2f128_ps(u2, u6, 0x20));
-                    _mm256_storeu_ps(o + 3 * GNR, _mm256_permute2f128_ps(u3, u7, 0x20));
-                    _mm256_storeu_ps(o + 4 * GNR, _mm256_permute2f128_ps(u0, u4, 0x31));
-                    _mm256_storeu_ps(o + 5 * GNR, _mm256_permute2f128_ps(u1, u5, 0x31));
-                    _mm256_storeu_ps(o + 6 * GNR, _mm256_permute2f128_ps(u2, u6, 0x31));
-                    _mm256_storeu_ps(o + 7 * GNR, _mm256_permute2f128_ps(u3, u7, 0x31));
+                    for (int c = 0; c < 8; c++) _mm256_storeu_ps(o + c * GNR, t[c]);
                 }
                 for (; k < kc; k++)
                     for (int c = 0; c < 8; c++) d[k * GNR + h + c] = ld(B, src + c * bn + k0 + k, dt);
@@ -474,18 +480,8 @@ static void pack_lanes(const char *X, i64 ld, int dt, i64 r0, int rows, const in
                                   : (nk == 8 ? v8_load(X, base + w * ld, dt)
                                              : v8_load_n(X, base + w * ld, nk, dt));
             }
-            __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
-                   t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]),
-                   t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]),
-                   t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-                   u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-                   u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-                   u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-            __m256 o[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
-                           _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
-                           _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
-                           _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+            __m256 o[8];
+            t8x8(r, o);
             for (int l = 0; l < 8; l++) {
                 float *d = dst + (l * D + kb) * W + w0;
                 if (cnt == 8) {
