@@ -55,11 +55,7 @@ def bmm_f32(
         raise UnsupportedInputError(f"matmul operands differ in dtype: {a.dtype} and {b.dtype}")
     if dot:  # the DOT kernels read K-contiguous rows
         a = a if a.stride(-1) == 1 else a.contiguous()
-        b = (
-            b
-            if b.stride(-2) == 1
-            else b.contiguous().transpose(-1, -2).contiguous().transpose(-1, -2)
-        )
+        b = b if b.stride(-2) == 1 else b.transpose(-1, -2).contiguous().transpose(-1, -2)
     bias_ptr, bias_dt = None, 0
     if bias is not None:
         bias, bias_dt = native_view(bias.contiguous())
