@@ -71,6 +71,7 @@ _SIGNATURES = {
     "sb_sum": ([P, I64, I64, I64, P, INT, P, INT, INT], None),
     "sb_sum_all": ([P, I64, INT, INT], DBL),
     "sb_unary": ([P, P, I64, INT, INT, INT], None),
+    "sb_unary_scalar": ([P, P, I64, INT], None),
     "sb_softmax": ([P, P, I64, I64, INT, INT, INT, INT], None),
     "sb_norm": ([P, P, P, P, P, P, I64, I64, DBL, INT, INT, INT, INT], None),
     "sb_exact_acc": ([P, I64, I64, I64, INT, P, P, INT], None),

@@ -858,7 +858,136 @@ static inline float f_erfc(float z) {
 enum { U_GELU = 0, U_GELU_TANH, U_SILU, U_SIGMOID, U_EXP, U_TANH, U_RSQRT, U_ERF };
 #define UBLK 512
 
+#ifdef SB_AVX2
+/* The same functions on 8 lanes, written with intrinsics: operation for
+   operation the float sequences above (a select is a compare and a blend, with
+   the same comparison, so NaN takes the same side). GCC's auto-vectorized
+   versions of the scalar code ran 3-5x slower. */
+#define VC(x) _mm256_set1_ps(x)
+#define VSEL(c, a, b) _mm256_blendv_ps((b), (a), (c)) /* c ? a : b */
+static inline __attribute__((always_inline)) v8 fv_exp(v8 x) {
+    v8 xc = VSEL(_mm256_cmp_ps(x, VC(-104.0f), _CMP_LT_OQ), VC(-104.0f),
+                 VSEL(_mm256_cmp_ps(x, VC(88.8f), _CMP_GT_OQ), VC(88.8f), x));
+    v8 n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(xc, VC(1.44269504f)), VC(12582912.0f)),
+                         VC(12582912.0f));
+    v8 r = _mm256_fmadd_ps(n, VC(-0.693145752f), xc);
+    r = _mm256_fmadd_ps(n, VC(-1.42860677e-06f), r);
+    v8 p = VC(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, VC(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, VC(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, VC(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, VC(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, VC(0.5f));
+    p = _mm256_fmadd_ps(p, r, VC(1.0f));
+    p = _mm256_fmadd_ps(p, r, VC(1.0f));
+    __m256i ni = _mm256_cvttps_epi32(n), n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    v8 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+    v8 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+    v8 y = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    y = VSEL(_mm256_cmp_ps(x, VC(88.72283f), _CMP_GT_OQ), VC(INFINITY), y);
+    y = VSEL(_mm256_cmp_ps(x, VC(-103.97f), _CMP_LT_OQ), _mm256_setzero_ps(), y);
+    return VSEL(_mm256_cmp_ps(x, x, _CMP_NEQ_UQ), x, y);
+}
+
+static inline __attribute__((always_inline)) v8 fv_expm1(v8 x) {
+    v8 p = VC(1.0f / 40320.0f);
+    p = _mm256_fmadd_ps(p, x, VC(1.0f / 5040.0f));
+    p = _mm256_fmadd_ps(p, x, VC(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, x, VC(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, x, VC(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, x, VC(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, x, VC(0.5f));
+    v8 small = _mm256_fmadd_ps(_mm256_mul_ps(x, x), p, x);
+    v8 big = _mm256_sub_ps(fv_exp(x), VC(1.0f));
+    v8 r = VSEL(_mm256_cmp_ps(x, VC(0.3f), _CMP_LT_OQ), small, big);
+    return VSEL(_mm256_cmp_ps(x, VC(-0.3f), _CMP_GT_OQ), r, big);
+}
+
+/* -x (a sign flip, as C's unary minus; 0 - x would differ on zeros and NaN) */
+static inline __attribute__((always_inline)) v8 fv_neg(v8 x) { return _mm256_xor_ps(x, VC(-0.0f)); }
+
+static inline __attribute__((always_inline)) v8 fv_abs(v8 x) {
+    return VSEL(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ), fv_neg(x), x);
+}
+
+static inline __attribute__((always_inline)) v8 fv_tanh(v8 x) {
+    v8 a = fv_abs(x);
+    v8 e = fv_expm1(_mm256_mul_ps(VC(2.0f), VSEL(_mm256_cmp_ps(a, VC(10.0f), _CMP_GT_OQ), VC(10.0f), a)));
+    v8 t = _mm256_div_ps(e, _mm256_add_ps(e, VC(2.0f)));
+    t = VSEL(_mm256_cmp_ps(a, VC(9.1f), _CMP_GT_OQ), VC(1.0f), t);
+    t = VSEL(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ), fv_neg(t), t);
+    return VSEL(_mm256_cmp_ps(x, x, _CMP_NEQ_UQ), x, t);
+}
+
+static inline __attribute__((always_inline)) v8 fv_erfc(v8 z) {
+    v8 a = fv_abs(z);
+    v8 t = _mm256_div_ps(VC(1.0f), _mm256_fmadd_ps(VC(0.5f), a, VC(1.0f)));
+    v8 p = _mm256_fmadd_ps(t, VC(0.17087277f), VC(-0.82215223f));
+    p = _mm256_fmadd_ps(t, p, VC(1.48851587f));
+    p = _mm256_fmadd_ps(t, p, VC(-1.13520398f));
+    p = _mm256_fmadd_ps(t, p, VC(0.27886807f));
+    p = _mm256_fmadd_ps(t, p, VC(-0.18628806f));
+    p = _mm256_fmadd_ps(t, p, VC(0.09678418f));
+    p = _mm256_fmadd_ps(t, p, VC(0.37409196f));
+    p = _mm256_fmadd_ps(t, p, VC(1.00002368f));
+    v8 na = fv_neg(a);
+    v8 r = _mm256_mul_ps(t, fv_exp(_mm256_fmadd_ps(na, a, _mm256_fmadd_ps(t, p, VC(-1.26551223f)))));
+    return VSEL(_mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GE_OQ), r, _mm256_sub_ps(VC(2.0f), r));
+}
+
+static inline __attribute__((always_inline)) v8 fv_unary(v8 x, int op) {
+    switch (op) {
+    case U_GELU:
+        return _mm256_mul_ps(_mm256_mul_ps(VC(0.5f), x), fv_erfc(_mm256_mul_ps(x, VC(-0.707106781f))));
+    case U_GELU_TANH: {
+        v8 u = _mm256_mul_ps(VC(0.797884561f),
+                             _mm256_fmadd_ps(_mm256_mul_ps(VC(0.044715f), x), _mm256_mul_ps(x, x), x));
+        return _mm256_mul_ps(_mm256_mul_ps(VC(0.5f), x), _mm256_add_ps(VC(1.0f), fv_tanh(u)));
+    }
+    case U_SILU:
+        return _mm256_div_ps(x, _mm256_add_ps(VC(1.0f), fv_exp(fv_neg(x))));
+    case U_SIGMOID:
+        return _mm256_div_ps(VC(1.0f), _mm256_add_ps(VC(1.0f), fv_exp(fv_neg(x))));
+    case U_EXP:
+        return fv_exp(x);
+    case U_TANH:
+        return fv_tanh(x);
+    case U_RSQRT:
+        return _mm256_div_ps(VC(1.0f), _mm256_sqrt_ps(x));
+    default: /* U_ERF */
+        return _mm256_sub_ps(VC(1.0f), fv_erfc(x));
+    }
+}
+
+/* a whole block through the vector path; the tail is padded, not scalar */
+#define UNARY_CASE(OP)                                                                             \
+    case OP:                                                                                       \
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(v + i, fv_unary(_mm256_loadu_ps(v + i), OP)); \
+        break;
 static void unary_block(float *v, int n, int op) {
+    int i = 0;
+    switch (op) {
+        UNARY_CASE(U_GELU)
+        UNARY_CASE(U_GELU_TANH)
+        UNARY_CASE(U_SILU)
+        UNARY_CASE(U_SIGMOID)
+        UNARY_CASE(U_EXP)
+        UNARY_CASE(U_TANH)
+        UNARY_CASE(U_RSQRT)
+        UNARY_CASE(U_ERF)
+    }
+    if (i < n) {
+        float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        memcpy(t, v + i, (size_t)(n - i) * 4);
+        _mm256_storeu_ps(t, fv_unary(_mm256_loadu_ps(t), op));
+        memcpy(v + i, t, (size_t)(n - i) * 4);
+    }
+}
+#endif
+
+/* the scalar sequences, element by element: the non-AVX2 build's kernel and,
+   on AVX2 builds, the reference the vector path is tested against bit for bit */
+static void unary_block_scalar(float *v, int n, int op) {
     switch (op) {
     case U_GELU:
         for (int i = 0; i < n; i++) v[i] = (0.5f * v[i]) * f_erfc(v[i] * -0.707106781f);
@@ -888,6 +1017,18 @@ static void unary_block(float *v, int n, int op) {
     case U_ERF:
         for (int i = 0; i < n; i++) v[i] = 1.0f - f_erfc(v[i]);
         break;
+    }
+}
+#ifndef SB_AVX2
+#define unary_block unary_block_scalar
+#endif
+
+/* sb_unary_scalar: float32 only, one thread, the scalar sequences (tests) */
+void sb_unary_scalar(const float *x, float *y, i64 n, int op) {
+    for (i64 a = 0; a < n; a += UBLK) {
+        int m = (int)(n - a < UBLK ? n - a : UBLK);
+        memcpy(y + a, x + a, (size_t)m * 4);
+        unary_block_scalar(y + a, m, op);
     }
 }
 

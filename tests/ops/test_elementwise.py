@@ -50,6 +50,24 @@ def test_bits_do_not_depend_on_position(name):
         assert same_bits(OPS[name](x[i : i + 1])[0], full[i])
 
 
+@pytest.mark.parametrize("code", range(8), ids=lambda c: f"op{c}")
+def test_vector_kernel_equals_the_scalar_sequence(code):
+    """The AVX2 intrinsics and the scalar C functions are the same operations: equal bits
+    on normal, huge, tiny, subnormal, signed-zero, infinite and NaN inputs."""
+    from samebits import _native
+
+    g = torch.Generator().manual_seed(1)
+    special = [0.0, -0.0, float("inf"), -float("inf"), float("nan"), -float("nan"), 1e-40, -1e-40]
+    special += [88.7, 88.8, 88.73, -104.0, -103.97, 9.1, 10.0, 0.3, -0.3, 3e38, -3e38]
+    x = torch.cat([torch.randn(20000, generator=g) * s for s in (0.1, 1, 3, 10, 100)])
+    x = torch.cat([x, torch.tensor(special)])
+    x = torch.cat([x, x.view(torch.int32).add(1).view(torch.float32)[:1003]])  # odd length
+    vec, ref = torch.empty_like(x), torch.empty_like(x)
+    _native.lib().sb_unary(x.data_ptr(), vec.data_ptr(), x.numel(), code, _native.F32, 2)
+    _native.lib().sb_unary_scalar(x.data_ptr(), ref.data_ptr(), x.numel(), code)
+    assert vec.numpy().tobytes() == ref.numpy().tobytes()
+
+
 def test_gelu_approximate_checked():
     with pytest.raises(UnsupportedInputError, match="approximate='erf'"):
         elementwise.gelu(torch.ones(2), approximate="erf")
