@@ -73,6 +73,7 @@ _SIGNATURES = {
     "sb_unary": ([P, P, I64, INT, INT, INT], None),
     "sb_unary_scalar": ([P, P, I64, INT], None),
     "sb_softmax": ([P, P, I64, I64, INT, INT, INT, INT], None),
+    "sb_attention": ([P, P, P, P, P, INT, P, ctypes.c_float, INT, INT], INT),
     "sb_norm": ([P, P, P, P, P, P, I64, I64, DBL, INT, INT, INT, INT], None),
     "sb_exact_acc": ([P, I64, I64, I64, INT, P, P, INT], None),
     "sb_exact_dot": ([P, P, I64, INT, P, P], None),

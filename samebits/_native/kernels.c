@@ -1110,6 +1110,196 @@ void sb_softmax(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in, in
     }
 }
 
+/* ----------------------------------------------------------- attention */
+/* Fused scaled-dot-product attention, the same operations as the unfused chain
+   (and tested bit for bit against it):
+     s_ij = DOT(q_i, k_j) (float32) * scale;
+     masking: bool mask -> -inf where false; float mask -> s + m; causal: j > i -> -inf;
+     softmax over j: exact max, e = f_exp(s - max), sequential double sum over
+       j = 0..S-1, p = (float)(e * (1 / sum)); fully masked rows give zeros;
+     out_i = SEQ_j fma(p_ij, v_j, acc) from +0, in key order.
+   With a causal mask, row i reads keys 0..i only (the others have p = 0
+   exactly and would add nothing), as flash attention does.
+   Tiles are (batch, 8 query rows); a tile owns its rows entirely, so the thread
+   count and the tiling never change an operation.
+   meta (int64): nb, L, S, D, Dv, rep, then the batch shape (nb), then per tensor
+   q, k, v, mask its batch strides (nb, 0 where broadcast) and row stride, and for
+   the mask also its column stride. Key / value head h (the last batch dim) is
+   h / rep (grouped-query attention): nothing is copied or expanded. The last dim
+   of q, k, v is contiguous. mkind: 0 none, 1 bool (uint8), 2 float32, 3 causal. */
+#define AROWS 8
+enum { M_NONE = 0, M_BOOL, M_FLOAT, M_CAUSAL };
+
+/* scores of one query row against keys [0, S): DOT lanes, tree, * scale */
+static void attn_scores(const void *q, const char *kb, i64 krs, i64 S, i64 D, float scale, int dt,
+                        float *s) {
+    size_t e = esz(dt);
+    i64 nq = (D + 7) / 8, full = D / 8;
+    v8 qv[32]; /* D <= 256 */
+    for (i64 c = 0; c < nq; c++) qv[c] = c < full ? v8_load(q, 8 * c, dt) : v8_load_n(q, 8 * c, (int)(D - 8 * c), dt);
+    i64 j = 0;
+#ifdef SB_AVX2
+    for (; j + 8 <= S; j += 8) {
+        v8 acc[8];
+        for (int c = 0; c < 8; c++) acc[c] = v8_zero();
+        for (int c = 0; c < 8; c++) {
+            const char *kr = kb + (j + c) * krs * e;
+            for (i64 d = 0; d < full; d++) acc[c] = v8_fma(qv[d], v8_load(kr, 8 * d, dt), acc[c]);
+            if (full < nq) acc[c] = v8_fma(qv[full], v8_load_n(kr, 8 * full, (int)(D - 8 * full), dt), acc[c]);
+        }
+        v8 o[8];
+        t8x8(acc, o); /* o[l] = lane l of the 8 keys: the tree on 8 scores at once */
+        v8 x = v8_add(v8_add(v8_add(o[0], o[4]), v8_add(o[2], o[6])),
+                      v8_add(v8_add(o[1], o[5]), v8_add(o[3], o[7])));
+        _mm256_storeu_ps(s + j, _mm256_mul_ps(x, _mm256_set1_ps(scale)));
+    }
+#endif
+    for (; j < S; j++) {
+        const char *kr = kb + j * krs * e;
+        v8 acc = v8_zero();
+        for (i64 d = 0; d < full; d++) acc = v8_fma(qv[d], v8_load(kr, 8 * d, dt), acc);
+        if (full < nq) acc = v8_fma(qv[full], v8_load_n(kr, 8 * full, (int)(D - 8 * full), dt), acc);
+        s[j] = v8_tree(acc) * scale;
+    }
+}
+
+static i64 batch_offset(i64 b, int nb, const i64 *shape, const i64 *st, i64 rep) {
+    i64 off = 0;
+    for (int d = nb - 1; d >= 0; d--) {
+        i64 idx = b % shape[d];
+        b /= shape[d];
+        off += (d == nb - 1 ? idx / rep : idx) * st[d];
+    }
+    return off;
+}
+
+int sb_attention(const void *q, const void *k, const void *v, const void *mask, const i64 *meta,
+                 int mkind, float *out, float scale, int dt, int nthreads) {
+    int nb = (int)meta[0];
+    i64 L = meta[1], S = meta[2], D = meta[3], Dv = meta[4], rep = meta[5];
+    const i64 *shape = meta + 6, *qst = shape + nb, *kst = qst + nb + 1, *vst = kst + nb + 1,
+              *mst = vst + nb + 1;
+    i64 qrs = qst[nb], krs = kst[nb], vrs = vst[nb], mrs = mst[nb], mcs = mst[nb + 1];
+    i64 B = 1;
+    for (int d = 0; d < nb; d++) B *= shape[d];
+    size_t e = esz(dt);
+    i64 rb = (L + AROWS - 1) / AROWS, tiles = B * rb;
+    int th = threads_for(B * L * S * (D + Dv + 16), nthreads), oom = 0;
+#pragma omp parallel num_threads(th)
+    {
+        i64 S8 = (S + 7) / 8 * 8;
+        float *sc = (float *)malloc((size_t)(S8 > 0 ? S8 : 8) * AROWS * sizeof(float));
+        if (!sc) {
+#pragma omp atomic write
+            oom = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (i64 t = 0; t < tiles; t++) {
+            if (!sc) continue;
+            i64 b = t / rb, i0 = (t % rb) * AROWS;
+            int nr = (int)(L - i0 < AROWS ? L - i0 : AROWS);
+            const char *qb = (const char *)q + batch_offset(b, nb, shape, qst, 1) * e;
+            const char *kb = (const char *)k + batch_offset(b, nb, shape, kst, rep) * e;
+            const char *vb = (const char *)v + batch_offset(b, nb, shape, vst, rep) * e;
+            i64 moff = mkind == M_BOOL || mkind == M_FLOAT ? batch_offset(b, nb, shape, mst, 1) : 0;
+            /* keys row r reads: all, or 0..i for a causal mask */
+            i64 Sr[AROWS];
+            int state[AROWS];
+            double sum[AROWS];
+            for (int r = 0; r < nr; r++) {
+                i64 i = i0 + r;
+                float *s = sc + (i64)r * S8;
+                i64 S = Sr[r] = mkind == M_CAUSAL && i + 1 < meta[2] ? i + 1 : meta[2];
+                attn_scores(qb + i * qrs * e, kb, krs, S, D, scale, dt, s);
+                if (mkind == M_BOOL) {
+                    const uint8_t *m = (const uint8_t *)mask + moff + i * mrs;
+                    for (i64 j = 0; j < S; j++) s[j] = m[j * mcs] ? s[j] : -INFINITY;
+                } else if (mkind == M_FLOAT) {
+                    const float *m = (const float *)mask + moff + i * mrs;
+                    for (i64 j = 0; j < S; j++) s[j] = s[j] + m[j * mcs];
+                }
+                float m = -INFINITY;
+                int nan = 0;
+                for (i64 j = 0; j < S; j++) {
+                    nan |= s[j] != s[j];
+                    m = s[j] > m ? s[j] : m;
+                }
+                state[r] = (nan || m == INFINITY) ? 1 : (m == -INFINITY ? 2 : 0);
+                i64 j = 0;
+#ifdef SB_AVX2
+                for (; j + 8 <= S; j += 8)
+                    _mm256_storeu_ps(s + j, fv_exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), _mm256_set1_ps(m))));
+#endif
+                for (; j < S; j++) s[j] = f_exp(s[j] - m);
+                sum[r] = 0.0;
+            }
+            /* the sums: one sequential chain per row, the rows side by side */
+            i64 common = S;
+            for (int r = 0; r < nr; r++) common = Sr[r] < common ? Sr[r] : common;
+            for (i64 j = 0; j < common; j++)
+                for (int r = 0; r < nr; r++) sum[r] += (double)sc[(i64)r * S8 + j];
+            for (int r = 0; r < nr; r++) /* causal rows: their remaining keys */
+                for (i64 j = common; j < Sr[r]; j++) sum[r] += (double)sc[(i64)r * S8 + j];
+            for (int r = 0; r < nr; r++) {
+                float *s = sc + (i64)r * S8;
+                i64 S = Sr[r];
+                if (state[r]) {
+                    float f = state[r] == 1 ? NAN : 0.0f;
+                    for (i64 j = 0; j < S; j++) s[j] = f;
+                } else {
+                    double inv = 1.0 / sum[r];
+                    for (i64 j = 0; j < S; j++) s[j] = (float)((double)s[j] * inv);
+                }
+            }
+            /* out rows: SEQ over keys, 32 columns (4 vectors) of two rows at a time */
+            for (int r = 0; r < nr; r += 2) {
+                int two = r + 1 < nr;
+                /* keys [0, S0) for both rows, then [S0, S1) for the second only (causal) */
+                i64 S0 = Sr[r], S1 = two ? Sr[r + 1] : S0;
+                if (S1 < S0) S1 = S0;
+                const float *p0 = sc + (i64)r * S8, *p1 = sc + (i64)(r + two) * S8;
+                float *o0 = out + ((b * L) + i0 + r) * Dv, *o1 = o0 + Dv;
+                for (i64 c0 = 0; c0 < Dv; c0 += 32) {
+                    int nv = (int)((Dv - c0 + 7) / 8 < 4 ? (Dv - c0 + 7) / 8 : 4);
+                    int tail = (int)((Dv - c0) % 8); /* columns in a partial last vector */
+                    v8 a0[4], a1[4];
+                    for (int c = 0; c < 4; c++) a0[c] = a1[c] = v8_zero();
+#define PV_LOAD(vr, c) (((c) == nv - 1 && tail && c0 + 8 * (c) + 8 > Dv) ? v8_load_n(vr, c0 + 8 * (c), tail, dt) \
+                                                                   : v8_load(vr, c0 + 8 * (c), dt))
+                    for (i64 j = 0; j < S0; j++) {
+                        const char *vr = vb + j * vrs * e;
+                        v8 w0 = v8_set1(p0[j]), w1 = v8_set1(p1[j]);
+                        for (int c = 0; c < nv; c++) {
+                            v8 x = PV_LOAD(vr, c);
+                            a0[c] = v8_fma(w0, x, a0[c]);
+                            a1[c] = v8_fma(w1, x, a1[c]);
+                        }
+                    }
+                    for (i64 j = S0; j < S1; j++) {
+                        const char *vr = vb + j * vrs * e;
+                        v8 w1 = v8_set1(p1[j]);
+                        for (int c = 0; c < nv; c++) a1[c] = v8_fma(w1, PV_LOAD(vr, c), a1[c]);
+                    }
+#undef PV_LOAD
+                    for (int c = 0; c < nv; c++) {
+                        i64 col = c0 + 8 * c;
+                        int n = col + 8 <= Dv ? 8 : (int)(Dv - col);
+                        float tmp[8];
+                        v8_store(tmp, a0[c]);
+                        memcpy(o0 + col, tmp, (size_t)n * 4);
+                        if (two) {
+                            v8_store(tmp, a1[c]);
+                            memcpy(o1 + col, tmp, (size_t)n * 4);
+                        }
+                    }
+                }
+            }
+        }
+        free(sc);
+    }
+    return oom ? -1 : 0;
+}
+
 /* --------------------------------------------------------------- norms */
 /* rows of length R. kind 0: layer norm (mean, var), 1: rms norm.
    Statistics: SUM order in double. y = (x - mean) * rstd * w + b in double,

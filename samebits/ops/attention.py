@@ -14,12 +14,14 @@ over a KV cache versus the same row inside a full prefill, give the same bits.
 
 from __future__ import annotations
 
+import array
 import math
 
 import torch
 
 from samebits.errors import NotInvariantError, UnsupportedInputError
-from samebits.ops._common import check_float
+from samebits import _native
+from samebits.ops._common import check_float, ptr
 from samebits.ops.matmul import bmm_f32
 from samebits.ops.softmax import masked_softmax_f32
 
@@ -56,31 +58,99 @@ def scaled_dot_product_attention(
         raise UnsupportedInputError(
             f"{op}: key {tuple(key.shape)} / value {tuple(value.shape)} do not match query {tuple(query.shape)}"
         )
+    rep = 1
     if enable_gqa and query.dim() >= 3 and key.size(-3) != query.size(-3):
         hq, hk = query.size(-3), key.size(-3)
         if hq % hk:
             raise UnsupportedInputError(
                 f"{op}: {hq} query heads are not a multiple of {hk} key heads"
             )
-        key = key.repeat_interleave(hq // hk, dim=-3)
-        value = value.repeat_interleave(hq // hk, dim=-3)
-    batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+        rep = hq // hk  # query head h reads key/value head h // rep
+
+    def heads(t: torch.Tensor) -> tuple[int, ...]:
+        return tuple(t.shape[:-2]) if rep == 1 else (*t.shape[:-3], t.size(-3) * rep)
+
+    batch = torch.broadcast_shapes(query.shape[:-2], heads(key), heads(value))
+    scale = scale if scale is not None else 1.0 / math.sqrt(D)
+    if attn_mask is not None:
+        attn_mask = attn_mask.expand(*batch, L, S)
+    if D <= MAX_FUSED_HEAD_DIM and dtype != torch.float16:
+        return _fused(query, key, value, attn_mask, is_causal, scale, batch, rep)
+    return _unfused(query, key, value, attn_mask, is_causal, scale, batch, rep)
+
+
+MAX_FUSED_HEAD_DIM = 256
+
+
+def _batch_strides(t: torch.Tensor, batch: torch.Size) -> list[int]:
+    """Strides of ``t`` broadcast to ``batch`` (0 where broadcast)."""
+    lead = len(batch) - (t.dim() - 2)
+    return [
+        0 if i < lead or (t.size(i - lead) == 1 and n != 1) else t.stride(i - lead)
+        for i, n in enumerate(batch)
+    ]
+
+
+def _fused(query, key, value, mask, is_causal, scale, batch, rep):
+    """One native pass per (batch, 8 query rows); the same operations as _unfused."""
+    L, S, D, Dv = query.size(-2), key.size(-2), query.size(-1), value.size(-1)
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (query, key, value))
+    B = math.prod(batch)
+    out = torch.empty(B, L, Dv, dtype=torch.float32)
+    mkind, m, mst = (3 if is_causal else 0), None, [0] * (len(batch) + 2)
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            mkind, m = 1, mask
+        else:
+            mkind, m = 2, mask if mask.dtype == torch.float32 else mask.float()
+        mst = _batch_strides(m, batch) + [m.stride(-2), m.stride(-1)]
+    meta = array.array("q", [len(batch), L, S, D, Dv, rep, *batch])
+    for t in (q, k, v):
+        meta.extend(_batch_strides(t, batch) + [t.stride(-2)])
+    meta.extend(mst)
+    if B and L:
+        status = _native.lib().sb_attention(
+            q.data_ptr(),
+            k.data_ptr(),
+            v.data_ptr(),
+            ptr(m),
+            meta.buffer_info()[0],
+            mkind,
+            out.data_ptr(),
+            scale,
+            _native.dtype_code(q.dtype),
+            _native.nthreads(),
+        )
+        if status == -1:
+            raise MemoryError("samebits attention: could not allocate its score buffers")
+    return out.to(query.dtype).view(*batch, L, Dv)
+
+
+def _unfused(query, key, value, mask, is_causal, scale, batch, rep):
+    """Scores, mask, softmax and p @ v as separate passes: the reference order for
+    _fused (equal bits while the values are finite; causal _fused does not read the
+    keys a row may not see), and the path for float16 and head dims above
+    MAX_FUSED_HEAD_DIM."""
+    L, S, D = query.size(-2), key.size(-2), query.size(-1)
+    if rep > 1:
+        key = key.repeat_interleave(rep, dim=-3)
+        value = value.repeat_interleave(rep, dim=-3)
     q = query.expand(*batch, L, D).reshape(-1, L, D)  # (B*, L, D)
     k = key.expand(*batch, S, D).reshape(-1, S, D).contiguous()  # (B*, S, D), D unit-stride
     v = value.expand(*batch, S, value.size(-1)).reshape(-1, S, value.size(-1))  # (B*, S, Dv)
     s = bmm_f32(q, k.transpose(-1, -2), order="dot")  # (B*, L, S)
-    s = s * (scale if scale is not None else 1.0 / math.sqrt(D))
+    s = s * scale
     if is_causal:
-        attn_mask = torch.ones(L, S, dtype=torch.bool).tril()
-    if attn_mask is not None:
-        mask = attn_mask.expand(*batch, L, S).reshape(-1, L, S)
+        mask = torch.ones(L, S, dtype=torch.bool).tril()
+    if mask is not None:
+        mask = mask.expand(*batch, L, S).reshape(-1, L, S)
         if mask.dtype == torch.bool:
             s = s.masked_fill(~mask, -math.inf)
         else:
             s = s + mask.float()
     p = masked_softmax_f32(s)  # (B*, L, S)
     out = bmm_f32(p, v.float(), order="seq")  # (B*, L, Dv)
-    return out.to(dtype).view(*batch, L, value.size(-1))
+    return out.to(query.dtype).view(*batch, L, value.size(-1))
 
 
 def _reference(query, key, value, attn_mask=None, is_causal=False, scale=None):

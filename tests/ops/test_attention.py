@@ -71,3 +71,56 @@ def test_dropout_and_bad_shapes_are_refused():
             F.scaled_dot_product_attention(q, k, v, dropout_p=0.5)
         with pytest.raises(UnsupportedInputError, match="do not match"):
             F.scaled_dot_product_attention(q, k[..., :8], v)
+
+
+CASES = [(1, 1, 8, 8), (5, 13, 32, 32), (17, 17, 20, 12), (9, 40, 64, 64), (3, 100, 7, 70)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("mask", ["none", "bool", "float", "causal", "padding"])
+@pytest.mark.parametrize("hk", [4, 2, 1], ids=lambda h: f"kv_heads{h}")
+def test_fused_kernel_has_the_bits_of_the_unfused_passes(dtype, mask, hk):
+    """The one-pass kernel and the separate score / mask / softmax / p @ v passes do the
+    same operations: equal bits, also for head-major views (HF's transpose(1, 2)),
+    broadcast masks, grouped-query heads, head dims that are not a multiple of 8 and
+    value widths other than the head dim."""
+    g = torch.Generator().manual_seed(hk)
+    for L, S, D, Dv in CASES:
+        # (batch, len, heads, dim) storage viewed as (batch, heads, len, dim)
+        q = torch.randn(2, L, 4, D, generator=g).to(dtype).transpose(1, 2)
+        k = torch.randn(2, S, hk, D, generator=g).to(dtype).transpose(1, 2)
+        v = torch.randn(2, hk, S, Dv, generator=g).to(dtype)
+        kw = {}
+        if mask == "bool":
+            kw["attn_mask"] = torch.rand(2, 1, L, S, generator=g) > 0.3
+        elif mask == "float":
+            kw["attn_mask"] = torch.randn(L, S, generator=g).to(dtype)
+        elif mask == "padding":
+            m = torch.zeros(2, 1, 1, S)
+            m[0, ..., : S // 2] = -float("inf")
+            kw["attn_mask"] = m
+        elif mask == "causal":
+            kw["is_causal"] = True
+        with samebits.batch_invariant():
+            fused = F.scaled_dot_product_attention(q, k, v, enable_gqa=hk != 4, **kw)
+        am = kw.get("attn_mask")
+        am = None if am is None else am.expand(2, 4, L, S)
+        split = attention._unfused(
+            q, k, v, am, mask == "causal", 1 / D**0.5, torch.Size([2, 4]), 4 // hk
+        )
+        assert same_bits(fused, split), (L, S, D, Dv)
+        ref = attention._reference(
+            q, k.repeat_interleave(4 // hk, 1), v.repeat_interleave(4 // hk, 1), **kw
+        )
+        torch.testing.assert_close(fused, ref, **TOL[dtype])
+
+
+def test_wide_heads_and_float16_take_the_unfused_passes():
+    g = torch.Generator().manual_seed(0)
+    for dtype, d in ((torch.float32, attention.MAX_FUSED_HEAD_DIM + 8), (torch.float16, 16)):
+        q, k, v = (torch.randn(1, 2, 5, d, generator=g).to(dtype) for _ in range(3))
+        with samebits.batch_invariant():
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        torch.testing.assert_close(
+            out, attention._reference(q, k, v, is_causal=True), **TOL[dtype]
+        )
