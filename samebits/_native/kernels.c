@@ -1127,26 +1127,32 @@ void sb_softmax(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in, in
    the mask also its column stride. Key / value head h (the last batch dim) is
    h / rep (grouped-query attention): nothing is copied or expanded. The last dim
    of q, k, v is contiguous. mkind: 0 none, 1 bool (uint8), 2 float32, 3 causal. */
-#define AROWS 8
+#define AROWS 8  /* query rows whose scores are held at once */
+#define ATILE 32 /* query rows per tile (per copy of the keys and values) */
 enum { M_NONE = 0, M_BOOL, M_FLOAT, M_CAUSAL };
 
 /* scores of one query row against keys [0, S): DOT lanes, tree, * scale */
-static void attn_scores(const void *q, const char *kb, i64 krs, i64 S, i64 D, float scale, int dt,
-                        float *s) {
+static inline __attribute__((always_inline)) void attn_scores(const void *q, const char *kb, i64 krs,
+                                                              i64 S, i64 D, float scale, const int qdt,
+                                                              const int dt, float *s) {
     size_t e = esz(dt);
-    i64 nq = (D + 7) / 8, full = D / 8;
-    v8 qv[32]; /* D <= 256 */
-    for (i64 c = 0; c < nq; c++) qv[c] = c < full ? v8_load(q, 8 * c, dt) : v8_load_n(q, 8 * c, (int)(D - 8 * c), dt);
+    i64 full = D / 8;
+    int part = (int)(D - 8 * full);
+    v8 qpart = part ? v8_load_n(q, 8 * full, part, qdt) : v8_zero();
     i64 j = 0;
 #ifdef SB_AVX2
     for (; j + 8 <= S; j += 8) {
+        const char *kr = kb + j * krs * e;
         v8 acc[8];
         for (int c = 0; c < 8; c++) acc[c] = v8_zero();
-        for (int c = 0; c < 8; c++) {
-            const char *kr = kb + (j + c) * krs * e;
-            for (i64 d = 0; d < full; d++) acc[c] = v8_fma(qv[d], v8_load(kr, 8 * d, dt), acc[c]);
-            if (full < nq) acc[c] = v8_fma(qv[full], v8_load_n(kr, 8 * full, (int)(D - 8 * full), dt), acc[c]);
+        /* d outer, keys inner: eight independent chains, each still in d order */
+        for (i64 d = 0; d < full; d++) {
+            v8 qd = v8_load(q, 8 * d, qdt);
+            for (int c = 0; c < 8; c++) acc[c] = v8_fma(qd, v8_load(kr + c * krs * e, 8 * d, dt), acc[c]);
         }
+        if (part)
+            for (int c = 0; c < 8; c++)
+                acc[c] = v8_fma(qpart, v8_load_n(kr + c * krs * e, 8 * full, part, dt), acc[c]);
         v8 o[8];
         t8x8(acc, o); /* o[l] = lane l of the 8 keys: the tree on 8 scores at once */
         v8 x = v8_add(v8_add(v8_add(o[0], o[4]), v8_add(o[2], o[6])),
@@ -1157,9 +1163,78 @@ static void attn_scores(const void *q, const char *kb, i64 krs, i64 S, i64 D, fl
     for (; j < S; j++) {
         const char *kr = kb + j * krs * e;
         v8 acc = v8_zero();
-        for (i64 d = 0; d < full; d++) acc = v8_fma(qv[d], v8_load(kr, 8 * d, dt), acc);
-        if (full < nq) acc = v8_fma(qv[full], v8_load_n(kr, 8 * full, (int)(D - 8 * full), dt), acc);
+        for (i64 d = 0; d < full; d++) acc = v8_fma(v8_load(q, 8 * d, qdt), v8_load(kr, 8 * d, dt), acc);
+        if (part) acc = v8_fma(qpart, v8_load_n(kr, 8 * full, part, dt), acc);
         s[j] = v8_tree(acc) * scale;
+    }
+}
+
+/* o0 / o1 (columns [c0, c0 + 8 NV)) = SEQ over keys of p * v: keys [0, S0) for both
+   rows, then [S0, S1) for the second only (a longer causal row) */
+static inline __attribute__((always_inline)) void attn_pv(const float *p0, const float *p1, const char *vb,
+                                                          i64 vrs, i64 S0, i64 S1, i64 c0, i64 Dv,
+                                                          const int NV, const int dt, float *o0, float *o1,
+                                                          int two) {
+    size_t e = esz(dt);
+    int nv = (int)((Dv - c0 + 7) / 8 < NV ? (Dv - c0 + 7) / 8 : NV);
+    int tail = (int)((Dv - c0) % 8); /* columns in a partial last vector */
+    int ragged = nv < NV || (tail && c0 + 8 * nv > Dv);
+    v8 a0[4], a1[4];
+    for (int c = 0; c < NV; c++) a0[c] = a1[c] = v8_zero();
+#define PV_LOAD(vr, c)                                                                             \
+    (ragged && (c) == nv - 1 && tail ? v8_load_n(vr, c0 + 8 * (c), tail, dt) : v8_load(vr, c0 + 8 * (c), dt))
+    if (!ragged) {
+        for (i64 j = 0; j < S0; j++) {
+            const char *vr = vb + j * vrs * e;
+            v8 w0 = v8_set1(p0[j]), w1 = v8_set1(p1[j]);
+            for (int c = 0; c < NV; c++) {
+                v8 x = v8_load(vr, c0 + 8 * c, dt);
+                a0[c] = v8_fma(w0, x, a0[c]);
+                a1[c] = v8_fma(w1, x, a1[c]);
+            }
+        }
+    } else {
+        for (i64 j = 0; j < S0; j++) {
+            const char *vr = vb + j * vrs * e;
+            v8 w0 = v8_set1(p0[j]), w1 = v8_set1(p1[j]);
+            for (int c = 0; c < nv; c++) {
+                v8 x = PV_LOAD(vr, c);
+                a0[c] = v8_fma(w0, x, a0[c]);
+                a1[c] = v8_fma(w1, x, a1[c]);
+            }
+        }
+    }
+    for (i64 j = S0; j < S1; j++) {
+        const char *vr = vb + j * vrs * e;
+        v8 w1 = v8_set1(p1[j]);
+        for (int c = 0; c < nv; c++) a1[c] = v8_fma(w1, PV_LOAD(vr, c), a1[c]);
+    }
+#undef PV_LOAD
+    for (int c = 0; c < nv; c++) {
+        i64 col = c0 + 8 * c;
+        int n = col + 8 <= Dv ? 8 : (int)(Dv - col);
+        float tmp[8];
+        v8_store(tmp, a0[c]);
+        memcpy(o0 + col, tmp, (size_t)n * 4);
+        if (two) {
+            v8_store(tmp, a1[c]);
+            memcpy(o1 + col, tmp, (size_t)n * 4);
+        }
+    }
+}
+
+/* n rows of width w at row stride rs -> compact float32 rows */
+static void pack_rows(const char *x, i64 rs, int dt, i64 n, i64 w, float *dst) {
+    for (i64 j = 0; j < n; j++) {
+        const char *src = x + j * rs * esz(dt);
+        float *d = dst + j * w;
+        if (dt == F32) {
+            memcpy(d, src, (size_t)w * 4);
+            continue;
+        }
+        i64 c = 0;
+        for (; c + 8 <= w; c += 8) v8_store(d + c, v8_load(src, c, BF16));
+        for (; c < w; c++) d[c] = bf2f(((const uint16_t *)src)[c]);
     }
 }
 
@@ -1179,16 +1254,22 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
     i64 L = meta[1], S = meta[2], D = meta[3], Dv = meta[4], rep = meta[5];
     const i64 *shape = meta + 6, *qst = shape + nb, *kst = qst + nb + 1, *vst = kst + nb + 1,
               *mst = vst + nb + 1;
-    i64 qrs = qst[nb], krs = kst[nb], vrs = vst[nb], mrs = mst[nb], mcs = mst[nb + 1];
+    i64 qrs = qst[nb], mrs = mst[nb], mcs = mst[nb + 1];
     i64 B = 1;
     for (int d = 0; d < nb; d++) B *= shape[d];
     size_t e = esz(dt);
-    i64 rb = (L + AROWS - 1) / AROWS, tiles = B * rb;
+    i64 rb = (L + ATILE - 1) / ATILE, tiles = B * rb;
     int th = threads_for(B * L * S * (D + Dv + 16), nthreads), oom = 0;
 #pragma omp parallel num_threads(th)
     {
         i64 S8 = (S + 7) / 8 * 8;
         float *sc = (float *)malloc((size_t)(S8 > 0 ? S8 : 8) * AROWS * sizeof(float));
+        float *kbuf = (float *)malloc((size_t)(S > 0 ? S : 1) * (D + Dv) * sizeof(float)),
+              *vbuf = kbuf + (S > 0 ? S : 1) * D;
+        if (!kbuf) {
+            free(sc);
+            sc = NULL;
+        }
         if (!sc) {
 #pragma omp atomic write
             oom = 1;
@@ -1196,12 +1277,28 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
 #pragma omp for schedule(dynamic, 1)
         for (i64 t = 0; t < tiles; t++) {
             if (!sc) continue;
-            i64 b = t / rb, i0 = (t % rb) * AROWS;
-            int nr = (int)(L - i0 < AROWS ? L - i0 : AROWS);
+            i64 b = t / rb, t0 = (t % rb) * ATILE, t1 = t0 + ATILE < L ? t0 + ATILE : L;
             const char *qb = (const char *)q + batch_offset(b, nb, shape, qst, 1) * e;
             const char *kb = (const char *)k + batch_offset(b, nb, shape, kst, rep) * e;
             const char *vb = (const char *)v + batch_offset(b, nb, shape, vst, rep) * e;
+            /* Keys and values at a row stride other than their width (e.g. heads
+               interleaved, as (batch, len, heads, dim) storage) are copied, as float32,
+               to a compact block first: the strided rows would fall into few L1 sets.
+               Widening is exact, so the products do not change. */
+            i64 krs = kst[nb], vrs = vst[nb];
+            int kdt = dt, vdt = dt;
+            i64 Sneed = mkind == M_CAUSAL && t1 < S ? t1 : S;
+            if (krs != D && t1 - t0 > 1) {
+                pack_rows(kb, krs, dt, Sneed, D, kbuf);
+                kb = (const char *)kbuf, krs = D, kdt = F32;
+            }
+            if (vrs != Dv && t1 - t0 > 1) {
+                pack_rows(vb, vrs, dt, Sneed, Dv, vbuf);
+                vb = (const char *)vbuf, vrs = Dv, vdt = F32;
+            }
             i64 moff = mkind == M_BOOL || mkind == M_FLOAT ? batch_offset(b, nb, shape, mst, 1) : 0;
+            for (i64 i0 = t0; i0 < t1; i0 += AROWS) {
+            int nr = (int)(t1 - i0 < AROWS ? t1 - i0 : AROWS);
             /* keys row r reads: all, or 0..i for a causal mask */
             i64 Sr[AROWS];
             int state[AROWS];
@@ -1210,22 +1307,44 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
                 i64 i = i0 + r;
                 float *s = sc + (i64)r * S8;
                 i64 S = Sr[r] = mkind == M_CAUSAL && i + 1 < meta[2] ? i + 1 : meta[2];
-                attn_scores(qb + i * qrs * e, kb, krs, S, D, scale, dt, s);
+                const char *qr = qb + i * qrs * e;
+                if (kdt == F32 && dt == F32) attn_scores(qr, kb, krs, S, D, scale, F32, F32, s);
+                else if (kdt == F32) attn_scores(qr, kb, krs, S, D, scale, BF16, F32, s);
+                else attn_scores(qr, kb, krs, S, D, scale, BF16, BF16, s);
                 if (mkind == M_BOOL) {
                     const uint8_t *m = (const uint8_t *)mask + moff + i * mrs;
                     for (i64 j = 0; j < S; j++) s[j] = m[j * mcs] ? s[j] : -INFINITY;
                 } else if (mkind == M_FLOAT) {
                     const float *m = (const float *)mask + moff + i * mrs;
-                    for (i64 j = 0; j < S; j++) s[j] = s[j] + m[j * mcs];
+                    if (mcs == 1)
+                        for (i64 j = 0; j < S; j++) s[j] = s[j] + m[j];
+                    else
+                        for (i64 j = 0; j < S; j++) s[j] = s[j] + m[j * mcs];
                 }
+                /* the max is exact in any order (its zero sign does not change s - max) */
                 float m = -INFINITY;
                 int nan = 0;
-                for (i64 j = 0; j < S; j++) {
+                i64 j = 0;
+#ifdef SB_AVX2
+                if (S >= 8) {
+                    v8 vm = _mm256_set1_ps(-INFINITY), bad = _mm256_setzero_ps();
+                    for (; j + 8 <= S; j += 8) {
+                        v8 x = _mm256_loadu_ps(s + j);
+                        bad = _mm256_or_ps(bad, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+                        vm = _mm256_max_ps(vm, x);
+                    }
+                    float t[8];
+                    _mm256_storeu_ps(t, vm);
+                    for (int l = 0; l < 8; l++) m = t[l] > m ? t[l] : m;
+                    nan = !_mm256_testz_ps(bad, bad);
+                }
+#endif
+                for (; j < S; j++) {
                     nan |= s[j] != s[j];
                     m = s[j] > m ? s[j] : m;
                 }
                 state[r] = (nan || m == INFINITY) ? 1 : (m == -INFINITY ? 2 : 0);
-                i64 j = 0;
+                j = 0;
 #ifdef SB_AVX2
                 for (; j + 8 <= S; j += 8)
                     _mm256_storeu_ps(s + j, fv_exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), _mm256_set1_ps(m))));
@@ -1254,48 +1373,19 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
             /* out rows: SEQ over keys, 32 columns (4 vectors) of two rows at a time */
             for (int r = 0; r < nr; r += 2) {
                 int two = r + 1 < nr;
-                /* keys [0, S0) for both rows, then [S0, S1) for the second only (causal) */
                 i64 S0 = Sr[r], S1 = two ? Sr[r + 1] : S0;
                 if (S1 < S0) S1 = S0;
                 const float *p0 = sc + (i64)r * S8, *p1 = sc + (i64)(r + two) * S8;
                 float *o0 = out + ((b * L) + i0 + r) * Dv, *o1 = o0 + Dv;
                 for (i64 c0 = 0; c0 < Dv; c0 += 32) {
-                    int nv = (int)((Dv - c0 + 7) / 8 < 4 ? (Dv - c0 + 7) / 8 : 4);
-                    int tail = (int)((Dv - c0) % 8); /* columns in a partial last vector */
-                    v8 a0[4], a1[4];
-                    for (int c = 0; c < 4; c++) a0[c] = a1[c] = v8_zero();
-#define PV_LOAD(vr, c) (((c) == nv - 1 && tail && c0 + 8 * (c) + 8 > Dv) ? v8_load_n(vr, c0 + 8 * (c), tail, dt) \
-                                                                   : v8_load(vr, c0 + 8 * (c), dt))
-                    for (i64 j = 0; j < S0; j++) {
-                        const char *vr = vb + j * vrs * e;
-                        v8 w0 = v8_set1(p0[j]), w1 = v8_set1(p1[j]);
-                        for (int c = 0; c < nv; c++) {
-                            v8 x = PV_LOAD(vr, c);
-                            a0[c] = v8_fma(w0, x, a0[c]);
-                            a1[c] = v8_fma(w1, x, a1[c]);
-                        }
-                    }
-                    for (i64 j = S0; j < S1; j++) {
-                        const char *vr = vb + j * vrs * e;
-                        v8 w1 = v8_set1(p1[j]);
-                        for (int c = 0; c < nv; c++) a1[c] = v8_fma(w1, PV_LOAD(vr, c), a1[c]);
-                    }
-#undef PV_LOAD
-                    for (int c = 0; c < nv; c++) {
-                        i64 col = c0 + 8 * c;
-                        int n = col + 8 <= Dv ? 8 : (int)(Dv - col);
-                        float tmp[8];
-                        v8_store(tmp, a0[c]);
-                        memcpy(o0 + col, tmp, (size_t)n * 4);
-                        if (two) {
-                            v8_store(tmp, a1[c]);
-                            memcpy(o1 + col, tmp, (size_t)n * 4);
-                        }
-                    }
+                    if (vdt == BF16) attn_pv(p0, p1, vb, vrs, S0, S1, c0, Dv, 4, BF16, o0, o1, two);
+                    else attn_pv(p0, p1, vb, vrs, S0, S1, c0, Dv, 4, F32, o0, o1, two);
                 }
             }
+            } /* row groups */
         }
         free(sc);
+        free(kbuf);
     }
     return oom ? -1 : 0;
 }
