@@ -449,9 +449,15 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
 #define DOT_SMALL_M 16
 #define DOT_NARROW_N 512
 #define DOT_NARROW_M 256
+#ifndef DKC
 #define DKC 512 /* k per block, a multiple of 8: 64 per lane */
+#endif
+#ifndef DMC
 #define DMC 96
-#define DNC 128
+#endif
+#ifndef DNC
+#define DNC 256
+#endif
 
 /* lane-major packing: dst[l][k'][W] = X[row w][k0 + 8k' + l] (0 past K), rows
    at stride ld, W = 6 (A panels) or 16 (B panels), `rows` valid of W. */
@@ -514,44 +520,56 @@ static void pack_lanes(const char *X, i64 ld, int dt, i64 r0, int rows, const in
 static void dot_packed(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, float *C,
                        i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
                        int dt, int th, int *oom) {
-    i64 MC = DMC, NC = DNC;
-    i64 mt = (M + MC - 1) / MC, nt = (N + NC - 1) / NC;
+    /* even tiles (threads take equal runs of them): as few as DMC x DNC allows */
+    i64 mt = (M + DMC - 1) / DMC, nt = (N + DNC - 1) / DNC;
+    i64 MC = ((M + mt - 1) / mt + GMR - 1) / GMR * GMR, NC = ((N + nt - 1) / nt + GNR - 1) / GNR * GNR;
     /* smaller tiles when there are too few to keep every thread busy */
     while (th > 1 && batch * mt * nt < 4 * th && (NC > GNR || MC > GMR)) {
-        if (NC > GNR) NC /= 2;
+        if (NC > GNR) NC = (NC / 2 + GNR - 1) / GNR * GNR;
         else MC = (MC / 2 + GMR - 1) / GMR * GMR;
         mt = (M + MC - 1) / MC;
         nt = (N + NC - 1) / NC;
     }
     i64 tiles = batch * mt * nt;
     size_t e = esz(dt);
-    i64 Dmax = (DKC + 7) / 8;
+    i64 Dmax = (DKC + 7) / 8, Kpad = (K + 7) / 8 * 8;
 #pragma omp parallel num_threads(th)
     {
-        float *pa = pack_buffer(0, (size_t)DMC * 8 * Dmax), *pb = pack_buffer(1, (size_t)DNC * 8 * Dmax);
+        /* pb holds a whole column tile for every K block, so a thread packs B once
+           per column tile: tiles are ordered column-tile major and each thread takes
+           one contiguous run of them */
+        float *pa = pack_buffer(0, (size_t)DMC * 8 * Dmax), *pb = pack_buffer(1, (size_t)DNC * Kpad);
         float *lanes = pack_buffer(2, (size_t)DMC * DNC * 8);
         if (!pa || !pb || !lanes) {
 #pragma omp atomic write
             *oom = 1;
         }
-#pragma omp for schedule(dynamic, 1)
+        i64 packed = -1; /* the (batch, column tile) in pb */
+#pragma omp for schedule(static)
         for (i64 t = 0; t < tiles; t++) {
             if (!pa || !pb || !lanes) continue;
-            i64 bi = t / (mt * nt), rest = t % (mt * nt), ti = rest / nt, tj = rest % nt;
+            i64 bj = t / mt, bi = bj / nt, tj = bj % nt, ti = t % mt;
             const char *Ab = (const char *)A + bi * sa * e;
             const char *Bb = (const char *)B + bi * sb * e;
             float *Cb = C + bi * sc;
             i64 i0 = ti * MC, mc = M - i0 < MC ? M - i0 : MC;
             i64 j0 = tj * NC, nc = N - j0 < NC ? N - j0 : NC;
             i64 npan = (nc + GNR - 1) / GNR, mpan = (mc + GMR - 1) / GMR;
+            if (packed != bj) {
+                for (i64 k0 = 0; k0 < K; k0 += DKC) {
+                    i64 kc = K - k0 < DKC ? K - k0 : DKC, D = (kc + 7) / 8;
+                    for (i64 pp = 0; pp < npan; pp++) {
+                        int w = (int)(nc - pp * GNR < GNR ? nc - pp * GNR : GNR);
+                        pack_lanes((const char *)Bb, ldb, dt, j0 + pp * GNR, w, GNR, k0, kc, K,
+                                   pb + k0 * NC + pp * GNR * 8 * D);
+                    }
+                }
+                packed = bj;
+            }
             for (i64 k0 = 0; k0 < K; k0 += DKC) {
                 i64 kc = K - k0 < DKC ? K - k0 : DKC, D = (kc + 7) / 8;
                 int first = k0 == 0;
-                for (i64 pp = 0; pp < npan; pp++) {
-                    int w = (int)(nc - pp * GNR < GNR ? nc - pp * GNR : GNR);
-                    pack_lanes((const char *)Bb, ldb, dt, j0 + pp * GNR, w, GNR, k0, kc, K,
-                               pb + pp * GNR * 8 * D);
-                }
+                const float *pbk = pb + k0 * NC;
                 for (i64 qq = 0; qq < mpan; qq++) {
                     int h = (int)(mc - qq * GMR < GMR ? mc - qq * GMR : GMR);
                     pack_lanes((const char *)Ab, lda, dt, i0 + qq * GMR, h, GMR, k0, kc, K,
@@ -564,7 +582,7 @@ static void dot_packed(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i
                         float *lb = lanes + (pp * mpan + qq) * 8 * GMR * GNR;
                         for (int l = 0; l < 8; l++)
                             MICROS[h](pa + qq * GMR * 8 * D + l * D * GMR,
-                                      pb + pp * GNR * 8 * D + l * D * GNR, D,
+                                      pbk + pp * GNR * 8 * D + l * D * GNR, D,
                                       lb + l * GMR * GNR, GNR, GNR, first, NULL);
                         if (k0 + kc < K) continue;
                         /* last block: the lane tree while the lanes are in L1, 8 outputs
