@@ -694,6 +694,47 @@ int sb_gemm(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 b
    acc[r] = sequential double sum over k of f(x[o0+r][k] - c[r]). The 8 chains
    run side by side (8x8 in-register transposes on AVX2, plain loops otherwise);
    every path performs the same double operations per row. */
+#ifdef SB_AVX2
+/* The SUM order for 16 float32 rows: rowsum8's operations, two groups of 8 rows
+   side by side so that four independent add chains hide the add latency. */
+static void rowsum16_f32(const float *x, i64 R, const double *cen, int square, double *out16) {
+    double c[16] = {0};
+    if (cen)
+        for (int r = 0; r < 16; r++) c[r] = cen[r];
+    __m256d acc[4], cv[4];
+    for (int g = 0; g < 4; g++) {
+        acc[g] = _mm256_setzero_pd();
+        cv[g] = _mm256_loadu_pd(c + 4 * g);
+    }
+    i64 k = 0;
+    for (; k + 8 <= R; k += 8) {
+        __m256 col[2][8];
+        for (int h = 0; h < 2; h++) {
+            __m256 r[8];
+            for (int w = 0; w < 8; w++) r[w] = _mm256_loadu_ps(x + (8 * h + w) * R + k);
+            t8x8(r, col[h]);
+        }
+        for (int q = 0; q < 8; q++)
+            for (int h = 0; h < 2; h++) {
+                __m256d a = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(col[h][q])), cv[2 * h]);
+                __m256d b = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(col[h][q], 1)), cv[2 * h + 1]);
+                if (square) {
+                    a = _mm256_mul_pd(a, a);
+                    b = _mm256_mul_pd(b, b);
+                }
+                acc[2 * h] = _mm256_add_pd(acc[2 * h], a);
+                acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], b);
+            }
+    }
+    for (int g = 0; g < 4; g++) _mm256_storeu_pd(out16 + 4 * g, acc[g]);
+    for (; k < R; k++)
+        for (int r = 0; r < 16; r++) {
+            double v = (double)x[r * R + k] - c[r];
+            out16[r] += square ? v * v : v;
+        }
+}
+#endif
+
 static void rowsum8(const void *x, i64 o0, i64 n, i64 R, const double *cen, int square, int dt,
                 double *out8) {
         double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -1416,21 +1457,53 @@ void sb_norm(const void *x, const void *w, const void *b, void *y, float *mean_o
              float *rstd_out, i64 rows, i64 R, double eps, int kind, int dt, int wdt,
              int nthreads) {
     int th = threads_for(rows * R * 4, nthreads);
-    i64 blocks = (rows + 7) / 8;
+    i64 blocks = (rows + 15) / 16;
 #pragma omp parallel for schedule(static) num_threads(th)
     for (i64 bk = 0; bk < blocks; bk++) {
-        i64 r0 = bk * 8, n = rows - r0 < 8 ? rows - r0 : 8;
-        double mean[8] = {0, 0, 0, 0, 0, 0, 0, 0}, ss[8];
+        i64 r0 = bk * 16, n = rows - r0 < 16 ? rows - r0 : 16;
+        double mean[16] = {0}, ss[16] = {0};
+#ifdef SB_AVX2
+        int fast = n == 16 && dt == F32;
+#else
+        int fast = 0;
+#endif
         if (kind == 0) {
-            rowsum8(x, r0, n, R, NULL, 0, dt, mean);
+#ifdef SB_AVX2
+            if (fast) rowsum16_f32((const float *)x + r0 * R, R, NULL, 0, mean);
+#endif
+            if (!fast) {
+                rowsum8(x, r0, n < 8 ? n : 8, R, NULL, 0, dt, mean);
+                if (n > 8) rowsum8(x, r0 + 8, n - 8, R, NULL, 0, dt, mean + 8);
+            }
             for (i64 r = 0; r < n; r++) mean[r] = R > 0 ? mean[r] / (double)R : 0.0;
         }
-        rowsum8(x, r0, n, R, mean, 1, dt, ss);
+#ifdef SB_AVX2
+        if (fast) rowsum16_f32((const float *)x + r0 * R, R, mean, 1, ss);
+#endif
+        if (!fast) {
+            rowsum8(x, r0, n < 8 ? n : 8, R, mean, 1, dt, ss);
+            if (n > 8) rowsum8(x, r0 + 8, n - 8, R, mean + 8, 1, dt, ss + 8);
+        }
         for (i64 r = 0; r < n; r++) {
             i64 base = (r0 + r) * R;
             double var = R > 0 ? ss[r] / (double)R : 0.0;
             double rstd = 1.0 / sqrt(var + eps);
-            for (i64 k = 0; k < R; k++) {
+            i64 k = 0;
+#ifdef SB_AVX2
+            /* ((x - mean) * rstd) * w + b in double, four at a time, rounded once */
+            if (dt == F32 && wdt == F32) {
+                const float *xr = (const float *)x + base, *wf = (const float *)w, *bf = (const float *)b;
+                float *yr = (float *)y + base;
+                __m256d mv = _mm256_set1_pd(mean[r]), sv = _mm256_set1_pd(rstd);
+                for (; k + 4 <= R; k += 4) {
+                    __m256d v = _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(xr + k)), mv), sv);
+                    if (wf) v = _mm256_mul_pd(v, _mm256_cvtps_pd(_mm_loadu_ps(wf + k)));
+                    if (bf) v = _mm256_add_pd(v, _mm256_cvtps_pd(_mm_loadu_ps(bf + k)));
+                    _mm_storeu_ps(yr + k, _mm256_cvtpd_ps(v));
+                }
+            }
+#endif
+            for (; k < R; k++) {
                 double v = ((double)ld(x, base + k, dt) - mean[r]) * rstd;
                 if (w) v = v * (double)ld(w, k, wdt);
                 if (b) v = v + (double)ld(b, k, wdt);
