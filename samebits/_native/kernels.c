@@ -448,7 +448,7 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
 
 #define DOT_SMALL_M 16
 #define DOT_NARROW_N 512
-#define DOT_NARROW_M 256
+#define DOT_NARROW_M 32
 #ifndef DKC
 #define DKC 512 /* k per block, a multiple of 8: 64 per lane */
 #endif
