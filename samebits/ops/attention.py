@@ -19,8 +19,8 @@ import math
 
 import torch
 
-from samebits.errors import NotInvariantError, UnsupportedInputError
 from samebits import _native
+from samebits.errors import NotInvariantError, UnsupportedInputError
 from samebits.ops._common import check_float, ptr
 from samebits.ops.matmul import bmm_f32
 from samebits.ops.softmax import masked_softmax_f32

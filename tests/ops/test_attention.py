@@ -121,6 +121,4 @@ def test_wide_heads_and_float16_take_the_unfused_passes():
         q, k, v = (torch.randn(1, 2, 5, d, generator=g).to(dtype) for _ in range(3))
         with samebits.batch_invariant():
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        torch.testing.assert_close(
-            out, attention._reference(q, k, v, is_causal=True), **TOL[dtype]
-        )
+        torch.testing.assert_close(out, attention._reference(q, k, v, is_causal=True), **TOL[dtype])
