@@ -747,24 +747,9 @@ static void rowsum8(const void *x, i64 o0, i64 n, i64 R, const double *cen, int 
             __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
             __m256d clo = _mm256_loadu_pd(c), chi = _mm256_loadu_pd(c + 4);
             for (; k + 8 <= R; k += 8) {
-                __m256 r0 = _mm256_loadu_ps(xb + 0 * R + k), r1 = _mm256_loadu_ps(xb + 1 * R + k);
-                __m256 r2 = _mm256_loadu_ps(xb + 2 * R + k), r3 = _mm256_loadu_ps(xb + 3 * R + k);
-                __m256 r4 = _mm256_loadu_ps(xb + 4 * R + k), r5 = _mm256_loadu_ps(xb + 5 * R + k);
-                __m256 r6 = _mm256_loadu_ps(xb + 6 * R + k), r7 = _mm256_loadu_ps(xb + 7 * R + k);
-                __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-                __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-                __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-                __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-                __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-                __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-                __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-                __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-                /* col[q] holds element k+q of rows 0..7 */
-                __m256 col[8] = {
-                    _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
-                    _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
-                    _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
-                    _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+                __m256 r[8], col[8]; /* col[q] holds element k+q of rows 0..7 */
+                for (int w = 0; w < 8; w++) r[w] = _mm256_loadu_ps(xb + w * R + k);
+                t8x8(r, col);
                 for (int q = 0; q < 8; q++) {
                     __m256d a = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(col[q])), clo);
                     __m256d b = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(col[q], 1)), chi);
