@@ -1164,7 +1164,7 @@ void sb_softmax(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in, in
      out_i = SEQ_j fma(p_ij, v_j, acc) from +0, in key order.
    With a causal mask, row i reads keys 0..i only (the others have p = 0
    exactly and would add nothing), as flash attention does.
-   Tiles are (batch, 8 query rows); a tile owns its rows entirely, so the thread
+   Tiles are (batch, 32 query rows), scored 8 rows at a time; a tile owns its rows entirely, so the thread
    count and the tiling never change an operation.
    meta (int64): nb, L, S, D, Dv, rep, then the batch shape (nb), then per tensor
    q, k, v, mask its batch strides (nb, 0 where broadcast) and row stride, and for

@@ -92,7 +92,7 @@ def _batch_strides(t: torch.Tensor, batch: torch.Size) -> list[int]:
 
 
 def _fused(query, key, value, mask, is_causal, scale, batch, rep):
-    """One native pass per (batch, 8 query rows); the same operations as _unfused."""
+    """One native pass per (batch, 32 query rows); the same operations as _unfused."""
     L, S, D, Dv = query.size(-2), key.size(-2), query.size(-1), value.size(-1)
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (query, key, value))
     B = math.prod(batch)
