@@ -117,8 +117,28 @@ def test_cat_path_linear_equals_addmm_and_matmul():
     assert same_bits(a, c) and same_bits(a, b)
 
 
+@pytest.mark.parametrize("k", [3, 9, 517, 1029])
+def test_float32_rows_read_in_place_have_the_packed_bits(k):
+    """The DOT kernel reads float32 rows of A in place when they are less than 16 KB
+    apart and packs them otherwise (lanes past K then multiply packed zeros): both
+    give the same bits, also for rows of -0, inf and NaN."""
+    x = rnd(70, k)
+    x[3] = -0.0
+    x[4, 0], x[5, k - 1], x[6, k // 2] = float("inf"), float("nan"), -float("inf")
+    w = rnd(600, k, seed=1)
+    w[7] = -0.0
+    wide = torch.zeros(70, 4096 + k)
+    wide[:, :k] = x
+    strided = wide[:, :k]  # row stride 4096 + k floats: the packing path
+    assert strided.stride(0) >= 4096 and x.stride(0) < 4096
+    direct = matmul.bmm_f32(x.unsqueeze(0), w.t().unsqueeze(0))[0]
+    packed = matmul.bmm_f32(strided.unsqueeze(0), w.t().unsqueeze(0))[0]
+    assert same_bits(direct, packed)
+    assert direct[3].eq(0).all() and not direct[3].signbit().any()  # +0, as the packed zeros give
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("k", [7, 8, 9, 384, 517, 1029])
+@pytest.mark.parametrize("k", [7, 8, 9, 384, 517, 1029, 4100])
 @pytest.mark.parametrize("order", ["dot", "seq"])
 def test_every_kernel_path_gives_the_same_row_bits(order, k, dtype, threads):
     """Few rows and many rows run different kernels (in-place vs packed, K blocks,
@@ -130,9 +150,9 @@ def test_every_kernel_path_gives_the_same_row_bits(order, k, dtype, threads):
     b = w.t() if order == "dot" else w.t().contiguous()
     assert matmul.uses_dot_order(b) == (order == "dot")
     full = matmul.bmm_f32(x.unsqueeze(0), b.unsqueeze(0), bias=bias)[0]
-    torch.testing.assert_close(
-        full, (x.double() @ b.double() + bias.double()).float(), **TOL[torch.float32]
-    )
+    tol = dict(TOL[torch.float32])
+    tol["atol"] *= max(1.0, k / 1024)  # float32 sums of k products: error grows with k
+    torch.testing.assert_close(full, (x.double() @ b.double() + bias.double()).float(), **tol)
     for lo, hi in [(0, 1), (5, 7), (10, 14), (20, 28), (30, 43), (69, 70)]:
         part = matmul.bmm_f32(x[lo:hi].unsqueeze(0), b.unsqueeze(0), bias=bias)[0]
         assert same_bits(part, full[lo:hi]), (lo, hi)
