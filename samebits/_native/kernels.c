@@ -1096,23 +1096,23 @@ AI void fvn_unary(const v8 *x, v8 *y, const int op, const int nv) {
     }
 }
 
-/* a whole block through the vector path, UNV vectors at a time, then single
-   vectors; the tail is padded, not scalar */
+/* src -> dst (may be the same) through the vector path, UNV vectors at a time,
+   then single vectors; the tail is padded, not scalar */
 #define UNARY_CASE(OP)                                                                             \
     case OP:                                                                                       \
         for (; i + 8 * UNV <= n; i += 8 * UNV) {                                                   \
             v8 x[UNV];                                                                             \
-            for (int u = 0; u < UNV; u++) x[u] = _mm256_loadu_ps(v + i + 8 * u);                   \
+            for (int u = 0; u < UNV; u++) x[u] = _mm256_loadu_ps(src + i + 8 * u);                 \
             fvn_unary(x, x, OP, UNV);                                                              \
-            for (int u = 0; u < UNV; u++) _mm256_storeu_ps(v + i + 8 * u, x[u]);                   \
+            for (int u = 0; u < UNV; u++) _mm256_storeu_ps(dst + i + 8 * u, x[u]);                 \
         }                                                                                          \
         for (; i + 8 <= n; i += 8) {                                                               \
-            v8 x = _mm256_loadu_ps(v + i);                                                         \
+            v8 x = _mm256_loadu_ps(src + i);                                                       \
             fvn_unary(&x, &x, OP, 1);                                                              \
-            _mm256_storeu_ps(v + i, x);                                                            \
+            _mm256_storeu_ps(dst + i, x);                                                          \
         }                                                                                          \
         break;
-static void unary_block(float *v, int n, int op) {
+static void unary_block(const float *src, float *dst, int n, int op) {
     int i = 0;
     switch (op) {
         UNARY_CASE(U_GELU)
@@ -1126,11 +1126,11 @@ static void unary_block(float *v, int n, int op) {
     }
     if (i < n) {
         float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        memcpy(t, v + i, (size_t)(n - i) * 4);
+        memcpy(t, src + i, (size_t)(n - i) * 4);
         v8 x = _mm256_loadu_ps(t);
         fvn_unary(&x, &x, op, 1);
         _mm256_storeu_ps(t, x);
-        memcpy(v + i, t, (size_t)(n - i) * 4);
+        memcpy(dst + i, t, (size_t)(n - i) * 4);
     }
 }
 #undef EACH
@@ -1172,7 +1172,10 @@ static void unary_block_scalar(float *v, int n, int op) {
     }
 }
 #ifndef SB_AVX2
-#define unary_block unary_block_scalar
+static void unary_block(const float *src, float *dst, int n, int op) {
+    memmove(dst, src, (size_t)n * 4);
+    unary_block_scalar(dst, n, op);
+}
 #endif
 
 /* sb_unary_scalar: float32 only, one thread, the scalar sequences (tests) */
@@ -1192,15 +1195,13 @@ void sb_unary(const void *x, void *y, i64 n, int op, int dt, int nthreads) {
         float v[UBLK];
         i64 a = bk * UBLK;
         int m = (int)(n - a < UBLK ? n - a : UBLK);
-        if (dt == BF16)
+        if (dt == BF16) {
             for (int i = 0; i < m; i++) v[i] = bf2f(((const uint16_t *)x)[a + i]);
-        else
-            memcpy(v, (const float *)x + a, (size_t)m * 4);
-        unary_block(v, m, op);
-        if (dt == BF16)
+            unary_block(v, v, m, op);
             for (int i = 0; i < m; i++) ((uint16_t *)y)[a + i] = f2bf(v[i]);
-        else
-            memcpy((float *)y + a, v, (size_t)m * 4);
+        } else {
+            unary_block((const float *)x + a, (float *)y + a, m, op);
+        }
     }
 }
 
