@@ -49,7 +49,8 @@ def _time(fn: Callable[[], object]) -> float:
 
 def ratio(fn: Callable[[], object], repeats: int = 7, min_time: float = 0.02) -> float:
     """Median over repeats of native_time / invariant_time for ``fn``, the two
-    runs interleaved. Above 1 means the invariant kernel is faster."""
+    runs interleaved (native first, then invariant first, and so on). Above 1
+    means the invariant kernel is faster."""
     fn()
     with samebits.batch_invariant():
         fn()
@@ -61,11 +62,18 @@ def ratio(fn: Callable[[], object], repeats: int = 7, min_time: float = 0.02) ->
         for _ in range(inner):
             fn()
 
-    rs = []
-    for _ in range(repeats):
-        tn = _time(loop)
+    def invariant() -> float:
         with samebits.batch_invariant():
-            ti = _time(loop)
+            return _time(loop)
+
+    rs = []
+    for i in range(repeats):  # the order alternates, so neither side always runs first
+        if i % 2:
+            ti = invariant()
+            tn = _time(loop)
+        else:
+            tn = _time(loop)
+            ti = invariant()
         rs.append(tn / ti)
     return statistics.median(rs)
 

@@ -51,7 +51,7 @@ def minilm(rows: list[list[str]]) -> None:
             model.encode(ts, batch_size=batch, convert_to_tensor=True, show_progress_bar=False)
 
     for batch in (1, 8, 32):
-        r = ratio(lambda b=batch: run(b), repeats=5, min_time=0.0)
+        r = ratio(lambda b=batch: run(b), repeats=7, min_time=0.0)
         rows.append([f"MiniLM texts/s, batch {batch}, {len(ts)} mixed-length texts", f"{r:.2f}"])
         print(rows[-1], flush=True)
 
