@@ -19,7 +19,7 @@ import torch
 
 from samebits import _native
 from samebits.errors import UnsupportedInputError
-from samebits.ops._common import check_float, is_exact_dtype, native_view
+from samebits.ops._common import NATIVE, check_float, is_exact_dtype, native_view
 
 
 def uses_dot_order(b: torch.Tensor) -> bool:
@@ -193,11 +193,48 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
             f"aten::linear: input {tuple(x.shape)} does not match weight {tuple(weight.shape)}"
         )
     lead = x.shape[:-1]
+    out = _linear_direct(x, weight, bias, dtype)
+    if out is not None:
+        return out.view(*lead, weight.size(0))
     x2 = x.reshape(1, -1, x.size(-1))  # (1, M, K)
     fused = _row_bias(bias, weight.size(0), 1, 1)
     acc = bmm_f32(x2, weight.t().unsqueeze(0), bias=fused)[0]  # (M, N)
     out = _finish(acc, dtype) if fused is not None else _finish(acc, dtype, bias)
     return out.view(*lead, weight.size(0))
+
+
+def _linear_direct(x, weight, bias, dtype) -> torch.Tensor | None:
+    """The common linear (contiguous rows, K-contiguous weight, a (N,) bias of the
+    same dtype) straight to the DOT kernel: the exact call bmm_f32 would make, with
+    ~15 us less Python per call, which decode-sized products notice. None when the
+    general path is needed."""
+    N, K = weight.shape
+    if (
+        dtype not in NATIVE
+        or weight.dtype != dtype
+        or K < 2  # K == 1 takes the SEQ order (uses_dot_order)
+        or weight.stride(1) != 1
+        or not x.is_contiguous()
+        or x.numel() == 0
+        or N == 0
+        or (bias is not None and (bias.dtype != dtype or bias.shape != (N,) or bias.stride(0) != 1))
+    ):
+        return None
+    M = x.numel() // K
+    code = _native.dtype_code(dtype)
+    out = torch.empty(M, N, dtype=torch.float32)
+    status = _native.lib().sb_gemm(
+        x.data_ptr(), K, 1, 0,
+        weight.data_ptr(), 1, weight.stride(0), 0,
+        out.data_ptr(), N, M * N, 1, M, N, K,
+        None if bias is None else bias.data_ptr(), code,
+        code, 1, _native.nthreads(),
+    )  # fmt: skip
+    if status == -1:
+        raise MemoryError("samebits matmul: could not allocate its packing buffers")
+    if status != 0:
+        raise RuntimeError(f"samebits matmul: kernel rejected its arguments (status {status})")
+    return out if dtype == torch.float32 else out.to(dtype)
 
 
 def _reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

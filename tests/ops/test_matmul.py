@@ -160,3 +160,21 @@ def test_every_kernel_path_gives_the_same_row_bits(order, k, dtype, threads):
         threads(t)
         again = matmul.bmm_f32(x.unsqueeze(0), b.unsqueeze(0), bias=bias)[0]
         assert same_bits(again, full), t
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("m,k,n", [(1, 1536, 384), (3, 9, 600), (70, 384, 40), (33, 2, 5)])
+def test_linear_fast_path_has_the_general_paths_bits(m, k, n, dtype):
+    """linear's direct call (contiguous rows, same-dtype bias) and the general
+    bmm_f32 path (taken for strided rows) give the same bits."""
+    x, w, b = rnd(m, k, dtype=dtype), rnd(n, k, dtype=dtype, seed=1), rnd(n, dtype=dtype, seed=2)
+    fast = matmul.linear(x, w, b)
+    assert matmul._linear_direct(x, w, b, dtype) is not None
+    general = matmul.bmm_f32(x.unsqueeze(0), w.t().unsqueeze(0), bias=b)[0].to(dtype)
+    assert fast.dtype == dtype
+    assert same_bits(fast, general)
+    if m > 1:  # strided rows take the general path through linear itself
+        strided = torch.cat([x, x], dim=1)[:, :k]
+        assert matmul._linear_direct(strided, w, b, dtype) is None
+        assert same_bits(matmul.linear(strided, w, b), fast)
+        assert same_bits(matmul.linear(strided, w), matmul.linear(x, w))
