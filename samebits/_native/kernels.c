@@ -573,9 +573,11 @@ static void dot_packed(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i
     size_t e = esz(dt);
     i64 Dmax = (DKC + 7) / 8, Kpad = (K + 7) / 8 * 8;
     /* float32 A is read in place by micro_lane (its packing took ~1/3 of the time
-       outside the kernel); rows 16 KB or more apart are packed still: read in place
-       they collided in L2 (K = 4096 measured 0.94 -> 0.89 of MKL) */
-    int direct = dt == F32 && lda < 4096;
+       outside the kernel) when its rows are short and not 4 KB-aligned to each other;
+       otherwise it is packed still: rows a multiple of 4 KB apart share L1 sets, and
+       long rows (K >= 2048) were slower read in place (M = 200, N = 768: K = 1024
+       0.95 -> 0.84, K = 3072 0.84 -> 0.80 of MKL; K = 384..1536 and 1000 even or better) */
+    int direct = dt == F32 && lda < 2048 && lda % 1024 != 0;
 #pragma omp parallel num_threads(th)
     {
         /* pb holds a whole column tile for every K block, so a thread packs B once

@@ -119,9 +119,9 @@ def test_cat_path_linear_equals_addmm_and_matmul():
 
 @pytest.mark.parametrize("k", [3, 9, 517, 1029])
 def test_float32_rows_read_in_place_have_the_packed_bits(k):
-    """The DOT kernel reads float32 rows of A in place when they are less than 16 KB
-    apart and packs them otherwise (lanes past K then multiply packed zeros): both
-    give the same bits, also for rows of -0, inf and NaN."""
+    """The DOT kernel reads float32 rows of A in place when they are short (stride
+    < 2048, not a multiple of 1024) and packs them otherwise (lanes past K then
+    multiply packed zeros): both give the same bits, also for rows of -0, inf, NaN."""
     x = rnd(70, k)
     x[3] = -0.0
     x[4, 0], x[5, k - 1], x[6, k // 2] = float("inf"), float("nan"), -float("inf")
@@ -130,7 +130,7 @@ def test_float32_rows_read_in_place_have_the_packed_bits(k):
     wide = torch.zeros(70, 4096 + k)
     wide[:, :k] = x
     strided = wide[:, :k]  # row stride 4096 + k floats: the packing path
-    assert strided.stride(0) >= 4096 and x.stride(0) < 4096
+    assert strided.stride(0) >= 2048 and x.stride(0) < 2048 and x.stride(0) % 1024
     direct = matmul.bmm_f32(x.unsqueeze(0), w.t().unsqueeze(0))[0]
     packed = matmul.bmm_f32(strided.unsqueeze(0), w.t().unsqueeze(0))[0]
     assert same_bits(direct, packed)
