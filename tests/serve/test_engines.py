@@ -1,0 +1,56 @@
+"""The embedding engine in process: packed passes give each text its alone bits."""
+
+import pytest
+import torch
+
+import samebits
+from samebits._demo import demo_texts
+from samebits.models import load_sentence_model
+from samebits.serve._engines import EmbeddingEngine, pack_groups
+from tests.conftest import same_bits
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return EmbeddingEngine(load_sentence_model(), "minilm")
+
+
+def test_minilm_is_packed(engine):
+    assert engine.encoder is not None
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_packed_texts_have_the_bits_of_each_text_encoded_alone(engine, nthreads, threads):
+    """Reference: sentence-transformers' encode() of each text alone under the mode,
+    which knows nothing of packing. Packs of different makeup (all texts, shuffled,
+    subsets, duplicates) must all reproduce it."""
+    texts = demo_texts()
+    threads(nthreads)
+    with samebits.batch_invariant():
+        alone = {
+            t: engine.st.encode([t], convert_to_tensor=True, show_progress_bar=False)[0]
+            for t in set(texts)
+        }
+        g = torch.Generator().manual_seed(nthreads)
+        batches = [texts, texts[::-1], texts[:5], [texts[3]] * 4 + texts[10:14]]
+        batches += [[texts[i] for i in torch.randperm(len(texts), generator=g)[:11]]]
+        for batch in batches:
+            for t, e in zip(batch, engine.run(batch), strict=True):
+                assert same_bits(e, alone[t].float()), t
+
+
+def test_a_pack_spans_many_texts(engine):
+    """The demo texts fill few packs, so the test above really mixes texts in one pass."""
+    with engine.tok_lock:
+        lens = [len(ids) for ids in engine.tokenizer(demo_texts())["input_ids"]]
+    groups = pack_groups(lens, 256)
+    assert len(groups) < len(lens) / 4
+    assert max(sum(lens[i] for i in g) for g in groups) <= 256
+
+
+def test_pack_groups_keep_every_item_once_within_the_budget():
+    lens = [5, 300, 17, 1, 256, 40, 40, 3]
+    groups = pack_groups(lens, 64)
+    assert sorted(i for g in groups for i in g) == list(range(len(lens)))
+    for g in groups:
+        assert len(g) == 1 or sum(lens[i] for i in g) <= 64
