@@ -1286,10 +1286,22 @@ void sb_softmax(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in, in
 #define ATILE 32 /* query rows per tile (per copy of the keys and values) */
 enum { M_NONE = 0, M_BOOL, M_FLOAT, M_CAUSAL };
 
-/* scores of one query row against keys [0, S): DOT lanes, tree, * scale */
+/* whether key j is masked out for good: false in a bool mask, -inf in a float one
+   (its score becomes -inf whatever the product, for finite products) */
+static inline int attn_dead(const void *m, i64 j, i64 mcs, int mkind) {
+    if (mkind == M_BOOL) return !((const uint8_t *)m)[j * mcs];
+    if (mkind == M_FLOAT) return ((const float *)m)[j * mcs] == -INFINITY;
+    return 0;
+}
+
+/* scores of one query row against keys [0, S): DOT lanes, tree, * scale. Groups of 8
+   keys that the mask row m removes entirely get -inf without their products: the
+   mask would make them -inf anyway (bool: always; float -inf: for finite products).
+   Packed sequences (a block-diagonal mask) then cost little more than their parts. */
 static inline __attribute__((always_inline)) void attn_scores(const void *q, const char *kb, i64 krs,
                                                               i64 S, i64 D, float scale, const int qdt,
-                                                              const int dt, float *s) {
+                                                              const int dt, float *s, const void *m,
+                                                              i64 mcs, int mkind) {
     size_t e = esz(dt);
     i64 full = D / 8;
     int part = (int)(D - 8 * full);
@@ -1297,6 +1309,14 @@ static inline __attribute__((always_inline)) void attn_scores(const void *q, con
     i64 j = 0;
 #ifdef SB_AVX2
     for (; j + 8 <= S; j += 8) {
+        if (m && attn_dead(m, j, mcs, mkind) && attn_dead(m, j + 7, mcs, mkind)) {
+            int dead = 1;
+            for (int c = 1; c < 7 && dead; c++) dead = attn_dead(m, j + c, mcs, mkind);
+            if (dead) {
+                _mm256_storeu_ps(s + j, _mm256_set1_ps(-INFINITY));
+                continue;
+            }
+        }
         const char *kr = kb + j * krs * e;
         v8 acc[8];
         for (int c = 0; c < 8; c++) acc[c] = v8_zero();
@@ -1338,8 +1358,11 @@ static inline __attribute__((always_inline)) void attn_pv(const float *p0, const
     for (int c = 0; c < NV; c++) a0[c] = a1[c] = v8_zero();
 #define PV_LOAD(vr, c)                                                                             \
     (ragged && (c) == nv - 1 && tail ? v8_load_n(vr, c0 + 8 * (c), tail, dt) : v8_load(vr, c0 + 8 * (c), dt))
+    /* a key with p = 0 for both rows adds fma(0, v, acc) == acc (acc, a sum from +0,
+       is never -0; v finite), so it is skipped: masked keys cost nothing here */
     if (!ragged) {
         for (i64 j = 0; j < S0; j++) {
+            if (p0[j] == 0.0f && p1[j] == 0.0f) continue;
             const char *vr = vb + j * vrs * e;
             v8 w0 = v8_set1(p0[j]), w1 = v8_set1(p1[j]);
             for (int c = 0; c < NV; c++) {
@@ -1350,6 +1373,7 @@ static inline __attribute__((always_inline)) void attn_pv(const float *p0, const
         }
     } else {
         for (i64 j = 0; j < S0; j++) {
+            if (p0[j] == 0.0f && p1[j] == 0.0f) continue;
             const char *vr = vb + j * vrs * e;
             v8 w0 = v8_set1(p0[j]), w1 = v8_set1(p1[j]);
             for (int c = 0; c < nv; c++) {
@@ -1360,6 +1384,7 @@ static inline __attribute__((always_inline)) void attn_pv(const float *p0, const
         }
     }
     for (i64 j = S0; j < S1; j++) {
+        if (p1[j] == 0.0f) continue;
         const char *vr = vb + j * vrs * e;
         v8 w1 = v8_set1(p1[j]);
         for (int c = 0; c < nv; c++) a1[c] = v8_fma(w1, PV_LOAD(vr, c), a1[c]);
@@ -1455,7 +1480,7 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
             for (i64 i0 = t0; i0 < t1; i0 += AROWS) {
             int nr = (int)(t1 - i0 < AROWS ? t1 - i0 : AROWS);
             /* keys row r reads: all, or 0..i for a causal mask */
-            i64 Sr[AROWS];
+            i64 Sr[AROWS], Lo[AROWS], Hi[AROWS];
             int state[AROWS];
             double sum[AROWS];
             for (int r = 0; r < nr; r++) {
@@ -1463,9 +1488,12 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
                 float *s = sc + (i64)r * S8;
                 i64 S = Sr[r] = mkind == M_CAUSAL && i + 1 < meta[2] ? i + 1 : meta[2];
                 const char *qr = qb + i * qrs * e;
-                if (kdt == F32 && dt == F32) attn_scores(qr, kb, krs, S, D, scale, F32, F32, s);
-                else if (kdt == F32) attn_scores(qr, kb, krs, S, D, scale, BF16, F32, s);
-                else attn_scores(qr, kb, krs, S, D, scale, BF16, BF16, s);
+                const void *mr = mkind == M_BOOL ? (const void *)((const uint8_t *)mask + moff + i * mrs)
+                                 : mkind == M_FLOAT ? (const void *)((const float *)mask + moff + i * mrs)
+                                                    : NULL;
+                if (kdt == F32 && dt == F32) attn_scores(qr, kb, krs, S, D, scale, F32, F32, s, mr, mcs, mkind);
+                else if (kdt == F32) attn_scores(qr, kb, krs, S, D, scale, BF16, F32, s, mr, mcs, mkind);
+                else attn_scores(qr, kb, krs, S, D, scale, BF16, BF16, s, mr, mcs, mkind);
                 if (mkind == M_BOOL) {
                     const uint8_t *m = (const uint8_t *)mask + moff + i * mrs;
                     for (i64 j = 0; j < S; j++) s[j] = m[j * mcs] ? s[j] : -INFINITY;
@@ -1499,21 +1527,38 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
                     m = s[j] > m ? s[j] : m;
                 }
                 state[r] = (nan || m == INFINITY) ? 1 : (m == -INFINITY ? 2 : 0);
-                j = 0;
+                /* [lo, hi): the keys not at -inf. Outside it every e is exp(-inf) = 0
+                   exactly, so the exp, the sums, the division and p @ v run over it
+                   only: the zeros they skip would add nothing (the sums start at +0). */
+                i64 lo = 0, hi = S;
+                if (!state[r]) {
+                    while (lo < S && s[lo] == -INFINITY) lo++;
+                    while (hi > lo && s[hi - 1] == -INFINITY) hi--;
+                }
+                Lo[r] = lo, Hi[r] = hi;
+                for (j = 0; j < lo; j++) s[j] = 0.0f;
+                for (j = hi; j < S; j++) s[j] = 0.0f;
+                j = lo;
 #ifdef SB_AVX2
-                for (; j + 8 <= S; j += 8)
+                for (; j + 8 <= hi; j += 8)
                     _mm256_storeu_ps(s + j, fv_exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), _mm256_set1_ps(m))));
 #endif
-                for (; j < S; j++) s[j] = f_exp(s[j] - m);
+                for (; j < hi; j++) s[j] = f_exp(s[j] - m);
                 sum[r] = 0.0;
             }
-            /* the sums: one sequential chain per row, the rows side by side */
-            i64 common = S;
+            /* the sums: one sequential chain per row, the rows side by side, over the
+               union of their [lo, hi) */
+            i64 J0 = S, J1 = 0;
+            for (int r = 0; r < nr; r++) {
+                J0 = Lo[r] < J0 ? Lo[r] : J0;
+                J1 = Hi[r] > J1 ? Hi[r] : J1;
+            }
+            i64 common = J1;
             for (int r = 0; r < nr; r++) common = Sr[r] < common ? Sr[r] : common;
-            for (i64 j = 0; j < common; j++)
+            for (i64 j = J0; j < common; j++)
                 for (int r = 0; r < nr; r++) sum[r] += (double)sc[(i64)r * S8 + j];
             for (int r = 0; r < nr; r++) /* causal rows: their remaining keys */
-                for (i64 j = common; j < Sr[r]; j++) sum[r] += (double)sc[(i64)r * S8 + j];
+                for (i64 j = common > J0 ? common : J0; j < Hi[r]; j++) sum[r] += (double)sc[(i64)r * S8 + j];
             for (int r = 0; r < nr; r++) {
                 float *s = sc + (i64)r * S8;
                 i64 S = Sr[r];
@@ -1522,7 +1567,7 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
                     for (i64 j = 0; j < S; j++) s[j] = f;
                 } else {
                     double inv = 1.0 / sum[r];
-                    for (i64 j = 0; j < S; j++) s[j] = (float)((double)s[j] * inv);
+                    for (i64 j = Lo[r]; j < Hi[r]; j++) s[j] = (float)((double)s[j] * inv);
                 }
             }
             /* out rows: SEQ over keys, 32 columns (4 vectors) of two rows at a time */

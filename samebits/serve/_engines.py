@@ -6,6 +6,7 @@ any batch, so batching never changes an answer."""
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,7 +88,7 @@ class EmbeddingEngine:
             input_ids = torch.cat([ids[i, : lens[i]] for i in group]).unsqueeze(0)
             positions = torch.cat([torch.arange(k) for k in n]).unsqueeze(0)
             seg = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(n))
-            mask = torch.full((len(seg), len(seg)), torch.finfo(torch.float32).min)
+            mask = torch.full((len(seg), len(seg)), -math.inf)  # -inf: attention skips these keys
             mask.masked_fill_(seg[:, None] == seg[None, :], 0.0)
             hidden = self.encoder(
                 input_ids=input_ids,

@@ -77,7 +77,7 @@ CASES = [(1, 1, 8, 8), (5, 13, 32, 32), (17, 17, 20, 12), (9, 40, 64, 64), (3, 1
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("mask", ["none", "bool", "float", "causal", "padding"])
+@pytest.mark.parametrize("mask", ["none", "bool", "float", "causal", "padding", "blocks"])
 @pytest.mark.parametrize("hk", [4, 2, 1], ids=lambda h: f"kv_heads{h}")
 def test_fused_kernel_has_the_bits_of_the_unfused_passes(dtype, mask, hk):
     """The one-pass kernel and the separate score / mask / softmax / p @ v passes do the
@@ -99,6 +99,10 @@ def test_fused_kernel_has_the_bits_of_the_unfused_passes(dtype, mask, hk):
             m = torch.zeros(2, 1, 1, S)
             m[0, ..., : S // 2] = -float("inf")
             kw["attn_mask"] = m
+        elif mask == "blocks":  # block-diagonal: a row sees the keys of its own block
+            rows = torch.arange(L) * 3 // max(L, 1)
+            cols = torch.arange(S) * 3 // max(S, 1)
+            kw["attn_mask"] = torch.where(rows[:, None] == cols[None, :], 0.0, -float("inf"))
         elif mask == "causal":
             kw["is_causal"] = True
         with samebits.batch_invariant():
@@ -113,6 +117,32 @@ def test_fused_kernel_has_the_bits_of_the_unfused_passes(dtype, mask, hk):
             q, k.repeat_interleave(4 // hk, 1), v.repeat_interleave(4 // hk, 1), **kw
         )
         torch.testing.assert_close(fused, ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("masked", ["float", "bool"])
+def test_packed_segments_have_the_bits_of_each_segment_alone(dtype, masked, threads):
+    """Several sequences in one, a block-diagonal mask between them: each segment's
+    output rows equal attention over that segment alone (the serve engine packs texts
+    this way). Segments of 1..40 keys, so some share an 8-key group and some span
+    several."""
+    g = torch.Generator().manual_seed(7)
+    lens = [1, 5, 40, 8, 13, 2, 31, 9]
+    T = sum(lens)
+    q, k, v = (torch.randn(1, 4, T, 24, generator=g).to(dtype) for _ in range(3))
+    seg = torch.repeat_interleave(torch.arange(len(lens)), torch.tensor(lens))
+    same = seg[:, None] == seg[None, :]
+    mask = same if masked == "bool" else torch.where(same, 0.0, -float("inf")).to(dtype)
+    for t in (1, 2, 3):
+        threads(t)
+        with samebits.batch_invariant():
+            packed = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            start = 0
+            for n in lens:
+                part = slice(start, start + n)
+                alone = F.scaled_dot_product_attention(q[:, :, part], k[:, :, part], v[:, :, part])
+                assert same_bits(packed[:, :, part], alone), (t, n)
+                start += n
 
 
 def test_wide_heads_and_float16_take_the_unfused_passes():
