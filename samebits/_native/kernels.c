@@ -1344,10 +1344,12 @@ static inline __attribute__((always_inline)) void attn_scores(const void *q, con
     }
 }
 
-/* o0 / o1 (columns [c0, c0 + 8 NV)) = SEQ over keys of p * v: keys [0, S0) for both
-   rows, then [S0, S1) for the second only (a longer causal row) */
+/* o0 / o1 (columns [c0, c0 + 8 NV)) = SEQ over keys of p * v: keys [j0, S0) for both
+   rows, then [S0, S1) for the second only (a longer causal row). The caller leaves
+   out only keys where both rows have p = 0: fma(0, v, acc) == acc (acc, a sum from +0,
+   is never -0; v finite), so the skipped keys would not change a bit. */
 static inline __attribute__((always_inline)) void attn_pv(const float *p0, const float *p1, const char *vb,
-                                                          i64 vrs, i64 S0, i64 S1, i64 c0, i64 Dv,
+                                                          i64 vrs, i64 j0, i64 S0, i64 S1, i64 c0, i64 Dv,
                                                           const int NV, const int dt, float *o0, float *o1,
                                                           int two) {
     size_t e = esz(dt);
@@ -1358,11 +1360,8 @@ static inline __attribute__((always_inline)) void attn_pv(const float *p0, const
     for (int c = 0; c < NV; c++) a0[c] = a1[c] = v8_zero();
 #define PV_LOAD(vr, c)                                                                             \
     (ragged && (c) == nv - 1 && tail ? v8_load_n(vr, c0 + 8 * (c), tail, dt) : v8_load(vr, c0 + 8 * (c), dt))
-    /* a key with p = 0 for both rows adds fma(0, v, acc) == acc (acc, a sum from +0,
-       is never -0; v finite), so it is skipped: masked keys cost nothing here */
     if (!ragged) {
-        for (i64 j = 0; j < S0; j++) {
-            if (p0[j] == 0.0f && p1[j] == 0.0f) continue;
+        for (i64 j = j0; j < S0; j++) {
             const char *vr = vb + j * vrs * e;
             v8 w0 = v8_set1(p0[j]), w1 = v8_set1(p1[j]);
             for (int c = 0; c < NV; c++) {
@@ -1372,8 +1371,7 @@ static inline __attribute__((always_inline)) void attn_pv(const float *p0, const
             }
         }
     } else {
-        for (i64 j = 0; j < S0; j++) {
-            if (p0[j] == 0.0f && p1[j] == 0.0f) continue;
+        for (i64 j = j0; j < S0; j++) {
             const char *vr = vb + j * vrs * e;
             v8 w0 = v8_set1(p0[j]), w1 = v8_set1(p1[j]);
             for (int c = 0; c < nv; c++) {
@@ -1383,8 +1381,7 @@ static inline __attribute__((always_inline)) void attn_pv(const float *p0, const
             }
         }
     }
-    for (i64 j = S0; j < S1; j++) {
-        if (p1[j] == 0.0f) continue;
+    for (i64 j = S0 > j0 ? S0 : j0; j < S1; j++) {
         const char *vr = vb + j * vrs * e;
         v8 w1 = v8_set1(p1[j]);
         for (int c = 0; c < nv; c++) a1[c] = v8_fma(w1, PV_LOAD(vr, c), a1[c]);
@@ -1573,13 +1570,16 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
             /* out rows: SEQ over keys, 32 columns (4 vectors) of two rows at a time */
             for (int r = 0; r < nr; r += 2) {
                 int two = r + 1 < nr;
-                i64 S0 = Sr[r], S1 = two ? Sr[r + 1] : S0;
+                /* p is 0 outside each row's [Lo, Hi): keys [j0, end) cover both rows' */
+                i64 j0 = two && Lo[r + 1] < Lo[r] ? Lo[r + 1] : Lo[r];
+                i64 end = two && Hi[r + 1] > Hi[r] ? Hi[r + 1] : Hi[r];
+                i64 S0 = Sr[r] < end ? Sr[r] : end, S1 = two ? (Sr[r + 1] < end ? Sr[r + 1] : end) : S0;
                 if (S1 < S0) S1 = S0;
                 const float *p0 = sc + (i64)r * S8, *p1 = sc + (i64)(r + two) * S8;
                 float *o0 = out + ((b * L) + i0 + r) * Dv, *o1 = o0 + Dv;
                 for (i64 c0 = 0; c0 < Dv; c0 += 32) {
-                    if (vdt == BF16) attn_pv(p0, p1, vb, vrs, S0, S1, c0, Dv, 4, BF16, o0, o1, two);
-                    else attn_pv(p0, p1, vb, vrs, S0, S1, c0, Dv, 4, F32, o0, o1, two);
+                    if (vdt == BF16) attn_pv(p0, p1, vb, vrs, j0, S0, S1, c0, Dv, 4, BF16, o0, o1, two);
+                    else attn_pv(p0, p1, vb, vrs, j0, S0, S1, c0, Dv, 4, F32, o0, o1, two);
                 }
             }
             } /* row groups */
