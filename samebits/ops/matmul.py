@@ -82,11 +82,15 @@ def bmm_f32(
         1 if dot else 0,
         _native.nthreads(),
     )
+    _check_status(status)
+    return out
+
+
+def _check_status(status: int) -> None:
     if status == -1:
         raise MemoryError("samebits matmul: could not allocate its packing buffers")
     if status != 0:
         raise RuntimeError(f"samebits matmul: kernel rejected its arguments (status {status})")
-    return out
 
 
 def _row_bias(bias: torch.Tensor | None, n: int, beta: float, alpha: float) -> torch.Tensor | None:
@@ -230,10 +234,7 @@ def _linear_direct(x, weight, bias, dtype) -> torch.Tensor | None:
         None if bias is None else bias.data_ptr(), code,
         code, 1, _native.nthreads(),
     )  # fmt: skip
-    if status == -1:
-        raise MemoryError("samebits matmul: could not allocate its packing buffers")
-    if status != 0:
-        raise RuntimeError(f"samebits matmul: kernel rejected its arguments (status {status})")
+    _check_status(status)
     return out if dtype == torch.float32 else out.to(dtype)
 
 
