@@ -1283,7 +1283,8 @@ void sb_softmax(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in, in
    h / rep (grouped-query attention): nothing is copied or expanded. The last dim
    of q, k, v is contiguous. mkind: 0 none, 1 bool (uint8), 2 float32, 3 causal. */
 #define AROWS 8  /* query rows whose scores are held at once */
-#define ATILE 32 /* query rows per tile (per copy of the keys and values) */
+#define ATILE 32 /* query rows per tile (per copy of the keys and values); up to
+                    2 * ATILE rows make one tile, so a short sequence copies its keys once */
 enum { M_NONE = 0, M_BOOL, M_FLOAT, M_CAUSAL };
 
 /* whether key j is masked out for good: false in a bool mask, -inf in a float one
@@ -1405,8 +1406,12 @@ static void pack_rows(const char *x, i64 rs, int dt, i64 n, i64 w, float *dst) {
     for (i64 j = 0; j < n; j++) {
         const char *src = x + j * rs * esz(dt);
         float *d = dst + j * w;
-        if (dt == F32) {
-            memcpy(d, src, (size_t)w * 4);
+        if (dt == F32) { /* rows are short (a head): inline copies, not a libc call each */
+            i64 c = 0;
+#ifdef SB_AVX2
+            for (; c + 8 <= w; c += 8) _mm256_storeu_ps(d + c, _mm256_loadu_ps((const float *)src + c));
+#endif
+            for (; c < w; c++) d[c] = ((const float *)src)[c];
             continue;
         }
         i64 c = 0;
@@ -1435,7 +1440,8 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
     i64 B = 1;
     for (int d = 0; d < nb; d++) B *= shape[d];
     size_t e = esz(dt);
-    i64 rb = (L + ATILE - 1) / ATILE, tiles = B * rb;
+    i64 tr = L <= 2 * ATILE ? (L > 0 ? L : 1) : ATILE; /* rows per tile */
+    i64 rb = (L + tr - 1) / tr, tiles = B * rb;
     int th = threads_for(B * L * S * (D + Dv + 16), nthreads), oom = 0;
 #pragma omp parallel num_threads(th)
     {
@@ -1454,7 +1460,7 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
 #pragma omp for schedule(dynamic, 1)
         for (i64 t = 0; t < tiles; t++) {
             if (!sc) continue;
-            i64 b = t / rb, t0 = (t % rb) * ATILE, t1 = t0 + ATILE < L ? t0 + ATILE : L;
+            i64 b = t / rb, t0 = (t % rb) * tr, t1 = t0 + tr < L ? t0 + tr : L;
             const char *qb = (const char *)q + batch_offset(b, nb, shape, qst, 1) * e;
             const char *kb = (const char *)k + batch_offset(b, nb, shape, kst, rep) * e;
             const char *vb = (const char *)v + batch_offset(b, nb, shape, vst, rep) * e;
