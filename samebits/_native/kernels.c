@@ -1295,6 +1295,13 @@ static inline int attn_dead(const void *m, i64 j, i64 mcs, int mkind) {
     return 0;
 }
 
+/* whether keys j .. j + 7 are all masked out */
+static inline int attn_dead8(const void *m, i64 j, i64 mcs, int mkind) {
+    for (int c = 0; c < 8; c++)
+        if (!attn_dead(m, j + c, mcs, mkind)) return 0;
+    return 1;
+}
+
 /* scores of one query row against keys [0, S): DOT lanes, tree, * scale. Groups of 8
    keys that the mask row m removes entirely get -inf without their products: the
    mask would make them -inf anyway (bool: always; float -inf: for finite products).
@@ -1310,13 +1317,9 @@ static inline __attribute__((always_inline)) void attn_scores(const void *q, con
     i64 j = 0;
 #ifdef SB_AVX2
     for (; j + 8 <= S; j += 8) {
-        if (m && attn_dead(m, j, mcs, mkind) && attn_dead(m, j + 7, mcs, mkind)) {
-            int dead = 1;
-            for (int c = 1; c < 7 && dead; c++) dead = attn_dead(m, j + c, mcs, mkind);
-            if (dead) {
-                _mm256_storeu_ps(s + j, _mm256_set1_ps(-INFINITY));
-                continue;
-            }
+        if (m && attn_dead8(m, j, mcs, mkind)) {
+            _mm256_storeu_ps(s + j, _mm256_set1_ps(-INFINITY));
+            continue;
         }
         const char *kr = kb + j * krs * e;
         v8 acc[8];
@@ -1498,10 +1501,10 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
                 else if (kdt == F32) attn_scores(qr, kb, krs, S, D, scale, BF16, F32, s, mr, mcs, mkind);
                 else attn_scores(qr, kb, krs, S, D, scale, BF16, BF16, s, mr, mcs, mkind);
                 if (mkind == M_BOOL) {
-                    const uint8_t *m = (const uint8_t *)mask + moff + i * mrs;
+                    const uint8_t *m = (const uint8_t *)mr;
                     for (i64 j = 0; j < S; j++) s[j] = m[j * mcs] ? s[j] : -INFINITY;
                 } else if (mkind == M_FLOAT) {
-                    const float *m = (const float *)mask + moff + i * mrs;
+                    const float *m = (const float *)mr;
                     if (mcs == 1)
                         for (i64 j = 0; j < S; j++) s[j] = s[j] + m[j];
                     else
