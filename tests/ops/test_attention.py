@@ -76,8 +76,28 @@ def test_dropout_and_bad_shapes_are_refused():
 CASES = [(1, 1, 8, 8), (5, 13, 32, 32), (17, 17, 20, 12), (9, 40, 64, 64), (3, 100, 7, 70)]
 
 
+def window_mask(g, L, S, as_bool):
+    """Each row its own window of live keys, with dead keys inside it and some rows
+    all dead; float masks per (batch, head), bool masks shared by the batch. The
+    kernel finds each mask row's window once and scores only the 8-key groups
+    meeting it."""
+    shape = (1, 4, L, S) if as_bool else (2, 4, L, S)
+    live = torch.zeros(shape, dtype=torch.bool)
+    for idx in range(live.numel() // S):
+        row = live.view(-1, S)[idx]
+        if torch.rand(1, generator=g) < 0.1:
+            continue  # all dead
+        a, b = sorted(torch.randint(0, S + 1, (2,), generator=g).tolist())
+        row[a : max(b, a + 1)] = torch.rand(max(b, a + 1) - a, generator=g) > 0.2
+    if as_bool:
+        return live
+    return torch.where(live, torch.randn(shape, generator=g), -float("inf"))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("mask", ["none", "bool", "float", "causal", "padding", "blocks"])
+@pytest.mark.parametrize(
+    "mask", ["none", "bool", "float", "causal", "padding", "blocks", "windows", "windows_bool"]
+)
 @pytest.mark.parametrize("hk", [4, 2, 1], ids=lambda h: f"kv_heads{h}")
 def test_fused_kernel_has_the_bits_of_the_unfused_passes(dtype, mask, hk):
     """The one-pass kernel and the separate score / mask / softmax / p @ v passes do the
@@ -103,6 +123,8 @@ def test_fused_kernel_has_the_bits_of_the_unfused_passes(dtype, mask, hk):
             rows = torch.arange(L) * 3 // max(L, 1)
             cols = torch.arange(S) * 3 // max(S, 1)
             kw["attn_mask"] = torch.where(rows[:, None] == cols[None, :], 0.0, -float("inf"))
+        elif mask.startswith("windows"):
+            kw["attn_mask"] = window_mask(g, L, S, mask == "windows_bool")
         elif mask == "causal":
             kw["is_causal"] = True
         with samebits.batch_invariant():
