@@ -187,7 +187,7 @@ def _print_verification(r) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
-        import fastapi  # noqa: F401
+        import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
         print(
@@ -196,8 +196,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from samebits.serve import ServeConfig, serve
 
-    if args.max_batch_size < 1 or args.max_wait_ms < 0:
-        raise UsageError("--max-batch-size must be >= 1 and --max-wait-ms >= 0")
+    if args.max_batch_size < 1 or args.max_wait_ms < 0 or args.max_idle_ms < 0:
+        raise UsageError("--max-batch-size must be >= 1, --max-wait-ms and --max-idle-ms >= 0")
     serve(
         ServeConfig(
             model=args.model,
@@ -205,6 +205,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             max_batch_size=args.max_batch_size,
             max_wait_ms=args.max_wait_ms,
+            max_idle_ms=args.max_idle_ms,
             api_key=args.api_key,
         )
     )
@@ -272,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--max-batch-size", type=int, default=32)
     srv.add_argument("--max-wait-ms", type=float, default=5.0)
+    srv.add_argument(
+        "--max-idle-ms",
+        type=float,
+        default=1.0,
+        help="a batch also closes once no request has come for this long (default 1)",
+    )
     srv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     srv.set_defaults(func=_cmd_serve)
     return p

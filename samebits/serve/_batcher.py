@@ -27,12 +27,17 @@ class _Work:
 
 
 class Batcher:
-    def __init__(self, engine, max_batch_size: int, max_wait_ms: float) -> None:
+    def __init__(
+        self, engine, max_batch_size: int, max_wait_ms: float, max_idle_ms: float = 1.0
+    ) -> None:
         self.engine, self.max_batch, self.max_wait = (
             engine,
             max(1, max_batch_size),
             max_wait_ms / 1000.0,
         )
+        # a batch also closes once no item has come for max_idle_ms: when arrivals
+        # have stopped, waiting out max_wait_ms only leaves the cores idle
+        self.max_idle = max_idle_ms / 1000.0
         self.q: queue.Queue[_Work | None] = queue.Queue()
         self.thread = threading.Thread(target=self._loop, name="samebits-batcher", daemon=True)
         self.batches = 0
@@ -60,9 +65,9 @@ class Batcher:
                     break
                 batch, deadline = [first], time.perf_counter() + self.max_wait
                 while len(batch) < self.max_batch:
-                    left = deadline - time.perf_counter()
+                    left = min(deadline - time.perf_counter(), self.max_idle)
                     try:
-                        w = self.q.get(timeout=max(left, 0)) if left > 0 else self.q.get_nowait()
+                        w = self.q.get(timeout=left) if left > 0 else self.q.get_nowait()
                     except queue.Empty:
                         break
                     if w is None:

@@ -54,3 +54,37 @@ def test_pack_groups_keep_every_item_once_within_the_budget():
     assert sorted(i for g in groups for i in g) == list(range(len(lens)))
     for g in groups:
         assert len(g) == 1 or sum(lens[i] for i in g) <= 64
+
+
+TRICKY = [
+    "  leading and trailing spaces  ",
+    "tabs\tand\nnewlines\r\n",
+    "Café naïve façade Ünïcödé",
+    "中文字符 and emoji 🙂🚀",
+    "punctuation!!! (brackets) [x] {y} 'quotes' \"double\"",
+    "UPPER lower MiXeD",
+    "a",
+    "word " * 200,
+]
+
+
+def test_prepared_ids_are_the_model_tokenizers_ids(engine):
+    """The server tokenizes on the event loop with a private copy of the tokenizer;
+    its ids (and token types) must be exactly what the model's own preprocessing
+    makes, or a served text would be a different input than the text encoded alone."""
+    from samebits.models import tokenize_for
+
+    assert engine.fast is not None
+    for t in TRICKY + demo_texts():
+        item = engine.prepare(t)
+        with engine.tok_lock:
+            feats = tokenize_for(engine.st, [t])
+        assert list(item.ids) == feats["input_ids"][0].tolist(), t
+        assert list(item.type_ids) == feats["token_type_ids"][0].tolist(), t
+
+
+def test_prepare_refuses_a_text_longer_than_the_model_takes(engine):
+    from samebits.serve._engines import RequestError
+
+    with pytest.raises(RequestError, match=r"input has \d+ tokens; this model takes at most 256"):
+        engine.prepare("word " * 300)

@@ -252,7 +252,7 @@ def test_sigterm_drains_requests_in_flight(llama_dir):
         ]
         import time
 
-        time.sleep(0.1)  # requests are queued in the batcher's wait window
+        time.sleep(0.1)  # requests are in flight: queued or running
         code, err = s.stop()
         statuses = [f.result().status_code for f in futs]
     assert statuses == [200, 200, 200, 200]
