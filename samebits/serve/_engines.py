@@ -42,6 +42,7 @@ class EmbeddingEngine:
         # the event loop (validation) and the worker (batches) share it under this lock.
         self.tok_lock = threading.Lock()
         self.encoder = _packing_encoder(st)
+        self.after = list(st)[1:]  # pooling, normalization
         # Token ids are made on the event loop by a private copy of the Rust tokenizer
         # (no truncation, no padding: the ids of the text alone, as the model's own
         # tokenizer makes them; tests/serve/test_engines.py compares them).
@@ -92,11 +93,11 @@ class EmbeddingEngine:
         alone: every row-wise op (linear, layer norm, gelu) gives a row the same bits
         in any batch, and in attention another text's keys get p = 0 exactly, which
         adds exact zeros to the sums (activations are finite). Pooling and
-        normalization run per text on its own slice, as for the text alone.
+        normalization run for all texts in one call, each text with its alone bits
+        (see _pool).
         Measured on the demo texts in batches of 16, 2 threads: ~3.3 ms per text
         packed, ~12 ms one at a time."""
         lens = [len(t.ids) for t in items]
-        after = list(self.st)[1:]  # pooling, normalization
         out: list[torch.Tensor | None] = [None] * len(items)
         for group in pack_groups(lens, PACK_TOKENS):
             n = [lens[i] for i in group]
@@ -112,17 +113,31 @@ class EmbeddingEngine:
                 token_type_ids=token_types,
                 position_ids=positions,
             ).last_hidden_state
-            start = 0
-            for i, k in zip(group, n, strict=True):
-                f = {
-                    "token_embeddings": hidden[:, start : start + k],
-                    "attention_mask": torch.ones(1, k, dtype=torch.long),
-                }
-                for module in after:
-                    f = module(f)
-                out[i] = f["sentence_embedding"][0].float().clone()
-                start += k
+            emb = self._pool(hidden[0], n)
+            for row, i in enumerate(group):
+                out[i] = emb[row].float().clone()
         return out
+
+    def _pool(self, hidden: torch.Tensor, lens: list[int]) -> torch.Tensor:
+        """The post-transformer modules (pooling, normalization) on a pack's texts in
+        one call: (len(lens), dim). The texts' token rows are laid out right-padded
+        under a 0 mask. Each text's result has the bits of the modules run on its rows
+        alone: masking turns a pad into a signed zero (pads are -0.0: -0.0 * 0 = -0.0,
+        and x + (-0.0) == x for every x), which the sum over tokens adds after the
+        text's own rows, in order; the token count is an exact integer; normalization
+        is per row. tests/serve/test_engines.py checks it on rows of -0.0, 0, huge
+        values, inf and NaN."""
+        P, K, H = len(lens), max(lens), hidden.size(-1)
+        text = torch.repeat_interleave(torch.arange(P), torch.tensor(lens))
+        pos = torch.cat([torch.arange(k) for k in lens])
+        tokens = hidden.new_full((P, K, H), -0.0)
+        tokens[text, pos] = hidden
+        mask = torch.zeros(P, K, dtype=torch.long)
+        mask[text, pos] = 1
+        f = {"token_embeddings": tokens, "attention_mask": mask}
+        for module in self.after:
+            f = module(f)
+        return f["sentence_embedding"]
 
 
 def _plain_copy(tokenizer):

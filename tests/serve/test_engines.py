@@ -88,3 +88,34 @@ def test_prepare_refuses_a_text_longer_than_the_model_takes(engine):
 
     with pytest.raises(RequestError, match=r"input has \d+ tokens; this model takes at most 256"):
         engine.prepare("word " * 300)
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_pooling_a_pack_at_once_gives_each_text_its_alone_bits(engine, nthreads, threads):
+    """_pool runs pooling and normalization on all texts of a pack in one call, with
+    the texts right-padded by -0.0. Reference: the modules on each text's rows alone.
+    Rows hold -0.0 columns, zeros, huge values, inf and NaN, and texts of 1..9
+    tokens."""
+    threads(nthreads)
+    g = torch.Generator().manual_seed(nthreads)
+    lens = [3, 1, 9, 4, 4, 2]
+    hidden = torch.randn(sum(lens), 384, generator=g) * 3
+    hidden[0:3, :40] = -0.0  # text 0: columns that sum to -0.0
+    hidden[3, 40:50] = -0.0  # text 1 (one token): -0.0 entries
+    hidden[4:13:2, 60:70] = 0.0
+    hidden[5, 100] = 3e38  # text 2: sums past float32 range
+    hidden[6, 100] = 3e38
+    hidden[13, 7] = float("inf")  # text 3
+    hidden[17, 9] = float("nan")  # text 4
+    with samebits.batch_invariant(), torch.inference_mode():
+        packed = engine._pool(hidden, lens)
+        start = 0
+        for row, k in enumerate(lens):
+            f = {
+                "token_embeddings": hidden[None, start : start + k],
+                "attention_mask": torch.ones(1, k, dtype=torch.long),
+            }
+            for module in engine.after:
+                f = module(f)
+            assert same_bits(packed[row], f["sentence_embedding"][0]), row
+            start += k
