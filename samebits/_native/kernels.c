@@ -1534,6 +1534,10 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
             while (hi > lo && attn_dead(mr, hi - 1, mcs, mkind)) hi--;
             win[2 * r] = lo, win[2 * r + 1] = hi;
         }
+        /* rows then cost about their windows, so a head is one tile (its keys and
+           values are copied once, not once per 32 rows) when heads alone keep every
+           thread busy */
+        if (B >= 4 * th) tr = L > 0 ? L : 1, rb = 1, tiles = B;
     }
 #pragma omp parallel num_threads(th)
     {
