@@ -1,16 +1,20 @@
 """Serving throughput with dynamic batching vs one request at a time:
-`python benchmarks/bench_serve.py`.
+`python benchmarks/bench_serve.py [--workloads demo,short,medium,long]`.
 
 Starts real `samebits serve` processes (bundled MiniLM): one with dynamic batching
 (max batch 32, wait 5 ms) and one with --max-batch-size 1. Clients send one-text
 embedding requests from client threads, each on a keep-alive connection (see load()).
-Rounds are interleaved; the table shows medians.
+Rounds are interleaved; the table shows medians. Workloads: the demo texts (2-40
+tokens), short queries, medium texts (20-60 words) and long ones (100-180 words; not
+run by default: a round of them takes minutes).
 """
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
+import random
 import statistics
 import sys
 import threading
@@ -41,6 +45,27 @@ SHORT = [
     "GPU kernels",
     "unit tests",
 ]
+
+
+def sentences(lo: int, hi: int, n: int, seed: int) -> list[str]:
+    """n made-up sentences of lo..hi words (deterministic)."""
+    rnd = random.Random(seed)
+    words = (
+        "the model server batch token latency cache kernel thread request answer vector "
+        "system data user query result reproducible deterministic inference engine"
+    ).split()
+    return [
+        " ".join(rnd.choice(words) for _ in range(rnd.randint(lo, hi))).capitalize() + "."
+        for _ in range(n)
+    ]
+
+
+WORKLOADS = {
+    "demo": ("mixed-length texts (the demo set, 2-40 tokens)", demo_texts),
+    "short": ("short queries (2-4 words)", lambda: SHORT),
+    "medium": ("medium texts (20-60 words, 25-75 tokens)", lambda: sentences(20, 60, 40, 1)),
+    "long": ("long texts (100-180 words, 125-220 tokens)", lambda: sentences(100, 180, 20, 2)),
+}
 
 
 def load(url: str, clients: int, texts: list[str]) -> tuple[float, list[float]]:
@@ -83,6 +108,13 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", default="demo,short,medium", help=",".join(WORKLOADS))
+    args = ap.parse_args()
+    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown:
+        ap.error(f"unknown workload(s) {unknown}; choose from {', '.join(WORKLOADS)}")
     print(header("bench_serve: dynamic batching vs one request at a time (MiniLM embeddings)"))
     batched = Server("--max-batch-size", "32", "--max-wait-ms", "5")
     single = Server("--max-batch-size", "1", "--max-wait-ms", "0")
@@ -90,11 +122,9 @@ def main() -> None:
         configs = [("one at a time: max-batch-size 1, 1 client", single.url, 1)]
         configs += [(f"batched, {c} clients", batched.url, c) for c in (1, 4, 16)]
         configs += [("max-batch-size 1, 16 clients", single.url, 16)]
-        workloads = (
-            ("mixed-length texts (the demo set, 2-40 tokens)", demo_texts()),
-            ("short queries (2-4 words)", SHORT),
-        )
-        for title, texts in workloads:
+        for workload in names:
+            title, make = WORKLOADS[workload]
+            texts = make()
             for _, url, c in configs:  # warm up
                 load(url, c, texts)
             tput = {name: [] for name, _, _ in configs}
