@@ -1476,18 +1476,16 @@ static i64 batch_offset(i64 b, int nb, const i64 *shape, const i64 *st, i64 rep)
     return off;
 }
 
-/* the mask batch (among those the mask does not broadcast over) of batch b, and its
-   offset; mb counts only the dims with a nonzero mask stride */
-static i64 mask_batch(i64 b, int nb, const i64 *shape, const i64 *mst, i64 *off) {
+/* the mask batch of batch b: its index over the dims the mask does not broadcast over
+   (nonzero mask stride) */
+static i64 mask_batch(i64 b, int nb, const i64 *shape, const i64 *mst) {
     i64 mb = 0, mult = 1;
-    *off = 0;
     for (int d = nb - 1; d >= 0; d--) {
         i64 idx = b % shape[d];
         b /= shape[d];
         if (mst[d]) {
             mb += idx * mult;
             mult *= shape[d];
-            *off += idx * mst[d];
         }
     }
     return mb;
@@ -1575,7 +1573,8 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
                 pack_rows(vb, vrs, dt, Sneed, Dv, vbuf);
                 vb = (const char *)vbuf, vrs = Dv, vdt = F32;
             }
-            i64 moff = 0, mb = win ? mask_batch(b, nb, shape, mst, &moff) : 0;
+            i64 moff = win ? batch_offset(b, nb, shape, mst, 1) : 0;
+            i64 mb = win ? mask_batch(b, nb, shape, mst) : 0;
             for (i64 i0 = t0; i0 < t1; i0 += AROWS) {
             int nr = (int)(t1 - i0 < AROWS ? t1 - i0 : AROWS);
             /* keys row r reads: all, or 0..i for a causal mask */
@@ -1598,7 +1597,7 @@ int sb_attention(const void *q, const void *k, const void *v, const void *mask, 
                     g1 = (win[2 * (mb * L + i) + 1] + 7) / 8 * 8;
                     g1 = g1 < S ? g1 : S;
                 }
-                const char *kg = kb + g0 * krs * (kdt == F32 ? 4 : 2);
+                const char *kg = kb + g0 * krs * esz(kdt);
                 const void *mg = !mr ? NULL
                                  : mkind == M_BOOL ? (const void *)((const uint8_t *)mr + g0 * mcs)
                                                    : (const void *)((const float *)mr + g0 * mcs);

@@ -49,9 +49,10 @@ class EmbeddingEngine:
         self.fast = _plain_copy(self.tokenizer)
 
     def prepare(self, text: str) -> Tokens:
-        """A batch item: the text with its token ids (made here, on the caller's
-        thread, so that the worker does not tokenize). Raises RequestError if the
-        model cannot take the text whole."""
+        """A batch item: the text with its token ids, made here, on the caller's
+        thread (the packed path runs them as they are; the length-grouped path
+        takes their lengths). Raises RequestError if the model cannot take the text
+        whole."""
         if self.fast is not None:
             enc = self.fast.encode(text, add_special_tokens=True)
             ids, types = enc.ids, enc.type_ids
@@ -103,46 +104,52 @@ class EmbeddingEngine:
             n = [lens[i] for i in group]
             input_ids = torch.tensor([[x for i in group for x in items[i].ids]])
             token_types = torch.tensor([[x for i in group for x in items[i].type_ids]])
-            positions = torch.cat([torch.arange(k) for k in n]).unsqueeze(0)
-            seg = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(n))
+            seg, pos = segments(n)
             mask = torch.full((len(seg), len(seg)), -math.inf)  # -inf: attention skips these keys
             mask.masked_fill_(seg[:, None] == seg[None, :], 0.0)
             hidden = self.encoder(
                 input_ids=input_ids,
                 attention_mask=mask[None, None],
                 token_type_ids=token_types,
-                position_ids=positions,
+                position_ids=pos[None],
             ).last_hidden_state
-            emb = self._pool(hidden[0], n)
+            emb = self._pool(hidden[0], seg, pos)
             for row, i in enumerate(group):
                 out[i] = emb[row].float().clone()
         return out
 
-    def _pool(self, hidden: torch.Tensor, lens: list[int]) -> torch.Tensor:
+    def _pool(self, hidden: torch.Tensor, seg: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """The post-transformer modules (pooling, normalization) on a pack's texts in
-        one call: (len(lens), dim). The texts' token rows are laid out right-padded
+        one call: (texts, dim), for the pack's rows `hidden` of texts `seg` at
+        positions `pos` (see segments()). The texts' token rows are laid out right-padded
         under a 0 mask. Each text's result has the bits of the modules run on its rows
         alone: masking turns a pad into a signed zero (pads are -0.0: -0.0 * 0 = -0.0,
         and x + (-0.0) == x for every x), which the sum over tokens adds after the
         text's own rows, in order; the token count is an exact integer; normalization
         is per row. tests/serve/test_engines.py checks it on rows of -0.0, 0, huge
         values, inf and NaN."""
-        P, K, H = len(lens), max(lens), hidden.size(-1)
-        text = torch.repeat_interleave(torch.arange(P), torch.tensor(lens))
-        pos = torch.cat([torch.arange(k) for k in lens])
-        tokens = hidden.new_full((P, K, H), -0.0)
-        tokens[text, pos] = hidden
+        P, K = int(seg[-1]) + 1, int(pos.max()) + 1
+        tokens = hidden.new_full((P, K, hidden.size(-1)), -0.0)
+        tokens[seg, pos] = hidden
         mask = torch.zeros(P, K, dtype=torch.long)
-        mask[text, pos] = 1
+        mask[seg, pos] = 1
         f = {"token_embeddings": tokens, "attention_mask": mask}
         for module in self.after:
             f = module(f)
         return f["sentence_embedding"]
 
 
+def segments(lens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """For texts of these lengths laid end to end: each token's text and its
+    position within its text."""
+    seg = torch.repeat_interleave(torch.arange(len(lens)), torch.tensor(lens))
+    return seg, torch.cat([torch.arange(k) for k in lens])
+
+
 def _plain_copy(tokenizer):
     """A private copy of a fast tokenizer's Rust backend with truncation and padding
-    off, or None for a tokenizer without one (the text path is used then)."""
+    off, or None for a tokenizer without one (prepare() then calls the tokenizer
+    itself)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return None

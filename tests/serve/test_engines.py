@@ -6,7 +6,7 @@ import torch
 import samebits
 from samebits._demo import demo_texts
 from samebits.models import load_sentence_model
-from samebits.serve._engines import EmbeddingEngine, pack_groups
+from samebits.serve._engines import EmbeddingEngine, pack_groups, segments
 from tests.conftest import same_bits
 
 
@@ -108,7 +108,7 @@ def test_pooling_a_pack_at_once_gives_each_text_its_alone_bits(engine, nthreads,
     hidden[13, 7] = float("inf")  # text 3
     hidden[17, 9] = float("nan")  # text 4
     with samebits.batch_invariant(), torch.inference_mode():
-        packed = engine._pool(hidden, lens)
+        packed = engine._pool(hidden, *segments(lens))
         start = 0
         for row, k in enumerate(lens):
             f = {
