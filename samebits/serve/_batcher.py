@@ -35,9 +35,14 @@ class Batcher:
             max(1, max_batch_size),
             max_wait_ms / 1000.0,
         )
-        # a batch also closes once no item has come for max_idle_ms: when arrivals
-        # have stopped, waiting out max_wait_ms only leaves the cores idle
+        # A batch also closes once it holds as many items as the one before it and no
+        # item has come for max_idle_ms: when arrivals have stopped, waiting out
+        # max_wait_ms only leaves the cores idle. Short of the previous size it waits
+        # on (up to max_wait_ms): clients that fell into two groups (one answered
+        # while the other ran) then merge again instead of paying two forward
+        # passes per round.
         self.max_idle = max_idle_ms / 1000.0
+        self.last_size = 1
         self.q: queue.Queue[_Work | None] = queue.Queue()
         self.thread = threading.Thread(target=self._loop, name="samebits-batcher", daemon=True)
         self.batches = 0
@@ -65,7 +70,9 @@ class Batcher:
                     break
                 batch, deadline = [first], time.perf_counter() + self.max_wait
                 while len(batch) < self.max_batch:
-                    left = min(deadline - time.perf_counter(), self.max_idle)
+                    left = deadline - time.perf_counter()
+                    if len(batch) >= self.last_size:
+                        left = min(left, self.max_idle)
                     try:
                         w = self.q.get(timeout=left) if left > 0 else self.q.get_nowait()
                     except queue.Empty:
@@ -74,6 +81,7 @@ class Batcher:
                         stopping = True
                         break
                     batch.append(w)
+                self.last_size = len(batch)
                 self._run(batch)
 
     def _run(self, batch: list[_Work]) -> None:

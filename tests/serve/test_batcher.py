@@ -48,6 +48,14 @@ def test_a_pause_longer_than_max_idle_closes_the_batch():
     assert batches == [[1, 2], [3]]
 
 
+def test_a_batch_short_of_the_previous_size_waits_past_max_idle():
+    """Two groups of clients out of step merge again: a batch with fewer items than
+    the batch before it ignores max_idle and waits (up to max_wait) for more."""
+    plan = [(1, 0), (2, 0), (3, 0), (4, 0.6), (5, 0.3)]
+    batches = run_plan(plan, max_batch_size=32, max_wait_ms=1500, max_idle_ms=200)
+    assert batches == [[1, 2, 3], [4, 5]]  # 5 came 300 ms after 4: past max_idle
+
+
 def test_without_an_idle_rule_the_batch_waits_up_to_max_wait():
     plan = [(1, 0), (2, 0.01), (3, 0.6)]
     batches = run_plan(plan, max_batch_size=32, max_wait_ms=2000, max_idle_ms=2000)
