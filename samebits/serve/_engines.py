@@ -39,7 +39,8 @@ class EmbeddingEngine:
         self.max_tokens = int(getattr(st, "max_seq_length", 256) or 256)
         self.tokenizer = st.tokenizer
         # Rust tokenizers raise "Already borrowed" when two threads use one at once:
-        # the event loop (validation) and the worker (batches) share it under this lock.
+        # the model's tokenizer is used under this lock (by prepare() when there is no
+        # private copy, and by the worker's length-grouped path).
         self.tok_lock = threading.Lock()
         self.encoder = _packing_encoder(st)
         self.after = list(st)[1:]  # pooling, normalization
