@@ -1,84 +1,79 @@
-"""Build and load the native kernels (``kernels.c``) through ctypes.
+"""Load the native kernels (one library, one object per ISA path) and pick a path.
 
-The library is compiled once per (source, compiler, flags, torch) on first use and
-cached under ``$SAMEBITS_CACHE`` (default ``~/.cache/samebits``). It links against
-the OpenMP runtime that torch itself loaded, so our threads and torch's threads are
-one pool and ``torch.set_num_threads`` sizes both.
+Where the library comes from, in order:
+
+1. the prebuilt ``libsamebits_kernels.so`` beside this file (a wheel carries one), unless
+   the C sources beside it have changed since it was built (an editable checkout);
+2. ``$SAMEBITS_CACHE`` (default ``~/.cache/samebits``), built there once with the C
+   compiler, under a name that is the build id: a hash of the sources, the flags of
+   every path and the compiler's version and target.
+
+Which path runs: ``SAMEBITS_ISA`` = ``auto`` (default: the best path this CPU has),
+``portable``, ``avx2`` or ``avx512``. Every path gives the same bits; the choice is
+about speed, and ``native_info()`` reports it. The CPU's features come from CPUID, read
+by the library's baseline code before a path is chosen.
+
+OpenMP: the library is not linked against an OpenMP runtime. torch's own libgomp is
+made global before the library is opened, so the library's parallel regions run in
+torch's thread pool and ``torch.set_num_threads`` sizes both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
-import hashlib
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from samebits._native import _build
+from samebits._native._build import ISA_NEEDS, ISAS
 from samebits.errors import NativeBuildError
 
-_SRC = Path(__file__).with_name("kernels.c")
-# -ffp-contract=off: only explicit fma() fuses. -fno-trapping-math and -fno-math-errno
-# let GCC if-convert and vectorize; neither changes an IEEE result.
-_FLAGS = [
-    "-O3",
-    "-march=native",
-    "-ffp-contract=off",
-    "-fno-fast-math",
-    "-fno-trapping-math",
-    "-fno-math-errno",
-    "-fPIC",
-    "-fopenmp",
-]
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
+ABI_VERSION = 2  # sb_common.h's SB_ABI_VERSION
 
 F32, BF16 = 0, 1
-I64, INT, P, DBL = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_double
+I64, INT, P, DBL, FLT = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_double, ctypes.c_float
 
-_SIGNATURES = {
-    "sb_gemm": (
-        [
-            P,
-            I64,
-            I64,
-            I64,
-            P,
-            I64,
-            I64,
-            I64,
-            P,
-            I64,
-            I64,
-            I64,
-            I64,
-            I64,
-            I64,
-            P,
-            INT,
-            INT,
-            INT,
-            INT,
-        ],
-        INT,
-    ),
+# The exported functions of each path (name -> (argtypes, restype)); sb_common.h's
+# prototypes are the source, and tests/native/test_abi.py checks this table against them.
+SIGNATURES: dict[str, tuple[list, object]] = {
+    "sb_gemm": ([P, I64, I64, I64, P, I64, I64, I64, P, I64, I64, I64, I64, I64, I64, P, INT, INT, INT, INT], INT),
     "sb_sum": ([P, I64, I64, I64, P, INT, P, INT, INT], None),
     "sb_sum_all": ([P, I64, INT, INT], DBL),
-    "sb_unary": ([P, P, I64, INT, INT, INT], None),
     "sb_unary_scalar": ([P, P, I64, INT], None),
+    "sb_unary": ([P, P, I64, INT, INT, INT], None),
     "sb_softmax": ([P, P, I64, I64, INT, INT, INT, INT], None),
-    "sb_attention": ([P, P, P, P, P, INT, P, ctypes.c_float, INT, INT], INT),
+    "sb_attention": ([P, P, P, P, P, INT, P, FLT, INT, INT], INT),
     "sb_norm": ([P, P, P, P, P, P, I64, I64, DBL, INT, INT, INT, INT], None),
     "sb_exact_acc": ([P, I64, I64, I64, INT, P, P, INT], None),
     "sb_exact_dot": ([P, P, I64, INT, P, P], None),
-    "sb_abi_version": ([], INT),
 }
+# bit i of sb_cpu_features() (dispatch.c's CF_* enum, in order)
+FEATURE_BITS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512cd", "avx512bw",
+    "avx512vl", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16", "os_avx",
+    "os_avx512", "os_amx",
+)  # fmt: skip
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}  # "dll", "path", "build", "source", "features", "paths", "isa"
+_forced = threading.local()
+
+
+class Kernels:
+    """One ISA path's functions, bound by their plain names (``k.sb_gemm(...)``)."""
+
+    def __init__(self, dll: ctypes.CDLL, isa: str) -> None:
+        self.isa = isa
+        for name, (args, res) in SIGNATURES.items():
+            fn = getattr(dll, f"{name}_{isa}")
+            fn.argtypes, fn.restype = args, res
+            setattr(self, name, fn)
 
 
 def _cache_dir() -> Path:
@@ -86,63 +81,155 @@ def _cache_dir() -> Path:
     return Path(root)
 
 
-def _torch_openmp() -> str | None:
-    """Path of the OpenMP runtime shipped inside the torch wheel, if any."""
+def _bind_openmp() -> None:
+    """Make torch's OpenMP runtime global, so the library's GOMP symbols bind to it."""
     hits = sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp*.so*")))
-    return hits[0] if hits else None
+    for path in hits + ["libgomp.so.1"]:
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            return
+        except OSError:
+            continue
+    raise NativeBuildError(
+        "no OpenMP runtime (libgomp) found: torch's wheel ships one in torch/lib; "
+        "install libgomp1 (e.g. `apt-get install libgomp1`) if this torch has none"
+    )
 
 
-def _compiler() -> str:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
+def _open(path: Path) -> tuple[ctypes.CDLL, str]:
+    dll = ctypes.CDLL(str(path))
+    dll.sb_abi_version.restype = ctypes.c_int
+    dll.sb_build_id.restype = ctypes.c_char_p
+    abi = dll.sb_abi_version()
+    if abi != ABI_VERSION:
         raise NativeBuildError(
-            "samebits needs a C compiler to build its kernels once: none found "
-            "(set CC, or install gcc, e.g. `apt-get install gcc`)."
+            f"{path} has kernel ABI {abi}, this samebits expects {ABI_VERSION}: "
+            f"delete it (or the cache {_cache_dir()}) so it is rebuilt"
         )
-    return cc
+    return dll, dll.sb_build_id().decode()
 
 
-def _build() -> Path:
-    cc = _compiler()
-    omp = _torch_openmp()
-    src = _SRC.read_bytes()
-    key = hashlib.sha256(
-        src + repr((cc, _FLAGS, omp, torch.__version__, sys.platform)).encode()
-    ).hexdigest()[:16]
-    out = _cache_dir() / f"samebits_kernels_{key}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    link = [omp, f"-Wl,-rpath,{os.path.dirname(omp)}"] if omp else ["-lgomp"]
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        obj, so = os.path.join(tmp, "k.o"), os.path.join(tmp, "k.so")
-        cmds = [
-            [cc, *_FLAGS, "-c", str(_SRC), "-o", obj],
-            [cc, "-shared", obj, "-o", so, *link, "-lm"],
-        ]
-        for cmd in cmds:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise NativeBuildError(
-                    f"building samebits kernels failed: {' '.join(cmd)}\n{proc.stderr.strip()}"
-                )
-        os.replace(so, out)  # atomic: concurrent builders race safely
-    return out
+def _has_sources() -> bool:
+    return (_build.HERE / "kernels.c").exists()
 
 
-def lib() -> ctypes.CDLL:
-    """The loaded kernel library, built on first call."""
-    global _lib
-    if _lib is not None:
-        return _lib
+def _load_library() -> None:
+    _bind_openmp()
+    prebuilt = _build.HERE / _build.LIB_NAME
+    if prebuilt.exists():
+        dll, bid = _open(prebuilt)
+        # an editable checkout whose C sources changed since the prebuilt was made
+        # builds anew; an installed wheel (sources unchanged or absent) uses it
+        if not _has_sources() or bid.split("-")[0] == _build.source_hash():
+            _state.update(dll=dll, path=str(prebuilt), build=bid, source="prebuilt")
+            return
+    try:
+        cc = _build.compiler()
+        bid = _build.build_id(_build.compiler_version(cc))
+        out = _cache_dir() / f"samebits_kernels_{bid}.so"
+        if not out.exists():
+            _build.compile_library(out, cc)
+    except _build.BuildError as err:
+        raise NativeBuildError(str(err)) from None
+    except OSError as err:
+        raise NativeBuildError(
+            f"cannot write samebits' kernel cache {_cache_dir()} ({err.strerror}): "
+            "set SAMEBITS_CACHE to a writable directory"
+        ) from None
+    dll, bid = _open(out)
+    _state.update(dll=dll, path=str(out), build=bid, source="cache")
+
+
+def _cpu_features(dll: ctypes.CDLL) -> frozenset[str]:
+    dll.sb_cpu_features.restype = ctypes.c_uint64
+    bits = dll.sb_cpu_features()
+    return frozenset(n for i, n in enumerate(FEATURE_BITS) if bits >> i & 1)
+
+
+def _missing(isa: str, features: frozenset[str]) -> list[str]:
+    return [f for f in ISA_NEEDS[isa] if f not in features]
+
+
+def _requested() -> str:
+    want = os.environ.get("SAMEBITS_ISA", "auto").strip().lower() or "auto"
+    if want != "auto" and want not in ISAS:
+        raise NativeBuildError(
+            f"SAMEBITS_ISA={want!r} is not a kernel path: expected auto or one of {', '.join(ISAS)}"
+        )
+    return want
+
+
+def _kernels_for(isa: str) -> Kernels:
+    features = _state["features"]
+    missing = _missing(isa, features)
+    if missing:
+        raise NativeBuildError(
+            f"the {isa!r} kernel path needs CPU features this CPU lacks: {', '.join(missing)} "
+            f"(paths available here: {', '.join(_state['paths'])})"
+        )
+    cache = _state.setdefault("kernels", {})
+    if isa not in cache:
+        cache[isa] = Kernels(_state["dll"], isa)
+    return cache[isa]
+
+
+def _ensure() -> None:
+    if "isa" in _state:
+        return
     with _lock:
-        if _lib is None:
-            handle = ctypes.CDLL(str(_build()))
-            for name, (args, res) in _SIGNATURES.items():
-                fn = getattr(handle, name)
-                fn.argtypes, fn.restype = args, res
-            _lib = handle
-    return _lib
+        if "isa" in _state:
+            return
+        want = _requested()
+        _load_library()
+        features = _cpu_features(_state["dll"])
+        paths = [isa for isa in ISAS if not _missing(isa, features)]
+        _state.update(features=features, paths=paths)
+        isa = paths[-1] if want == "auto" else want
+        _state["active"] = _kernels_for(isa)
+        _state["isa"] = isa
+
+
+def lib() -> Kernels:
+    """The kernels of the path in use (built or loaded on first call)."""
+    forced = getattr(_forced, "kernels", None)
+    if forced is not None:
+        return forced
+    if "isa" not in _state:
+        _ensure()
+    return _state["active"]
+
+
+@contextlib.contextmanager
+def use_isa(isa: str) -> Iterator[None]:
+    """Run this thread's kernels on one path for a block (tests compare paths with it)."""
+    _ensure()
+    if isa not in ISAS:
+        raise NativeBuildError(f"{isa!r} is not a kernel path: expected one of {', '.join(ISAS)}")
+    prev = getattr(_forced, "kernels", None)
+    _forced.kernels = _kernels_for(isa)
+    try:
+        yield
+    finally:
+        _forced.kernels = prev
+
+
+def native_info() -> dict[str, object]:
+    """The kernel library in use: ``isa`` (the path running), ``available`` (the paths
+    this CPU supports), ``requested`` (``SAMEBITS_ISA``), ``build`` (the library's id:
+    source and flags/compiler hashes), ``source`` ("prebuilt" or "cache"), ``path``,
+    ``cpu_features`` and ``portable`` (whether the path's bits are the same on every
+    CPU: true for every path so far)."""
+    _ensure()
+    return {
+        "isa": lib().isa,
+        "available": list(_state["paths"]),
+        "requested": _requested(),
+        "build": _state["build"],
+        "source": _state["source"],
+        "path": _state["path"],
+        "cpu_features": sorted(_state["features"]),
+        "portable": True,
+    }
 
 
 def dtype_code(dtype: torch.dtype) -> int:

@@ -1,0 +1,156 @@
+"""Compile the kernel library: one object per ISA path from one source, linked into one file.
+
+This module imports nothing but the standard library, so ``setup.py`` uses it to build
+the wheel's prebuilt library (no torch in the build environment) and the loader uses it
+to build into the cache where no prebuilt library fits (an editable install whose C
+sources changed, a platform without one). Both therefore use the same flags.
+
+Never ``-march=native``: each path names exactly the instruction sets it may use, and
+the loader runs a path only on a CPU that has all of them (``ISA_NEEDS``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LIB_NAME = "libsamebits_kernels.so"
+
+# The ISA paths, worst to best. "amx" (batch-invariant, not portable) will be an
+# explicit choice after these; "auto" never picks a non-portable path.
+ISAS = ("portable", "avx2", "avx512")
+
+# -ffp-contract=off: only explicit fma() / fmadd intrinsics fuse, identically on every
+# path. -fno-trapping-math and -fno-math-errno let GCC if-convert and vectorize;
+# neither changes an IEEE result. -march=x86-64: the baseline every path starts from.
+BASE_FLAGS = (
+    "-O3",
+    "-march=x86-64",
+    "-mtune=generic",
+    "-ffp-contract=off",
+    "-fno-fast-math",
+    "-fno-trapping-math",
+    "-fno-math-errno",
+    "-fPIC",
+    "-fopenmp",
+    "-fvisibility=hidden",
+    "-g0",
+)
+_AVX2 = ("-mavx", "-mavx2", "-mfma", "-mf16c")
+ISA_FLAGS: dict[str, tuple[str, ...]] = {
+    "portable": (),
+    "avx2": _AVX2,
+    "avx512": _AVX2 + ("-mavx512f", "-mavx512dq", "-mavx512cd", "-mavx512bw", "-mavx512vl"),
+}
+# CPU features (names from dispatch.c's bits) each path needs, the OS's register
+# state included
+ISA_NEEDS: dict[str, tuple[str, ...]] = {
+    "portable": (),
+    "avx2": ("avx", "avx2", "fma", "f16c", "os_avx"),
+    "avx512": (
+        "avx",
+        "avx2",
+        "fma",
+        "f16c",
+        "os_avx",
+        "avx512f",
+        "avx512dq",
+        "avx512cd",
+        "avx512bw",
+        "avx512vl",
+        "os_avx512",
+    ),
+}
+# The OpenMP runtime is not linked: the loader binds the GOMP symbols to the libgomp
+# torch already loaded, so one thread pool serves both (torch.set_num_threads sizes ours).
+LINK_FLAGS = ("-shared", "-lm")
+
+
+class BuildError(RuntimeError):
+    """A compile failed or no compiler exists (the loader re-raises it as NativeBuildError)."""
+
+
+def sources() -> list[Path]:
+    """Every file the library is built from, in a fixed order."""
+    files = sorted(HERE.glob("*.c")) + sorted(HERE.glob("*.h"))
+    if not files:
+        raise BuildError(f"no kernel sources in {HERE}")
+    return files
+
+
+def source_hash() -> str:
+    h = hashlib.sha256()
+    for f in sources():
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def compiler() -> str:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc or not shutil.which(cc):
+        raise BuildError(
+            "no C compiler found to build samebits' kernels"
+            + (f" (CC={os.environ['CC']!r} is not an executable)" if os.environ.get("CC") else "")
+            + ": install gcc (e.g. `apt-get install gcc`) or set CC, or install samebits"
+            " from a wheel, which carries the compiled kernels"
+        )
+    return cc
+
+
+def compiler_version(cc: str) -> str:
+    """The compiler's own version line and target, part of the build id."""
+    try:
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True)
+        machine = subprocess.run([cc, "-dumpmachine"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise BuildError(f"cannot run the C compiler {cc!r}: {err}") from err
+    first = out.stdout.strip().splitlines()[0] if out.stdout.strip() else cc
+    return f"{first} ({machine.stdout.strip()})"
+
+
+def build_id(cc_version: str) -> str:
+    """``<source hash>-<flags and compiler hash>``: names one compiled library."""
+    flags = repr((BASE_FLAGS, sorted(ISA_FLAGS.items()), LINK_FLAGS, cc_version)).encode()
+    return f"{source_hash()}-{hashlib.sha256(flags).hexdigest()[:8]}"
+
+
+def _run(cmds: list[list[str]]) -> None:
+    """Run compile commands side by side; raise with the first failure's stderr."""
+    procs = [(cmd, subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)) for cmd in cmds]
+    errors = []
+    for cmd, p in procs:
+        _, err = p.communicate()
+        if p.returncode != 0:
+            errors.append(f"{' '.join(cmd)}\n{err.strip()}")
+    if errors:
+        raise BuildError("building samebits kernels failed:\n" + "\n".join(errors))
+
+
+def compile_library(out: Path, cc: str | None = None) -> str:
+    """Build the library (every ISA path plus the dispatcher) at ``out``; return its id.
+
+    Written through a temporary file and renamed, so concurrent builders race safely.
+    """
+    cc = cc or compiler()
+    bid = build_id(compiler_version(cc))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        objs, cmds = [], []
+        for isa in ISAS:
+            obj = os.path.join(tmp, f"kernels_{isa}.o")
+            defs = [f"-DSB_ISA={isa}"]
+            cmds.append([cc, *BASE_FLAGS, *ISA_FLAGS[isa], *defs, "-c", str(HERE / "kernels.c"), "-o", obj])
+            objs.append(obj)
+        obj = os.path.join(tmp, "dispatch.o")
+        cmds.append([cc, *BASE_FLAGS, f'-DSB_BUILD_ID="{bid}"', "-c", str(HERE / "dispatch.c"), "-o", obj])
+        objs.append(obj)
+        _run(cmds)
+        so = os.path.join(tmp, LIB_NAME)
+        _run([[cc, *objs, "-o", so, *LINK_FLAGS]])
+        os.replace(so, out)
+    return bid

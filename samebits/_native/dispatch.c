@@ -1,0 +1,82 @@
+/* What every ISA path shares: the ABI version, the build id, and the CPU's features
+   (CPUID and XGETBV), compiled for baseline x86-64 so that it runs on any CPU before
+   a path is chosen. The Python loader maps the bits below to flag names and picks
+   the best path whose flags are all present (or the one SAMEBITS_ISA asks for). */
+#include <stdint.h>
+
+#include "sb_common.h"
+
+#ifndef SB_BUILD_ID
+#define SB_BUILD_ID "unknown"
+#endif
+
+/* bit i of sb_cpu_features(); the loader's _FEATURE_BITS lists the same names */
+enum {
+    CF_SSE42 = 0, CF_AVX, CF_AVX2, CF_FMA, CF_F16C, CF_AVX512F, CF_AVX512DQ, CF_AVX512CD,
+    CF_AVX512BW, CF_AVX512VL, CF_AVX512_BF16, CF_AVX512_FP16, CF_AMX_TILE, CF_AMX_BF16,
+    CF_AMX_FP16, CF_OS_AVX, CF_OS_AVX512, CF_OS_AMX,
+};
+
+SB_API int sb_abi_version(void) { return SB_ABI_VERSION; }
+SB_API const char *sb_build_id(void) { return SB_BUILD_ID; }
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+SB_API uint64_t sb_cpu_features(void) {
+    unsigned a, b, c, d, max;
+    uint64_t f = 0;
+    if (!__get_cpuid(0, &max, &b, &c, &d)) return 0;
+    __cpuid(1, a, b, c, d);
+    if (c & (1u << 20)) f |= 1ull << CF_SSE42;
+    if (c & (1u << 28)) f |= 1ull << CF_AVX;
+    if (c & (1u << 12)) f |= 1ull << CF_FMA;
+    if (c & (1u << 29)) f |= 1ull << CF_F16C;
+    if (c & (1u << 27)) { /* OSXSAVE: the OS saves the registers the XCR0 bits name */
+        uint64_t x = xgetbv0();
+        if ((x & 0x6) == 0x6) f |= 1ull << CF_OS_AVX;
+        if ((x & 0xe6) == 0xe6) f |= 1ull << CF_OS_AVX512;
+        if ((x & 0x60000) == 0x60000) f |= 1ull << CF_OS_AMX;
+    }
+    if (max >= 7) {
+        __cpuid_count(7, 0, a, b, c, d);
+        if (b & (1u << 5)) f |= 1ull << CF_AVX2;
+        if (b & (1u << 16)) f |= 1ull << CF_AVX512F;
+        if (b & (1u << 17)) f |= 1ull << CF_AVX512DQ;
+        if (b & (1u << 28)) f |= 1ull << CF_AVX512CD;
+        if (b & (1u << 30)) f |= 1ull << CF_AVX512BW;
+        if (b & (1u << 31)) f |= 1ull << CF_AVX512VL;
+        if (d & (1u << 23)) f |= 1ull << CF_AVX512_FP16;
+        if (d & (1u << 24)) f |= 1ull << CF_AMX_TILE;
+        if (d & (1u << 22)) f |= 1ull << CF_AMX_BF16;
+        if (a >= 1) {
+            unsigned a1, b1, c1, d1;
+            __cpuid_count(7, 1, a1, b1, c1, d1);
+            if (a1 & (1u << 5)) f |= 1ull << CF_AVX512_BF16;
+            if (a1 & (1u << 21)) f |= 1ull << CF_AMX_FP16;
+        }
+    }
+    return f;
+}
+#else
+SB_API uint64_t sb_cpu_features(void) { return 0; }
+#endif
+
+/* The size of the team an OpenMP region asking for n threads really gets (tests use it
+   to show that torch.set_num_threads sizes the library's regions, and that a region
+   can get fewer threads than it asked for). */
+SB_API int sb_parallel_team(int n) {
+    int got = 1;
+#pragma omp parallel num_threads(n)
+    {
+#pragma omp single
+        got = omp_get_num_threads();
+    }
+    return got;
+}

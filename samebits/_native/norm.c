@@ -1,0 +1,65 @@
+/* --------------------------------------------------------------- norms */
+/* rows of length R. kind 0: layer norm (mean, var), 1: rms norm.
+   Statistics: SUM order in double. y = (x - mean) * rstd * w + b in double,
+   rounded once. mean_out / rstd_out (fp32) may be NULL. */
+SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y, float *mean_out,
+             float *rstd_out, i64 rows, i64 R, double eps, int kind, int dt, int wdt,
+             int nthreads) {
+    int th = threads_for(rows * R * 4, nthreads);
+    i64 blocks = (rows + 15) / 16;
+#pragma omp parallel for schedule(dynamic, dyn_chunk(blocks, th)) num_threads(th)
+    for (i64 bk = 0; bk < blocks; bk++) {
+        i64 r0 = bk * 16, n = rows - r0 < 16 ? rows - r0 : 16;
+        double mean[16] = {0}, ss[16] = {0};
+#ifdef SB_AVX2
+        int fast = n == 16 && dt == F32;
+#else
+        int fast = 0;
+#endif
+        if (kind == 0) {
+#ifdef SB_AVX2
+            if (fast) rowsum16_f32((const float *)x + r0 * R, R, NULL, 0, mean);
+#endif
+            if (!fast) {
+                rowsum8(x, r0, n < 8 ? n : 8, R, NULL, 0, dt, mean);
+                if (n > 8) rowsum8(x, r0 + 8, n - 8, R, NULL, 0, dt, mean + 8);
+            }
+            for (i64 r = 0; r < n; r++) mean[r] = R > 0 ? mean[r] / (double)R : 0.0;
+        }
+#ifdef SB_AVX2
+        if (fast) rowsum16_f32((const float *)x + r0 * R, R, mean, 1, ss);
+#endif
+        if (!fast) {
+            rowsum8(x, r0, n < 8 ? n : 8, R, mean, 1, dt, ss);
+            if (n > 8) rowsum8(x, r0 + 8, n - 8, R, mean + 8, 1, dt, ss + 8);
+        }
+        for (i64 r = 0; r < n; r++) {
+            i64 base = (r0 + r) * R;
+            double var = R > 0 ? ss[r] / (double)R : 0.0;
+            double rstd = 1.0 / sqrt(var + eps);
+            i64 k = 0;
+#ifdef SB_AVX2
+            /* ((x - mean) * rstd) * w + b in double, four at a time, rounded once */
+            if (dt == F32 && wdt == F32) {
+                const float *xr = (const float *)x + base, *wf = (const float *)w, *bf = (const float *)b;
+                float *yr = (float *)y + base;
+                __m256d mv = _mm256_set1_pd(mean[r]), sv = _mm256_set1_pd(rstd);
+                for (; k + 4 <= R; k += 4) {
+                    __m256d v = _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(xr + k)), mv), sv);
+                    if (wf) v = _mm256_mul_pd(v, _mm256_cvtps_pd(_mm_loadu_ps(wf + k)));
+                    if (bf) v = _mm256_add_pd(v, _mm256_cvtps_pd(_mm_loadu_ps(bf + k)));
+                    _mm_storeu_ps(yr + k, _mm256_cvtpd_ps(v));
+                }
+            }
+#endif
+            for (; k < R; k++) {
+                double v = ((double)ld(x, base + k, dt) - mean[r]) * rstd;
+                if (w) v = v * (double)ld(w, k, wdt);
+                if (b) v = v + (double)ld(b, k, wdt);
+                st(y, base + k, (float)v, dt);
+            }
+            if (mean_out) mean_out[r0 + r] = (float)mean[r];
+            if (rstd_out) rstd_out[r0 + r] = (float)rstd;
+        }
+    }
+}

@@ -1,0 +1,139 @@
+/* ----------------------------------------------------------- reductions */
+/* SUM order for n <= 8 contiguous rows of length R starting at row o0:
+   acc[r] = sequential double sum over k of f(x[o0+r][k] - c[r]). The 8 chains
+   run side by side (8x8 in-register transposes on AVX2, plain loops otherwise);
+   every path performs the same double operations per row. */
+#ifdef SB_AVX2
+/* The SUM order for 16 float32 rows: rowsum8's operations, two groups of 8 rows
+   side by side so that four independent add chains hide the add latency. */
+static void rowsum16_f32(const float *x, i64 R, const double *cen, int square, double *out16) {
+    double c[16] = {0};
+    if (cen)
+        for (int r = 0; r < 16; r++) c[r] = cen[r];
+    __m256d acc[4], cv[4];
+    for (int g = 0; g < 4; g++) {
+        acc[g] = _mm256_setzero_pd();
+        cv[g] = _mm256_loadu_pd(c + 4 * g);
+    }
+    i64 k = 0;
+    for (; k + 8 <= R; k += 8) {
+        __m256 col[2][8];
+        for (int h = 0; h < 2; h++) {
+            __m256 r[8];
+            for (int w = 0; w < 8; w++) r[w] = _mm256_loadu_ps(x + (8 * h + w) * R + k);
+            t8x8(r, col[h]);
+        }
+        for (int q = 0; q < 8; q++)
+            for (int h = 0; h < 2; h++) {
+                __m256d a = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(col[h][q])), cv[2 * h]);
+                __m256d b = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(col[h][q], 1)), cv[2 * h + 1]);
+                if (square) {
+                    a = _mm256_mul_pd(a, a);
+                    b = _mm256_mul_pd(b, b);
+                }
+                acc[2 * h] = _mm256_add_pd(acc[2 * h], a);
+                acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], b);
+            }
+    }
+    for (int g = 0; g < 4; g++) _mm256_storeu_pd(out16 + 4 * g, acc[g]);
+    for (; k < R; k++)
+        for (int r = 0; r < 16; r++) {
+            double v = (double)x[r * R + k] - c[r];
+            out16[r] += square ? v * v : v;
+        }
+}
+#endif
+
+static void rowsum8(const void *x, i64 o0, i64 n, i64 R, const double *cen, int square, int dt,
+                double *out8) {
+        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        if (cen)
+            for (i64 r = 0; r < n; r++) c[r] = cen[r];
+        i64 k = 0;
+#ifdef SB_AVX2
+        if (n == 8 && dt == F32) {
+            const float *xb = (const float *)x + o0 * R;
+            __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+            __m256d clo = _mm256_loadu_pd(c), chi = _mm256_loadu_pd(c + 4);
+            for (; k + 8 <= R; k += 8) {
+                __m256 r[8], col[8]; /* col[q] holds element k+q of rows 0..7 */
+                for (int w = 0; w < 8; w++) r[w] = _mm256_loadu_ps(xb + w * R + k);
+                t8x8(r, col);
+                for (int q = 0; q < 8; q++) {
+                    __m256d a = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(col[q])), clo);
+                    __m256d b = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(col[q], 1)), chi);
+                    if (square) {
+                        a = _mm256_mul_pd(a, a);
+                        b = _mm256_mul_pd(b, b);
+                    }
+                    lo = _mm256_add_pd(lo, a);
+                    hi = _mm256_add_pd(hi, b);
+                }
+            }
+            _mm256_storeu_pd(acc, lo);
+            _mm256_storeu_pd(acc + 4, hi);
+        }
+#endif
+        for (; k < R; k++)
+            for (i64 r = 0; r < n; r++) {
+                double v = (double)ld(x, (o0 + r) * R + k, dt) - c[r];
+                acc[r] += square ? v * v : v;
+            }
+        for (i64 r = 0; r < n; r++) out8[r] = acc[r];
+}
+
+/* x viewed as (outer, R, inner), contiguous. out[o][j] = SUM_k f(x[o][k][j]),
+   f = identity (p=1) or square (p=2), after subtracting center[o][j] if given. */
+SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const double *center, int square,
+            double *out, int dt, int nthreads) {
+    int th = threads_for(outer * R * inner, nthreads);
+    if (inner == 1) {
+        i64 blocks = (outer + 7) / 8;
+#pragma omp parallel for schedule(dynamic, dyn_chunk(blocks, th)) num_threads(th)
+        for (i64 bk = 0; bk < blocks; bk++) {
+            i64 o0 = bk * 8, n = outer - o0 < 8 ? outer - o0 : 8;
+            rowsum8(x, o0, n, R, center ? center + o0 : NULL, square, dt, out + o0);
+        }
+        return;
+    }
+    i64 jb = (inner + 63) / 64, tasks = outer * jb;
+#pragma omp parallel for schedule(dynamic, dyn_chunk(tasks, th)) num_threads(th)
+    for (i64 t = 0; t < tasks; t++) {
+        i64 o = t / jb, j0 = (t % jb) * 64, n = inner - j0 < 64 ? inner - j0 : 64;
+        double acc[64], c[64];
+        for (i64 j = 0; j < n; j++) {
+            acc[j] = 0.0;
+            c[j] = center ? center[o * inner + j0 + j] : 0.0;
+        }
+        for (i64 k = 0; k < R; k++) {
+            i64 base = (o * R + k) * inner + j0;
+            for (i64 j = 0; j < n; j++) {
+                double v = (double)ld(x, base + j, dt) - c[j];
+                acc[j] += square ? v * v : v;
+            }
+        }
+        for (i64 j = 0; j < n; j++) out[o * inner + j0 + j] = acc[j];
+    }
+}
+
+#define CHUNK 4096
+SB_API double SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads) {
+    i64 chunks = (n + CHUNK - 1) / CHUNK;
+    if (chunks == 0) return 0.0;
+    double *part = (double *)malloc((size_t)chunks * sizeof(double));
+    int th = threads_for(n, nthreads);
+#pragma omp parallel for schedule(dynamic, dyn_chunk(chunks, th)) num_threads(th)
+    for (i64 c = 0; c < chunks; c++) {
+        i64 a = c * CHUNK, b = a + CHUNK < n ? a + CHUNK : n;
+        double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        i64 i = a;
+        for (; i + 8 <= b; i += 8)
+            for (int q = 0; q < 8; q++) l[q] += (double)ld(x, i + q, dt);
+        for (int q = 0; i + q < b; q++) l[q] += (double)ld(x, i + q, dt);
+        part[c] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    }
+    double s = 0.0;
+    for (i64 c = 0; c < chunks; c++) s += part[c];
+    free(part);
+    return s;
+}
