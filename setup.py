@@ -10,8 +10,8 @@ import importlib.util
 from pathlib import Path
 
 from setuptools import Distribution, setup
-from setuptools.command.build_py import build_py
 from setuptools.command.bdist_wheel import bdist_wheel
+from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 

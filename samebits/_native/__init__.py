@@ -37,12 +37,42 @@ from samebits.errors import NativeBuildError
 ABI_VERSION = 2  # sb_common.h's SB_ABI_VERSION
 
 F32, BF16 = 0, 1
-I64, INT, P, DBL, FLT = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_double, ctypes.c_float
+I64, INT, P, DBL, FLT = (
+    ctypes.c_int64,
+    ctypes.c_int,
+    ctypes.c_void_p,
+    ctypes.c_double,
+    ctypes.c_float,
+)
 
 # The exported functions of each path (name -> (argtypes, restype)); sb_common.h's
 # prototypes are the source, and tests/native/test_abi.py checks this table against them.
 SIGNATURES: dict[str, tuple[list, object]] = {
-    "sb_gemm": ([P, I64, I64, I64, P, I64, I64, I64, P, I64, I64, I64, I64, I64, I64, P, INT, INT, INT, INT], INT),
+    "sb_gemm": (
+        [
+            P,
+            I64,
+            I64,
+            I64,
+            P,
+            I64,
+            I64,
+            I64,
+            P,
+            I64,
+            I64,
+            I64,
+            I64,
+            I64,
+            I64,
+            P,
+            INT,
+            INT,
+            INT,
+            INT,
+        ],
+        INT,
+    ),
     "sb_sum": ([P, I64, I64, I64, P, INT, P, INT, INT], None),
     "sb_sum_all": ([P, I64, INT, INT], DBL),
     "sb_unary_scalar": ([P, P, I64, INT], None),
@@ -159,14 +189,19 @@ def _requested() -> str:
     return want
 
 
-def _kernels_for(isa: str) -> Kernels:
-    features = _state["features"]
+def _check_path(isa: str, features: frozenset[str]) -> None:
+    """Raise NativeBuildError naming the CPU features ``isa`` needs and ``features`` lacks."""
     missing = _missing(isa, features)
     if missing:
+        have = [p for p in ISAS if not _missing(p, features)]
         raise NativeBuildError(
             f"the {isa!r} kernel path needs CPU features this CPU lacks: {', '.join(missing)} "
-            f"(paths available here: {', '.join(_state['paths'])})"
+            f"(paths available here: {', '.join(have)})"
         )
+
+
+def _kernels_for(isa: str) -> Kernels:
+    _check_path(isa, _state["features"])
     cache = _state.setdefault("kernels", {})
     if isa not in cache:
         cache[isa] = Kernels(_state["dll"], isa)
@@ -230,6 +265,23 @@ def native_info() -> dict[str, object]:
         "cpu_features": sorted(_state["features"]),
         "portable": True,
     }
+
+
+def parallel_team(n: int) -> int:
+    """The team an OpenMP region of the library gets when it asks for ``n`` threads
+    (``n <= 0``: asks for nothing, so the runtime's default, which torch sets)."""
+    _ensure()
+    fn = _state["dll"].sb_parallel_team
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return fn(n)
+
+
+def last_kernel_threads() -> int:
+    """How many threads the last kernel call chose (1 below the small-work threshold)."""
+    _ensure()
+    fn = _state["dll"].sb_last_kernel_threads
+    fn.restype = ctypes.c_int
+    return fn()
 
 
 def dtype_code(dtype: torch.dtype) -> int:

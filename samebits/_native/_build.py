@@ -5,7 +5,7 @@ the wheel's prebuilt library (no torch in the build environment) and the loader 
 to build into the cache where no prebuilt library fits (an editable install whose C
 sources changed, a platform without one). Both therefore use the same flags.
 
-Never ``-march=native``: each path names exactly the instruction sets it may use, and
+Never the compiling machine's own ISA: each path names exactly the instruction sets it may use, and
 the loader runs a path only on a CPU that has all of them (``ISA_NEEDS``).
 """
 
@@ -144,10 +144,14 @@ def compile_library(out: Path, cc: str | None = None) -> str:
         for isa in ISAS:
             obj = os.path.join(tmp, f"kernels_{isa}.o")
             defs = [f"-DSB_ISA={isa}"]
-            cmds.append([cc, *BASE_FLAGS, *ISA_FLAGS[isa], *defs, "-c", str(HERE / "kernels.c"), "-o", obj])
+            cmds.append(
+                [cc, *BASE_FLAGS, *ISA_FLAGS[isa], *defs, "-c", str(HERE / "kernels.c"), "-o", obj]
+            )
             objs.append(obj)
         obj = os.path.join(tmp, "dispatch.o")
-        cmds.append([cc, *BASE_FLAGS, f'-DSB_BUILD_ID="{bid}"', "-c", str(HERE / "dispatch.c"), "-o", obj])
+        cmds.append(
+            [cc, *BASE_FLAGS, f'-DSB_BUILD_ID="{bid}"', "-c", str(HERE / "dispatch.c"), "-o", obj]
+        )
         objs.append(obj)
         _run(cmds)
         so = os.path.join(tmp, LIB_NAME)

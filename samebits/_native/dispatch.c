@@ -17,6 +17,9 @@ enum {
     CF_AMX_FP16, CF_OS_AVX, CF_OS_AVX512, CF_OS_AMX,
 };
 
+int sb_last_threads = 0;
+SB_API int sb_last_kernel_threads(void) { return sb_last_threads; }
+
 SB_API int sb_abi_version(void) { return SB_ABI_VERSION; }
 SB_API const char *sb_build_id(void) { return SB_BUILD_ID; }
 
@@ -68,13 +71,17 @@ SB_API uint64_t sb_cpu_features(void) {
 SB_API uint64_t sb_cpu_features(void) { return 0; }
 #endif
 
-/* The size of the team an OpenMP region asking for n threads really gets (tests use it
-   to show that torch.set_num_threads sizes the library's regions, and that a region
-   can get fewer threads than it asked for). */
+/* The size of the team an OpenMP region asking for n threads really gets, or with
+   n <= 0 the team of a region that asks for nothing (the runtime's default, which
+   torch.set_num_threads sets when both share one runtime). Tests use it. */
 SB_API int sb_parallel_team(int n) {
-    int got = 1;
+    int got = 0;
+    if (n > 0) {
 #pragma omp parallel num_threads(n)
-    {
+#pragma omp single
+        got = omp_get_num_threads();
+    } else {
+#pragma omp parallel
 #pragma omp single
         got = omp_get_num_threads();
     }

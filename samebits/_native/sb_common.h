@@ -181,12 +181,16 @@ static i64 min_parallel_work(void) {
     return cached;
 }
 
+/* the thread count the last kernel chose (dispatch.c; read by tests) */
+extern int sb_last_threads;
+
 static int threads_for(i64 work, int nthreads) {
     /* Splitting never changes bits (threads own whole outputs), so small jobs
        simply run on one thread to avoid the fork cost. */
-    if (nthreads < 1) nthreads = 1;
-    if (work < min_parallel_work()) return 1;
-    return nthreads;
+    int th = nthreads < 1 ? 1 : nthreads;
+    if (work < min_parallel_work()) th = 1;
+    sb_last_threads = th;
+    return th;
 }
 
 static int dyn_chunk(i64 tasks, int th) {

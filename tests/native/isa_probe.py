@@ -1,0 +1,83 @@
+"""Print the SHA-256 of every output of the op grid, a small Llama and the real MiniLM,
+computed under the mode: ``python -m tests.native.isa_probe``. test_isa.py runs it under
+every SAMEBITS_ISA path and every ATEN_CPU_CAPABILITY level the CPU supports and
+requires one set of hashes. Also prints the kernel path that ran."""
+
+import hashlib
+import json
+import zlib
+
+import numpy as np
+import torch
+
+import samebits
+from samebits import _native
+
+
+def portable_randn(*shape: int, seed: int) -> torch.Tensor:
+    """Normal samples from numpy: torch.randn's values change with ATEN_CPU_CAPABILITY
+    (its vectorized Box-Muller), which would change the inputs, not the kernels."""
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
+
+
+def digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().contiguous().reshape(-1).view(torch.uint8).numpy()).hexdigest()
+
+
+def grid_outputs() -> dict[str, torch.Tensor]:
+    from tests.ops import test_grid
+    from tests.ops.test_grid import ROW_OPS, K
+
+    # the grid's weights (module globals its ops read) from numpy too
+    for i, name in enumerate(("W", "Wkn", "B", "LNW", "LNB")):
+        setattr(test_grid, name, portable_randn(*getattr(test_grid, name).shape, seed=100 + i))
+    out = {}
+    for name, op in sorted(ROW_OPS.items()):
+        x = portable_randn(7, K, seed=zlib.crc32(name.encode()))
+        for dtype in (torch.float32, torch.bfloat16):
+            out[f"grid/{name}/{dtype}"] = op(x.to(dtype))
+    return out
+
+
+def llama_outputs() -> dict[str, torch.Tensor]:
+    from tests.models.test_llama import make_llama, padded, prompts
+
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        lm = make_llama(torch.float32)
+        with torch.no_grad():  # weights from numpy, for the reason portable_randn gives
+            for i, (_, p) in enumerate(sorted(lm.named_parameters())):
+                p.copy_(portable_randn(*p.shape, seed=i) * (0.02 if p.dim() > 1 else 1.0))
+        lm = lm.to(dtype)
+        ids, am = padded(prompts(), "left")
+        pos = (am.cumsum(-1) - 1).clamp(min=0)
+        out[f"llama/{dtype}"] = lm(input_ids=ids, attention_mask=am, position_ids=pos).logits
+    return out
+
+
+def minilm_outputs() -> dict[str, torch.Tensor]:
+    from samebits.models import load_sentence_model
+    from tests.models.test_minilm import TEXTS
+
+    model = load_sentence_model()
+    emb = model.encode(TEXTS, batch_size=5, convert_to_tensor=True, show_progress_bar=False)
+    return {"minilm": emb}
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    with torch.inference_mode(), samebits.batch_invariant():
+        outs = {**grid_outputs(), **llama_outputs(), **minilm_outputs()}
+    print(
+        json.dumps(
+            {
+                "isa": _native.native_info()["isa"],
+                "aten": torch.backends.cpu.get_cpu_capability(),
+                "hashes": {k: digest(v) for k, v in outs.items()},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
