@@ -7,6 +7,7 @@ See README.md for the guarantee table and docs/design.md for the reduction order
 """
 
 from samebits._mode import NotInvariantWarning, batch_invariant, covered_ops, is_batch_invariant
+from samebits._native import native_info
 from samebits.audit import AuditReport, Finding, audit
 from samebits.errors import (
     AuditError,
@@ -50,6 +51,7 @@ __all__ = [
     "fingerprint_diff",
     "fingerprint_id",
     "is_batch_invariant",
+    "native_info",
     "record",
     "verify",
 ]

@@ -72,10 +72,17 @@ def _cmd_env(args: argparse.Namespace) -> int:
             n = sum(r["affects_bits"] for r in rows)
             print(f"\n{len(rows)} fields differ, {n} of them can change output bits (marked BITS)")
         return EXIT_FINDINGS if any(r["affects_bits"] for r in rows) else EXIT_OK
+    from samebits._native import native_info
+
     data = fp.fingerprint()
     if args.json:
         print(json.dumps(data, indent=1, default=str))
     else:
+        info = native_info()
+        print(
+            f"  kernels: {info['isa']} path (available here: {', '.join(info['available'])}; "
+            f"SAMEBITS_ISA={info['requested']}), build {info['build']} ({info['source']})"
+        )
         for k, v in fp.flatten(data).items():
             print(f"{'*' if fp.affects_bits(k) else ' '} {k}: {v}")
         print(f"\nfingerprint id {fp.fingerprint_id(data)} (* = can change output bits)")

@@ -2,9 +2,36 @@
 /* rows of length R, contiguous. mode 0: softmax, 1: log_softmax,
    2: softmax with fully masked rows (max = -inf) giving zeros (attention).
    max is exact; e = f_exp(x - max) per element (float); the sum of the e is
-   sequential in double along the row; outputs are rounded once.
+   sequential in double along the row; outputs are rounded once. log_softmax:
+   (x - max) - d_log(sum), in double, rounded once.
    Rows are processed 8 at a time so the 8 sequential chains overlap. */
 #define SROWS 8
+
+/* log of a double in [1, 2^60] (a row's sum of exp, which holds exp(0) = 1) from + - * /
+   alone, so its bits do not depend on the libm or the CPU (glibc's log picks an FMA or
+   an SSE2 variant by CPU, and they may differ in the last place): s = m * 2^e with m in
+   [sqrt(1/2), sqrt(2)), f = (m - 1) / (m + 1), log m = 2 atanh f = 2 (f + f^3/3 + ...),
+   13 terms (|f| <= 0.1716: the next term is below 2^-60 of the result), then + e ln 2
+   in two parts. Error about 1 ulp of double, far below the float output's. */
+static double d_log(double s) {
+    uint64_t u;
+    memcpy(&u, &s, 8);
+    int e = (int)((u >> 52) & 0x7ff) - 1023;
+    u = (u & 0x000fffffffffffffull) | 0x3ff0000000000000ull; /* m in [1, 2) */
+    double m;
+    memcpy(&m, &u, 8);
+    if (m > 1.4142135623730951) {
+        m *= 0.5;
+        e += 1;
+    }
+    double f = (m - 1.0) / (m + 1.0), f2 = f * f;
+    double p = 1.0 / 25;
+    static const double c[12] = {1.0 / 23, 1.0 / 21, 1.0 / 19, 1.0 / 17, 1.0 / 15, 1.0 / 13,
+                                 1.0 / 11, 1.0 / 9,  1.0 / 7,  1.0 / 5,  1.0 / 3,  1.0};
+    for (int i = 0; i < 12; i++) p = p * f2 + c[i];
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    return (double)e * ln2_hi + ((double)e * ln2_lo + 2.0 * f * p);
+}
 SB_API void SB_FN(sb_softmax)(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in, int dt_out,
                 int nthreads) {
     int th = threads_for(rows * R * 8, nthreads);
@@ -43,7 +70,7 @@ SB_API void SB_FN(sb_softmax)(const void *x, void *y, i64 rows, i64 R, int mode,
                     float f = state[r] == 1 ? NAN : 0.0f;
                     for (i64 k = 0; k < R; k++) st(y, base + k, f, dt_out);
                 } else if (mode == 1) {
-                    double ls = log(s[r]);
+                    double ls = d_log(s[r]);
                     for (i64 k = 0; k < R; k++)
                         st(y, base + k, (float)((double)(ld(x, base + k, dt_in) - m[r]) - ls), dt_out);
                 } else {

@@ -98,3 +98,12 @@ def test_use_isa_switches_this_threads_path():
         with _native.use_isa(isa):
             assert _native.lib().isa == isa
     assert _native.lib().isa == _native.native_info()["isa"]
+
+
+def test_samebits_env_prints_the_kernel_path():
+    code = "import sys; from samebits.cli import main; sys.exit(main(['env']))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = _native.native_info()
+    assert f"kernels: {info['isa']} path" in proc.stdout
+    assert info["build"] in proc.stdout
