@@ -1,6 +1,7 @@
 # One entry point for developers and CI: `make demo`, `make test`, `make bench`, `make lint`.
 # The first target that needs it builds .venv, installing torch==2.13.0 first and
-# pinned, so no other package can pull a different (CUDA) torch.
+# pinned, so no other package can pull a different (CUDA) torch; every other package
+# comes at the exact version constraints.txt names.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,11 +15,11 @@ export TOKENIZERS_PARALLELISM := false
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
-	$(PIP) torch==2.13.0 numpy 2>$(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
+	$(PIP) -c constraints.txt torch==2.13.0 numpy 2>$(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
 	$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
-	$(PIP) -e '.[all]' 2>$(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
+	$(PIP) -c constraints.txt -e '.[all]' 2>$(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
 	$(BIN)/python -c "import torch, samebits, sentence_transformers; assert torch.__version__.startswith('2.13.0')"
 	touch $(STAMP)
 
