@@ -38,6 +38,16 @@ def header(title: str) -> str:
         f"capability: {torch.backends.cpu.get_cpu_capability()}\n"
         f"torch {torch.__version__}, MKL {mkl.group(1) if mkl else '-'}, "
         f"oneDNN {dnn.group(1) if dnn else '-'}, samebits {samebits.__version__}\n"
+        f"samebits kernels: {kernel_path()}\n"
+    )
+
+
+def kernel_path() -> str:
+    """The ISA path the mode's kernels run (SAMEBITS_ISA picks another)."""
+    info = samebits.native_info()
+    return (
+        f"{info['isa']} path (CPU has {', '.join(info['available'])}; "
+        f"SAMEBITS_ISA={info['requested']}), build {info['build']}"
     )
 
 
