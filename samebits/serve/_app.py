@@ -71,6 +71,7 @@ def create_app(engine, config: ServeConfig):
     from samebits.record.fingerprint import fingerprint_id
 
     fid = fingerprint_id()
+    counter = _Count()
     batcher = Batcher(engine, config.max_batch_size, config.max_wait_ms, config.max_idle_ms)
 
     class EmbeddingRequest(BaseModel):
@@ -184,7 +185,15 @@ def create_app(engine, config: ServeConfig):
 
     async def health(_req: Request):
         return fast_json(
-            {"status": "ok", "model": engine.name, "kind": engine.kind, "fingerprint_id": fid}
+            {
+                "status": "ok",
+                "model": engine.name,
+                "kind": engine.kind,
+                "fingerprint_id": fid,
+                # /v1 requests received and not yet answered (a test waits on it
+                # before SIGTERM, instead of sleeping)
+                "in_flight": counter.n,
+            }
         )
 
     async def models(req: Request):
@@ -388,4 +397,24 @@ def create_app(engine, config: ServeConfig):
         lifespan=lifespan,
     )
     app.state.batcher = batcher
-    return app
+    return InFlight(app, counter)
+
+
+class _Count:
+    n = 0
+
+
+class InFlight:
+    """The ASGI app, counting /v1 requests from their arrival to their last byte."""
+
+    def __init__(self, app, counter: _Count) -> None:
+        self.app, self.counter, self.state = app, counter, app.state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        self.counter.n += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.counter.n -= 1

@@ -239,22 +239,31 @@ def test_embeddings_on_a_completion_server_is_refused(llama_server):
 def test_sigterm_drains_requests_in_flight(llama_dir):
     from tests.serve.conftest import Server
 
-    s = Server("--model", str(llama_dir), "--max-wait-ms", "200")
+    s = Server("--model", str(llama_dir), "--max-wait-ms", "300", "--max-idle-ms", "300")
     with ThreadPoolExecutor(4) as pool:
         futs = [
             pool.submit(
                 httpx.post,
                 s.url + "/v1/completions",
-                json={"prompt": p, "max_tokens": 40},
+                json={"prompt": p, "max_tokens": 80},
                 timeout=120,
             )
             for p in PROMPTS[:4]
         ]
-        import time
-
-        time.sleep(0.1)  # requests are in flight: queued or running
+        wait_in_flight(s, 4)  # the server has all four requests: queued or running
         code, err = s.stop()
         statuses = [f.result().status_code for f in futs]
     assert statuses == [200, 200, 200, 200]
     assert code == 0
     assert '"event": "batch"' in err and '"event": "stopped"' in err
+
+
+def wait_in_flight(s, n: int, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(s.url + "/health", timeout=5).json()["in_flight"] >= n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the server never had {n} requests in flight")
