@@ -205,6 +205,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if args.max_batch_size < 1 or args.max_wait_ms < 0 or args.max_idle_ms < 0:
         raise UsageError("--max-batch-size must be >= 1, --max-wait-ms and --max-idle-ms >= 0")
+    for flag in ("max_queue", "max_items", "max_tokens", "max_body_bytes"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1")
+    if args.max_items > args.max_queue:
+        raise UsageError(
+            f"--max-items {args.max_items} exceeds --max-queue {args.max_queue}: "
+            "such a request could never be queued"
+        )
+    if args.drain_timeout_s < 0:
+        raise UsageError("--drain-timeout-s must be >= 0")
     serve(
         ServeConfig(
             model=args.model,
@@ -213,10 +223,32 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_batch_size=args.max_batch_size,
             max_wait_ms=args.max_wait_ms,
             max_idle_ms=args.max_idle_ms,
-            api_key=args.api_key,
+            api_key=_api_key(args),
+            max_items=args.max_items,
+            max_tokens=args.max_tokens,
+            max_body_bytes=args.max_body_bytes,
+            max_queue=args.max_queue,
+            drain_timeout_s=args.drain_timeout_s,
         )
     )
     return EXIT_OK
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """--api-key-file, else SAMEBITS_API_KEY, else --api-key (visible in ps: avoid)."""
+    import os
+
+    if args.api_key_file:
+        try:
+            key = open(args.api_key_file, encoding="utf-8").read().strip()
+        except OSError as e:
+            raise UsageError(
+                f"cannot read --api-key-file {args.api_key_file!r}: {e.strerror}"
+            ) from e
+        if not key:
+            raise UsageError(f"--api-key-file {args.api_key_file!r} is empty")
+        return key
+    return os.environ.get("SAMEBITS_API_KEY") or args.api_key
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,7 +318,38 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="a batch also closes once no request has come for this long (default 1)",
     )
-    srv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    srv.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="require 'Authorization: Bearer KEY', KEY read from PATH (or set SAMEBITS_API_KEY)",
+    )
+    srv.add_argument(
+        "--api-key", default=None, help="as --api-key-file, but visible in ps: prefer the file"
+    )
+    srv.add_argument(
+        "--max-queue",
+        type=int,
+        default=4096,
+        help="items waiting for the model; a request that would pass it gets 503 + Retry-After",
+    )
+    srv.add_argument(
+        "--max-items", type=int, default=2048, help="inputs or prompts per request (else 400)"
+    )
+    srv.add_argument(
+        "--max-tokens", type=int, default=1024, help="max_tokens a completion may ask (else 400)"
+    )
+    srv.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=4 * 1024 * 1024,
+        help="request body size, counted while reading, chunked included (else 413)",
+    )
+    srv.add_argument(
+        "--drain-timeout-s",
+        type=float,
+        default=30.0,
+        help="on SIGTERM: stop accepting, let in-flight requests finish this long, exit 0",
+    )
     srv.set_defaults(func=_cmd_serve)
     return p
 

@@ -35,10 +35,13 @@ def serve(config: ServeConfig) -> None:
         port=config.port,
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=config.drain_timeout_s,
     )
     _Server(cfg).run()
-    log.info('{"event": "stopped", "batches": %d}', app.state.batcher.batches)
+    # here, off the event loop: the lifespan told the worker to stop after the queue
+    batcher = app.state.batcher
+    batcher.stop(timeout=max(1.0, config.drain_timeout_s))
+    log.info('{"event": "stopped", "batches": %d}', batcher.batches)
 
 
 def _server_class():

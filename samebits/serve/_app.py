@@ -3,15 +3,20 @@
 Every error uses OpenAI's schema ``{"error": {"message", "type", "param", "code"}}``.
 """
 
+import asyncio
 import base64
+import hmac
 import json
+import logging
+import os
 import time
+import traceback
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from samebits.serve._batcher import Batcher
+from samebits.serve._batcher import Batcher, Faults, ItemFailed, QueueFull, WorkerDown
 from samebits.serve._engines import Completion, RequestError, describe, digest
 
 
@@ -25,10 +30,12 @@ class ServeConfig:
     max_batch_size: int = 32
     max_wait_ms: float = 5.0
     max_idle_ms: float = 1.0
-    api_key: str | None = None
+    api_key: str | None = None  # from --api-key-file or SAMEBITS_API_KEY (see cli.py)
     max_items: int = 2048  # inputs or prompts per request
     max_tokens: int = 1024  # completion tokens per prompt
     max_body_bytes: int = 4 * 1024 * 1024
+    max_queue: int = 4096  # items waiting for the worker; more -> 503 + Retry-After
+    drain_timeout_s: float = 30.0  # SIGTERM: how long in-flight requests may take
 
 
 class HTTPError(Exception):
@@ -39,6 +46,7 @@ class HTTPError(Exception):
         param: str | None = None,
         code: str | None = None,
         type_: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.type = (
@@ -48,6 +56,62 @@ class HTTPError(Exception):
             code,
             type_,
         )
+        self.headers = headers
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+log = logging.getLogger("samebits.serve")
+
+
+def busy_error(e: Exception) -> HTTPError:
+    """The HTTPError for a batcher refusal or an item's failure (no internals: the
+    traceback is in the server log, under the error id)."""
+    if isinstance(e, QueueFull):
+        return HTTPError(
+            503,
+            "the server's queue is full; retry after the Retry-After delay",
+            code="queue_full",
+            type_="server_error",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(e, WorkerDown):
+        return HTTPError(
+            503,
+            "the model worker is restarting or the server is stopping; retry shortly",
+            code="worker_unavailable",
+            type_="server_error",
+            headers={"Retry-After": "1"},
+        )
+    assert isinstance(e, ItemFailed)
+    return HTTPError(
+        500,
+        f"an item of this request failed (error id {e.error_id}; see the server log)",
+        code="item_failed",
+        type_="server_error",
+    )
+
+
+async def until_disconnect(req, aw):
+    """Await ``aw``, or cancel it and raise ClientGone if the client disconnects first
+    (the body is read by then: the next ASGI message can only be the disconnect)."""
+    task = asyncio.ensure_future(aw)
+
+    async def watch() -> None:
+        while (await req.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    raise ClientGone()
 
 
 def create_app(engine, config: ServeConfig):
@@ -72,7 +136,14 @@ def create_app(engine, config: ServeConfig):
 
     fid = fingerprint_id()
     counter = _Count()
-    batcher = Batcher(engine, config.max_batch_size, config.max_wait_ms, config.max_idle_ms)
+    batcher = Batcher(
+        engine,
+        config.max_batch_size,
+        config.max_wait_ms,
+        config.max_idle_ms,
+        max_queue=config.max_queue,
+        faults=Faults.from_env(),
+    )
 
     class EmbeddingRequest(BaseModel):
         model_config = ConfigDict(extra="ignore")
@@ -96,7 +167,8 @@ def create_app(engine, config: ServeConfig):
     async def lifespan(_app):
         batcher.start()
         yield
-        batcher.stop()  # drains what is queued
+        # what is queued drains in the worker; serve() joins it off the event loop
+        batcher.request_stop()
 
     def fast_json(payload: dict) -> Response:
         # orjson: json.dumps took ~0.25 ms per 384-float embedding on the event loop
@@ -110,6 +182,7 @@ def create_app(engine, config: ServeConfig):
         return JSONResponse(
             {"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.code}},
             status_code=e.status,
+            headers=e.headers,
         )
 
     async def _http_error(_req, e: HTTPError):
@@ -121,16 +194,35 @@ def create_app(engine, config: ServeConfig):
     async def _bad_method(req, _e):
         return error(HTTPError(405, f"method {req.method} not allowed on {req.url.path}"))
 
+    async def _gone(_req, _e):
+        return Response(status_code=499)  # nginx's "client closed request": nobody reads it
+
     async def _internal(_req, e: Exception):
+        error_id = os.urandom(6).hex()
+        log.error(
+            json.dumps(
+                {
+                    "event": "internal_error",
+                    "error_id": error_id,
+                    "error": "".join(traceback.format_exception(e)),
+                }
+            )
+        )
         return error(
-            HTTPError(500, f"internal error: {type(e).__name__}: {e}", type_="server_error")
+            HTTPError(
+                500,
+                f"internal error (error id {error_id}; see the server log)",
+                type_="server_error",
+            )
         )
 
+    expected = None if config.api_key is None else f"Bearer {config.api_key}".encode()
+
     def authorize(req: Request) -> None:
-        if config.api_key is None:
+        if expected is None:
             return
-        got = req.headers.get("authorization", "")
-        if got != f"Bearer {config.api_key}":
+        got = req.headers.get("authorization", "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(got, expected):
             raise HTTPError(
                 401,
                 "missing or incorrect API key (send 'Authorization: Bearer KEY')",
@@ -144,11 +236,19 @@ def create_app(engine, config: ServeConfig):
             raise HTTPError(
                 413, f"request body of {declared} bytes exceeds {config.max_body_bytes}"
             )
-        body = await req.body()
-        if len(body) > config.max_body_bytes:
-            raise HTTPError(
-                413, f"request body of {len(body)} bytes exceeds {config.max_body_bytes}"
-            )
+        # counted while reading, chunked bodies included: never more than the limit
+        # (plus one chunk) is held in memory
+        parts, size = [], 0
+        async for chunk in req.stream():
+            size += len(chunk)
+            if size > config.max_body_bytes:
+                raise HTTPError(
+                    413,
+                    f"request body exceeds {config.max_body_bytes} bytes "
+                    f"(--max-body-bytes); it was refused while being read",
+                )
+            parts.append(chunk)
+        body = b"".join(parts)
         try:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -184,9 +284,16 @@ def create_app(engine, config: ServeConfig):
         return texts
 
     async def health(_req: Request):
+        if not batcher.healthy:
+            return JSONResponse(
+                {"status": "worker_down", "model": engine.name, "in_flight": counter.n},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
         return fast_json(
             {
                 "status": "ok",
+                "queued": batcher.waiting,
                 "model": engine.name,
                 "kind": engine.kind,
                 "fingerprint_id": fid,
@@ -207,16 +314,20 @@ def create_app(engine, config: ServeConfig):
                 400, f"{engine.name!r} is a completion model: use /v1/completions", param="model"
             )
         texts = items_of(r.input, "input")
-        items = []
-        for i, t in enumerate(texts):
-            try:
-                items.append(engine.prepare(t))
-            except RequestError as e:
-                raise HTTPError(400, f"input[{i}]: {e}", param="input") from e
-        ntok = sum(len(t.ids) for t in items)
-        import asyncio
 
-        vecs = await asyncio.gather(*(batcher.submit(t) for t in items))
+        def prepare_all():
+            items = []
+            for i, t in enumerate(texts):
+                try:
+                    items.append(engine.prepare(t))
+                except RequestError as e:
+                    raise HTTPError(400, f"input[{i}]: {e}", param="input") from e
+            return items
+
+        # tokenizing a 4 MiB body takes long: a thread, while the loop serves others
+        items = await asyncio.to_thread(prepare_all)
+        ntok = sum(len(t.ids) for t in items)
+        vecs = await submit(req, items)
         data = []
         for i, v in enumerate(vecs):
             # float: float32 -> float64 is exact, and orjson writes each float64 in
@@ -269,21 +380,27 @@ def create_app(engine, config: ServeConfig):
                     param="prompt",
                 )
             out.append(
-                Completion(ids, r.max_tokens, float(r.temperature), float(r.top_p), r.seed, stop)
+                Completion(
+                    ids, r.max_tokens, float(r.temperature), float(r.top_p), r.seed, stop, prompt=p
+                )
             )
         return out
+
+    async def submit(req: Request, items: list):
+        try:
+            return await until_disconnect(req, batcher.submit_all(items))
+        except (QueueFull, WorkerDown, ItemFailed) as e:
+            raise busy_error(e) from e
 
     def token_digest(c: Completion) -> str:
         return digest(torch.tensor(c.tokens, dtype=torch.int64))
 
     async def completions(req: Request):
-        import asyncio
-
         r = await parse(req, CompletionRequest)
-        items = completions_for(r)
+        items = await asyncio.to_thread(completions_for, r)  # tokenizes: off the loop
         cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if not r.stream:
-            done = await asyncio.gather(*(batcher.submit(c) for c in items))
+            done = await submit(req, items)
             choices = [
                 {"text": c.text, "index": i, "logprobs": None, "finish_reason": c.finish_reason}
                 for i, c in enumerate(done)
@@ -317,64 +434,72 @@ def create_app(engine, config: ServeConfig):
             c.on_token = lambda _tok, delta, i=i: loop.call_soon_threadsafe(
                 q.put_nowait, (i, delta, None)
             )
+        try:
+            works = batcher.enqueue(items)  # refused here: a 503 before any byte is sent
+        except (QueueFull, WorkerDown) as e:
+            raise busy_error(e) from e
+        gone = object()
 
-        async def run_one(i: int, c: Completion) -> None:
+        async def run_one(i: int) -> None:
             try:
-                done = await batcher.submit(c)
-            except Exception as e:  # noqa: BLE001 - ends this choice's stream with an error chunk
-                q.put_nowait((i, None, e))
+                done = await works[i].future
+            except (WorkerDown, ItemFailed) as e:
+                q.put_nowait((i, None, e))  # ends this choice's stream with an error chunk
                 return
             q.put_nowait((i, None, done))  # queued after its deltas: same thread, FIFO
 
+        async def watch() -> None:
+            while (await req.receive())["type"] != "http.disconnect":
+                pass
+            q.put_nowait((0, None, gone))
+
+        def chunk(payload: dict) -> str:
+            return f"data: {json.dumps(payload)}\n\n"
+
         async def stream():
-            tasks = [asyncio.ensure_future(run_one(i, c)) for i, c in enumerate(items)]
-            remaining = len(items)
-            while remaining:
-                i, delta, done = await q.get()
-                base = {
-                    "id": cid,
-                    "object": "text_completion",
-                    "created": created,
-                    "model": engine.name,
-                }
-                if done is None:
-                    if delta:
-                        choice = {
-                            "text": delta,
-                            "index": i,
-                            "logprobs": None,
-                            "finish_reason": None,
-                        }
-                        yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
-                    continue
-                remaining -= 1
-                if isinstance(done, Exception):
-                    err = {
-                        "error": {
-                            "message": str(done),
-                            "type": "server_error",
-                            "param": None,
-                            "code": None,
+            tasks = [asyncio.ensure_future(run_one(i)) for i in range(len(items))]
+            watcher = asyncio.ensure_future(watch())
+            sent = [0] * len(items)  # characters of each choice's text streamed
+            base = {"id": cid, "object": "text_completion", "created": created}
+            base["model"] = engine.name
+            try:
+                remaining = len(items)
+                while remaining:
+                    i, delta, done = await q.get()
+                    if done is gone:
+                        return  # the client went away: finally cancels its work
+                    if done is None:
+                        if delta:
+                            sent[i] += len(delta)
+                            choice = {"text": delta, "index": i, "logprobs": None}
+                            yield chunk({**base, "choices": [{**choice, "finish_reason": None}]})
+                        continue
+                    remaining -= 1
+                    if isinstance(done, Exception):
+                        e = busy_error(done)
+                        err = {"message": e.message, "type": e.type, "param": None}
+                        yield chunk({"error": {**err, "code": e.code}})
+                        continue
+                    choice = {
+                        "text": done.text[sent[i] :],  # the tail held back (see held_back)
+                        "index": i,
+                        "logprobs": None,
+                        "finish_reason": done.finish_reason,
+                    }
+                    extra = {
+                        "samebits": {
+                            "sha256": [token_digest(done)],
+                            "tokens": [done.tokens],
+                            "fingerprint_id": fid,
                         }
                     }
-                    yield f"data: {json.dumps(err)}\n\n"
-                    continue
-                choice = {
-                    "text": "",
-                    "index": i,
-                    "logprobs": None,
-                    "finish_reason": done.finish_reason,
-                }
-                extra = {
-                    "samebits": {
-                        "sha256": [token_digest(done)],
-                        "tokens": [done.tokens],
-                        "fingerprint_id": fid,
-                    }
-                }
-                yield f"data: {json.dumps({**base, 'choices': [choice], **extra})}\n\n"
-            await asyncio.gather(*tasks)
-            yield "data: [DONE]\n\n"
+                    yield chunk({**base, "choices": [choice], **extra})
+                yield "data: [DONE]\n\n"
+            finally:
+                watcher.cancel()
+                batcher.cancel(works)  # no-op for the finished ones
+                for t in tasks:
+                    t.cancel()
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
@@ -390,6 +515,7 @@ def create_app(engine, config: ServeConfig):
         ],
         exception_handlers={
             HTTPError: _http_error,
+            ClientGone: _gone,
             404: _not_found,
             405: _bad_method,
             Exception: _internal,

@@ -246,9 +246,33 @@ class Completion:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     on_token: Callable[[int, str], None] | None = None  # streaming callback (worker thread)
+    prompt: str = ""
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str | None = None
+    cancelled: bool = False  # set from the event loop when the client went away
+    sent: int = 0  # characters of text already given to on_token (kept across reset())
+
+    def reset(self) -> None:
+        """Back to the prompt alone, for a run again (the batcher's retry item by item).
+        ``sent`` stays: the run again gives the same text, so nothing is sent twice."""
+        self.tokens, self.text, self.finish_reason = [], "", None
+
+
+def held_back(text: str, stops: list[str]) -> int:
+    """How many trailing characters of ``text`` a stream must hold back: the longest
+    tail that is a proper prefix of a stop string (the next token may complete the
+    stop string, and the non-streamed text drops it), or a trailing U+FFFD (an
+    incomplete UTF-8 sequence the next token may complete)."""
+    keep = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), keep, -1):
+            if text.endswith(s[:k]):
+                keep = k
+                break
+    if text.endswith("\ufffd"):
+        keep = max(keep, len(text) - len(text.rstrip("\ufffd")))
+    return keep
 
 
 def gumbel_noise(seed: int, step: int, vocab: int) -> torch.Tensor:
@@ -323,6 +347,8 @@ class CompletionEngine:
         for step in range(steps):
             nxt = []
             for i, c in enumerate(items):
+                if c.cancelled and c.finish_reason is None:
+                    c.finish_reason = "cancelled"  # its client went away: stop decoding it
                 if c.finish_reason is not None:
                     nxt.append(self.pad)
                     continue
@@ -358,20 +384,21 @@ class CompletionEngine:
             c.finish_reason = "stop"
             return
         text = self.decode(c.tokens)
-        for s in c.stop:
-            at = text.find(s)
-            if at >= 0:
-                c.text, c.finish_reason = text[:at], "stop"
-                if c.on_token:
-                    c.on_token(tok, "")
-                return
-        delta, c.text = text[len(c.text) :], text
-        if c.on_token:
+        ats = [at for at in (text.find(s) for s in c.stop) if at >= 0]
+        if ats:
+            c.text, c.finish_reason = text[: min(ats)], "stop"
+        else:
+            c.text = text
+            if len(c.tokens) >= c.max_tokens:
+                c.finish_reason = "length"
+            elif len(c.prompt_ids) + len(c.tokens) >= self.max_context:
+                c.finish_reason = "length"
+        # stream what can no longer change: all of it once finished, else all but a
+        # tail that may still turn into a stop string (see held_back)
+        end = len(c.text) if c.finish_reason else len(c.text) - held_back(c.text, c.stop)
+        if c.on_token and end > c.sent:
+            delta, c.sent = c.text[c.sent : end], end
             c.on_token(tok, delta)
-        if len(c.tokens) >= c.max_tokens:
-            c.finish_reason = "length"
-        elif len(c.prompt_ids) + len(c.tokens) >= self.max_context:
-            c.finish_reason = "length"
 
 
 def load_engine(spec: str):

@@ -18,7 +18,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # the log goes to a file: a pipe nobody reads fills up and blocks the server
@@ -28,7 +28,7 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=self.log,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -113,8 +113,7 @@ def llama_server(llama_dir):
         "16",
         "--max-wait-ms",
         "10",
-        "--api-key",
-        "sekret",
+        env={"SAMEBITS_API_KEY": "sekret"},  # the key from the environment, not argv (ps)
     )
     yield s
     s.stop()
