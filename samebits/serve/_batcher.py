@@ -56,13 +56,15 @@ class _InjectedDeath(BaseException):
 @dataclass(frozen=True)
 class Faults:
     """Faults for tests, from ``SAMEBITS_SERVE_TEST_FAULTS``, e.g.
-    ``kill-worker-at-batch=3,fail-item=BOOM,restart-s=1``: the worker thread dies
-    when it takes its 3rd batch (once), any item whose text contains ``BOOM`` raises
-    in the engine, and the supervisor waits 1 s before restarting the worker."""
+    ``kill-worker-at-batch=3,fail-item=BOOM,restart-s=1,slow-item=SLOW``: the worker
+    thread dies when it takes its 3rd batch (once), any item whose text contains
+    ``BOOM`` raises in the engine, the supervisor waits 1 s before restarting the
+    worker, and completions whose prompt contains ``SLOW`` sleep 50 ms per token."""
 
     kill_worker_at_batch: int = 0
     fail_item: str = ""
     restart_s: float = 0.5
+    slow_item: str = ""  # completions whose prompt holds this take 50 ms per streamed token
 
     @classmethod
     def from_env(cls) -> Faults:
@@ -125,6 +127,7 @@ class Batcher:
         self.batches = 0
         self.max_batch_seen = 0
         self.deaths = 0
+        self.dropped = 0  # items whose client went away before they ran
         self._taken = 0  # batches taken (the fault hook counts these)
         self.supervisor = threading.Thread(
             target=self._supervise, name="samebits-supervisor", daemon=True
@@ -239,6 +242,7 @@ class Batcher:
                 return None
             if not first.cancelled:
                 break
+            self._dropped(first)
         batch, deadline = [first], time.perf_counter() + self.max_wait
         while len(batch) < self.max_batch:
             left = deadline - time.perf_counter()
@@ -253,14 +257,25 @@ class Batcher:
                 break
             if not w.cancelled:
                 batch.append(w)
+            else:
+                self._dropped(w)
         self.last_size = len(batch)
         return batch
+
+    def _dropped(self, w: _Work) -> None:
+        self.dropped += 1
+        log.info(json.dumps({"event": "dropped", "reason": "client gone", "total": self.dropped}))
 
     def _engine_run(self, items: list[Any]) -> list[Any]:
         marker = self.faults.fail_item
         if marker and any(marker in _text_of(it) for it in items):
             raise RuntimeError(f"injected item fault ({marker!r})")
+        slow = self.faults.slow_item
         for it in items:
+            if slow and slow in _text_of(it) and not getattr(it, "_slowed", False):
+                inner = it.on_token
+                it.on_token = lambda tok, d, f=inner: (time.sleep(0.05), f and f(tok, d))
+                it._slowed = True
             if hasattr(it, "reset"):
                 it.reset()  # a retried completion starts from its prompt again
         return self.engine.run(items)
@@ -284,6 +299,8 @@ class Batcher:
                     "event": "batch",
                     "kind": self.engine.kind,
                     "size": len(live),
+                    # completions stopped early because their client went away
+                    "cancelled": sum(bool(getattr(w.item, "cancelled", False)) for w in live),
                     "wait_ms": round(wait_ms, 2),
                     "run_ms": round((time.perf_counter() - start) * 1000, 2),
                 }
