@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from samebits.errors import NotInvariantError
-from samebits.ops import attention, elementwise, matmul, norms, reductions, softmax
+from samebits.ops import _autograd, attention, elementwise, matmul, norms, reductions, softmax
 
 POLICIES = ("raise", "warn")
 
@@ -295,6 +295,26 @@ def _make_kernel(name: str, fn: Callable, variant: str) -> Callable:
     return kernel
 
 
+def _autograd_kernel(name: str, fn: Callable, previous) -> Callable:
+    """The AutogradCPU kernel of an op torch differentiates by decomposition (see
+    ops/_autograd.py). Overriding its CPU kernel alone would leave autograd nothing
+    to differentiate (torch's "Could not run 'aten::linear_backward'"). Outside the
+    mode: torch's own (the decomposition, with its gradients). In the mode with
+    gradients wanted: the samebits forward with the reference's gradients. Else: on
+    to the CPU kernel below autograd, as before."""
+    op = getattr(torch.ops.aten, name).default
+
+    def kernel(keyset, *args, **kwargs):
+        if not is_batch_invariant():
+            return previous.call_boxed(keyset, *args, **kwargs)
+        if _autograd.needs_grad(args, kwargs):
+            return _autograd.with_grad(name, fn, args, kwargs)
+        with torch._C._AutoDispatchBelowAutograd():
+            return op(*args, **kwargs)
+
+    return kernel
+
+
 def _deny_kernel(name: str, why: str) -> Callable:
     def fn(*args, **kwargs):
         dtype, shape = _describe(args)
@@ -317,6 +337,10 @@ def _install() -> torch.library.Library:
             plan.append((name, _deny_kernel(name, why), "functional"))
             outs, _ = _out_and_inplace(name)
             plan += [(o, _deny_kernel(o, why), "out") for o in outs]
+    # taken before the CPU kernels change: torch's decomposition, with its gradients
+    autograd_before = {
+        n: torch.library.get_kernel(f"aten::{n}", "AutogradCPU") for n in _autograd.REFERENCES
+    }
     with warnings.catch_warnings():
         # torch warns when a CPU kernel is overridden; that is the point here
         warnings.simplefilter("ignore")
@@ -325,6 +349,9 @@ def _install() -> torch.library.Library:
                 continue
             _fallbacks[name] = torch.library.get_kernel(f"aten::{name}", "CPU")
             lib.impl(name, _make_kernel(name, fn, variant), "CPU", with_keyset=True)
+        for name in _autograd.REFERENCES:
+            kernel = _autograd_kernel(name, _COVERED[name], autograd_before[name])
+            lib.impl(name, kernel, "AutogradCPU", with_keyset=True)
     return lib
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from samebits import _native
-from samebits.errors import NotInvariantError
+from samebits.errors import NotInvariantError, UnsupportedInputError
 
 # dtypes with a native kernel; float16 is widened to float32 exactly and rounded
 # back once, so it follows the float32 order.
@@ -31,6 +31,13 @@ def check_float(op: str, *tensors: torch.Tensor | None) -> torch.dtype:
                 f"tensors on {t.device} have no invariant kernel yet (CPU only)",
             )
     dtype = ts[0].dtype
+    if any(t.dtype != dtype for t in ts):
+        # the kernels read every operand with one dtype: a mix would be read wrongly
+        # (and past the end of the narrower ones); torch refuses the mix too
+        raise UnsupportedInputError(
+            f"{op}: inputs differ in dtype ({', '.join(str(t.dtype) for t in ts)}); "
+            "cast them to one dtype first"
+        )
     if dtype not in FLOATS:
         raise NotInvariantError(
             op,
