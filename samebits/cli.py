@@ -7,7 +7,9 @@ import sys
 
 from samebits.errors import RecordError, SamebitsError
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+# 0 ok / match; 1 findings / mismatch; 2 usage error or unusable record; 3 internal
+# error (a bug: the traceback goes to stderr), so a crash never reads as a mismatch
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 class UsageError(SamebitsError):
@@ -156,10 +158,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             "sha256"
         ):
             raise TamperError(f"input {i}: its text does not match the SHA-256 in the manifest")
-    runner = tasks.Runner(run)
+    seed = run.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise RecordError(f"{args.dir}: the manifest's run seed {seed!r} is not an integer")
+    runner = tasks.Runner(_verify_spec(args, run))
     from samebits.record.fingerprint import fingerprint
 
-    with deterministic(int(run.get("seed", 0))):
+    with deterministic(seed):
         outs = runner.run([it["text"] for it in inputs], quiet=args.quiet)
         env = fingerprint()
     report = verify(args.dir, {f"item.{i:06d}": t for i, t in enumerate(outs)}, environment=env)
@@ -173,6 +178,30 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     else:
         _print_verification(report)
     return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def _verify_spec(args: argparse.Namespace, run: dict) -> dict:
+    """The model verify runs: --model, or the one the manifest names (a directory
+    path only with --trust-record-model: a record must not make verify import code
+    from a directory its author chose)."""
+    from samebits.record import tasks
+
+    task, named = run.get("task"), run.get("model")
+    if args.model is not None:
+        spec = tasks.resolve(args.model)
+        if spec["task"] != task:
+            raise UsageError(
+                f"--model {args.model!r} is a {spec['task']!r} model; the record is {task!r}"
+            )
+        return dict(run, model=spec["model"])
+    if not isinstance(named, str):
+        raise RecordError(f"{args.dir}: the manifest's run names no model")
+    if named != "minilm" and not args.trust_record_model:
+        raise UsageError(
+            f"the record names the model directory {named!r}; pass --model DIR to say which "
+            "model to run, or --trust-record-model to load the one the record names"
+        )
+    return run
 
 
 def _print_verification(r) -> None:
@@ -297,9 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=_cmd_record)
 
     ver = sub.add_parser(
-        "verify", help="re-run a record and compare (exit 0 match, 1 mismatch, 2 unusable)"
+        "verify",
+        help="re-run a record and compare (exit 0 match, 1 mismatch, 2 unusable, 3 internal)",
     )
     ver.add_argument("dir", metavar="DIR")
+    ver.add_argument(
+        "--model",
+        default=None,
+        help="the model to run (minilm or a local directory), instead of the record's",
+    )
+    ver.add_argument(
+        "--trust-record-model",
+        action="store_true",
+        help="load the model directory the record names (it may run code from it)",
+    )
     ver.add_argument("--json", action="store_true")
     ver.add_argument("--quiet", action="store_true", help="no progress bar")
     ver.set_defaults(func=_cmd_verify)
@@ -373,6 +413,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception:  # noqa: BLE001 - a bug, not a verdict: exit 3, never 1 ("mismatch")
+        import traceback
+
+        traceback.print_exc()
+        print(
+            f"samebits {args.command}: internal error (exit {EXIT_INTERNAL}); "
+            "the traceback above is a bug to report",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

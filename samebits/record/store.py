@@ -175,14 +175,15 @@ def load_outputs(
     if not f.is_file():
         raise RecordError(f"record {str(path)!r} has no {OUTPUTS}")
     blob = f.read_bytes()
-    try:
-        tensors = load(blob)
-    except Exception as e:  # noqa: BLE001 - safetensors raises several kinds on bad bytes
-        raise RecordError(f"{f} is truncated or corrupt ({len(blob)} bytes): {e}") from e
+    # the hash first: bytes that do not match the manifest are never parsed
     if sha256(blob) != manifest["outputs_file"].get("sha256"):
         raise TamperError(
             f"{f} does not match the SHA-256 in {MANIFEST}: the outputs were modified after recording"
         )
+    try:
+        tensors = load(blob)
+    except Exception as e:  # noqa: BLE001 - safetensors raises several kinds on bad bytes
+        raise RecordError(f"{f} is truncated or corrupt ({len(blob)} bytes): {e}") from e
     entries = {e.get("name"): e for e in manifest["outputs"] if isinstance(e, dict)}
     if set(entries) != set(tensors):
         missing, extra = sorted(set(entries) - set(tensors)), sorted(set(tensors) - set(entries))

@@ -123,3 +123,70 @@ def test_bad_usage_exit_2(tmp_path, args, msg):
     args = [a.format(empty=tmp_path / "empty.txt", ok=tmp_path / "ok.txt") for a in args]
     p = run(*args)
     assert p.returncode == 2 and msg in p.stderr and "Traceback" not in p.stderr
+
+
+def test_internal_error_exits_3_with_a_traceback(monkeypatch, capsys):
+    """A bug (any non-samebits exception) is exit 3 with its traceback, never exit 1,
+    which means "mismatch"."""
+    from samebits import cli
+    from samebits.record import store
+
+    def boom(*_a, **_k):
+        raise ZeroDivisionError("a bug in samebits")
+
+    monkeypatch.setattr(store, "load_manifest", boom)
+    assert cli.main(["verify", "/anything"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError: a bug in samebits" in err
+    assert "internal error (exit 3)" in err
+
+
+def test_non_integer_seed_in_the_manifest_is_an_unusable_record(recorded, tmp_path):
+    r = copy(recorded, tmp_path / "r")
+    m = json.loads((r / "manifest.json").read_text())
+    m["meta"]["run"]["seed"] = "zero"
+    (r / "manifest.json").write_text(json.dumps(m))
+    p = run("verify", str(r))
+    assert p.returncode == 2 and "is not an integer" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.fixture(scope="module")
+def llama_record(tmp_path_factory):
+    from tests.serve.conftest import make_tiny_llama
+
+    d = tmp_path_factory.mktemp("lmrec")
+    make_tiny_llama(d / "model")
+    (d / "in.txt").write_text("hello\nworld wide\n", encoding="utf-8")
+    from samebits.cli import main  # in this process: one model load less
+
+    args = ["record", "--input", str(d / "in.txt"), "--out", str(d / "r"), "--quiet"]
+    assert main([*args, "--model", str(d / "model")]) == 0
+    return d
+
+
+def test_a_record_naming_a_model_directory_needs_trust_or_model(llama_record):
+    r = str(llama_record / "r")
+    p = run("verify", r, "--quiet")
+    assert p.returncode == 2 and "--trust-record-model" in p.stderr and "Traceback" not in p.stderr
+    p = run("verify", r, "--quiet", "--trust-record-model")
+    assert p.returncode == 0 and "MATCH: 2/2" in p.stdout, p.stdout + p.stderr
+
+
+def test_verify_model_override_of_another_kind_or_weights(llama_record, tmp_path):
+    r = str(llama_record / "r")
+    p = run("verify", r, "--model", "minilm")
+    assert p.returncode == 2 and "is a 'embed' model; the record is 'lm-logits'" in p.stderr
+    import torch
+    from transformers import LlamaForCausalLM
+
+    other = tmp_path / "other"
+    import shutil
+
+    shutil.copytree(llama_record / "model", other)
+    m = LlamaForCausalLM.from_pretrained(other)
+    with torch.no_grad():
+        m.lm_head.weight[0, 0] += 1.0
+    m.save_pretrained(other)
+    p = run("verify", r, "--quiet", "--model", str(other))
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "differ from the recorded model identity" in p.stdout

@@ -77,10 +77,23 @@ def test_flipped_manifest_byte_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("size", [0, 7, 100])
-def test_truncated_outputs_file(tmp_path, size):
+def test_truncated_outputs_file_fails_its_hash_before_it_is_parsed(tmp_path, size):
     samebits.record(outs(), tmp_path / "r")
     f = tmp_path / "r" / "outputs.safetensors"
     f.write_bytes(f.read_bytes()[:size])
+    with pytest.raises(TamperError, match="does not match the SHA-256"):
+        samebits.verify(tmp_path / "r", outs())
+
+
+def test_corrupt_outputs_with_a_matching_hash_are_reported_corrupt(tmp_path):
+    import hashlib
+
+    samebits.record(outs(), tmp_path / "r")
+    f, mf = tmp_path / "r" / "outputs.safetensors", tmp_path / "r" / "manifest.json"
+    f.write_bytes(f.read_bytes()[:7])
+    m = json.loads(mf.read_text())
+    m["outputs_file"]["sha256"] = hashlib.sha256(f.read_bytes()).hexdigest()
+    mf.write_text(json.dumps(m))
     with pytest.raises(RecordError, match="truncated or corrupt"):
         samebits.verify(tmp_path / "r", outs())
 
