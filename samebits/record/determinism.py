@@ -15,11 +15,15 @@ from samebits._mode import batch_invariant as _batch_invariant
 class deterministic:
     """Seed the Python, numpy and torch RNGs; enable torch's deterministic
     algorithms; turn off TF32 and cudnn benchmarking; optionally fix the thread
-    count; and enter ``batch_invariant()``.
+    count; and, as a context manager, enter ``batch_invariant()``.
 
-    Calling it applies the settings at once, so ``samebits.deterministic()`` on its
-    own line fixes a whole program. Used as ``with samebits.deterministic():`` it
-    also restores every setting it changed on exit, exceptions included.
+    Called bare (``samebits.deterministic()`` on its own line) it applies the seeds
+    and the process-wide flags at once, for the whole program, and does not enter
+    the mode: the mode is per thread, and a bare call would leave the calling thread
+    in it with nothing to end it. Used as ``with samebits.deterministic():`` it also
+    enters ``batch_invariant()`` in this thread (``batch_invariant=False`` skips
+    that), and on exit, exceptions included, leaves the mode and restores every
+    setting it changed. ``restore()`` undoes a bare call.
     """
 
     def __init__(
@@ -30,7 +34,7 @@ class deterministic:
         self.seed, self.batch_invariant, self.threads = int(seed), batch_invariant, threads
         self._saved: dict[str, Any] | None = None
         self._mode: _batch_invariant | None = None
-        self._apply()
+        self._apply()  # the process-wide settings, now; the mode waits for __enter__
 
     def _apply(self) -> None:
         self._saved = {
@@ -60,9 +64,6 @@ class deterministic:
         torch.set_float32_matmul_precision("highest")
         if self.threads is not None:
             torch.set_num_threads(self.threads)
-        if self.batch_invariant:
-            self._mode = _batch_invariant()
-            self._mode.__enter__()
 
     def restore(self) -> None:
         """Undo everything this call changed (a no-op if already restored)."""
@@ -95,6 +96,9 @@ class deterministic:
     def __enter__(self) -> deterministic:
         if self._saved is None:  # re-entered after an exit: apply again
             self._apply()
+        if self.batch_invariant and self._mode is None:
+            self._mode = _batch_invariant()
+            self._mode.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,11 +1,17 @@
 """What produced an output: ``fingerprint()``, its stable id, and a diff of two.
 
 Fields are grouped by section; ``BIT_FIELDS`` marks the ones that can change output
-bits (software versions, BLAS, ISA, threads, determinism flags, the mode, GPU).
+bits (software versions, BLAS, the samebits kernel build and its compiler, libm,
+ISA, threads, determinism flags, the mode, GPU). Under the mode (both sides taken
+in ``batch_invariant()``) the thread count, the CPU's ISA flags, torch's dispatch
+level and the kernel path (portable, avx2, avx512) do not change bits: every
+reduction has a fixed order, and every kernel path gives the same bits
+(tests/native); ``MODE_FREE_FIELDS`` lists them.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -72,6 +78,34 @@ def _versions() -> dict[str, str | None]:
     }
 
 
+@functools.lru_cache(maxsize=1)
+def _compiler() -> str | None:
+    """The C compiler's version line (None where a prebuilt library runs without one)."""
+    from samebits._native import _build
+
+    try:
+        return _build.compiler_version(_build.compiler()).splitlines()[0]
+    except Exception:  # noqa: BLE001 - no compiler, or it would not run
+        return None
+
+
+def _kernels() -> dict[str, Any]:
+    """samebits' kernel library: its build id (a hash of the C sources, the flags of
+    every path and the compiler's version and target), the path running, the
+    compiler, and the C library (libm) the process uses."""
+    from samebits._native import native_info
+
+    info = native_info()
+    libc, version = platform.libc_ver()
+    return {
+        "build": info["build"],
+        "path": info["isa"],
+        "source": info["source"],
+        "compiler": _compiler(),
+        "libm": f"{libc} {version}".strip() or None,
+    }
+
+
 def _gpu() -> dict[str, Any] | None:
     if not torch.cuda.is_available():
         return None
@@ -95,6 +129,7 @@ def fingerprint() -> dict[str, Any]:
     return {
         "versions": _versions(),
         "build": _build(),
+        "kernels": _kernels(),
         "cpu": _cpu(),
         "threads": {
             "torch": torch.get_num_threads(),
@@ -125,6 +160,9 @@ BIT_FIELDS = (
     "versions.transformers",
     "versions.samebits",
     "build.",
+    "kernels.build",  # the compiled kernels themselves
+    "kernels.compiler",  # (in the build id too)
+    "kernels.libm",  # torch's scalar math outside the kernels (tails, uncovered ops)
     "cpu.isa",
     "cpu.machine",
     "cpu.torch_capability",
@@ -135,11 +173,28 @@ BIT_FIELDS = (
 )
 
 
-def affects_bits(field: str) -> bool:
+# Bit-affecting outside the mode, not under it (see the module docstring).
+# (kernels.path is in neither list: every path gives the same bits, in the mode or not)
+MODE_FREE_FIELDS = ("threads.", "cpu.isa", "cpu.torch_capability")
+
+
+def _matches(field: str, prefixes: tuple[str, ...]) -> bool:
     return any(
         field == p or field.startswith(p if p.endswith(".") else p + ".") or field == p.rstrip(".")
-        for p in BIT_FIELDS
+        for p in prefixes
     )
+
+
+def affects_bits(field: str, under_mode: bool = False) -> bool:
+    """Whether ``field`` can change output bits; ``under_mode``: for outputs made in
+    ``batch_invariant()``, where the MODE_FREE_FIELDS cannot."""
+    if under_mode and _matches(field, MODE_FREE_FIELDS):
+        return False
+    return _matches(field, BIT_FIELDS)
+
+
+def under_mode(fp: dict[str, Any]) -> bool:
+    return bool((fp.get("samebits") or {}).get("batch_invariant"))
 
 
 def flatten(fp: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -156,6 +211,7 @@ def flatten(fp: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     """Fields that differ: [{"field", "a", "b", "affects_bits"}], sorted by field."""
     fa, fb = flatten(a), flatten(b)
+    mode = under_mode(a) and under_mode(b)
     rows = []
     for key in sorted(set(fa) | set(fb)):
         if fa.get(key) != fb.get(key):
@@ -164,16 +220,18 @@ def diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
                     "field": key,
                     "a": fa.get(key),
                     "b": fb.get(key),
-                    "affects_bits": affects_bits(key),
+                    "affects_bits": affects_bits(key, mode),
                 }
             )
     return rows
 
 
 def fingerprint_id(fp: dict[str, Any] | None = None) -> str:
-    """Short SHA-256 over the bit-affecting fields: equal ids mean equal bit conditions."""
-    flat = flatten(fp if fp is not None else fingerprint())
-    relevant = {k: v for k, v in flat.items() if affects_bits(k)}
+    """Short SHA-256 over the bit-affecting fields (under the mode if ``fp`` was
+    taken in it): equal ids mean equal bit conditions."""
+    fp = fp if fp is not None else fingerprint()
+    mode = under_mode(fp)
+    relevant = {k: v for k, v in flatten(fp).items() if affects_bits(k, mode)}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[
         :16
     ]

@@ -132,9 +132,11 @@ def create_app(engine, config: ServeConfig):
     from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
+    from samebits._mode import batch_invariant
     from samebits.record.fingerprint import fingerprint_id
 
-    fid = fingerprint_id()
+    with batch_invariant():  # the worker's conditions: the mode's bit-affecting fields
+        fid = fingerprint_id()
     counter = _Count()
     batcher = Batcher(
         engine,

@@ -72,3 +72,18 @@ def test_callable_once_for_a_program_and_restore(changed_flags):
 def test_bad_threads():
     with pytest.raises(ValueError, match="threads=0"):
         samebits.deterministic(threads=0)
+
+
+def test_a_bare_call_sets_the_flags_but_leaves_no_thread_in_the_mode(changed_flags):
+    before = snapshot()
+    d = samebits.deterministic(3)  # on its own line, as a script would
+    try:
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.get_float32_matmul_precision() == "highest"
+        assert not samebits.is_batch_invariant()  # the mode is per thread: only in `with`
+        with d:
+            assert samebits.is_batch_invariant()
+        assert not samebits.is_batch_invariant()
+    finally:
+        d.restore()
+    assert snapshot() == before
