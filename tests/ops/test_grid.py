@@ -1,12 +1,18 @@
 """Invariance of every covered op under the mode, over op x dtype x threads x
 batch size x position, with the other rows random. Bitwise equality only."""
 
+import zlib
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import samebits
+from samebits._native import last_kernel_threads
 from tests.conftest import BATCH_SIZES, DTYPES, THREADS, same_bits
+
+# float16 runs widened to float32 and rounded once, so the mode promises it too
+GRID_DTYPES = [*DTYPES, torch.float16]
 
 K, N = 96, 40
 g = torch.Generator().manual_seed(0)
@@ -48,12 +54,14 @@ ROW_OPS = {
 }
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", GRID_DTYPES, ids=str)
 @pytest.mark.parametrize("name", sorted(ROW_OPS))
 def test_row_invariance(name, dtype, threads):
     op = ROW_OPS[name]
-    gen = torch.Generator().manual_seed(hash(name) % 2**31)
+    # crc32, not hash(): str hashes change with PYTHONHASHSEED, and so would the data
+    gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
     item = torch.randn(1, K, generator=gen).to(dtype)
+    team = 1  # the most threads a kernel of this case ran on
     with samebits.batch_invariant():
         threads(1)
         alone = op(item)[0]
@@ -64,19 +72,33 @@ def test_row_invariance(name, dtype, threads):
                     batch = torch.randn(m, K, generator=gen).to(dtype)
                     batch[pos] = item[0]
                     out = op(batch)[pos]
+                    team = max(team, last_kernel_threads())
                     assert same_bits(out, alone), f"{name} {dtype} threads={t} M={m} pos={pos}"
+    # the thread axis is real: SAMEBITS_MIN_PARALLEL_WORK=0 (tests/conftest.py) makes
+    # these small shapes split across the threads they are given
+    assert team >= 2, f"{name} {dtype}: every kernel call ran on one thread"
 
 
-def test_thread_count_changes_native_whole_sum_but_not_ours(threads):
+def test_thread_count_does_not_change_our_whole_sum(threads):
     x = torch.randn(4_000_000, generator=torch.Generator().manual_seed(1))
-    native, ours = set(), set()
+    ours = set()
     for t in THREADS:
         threads(t)
-        native.add(x.sum().item())
         with samebits.batch_invariant():
             ours.add((x.sum().item(), x.mean().item(), x.view(100, -1).sum(1).sum().item()))
     assert len(ours) == 1
-    assert len(native) > 1, "the native whole-tensor sum no longer varies with threads here"
+
+
+def test_canary_native_whole_sum_varies_with_threads(threads):
+    """A canary on torch, not a test of samebits: the native sum's bits change with
+    the thread count on the hosts we measured; where they do not, it skips."""
+    x = torch.randn(4_000_000, generator=torch.Generator().manual_seed(1))
+    native = set()
+    for t in THREADS:
+        threads(t)
+        native.add(x.sum().item())
+    if len(native) == 1:
+        pytest.skip("canary: this torch build's whole-tensor sum does not vary with threads")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -109,12 +131,14 @@ def test_sequence_reductions_ignore_padding(dtype, side):
 
 
 def test_the_grid_catches_native_variance():
-    """The same comparisons fail without the mode: the grid is able to fail."""
+    """The same comparisons fail without the mode on BLAS builds whose GEMV/GEMM
+    paths differ by M (MKL here): the grid is able to fail. A canary elsewhere."""
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(64, 384, generator=gen)
     w = torch.randn(1536, 384, generator=gen)
     full = F.linear(x, w)
-    assert any(not same_bits(F.linear(x[:m], w)[0], full[0]) for m in (1, 2, 3))
+    if all(same_bits(F.linear(x[:m], w)[0], full[0]) for m in (1, 2, 3)):
+        pytest.skip("canary: this torch/BLAS build's linear rows do not vary with M")
     with samebits.batch_invariant():
         full = F.linear(x, w)
         assert all(same_bits(F.linear(x[:m], w)[0], full[0]) for m in (1, 2, 3))
@@ -124,7 +148,8 @@ def test_native_gelu_bits_depend_on_position_ours_do_not():
     """torch's scalar tail and SLEEF body disagree for gelu in float32."""
     x = torch.randn(4096, generator=torch.Generator().manual_seed(4)) * 3
     tail = torch.stack([F.gelu(x[i : i + 1])[0] for i in range(256)])
-    assert not same_bits(tail, F.gelu(x)[:256])
+    if same_bits(tail, F.gelu(x)[:256]):
+        pytest.skip("canary: this torch build's gelu tail and body agree")
     with samebits.batch_invariant():
         tail = torch.stack([F.gelu(x[i : i + 1])[0] for i in range(256)])
         assert same_bits(tail, F.gelu(x)[:256])
