@@ -79,3 +79,58 @@ def test_negative_times_are_refused(flag, capsys):
 
     assert main(["serve", flag, "-1"]) == 2
     assert "--max-idle-ms" in capsys.readouterr().err
+
+
+class Picky(Recorder):
+    """Raises for any batch holding a negative item."""
+
+    def run(self, items):
+        super().run(items)
+        if any(i < 0 for i in items):
+            raise ValueError("secret detail of a negative item")
+        return [i * 10 for i in items]
+
+
+def test_a_bad_item_fails_only_itself(caplog):
+    from samebits.serve._batcher import ItemFailed
+
+    engine = Picky()
+    b = Batcher(engine, max_batch_size=8, max_wait_ms=300, max_idle_ms=300)
+    b.start()
+
+    async def go():
+        return await asyncio.gather(*(b.submit(i) for i in [1, -2, 3]), return_exceptions=True)
+
+    try:
+        with caplog.at_level("ERROR", logger="samebits.serve"):
+            results = asyncio.run(go())
+    finally:
+        b.stop()
+    assert results[0] == 10 and results[2] == 30
+    assert isinstance(results[1], ItemFailed) and "secret" not in str(results[1])
+    assert engine.batches[0] == [1, -2, 3]  # they did share a batch, then ran alone
+    assert sorted(map(tuple, engine.batches[1:])) == [(-2,), (1,), (3,)]
+    assert "secret detail" in caplog.text and results[1].error_id in caplog.text
+
+
+def test_a_full_queue_refuses_at_once_and_cancelled_items_never_run():
+    from samebits.serve._batcher import QueueFull
+
+    engine = Recorder()
+    b = Batcher(engine, max_batch_size=1, max_wait_ms=0, max_queue=2)
+
+    async def go():
+        # the worker is not started: nothing leaves the queue
+        b.healthy = True
+        first = asyncio.ensure_future(b.submit_all([1, 2]))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull):
+            await b.submit(3)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+
+    asyncio.run(go())
+    b.start()
+    b.stop()
+    assert engine.batches == [] and b.dropped == 2
