@@ -34,7 +34,7 @@ from samebits._native import _build
 from samebits._native._build import ISA_NEEDS, ISAS
 from samebits.errors import NativeBuildError
 
-ABI_VERSION = 2  # sb_common.h's SB_ABI_VERSION
+ABI_VERSION = 3  # sb_common.h's SB_ABI_VERSION
 
 F32, BF16 = 0, 1
 I64, INT, P, DBL, FLT = (
@@ -74,10 +74,10 @@ SIGNATURES: dict[str, tuple[list, object]] = {
         INT,
     ),
     "sb_sum": ([P, I64, I64, I64, P, INT, P, INT, INT], None),
-    "sb_sum_all": ([P, I64, INT, INT], DBL),
+    "sb_sum_all": ([P, I64, INT, INT, P], INT),
     "sb_unary_scalar": ([P, P, I64, INT], None),
     "sb_unary": ([P, P, I64, INT, INT, INT], None),
-    "sb_softmax": ([P, P, I64, I64, INT, INT, INT, INT], None),
+    "sb_softmax": ([P, P, I64, I64, INT, INT, INT, INT], INT),
     "sb_attention": ([P, P, P, P, P, INT, P, FLT, INT, INT], INT),
     "sb_norm": ([P, P, P, P, P, P, I64, I64, DBL, INT, INT, INT, INT], None),
     "sb_exact_acc": ([P, I64, I64, I64, INT, P, P, INT], None),

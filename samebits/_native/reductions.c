@@ -117,10 +117,12 @@ SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const doub
 }
 
 #define CHUNK 4096
-SB_API double SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads) {
+SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double *out) {
     i64 chunks = (n + CHUNK - 1) / CHUNK;
-    if (chunks == 0) return 0.0;
+    *out = 0.0;
+    if (chunks == 0) return 0;
     double *part = (double *)malloc((size_t)chunks * sizeof(double));
+    if (!part) return -1;
     int th = threads_for(n, nthreads);
 #pragma omp parallel for schedule(dynamic, dyn_chunk(chunks, th)) num_threads(th)
     for (i64 c = 0; c < chunks; c++) {
@@ -135,5 +137,6 @@ SB_API double SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads) {
     double s = 0.0;
     for (i64 c = 0; c < chunks; c++) s += part[c];
     free(part);
-    return s;
+    *out = s;
+    return 0;
 }

@@ -59,7 +59,7 @@ enum { F32 = 0, BF16 = 1 };
    prototypes below are the ABI: samebits/_native/_loader.py binds them through its
    ctypes table, and tests/native/test_abi.py checks that table against this list.
    Bump SB_ABI_VERSION whenever one changes. */
-#define SB_ABI_VERSION 2
+#define SB_ABI_VERSION 3
 #ifndef SB_ISA
 #define SB_ISA portable
 #endif
@@ -73,11 +73,12 @@ SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B,
                           const void *bias, int bdt, int dt, int order, int nthreads);
 SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const double *center,
                           int square, double *out, int dt, int nthreads);
-SB_API double SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads);
+/* sb_sum_all and sb_softmax return 0, or -1 when a work buffer cannot be allocated */
+SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double *out);
 SB_API void SB_FN(sb_unary_scalar)(const float *x, float *y, i64 n, int op);
 SB_API void SB_FN(sb_unary)(const void *x, void *y, i64 n, int op, int dt, int nthreads);
-SB_API void SB_FN(sb_softmax)(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in,
-                              int dt_out, int nthreads);
+SB_API int SB_FN(sb_softmax)(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in,
+                             int dt_out, int nthreads);
 SB_API int SB_FN(sb_attention)(const void *q, const void *k, const void *v, const void *mask,
                                const i64 *meta, int mkind, float *out, float scale, int dt,
                                int nthreads);

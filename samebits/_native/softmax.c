@@ -32,15 +32,20 @@ static double d_log(double s) {
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     return (double)e * ln2_hi + ((double)e * ln2_lo + 2.0 * f * p);
 }
-SB_API void SB_FN(sb_softmax)(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in, int dt_out,
+SB_API int SB_FN(sb_softmax)(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in, int dt_out,
                 int nthreads) {
-    int th = threads_for(rows * R * 8, nthreads);
+    int th = threads_for(rows * R * 8, nthreads), oom = 0;
     i64 blocks = (rows + SROWS - 1) / SROWS;
 #pragma omp parallel num_threads(th)
     {
         float *e = (float *)malloc((size_t)(R > 0 ? R : 1) * SROWS * sizeof(float));
+        if (!e) {
+#pragma omp atomic write
+            oom = 1;
+        }
 #pragma omp for schedule(dynamic, dyn_chunk(blocks, th))
         for (i64 bk = 0; bk < blocks; bk++) {
+            if (!e) continue;
             i64 r0 = bk * SROWS;
             int nr = (int)(rows - r0 < SROWS ? rows - r0 : SROWS);
             float m[SROWS];
@@ -81,4 +86,5 @@ SB_API void SB_FN(sb_softmax)(const void *x, void *y, i64 rows, i64 R, int mode,
         }
         free(e);
     }
+    return oom ? -1 : 0;
 }

@@ -165,8 +165,13 @@ def vector_norm(
 def sum_all(x: torch.Tensor, keep_f64: bool = False) -> torch.Tensor:
     """Whole-tensor sum in the ALL order (thread-count independent)."""
     xc, dt = native_view(x.contiguous())
-    s = _native.lib().sb_sum_all(ctypes.c_void_p(xc.data_ptr()), xc.numel(), dt, _native.nthreads())
-    res = torch.tensor(s, dtype=torch.float64)
+    s = ctypes.c_double()
+    status = _native.lib().sb_sum_all(
+        ctypes.c_void_p(xc.data_ptr()), xc.numel(), dt, _native.nthreads(), ctypes.byref(s)
+    )
+    if status == -1:
+        raise MemoryError(f"samebits sum: cannot allocate partial sums for {xc.numel()} values")
+    res = torch.tensor(s.value, dtype=torch.float64)
     return res if keep_f64 else res.to(x.dtype)
 
 

@@ -30,7 +30,7 @@ def _rows(x: torch.Tensor, dim: int, mode: int, out_dtype: torch.dtype) -> torch
     wide = out_dtype if out_dtype != torch.float16 else torch.float32
     out = torch.empty(shape, dtype=wide)
     if xc.numel():
-        _native.lib().sb_softmax(
+        status = _native.lib().sb_softmax(
             xc.data_ptr(),
             out.data_ptr(),
             rows,
@@ -40,6 +40,8 @@ def _rows(x: torch.Tensor, dim: int, mode: int, out_dtype: torch.dtype) -> torch
             _native.dtype_code(wide),
             _native.nthreads(),
         )
+        if status == -1:
+            raise MemoryError(f"samebits softmax: cannot allocate row buffers for {R} columns")
     out = out.to(out_dtype)
     return out.reshape(x.shape) if x.dim() == 0 else out.movedim(-1, dim % nd)
 
