@@ -318,13 +318,18 @@ def create_app(engine, config: ServeConfig):
         texts = items_of(r.input, "input")
 
         def prepare_all():
-            items = []
-            for i, t in enumerate(texts):
-                try:
-                    items.append(engine.prepare(t))
-                except RequestError as e:
-                    raise HTTPError(400, f"input[{i}]: {e}", param="input") from e
-            return items
+            try:
+                if hasattr(engine, "prepare_many"):  # names the text at fault itself
+                    return engine.prepare_many(texts)
+                items = []
+                for i, t in enumerate(texts):
+                    try:
+                        items.append(engine.prepare(t))
+                    except RequestError as e:
+                        raise RequestError(f"input[{i}]: {e}") from e
+                return items
+            except RequestError as e:
+                raise HTTPError(400, str(e), param="input") from e
 
         # tokenizing a 4 MiB body takes long: a thread, while the loop serves others
         items = await asyncio.to_thread(prepare_all)

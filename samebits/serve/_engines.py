@@ -49,6 +49,33 @@ class EmbeddingEngine:
         # tokenizer makes them; tests/serve/test_engines.py compares them).
         self.fast = _plain_copy(self.tokenizer)
 
+    def prepare_many(self, texts: list[str]) -> list[Tokens]:
+        """prepare() for each text, in one call to the Rust tokenizer's encode_batch,
+        which releases the GIL (its encode does not): run in a thread, a 4 MiB input
+        then leaves the event loop free. Raises RequestError naming the first text
+        the model cannot take whole."""
+        if self.fast is None:
+            return [self._checked(i, self.prepare, t) for i, t in enumerate(texts)]
+        encs = self.fast.encode_batch(texts, add_special_tokens=True)
+        out = []
+        for i, (t, enc) in enumerate(zip(texts, encs, strict=True)):
+            self._checked(i, self._check_length, enc.ids)
+            out.append(Tokens(t, tuple(enc.ids), tuple(enc.type_ids)))
+        return out
+
+    @staticmethod
+    def _checked(i: int, fn, arg):
+        try:
+            return fn(arg)
+        except RequestError as e:
+            raise RequestError(f"input[{i}]: {e}") from e
+
+    def _check_length(self, ids) -> None:
+        if len(ids) > self.max_tokens:
+            raise RequestError(
+                f"input has {len(ids)} tokens; this model takes at most {self.max_tokens}"
+            )
+
     def prepare(self, text: str) -> Tokens:
         """A batch item: the text with its token ids, made here, on the caller's
         thread (the packed path runs them as they are; the length-grouped path
@@ -61,10 +88,7 @@ class EmbeddingEngine:
             with self.tok_lock:
                 ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
             types = [0] * len(ids)
-        if len(ids) > self.max_tokens:
-            raise RequestError(
-                f"input has {len(ids)} tokens; this model takes at most {self.max_tokens}"
-            )
+        self._check_length(ids)
         return Tokens(text, tuple(ids), tuple(types))
 
     @torch.inference_mode()

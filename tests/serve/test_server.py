@@ -267,3 +267,33 @@ def wait_in_flight(s, n: int, timeout: float = 60) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"the server never had {n} requests in flight")
+
+
+def test_a_huge_input_is_tokenized_off_the_event_loop(minilm_server):
+    """A 2 MB input (refused afterwards: too many tokens) takes a second or more to tokenize;
+    meanwhile /health keeps answering, as the tokenizer runs in a thread and releases
+    the GIL."""
+    import threading
+    import time
+
+    big = {"input": "word " * 400_000}
+    lat: list[float] = []
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set():
+            t0 = time.monotonic()
+            httpx.get(minilm_server.url + "/health", timeout=60)
+            lat.append(time.monotonic() - t0)
+            time.sleep(0.01)
+
+    th = threading.Thread(target=poll)
+    th.start()
+    t0 = time.monotonic()
+    r = httpx.post(minilm_server.url + "/v1/embeddings", json=big, timeout=120)
+    took = time.monotonic() - t0
+    done.set()
+    th.join()
+    assert r.status_code == 400 and "tokens" in r.json()["error"]["message"]
+    assert took > 0.5 and len(lat) > 5
+    assert max(lat) < took / 2, (max(lat), took)
