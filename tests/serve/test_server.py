@@ -3,6 +3,7 @@ same request sent alone; bad requests get OpenAI-style errors and the server liv
 
 import base64
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -237,22 +238,49 @@ def test_embeddings_on_a_completion_server_is_refused(llama_server):
 
 
 def test_sigterm_drains_requests_in_flight(llama_dir):
+    """SIGTERM: new connections are refused at once while the requests in flight
+    (SLOW prompts: 50 ms a token, through the test hook) run to completion; exit 0."""
+    import signal
+    import subprocess
+
     from tests.serve.conftest import Server
 
-    s = Server("--model", str(llama_dir), "--max-wait-ms", "300", "--max-idle-ms", "300")
+    s = Server(
+        "--model",
+        str(llama_dir),
+        "--max-wait-ms",
+        "300",
+        "--max-idle-ms",
+        "300",
+        env={"SAMEBITS_SERVE_TEST_FAULTS": "slow-item=SLOW"},
+    )
     with ThreadPoolExecutor(4) as pool:
         futs = [
             pool.submit(
                 httpx.post,
                 s.url + "/v1/completions",
-                json={"prompt": p, "max_tokens": 80},
+                json={"prompt": f"SLOW {p}", "max_tokens": 12},
                 timeout=120,
             )
             for p in PROMPTS[:4]
         ]
         wait_in_flight(s, 4)  # the server has all four requests: queued or running
-        code, err = s.stop()
+        s.proc.send_signal(signal.SIGTERM)
+        refused = False
+        for _ in range(100):  # the listener closes; the process lives on, draining
+            try:
+                httpx.get(s.url + "/health", timeout=1)
+            except httpx.TransportError:
+                refused = s.proc.poll() is None and not all(f.done() for f in futs)
+                break
+            time.sleep(0.02)
         statuses = [f.result().status_code for f in futs]
+        try:
+            s.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            s.proc.kill()
+        code, err = s.stop()
+    assert refused  # new connections refused while the four were still in flight
     assert statuses == [200, 200, 200, 200]
     assert code == 0
     assert '"event": "batch"' in err and '"event": "stopped"' in err
