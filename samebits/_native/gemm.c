@@ -541,12 +541,21 @@ static void dot_packed(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i
     }
 }
 
-/* order 0: SEQ, any strides. order 1: DOT, needs ka == 1 and bk == 1. */
+#include "gemm_bf16.c"
+
+/* order 0: SEQ, any strides. order 1: DOT (float32) or PAIR (bfloat16), order 2:
+   DOT for either dtype (attention's scores); 1 and 2 need ka == 1 and bk == 1. */
 SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 bn, i64 sb,
             float *C, i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
             int dt, int order, int nthreads) {
     int th = threads_for(batch * M * N * K, nthreads);
-    if (order == 1) {
+    if (order == 1 && dt == BF16) {
+        if (ka != 1 || bk != 1) return -2;
+        pair_gemm((const uint16_t *)A, lda, sa, (const uint16_t *)B, bn, sb, C, ldc, sc, batch, M,
+                  N, K, bias, bdt, th);
+        return 0;
+    }
+    if (order == 1 || order == 2) {
         if (ka != 1 || bk != 1) return -2;
         int oom = 0;
         /* the in-place kernel also wins for narrow outputs of moderate height */
