@@ -551,9 +551,8 @@ SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B,
     int th = threads_for(batch * M * N * K, nthreads);
     if (order == 1 && dt == BF16) {
         if (ka != 1 || bk != 1) return -2;
-        pair_gemm((const uint16_t *)A, lda, sa, (const uint16_t *)B, bn, sb, C, ldc, sc, batch, M,
-                  N, K, bias, bdt, th);
-        return 0;
+        return pair_gemm((const uint16_t *)A, lda, sa, (const uint16_t *)B, bn, sb, C, ldc, sc,
+                         batch, M, N, K, bias, bdt, th);
     }
     if (order == 1 || order == 2) {
         if (ka != 1 || bk != 1) return -2;
