@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _harness import geomean, header, ratio, table  # noqa: E402
 
 MS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-KNS = ((384, 1536), (1536, 384), (1024, 4096), (4096, 1024))
+KNS = ((384, 1536), (1536, 384), (1024, 4096), (4096, 1024), (4096, 11008))
 
 
 def grid() -> list[float]:
