@@ -4,7 +4,6 @@ fails, where it first diverges, by how much, and whether the mode cures it."""
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ import torch
 
 from samebits._mode import batch_invariant, is_batch_invariant
 from samebits.audit._inputs import Items, accepts, call, item_part, make_items
+from samebits.audit._progress import Progress as _Progress
 from samebits.audit._report import CHECKS, AuditReport, Finding
 from samebits.audit._trace import find_rng, record_modules, trace_ops
 from samebits.errors import AuditError
@@ -36,28 +36,6 @@ class Pair:
     ref: Probe
     test: Probe
     what: str
-
-
-class _Progress:
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.bar = None
-        if not quiet and sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(
-                    total=total, desc="samebits audit", unit="run", file=sys.stderr, leave=False
-                )
-            except ImportError:
-                pass
-
-    def step(self, n: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _parts(leaves: list[tuple[str, torch.Tensor]], p: Probe) -> list[tuple[str, torch.Tensor]]:

@@ -32,6 +32,9 @@ class Finding:
     cured_by_batch_invariant: bool | None = None
     # (module, max_ulp, max_abs) for every module in forward order, for failed checks
     divergence: list[dict[str, Any]] = field(default_factory=list)
+    # data-pipeline findings: the likely cause, established by experiment, and its fix as code
+    cause: str = ""
+    fix: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -47,6 +50,8 @@ class AuditReport:
     items: int
     batch_invariant: bool  # whether the audit ran under the mode
     fingerprint_id: str = ""
+    # a loader audit: what was compared (batches, items, workers, repeats, seed)
+    compared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +71,7 @@ class AuditReport:
             "items": self.items,
             "batch_invariant": self.batch_invariant,
             "fingerprint_id": self.fingerprint_id,
+            "compared": self.compared,
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -76,17 +82,22 @@ class AuditReport:
         rows = []
         for f in self.findings:
             verdict = "pass" if f.passed else "FAIL"
-            where = f.module or "-"
+            where = f.module or (f.cause if f.cause else "-")
             if f.op:
                 where += f" ({f.op})"
             cure = {True: "yes", False: "no", None: "-"}[f.cured_by_batch_invariant]
             size = (
                 f"{f.max_ulp} ulp"
-                if not f.passed and f.check not in ("stochastic", "environment")
+                if not f.passed
+                and f.check in CHECKS
+                and f.check not in ("stochastic", "environment")
                 else "-"
             )
             rows.append((f.check, verdict, size, where, cure))
-        head = ("check", "verdict", "max diff", "first diverging module (op)", "cured by mode")
+        where_head = "first diverging module (op)"
+        if any(f.cause for f in self.findings):
+            where_head += " / cause"
+        head = ("check", "verdict", "max diff", where_head, "cured by mode")
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
         fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
         return "\n".join([fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, rows)])
@@ -98,8 +109,18 @@ class AuditReport:
             self.table(),
             "",
         ]
+        if self.compared:
+            c = self.compared
+            lines.insert(
+                1,
+                f"compared: {c['batches']} batches, {c['items']} items per pass; num_workers "
+                f"{', '.join(map(str, c['workers']))}; {c['repeats']} passes each; seed {c['seed']}",
+            )
         for f in self.failed():
             lines.append(f"- {f.check}: {f.detail}")
+            if f.fix:
+                lines.append("  fix:")
+                lines.extend("    " + line for line in f.fix.splitlines())
         lines.append(
             "verdict: " + ("all checks pass" if self.ok else f"{len(self.failed())} finding(s)")
         )
