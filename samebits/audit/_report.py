@@ -132,28 +132,74 @@ class AuditReport:
         return path
 
 
-def _svg_bars(div: list[dict[str, Any]]) -> str:
-    """Max ULP per module in forward order, log scale, as inline SVG."""
+def _svg_bars(div: list[dict[str, Any]], first: str | None = None) -> str:
+    """Max ULP per module in forward order on a labelled log axis, as inline SVG.
+    Modules before the first diverging one are green, the first is orange and
+    named on the chart, those after it are pale red."""
     if not div:
         return "<p class=muted>no per-module trace</p>"
-    h, bw = 160, max(4, min(18, 900 // max(1, len(div))))
-    top = max(math.log10(1 + d["max_ulp"]) for d in div) or 1.0
-    bars = []
-    for i, d in enumerate(div):
-        v = math.log10(1 + d["max_ulp"]) / top * (h - 20)
-        color = "#c0392b" if d["max_ulp"] else "#27ae60"
-        title = html.escape(f"{d['module']}: {d['max_ulp']} ulp, max abs {d['max_abs']:.3g}")
-        bars.append(
-            f'<rect x="{i * bw}" y="{h - v:.1f}" width="{bw - 1}" height="{max(v, 1):.1f}" '
-            f'fill="{color}"><title>{title}</title></rect>'
+    start = next((i for i, d in enumerate(div) if first and d["module"] == first), None)
+    if start is None:
+        start = next((i for i, d in enumerate(div) if d["max_ulp"]), len(div))
+    left, top_pad, h, bottom = 58, 24, 170, 30
+    bw = max(3, min(18, 900 // max(1, len(div))))
+    decades = max(1, math.ceil(max(math.log10(1 + d["max_ulp"]) for d in div)))
+    scale = h / decades
+
+    def y(ulp: float) -> float:
+        return top_pad + h - math.log10(1 + ulp) * scale
+
+    parts = []
+    for k in range(decades + 1):  # the axis: one tick per decade of ULPs
+        yy = top_pad + h - k * scale
+        parts.append(
+            f'<line x1="{left - 4}" x2="{left + bw * len(div)}" y1="{yy:.1f}" y2="{yy:.1f}" '
+            f'stroke="#e5e5e5"/><text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end" '
+            f'font-size="10">{"0" if k == 0 else f"1e{k}"}</text>'
         )
-    w = bw * len(div)
+    parts.append(
+        f'<text x="12" y="{top_pad + h / 2:.0f}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 12 {top_pad + h / 2:.0f})">max ULP difference (log)</text>'
+    )
+    for i, d in enumerate(div):
+        color = "#27ae60" if i < start else "#e67e22" if i == start else "#e8a09a"
+        top = y(d["max_ulp"])
+        title = html.escape(f"{d['module']}: {d['max_ulp']} ulp, max abs {d['max_abs']:.3g}")
+        parts.append(
+            f'<rect x="{left + i * bw}" y="{min(top, top_pad + h - 2):.1f}" width="{bw - 1}" '
+            f'height="{max(top_pad + h - top, 2):.1f}" fill="{color}"><title>{title}</title></rect>'
+        )
+    if start < len(div):
+        x = left + start * bw + bw / 2
+        anchor = "start" if start < len(div) / 2 else "end"
+        label = html.escape(f"first diverging: {div[start]['module']}")
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top_pad - 6}" y2="{top_pad + h}" '
+            f'stroke="#e67e22" stroke-dasharray="3 2"/><text x="{x + (4 if anchor == "start" else -4):.1f}" '
+            f'y="{top_pad - 10}" font-size="12" text-anchor="{anchor}" fill="#b35900">{label}</text>'
+        )
+    w, full_h = left + bw * len(div) + 10, top_pad + h + bottom
+    parts.append(
+        f'<text x="{left}" y="{full_h - 8}" font-size="11">modules in forward order '
+        f"({html.escape(div[0]['module'])} &#8230; {html.escape(div[-1]['module'])})</text>"
+    )
     return (
-        f'<svg width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
-        f'aria-label="max ULP difference by module">{"".join(bars)}</svg>'
-        f"<p class=muted>max ULP difference of each module's output, modules in forward order "
-        f"(log scale; hover a bar for its name). First: {html.escape(div[0]['module'])}, "
-        f"last: {html.escape(div[-1]['module'])}.</p>"
+        f'<svg width="{w}" height="{full_h}" viewBox="0 0 {w} {full_h}" role="img" '
+        f'aria-label="max ULP difference by module">{"".join(parts)}</svg>'
+        "<p class=muted><span style='color:#27ae60'>&#9632;</span> same bits before divergence "
+        "&middot; <span style='color:#e67e22'>&#9632;</span> first diverging module &middot; "
+        "<span style='color:#e8a09a'>&#9632;</span> after it (hover a bar for its name)</p>"
+    )
+
+
+def _compared(r: AuditReport) -> str:
+    if not r.compared:
+        return ""
+    c = r.compared
+    return (
+        f"<p class=muted>data pipeline compared: {c['batches']} batches, {c['items']} items "
+        f"per pass &middot; num_workers {', '.join(map(str, c['workers']))} &middot; "
+        f"{c['repeats']} passes each &middot; seed {c['seed']}</p>"
     )
 
 
@@ -171,10 +217,13 @@ def render_html(reports: list[tuple[str, AuditReport]]) -> str:
             rows.append(
                 f"<tr class={cls}><td>{f.check}</td><td>{'pass' if f.passed else 'FAIL'}</td>"
                 f"<td>{'' if f.passed else f.max_ulp}</td><td>{'' if f.passed else f'{f.max_abs:.3g}'}</td>"
-                f"<td>{where}</td><td>{cure}</td><td>{html.escape(f.detail)}</td></tr>"
+                f"<td>{where}</td><td>{cure}</td><td>{html.escape(f.detail)}"
+                + (f"<pre class=fix>{html.escape(f.fix)}</pre>" if f.fix else "")
+                + "</td></tr>"
             )
         plots = "".join(
-            f"<h3>{html.escape(f.check)}: divergence by module</h3>{_svg_bars(f.divergence)}"
+            f"<h3>{html.escape(f.check)}: divergence by module</h3>"
+            f"{_svg_bars(f.divergence, f.module)}"
             for f in r.failed()
             if f.divergence
         )
@@ -184,7 +233,7 @@ def render_html(reports: list[tuple[str, AuditReport]]) -> str:
             f"<section><h2>{html.escape(title or r.model)}</h2>"
             f"<p class='verdict {'pass' if r.ok else 'fail'}'>{verdict}</p>"
             f"<p class=muted>{html.escape(r.model)} &middot; {r.items} items{mode} &middot; "
-            f"fingerprint {html.escape(r.fingerprint_id)}</p>"
+            f"fingerprint {html.escape(r.fingerprint_id)}</p>{_compared(r)}"
             "<table><tr><th>check</th><th>verdict</th><th>max ulp</th><th>max abs</th>"
             "<th>first diverging module / op</th><th>cured by mode</th><th>detail</th></tr>"
             f"{''.join(rows)}</table>{plots}</section>"
@@ -196,6 +245,7 @@ def render_html(reports: list[tuple[str, AuditReport]]) -> str:
         "font-weight:600}tr.pass td:nth-child(2){color:#27ae60}.verdict{font-size:1.3em;font-weight:600}"
         ".verdict.fail{color:#c0392b}.verdict.pass{color:#27ae60}.muted{color:#777;font-size:.9em}"
         "code{background:#f4f4f4;padding:0 .2em}section{margin-bottom:3em}"
+        "pre.fix{background:#f7f7f2;padding:.5em;overflow-x:auto;font-size:.85em}"
     )
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>samebits audit</title>"

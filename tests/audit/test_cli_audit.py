@@ -93,7 +93,7 @@ def test_quiet_prints_nothing(factory):
         (["audit", "--model", "nosuch.module:make"], "cannot import"),
         (["audit", "--model", "auditmods:not_a_pair"], "must return (model, inputs)"),
         (["audit", "--model", "minilm", "--input", "/no/such/file.txt"], "cannot read --input"),
-        (["audit"], "the following arguments are required: --model"),
+        (["audit"], "give --model, --loader, or both"),
     ],
 )
 def test_usage_errors_exit_2(factory, args, msg):
