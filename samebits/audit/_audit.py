@@ -3,6 +3,7 @@ fails, where it first diverges, by how much, and whether the mode cures it."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from samebits._mode import batch_invariant, is_batch_invariant
 from samebits.audit._inputs import Items, accepts, call, item_part, make_items
 from samebits.audit._progress import Progress as _Progress
 from samebits.audit._report import CHECKS, AuditReport, Finding
-from samebits.audit._trace import find_rng, record_modules, trace_ops
+from samebits.audit._trace import computes, find_rng, record_modules, trace_ops
 from samebits.errors import AuditError
 from samebits.record.compare import compare
 
@@ -29,6 +30,36 @@ class Probe:
     where: torch.Tensor | None = None
     threads: int | None = None
     label: str = ""
+
+
+@dataclass
+class Size:
+    """The worst difference over a check's comparisons, in the output's own scale:
+    max abs, max abs relative to the largest element, and ULPs at that element
+    (a per-element ULP count near zero is large and says little about size)."""
+
+    max_abs: float = 0.0
+    max_ulp: int = 0  # per element, the largest
+    max_rel: float = 0.0
+    ulp_at_max: float = 0.0
+    largest: float = 0.0
+
+    def add(self, max_abs: float, max_ulp: int, largest: float, ulp: float) -> None:
+        self.max_abs, self.max_ulp = max(self.max_abs, max_abs), max(self.max_ulp, max_ulp)
+        self.largest = max(self.largest, largest)
+        if largest > 0 and math.isfinite(max_abs):
+            self.max_rel = max(self.max_rel, max_abs / largest)
+        if ulp > 0 and math.isfinite(max_abs):
+            self.ulp_at_max = max(self.ulp_at_max, max_abs / ulp)
+
+    def headline(self) -> str:
+        if not math.isfinite(self.max_abs):
+            return f"outputs differ by up to {self.max_abs} (non-finite values differ)"
+        return (
+            f"outputs differ by up to {self.max_abs:.3g} "
+            f"({self.max_rel:.2g} of the largest element, |x| = {self.largest:.3g}: "
+            f"{self.ulp_at_max:.3g} ulp at that scale)"
+        )
 
 
 @dataclass
@@ -155,7 +186,7 @@ class _Auditor:
     def evaluate(self, pairs: list[Pair], progress: _Progress):
         """First failing pair and the size of the worst difference over all pairs."""
         cache: dict[int, list] = {}
-        worst_abs, worst_ulp, first_fail, comparable = 0.0, 0, None, 0
+        size, first_fail, comparable = Size(), None, 0
         for pair in pairs:
             if id(pair.ref) not in cache or pair.ref is pair.test:
                 cache[id(pair.ref)] = self.run(pair.ref)
@@ -163,12 +194,13 @@ class _Auditor:
             ref = cache[id(pair.ref)]
             test = self.run(pair.test)
             progress.step()
-            c, a, u, leaf = _diff(_parts(ref, pair.ref), _parts(test, pair.test))
+            pa, pb = _parts(ref, pair.ref), _parts(test, pair.test)
+            c, a, u, leaf = _diff(pa, pb)
             comparable += c
             if leaf is not None:
-                worst_abs, worst_ulp = max(worst_abs, a), max(worst_ulp, u)
+                size.add(a, u, *_scale(pa, pb))
                 first_fail = first_fail or (pair, leaf)
-        return first_fail, worst_abs, worst_ulp, comparable
+        return first_fail, size, comparable
 
     # -- localization ---------------------------------------------------------
     def _module_parts(self, p: Probe):
@@ -182,7 +214,8 @@ class _Auditor:
             torch.set_num_threads(before)
         return [(c.name, _parts([(c.name, t) for t in c.outputs], p)) for c in calls]
 
-    def locate(self, pair: Pair) -> tuple[str | None, str | None, list[dict[str, Any]]]:
+    def locate(self, pair: Pair):
+        """(first diverging module, the op found in it or None, per-module divergence)."""
         if not isinstance(self.model, torch.nn.Module):
             return None, None, []
         ref, test = self._module_parts(pair.ref), self._module_parts(pair.test)
@@ -201,7 +234,11 @@ class _Auditor:
         op = self.locate_op(pair, first) if first else None
         return first, op, divergence
 
-    def locate_op(self, pair: Pair, module: str) -> str | None:
+    def locate_op(self, pair: Pair, module: str) -> OpFound | None:
+        """The first op inside ``module`` that computes (views, reshapes and copies
+        do not) whose output differs while its inputs match. Failing that, the first
+        computing op whose output differs, with the input that already differed."""
+
         def ops(p: Probe):
             before = torch.get_num_threads()
             if p.threads:
@@ -219,33 +256,113 @@ class _Auditor:
         for a, b in zip(ra, rb, strict=False):
             if a.op != b.op:
                 break
-
-            def pa(ts, p, name=a.op):
-                return _parts([(name, t) for t in ts], p)
-
-            _, _, _, out_leaf = _diff(pa(a.outputs, pair.ref), pa(b.outputs, pair.test))
-            if out_leaf is None:
+            if not computes(a.op) or not _differ(a.outputs, b.outputs, pair):
                 continue
-            _, _, _, in_leaf = _diff(pa(a.inputs, pair.ref), pa(b.inputs, pair.test))
-            if in_leaf is None:
-                return a.op
-            fallback = fallback or a.op
+            bad = [
+                i
+                for i, (x, y) in enumerate(zip(a.inputs, b.inputs, strict=False))
+                if _differ([x], [y], pair)
+            ]
+            if not bad:
+                return OpFound(a.op, b.module)
+            if fallback is None:
+                i = bad[0]
+                made = b.producers[i] if i < len(b.producers) else ""
+                fallback = OpFound(
+                    a.op,
+                    b.module,
+                    f"its input {i} already differs"
+                    + (f", made by {made}" if made else f", from outside {module!r}"),
+                )
         return fallback
 
 
+@dataclass
+class OpFound:
+    op: str
+    module: str
+    note: str = ""  # set when the op's inputs already differed
+
+
+def _item(t: torch.Tensor, p: Probe) -> torch.Tensor:
+    """Item ``p.pos``'s rows of ``t`` (batch dim 0, or n * k rows folded into dim 0)."""
+    if p.pos is None or t.dim() == 0:
+        return t
+    if t.shape[0] == p.n:
+        return t[p.pos]
+    if p.n > 1 and t.shape[0] % p.n == 0:
+        k = t.shape[0] // p.n
+        return t[p.pos * k : (p.pos + 1) * k]
+    return t
+
+
+def _aligned(a: torch.Tensor, pa: Probe, b: torch.Tensor, pb: Probe):
+    """The item's part of an op's tensor in both runs, with padded positions dropped
+    along every dim where one run has the padded length and the other the real one
+    (after a transpose the sequence dim moves; attention scores have two of them).
+    None when the two cannot be matched up."""
+    x, y = _item(a, pa), _item(b, pb)
+    for p, flip in ((pb, False), (pa, True)):
+        if p.where is None:
+            continue
+        u, v = (y, x) if not flip else (x, y)  # u: the padded run's part
+        n_real, top = len(p.where), int(p.where.max())
+        if u.dim() != v.dim():
+            return None
+        for d in range(u.dim()):
+            if u.shape[d] != v.shape[d] and v.shape[d] == n_real and u.shape[d] > top:
+                u = u.index_select(d, p.where)
+        x, y = (v, u) if not flip else (u, v)
+    if x.shape != y.shape or x.dtype != y.dtype:
+        return None
+    return x, y
+
+
+def _differ(xs: list[torch.Tensor], ys: list[torch.Tensor], pair: Pair) -> bool:
+    for a, b in zip(xs, ys, strict=False):
+        got = _aligned(a, pair.ref, b, pair.test)
+        if got is not None and not compare(*got).equal_bits:
+            return True
+    return False
+
+
+def _spacing(x: float, dtype: torch.dtype) -> float:
+    """The distance from |x| to the next float of ``dtype`` (one ULP at x)."""
+    t = torch.tensor(abs(x), dtype=dtype)
+    return float(torch.nextafter(t, torch.tensor(float("inf"), dtype=dtype)) - t)
+
+
+def _scale(a: list[tuple[str, torch.Tensor]], b: list[tuple[str, torch.Tensor]]):
+    """(largest |element|, ULP at it) over the leaves that differ, for the headline size."""
+    largest, ulp = 0.0, 0.0
+    for (_na, ta), (_nb, tb) in zip(a, b, strict=False):
+        if ta.shape != tb.shape or ta.dtype != tb.dtype or not ta.dtype.is_floating_point:
+            continue
+        if ta.numel() == 0 or compare(ta, tb).equal_bits:
+            continue
+        finite = ta[torch.isfinite(ta)]
+        m = float(finite.abs().max()) if finite.numel() else 0.0
+        if m >= largest:
+            largest, ulp = m, _spacing(m, ta.dtype)
+    return largest, ulp
+
+
 def _describe(
-    check: str,
     pair: Pair,
-    max_abs: float,
-    max_ulp: int,
+    size: Size,
     module: str | None,
-    op: str | None,
+    found: OpFound | None,
     cured: bool | None,
     rng: list,
 ) -> str:
-    s = f"{pair.what}: outputs differ by up to {max_abs:.3g} ({max_ulp} ulp)"
-    if module:
-        s += f"; first diverging module {module!r}" + (f" (op {op})" if op else "")
+    s = f"{pair.what}: {size.headline()}"
+    if module and not (found and found.module == module):
+        s += f"; first diverging module {module!r}"
+    if found:
+        s += f"; first op to compute a different value: {found.module} ({found.op})"
+        if found.note:
+            s += f", though {found.note}"
+    s += f"; per element up to {size.max_ulp} ulp"
     if cured is True:
         s += ". Cured by samebits.batch_invariant()."
     elif cured is False and rng:
@@ -302,14 +419,14 @@ def audit(
                 findings.extend(_environment(model, rng))
                 continue
             pairs = plan[check]
-            fail, max_abs, max_ulp, _ = aud.evaluate(pairs, progress)
+            fail, size, _ = aud.evaluate(pairs, progress)
             if fail is None:
                 findings.append(
                     Finding(check, True, detail=f"{len(pairs)} comparisons, all bit-identical")
                 )
                 continue
             pair, _leaf = fail
-            module, op, div = aud.locate(pair) if localize else (None, None, [])
+            module, found, div = aud.locate(pair) if localize else (None, None, [])
             cured = None
             if not in_mode:
                 with batch_invariant(on_unsupported="warn"):
@@ -320,13 +437,15 @@ def audit(
                 Finding(
                     check,
                     False,
-                    module,
-                    op,
-                    max_abs,
-                    max_ulp,
-                    _describe(check, pair, max_abs, max_ulp, module, op, cured, rng),
+                    found.module if found else module,
+                    found.op if found else None,
+                    size.max_abs,
+                    size.max_ulp,
+                    _describe(pair, size, module, found, cured, rng),
                     cured,
                     div,
+                    max_rel=size.max_rel,
+                    ulp_at_max=size.ulp_at_max,
                 )
             )
     finally:

@@ -35,6 +35,10 @@ class Finding:
     # data-pipeline findings: the likely cause, established by experiment, and its fix as code
     cause: str = ""
     fix: str = ""
+    # the headline size in the output's own scale: max abs over the largest element,
+    # and ULPs at that element (max_ulp, per element, can be huge near zero)
+    max_rel: float = 0.0
+    ulp_at_max: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -87,7 +91,7 @@ class AuditReport:
                 where += f" ({f.op})"
             cure = {True: "yes", False: "no", None: "-"}[f.cured_by_batch_invariant]
             size = (
-                f"{f.max_ulp} ulp"
+                f"{f.max_abs:.2g} ({f.ulp_at_max:.3g} ulp@max)"
                 if not f.passed
                 and f.check in CHECKS
                 and f.check not in ("stochastic", "environment")
@@ -216,7 +220,9 @@ def render_html(reports: list[tuple[str, AuditReport]]) -> str:
             )
             rows.append(
                 f"<tr class={cls}><td>{f.check}</td><td>{'pass' if f.passed else 'FAIL'}</td>"
-                f"<td>{'' if f.passed else f.max_ulp}</td><td>{'' if f.passed else f'{f.max_abs:.3g}'}</td>"
+                f"<td>{'' if f.passed or f.cause else f'{f.max_abs:.3g}'}</td>"
+                f"<td>{'' if f.passed or f.cause else f'{f.max_rel:.2g}'}</td>"
+                f"<td>{'' if f.passed or f.cause else f'{f.ulp_at_max:.3g}'}</td>"
                 f"<td>{where}</td><td>{cure}</td><td>{html.escape(f.detail)}"
                 + (f"<pre class=fix>{html.escape(f.fix)}</pre>" if f.fix else "")
                 + "</td></tr>"
@@ -234,7 +240,8 @@ def render_html(reports: list[tuple[str, AuditReport]]) -> str:
             f"<p class='verdict {'pass' if r.ok else 'fail'}'>{verdict}</p>"
             f"<p class=muted>{html.escape(r.model)} &middot; {r.items} items{mode} &middot; "
             f"fingerprint {html.escape(r.fingerprint_id)}</p>{_compared(r)}"
-            "<table><tr><th>check</th><th>verdict</th><th>max ulp</th><th>max abs</th>"
+            "<table><tr><th>check</th><th>verdict</th><th>max abs</th><th>relative to max |x|</th>"
+            "<th>ulp at max |x|</th>"
             "<th>first diverging module / op</th><th>cured by mode</th><th>detail</th></tr>"
             f"{''.join(rows)}</table>{plots}</section>"
         )
