@@ -110,21 +110,6 @@ def test_max_batches_limits_the_pass():
     assert r.ok and r.compared["batches"] == 2 and r.compared["items"] == 2 * P.BS
 
 
-def test_model_over_the_loader_in_one_report():
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(P.D, 4), torch.nn.Tanh()).eval()
-
-    def make(n):
-        ds = torch.utils.data.TensorDataset(P.base())
-        return torch.utils.data.DataLoader(
-            ds, batch_size=P.BS, num_workers=n, collate_fn=lambda b: torch.stack([x[0] for x in b])
-        )
-
-    r = samebits.audit_loader(make, workers=(0, 2), model=model)
-    checks = [f.check for f in r.findings]
-    assert checks[:2] == ["loader_repeat", "loader_workers"] and "batch_size" in checks
-
-
 @pytest.mark.parametrize(
     "kwargs,msg",
     [
