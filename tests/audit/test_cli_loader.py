@@ -39,6 +39,10 @@ def test_clean_loader_exit_0(here):
     assert p.returncode == 0, p.stderr
     assert "compared: 3 batches, 12 items per pass; num_workers 0, 2, 3" in p.stdout
     assert "all checks pass" in p.stdout
+    p = run(here, "--loader", "mypipe:clean", "--repeats", "3", "--seed", "5", "--json", "--quiet")
+    assert p.returncode == 0, p.stderr
+    c = json.loads(p.stdout)["compared"]
+    assert (c["repeats"], c["seed"], c["workers"]) == (3, 5, [0, 2])
 
 
 def test_findings_exit_1_with_json_and_html(here):
