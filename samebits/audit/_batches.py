@@ -5,6 +5,7 @@ and their items matched up whatever the order."""
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,13 +59,27 @@ def _tensor_rows(t: torch.Tensor) -> list[bytes]:
     return [_digest(head, raw[r].tobytes()) for r in range(t.shape[0])]
 
 
+def _object_bytes(x: Any) -> bytes:
+    """Bytes that stand for a non-tensor leaf: its pickle (a PIL image, a dataclass),
+    else its repr; a default repr holds the object's address, which changes per pass."""
+    if isinstance(x, _SCALARS):
+        return repr(x).encode()
+    try:
+        return pickle.dumps(x, protocol=4)
+    except Exception:  # noqa: BLE001 - unpicklable: the repr is all there is
+        return repr(x).encode()
+
+
 def _whole(x: Any) -> bytes:
     t = _as_tensor(x)
     if t is not None:
         head = f"{t.dtype}{tuple(t.shape)}".encode()
-        flat = t.contiguous().reshape(-1)
-        return _digest(head, flat.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return _digest(repr(x).encode())
+        try:
+            flat = t.contiguous().reshape(-1)
+            return _digest(head, flat.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        except (RuntimeError, TypeError, NotImplementedError):  # sparse, quantized, ...
+            return _digest(head, _object_bytes(t))
+    return _digest(_object_bytes(x))
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,12 @@ class BatchPrint:
 
 
 def fingerprint_batch(batch: Any) -> BatchPrint:
+    if isinstance(batch, (list, tuple)) and batch and all(isinstance(b, Mapping) for b in batch):
+        # uncollated items (collate_fn=list): one row per item
+        rows = tuple(
+            _digest(*(k.encode() + _whole(v) for k, v in leaves(item, ""))) for item in batch
+        )
+        return BatchPrint(len(batch), {"batch": rows}, rows)
     found = leaves(batch)
     rows = None
     for _, v in found:
@@ -91,7 +112,10 @@ def fingerprint_batch(batch: Any) -> BatchPrint:
     for path, v in found:
         t = _as_tensor(v)
         if t is not None and rows is not None and t.dim() >= 1 and t.shape[0] == rows:
-            cols[path] = tuple(_tensor_rows(t))
+            try:
+                cols[path] = tuple(_tensor_rows(t))
+            except (RuntimeError, TypeError, NotImplementedError):  # sparse, quantized, ...
+                cols[path] = tuple(_whole(t[r]) for r in range(rows))
             per_item.append(path)
         elif isinstance(v, list) and rows is not None and len(v) == rows:
             cols[path] = tuple(_digest(repr(x).encode()) for x in v)

@@ -45,8 +45,29 @@ def _seed_globals(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
+SNAPSHOT_LIMIT = 256 * 2**20  # bytes of arrays a dataset may hold and still be copied
+
+
+def _nbytes(x: Any, depth: int = 2) -> int:
+    if isinstance(x, torch.Tensor):
+        return x.numel() * x.element_size()
+    if hasattr(x, "nbytes") and hasattr(x, "dtype"):
+        return int(x.nbytes)
+    if depth and isinstance(x, dict):
+        return sum(_nbytes(v, depth - 1) for v in x.values())
+    if depth and isinstance(x, (list, tuple)):
+        return sum(_nbytes(v, depth - 1) for v in x[:1000])
+    if depth and hasattr(x, "__dict__"):
+        return _nbytes(vars(x), depth - 1)
+    return 0
+
+
 def _snapshot(dataset: Any) -> dict | None:
+    """A deep copy of the dataset's attributes, for the state experiments; None when
+    it cannot be copied, or holds too many arrays to copy cheaply."""
     try:
+        if _nbytes(vars(dataset)) > SNAPSHOT_LIMIT:
+            return None
         return copy.deepcopy(vars(dataset))
     except Exception:  # noqa: BLE001 - no snapshot, no state experiment
         return None
