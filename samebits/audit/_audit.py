@@ -3,7 +3,6 @@ fails, where it first diverges, by how much, and whether the mode cures it."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 
 from samebits._mode import batch_invariant, is_batch_invariant
+from samebits.audit._align import Size, differ, scale
 from samebits.audit._inputs import Items, accepts, call, item_part, make_items
 from samebits.audit._progress import Progress as _Progress
 from samebits.audit._report import CHECKS, AuditReport, Finding
@@ -30,36 +30,6 @@ class Probe:
     where: torch.Tensor | None = None
     threads: int | None = None
     label: str = ""
-
-
-@dataclass
-class Size:
-    """The worst difference over a check's comparisons, in the output's own scale:
-    max abs, max abs relative to the largest element, and ULPs at that element
-    (a per-element ULP count near zero is large and says little about size)."""
-
-    max_abs: float = 0.0
-    max_ulp: int = 0  # per element, the largest
-    max_rel: float = 0.0
-    ulp_at_max: float = 0.0
-    largest: float = 0.0
-
-    def add(self, max_abs: float, max_ulp: int, largest: float, ulp: float) -> None:
-        self.max_abs, self.max_ulp = max(self.max_abs, max_abs), max(self.max_ulp, max_ulp)
-        self.largest = max(self.largest, largest)
-        if largest > 0 and math.isfinite(max_abs):
-            self.max_rel = max(self.max_rel, max_abs / largest)
-        if ulp > 0 and math.isfinite(max_abs):
-            self.ulp_at_max = max(self.ulp_at_max, max_abs / ulp)
-
-    def headline(self) -> str:
-        if not math.isfinite(self.max_abs):
-            return f"outputs differ by up to {self.max_abs} (non-finite values differ)"
-        return (
-            f"outputs differ by up to {self.max_abs:.3g} "
-            f"({self.max_rel:.2g} of the largest element, |x| = {self.largest:.3g}: "
-            f"{self.ulp_at_max:.3g} ulp at that scale)"
-        )
 
 
 @dataclass
@@ -198,7 +168,7 @@ class _Auditor:
             c, a, u, leaf = _diff(pa, pb)
             comparable += c
             if leaf is not None:
-                size.add(a, u, *_scale(pa, pb))
+                size.add(a, u, *scale(pa, pb))
                 first_fail = first_fail or (pair, leaf)
         return first_fail, size, comparable
 
@@ -256,12 +226,12 @@ class _Auditor:
         for a, b in zip(ra, rb, strict=False):
             if a.op != b.op:
                 break
-            if not computes(a.op) or not _differ(a.outputs, b.outputs, pair):
+            if not computes(a.op) or not differ(a.outputs, b.outputs, pair):
                 continue
             bad = [
                 i
                 for i, (x, y) in enumerate(zip(a.inputs, b.inputs, strict=False))
-                if _differ([x], [y], pair)
+                if differ([x], [y], pair)
             ]
             if not bad:
                 return OpFound(a.op, b.module)
@@ -282,71 +252,6 @@ class OpFound:
     op: str
     module: str
     note: str = ""  # set when the op's inputs already differed
-
-
-def _item(t: torch.Tensor, p: Probe) -> torch.Tensor:
-    """Item ``p.pos``'s rows of ``t`` (batch dim 0, or n * k rows folded into dim 0)."""
-    if p.pos is None or t.dim() == 0:
-        return t
-    if t.shape[0] == p.n:
-        return t[p.pos]
-    if p.n > 1 and t.shape[0] % p.n == 0:
-        k = t.shape[0] // p.n
-        return t[p.pos * k : (p.pos + 1) * k]
-    return t
-
-
-def _aligned(a: torch.Tensor, pa: Probe, b: torch.Tensor, pb: Probe):
-    """The item's part of an op's tensor in both runs, with padded positions dropped
-    along every dim where one run has the padded length and the other the real one
-    (after a transpose the sequence dim moves; attention scores have two of them).
-    None when the two cannot be matched up."""
-    x, y = _item(a, pa), _item(b, pb)
-    for p, flip in ((pb, False), (pa, True)):
-        if p.where is None:
-            continue
-        u, v = (y, x) if not flip else (x, y)  # u: the padded run's part
-        n_real, top = len(p.where), int(p.where.max())
-        if u.dim() != v.dim():
-            return None
-        for d in range(u.dim()):
-            if u.shape[d] != v.shape[d] and v.shape[d] == n_real and u.shape[d] > top:
-                u = u.index_select(d, p.where)
-        x, y = (v, u) if not flip else (u, v)
-    if x.shape != y.shape or x.dtype != y.dtype:
-        return None
-    return x, y
-
-
-def _differ(xs: list[torch.Tensor], ys: list[torch.Tensor], pair: Pair) -> bool:
-    for a, b in zip(xs, ys, strict=False):
-        if a.shape == b.shape and a.dtype == b.dtype and compare(a, b).equal_bits:
-            continue  # the same tensor in both runs (a weight, or a batch that did not change)
-        got = _aligned(a, pair.ref, b, pair.test)
-        if got is not None and not compare(*got).equal_bits:
-            return True
-    return False
-
-
-def _spacing(x: float, dtype: torch.dtype) -> float:
-    """The distance from |x| to the next float of ``dtype`` (one ULP at x)."""
-    t = torch.tensor(abs(x), dtype=dtype)
-    return float(torch.nextafter(t, torch.tensor(float("inf"), dtype=dtype)) - t)
-
-
-def _scale(a: list[tuple[str, torch.Tensor]], b: list[tuple[str, torch.Tensor]]):
-    """(largest |element|, ULP at it) over the leaves that differ, for the headline size."""
-    largest, ulp = 0.0, 0.0
-    for (_na, ta), (_nb, tb) in zip(a, b, strict=False):
-        if ta.shape != tb.shape or ta.dtype != tb.dtype or not ta.dtype.is_floating_point:
-            continue
-        if ta.numel() == 0 or compare(ta, tb).equal_bits:
-            continue
-        finite = ta[torch.isfinite(ta)]
-        m = float(finite.abs().max()) if finite.numel() else 0.0
-        if m >= largest:
-            largest, ulp = m, _spacing(m, ta.dtype)
-    return largest, ulp
 
 
 def _describe(

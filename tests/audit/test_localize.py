@@ -86,15 +86,16 @@ def test_headline_size_is_in_the_outputs_scale():
 
 def test_a_weight_is_not_sliced_as_if_it_held_items():
     # a (1536, 384) weight divides into 6 "items" of 256 rows; it must still count as equal
-    from samebits.audit._audit import Pair, Probe, _differ
+    from samebits.audit._align import differ
+    from samebits.audit._audit import Pair, Probe
 
     w = torch.randn(1536, 384)
     pair = Pair(Probe(None, 6, 0), Probe(None, 6, 5), "position 0 vs 5")
-    assert not _differ([w], [w.clone()], pair)
+    assert not differ([w], [w.clone()], pair)
     x = torch.randn(1, 4).repeat(6, 1)  # every item the same
     y = x.clone()
     y[5] += 1  # item 5 of the test batch, the item compared, changed
-    assert _differ([x], [y], pair)
+    assert differ([x], [y], pair)
     y = x.clone()
     y[3] += 1  # another item changed: the whole tensors differ, the compared item does not
-    assert not torch.equal(x, y) and not _differ([x], [y], pair)
+    assert not torch.equal(x, y) and not differ([x], [y], pair)
