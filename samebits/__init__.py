@@ -8,7 +8,7 @@ See README.md for the guarantee table and docs/design.md for the reduction order
 
 from samebits._mode import NotInvariantWarning, batch_invariant, covered_ops, is_batch_invariant
 from samebits._native import native_info
-from samebits.audit import AuditReport, Finding, audit
+from samebits.audit import AuditReport, Finding, audit, audit_loader
 from samebits.errors import (
     AuditError,
     NativeBuildError,
@@ -40,6 +40,7 @@ __all__ = [
     "Verification",
     "__version__",
     "audit",
+    "audit_loader",
     "batch_invariant",
     "covered_ops",
     "deterministic",

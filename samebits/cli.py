@@ -23,14 +23,67 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if result["ok_invariant"] else EXIT_FINDINGS
 
 
+def _loader_factory(spec: str):
+    """``--loader package.module:factory`` -> the factory (modules in the current
+    directory are found, as ``python -m`` would)."""
+    import importlib
+    import os
+
+    mod_name, _, attr = spec.partition(":")
+    if not mod_name or not attr:
+        raise UsageError(
+            f"--loader {spec!r}: expected package.module:factory, a function taking num_workers"
+        )
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        factory = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(
+            f"--loader {spec!r}: cannot import {attr!r} from {mod_name!r} ({e})"
+        ) from e
+    if not callable(factory):
+        raise UsageError(
+            f"--loader {spec!r}: {attr!r} is not callable ({type(factory).__name__}); "
+            "give a function taking num_workers"
+        )
+    return factory
+
+
+def _workers(text: str) -> list[int]:
+    try:
+        counts = [int(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(w < 0 for w in counts):
+        raise UsageError(f"--workers {text!r}: expected worker counts >= 0 like 0,2")
+    return counts
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from samebits.audit import audit
+    from samebits.audit import audit, audit_loader
     from samebits.models import audit_target
 
+    if not args.model and not args.loader:
+        raise UsageError("give --model, --loader, or both")
     texts = _read_texts(args.input) if args.input else None
-    model, inputs, name = audit_target(args.model, texts)
-    report = audit(model, inputs, quiet=args.quiet)
-    report.model = name
+    model = inputs = name = None
+    if args.model:
+        model, inputs, name = audit_target(args.model, texts)
+    if args.loader:
+        report = audit_loader(
+            _loader_factory(args.loader),
+            workers=_workers(args.workers),
+            repeats=args.repeats,
+            max_batches=args.max_batches,
+            seed=args.seed,
+            model=model,
+            quiet=args.quiet,
+        )
+        report.model = args.loader + (f" -> {name}" if name else "")
+    else:
+        report = audit(model, inputs, quiet=args.quiet)
+        report.model = name
     if args.html:
         report.to_html(args.html)
     if args.json:
@@ -294,8 +347,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     aud.add_argument(
         "--model",
-        required=True,
-        help="minilm, a local HF model directory, or package.module:factory",
+        help="minilm, a local HF model directory, or package.module:factory; with --loader, "
+        "also audited on the loader's first batch",
+    )
+    aud.add_argument(
+        "--loader",
+        metavar="PKG.MOD:FACTORY",
+        help="audit a data pipeline: FACTORY(num_workers) returns a fresh DataLoader",
+    )
+    aud.add_argument("--workers", default="0,2", help="worker counts for --loader (default 0,2)")
+    aud.add_argument("--repeats", type=int, default=2, help="passes per worker count (default 2)")
+    aud.add_argument(
+        "--max-batches", type=int, default=None, help="compare at most this many batches a pass"
+    )
+    aud.add_argument(
+        "--seed", type=int, default=0, help="torch.manual_seed before each pass (default 0)"
     )
     aud.add_argument(
         "--input", metavar="FILE", help="texts, one per line (default: the demo texts)"

@@ -23,7 +23,7 @@ LIB_NAME = "libsamebits_kernels.so"
 
 # The ISA paths, worst to best. "amx" (batch-invariant, not portable) will be an
 # explicit choice after these; "auto" never picks a non-portable path.
-ISAS = ("portable", "avx2", "avx512")
+ISAS = ("portable", "avx2", "avx512", "avx512_bf16")
 
 # -ffp-contract=off: only explicit fma() / fmadd intrinsics fuse, identically on every
 # path. -fno-trapping-math and -fno-math-errno let GCC if-convert and vectorize;
@@ -42,10 +42,12 @@ BASE_FLAGS = (
     "-g0",
 )
 _AVX2 = ("-mavx", "-mavx2", "-mfma", "-mf16c")
+_AVX512 = _AVX2 + ("-mavx512f", "-mavx512dq", "-mavx512cd", "-mavx512bw", "-mavx512vl")
 ISA_FLAGS: dict[str, tuple[str, ...]] = {
     "portable": (),
     "avx2": _AVX2,
-    "avx512": _AVX2 + ("-mavx512f", "-mavx512dq", "-mavx512cd", "-mavx512bw", "-mavx512vl"),
+    "avx512": _AVX512,
+    "avx512_bf16": _AVX512 + ("-mavx512bf16",),
 }
 # CPU features (names from dispatch.c's bits) each path needs, the OS's register
 # state included
@@ -66,6 +68,7 @@ ISA_NEEDS: dict[str, tuple[str, ...]] = {
         "os_avx512",
     ),
 }
+ISA_NEEDS["avx512_bf16"] = ISA_NEEDS["avx512"] + ("avx512_bf16",)
 # The OpenMP runtime is not linked: the loader binds the GOMP symbols to the libgomp
 # torch already loaded, so one thread pool serves both (torch.set_num_threads sizes ours).
 LINK_FLAGS = ("-shared", "-lm")

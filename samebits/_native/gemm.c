@@ -215,6 +215,58 @@ typedef void (*wide_fn)(const float *, const float *, i64, float *, i64, int, co
 static const wide_fn WIDES[4] = {NULL, wide_1, wide_2, wide_3};
 static const int WIDE_NP[4] = {0, 4, 2, 2};
 
+#if defined(__AVX512F__)
+#define SB_ZMM 1
+/* AVX-512: six rows x two full 16-column panels, one zmm per row and panel, so twelve
+   independent FMA chains (a 16-column panel in one zmm gives only six). Per output the
+   operations of micro_rows / micro_lane exactly: C (or +0), one fma per k, + bias. */
+static void micro2_6(const float *ap, const float *bp0, const float *bp1, i64 kc, float *C0,
+                     float *C1, i64 ldc, int first, const float *bias0, const float *bias1) {
+    __m512 acc[GMR][2];
+    for (int r = 0; r < GMR; r++) {
+        acc[r][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(C0 + r * ldc);
+        acc[r][1] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(C1 + r * ldc);
+    }
+    for (i64 k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(bp0 + k * GNR), b1 = _mm512_loadu_ps(bp1 + k * GNR);
+        const float *a = ap + k * GMR;
+        for (int r = 0; r < GMR; r++) {
+            __m512 av = _mm512_set1_ps(a[r]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < GMR; r++) {
+        if (bias0) acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(bias0));
+        if (bias1) acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(bias1));
+        _mm512_storeu_ps(C0 + r * ldc, acc[r][0]);
+        _mm512_storeu_ps(C1 + r * ldc, acc[r][1]);
+    }
+}
+
+/* micro_lane's operations on two panels: A read in place, a[r * lda + 8k] */
+static void lane2_6(const float *a, i64 lda, const float *bp0, const float *bp1, i64 kc,
+                    float *C0, float *C1, int first) {
+    __m512 acc[GMR][2];
+    for (int r = 0; r < GMR; r++) {
+        acc[r][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(C0 + r * GNR);
+        acc[r][1] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(C1 + r * GNR);
+    }
+    for (i64 k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(bp0 + k * GNR), b1 = _mm512_loadu_ps(bp1 + k * GNR);
+        for (int r = 0; r < GMR; r++) {
+            __m512 av = _mm512_set1_ps(a[r * lda + 8 * k]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < GMR; r++) {
+        _mm512_storeu_ps(C0 + r * GNR, acc[r][0]);
+        _mm512_storeu_ps(C1 + r * GNR, acc[r][1]);
+    }
+}
+#endif
+
 /* Per-thread packing buffers, allocated once per thread and kept: a fresh
    allocation per call would cost page faults on every small product. */
 static _Thread_local float *tl_pack[3];
@@ -501,52 +553,94 @@ static void dot_packed(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i
                         pack_lanes((const char *)Ab, lda, dt, i0 + qq * GMR, h, GMR, k0, kc, K,
                                    pa + qq * GMR * 8 * D);
                     }
-                for (i64 pp = 0; pp < npan; pp++) {
-                    int w = (int)(nc - pp * GNR < GNR ? nc - pp * GNR : GNR);
+                for (i64 pp = 0; pp < npan;) {
+                    /* two column panels at once where the path has zmm and both are full */
+                    int two = 0;
+#ifdef SB_ZMM
+                    two = pp + 1 < npan && nc - (pp + 1) * GNR >= GNR;
+#endif
                     for (i64 qq = 0; qq < mpan; qq++) {
                         int h = (int)(mc - qq * GMR < GMR ? mc - qq * GMR : GMR);
-                        float *lb = lanes + (pp * mpan + qq) * 8 * GMR * GNR;
-                        if (direct) {
-                            const float *a = (const float *)Ab + (i0 + qq * GMR) * lda + k0;
-                            for (int l = 0; l < 8; l++)
-                                LANES[h](a + l, lda, pbk + pp * GNR * 8 * D + l * D * GNR,
-                                         (kc - l + 7) / 8, lb + l * GMR * GNR, first);
-                        } else {
-                            for (int l = 0; l < 8; l++)
-                                MICROS[h](pa + qq * GMR * 8 * D + l * D * GMR,
-                                          pbk + pp * GNR * 8 * D + l * D * GNR, D,
-                                          lb + l * GMR * GNR, GNR, GNR, first, NULL);
+                        for (int u = 0; u <= two; u++) {
+                            if (u == 1 && h == GMR) break; /* done together with u == 0 */
+                            i64 pu = pp + u;
+                            float *lb = lanes + (pu * mpan + qq) * 8 * GMR * GNR;
+                            const float *pbu = pbk + pu * GNR * 8 * D;
+#ifdef SB_ZMM
+                            if (two && h == GMR) {
+                                float *lb1 = lb + mpan * 8 * GMR * GNR;
+                                const float *pb1 = pbu + GNR * 8 * D;
+                                if (direct) {
+                                    const float *a = (const float *)Ab + (i0 + qq * GMR) * lda + k0;
+                                    for (int l = 0; l < 8; l++)
+                                        lane2_6(a + l, lda, pbu + l * D * GNR, pb1 + l * D * GNR,
+                                                (kc - l + 7) / 8, lb + l * GMR * GNR,
+                                                lb1 + l * GMR * GNR, first);
+                                } else {
+                                    for (int l = 0; l < 8; l++)
+                                        micro2_6(pa + qq * GMR * 8 * D + l * D * GMR,
+                                                 pbu + l * D * GNR, pb1 + l * D * GNR, D,
+                                                 lb + l * GMR * GNR, lb1 + l * GMR * GNR, GNR,
+                                                 first, NULL, NULL);
+                                }
+                                continue;
+                            }
+#endif
+                            if (direct) {
+                                const float *a = (const float *)Ab + (i0 + qq * GMR) * lda + k0;
+                                for (int l = 0; l < 8; l++)
+                                    LANES[h](a + l, lda, pbu + l * D * GNR, (kc - l + 7) / 8,
+                                             lb + l * GMR * GNR, first);
+                            } else {
+                                for (int l = 0; l < 8; l++)
+                                    MICROS[h](pa + qq * GMR * 8 * D + l * D * GMR, pbu + l * D * GNR,
+                                              D, lb + l * GMR * GNR, GNR, GNR, first, NULL);
+                            }
                         }
                         if (k0 + kc < K) continue;
                         /* last block: the lane tree while the lanes are in L1, 8 outputs
                            per vector, then + bias */
-                        for (int r = 0; r < h; r++)
-                            for (int v = 0; v < 2 && 8 * v < w; v++) {
-                                v8 L[8];
-                                for (int l = 0; l < 8; l++)
-                                    L[l] = v8_load(lb + l * GMR * GNR + r * GNR, 8 * v, F32);
-                                v8 x = v8_add(v8_add(v8_add(L[0], L[4]), v8_add(L[2], L[6])),
-                                              v8_add(v8_add(L[1], L[5]), v8_add(L[3], L[7])));
-                                int n = w - 8 * v < 8 ? w - 8 * v : 8;
-                                i64 j = j0 + pp * GNR + 8 * v;
-                                if (bias) x = v8_add(x, v8_load_n(bias, j, n, bdt));
-                                float *c = Cb + (i0 + qq * GMR + r) * ldc + j;
-                                if (n == 8) v8_store(c, x);
-                                else v8_store_n(c, x, n);
-                            }
+                        for (int u = 0; u <= two; u++) {
+                            i64 pu = pp + u;
+                            int w = (int)(nc - pu * GNR < GNR ? nc - pu * GNR : GNR);
+                            float *lb = lanes + (pu * mpan + qq) * 8 * GMR * GNR;
+                            for (int r = 0; r < h; r++)
+                                for (int v = 0; v < 2 && 8 * v < w; v++) {
+                                    v8 L[8];
+                                    for (int l = 0; l < 8; l++)
+                                        L[l] = v8_load(lb + l * GMR * GNR + r * GNR, 8 * v, F32);
+                                    v8 x = v8_add(v8_add(v8_add(L[0], L[4]), v8_add(L[2], L[6])),
+                                                  v8_add(v8_add(L[1], L[5]), v8_add(L[3], L[7])));
+                                    int n = w - 8 * v < 8 ? w - 8 * v : 8;
+                                    i64 j = j0 + pu * GNR + 8 * v;
+                                    if (bias) x = v8_add(x, v8_load_n(bias, j, n, bdt));
+                                    float *c = Cb + (i0 + qq * GMR + r) * ldc + j;
+                                    if (n == 8) v8_store(c, x);
+                                    else v8_store_n(c, x, n);
+                                }
+                        }
                     }
+                    pp += 1 + two;
                 }
             }
         }
     }
 }
 
-/* order 0: SEQ, any strides. order 1: DOT, needs ka == 1 and bk == 1. */
+#include "gemm_bf16.c"
+
+/* order 0: SEQ, any strides. order 1: DOT (float32) or PAIR (bfloat16), order 2:
+   DOT for either dtype (attention's scores); 1 and 2 need ka == 1 and bk == 1. */
 SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 bn, i64 sb,
             float *C, i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
             int dt, int order, int nthreads) {
     int th = threads_for(batch * M * N * K, nthreads);
-    if (order == 1) {
+    if (order == 1 && dt == BF16) {
+        if (ka != 1 || bk != 1) return -2;
+        return pair_gemm((const uint16_t *)A, lda, sa, (const uint16_t *)B, bn, sb, C, ldc, sc,
+                         batch, M, N, K, bias, bdt, th);
+    }
+    if (order == 1 || order == 2) {
         if (ka != 1 || bk != 1) return -2;
         int oom = 0;
         /* the in-place kernel also wins for narrow outputs of moderate height */
@@ -610,6 +704,26 @@ SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B,
                 for (; p < nc; p += GNR) {
                     int nr = (int)(nc - p < GNR ? nc - p : GNR);
                     const float *bp = pb + p * kc;
+#ifdef SB_ZMM
+                    if (p + 2 * GNR <= nc) { /* two full panels: six-row blocks in zmm */
+                        for (i64 q = 0; q < mc; q += GMR) {
+                            int mr = (int)(mc - q < GMR ? mc - q : GMR);
+                            float *c = Cb + (i0 + q) * ldc + j0 + p;
+                            const float *b0 = bias && last ? biasbuf + p : NULL;
+                            const float *b1 = bias && last ? biasbuf + p + GNR : NULL;
+                            if (mr == GMR) {
+                                micro2_6(pa + q * kc, bp, bp + GNR * kc, kc, c, c + GNR, ldc, first,
+                                         b0, b1);
+                            } else {
+                                MICROS[mr](pa + q * kc, bp, kc, c, ldc, GNR, first, b0);
+                                MICROS[mr](pa + q * kc, bp + GNR * kc, kc, c + GNR, ldc, GNR, first,
+                                           b1);
+                            }
+                        }
+                        p += GNR;
+                        continue;
+                    }
+#endif
                     for (i64 q = 0; q < mc; q += GMR) {
                         int mr = (int)(mc - q < GMR ? mc - q : GMR);
                         MICROS[mr](pa + q * kc, bp, kc, Cb + (i0 + q) * ldc + j0 + p, ldc, nr, first,

@@ -83,151 +83,86 @@ enum { U_GELU = 0, U_GELU_TANH, U_SILU, U_SIGMOID, U_EXP, U_TANH, U_RSQRT, U_ERF
    could not overlap enough of the next vector's to hide it: stepping four
    vectors side by side made gelu ~1.6x faster in L1. The lanes compute exactly
    what one vector does; nv changes the schedule, never an operation. */
-#define VC(x) _mm256_set1_ps(x)
-#define VSEL(c, a, b) _mm256_blendv_ps((b), (a), (c)) /* c ? a : b */
 #define UNV 4
 #define EACH for (int u = 0; u < nv; u++)
 #define AI static inline __attribute__((always_inline))
 
-/* -x (a sign flip, as C's unary minus; 0 - x would differ on zeros and NaN) */
-AI v8 fv_neg(v8 x) { return _mm256_xor_ps(x, VC(-0.0f)); }
+/* 8 lanes (ymm): fv_exp, fvn_unary, ... (attention.c uses fv_exp) */
+#define VT __m256
+#define VIT __m256i
+#define VF(op) _mm256_##op##_ps
+#define VI(op) _mm256_##op##_epi32
+#define VCASTI _mm256_castsi256_ps
+#define VC(x) _mm256_set1_ps(x)
+#define VCMP _mm256_cmp_ps
+#define VSEL(c, a, b) _mm256_blendv_ps((b), (a), (c)) /* c ? a : b */
+#define FV(name) fv_##name
+#define FVN(name) fvn_##name
+#include "unary_vec.h"
+#undef VT
+#undef VIT
+#undef VF
+#undef VI
+#undef VCASTI
+#undef VC
+#undef VCMP
+#undef VSEL
+#undef FV
+#undef FVN
 
-AI v8 fv_abs(v8 x) { return VSEL(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ), fv_neg(x), x); }
-
-AI void fvn_exp(const v8 *x, v8 *y, const int nv) {
-    v8 xc[UNV], n[UNV], r[UNV], p[UNV];
-    EACH xc[u] = VSEL(_mm256_cmp_ps(x[u], VC(-104.0f), _CMP_LT_OQ), VC(-104.0f),
-                      VSEL(_mm256_cmp_ps(x[u], VC(88.8f), _CMP_GT_OQ), VC(88.8f), x[u]));
-    EACH n[u] = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(xc[u], VC(1.44269504f)), VC(12582912.0f)),
-                              VC(12582912.0f));
-    EACH r[u] = _mm256_fmadd_ps(n[u], VC(-0.693145752f), xc[u]);
-    EACH r[u] = _mm256_fmadd_ps(n[u], VC(-1.42860677e-06f), r[u]);
-    EACH p[u] = _mm256_fmadd_ps(VC(1.0f / 5040.0f), r[u], VC(1.0f / 720.0f));
-    EACH p[u] = _mm256_fmadd_ps(p[u], r[u], VC(1.0f / 120.0f));
-    EACH p[u] = _mm256_fmadd_ps(p[u], r[u], VC(1.0f / 24.0f));
-    EACH p[u] = _mm256_fmadd_ps(p[u], r[u], VC(1.0f / 6.0f));
-    EACH p[u] = _mm256_fmadd_ps(p[u], r[u], VC(0.5f));
-    EACH p[u] = _mm256_fmadd_ps(p[u], r[u], VC(1.0f));
-    EACH p[u] = _mm256_fmadd_ps(p[u], r[u], VC(1.0f));
-    EACH {
-        __m256i ni = _mm256_cvttps_epi32(n[u]), n1 = _mm256_srai_epi32(ni, 1),
-                n2 = _mm256_sub_epi32(ni, n1);
-        v8 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
-        v8 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
-        v8 v = _mm256_mul_ps(_mm256_mul_ps(p[u], s1), s2);
-        v = VSEL(_mm256_cmp_ps(x[u], VC(88.72283f), _CMP_GT_OQ), VC(INFINITY), v);
-        v = VSEL(_mm256_cmp_ps(x[u], VC(-103.97f), _CMP_LT_OQ), _mm256_setzero_ps(), v);
-        y[u] = VSEL(_mm256_cmp_ps(x[u], x[u], _CMP_NEQ_UQ), x[u], v);
-    }
-}
-
-AI v8 fv_exp(v8 x) {
-    v8 y;
-    fvn_exp(&x, &y, 1);
-    return y;
-}
-
-AI void fvn_expm1(const v8 *x, v8 *y, const int nv) {
-    v8 p[UNV], big[UNV];
-    fvn_exp(x, big, nv);
-    EACH p[u] = _mm256_fmadd_ps(VC(1.0f / 40320.0f), x[u], VC(1.0f / 5040.0f));
-    EACH p[u] = _mm256_fmadd_ps(p[u], x[u], VC(1.0f / 720.0f));
-    EACH p[u] = _mm256_fmadd_ps(p[u], x[u], VC(1.0f / 120.0f));
-    EACH p[u] = _mm256_fmadd_ps(p[u], x[u], VC(1.0f / 24.0f));
-    EACH p[u] = _mm256_fmadd_ps(p[u], x[u], VC(1.0f / 6.0f));
-    EACH p[u] = _mm256_fmadd_ps(p[u], x[u], VC(0.5f));
-    EACH {
-        v8 small = _mm256_fmadd_ps(_mm256_mul_ps(x[u], x[u]), p[u], x[u]);
-        v8 b = _mm256_sub_ps(big[u], VC(1.0f));
-        v8 r = VSEL(_mm256_cmp_ps(x[u], VC(0.3f), _CMP_LT_OQ), small, b);
-        y[u] = VSEL(_mm256_cmp_ps(x[u], VC(-0.3f), _CMP_GT_OQ), r, b);
-    }
-}
-
-AI void fvn_tanh(const v8 *x, v8 *y, const int nv) {
-    v8 a[UNV], e[UNV];
-    EACH a[u] = fv_abs(x[u]);
-    EACH e[u] = _mm256_mul_ps(VC(2.0f), VSEL(_mm256_cmp_ps(a[u], VC(10.0f), _CMP_GT_OQ), VC(10.0f), a[u]));
-    fvn_expm1(e, e, nv);
-    EACH {
-        v8 t = _mm256_div_ps(e[u], _mm256_add_ps(e[u], VC(2.0f)));
-        t = VSEL(_mm256_cmp_ps(a[u], VC(9.1f), _CMP_GT_OQ), VC(1.0f), t);
-        t = VSEL(_mm256_cmp_ps(x[u], _mm256_setzero_ps(), _CMP_LT_OQ), fv_neg(t), t);
-        y[u] = VSEL(_mm256_cmp_ps(x[u], x[u], _CMP_NEQ_UQ), x[u], t);
-    }
-}
-
-AI void fvn_erfc(const v8 *z, v8 *y, const int nv) {
-    v8 a[UNV], t[UNV], p[UNV], e[UNV];
-    EACH a[u] = fv_abs(z[u]);
-    EACH t[u] = _mm256_div_ps(VC(1.0f), _mm256_fmadd_ps(VC(0.5f), a[u], VC(1.0f)));
-    EACH p[u] = _mm256_fmadd_ps(t[u], VC(0.17087277f), VC(-0.82215223f));
-    EACH p[u] = _mm256_fmadd_ps(t[u], p[u], VC(1.48851587f));
-    EACH p[u] = _mm256_fmadd_ps(t[u], p[u], VC(-1.13520398f));
-    EACH p[u] = _mm256_fmadd_ps(t[u], p[u], VC(0.27886807f));
-    EACH p[u] = _mm256_fmadd_ps(t[u], p[u], VC(-0.18628806f));
-    EACH p[u] = _mm256_fmadd_ps(t[u], p[u], VC(0.09678418f));
-    EACH p[u] = _mm256_fmadd_ps(t[u], p[u], VC(0.37409196f));
-    EACH p[u] = _mm256_fmadd_ps(t[u], p[u], VC(1.00002368f));
-    EACH e[u] = _mm256_fmadd_ps(fv_neg(a[u]), a[u], _mm256_fmadd_ps(t[u], p[u], VC(-1.26551223f)));
-    fvn_exp(e, e, nv);
-    EACH {
-        v8 r = _mm256_mul_ps(t[u], e[u]);
-        r = VSEL(_mm256_cmp_ps(z[u], _mm256_setzero_ps(), _CMP_GE_OQ), r, _mm256_sub_ps(VC(2.0f), r));
-        y[u] = VSEL(_mm256_cmp_ps(z[u], z[u], _CMP_NEQ_UQ), z[u], r);
-    }
-}
-
-AI void fvn_unary(const v8 *x, v8 *y, const int op, const int nv) {
-    v8 w[UNV];
-    switch (op) {
-    case U_GELU:
-        EACH w[u] = _mm256_mul_ps(x[u], VC(-0.707106781f));
-        fvn_erfc(w, w, nv);
-        EACH y[u] = _mm256_mul_ps(_mm256_mul_ps(VC(0.5f), x[u]), w[u]);
-        break;
-    case U_GELU_TANH:
-        EACH w[u] = _mm256_mul_ps(
-            VC(0.797884561f),
-            _mm256_fmadd_ps(_mm256_mul_ps(VC(0.044715f), x[u]), _mm256_mul_ps(x[u], x[u]), x[u]));
-        fvn_tanh(w, w, nv);
-        EACH y[u] = _mm256_mul_ps(_mm256_mul_ps(VC(0.5f), x[u]), _mm256_add_ps(VC(1.0f), w[u]));
-        break;
-    case U_SILU:
-    case U_SIGMOID:
-        EACH w[u] = fv_neg(x[u]);
-        fvn_exp(w, w, nv);
-        EACH y[u] = _mm256_div_ps(op == U_SILU ? x[u] : VC(1.0f), _mm256_add_ps(VC(1.0f), w[u]));
-        break;
-    case U_EXP:
-        fvn_exp(x, y, nv);
-        break;
-    case U_TANH:
-        fvn_tanh(x, y, nv);
-        break;
-    case U_RSQRT:
-        EACH y[u] = _mm256_div_ps(VC(1.0f), _mm256_sqrt_ps(x[u]));
-        break;
-    default: /* U_ERF */
-        fvn_erfc(x, w, nv);
-        EACH y[u] = _mm256_sub_ps(VC(1.0f), w[u]);
-    }
-}
+#ifdef __AVX512F__
+/* 16 lanes (zmm): fw_exp, fwn_unary, ... */
+#define VT __m512
+#define VIT __m512i
+#define VF(op) _mm512_##op##_ps
+#define VI(op) _mm512_##op##_epi32
+#define VCASTI _mm512_castsi512_ps
+#define VC(x) _mm512_set1_ps(x)
+#define VCMP _mm512_cmp_ps_mask
+#define VSEL(c, a, b) _mm512_mask_blend_ps((c), (b), (a)) /* c ? a : b */
+#define FV(name) fw_##name
+#define FVN(name) fwn_##name
+#include "unary_vec.h"
+#undef VT
+#undef VIT
+#undef VF
+#undef VI
+#undef VCASTI
+#undef VC
+#undef VCMP
+#undef VSEL
+#undef FV
+#undef FVN
+#endif
 
 /* src -> dst (may be the same) through the vector path, UNV vectors at a time,
-   then single vectors; the tail is padded, not scalar */
+   then single vectors; the tail is padded, not scalar. The widest vectors the path
+   has: 16 lanes on AVX-512, 8 on AVX2. */
+#ifdef __AVX512F__
+#define UW 16
+#define UVT __m512
+#define ULOAD _mm512_loadu_ps
+#define USTORE _mm512_storeu_ps
+#define UN(name) fwn_##name
+#else
+#define UW 8
+#define UVT __m256
+#define ULOAD _mm256_loadu_ps
+#define USTORE _mm256_storeu_ps
+#define UN(name) fvn_##name
+#endif
 #define UNARY_CASE(OP)                                                                             \
     case OP:                                                                                       \
-        for (; i + 8 * UNV <= n; i += 8 * UNV) {                                                   \
-            v8 x[UNV];                                                                             \
-            for (int u = 0; u < UNV; u++) x[u] = _mm256_loadu_ps(src + i + 8 * u);                 \
-            fvn_unary(x, x, OP, UNV);                                                              \
-            for (int u = 0; u < UNV; u++) _mm256_storeu_ps(dst + i + 8 * u, x[u]);                 \
+        for (; i + UW * UNV <= n; i += UW * UNV) {                                                 \
+            UVT x[UNV];                                                                            \
+            for (int u = 0; u < UNV; u++) x[u] = ULOAD(src + i + UW * u);                          \
+            UN(unary)(x, x, OP, UNV);                                                              \
+            for (int u = 0; u < UNV; u++) USTORE(dst + i + UW * u, x[u]);                          \
         }                                                                                          \
-        for (; i + 8 <= n; i += 8) {                                                               \
-            v8 x = _mm256_loadu_ps(src + i);                                                       \
-            fvn_unary(&x, &x, OP, 1);                                                              \
-            _mm256_storeu_ps(dst + i, x);                                                          \
+        for (; i + UW <= n; i += UW) {                                                             \
+            UVT x = ULOAD(src + i);                                                                \
+            UN(unary)(&x, &x, OP, 1);                                                              \
+            USTORE(dst + i, x);                                                                    \
         }                                                                                          \
         break;
 static void unary_block(const float *src, float *dst, int n, int op) {
@@ -243,14 +178,20 @@ static void unary_block(const float *src, float *dst, int n, int op) {
         UNARY_CASE(U_ERF)
     }
     if (i < n) {
-        float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        float t[UW] = {0};
         memcpy(t, src + i, (size_t)(n - i) * 4);
-        v8 x = _mm256_loadu_ps(t);
-        fvn_unary(&x, &x, op, 1);
-        _mm256_storeu_ps(t, x);
+        UVT x = ULOAD(t);
+        UN(unary)(&x, &x, op, 1);
+        USTORE(t, x);
         memcpy(dst + i, t, (size_t)(n - i) * 4);
     }
 }
+#undef UNARY_CASE
+#undef UW
+#undef UVT
+#undef ULOAD
+#undef USTORE
+#undef UN
 #undef EACH
 #undef AI
 #endif

@@ -4,7 +4,6 @@ fails, where it first diverges, by how much, and whether the mode cures it."""
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +11,11 @@ from typing import Any
 import torch
 
 from samebits._mode import batch_invariant, is_batch_invariant
+from samebits.audit._align import Size, differ, scale
 from samebits.audit._inputs import Items, accepts, call, item_part, make_items
+from samebits.audit._progress import Progress as _Progress
 from samebits.audit._report import CHECKS, AuditReport, Finding
-from samebits.audit._trace import find_rng, record_modules, trace_ops
+from samebits.audit._trace import computes, find_rng, record_modules, trace_ops
 from samebits.errors import AuditError
 from samebits.record.compare import compare
 
@@ -36,28 +37,6 @@ class Pair:
     ref: Probe
     test: Probe
     what: str
-
-
-class _Progress:
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.bar = None
-        if not quiet and sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(
-                    total=total, desc="samebits audit", unit="run", file=sys.stderr, leave=False
-                )
-            except ImportError:
-                pass
-
-    def step(self, n: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _parts(leaves: list[tuple[str, torch.Tensor]], p: Probe) -> list[tuple[str, torch.Tensor]]:
@@ -177,7 +156,7 @@ class _Auditor:
     def evaluate(self, pairs: list[Pair], progress: _Progress):
         """First failing pair and the size of the worst difference over all pairs."""
         cache: dict[int, list] = {}
-        worst_abs, worst_ulp, first_fail, comparable = 0.0, 0, None, 0
+        size, first_fail, comparable = Size(), None, 0
         for pair in pairs:
             if id(pair.ref) not in cache or pair.ref is pair.test:
                 cache[id(pair.ref)] = self.run(pair.ref)
@@ -185,12 +164,13 @@ class _Auditor:
             ref = cache[id(pair.ref)]
             test = self.run(pair.test)
             progress.step()
-            c, a, u, leaf = _diff(_parts(ref, pair.ref), _parts(test, pair.test))
+            pa, pb = _parts(ref, pair.ref), _parts(test, pair.test)
+            c, a, u, leaf = _diff(pa, pb)
             comparable += c
             if leaf is not None:
-                worst_abs, worst_ulp = max(worst_abs, a), max(worst_ulp, u)
+                size.add(a, u, *scale(pa, pb))
                 first_fail = first_fail or (pair, leaf)
-        return first_fail, worst_abs, worst_ulp, comparable
+        return first_fail, size, comparable
 
     # -- localization ---------------------------------------------------------
     def _module_parts(self, p: Probe):
@@ -204,7 +184,8 @@ class _Auditor:
             torch.set_num_threads(before)
         return [(c.name, _parts([(c.name, t) for t in c.outputs], p)) for c in calls]
 
-    def locate(self, pair: Pair) -> tuple[str | None, str | None, list[dict[str, Any]]]:
+    def locate(self, pair: Pair):
+        """(first diverging module, the op found in it or None, per-module divergence)."""
         if not isinstance(self.model, torch.nn.Module):
             return None, None, []
         ref, test = self._module_parts(pair.ref), self._module_parts(pair.test)
@@ -223,7 +204,11 @@ class _Auditor:
         op = self.locate_op(pair, first) if first else None
         return first, op, divergence
 
-    def locate_op(self, pair: Pair, module: str) -> str | None:
+    def locate_op(self, pair: Pair, module: str) -> OpFound | None:
+        """The first op inside ``module`` that computes (views, reshapes and copies
+        do not) whose output differs while its inputs match. Failing that, the first
+        computing op whose output differs, with the input that already differed."""
+
         def ops(p: Probe):
             before = torch.get_num_threads()
             if p.threads:
@@ -241,33 +226,50 @@ class _Auditor:
         for a, b in zip(ra, rb, strict=False):
             if a.op != b.op:
                 break
-
-            def pa(ts, p, name=a.op):
-                return _parts([(name, t) for t in ts], p)
-
-            _, _, _, out_leaf = _diff(pa(a.outputs, pair.ref), pa(b.outputs, pair.test))
-            if out_leaf is None:
+            if not computes(a.op) or not differ(a.outputs, b.outputs, pair):
                 continue
-            _, _, _, in_leaf = _diff(pa(a.inputs, pair.ref), pa(b.inputs, pair.test))
-            if in_leaf is None:
-                return a.op
-            fallback = fallback or a.op
+            bad = [
+                i
+                for i, (x, y) in enumerate(zip(a.inputs, b.inputs, strict=False))
+                if differ([x], [y], pair)
+            ]
+            if not bad:
+                return OpFound(a.op, b.module)
+            if fallback is None:
+                i = bad[0]
+                made = b.producers[i] if i < len(b.producers) else ""
+                fallback = OpFound(
+                    a.op,
+                    b.module,
+                    f"its input {i} already differs"
+                    + (f", made by {made}" if made else f", from outside {module!r}"),
+                )
         return fallback
 
 
+@dataclass
+class OpFound:
+    op: str
+    module: str
+    note: str = ""  # set when the op's inputs already differed
+
+
 def _describe(
-    check: str,
     pair: Pair,
-    max_abs: float,
-    max_ulp: int,
+    size: Size,
     module: str | None,
-    op: str | None,
+    found: OpFound | None,
     cured: bool | None,
     rng: list,
 ) -> str:
-    s = f"{pair.what}: outputs differ by up to {max_abs:.3g} ({max_ulp} ulp)"
-    if module:
-        s += f"; first diverging module {module!r}" + (f" (op {op})" if op else "")
+    s = f"{pair.what}: {size.headline()}"
+    if module and not (found and found.module == module):
+        s += f"; first diverging module {module!r}"
+    if found:
+        s += f"; first op to compute a different value: {found.module} ({found.op})"
+        if found.note:
+            s += f", though {found.note}"
+    s += f"; per element up to {size.max_ulp} ulp"
     if cured is True:
         s += ". Cured by samebits.batch_invariant()."
     elif cured is False and rng:
@@ -324,14 +326,14 @@ def audit(
                 findings.extend(_environment(model, rng))
                 continue
             pairs = plan[check]
-            fail, max_abs, max_ulp, _ = aud.evaluate(pairs, progress)
+            fail, size, _ = aud.evaluate(pairs, progress)
             if fail is None:
                 findings.append(
                     Finding(check, True, detail=f"{len(pairs)} comparisons, all bit-identical")
                 )
                 continue
             pair, _leaf = fail
-            module, op, div = aud.locate(pair) if localize else (None, None, [])
+            module, found, div = aud.locate(pair) if localize else (None, None, [])
             cured = None
             if not in_mode:
                 with batch_invariant(on_unsupported="warn"):
@@ -342,13 +344,15 @@ def audit(
                 Finding(
                     check,
                     False,
-                    module,
-                    op,
-                    max_abs,
-                    max_ulp,
-                    _describe(check, pair, max_abs, max_ulp, module, op, cured, rng),
+                    found.module if found else module,
+                    found.op if found else None,
+                    size.max_abs,
+                    size.max_ulp,
+                    _describe(pair, size, module, found, cured, rng),
                     cured,
                     div,
+                    max_rel=size.max_rel,
+                    ulp_at_max=size.ulp_at_max,
                 )
             )
     finally:

@@ -141,27 +141,85 @@ def record_modules(model: torch.nn.Module):
             h.remove()
 
 
+# ops that move, view or copy numbers but compute none: never "the op that diverged"
+MOVES = {
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "_reshape_alias",
+    "transpose",
+    "t",
+    "permute",
+    "expand",
+    "contiguous",
+    "clone",
+    "copy",
+    "copy_",
+    "_to_copy",
+    "to",
+    "detach",
+    "alias",
+    "lift_fresh",
+    "slice",
+    "select",
+    "unsqueeze",
+    "squeeze",
+    "flatten",
+    "unflatten",
+    "split",
+    "split_with_sizes",
+    "chunk",
+    "unbind",
+    "narrow",
+    "as_strided",
+}
+
+
+def computes(op: str) -> bool:
+    """Whether an aten op (``aten::name`` or ``aten::name.overload``) computes values."""
+    return op.split("::")[-1].split(".")[0] not in MOVES
+
+
+def _key(t: torch.Tensor):
+    try:
+        return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride())
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
 @dataclass
 class OpCall:
     op: str
     inputs: list[torch.Tensor]
     outputs: list[torch.Tensor]
+    module: str = ""  # the innermost module running when the op ran
+    producers: list[str] = field(default_factory=list)  # per input: "op in 'module'" or ""
 
 
 class _OpMode(TorchDispatchMode):
-    """Records aten ops while the flag ``active[0]`` is set (inside one module)."""
+    """Records aten ops while the flag ``active[0]`` is set (inside one module), and
+    for every op which op and module produced each tensor (so an input that already
+    differs can be traced to where it came from)."""
 
-    def __init__(self, active: list[bool]) -> None:
+    def __init__(self, active: list[bool], stack: list[str]) -> None:
         super().__init__()
-        self.active, self.calls = active, []
+        self.active, self.stack, self.calls = active, stack, []
+        self.made: dict = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        name = func._schema.name if hasattr(func, "_schema") else str(func)
+        where = self.stack[-1] if self.stack else "<root>"
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
         if self.active[0]:
-            name = func._schema.name if hasattr(func, "_schema") else str(func)
-            ins = [a.detach().clone() for a in args if isinstance(a, torch.Tensor)]
+            ins = [a.detach().clone() for a in tensors]
             outs = [t.detach().clone() for _, t in leaves(out)]
-            self.calls.append(OpCall(name, ins, outs))
+            made = [self.made.get(_key(a), "") for a in tensors]
+            self.calls.append(OpCall(name, ins, outs, where, made))
+        for _, t in leaves(out):
+            k = _key(t)
+            if k is not None:
+                self.made[k] = f"{name} in {where!r}"
         return out
 
 
@@ -180,12 +238,16 @@ def trace_ops(model: torch.nn.Module, module_name: str, run) -> list[OpCall]:
         if active[0]:
             active[0], seen[0] = False, True
 
+    stack: list[str] = []
+    handles = _module_stack_hooks(model, stack)
     h1, h2 = target.register_forward_pre_hook(pre), target.register_forward_hook(post)
-    mode = _OpMode(active)
+    mode = _OpMode(active, stack)
     try:
         with mode:
             run()
     finally:
         h1.remove()
         h2.remove()
+        for h in handles:
+            h.remove()
     return mode.calls

@@ -138,7 +138,7 @@ def _unfused(query, key, value, mask, is_causal, scale, batch, rep):
     q = query.expand(*batch, L, D).reshape(-1, L, D)  # (B*, L, D)
     k = key.expand(*batch, S, D).reshape(-1, S, D).contiguous()  # (B*, S, D), D unit-stride
     v = value.expand(*batch, S, value.size(-1)).reshape(-1, S, value.size(-1))  # (B*, S, Dv)
-    s = bmm_f32(q, k.transpose(-1, -2), order="dot")  # (B*, L, S)
+    s = bmm_f32(q, k.transpose(-1, -2), order="lanes")  # (B*, L, S): the kernel's DOT lanes
     s = s * scale
     if is_causal:
         mask = torch.ones(L, S, dtype=torch.bool).tril()

@@ -4,13 +4,16 @@ Reduction order over K, for output (i, j), is chosen by the layout of B alone,
 which never depends on M or on padding:
 
 * B K-contiguous (weights in ``x @ W.T``, keys in ``q @ k.T``): **DOT** order,
-  eight fused-multiply-add lanes over k = l, l+8, ... then a fixed lane tree.
+  eight fused-multiply-add lanes over k = l, l+8, ... then a fixed lane tree;
+  in bfloat16 the **PAIR** order instead, the one AVX512_BF16's VDPBF16PS computes:
+  sixteen lanes over pairs of k, two FMAs per pair (odd k first) with denormals
+  flushed, then a fixed lane tree. CPUs without the instruction emulate it to the bit.
 * otherwise (``p @ v``, ``x @ W`` with W of shape (K, N)): **SEQ** order, one
   fused multiply-add per k in increasing k. Zero terms (masked keys, padding
   along K) add nothing, so attention written as matmuls stays padding-invariant.
 
 Threads split the output tiles only; K is never split. Accumulation is float32;
-bfloat16 / float16 inputs are read exactly and the result is rounded once.
+bfloat16 / float16 inputs are read exactly and the result is rounded once to the dtype.
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ def bmm_f32(
 
     Strides are passed through as they are (batch stride 0 broadcasts); the kernel
     packs blocks of both operands itself, so weights are never copied. ``order``
-    forces "dot" or "seq"; by default B's layout decides (see uses_dot_order).
+    forces "dot", "seq" or "lanes"; by default B's layout decides (see uses_dot_order).
+    In bfloat16, "dot" is the PAIR order (VDPBF16PS's, see gemm_bf16.c) and "lanes"
+    the eight-lane float32 DOT order that the fused attention kernel's scores use;
+    in float32 the two are the same.
     ``bias`` (N,) is added in the epilogue: one float add per output, as ``acc + bias``.
     """
     batch, M, K = a.shape
@@ -48,7 +54,9 @@ def bmm_f32(
         return out
     if K == 0:
         return out.zero_()
-    dot = uses_dot_order(b) if order is None else order == "dot"
+    if order not in (None, "dot", "seq", "lanes"):
+        raise ValueError(f"order must be 'dot', 'seq' or 'lanes', not {order!r}")
+    dot = uses_dot_order(b) if order is None else order != "seq"
     a, dt = native_view(a)
     b, dtb = native_view(b)
     if dt != dtb:
@@ -79,7 +87,7 @@ def bmm_f32(
         bias_ptr,
         bias_dt,
         dt,
-        1 if dot else 0,
+        (2 if order == "lanes" else 1) if dot else 0,
         _native.nthreads(),
     )
     _check_status(status)

@@ -110,6 +110,7 @@ def test_json_schema():
         "items",
         "batch_invariant",
         "fingerprint_id",
+        "compared",
         "findings",
     }
     assert d["schema"] == "samebits-audit/1" and d["items"] == 6 and d["ok"] is False
@@ -124,6 +125,10 @@ def test_json_schema():
             "detail",
             "cured_by_batch_invariant",
             "divergence",
+            "cause",
+            "fix",
+            "max_rel",
+            "ulp_at_max",
         }
         assert (
             f["check"] in samebits.audit.__globals__["CHECKS"]

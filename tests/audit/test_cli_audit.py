@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import samebits
+from samebits.audit._trace import computes
 from samebits.models import SentenceEmbedder, load_sentence_model, tokenize_for
 
 EXE = [sys.executable, "-m", "samebits.cli"]
@@ -39,6 +40,10 @@ def test_minilm_padding_is_found_localized_and_cured():
         and pad.cured_by_batch_invariant is True
     )
     assert pad.divergence and pad.divergence[0]["module"].startswith("st.0.model.embeddings")
+    # the op named computes (not a view after it), and the size is in the output's scale
+    assert pad.op and computes(pad.op) and pad.module.startswith("st.0.model.encoder.layer.0.")
+    assert f"first op to compute a different value: {pad.module} ({pad.op})" in pad.detail
+    assert "of the largest element" in pad.detail and 0 < pad.ulp_at_max <= pad.max_ulp
     with samebits.batch_invariant():
         assert samebits.audit(model, inputs, checks=["padding", "batch_size", "batch_position"]).ok
 
@@ -93,7 +98,7 @@ def test_quiet_prints_nothing(factory):
         (["audit", "--model", "nosuch.module:make"], "cannot import"),
         (["audit", "--model", "auditmods:not_a_pair"], "must return (model, inputs)"),
         (["audit", "--model", "minilm", "--input", "/no/such/file.txt"], "cannot read --input"),
-        (["audit"], "the following arguments are required: --model"),
+        (["audit"], "give --model, --loader, or both"),
     ],
 )
 def test_usage_errors_exit_2(factory, args, msg):
@@ -118,6 +123,9 @@ def test_demo_prints_before_and_after_and_writes_html(tmp_path):
     out = p.stdout
     assert "audit without the mode:" in out and "audit under samebits.batch_invariant():" in out
     assert "padding         FAIL" in out
+    pad = next(line for line in out.splitlines() if line.startswith("- padding: "))
+    op = pad.split("first op to compute a different value: ", 1)[1].split(")")[0].split("(")[1]
+    assert computes(op) and "ulp at that scale" in pad and "of the largest element" in pad
     assert "texts whose bits change when batched" in out and " 0/24" in out
     page = (tmp_path / "demo.html").read_text()
     assert "Without the mode" in page and "Under samebits.batch_invariant()" in page

@@ -10,7 +10,6 @@ import torch
 
 from samebits import _native
 
-
 PROVIDER = """
 import ctypes, os, torch
 from samebits import _native

@@ -1,0 +1,120 @@
+"""bfloat16 linear under the mode computes the PAIR order (VDPBF16PS's, gemm_bf16.c):
+checked against an exact rational model of that order, and every kernel path (the
+instruction itself where the CPU has AVX512_BF16, emulations elsewhere) against each
+other on operands chosen to hit denormals, underflow, overflow, signed zeros and tails."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import samebits
+from samebits import _native
+
+TINY = Fraction(1, 2**126)  # the smallest normal float32
+HUGE = Fraction(2**128) - Fraction(2**104)  # the largest float32
+
+
+def f32(x: Fraction) -> Fraction | float:
+    """x rounded to float32, nearest-even on 24 bits with no exponent floor, then FTZ:
+    results below the smallest normal become zero (after rounding, as x86 does)."""
+    if x == 0:
+        return Fraction(0)
+    sign, m = (-1 if x < 0 else 1), abs(x)
+    e = m.numerator.bit_length() - m.denominator.bit_length()
+    e += 1 if m >= Fraction(2) ** e * 2 else 0
+    e -= 1 if m < Fraction(2) ** e else 0  # 2**e <= m < 2**(e+1)
+    scaled = m / Fraction(2) ** (e - 23)  # in [2**23, 2**24)
+    q, r = divmod(scaled.numerator, scaled.denominator)
+    if 2 * r > scaled.denominator or (2 * r == scaled.denominator and q % 2):
+        q += 1
+    v = q * Fraction(2) ** (e - 23)
+    if v < TINY:
+        return -0.0 if sign < 0 else 0.0
+    if v > HUGE:
+        return sign * float("inf")
+    return sign * v
+
+
+def daz(x: float) -> Fraction:
+    return Fraction(0) if x == 0 or abs(x) < 2.0**-126 else Fraction(x)
+
+
+def pair_dot(a: list[float], b: list[float]) -> float:
+    """The PAIR order of gemm_bf16.c, exactly: 16 lanes over pairs, odd element first,
+    one rounding per fma, DAZ/FTZ, then the lane tree."""
+    k = len(a)
+    pad = -k % 32
+    a, b = a + [0.0] * pad, b + [0.0] * pad
+    lanes: list[Fraction | float] = [Fraction(0)] * 16
+    for t in range(0, len(a), 32):
+        for lane in range(16):
+            for idx in (t + 2 * lane + 1, t + 2 * lane):
+                acc = lanes[lane]
+                lanes[lane] = f32(daz(a[idx]) * daz(b[idx]) + Fraction(acc))
+    add = lambda x, y: f32(Fraction(x) + Fraction(y))  # noqa: E731
+    h = [add(lanes[i], lanes[i + 8]) for i in range(8)]
+    return float(add(add(add(h[0], h[4]), add(h[2], h[6])), add(add(h[1], h[5]), add(h[3], h[7]))))
+
+
+def bf16_values(rng: np.random.Generator, n: int, tiny: bool) -> torch.Tensor:
+    """bfloat16 values; with ``tiny``, exponents near the bottom of the range (denormals
+    and products that underflow) mixed with ordinary ones."""
+    x = torch.from_numpy(rng.standard_normal(n).astype(np.float32))
+    if tiny:
+        scale = torch.from_numpy(2.0 ** rng.integers(-140, -55, n).astype(np.float32))
+        x = torch.where(torch.from_numpy(rng.random(n) < 0.6), x * scale, x)
+    return x.to(torch.bfloat16)
+
+
+@pytest.mark.parametrize("K", [2, 31, 32, 45, 96])  # K == 1 is SEQ (uses_dot_order)
+@pytest.mark.parametrize("tiny", [False, True], ids=["normal", "tiny"])
+def test_linear_computes_the_pair_order_exactly(K, tiny):
+    rng = np.random.default_rng(K + 1000 * tiny)
+    x, w = bf16_values(rng, 3 * K, tiny).view(3, K), bf16_values(rng, 5 * K, tiny).view(5, K)
+    if tiny:  # tiny operands against tiny running sums: flushes at every step
+        x[0] = x[0] * 2.0**-60
+    with samebits.batch_invariant():
+        got = F.linear(x, w).float()  # (3, 5)
+    want = [
+        [pair_dot(x[i].float().tolist(), w[j].float().tolist()) for j in range(5)] for i in range(3)
+    ]
+    want = torch.tensor(want, dtype=torch.float32).to(torch.bfloat16).float()
+    assert torch.equal(got.view(torch.int32), want.view(torch.int32)), (got, want)
+
+
+def edge_operands(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    bits = rng.integers(0, 2**16, size=(2, 9, 77), dtype=np.uint16)
+    exp = (bits >> 7) & 0xFF
+    bits[exp == 0xFF] &= 0x807F  # no inf / NaN operands: their NaN payloads are not promised
+    a, b = torch.from_numpy(bits.astype(np.int16)).view(torch.bfloat16)
+    bias = bf16_values(rng, 9, tiny=True)
+    return a, b, bias
+
+
+def test_every_path_gives_the_bits_of_the_instruction():
+    """Random bit patterns (denormals, tiny and huge products: sums that underflow or
+    overflow) through every path this CPU runs; with AVX512_BF16 one of them is the
+    instruction itself."""
+    paths = samebits.native_info()["available"]
+    for seed in range(3):
+        a, b, bias = edge_operands(seed)
+        outs = {}
+        for isa in paths:
+            with _native.use_isa(isa), samebits.batch_invariant():
+                outs[isa] = F.linear(a, b, bias).view(torch.int16)
+        first = outs[paths[0]]
+        for isa, out in outs.items():
+            assert torch.equal(out, first), (isa, paths[0])
+
+
+@pytest.mark.skipif(
+    "avx512_bf16" not in samebits.native_info()["available"], reason="no AVX512_BF16 on this CPU"
+)
+def test_the_native_path_runs_the_instruction():
+    assert "avx512_bf16" in samebits.native_info()["cpu_features"]
+    with _native.use_isa("avx512_bf16"):
+        assert _native.lib().isa == "avx512_bf16"
