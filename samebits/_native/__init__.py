@@ -34,7 +34,7 @@ from samebits._native import _build
 from samebits._native._build import ISA_NEEDS, ISAS
 from samebits.errors import NativeBuildError
 
-ABI_VERSION = 3  # sb_common.h's SB_ABI_VERSION
+ABI_VERSION = 4  # sb_common.h's SB_ABI_VERSION
 
 F32, BF16 = 0, 1
 I64, INT, P, DBL, FLT = (
