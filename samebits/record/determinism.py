@@ -1,4 +1,4 @@
-"""``samebits.deterministic()``: seed everything, pin the flags, enter the mode."""
+"""``samebits.deterministic()``: seed everything, pin the flags; as a context manager, enter the mode."""
 
 from __future__ import annotations
 

@@ -134,3 +134,20 @@ def test_a_full_queue_refuses_at_once_and_cancelled_items_never_run():
     b.start()
     b.stop()
     assert engine.batches == [] and b.dropped == 2
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--max-queue", "0"], "--max-queue must be >= 1"),
+        (["--max-body-bytes", "0"], "--max-body-bytes must be >= 1"),
+        (["--max-items", "10", "--max-queue", "5"], "could never be queued"),
+        (["--drain-timeout-s", "-1"], "--drain-timeout-s"),
+        (["--api-key-file", "/no/such/key"], "cannot read --api-key-file"),
+    ],
+)
+def test_bad_limits_are_refused(args, msg, capsys):
+    from samebits.cli import main
+
+    assert main(["serve", *args]) == 2
+    assert msg in capsys.readouterr().err
