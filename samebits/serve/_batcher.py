@@ -129,6 +129,7 @@ class Batcher:
         self.deaths = 0
         self.dropped = 0  # items whose client went away before they ran
         self._taken = 0  # batches taken (the fault hook counts these)
+        self._ended = False  # the worker saw the stop sentinel and returned
         self.supervisor = threading.Thread(
             target=self._supervise, name="samebits-supervisor", daemon=True
         )
@@ -202,7 +203,7 @@ class Batcher:
             worker = threading.Thread(target=self._loop, name="samebits-batcher", daemon=True)
             worker.start()
             worker.join()
-            if self.stopping and getattr(self, "_ended", False):
+            if self._ended:
                 return
             self.healthy = False
             self.deaths += 1
