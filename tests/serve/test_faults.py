@@ -30,7 +30,7 @@ def faulty(llama_dir):
         "12",
         "--max-items",
         "2",
-        env={"SAMEBITS_SERVE_TEST_FAULTS": "kill-worker-at-batch=12,fail-item=BOOM,restart-s=1"},
+        env={"SAMEBITS_SERVE_TEST_FAULTS": "kill-worker-at-batch=6,fail-item=BOOM,restart-s=1"},
     )
     yield s
     s.stop()
@@ -113,8 +113,6 @@ def test_load_with_faults_loses_and_crosses_nothing(faulty):
     with ThreadPoolExecutor(24) as pool:
         results = list(pool.map(lambda kb: call(client, url, *kb), plan))
     took = time.monotonic() - t0
-    stop.set()
-    watcher.join()
 
     counts = {"200": 0, "500 boom": 0, "503 kept": 0, "hangups": 0, "mismatches": 0}
     refs: dict[str, dict] = {}
@@ -141,6 +139,8 @@ def test_load_with_faults_loses_and_crosses_nothing(faulty):
             assert ref_status == 200
         counts["mismatches"] += got != refs[key]
     client.close()
+    stop.set()  # /health was watched through the load and the references
+    watcher.join()
     log = faulty.read_log()
     sizes = [json.loads(ln)["size"] for ln in log.splitlines() if '"event": "batch"' in ln]
     refused = {code: REFUSED.count(code) for code in set(REFUSED)}
