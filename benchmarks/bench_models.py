@@ -72,8 +72,11 @@ def tiny_llama():
     return transformers.LlamaForCausalLM(cfg).eval()
 
 
-def llama(rows: list[list[str]], new_tokens: int = 32, repeats: int = 5) -> None:
-    model = tiny_llama()
+def llama(
+    rows: list[list[str]], dtype: torch.dtype, new_tokens: int = 32, repeats: int = 5
+) -> None:
+    model = tiny_llama().to(dtype)
+    name = str(dtype).split(".")[1]
     g = torch.Generator().manual_seed(0)
     for batch in (1, 8, 32):
         lengths = [8 + (7 * i) % 25 for i in range(batch)]
@@ -107,7 +110,7 @@ def llama(rows: list[list[str]], new_tokens: int = 32, repeats: int = 5) -> None
                 inv = gen(new_tokens + 1) - gen(1)
             rs.append(native / inv)
         r = statistics.median(rs)
-        rows.append([f"Llama decode tokens/s, batch {batch} (KV cache)", f"{r:.2f}"])
+        rows.append([f"Llama decode tokens/s, {name}, batch {batch} (KV cache)", f"{r:.2f}"])
         print(rows[-1], flush=True)
 
 
@@ -145,7 +148,8 @@ def main() -> None:
     print(header("bench_models: whole models, invariant / native"))
     rows: list[list[str]] = []
     minilm(rows)
-    llama(rows)
+    llama(rows, torch.float32)
+    llama(rows, torch.bfloat16)
     rss(rows)
     print(table(rows, ["workload", "invariant/native speed (RSS: growth)"]))
 
