@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from samebits.errors import NotInvariantError
-from samebits.ops import attention, elementwise, matmul, norms, reductions, softmax
+from samebits.ops import attention, conv, elementwise, matmul, norms, reductions, softmax
 
 POLICIES = ("raise", "warn")
 
@@ -53,6 +53,12 @@ def _addmm_activation(bias, a, b, *, beta=1, alpha=1, use_gelu=False):
     if out is NotImplemented:
         return out
     return elementwise.gelu(out, approximate="tanh") if use_gelu else torch.relu(out)
+
+
+def _convolution_full(x, w, b, stride, padding, dilation, transposed, output_padding, groups,
+                      *_flags):
+    """``aten::_convolution``: ``convolution`` plus backend flags that change nothing here."""
+    return conv.convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups)
 
 
 def _rsqrt(x):
@@ -128,6 +134,8 @@ _COVERED: dict[str, Callable] = {
     "silu": elementwise.silu,
     "sigmoid": elementwise.sigmoid,
     "rsqrt": _rsqrt,
+    "convolution": conv.convolution,
+    "_convolution": _convolution_full,
 }
 
 # Reduction-bearing ops with no invariant kernel: under the mode they raise
@@ -144,8 +152,6 @@ _DENIED: dict[str, str] = {
     "addbmm": "use baddbmm(...).sum(0) or bmm",
     "_cdist_forward": "write the distance with matmul and sum",
     "_pdist_forward": "write the distance with matmul and sum",
-    "convolution": "convolutions reduce over channels and kernel taps; no invariant kernel yet",
-    "_convolution": "convolutions reduce over channels and kernel taps; no invariant kernel yet",
     "native_group_norm": "no invariant group norm yet",
     "_embedding_bag": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
     "_adaptive_avg_pool2d": "no invariant pooling yet",

@@ -64,10 +64,28 @@ def minilm_outputs() -> dict[str, torch.Tensor]:
     return {"minilm": emb}
 
 
+def conv_outputs() -> dict[str, torch.Tensor]:
+    """Every convolution configuration of tests/ops/test_conv.py (GEMM and TAP paths)."""
+    import torch.nn.functional as F
+
+    from tests.ops.test_conv import CONFIGS, CONV
+
+    out = {}
+    for i, (name, (item, wshape, kw)) in enumerate(sorted(CONFIGS.items())):
+        kw = dict(kw)
+        bias = portable_randn(wshape[0], seed=300 + i) if kw.pop("bias", True) else None
+        w = portable_randn(*wshape, seed=200 + i) * 0.3
+        x = portable_randn(3, *item, seed=400 + i)
+        for dtype in (torch.float32, torch.bfloat16):
+            b = None if bias is None else bias.to(dtype)
+            out[f"conv/{name}/{dtype}"] = CONV[len(wshape) - 2](x.to(dtype), w.to(dtype), b, **kw)
+    return out
+
+
 def main() -> None:
     torch.set_num_threads(2)
     with torch.inference_mode(), samebits.batch_invariant():
-        outs = {**grid_outputs(), **llama_outputs(), **minilm_outputs()}
+        outs = {**grid_outputs(), **conv_outputs(), **llama_outputs(), **minilm_outputs()}
     print(
         json.dumps(
             {

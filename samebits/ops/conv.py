@@ -1,0 +1,228 @@
+"""Invariant convolutions: conv1d/2d/3d, strided, padded, dilated, grouped, depthwise,
+and transposed, through ``aten::convolution``.
+
+Every shape is handled as 3-D (conv1d and conv2d get unit leading spatial dims) and
+channels-last. Reduction order, for output (n, co, position):
+
+* **GEMM path** (any groups with more than one input channel per group): im2col
+  rows of K = taps x (Cin / groups) in (kd, kh, kw, cin) order, multiplied by the
+  weight reshaped the same way, in the GEMM's **DOT** order over K (see
+  samebits/ops/matmul.py). Zero padding enters as exact zeros at fixed taps. The
+  im2col is cut into chunks of whole images; chunking and threads split rows only.
+* **TAP path** (one input channel per group: depthwise): acc = +0, one fused
+  multiply-add per tap in (kd, kh, kw) order, then + bias (samebits/_native/conv.c).
+
+Both orders depend only on the convolution's parameters, never on the batch size,
+the item's position, the spatial tile or the thread count. Accumulation is float32;
+bfloat16 is read exactly and rounded once; float16 is widened to float32.
+Transposed convolutions become direct ones: the input dilated by the stride
+(zeros inserted), padded by dilation * (k - 1) - padding, and the kernel flipped.
+Padding modes other than zeros (reflect, replicate, circular) reach this op already
+padded by ``F.pad``, a gather.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from samebits import _native
+from samebits.errors import UnsupportedInputError
+from samebits.ops._common import check_float, is_exact_dtype, native_view
+from samebits.ops.matmul import _check_status
+
+COL_BYTES = 32 << 20  # im2col chunk budget (whole images; at least one per chunk)
+
+
+def _triple(v, nd: int, fill: int) -> list[int]:
+    v = [int(e) for e in v]
+    if len(v) == 1 and nd > 1:
+        v = v * nd
+    return [fill] * (3 - nd) + v
+
+
+def convolution(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride,
+    padding,
+    dilation,
+    transposed: bool,
+    output_padding,
+    groups: int,
+) -> torch.Tensor:
+    """Matches ``aten::convolution`` (batched or unbatched input)."""
+    if is_exact_dtype(x.dtype):
+        return NotImplemented
+    dtype = check_float("aten::convolution", x, weight, bias)
+    nd = weight.dim() - 2
+    if nd not in (1, 2, 3) or x.dim() not in (nd + 1, nd + 2):
+        raise UnsupportedInputError(
+            f"aten::convolution: input {tuple(x.shape)} and weight {tuple(weight.shape)} "
+            "are not a 1-, 2- or 3-D convolution"
+        )
+    unbatched = x.dim() == nd + 1
+    if unbatched:
+        x = x.unsqueeze(0)
+    if transposed:
+        x, weight, padding = _as_direct(x, weight, stride, padding, dilation, output_padding, groups)
+        stride = [1] * nd
+    out = _conv3d(
+        x.reshape(*x.shape[:2], *[1] * (3 - nd), *x.shape[2:]),  # (N, C, D, H, W)
+        weight.reshape(*weight.shape[:2], *[1] * (3 - nd), *weight.shape[2:]),
+        bias,
+        _triple(stride, nd, 1),
+        _triple(padding, nd, 0),
+        _triple(dilation, nd, 1),
+        int(groups),
+    )  # (N, Co, OD, OH, OW) float32
+    out = out.reshape(*out.shape[:2], *out.shape[5 - nd :]).to(dtype)
+    return out[0] if unbatched else out
+
+
+def _as_direct(x, weight, stride, padding, dilation, output_padding, groups):
+    """A transposed convolution as a direct one: (input, weight, padding), stride 1."""
+    nd = weight.dim() - 2
+    s = [int(e) for e in (stride * nd if len(stride) == 1 else stride)]
+    p = [int(e) for e in (padding * nd if len(padding) == 1 else padding)]
+    d = [int(e) for e in (dilation * nd if len(dilation) == 1 else dilation)]
+    op = [int(e) for e in (output_padding * nd if len(output_padding) == 1 else output_padding)]
+    k = weight.shape[2:]
+    if any(e > 1 for e in s):  # insert stride - 1 zeros between input samples
+        up = x.new_zeros(*x.shape[:2], *[(n - 1) * st + 1 for n, st in zip(x.shape[2:], s)])
+        up[(slice(None), slice(None), *[slice(None, None, st) for st in s])] = x
+        x = up
+    pads = []
+    for i in reversed(range(nd)):  # F.pad wants the last dim first; negative crops
+        lo = d[i] * (k[i] - 1) - p[i]
+        pads += [lo, lo + op[i]]
+    x = F.pad(x, pads)
+    cin, cog = weight.shape[:2]
+    g = int(groups)
+    w = weight.reshape(g, cin // g, cog, *k).transpose(1, 2)  # (G, Co/G, Cin/G, *k)
+    w = w.reshape(g * cog, cin // g, *k).flip(list(range(2, 2 + nd)))
+    return x, w, [0] * nd
+
+
+def _conv3d(x, weight, bias, stride, padding, dilation, groups) -> torch.Tensor:
+    N, C = x.shape[:2]
+    Co, Cg = weight.shape[:2]
+    ks = list(weight.shape[2:])
+    if C != Cg * groups or Co % groups:
+        raise UnsupportedInputError(
+            f"aten::convolution: input has {C} channels, weight {tuple(weight.shape)} "
+            f"with groups={groups} expects {Cg * groups}"
+        )
+    if any(padding):
+        pads = [p for e in reversed(padding) for p in (e, e)]
+        x = F.pad(x, pads)  # exact zeros at fixed taps
+    osz = [
+        (x.shape[2 + i] - dilation[i] * (ks[i] - 1) - 1) // stride[i] + 1 for i in range(3)
+    ]
+    if any(o <= 0 for o in osz):
+        raise UnsupportedInputError(
+            f"aten::convolution: kernel {tuple(ks)} is larger than the padded input "
+            f"{tuple(x.shape[2:])}"
+        )
+    xcl, dt = native_view(x.permute(0, 2, 3, 4, 1).contiguous())  # (N, D, H, W, C)
+    if Cg == 1:
+        out = _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt)
+    else:
+        out = _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt)
+    return out.permute(0, 4, 1, 2, 3)  # (N, Co, OD, OH, OW)
+
+
+def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Tensor:
+    """TAP order; a channel multiplier m > 1 repeats each input channel m times."""
+    N = xcl.shape[0]
+    Co = weight.shape[0]
+    if Co != groups:
+        xcl = xcl.repeat_interleave(Co // groups, dim=-1)  # channel o reads input o // m
+    w, wdt = native_view(weight.reshape(Co, -1).t().contiguous())  # (taps, Co)
+    b = None
+    if bias is not None:
+        b, bdt = native_view(bias.to(w.dtype).contiguous())
+    out = torch.empty(N, *osz, Co, dtype=torch.float32)  # (N, OD, OH, OW, Co)
+    meta = torch.tensor(
+        [N, *xcl.shape[1:4], Co, *weight.shape[2:], *stride, *dilation, *osz], dtype=torch.int64
+    )
+    if out.numel():
+        _native.lib().sb_depthwise(
+            xcl.data_ptr(),
+            w.data_ptr(),
+            None if b is None else b.data_ptr(),
+            out.data_ptr(),
+            meta.data_ptr(),
+            dt,
+            wdt,
+            _native.nthreads(),
+        )
+    return out
+
+
+def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Tensor:
+    """im2col by chunks of whole images, then the GEMM in DOT order, per group."""
+    N, D, H, W, C = xcl.shape
+    Co, Cg = weight.shape[:2]
+    ks = list(weight.shape[2:])
+    cog, taps = Co // groups, math.prod(ks)
+    K = taps * Cg
+    # (Co, kd, kh, kw, Cg) -> (Co, K): the K order is (kd, kh, kw, cin)
+    wk, wdt = native_view(weight.permute(0, 2, 3, 4, 1).reshape(Co, K).contiguous())
+    if wdt != dt:
+        raise UnsupportedInputError(
+            f"aten::convolution: input {xcl.dtype} and weight {weight.dtype} differ in dtype"
+        )
+    b, bdt = (None, 0) if bias is None else native_view(bias.to(weight.dtype).contiguous())
+    rows_per_img = math.prod(osz)
+    out = torch.empty(N, *osz, Co, dtype=torch.float32)  # (N, OD, OH, OW, Co)
+    sN, sD, sH, sW, _ = xcl.stride()
+    pointwise = taps == 1 and stride == [1, 1, 1]
+    per_img = rows_per_img * K * xcl.element_size()
+    step = max(1, COL_BYTES // max(1, per_img))
+    for n0 in range(0, N, step):
+        n1 = min(N, n0 + step)
+        for g in range(groups):
+            xg = xcl[n0:n1, ..., g * Cg : (g + 1) * Cg]
+            if pointwise:
+                col = xg.reshape(-1, Cg)  # (rows, K): a view when groups == 1
+            else:
+                win = xg.as_strided(
+                    (n1 - n0, *osz, *ks, Cg),
+                    (sN, sD * stride[0], sH * stride[1], sW * stride[2],
+                     sD * dilation[0], sH * dilation[1], sW * dilation[2], 1),
+                    xg.storage_offset(),
+                )  # fmt: skip
+                col = win.reshape(-1, K)  # (rows, K) copy: the im2col
+            if col.stride(-1) != 1:
+                col = col.contiguous()
+            o = out[n0:n1].view(-1, Co)[:, g * cog : (g + 1) * cog]  # (rows, Co/G)
+            wg = wk[g * cog : (g + 1) * cog]  # (Co/G, K)
+            bg = None if b is None else b[g * cog : (g + 1) * cog]
+            _gemm_dot(col, wg, o, bg, dt, bdt)
+    return out
+
+
+def _gemm_dot(col, wg, out, bias, dt, bdt) -> None:
+    """out (rows, N) = col (rows, K) @ wg (N, K).T (+ bias), DOT order over K
+    (SEQ when K == 1: the single product), written in place with out's row stride."""
+    M, K = col.shape
+    Nn = wg.shape[0]
+    status = _native.lib().sb_gemm(
+        col.data_ptr(), col.stride(0), 1, 0,
+        wg.data_ptr(), 1, wg.stride(0), 0,
+        out.data_ptr(), out.stride(0), M * out.stride(0), 1, M, Nn, K,
+        None if bias is None else bias.data_ptr(), bdt,
+        dt, 1 if K > 1 else 0, _native.nthreads(),
+    )  # fmt: skip
+    _check_status(status)
+
+
+def _reference(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """float64 convolution (any dimensionality), rounded to ``x.dtype``."""
+    fn = (F.conv1d, F.conv2d, F.conv3d)[weight.dim() - 3]
+    b = None if bias is None else bias.double()
+    return fn(x.double(), weight.double(), b, stride, padding, dilation, groups).to(x.dtype)
