@@ -33,7 +33,17 @@ from dataclasses import dataclass
 import torch
 
 from samebits.errors import NotInvariantError
-from samebits.ops import attention, conv, elementwise, matmul, norms, reductions, softmax
+from samebits.ops import (
+    attention,
+    channel_norms,
+    conv,
+    elementwise,
+    matmul,
+    norms,
+    pooling,
+    reductions,
+    softmax,
+)
 
 POLICIES = ("raise", "warn")
 
@@ -136,6 +146,16 @@ _COVERED: dict[str, Callable] = {
     "rsqrt": _rsqrt,
     "convolution": conv.convolution,
     "_convolution": _convolution_full,
+    "native_batch_norm": channel_norms.native_batch_norm,
+    "_native_batch_norm_legit_no_training": lambda x, w, b, rm, rv, momentum, eps: (
+        channel_norms.native_batch_norm(x, w, b, rm, rv, False, momentum, eps)
+    ),
+    "native_group_norm": channel_norms.native_group_norm,
+    "_weight_norm_interface": channel_norms.weight_norm_interface,
+    "avg_pool2d": pooling.avg_pool2d,
+    "avg_pool3d": pooling.avg_pool3d,
+    "_adaptive_avg_pool2d": functools.partial(pooling.adaptive_avg_pool, nd=2),
+    "_adaptive_avg_pool3d": functools.partial(pooling.adaptive_avg_pool, nd=3),
 }
 
 # Reduction-bearing ops with no invariant kernel: under the mode they raise
@@ -152,12 +172,7 @@ _DENIED: dict[str, str] = {
     "addbmm": "use baddbmm(...).sum(0) or bmm",
     "_cdist_forward": "write the distance with matmul and sum",
     "_pdist_forward": "write the distance with matmul and sum",
-    "native_group_norm": "no invariant group norm yet",
     "_embedding_bag": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
-    "_adaptive_avg_pool2d": "no invariant pooling yet",
-    "_adaptive_avg_pool3d": "no invariant pooling yet",
-    "avg_pool2d": "no invariant pooling yet",
-    "avg_pool3d": "no invariant pooling yet",
     "nll_loss_forward": "loss reductions sum over the batch by definition",
     "mse_loss": "loss reductions sum over the batch by definition",
     "_scaled_dot_product_flash_attention_for_cpu": "call scaled_dot_product_attention instead",
@@ -168,7 +183,6 @@ _DENIED: dict[str, str] = {
     "_fft_r2c": "no invariant FFT",
     "_fft_c2r": "no invariant FFT",
     "_fft_c2c": "no invariant FFT",
-    "_weight_norm_interface": "no invariant kernel",
 }
 
 
