@@ -42,6 +42,7 @@ from samebits.ops import (
     norms,
     pooling,
     reductions,
+    resample,
     softmax,
 )
 
@@ -156,6 +157,10 @@ _COVERED: dict[str, Callable] = {
     "avg_pool3d": pooling.avg_pool3d,
     "_adaptive_avg_pool2d": functools.partial(pooling.adaptive_avg_pool, nd=2),
     "_adaptive_avg_pool3d": functools.partial(pooling.adaptive_avg_pool, nd=3),
+    "upsample_linear1d": resample.upsample_linear1d,
+    "upsample_bilinear2d": resample.upsample_bilinear2d,
+    "upsample_trilinear3d": resample.upsample_trilinear3d,
+    "upsample_bicubic2d": resample.upsample_bicubic2d,
 }
 
 # Reduction-bearing ops with no invariant kernel: under the mode they raise
@@ -180,6 +185,8 @@ _DENIED: dict[str, str] = {
     "(torch.backends.mha.set_fastpath_enabled(False))",
     "_transformer_encoder_layer_fwd": "this fused fast path bypasses the mode; disable it "
     "(torch.backends.mha.set_fastpath_enabled(False))",
+    "_upsample_bilinear2d_aa": "no invariant antialiased resampling; use antialias=False",
+    "_upsample_bicubic2d_aa": "no invariant antialiased resampling; use antialias=False",
     "_fft_r2c": "no invariant FFT",
     "_fft_c2r": "no invariant FFT",
     "_fft_c2c": "no invariant FFT",
@@ -210,6 +217,14 @@ _NATIVE_OK: dict[str, str] = {
     "argmax": "exact; ties resolve to the first index",
     "argmin": "exact; ties resolve to the first index",
     "embedding": "a gather, no arithmetic",
+    "upsample_nearest1d": "a gather, no arithmetic",
+    "upsample_nearest2d": "a gather, no arithmetic",
+    "upsample_nearest3d": "a gather, no arithmetic",
+    "_upsample_nearest_exact1d": "a gather, no arithmetic",
+    "_upsample_nearest_exact2d": "a gather, no arithmetic",
+    "_upsample_nearest_exact3d": "a gather, no arithmetic",
+    "max_pool2d_with_indices": "max is exact in any order",
+    "max_pool3d_with_indices": "max is exact in any order",
 }
 
 

@@ -9,6 +9,7 @@ import zlib
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import samebits
 from samebits import _native
@@ -66,8 +67,6 @@ def minilm_outputs() -> dict[str, torch.Tensor]:
 
 def conv_outputs() -> dict[str, torch.Tensor]:
     """Every convolution configuration of tests/ops/test_conv.py (GEMM and TAP paths)."""
-    import torch.nn.functional as F
-
     from tests.ops.test_conv import CONFIGS, CONV
 
     out = {}
@@ -82,10 +81,36 @@ def conv_outputs() -> dict[str, torch.Tensor]:
     return out
 
 
+def vision_op_outputs() -> dict[str, torch.Tensor]:
+    """Pooling, channel norms and resampling cases of tests/ops (torch's own kernels
+    for some of them differ between dispatch levels)."""
+    from tests.ops import test_channel_norms, test_pooling, test_resample
+
+    out = {}
+    for i, (kind, name) in enumerate(test_pooling.CASES):
+        item = (test_pooling.AVG if kind == "avg" else test_pooling.ADAPTIVE)[name][1]
+        out[f"pool/{kind}/{name}"] = test_pooling.call(kind, name, portable_randn(3, *item, seed=500 + i))
+    for i, name in enumerate(sorted(test_channel_norms.SHAPES)):
+        m = test_channel_norms.make(name, torch.float32)
+        with torch.no_grad():  # parameters from numpy too
+            for j, p in enumerate(m.parameters()):
+                p.copy_(portable_randn(*p.shape, seed=600 + 10 * i + j))
+            if getattr(m, "running_var", None) is not None:
+                m.running_mean.copy_(portable_randn(6, seed=650 + i))
+                m.running_var.copy_(portable_randn(6, seed=660 + i).abs() + 0.5)
+            x = portable_randn(3, *test_channel_norms.SHAPES[name], seed=700 + i)
+            out[f"norm/{name}"] = m(x)
+    for i, (name, (item, kw)) in enumerate(sorted(test_resample.CASES.items())):
+        x = portable_randn(2, *item, seed=800 + i)
+        for dtype in (torch.float32, torch.bfloat16):
+            out[f"resample/{name}/{dtype}"] = F.interpolate(x.to(dtype), **kw)
+    return out
+
+
 def main() -> None:
     torch.set_num_threads(2)
     with torch.inference_mode(), samebits.batch_invariant():
-        outs = {**grid_outputs(), **conv_outputs(), **llama_outputs(), **minilm_outputs()}
+        outs = {**grid_outputs(), **conv_outputs(), **vision_op_outputs(), **llama_outputs(), **minilm_outputs()}
     print(
         json.dumps(
             {
