@@ -41,6 +41,7 @@ from samebits.ops import (
     matmul,
     norms,
     pooling,
+    recurrent,
     reductions,
     resample,
     softmax,
@@ -161,6 +162,14 @@ _COVERED: dict[str, Callable] = {
     "upsample_bilinear2d": resample.upsample_bilinear2d,
     "upsample_trilinear3d": resample.upsample_trilinear3d,
     "upsample_bicubic2d": resample.upsample_bicubic2d,
+    "lstm.input": recurrent.lstm_input,
+    "lstm.data": recurrent.lstm_data,
+    "gru.input": recurrent.make("gru", packed=False),
+    "gru.data": recurrent.make("gru", packed=True),
+    "rnn_tanh.input": recurrent.make("rnn_tanh", packed=False),
+    "rnn_tanh.data": recurrent.make("rnn_tanh", packed=True),
+    "rnn_relu.input": recurrent.make("rnn_relu", packed=False),
+    "rnn_relu.data": recurrent.make("rnn_relu", packed=True),
 }
 
 # Reduction-bearing ops with no invariant kernel: under the mode they raise
@@ -187,6 +196,8 @@ _DENIED: dict[str, str] = {
     "(torch.backends.mha.set_fastpath_enabled(False))",
     "_upsample_bilinear2d_aa": "no invariant antialiased resampling; use antialias=False",
     "_upsample_bicubic2d_aa": "no invariant antialiased resampling; use antialias=False",
+    "mkldnn_rnn_layer": "oneDNN's recurrent layer; reached through aten::lstm, which the mode "
+    "covers: call nn.LSTM / torch.lstm",
     "_fft_r2c": "no invariant FFT",
     "_fft_c2r": "no invariant FFT",
     "_fft_c2c": "no invariant FFT",
