@@ -38,6 +38,7 @@ from samebits.ops import (
     channel_norms,
     conv,
     elementwise,
+    fused_attention,
     matmul,
     norms,
     pooling,
@@ -170,6 +171,14 @@ _COVERED: dict[str, Callable] = {
     "rnn_tanh.data": recurrent.make("rnn_tanh", packed=True),
     "rnn_relu.input": recurrent.make("rnn_relu", packed=False),
     "rnn_relu.data": recurrent.make("rnn_relu", packed=True),
+    "_native_multi_head_attention": fused_attention.native_multi_head_attention,
+    "_transformer_encoder_layer_fwd": fused_attention.transformer_encoder_layer_fwd,
+}
+
+# Covered ops whose inputs can also be nested tensors (another dispatch key):
+# nn.TransformerEncoder with a padding mask runs its layers on nested tensors.
+_COVERED_NESTED: dict[str, Callable] = {
+    "_transformer_encoder_layer_fwd": fused_attention.transformer_encoder_layer_fwd,
 }
 
 # Reduction-bearing ops with no invariant kernel: under the mode they raise
@@ -190,10 +199,8 @@ _DENIED: dict[str, str] = {
     "nll_loss_forward": "loss reductions sum over the batch by definition",
     "mse_loss": "loss reductions sum over the batch by definition",
     "_scaled_dot_product_flash_attention_for_cpu": "call scaled_dot_product_attention instead",
-    "_native_multi_head_attention": "this fused fast path bypasses the mode; disable it "
-    "(torch.backends.mha.set_fastpath_enabled(False))",
-    "_transformer_encoder_layer_fwd": "this fused fast path bypasses the mode; disable it "
-    "(torch.backends.mha.set_fastpath_enabled(False))",
+    "_masked_softmax": "reached inside torch's fused attention, which the mode replaces; "
+    "use softmax with a -inf mask",
     "_upsample_bilinear2d_aa": "no invariant antialiased resampling; use antialias=False",
     "_upsample_bicubic2d_aa": "no invariant antialiased resampling; use antialias=False",
     "mkldnn_rnn_layer": "oneDNN's recurrent layer; reached through aten::lstm, which the mode "
@@ -299,8 +306,8 @@ def _out_and_inplace(name: str) -> tuple[list[str], list[str]]:
     return outs, inplace
 
 
-def _make_kernel(name: str, fn: Callable, variant: str) -> Callable:
-    fallback = _fallbacks[name]
+def _make_kernel(name: str, fn: Callable, variant: str, key: str = "CPU") -> Callable:
+    fallback = _fallbacks[name if key == "CPU" else f"{name}@{key}"]
 
     def native(keyset, args, kwargs):
         return fallback.call_boxed(keyset, *args, **kwargs)
@@ -371,6 +378,13 @@ def _install() -> torch.library.Library:
                 continue
             _fallbacks[name] = torch.library.get_kernel(f"aten::{name}", "CPU")
             lib.impl(name, _make_kernel(name, fn, variant), "CPU", with_keyset=True)
+        for name, fn in _COVERED_NESTED.items():
+            if _op_exists(name):
+                _fallbacks[f"{name}@NestedTensorCPU"] = torch.library.get_kernel(
+                    f"aten::{name}", "NestedTensorCPU"
+                )
+                kernel = _make_kernel(name, fn, "functional", "NestedTensorCPU")
+                lib.impl(name, kernel, "NestedTensorCPU", with_keyset=True)
     return lib
 
 
