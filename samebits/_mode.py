@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from samebits._native_ok import NATIVE_OK
 from samebits.errors import NotInvariantError
 from samebits.ops import (
     attention,
@@ -72,6 +73,31 @@ def _convolution_full(x, w, b, stride, padding, dilation, transposed, output_pad
                       *_flags):
     """``aten::_convolution``: ``convolution`` plus backend flags that change nothing here."""
     return conv.convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups)
+
+
+def _glu(x, dim=-1):
+    """a * sigmoid(b) with samebits' sigmoid (torch's differs between dispatch levels)."""
+    if not x.dtype.is_floating_point:
+        return NotImplemented
+    a, b = x.chunk(2, dim)
+    return a * elementwise.sigmoid(b)
+
+
+def _addr(m, v1, v2, *, beta=1, alpha=1):
+    """beta * m + alpha * outer(v1, v2), one rounding per operation (torch's vector
+    path fuses them at some dispatch levels and not at others)."""
+    if not m.dtype.is_floating_point:
+        return NotImplemented
+    outer = v1.unsqueeze(1) * v2.unsqueeze(0)  # (N, M), exact products rounded once
+    if alpha != 1:
+        outer = outer * alpha
+    if beta == 0:
+        return outer.expand(m.shape).clone() if outer.shape != m.shape else outer
+    return (m if beta == 1 else m * beta) + outer
+
+
+def _vdot(a, b):
+    return NotImplemented if a.dtype.is_complex else matmul.dot(a, b)
 
 
 def _rsqrt(x):
@@ -153,8 +179,15 @@ _COVERED: dict[str, Callable] = {
     "_native_batch_norm_legit_no_training": lambda x, w, b, rm, rv, momentum, eps: (
         channel_norms.native_batch_norm(x, w, b, rm, rv, False, momentum, eps)
     ),
+    "_batch_norm_no_update": lambda x, w, b, rm, rv, momentum, eps: (
+        *channel_norms.native_batch_norm(x, w, b, rm, rv, False, momentum, eps),
+        x.new_empty(0, dtype=torch.uint8),
+    ),
     "native_group_norm": channel_norms.native_group_norm,
     "_weight_norm_interface": channel_norms.weight_norm_interface,
+    "glu": _glu,
+    "addr": _addr,
+    "vdot": _vdot,
     "avg_pool2d": pooling.avg_pool2d,
     "avg_pool3d": pooling.avg_pool3d,
     "_adaptive_avg_pool2d": functools.partial(pooling.adaptive_avg_pool, nd=2),
@@ -205,6 +238,107 @@ _DENIED: dict[str, str] = {
     "_upsample_bicubic2d_aa": "no invariant antialiased resampling; use antialias=False",
     "mkldnn_rnn_layer": "oneDNN's recurrent layer; reached through aten::lstm, which the mode "
     "covers: call nn.LSTM / torch.lstm",
+    "_cholesky_solve_helper": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_det": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_eigh": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_eigvals": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_slogdet": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_solve_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_svd": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "cholesky": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "cholesky_inverse": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "cholesky_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "geqrf": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_cholesky_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_eig": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_householder_product": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_inv_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_ldl_factor_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_ldl_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_lstsq": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_lu": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_lu_factor_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_lu_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_matrix_exp": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_qr": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_solve_triangular": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "ormqr": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "triangular_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "binary_cross_entropy": "loss reductions sum over the batch by definition",
+    "binary_cross_entropy_with_logits": "loss reductions sum over the batch by definition",
+    "huber_loss": "loss reductions sum over the batch by definition",
+    "smooth_l1_loss": "loss reductions sum over the batch by definition",
+    "soft_margin_loss": "loss reductions sum over the batch by definition",
+    "multi_margin_loss": "loss reductions sum over the batch by definition",
+    "multilabel_margin_loss_forward": "loss reductions sum over the batch by definition",
+    "nll_loss2d_forward": "loss reductions sum over the batch by definition",
+    "_ctc_loss": "loss reductions sum over the batch by definition",
+    "_ctc_loss.Tensor": "loss reductions sum over the batch by definition",
+    "mkldnn_convolution": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "_nnpack_spatial_convolution": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "_slow_conv2d_forward": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv3d_forward": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv_dilated2d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv_dilated3d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv_transpose2d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv_transpose3d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "convolution_overrideable": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "conv_tbc": "no invariant kernel: use F.conv1d on (batch, channels, time)",
+    "col2im": "sums overlapping patches; no invariant kernel",
+    "index_add": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "index_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "scatter_add": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "scatter.reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "scatter.value_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "scatter_reduce.two": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "_unsafe_masked_index_put_accumulate": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "segment_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "embedding_renorm": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "_embedding_bag_forward_only": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
+    "_euclidean_dist": "write the distance with matmul and sum",
+    "dist": "use torch.linalg.vector_norm(a - b)",
+    "renorm": "no invariant kernel",
+    "linalg__powsum": "only the 2-norm is covered: use torch.linalg.vector_norm(x, 2)",
+    "norm.Scalar": "use torch.linalg.vector_norm(x, 2)",
+    "norm.ScalarOpt_dtype": "use torch.linalg.vector_norm(x, 2)",
+    "norm.ScalarOpt_dim_dtype": "use torch.linalg.vector_norm(x, 2, dim)",
+    "_logcumsumexp": "no invariant kernel",
+    "_compute_linear_combination": "no invariant kernel",
+    "affine_grid_generator": "a batched matmul of the base grid; no invariant kernel",
+    "grid_sampler_2d": "not checked for invariance; no invariant kernel",
+    "grid_sampler_3d": "not checked for invariance; no invariant kernel",
+    "_grid_sampler_2d_cpu_fallback": "not checked for invariance; no invariant kernel",
+    "_upsample_lanczos2d_aa": "no invariant antialiased resampling; use antialias=False",
+    "log_sigmoid_forward": "its bits differ between torch dispatch levels; no invariant kernel",
+    "_transform_bias_rescale_qkv": "reached inside torch's fused attention, which the mode replaces",
+    "_safe_softmax": "no invariant kernel: use softmax with a -inf mask",
+    "_weight_int8pack_mm": "a quantized matmul with float activations; no invariant kernel",
+    "_weight_int4pack_mm_for_cpu": "a quantized matmul with float activations; no invariant kernel",
+    "_dyn_quant_matmul_4bit": "a quantized matmul with float activations; no invariant kernel",
+    "_scaled_mm": "no invariant float8 matmul",
+    "_scaled_mm_v2": "no invariant float8 matmul",
+    "_grouped_mm": "no invariant grouped matmul: use bmm",
+    "quantized_lstm.input": "quantized recurrent layers: no invariant kernel",
+    "quantized_lstm.data": "quantized recurrent layers: no invariant kernel",
+    "quantized_lstm.input_legacy": "quantized recurrent layers: no invariant kernel",
+    "quantized_lstm.data_legacy": "quantized recurrent layers: no invariant kernel",
+    "quantized_gru.input": "quantized recurrent layers: no invariant kernel",
+    "quantized_gru.data": "quantized recurrent layers: no invariant kernel",
+    "quantized_gru.input_legacy": "quantized recurrent layers: no invariant kernel",
+    "quantized_gru.data_legacy": "quantized recurrent layers: no invariant kernel",
+    "_batch_norm_with_update_functional": "batch statistics depend on the whole batch by definition: call model.eval()",
+    "_native_batch_norm_legit_functional": "batch statistics depend on the whole batch by definition: call model.eval()",
+    "_native_batch_norm_legit.no_stats": "batch statistics depend on the whole batch by definition: call model.eval()",
+    "batch_norm_update_stats": "batch statistics depend on the whole batch by definition: call model.eval()",
+    "_histogramdd_from_bin_cts": "weighted histograms sum weights in a thread-dependent order",
+    "_histogramdd_from_bin_tensors": "weighted histograms sum weights in a thread-dependent order",
+    "histogram.bin_ct": "weighted histograms sum weights in a thread-dependent order",
+    "histogram.bins_tensor": "weighted histograms sum weights in a thread-dependent order",
+    "_fused_moving_avg_obs_fq_helper_functional": "a training-time quantization observer",
+    "linalg_cross": "its bits differ between torch dispatch levels; no invariant kernel",
+    "polar": "complex outputs are outside the mode",
+    "_sparse_addmm": "sparse tensors have no invariant kernel",
+    "_sparse_sum.dim": "sparse tensors have no invariant kernel",
     "_fft_r2c": "no invariant FFT",
     "_fft_c2r": "no invariant FFT",
     "_fft_c2c": "no invariant FFT",
@@ -226,24 +360,7 @@ def covered_ops() -> dict[str, str]:
 
 
 # Ops left native on purpose because torch's own kernel already has a fixed order.
-_NATIVE_OK: dict[str, str] = {
-    "cumsum": "CPU cumsum is a sequential scan per row (double accumulator)",
-    "amax": "max is exact in any order",
-    "amin": "min is exact in any order",
-    "max": "max is exact in any order",
-    "min": "min is exact in any order",
-    "argmax": "exact; ties resolve to the first index",
-    "argmin": "exact; ties resolve to the first index",
-    "embedding": "a gather, no arithmetic",
-    "upsample_nearest1d": "a gather, no arithmetic",
-    "upsample_nearest2d": "a gather, no arithmetic",
-    "upsample_nearest3d": "a gather, no arithmetic",
-    "_upsample_nearest_exact1d": "a gather, no arithmetic",
-    "_upsample_nearest_exact2d": "a gather, no arithmetic",
-    "_upsample_nearest_exact3d": "a gather, no arithmetic",
-    "max_pool2d_with_indices": "max is exact in any order",
-    "max_pool3d_with_indices": "max is exact in any order",
-}
+_NATIVE_OK: dict[str, str] = NATIVE_OK
 
 
 # ------------------------------------------------------------- thread state

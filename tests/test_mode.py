@@ -165,3 +165,19 @@ def test_no_warnings_leak_on_enter():
         warnings.simplefilter("error")
         with samebits.batch_invariant():
             pass
+
+
+def test_glu_addr_vdot_are_covered_and_close_to_native():
+    g = torch.Generator().manual_seed(3)
+    a, m = torch.randn(5, 38, generator=g), torch.randn(7, 9, generator=g)
+    v1, v2 = torch.randn(7, generator=g), torch.randn(9, generator=g)
+    with samebits.batch_invariant():
+        glu, glu_row = F.glu(a), F.glu(a[2:3])
+        addr = torch.addr(m, v1, v2, beta=0.5, alpha=1.5)
+        vdot = torch.vdot(v1, v1)
+    assert torch.equal(glu[2:3], glu_row)
+    torch.testing.assert_close(glu, F.glu(a))
+    torch.testing.assert_close(addr, torch.addr(m, v1, v2, beta=0.5, alpha=1.5))
+    torch.testing.assert_close(vdot, torch.vdot(v1, v1))
+    ops = samebits.covered_ops()
+    assert {ops["aten::glu"], ops["aten::addr"], ops["aten::vdot"]} == {"invariant kernel"}
