@@ -511,11 +511,49 @@ def _op_exists(name: str) -> bool:
     return packet is not None and (overload or "default") in packet.overloads()
 
 
+# ------------------------------------------------------------ torch.compile
+# Inductor generates its own reductions (and dynamo traces past the CPU kernels above),
+# so a model compiled under the mode would get other bits than the mode's. Compiling
+# while this thread is in the mode is refused: dynamo runs its compile-start callbacks,
+# and ours raises. Dynamo wraps the error in its own exception; batch_invariant's exit
+# re-raises the NotInvariantError itself. A model compiled *before* entering the mode
+# keeps its compiled graph: see the README's limits.
+_COMPILE_WHY = (
+    "inductor generates its own kernels and reductions, which the mode cannot fix; "
+    "run the model uncompiled under batch_invariant() (compiled code keeps native bits)"
+)
+
+
+def _refuse_compile(*_args) -> None:
+    if is_batch_invariant():
+        raise NotInvariantError("torch.compile", hint=_COMPILE_WHY)
+
+
+def _hook_compile(on: bool) -> None:
+    from torch._dynamo.callback import callback_handler  # ~2 s, once per process
+
+    if on:
+        callback_handler.register_start_callback(_refuse_compile)
+    elif _refuse_compile in callback_handler.start_callbacks:
+        callback_handler.remove_start_callback(_refuse_compile)
+
+
+def _not_invariant_cause(exc: BaseException | None) -> NotInvariantError | None:
+    """The NotInvariantError that dynamo wrapped in its own exception, if any."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, NotInvariantError):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
 def _acquire() -> None:
     global _holders, _lib
     with _lock:
         if _holders == 0:
             _lib = _install()
+            _hook_compile(True)
         _holders += 1
 
 
@@ -524,6 +562,7 @@ def _release() -> None:
     with _lock:
         _holders -= 1
         if _holders == 0 and _lib is not None:
+            _hook_compile(False)
             _lib._destroy()
             _lib = None
             _fallbacks.clear()
@@ -558,7 +597,10 @@ class batch_invariant(contextlib.ContextDecorator):
         _tls.stack.append(_Frame(self.enabled, self.on_unsupported))
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         frame = _tls.stack.pop()
         if frame.enabled:
             _release()
+        cause = _not_invariant_cause(exc)
+        if cause is not None and cause is not exc:
+            raise cause.with_traceback(None) from exc
