@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.abc
+import importlib.machinery
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -515,7 +518,7 @@ def _op_exists(name: str) -> bool:
 # Inductor generates its own reductions (and dynamo traces past the CPU kernels above),
 # so a model compiled under the mode would get other bits than the mode's. Compiling
 # while this thread is in the mode is refused: dynamo runs its compile-start callbacks,
-# and ours raises. Dynamo wraps the error in its own exception; batch_invariant's exit
+# and ours raises (it is registered once dynamo is loaded, and is inert outside the mode). Dynamo wraps the error in its own exception; batch_invariant's exit
 # re-raises the NotInvariantError itself. A model compiled *before* entering the mode
 # keeps its compiled graph: see the README's limits.
 _COMPILE_WHY = (
@@ -529,13 +532,46 @@ def _refuse_compile(*_args) -> None:
         raise NotInvariantError("torch.compile", hint=_COMPILE_WHY)
 
 
-def _hook_compile(on: bool) -> None:
-    from torch._dynamo.callback import callback_handler  # ~2 s, once per process
+_DYNAMO_CALLBACK = "torch._dynamo.callback"
 
-    if on:
-        callback_handler.register_start_callback(_refuse_compile)
-    elif _refuse_compile in callback_handler.start_callbacks:
-        callback_handler.remove_start_callback(_refuse_compile)
+
+def _register(callback_module) -> None:
+    handler = callback_module.callback_handler
+    if _refuse_compile not in handler.start_callbacks:
+        handler.register_start_callback(_refuse_compile)
+
+
+class _OnDynamoImport(importlib.abc.MetaPathFinder):
+    """Registers the compile hook when dynamo loads (importing it ourselves would
+    cost seconds and a burst of garbage collection on the first entry)."""
+
+    def find_spec(self, name, path, target=None):
+        if name != _DYNAMO_CALLBACK:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _register(module)
+
+        spec.loader.exec_module = exec_module
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        return spec
+
+
+_on_dynamo_import = _OnDynamoImport()
+
+
+def _hook_compile() -> None:
+    """Once per process; the callback does nothing outside the mode, so it stays."""
+    if _DYNAMO_CALLBACK in sys.modules:
+        _register(sys.modules[_DYNAMO_CALLBACK])
+    elif _on_dynamo_import not in sys.meta_path:
+        sys.meta_path.insert(0, _on_dynamo_import)
 
 
 def _not_invariant_cause(exc: BaseException | None) -> NotInvariantError | None:
@@ -553,7 +589,7 @@ def _acquire() -> None:
     with _lock:
         if _holders == 0:
             _lib = _install()
-            _hook_compile(True)
+            _hook_compile()
         _holders += 1
 
 
@@ -562,7 +598,6 @@ def _release() -> None:
     with _lock:
         _holders -= 1
         if _holders == 0 and _lib is not None:
-            _hook_compile(False)
             _lib._destroy()
             _lib = None
             _fallbacks.clear()

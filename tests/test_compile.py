@@ -31,3 +31,23 @@ def test_eager_under_the_mode_is_unaffected_by_the_hook():
         a = m(x)
         b = m(x[1:2])
     assert torch.equal(a[1:2], b)
+
+
+def test_compile_refused_when_dynamo_is_first_imported_inside_the_mode(tmp_path):
+    """In a fresh process: enter the mode, then compile (dynamo loads inside)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, samebits\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+        "m = torch.nn.Linear(4, 4)\n"
+        "try:\n"
+        "    with samebits.batch_invariant():\n"
+        "        torch.compile(m, backend='eager')(torch.randn(2, 4))\n"
+        "except samebits.NotInvariantError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "refused: torch.compile" in out.stdout

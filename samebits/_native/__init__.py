@@ -82,6 +82,7 @@ SIGNATURES: dict[str, tuple[list, object]] = {
     "sb_norm": ([P, P, P, P, P, P, I64, I64, DBL, INT, INT, INT, INT], None),
     "sb_exact_acc": ([P, I64, I64, I64, INT, P, P, INT], None),
     "sb_depthwise": ([P, P, P, P, P, INT, INT, INT], None),
+    "sb_im2col": ([P, P, I64, I64, P, INT, INT], None),
     "sb_exact_dot": ([P, P, I64, INT, P, P], None),
 }
 # bit i of sb_cpu_features() (dispatch.c's CF_* enum, in order)

@@ -68,3 +68,36 @@ SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, 
     }
     free(tapoff);
 }
+
+/* ----------------------------------------------------------------- im2col */
+/* Rows r0..r1-1 of the im2col matrix of a channels-last padded input
+   x (N, D, H, W, C): row r = (n, od, oh, ow) holds, for the taps (kd, kh, kw) in
+   row-major order, channels c0..c0+cg-1, so its K = taps * cg order is (tap, c).
+   meta = {N, D, H, W, C, KD, KH, KW, sd, sh, sw, dd, dh, dw, OD, OH, OW, c0, cg}.
+   A copy: no arithmetic, so it cannot change bits; threads take whole rows. */
+SB_API void SB_FN(sb_im2col)(const void *x, const i64 *meta, i64 r0, i64 r1, void *dst, int dt,
+                             int nthreads) {
+    i64 D = meta[1], H = meta[2], W = meta[3], C = meta[4];
+    i64 KD = meta[5], KH = meta[6], KW = meta[7];
+    i64 sd = meta[8], sh = meta[9], sw = meta[10], dd = meta[11], dh = meta[12], dw = meta[13];
+    i64 OD = meta[14], OH = meta[15], OW = meta[16], c0 = meta[17], cg = meta[18];
+    size_t e = esz(dt), run = (size_t)cg * e;
+    i64 K = KD * KH * KW * cg;
+    int th = threads_for((r1 - r0) * K, nthreads);
+#pragma omp parallel for schedule(dynamic, dyn_chunk(r1 - r0, th)) num_threads(th)
+    for (i64 r = r0; r < r1; r++) {
+        i64 ow = r % OW, oh = (r / OW) % OH, od = (r / (OW * OH)) % OD, n = r / (OW * OH * OD);
+        char *d = (char *)dst + (size_t)(r - r0) * (size_t)K * e;
+        for (i64 kd = 0; kd < KD; kd++)
+            for (i64 kh = 0; kh < KH; kh++) {
+                i64 base = ((n * D + od * sd + kd * dd) * H + oh * sh + kh * dh) * W + ow * sw;
+                if (cg == C && dw == 1) { /* the KW taps of all channels are one run */
+                    memcpy(d, (const char *)x + (size_t)(base * C) * e, run * (size_t)KW);
+                    d += run * (size_t)KW;
+                    continue;
+                }
+                for (i64 kw = 0; kw < KW; kw++, d += run)
+                    memcpy(d, (const char *)x + (size_t)((base + kw * dw) * C + c0) * e, run);
+            }
+    }
+}

@@ -88,6 +88,8 @@ SB_API void SB_FN(sb_exact_acc)(const void *x, i64 outer, i64 R, i64 inner, int 
                                 int32_t *flags, int nthreads);
 SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, float *out,
                                 const i64 *meta, int dt, int wdt, int nthreads);
+SB_API void SB_FN(sb_im2col)(const void *x, const i64 *meta, i64 r0, i64 r1, void *dst, int dt,
+                             int nthreads);
 SB_API void SB_FN(sb_exact_dot)(const void *a, const void *b, i64 n, int dt, int64_t *out,
                                 int32_t *flags);
 

@@ -17,6 +17,7 @@ the item's position, the spatial tile or the thread count. Accumulation is float
 bfloat16 is read exactly and rounded once; float16 is widened to float32.
 Transposed convolutions become direct ones: the input dilated by the stride
 (zeros inserted), padded by dilation * (k - 1) - padding, and the kernel flipped.
+A channels-last input gets a channels-last output, as in torch (and no layout copy).
 Padding modes other than zeros (reflect, replicate, circular) reach this op already
 padded by ``F.pad``, a gather.
 """
@@ -33,7 +34,8 @@ from samebits.errors import UnsupportedInputError
 from samebits.ops._common import check_float, is_exact_dtype, native_view
 from samebits.ops.matmul import _check_status
 
-COL_BYTES = 32 << 20  # im2col chunk budget (whole images; at least one per chunk)
+COL_BYTES = 16 << 20  # im2col chunk: rows of about this many bytes (few chunks: each
+# chunk is two parallel regions, and a busy machine can delay a region by a time slice)
 
 
 def _triple(v, nd: int, fill: int) -> list[int]:
@@ -70,6 +72,7 @@ def convolution(
     if transposed:
         x, weight, padding = _as_direct(x, weight, stride, padding, dilation, output_padding, groups)
         stride = [1] * nd
+    keep_cl = _channels_last(x)
     out = _conv3d(
         x.reshape(*x.shape[:2], *[1] * (3 - nd), *x.shape[2:]),  # (N, C, D, H, W)
         weight.reshape(*weight.shape[:2], *[1] * (3 - nd), *weight.shape[2:]),
@@ -78,6 +81,7 @@ def convolution(
         _triple(padding, nd, 0),
         _triple(dilation, nd, 1),
         int(groups),
+        keep_cl,
     )  # (N, Co, OD, OH, OW) float32
     out = out.reshape(*out.shape[:2], *out.shape[5 - nd :]).to(dtype)
     return out[0] if unbatched else out
@@ -107,7 +111,26 @@ def _as_direct(x, weight, stride, padding, dilation, output_padding, groups):
     return x, w, [0] * nd
 
 
-def _conv3d(x, weight, bias, stride, padding, dilation, groups) -> torch.Tensor:
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether torch would give this input's convolution a channels-last output."""
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    return fmt is not None and not x.is_contiguous() and x.is_contiguous(memory_format=fmt)
+
+
+def _padded_cl(x: torch.Tensor, padding: list[int]) -> torch.Tensor:
+    """(N, C, D, H, W) -> channels-last (N, Dp, Hp, Wp, C), zero-padded, contiguous,
+    in one copy (none for a channels-last input without padding)."""
+    xcl = x.permute(0, 2, 3, 4, 1)  # (N, D, H, W, C)
+    if not any(padding):
+        return xcl.contiguous()
+    pd, ph, pw = padding
+    N, D, H, W, C = xcl.shape
+    out = xcl.new_zeros(N, D + 2 * pd, H + 2 * ph, W + 2 * pw, C)
+    out[:, pd : pd + D, ph : ph + H, pw : pw + W].copy_(xcl)
+    return out
+
+
+def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torch.Tensor:
     N, C = x.shape[:2]
     Co, Cg = weight.shape[:2]
     ks = list(weight.shape[2:])
@@ -116,23 +139,21 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups) -> torch.Tensor:
             f"aten::convolution: input has {C} channels, weight {tuple(weight.shape)} "
             f"with groups={groups} expects {Cg * groups}"
         )
-    if any(padding):
-        pads = [p for e in reversed(padding) for p in (e, e)]
-        x = F.pad(x, pads)  # exact zeros at fixed taps
+    xcl, dt = native_view(_padded_cl(x, padding))  # (N, Dp, Hp, Wp, C): exact zeros at fixed taps
     osz = [
-        (x.shape[2 + i] - dilation[i] * (ks[i] - 1) - 1) // stride[i] + 1 for i in range(3)
+        (xcl.shape[1 + i] - dilation[i] * (ks[i] - 1) - 1) // stride[i] + 1 for i in range(3)
     ]
     if any(o <= 0 for o in osz):
         raise UnsupportedInputError(
             f"aten::convolution: kernel {tuple(ks)} is larger than the padded input "
-            f"{tuple(x.shape[2:])}"
+            f"{tuple(xcl.shape[1:4])}"
         )
-    xcl, dt = native_view(x.permute(0, 2, 3, 4, 1).contiguous())  # (N, D, H, W, C)
     if Cg == 1:
         out = _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt)
     else:
         out = _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt)
-    return out.permute(0, 4, 1, 2, 3)  # (N, Co, OD, OH, OW)
+    out = out.permute(0, 4, 1, 2, 3)  # (N, Co, OD, OH, OW), channels-last in memory
+    return out if keep_cl else out.contiguous()
 
 
 def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Tensor:
@@ -164,7 +185,7 @@ def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Te
 
 
 def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Tensor:
-    """im2col by chunks of whole images, then the GEMM in DOT order, per group."""
+    """im2col by chunks of rows (native copy), then the GEMM in DOT order, per group."""
     N, D, H, W, C = xcl.shape
     Co, Cg = weight.shape[:2]
     ks = list(weight.shape[2:])
@@ -177,33 +198,27 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Te
             f"aten::convolution: input {xcl.dtype} and weight {weight.dtype} differ in dtype"
         )
     b, bdt = (None, 0) if bias is None else native_view(bias.to(weight.dtype).contiguous())
-    rows_per_img = math.prod(osz)
-    out = torch.empty(N, *osz, Co, dtype=torch.float32)  # (N, OD, OH, OW, Co)
-    sN, sD, sH, sW, _ = xcl.stride()
+    rows = N * math.prod(osz)
+    out = torch.empty(rows, Co, dtype=torch.float32)  # (N * OD * OH * OW, Co)
     pointwise = taps == 1 and stride == [1, 1, 1]
-    per_img = rows_per_img * K * xcl.element_size()
-    step = max(1, COL_BYTES // max(1, per_img))
-    for n0 in range(0, N, step):
-        n1 = min(N, n0 + step)
-        for g in range(groups):
-            xg = xcl[n0:n1, ..., g * Cg : (g + 1) * Cg]
-            if pointwise:
-                col = xg.reshape(-1, Cg)  # (rows, K): a view when groups == 1
-            else:
-                win = xg.as_strided(
-                    (n1 - n0, *osz, *ks, Cg),
-                    (sN, sD * stride[0], sH * stride[1], sW * stride[2],
-                     sD * dilation[0], sH * dilation[1], sW * dilation[2], 1),
-                    xg.storage_offset(),
-                )  # fmt: skip
-                col = win.reshape(-1, K)  # (rows, K) copy: the im2col
-            if col.stride(-1) != 1:
-                col = col.contiguous()
-            o = out[n0:n1].view(-1, Co)[:, g * cog : (g + 1) * cog]  # (rows, Co/G)
-            wg = wk[g * cog : (g + 1) * cog]  # (Co/G, K)
-            bg = None if b is None else b[g * cog : (g + 1) * cog]
-            _gemm_dot(col, wg, o, bg, dt, bdt)
-    return out
+    step = max(256, COL_BYTES // max(1, K * xcl.element_size()))
+    col = None if pointwise else torch.empty(min(step, rows), K, dtype=xcl.dtype)
+    meta = torch.tensor([N, D, H, W, C, *ks, *stride, *dilation, *osz, 0, Cg], dtype=torch.int64)
+    for g in range(groups):
+        o = out[:, g * cog : (g + 1) * cog]  # (rows, Co/G)
+        wg = wk[g * cog : (g + 1) * cog]  # (Co/G, K)
+        bg = None if b is None else b[g * cog : (g + 1) * cog]
+        if pointwise:  # the input itself is the im2col matrix
+            _gemm_dot(xcl.view(rows, C)[:, g * Cg : (g + 1) * Cg], wg, o, bg, dt, bdt)
+            continue
+        meta[17] = g * Cg
+        for r0 in range(0, rows, step):
+            r1 = min(rows, r0 + step)
+            _native.lib().sb_im2col(
+                xcl.data_ptr(), meta.data_ptr(), r0, r1, col.data_ptr(), dt, _native.nthreads()
+            )
+            _gemm_dot(col[: r1 - r0], wg, o[r0:r1], bg, dt, bdt)
+    return out.view(N, *osz, Co)
 
 
 def _gemm_dot(col, wg, out, bias, dt, bdt) -> None:
