@@ -9,7 +9,7 @@
    never parts of one sum, so every ISA path and every thread split give the same
    bits. Threads take whole (n, od, oh) output rows. */
 
-#define DW_OW 4
+#define DW_OW 8
 
 static inline __attribute__((always_inline)) void dw_block(const char *x, const void *w, i64 xoff0,
                                                            i64 xstep, const i64 *tapoff, i64 taps,
@@ -25,6 +25,20 @@ static inline __attribute__((always_inline)) void dw_block(const char *x, const 
             v8 xv = nc == 8 ? v8_load(x, o, dt) : v8_load_n(x, o, nc, dt);
             acc[q] = v8_fma(xv, wv, acc[q]);
         }
+    }
+}
+
+/* the same operations for a full block (8 outputs x 8 channels, float32), with
+   every bound a constant so the accumulators stay in registers */
+static inline __attribute__((always_inline)) void dw_block_f32(const float *x, const float *w,
+                                                               i64 xoff0, i64 xstep,
+                                                               const i64 *tapoff, i64 taps, i64 c,
+                                                               i64 C, v8 acc[DW_OW]) {
+    for (int q = 0; q < DW_OW; q++) acc[q] = v8_zero();
+    for (i64 t = 0; t < taps; t++) {
+        v8 wv = v8_load(w, t * C + c, F32);
+        const float *xp = x + xoff0 + tapoff[t] + c;
+        for (int q = 0; q < DW_OW; q++) acc[q] = v8_fma(v8_load(xp, q * xstep, F32), wv, acc[q]);
     }
 }
 
@@ -53,8 +67,12 @@ SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, 
             for (i64 c = 0; c < C; c += 8) {
                 int nc = (int)(C - c < 8 ? C - c : 8);
                 v8 acc[DW_OW];
-                dw_block((const char *)x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, nc, C,
-                         dt, wdt, nw, acc);
+                if (nc == 8 && nw == DW_OW && dt == F32 && wdt == F32)
+                    dw_block_f32((const float *)x, (const float *)w, xrow + ow0 * sw * C, sw * C,
+                                 tapoff, taps, c, C, acc);
+                else
+                    dw_block((const char *)x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, nc,
+                             C, dt, wdt, nw, acc);
                 v8 bv = v8_zero();
                 if (bias) bv = nc == 8 ? v8_load(bias, c, wdt) : v8_load_n(bias, c, nc, wdt);
                 for (int q = 0; q < nw; q++) {
