@@ -139,6 +139,10 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
             f"aten::convolution: input has {C} channels, weight {tuple(weight.shape)} "
             f"with groups={groups} expects {Cg * groups}"
         )
+    if _rows_apply(x, ks, Cg, stride, dilation, groups):
+        out = _row_conv(x, weight, bias, stride, padding, dilation)
+        out = out.permute(0, 4, 1, 2, 3)  # (N, Co, 1, OH, OW)
+        return out if keep_cl else out.contiguous()
     xcl, dt = native_view(_padded_cl(x, padding))  # (N, Dp, Hp, Wp, C): exact zeros at fixed taps
     osz = [
         (xcl.shape[1 + i] - dilation[i] * (ks[i] - 1) - 1) // stride[i] + 1 for i in range(3)
@@ -154,6 +158,76 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
         out = _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt)
     out = out.permute(0, 4, 1, 2, 3)  # (N, Co, OD, OH, OW), channels-last in memory
     return out if keep_cl else out.contiguous()
+
+
+ROW_MIN_K = 32  # the ROWS path needs kernel width x channels of at least this
+
+
+def _rows_apply(x, ks, Cg, stride, dilation, groups) -> bool:
+    """Whether the ROWS order applies: decided by the convolution's parameters (and,
+    for a 2-D input of height 1, by that height), never by batch or length."""
+    return (
+        groups == 1
+        and ks[0] == 1
+        and x.shape[2] == 1
+        and dilation[2] == 1
+        and (stride[1:] == [1, 1] or (ks[1] == 1 and x.shape[3] == 1))
+        and ks[2] * Cg >= ROW_MIN_K
+        and not (ks[1] * ks[2] == 1 and stride == [1, 1, 1])
+    )
+
+
+def _row_conv(x, weight, bias, stride, padding, dilation) -> torch.Tensor:
+    """ROWS order, for conv1d/conv2d with groups == 1: per kernel row kh, one GEMM
+    over K = KW x Cin read straight from the padded channels-last input (the KW taps
+    of every channel are one contiguous run), in DOT order; then
+    out = ((P_0 + bias) + P_1) + ... + P_{KH-1}, one float32 add each.
+
+    Output rows are laid out "wide" (Wq = Wp / s columns, the last Wq - OW of them
+    junk and dropped), so row r sits at r * s * Cin in the input: one strided GEMM per
+    kernel row covers every image (batch stride Hp * Wp * Cin). That needs stride 1,
+    or a single output row (conv1d, where the stride s is any)."""
+    N, C, _, H, W = x.shape
+    Co, _, _, KH, KW = weight.shape
+    s, sh, dh = stride[2], stride[1], dilation[1]
+    ph, pw = padding[1], padding[2]
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    Wp2 = -(-Wp // s) * s  # a multiple of the stride
+    Wq = Wp2 // s
+    OH = (Hp - dh * (KH - 1) - 1) // sh + 1
+    OW = (Wp - KW) // s + 1
+    if OH <= 0 or OW <= 0:
+        raise UnsupportedInputError(
+            f"aten::convolution: kernel {(KH, KW)} is larger than the padded input {(Hp, Wp)}"
+        )
+    xd, dt = native_view(x.new_empty(0))
+    # (N, Hp, Wp2, C) zeros, plus one row of slack that junk columns may read
+    buf = torch.zeros(N * Hp * Wp2 * C + Wp2 * C, dtype=xd.dtype)
+    xp = buf[: N * Hp * Wp2 * C].view(N, Hp, Wp2, C)
+    xp[:, ph : ph + H, pw : pw + W].copy_(x[:, :, 0].permute(0, 2, 3, 1))
+    wk, wdt = native_view(weight[:, :, 0].permute(0, 2, 3, 1).contiguous())  # (Co, KH, KW, C)
+    if wdt != dt:
+        raise UnsupportedInputError(
+            f"aten::convolution: input {x.dtype} and weight {weight.dtype} differ in dtype"
+        )
+    b, bdt = (None, 0) if bias is None else native_view(bias.to(weight.dtype).contiguous())
+    M, K = OH * Wq, KW * C
+    out = torch.empty(N, M, Co, dtype=torch.float32)  # (N, OH * Wq, Co)
+    part = torch.empty_like(out) if KH > 1 else None
+    e = buf.element_size()
+    for kh in range(KH):
+        dst = out if kh == 0 else part
+        status = _native.lib().sb_gemm(
+            buf.data_ptr() + kh * dh * Wp2 * C * e, s * C, 1, Hp * Wp2 * C,
+            wk.data_ptr() + kh * KW * C * wk.element_size(), 1, KH * KW * C, 0,
+            dst.data_ptr(), Co, M * Co, N, M, Co, K,
+            None if (b is None or kh) else b.data_ptr(), bdt,
+            dt, 1 if K > 1 else 0, _native.nthreads(),
+        )  # fmt: skip
+        _check_status(status)
+        if kh:
+            out.add_(part)
+    return out.view(N, OH, Wq, Co)[:, :, :OW].unsqueeze(1)  # (N, 1, OH, OW, Co)
 
 
 def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Tensor:

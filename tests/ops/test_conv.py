@@ -27,6 +27,10 @@ CONFIGS = {
     "2d_depthwise_mult": ((4, 11, 11), (8, 1, 3, 3), dict(groups=4, stride=2, padding=1)),
     "2d_pointwise": ((16, 7, 6), (24, 16, 1, 1), dict()),
     "2d_patchify": ((3, 16, 16), (12, 3, 4, 4), dict(stride=4)),
+    "2d_rows": ((16, 12, 11), (12, 16, 3, 3), dict(padding=1)),
+    "2d_rows_dil_h_nobias": ((12, 13, 9), (8, 12, 3, 4), dict(padding=(2, 1), dilation=(2, 1), bias=False)),
+    "1d_rows_stride": ((32, 41), (16, 32, 3), dict(stride=2, padding=1)),
+    "1d_rows_k2s2": ((16, 30), (16, 16, 2), dict(stride=2)),
     "3d": ((3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=1, stride=(1, 2, 1))),
     "3d_depthwise": ((4, 5, 5, 5), (4, 1, 3, 3, 3), dict(groups=4, padding=1)),
 }
