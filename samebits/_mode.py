@@ -72,8 +72,9 @@ def _addmm_activation(bias, a, b, *, beta=1, alpha=1, use_gelu=False):
     return elementwise.gelu(out, approximate="tanh") if use_gelu else torch.relu(out)
 
 
-def _convolution_full(x, w, b, stride, padding, dilation, transposed, output_padding, groups,
-                      *_flags):
+def _convolution_full(
+    x, w, b, stride, padding, dilation, transposed, output_padding, groups, *_flags
+):
     """``aten::_convolution``: ``convolution`` plus backend flags that change nothing here."""
     return conv.convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups)
 

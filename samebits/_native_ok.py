@@ -6,6 +6,7 @@ denied or listed here."""
 
 from __future__ import annotations
 
+# fmt: off
 _GROUPS: dict[str, tuple[str, ...]] = {
     "moves, copies, pads or selects elements; no floating-point arithmetic": (
         "_to_copy", "_lazy_clone", "_pin_memory", "_reshape_copy", "_resize_output",
@@ -80,5 +81,6 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "_test_parallel_materialize", "_test_warn_in_autograd",
     ),
 }
+# fmt: on
 
 NATIVE_OK: dict[str, str] = {op: why for why, ops in _GROUPS.items() for op in ops}

@@ -49,11 +49,7 @@ def reducing_cpu_ops() -> list[str]:
 
 
 def unclassified(ops, covered, denied, native_ok) -> list[str]:
-    return [
-        op
-        for op in ops
-        if op not in covered and op not in denied and op not in native_ok
-    ]
+    return [op for op in ops if op not in covered and op not in denied and op not in native_ok]
 
 
 def test_the_sweep_finds_the_reducing_ops():
@@ -68,7 +64,9 @@ def test_the_sweep_finds_the_reducing_ops():
 
 def test_every_reducing_op_is_covered_denied_or_invariant_by_construction():
     missing = unclassified(reducing_cpu_ops(), _mode._COVERED, _mode._DENIED, _mode._NATIVE_OK)
-    assert not missing, f"classify these ops in samebits/_mode.py or samebits/_native_ok.py: {missing}"
+    assert not missing, (
+        f"classify these ops in samebits/_mode.py or samebits/_native_ok.py: {missing}"
+    )
 
 
 def test_the_sweep_would_have_caught_the_silent_lstm():

@@ -68,7 +68,9 @@ def native_batch_norm(x, weight, bias, running_mean, running_var, training, mome
         save = (x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32))
     scale = invstd if weight is None else invstd * weight.double()
     shift = -mean * scale if bias is None else bias.double() - mean * scale
-    out = _affine(x, _per_channel(scale.float(), x.dim()), _per_channel(shift.float(), x.dim()), dtype)
+    out = _affine(
+        x, _per_channel(scale.float(), x.dim()), _per_channel(shift.float(), x.dim()), dtype
+    )
     return out, *save
 
 
@@ -116,6 +118,6 @@ def _reference_batch_norm(x, weight, bias, mean, var, eps):
 
 
 def _reference_group_norm(x, group, weight, bias, eps):
-    return torch.nn.functional.group_norm(x.double(), group, weight.double(), bias.double(), eps).to(
-        x.dtype
-    )
+    return torch.nn.functional.group_norm(
+        x.double(), group, weight.double(), bias.double(), eps
+    ).to(x.dtype)

@@ -70,7 +70,9 @@ def convolution(
     if unbatched:
         x = x.unsqueeze(0)
     if transposed:
-        x, weight, padding = _as_direct(x, weight, stride, padding, dilation, output_padding, groups)
+        x, weight, padding = _as_direct(
+            x, weight, stride, padding, dilation, output_padding, groups
+        )
         stride = [1] * nd
     keep_cl = _channels_last(x)
     out = _conv3d(
@@ -96,7 +98,9 @@ def _as_direct(x, weight, stride, padding, dilation, output_padding, groups):
     op = [int(e) for e in (output_padding * nd if len(output_padding) == 1 else output_padding)]
     k = weight.shape[2:]
     if any(e > 1 for e in s):  # insert stride - 1 zeros between input samples
-        up = x.new_zeros(*x.shape[:2], *[(n - 1) * st + 1 for n, st in zip(x.shape[2:], s)])
+        up = x.new_zeros(
+            *x.shape[:2], *[(n - 1) * st + 1 for n, st in zip(x.shape[2:], s, strict=True)]
+        )
         up[(slice(None), slice(None), *[slice(None, None, st) for st in s])] = x
         x = up
     pads = []
@@ -144,9 +148,7 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
         out = out.permute(0, 4, 1, 2, 3)  # (N, Co, 1, OH, OW)
         return out if keep_cl else out.contiguous()
     xcl, dt = native_view(_padded_cl(x, padding))  # (N, Dp, Hp, Wp, C): exact zeros at fixed taps
-    osz = [
-        (xcl.shape[1 + i] - dilation[i] * (ks[i] - 1) - 1) // stride[i] + 1 for i in range(3)
-    ]
+    osz = [(xcl.shape[1 + i] - dilation[i] * (ks[i] - 1) - 1) // stride[i] + 1 for i in range(3)]
     if any(o <= 0 for o in osz):
         raise UnsupportedInputError(
             f"aten::convolution: kernel {tuple(ks)} is larger than the padded input "

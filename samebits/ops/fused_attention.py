@@ -46,9 +46,21 @@ def _project(x, w, b, E, i):
     return matmul.linear(x, w[i * E : (i + 1) * E], None if b is None else b[i * E : (i + 1) * E])
 
 
-def native_multi_head_attention(query, key, value, embed_dim, num_head, qkv_weight, qkv_bias,
-                                proj_weight, proj_bias, mask=None, need_weights=True,
-                                average_attn_weights=True, mask_type=None):
+def native_multi_head_attention(
+    query,
+    key,
+    value,
+    embed_dim,
+    num_head,
+    qkv_weight,
+    qkv_bias,
+    proj_weight,
+    proj_bias,
+    mask=None,
+    need_weights=True,
+    average_attn_weights=True,
+    mask_type=None,
+):
     """Matches ``aten::_native_multi_head_attention``: (output, weights or empty)."""
     if is_exact_dtype(query.dtype):
         return NotImplemented
@@ -81,7 +93,9 @@ def _with_weights(q, k, v, keep, scale):
     """Attention and its probabilities: the steps of attention._unfused."""
     B, H, L, D = q.shape
     S = k.size(2)
-    s = bmm_f32(q.reshape(-1, L, D), k.reshape(-1, S, D).contiguous().transpose(-1, -2), order="dot")
+    s = bmm_f32(
+        q.reshape(-1, L, D), k.reshape(-1, S, D).contiguous().transpose(-1, -2), order="dot"
+    )
     s = (s * scale).view(B, H, L, S)
     if keep is not None:
         s = s.masked_fill(~keep, -math.inf) if keep.dtype == torch.bool else s + keep.float()
@@ -90,10 +104,28 @@ def _with_weights(q, k, v, keep, scale):
     return out.to(q.dtype).view(B, H, L, -1), p.view(B, H, L, S).to(q.dtype)
 
 
-def transformer_encoder_layer_fwd(src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight,
-                                  proj_bias, use_gelu, norm_first, eps, norm_weight_1, norm_bias_1,
-                                  norm_weight_2, norm_bias_2, ffn_weight_1, ffn_bias_1,
-                                  ffn_weight_2, ffn_bias_2, mask=None, mask_type=None):
+def transformer_encoder_layer_fwd(
+    src,
+    embed_dim,
+    num_heads,
+    qkv_weight,
+    qkv_bias,
+    proj_weight,
+    proj_bias,
+    use_gelu,
+    norm_first,
+    eps,
+    norm_weight_1,
+    norm_bias_1,
+    norm_weight_2,
+    norm_bias_2,
+    ffn_weight_1,
+    ffn_bias_1,
+    ffn_weight_2,
+    ffn_bias_2,
+    mask=None,
+    mask_type=None,
+):
     """Matches ``aten::_transformer_encoder_layer_fwd`` on dense and nested inputs."""
     if src.is_nested:
         return _nested_layer(src, locals())
@@ -128,7 +160,9 @@ def _nested_layer(src, args):
     seqs = src.unbind()
     lengths = [s.size(0) for s in seqs]
     dense = src.to_padded_tensor(0.0)  # (B, Lmax, E)
-    pad = torch.arange(dense.size(1)).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(1)  # (B, Lmax)
+    pad = torch.arange(dense.size(1)).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(
+        1
+    )  # (B, Lmax)
     if args["mask"] is not None:
         raise UnsupportedInputError(
             "aten::_transformer_encoder_layer_fwd: a nested input with an extra mask"

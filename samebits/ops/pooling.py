@@ -37,8 +37,17 @@ def _out_size(L: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
     return o
 
 
-def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-             divisor_override=None, *, nd: int):
+def avg_pool(
+    x,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+    *,
+    nd: int,
+):
     """Matches ``aten::avg_pool2d`` / ``aten::avg_pool3d`` (nd = 2 or 3)."""
     if is_exact_dtype(x.dtype):
         return NotImplemented
@@ -47,16 +56,16 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
     s = _expand(stride, nd, "stride", default=k)
     p = _expand(padding, nd, "padding")
     L = list(x.shape[-nd:])
-    O = [_out_size(L[i], k[i], s[i], p[i], ceil_mode) for i in range(nd)]
+    OUT = [_out_size(L[i], k[i], s[i], p[i], ceil_mode) for i in range(nd)]
     pads = []
     for i in reversed(range(nd)):  # F.pad: last dim first
-        pads += [p[i], max(0, (O[i] - 1) * s[i] + k[i] - L[i] - p[i])]
+        pads += [p[i], max(0, (OUT[i] - 1) * s[i] + k[i] - L[i] - p[i])]
     xp = F.pad(x, pads) if any(pads) else x
     win = xp
     for i in range(nd):  # (..., O1, .., Ond, k1, .., knd)
         win = win.unfold(x.dim() - nd + i, k[i], s[i])
-    for i in range(nd):  # only the first O windows (right padding may allow more)
-        win = win.narrow(x.dim() - nd + i, 0, O[i])
+    for i in range(nd):  # only the first OUT windows (right padding may allow more)
+        win = win.narrow(x.dim() - nd + i, 0, OUT[i])
     tap_dims = list(range(win.dim() - nd, win.dim()))
     total = _sum_f64(win, tap_dims)  # (..., O1, .., Ond) float64
     if divisor_override:
@@ -64,48 +73,66 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_incl
     else:
         div = torch.ones((), dtype=torch.float64)
         for i in range(nd):
-            start = torch.arange(O[i]) * s[i] - p[i]
+            start = torch.arange(OUT[i]) * s[i] - p[i]
             end = torch.clamp(start + k[i], max=L[i] + p[i])
             n = end - start if count_include_pad else end.clamp(max=L[i]) - start.clamp(min=0)
             div = div.unsqueeze(-1) * n.double()  # (O1, .., Oi)
     return (total / div).to(dtype)
 
 
-def avg_pool2d(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
+def avg_pool2d(
+    x,
+    kernel_size,
+    stride=(),
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
     return avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                     divisor_override, nd=2)  # fmt: skip
 
 
-def avg_pool3d(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
+def avg_pool3d(
+    x,
+    kernel_size,
+    stride=(),
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
     return avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                     divisor_override, nd=3)  # fmt: skip
 
 
 def adaptive_avg_pool(x, output_size, *, nd: int):
     """Matches ``aten::_adaptive_avg_pool2d`` / ``3d``: output i of a dim of length L
-    averages [floor(i L / O), ceil((i + 1) L / O))."""
+    averages [floor(i L / OUT), ceil((i + 1) L / OUT))."""
     if is_exact_dtype(x.dtype):
         return NotImplemented
     dtype = check_float(f"aten::_adaptive_avg_pool{nd}d", x)
-    O = _expand(output_size, nd, "output_size")
+    OUT = _expand(output_size, nd, "output_size")
     win = F.pad(x, [0, 1] * nd)  # one exact zero past the end of every dim
     counts = torch.ones((), dtype=torch.float64)
     for i in range(nd):
-        L, o = x.size(x.dim() - nd + i), O[i]
+        L, o = x.size(x.dim() - nd + i), OUT[i]
         start = torch.tensor([(j * L) // o for j in range(o)])
         end = torch.tensor([-((-(j + 1) * L) // o) for j in range(o)])
         kmax = int((end - start).max()) if o else 0
-        idx = start.unsqueeze(1) + torch.arange(kmax)  # (O, kmax)
+        idx = start.unsqueeze(1) + torch.arange(kmax)  # (OUT, kmax)
         idx = torch.where(idx < end.unsqueeze(1), idx, L)  # past the window: the zero
-        d = x.dim() - nd + 2 * i  # earlier dims already split into (O, kmax)
+        d = x.dim() - nd + 2 * i  # earlier dims already split into (OUT, kmax)
         win = win.index_select(d, idx.reshape(-1))
         win = win.unflatten(d, (o, kmax))
         counts = counts.unsqueeze(-1) * (end - start).double()
     # (..., O1, k1, O2, k2, ...) -> (..., O1, O2, .., k1, k2, ..)
     lead = x.dim() - nd
-    perm = list(range(lead)) + [lead + 2 * i for i in range(nd)] + [lead + 2 * i + 1 for i in range(nd)]
+    perm = (
+        list(range(lead))
+        + [lead + 2 * i for i in range(nd)]
+        + [lead + 2 * i + 1 for i in range(nd)]
+    )
     win = win.permute(perm)
     total = _sum_f64(win, list(range(win.dim() - nd, win.dim())))
     return (total / counts).to(dtype)
@@ -119,4 +146,3 @@ def _reference_avg_pool(x, nd, *args, **kwargs):
 def _reference_adaptive(x, nd, size):
     fn = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[nd - 1]
     return fn(x.double(), size).to(x.dtype)
-

@@ -111,8 +111,19 @@ def _run_direction(kind, xp, batch_sizes, h0, c0, w_hh, b_hh, w_hr, reverse):
     return out if packed else out.view(T, -1, hout), h_n, c_n
 
 
-def rnn(kind, x, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional,
-        batch_first=False):
+def rnn(
+    kind,
+    x,
+    batch_sizes,
+    hx,
+    params,
+    has_biases,
+    num_layers,
+    dropout,
+    train,
+    bidirectional,
+    batch_first=False,
+):
     """The shared body of aten::lstm / gru / rnn_tanh / rnn_relu (.input and .data)."""
     if is_exact_dtype(x.dtype):
         return NotImplemented
@@ -159,8 +170,7 @@ def lstm_input(x, hx, params, has_biases, num_layers, dropout, train, bidirectio
                bidirectional, batch_first)  # fmt: skip
 
 
-def lstm_data(data, batch_sizes, hx, params, has_biases, num_layers, dropout, train,
-              bidirectional):
+def lstm_data(data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional):
     return rnn("lstm", data, batch_sizes, hx, params, has_biases, num_layers, dropout, train,
                bidirectional)  # fmt: skip
 
@@ -168,6 +178,7 @@ def lstm_data(data, batch_sizes, hx, params, has_biases, num_layers, dropout, tr
 def make(kind: str, packed: bool):
     """aten::<kind>.input / .data for gru, rnn_tanh and rnn_relu."""
     if packed:
+
         def data(data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidir):
             return rnn(kind, data, batch_sizes, hx, params, has_biases, num_layers, dropout,
                        train, bidir)  # fmt: skip

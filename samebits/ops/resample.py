@@ -21,18 +21,18 @@ from samebits.ops._common import check_float, is_exact_dtype
 CUBIC_A = -0.75  # torch's bicubic constant
 
 
-def _source(o: torch.Tensor, L: int, O: int, align_corners: bool, scale, cubic: bool):
+def _source(o: torch.Tensor, L: int, OUT: int, align_corners: bool, scale, cubic: bool):
     """torch's area_pixel_compute_source_index, in double."""
     if align_corners:
-        return o * ((L - 1) / (O - 1) if O > 1 else 0.0)
-    s = 1.0 / scale if scale is not None and scale > 0 else L / O
+        return o * ((L - 1) / (OUT - 1) if OUT > 1 else 0.0)
+    s = 1.0 / scale if scale is not None and scale > 0 else L / OUT
     src = s * (o + 0.5) - 0.5
     return src if cubic else src.clamp(min=0.0)
 
 
-def _taps(L: int, O: int, align_corners: bool, scale, cubic: bool):
-    """(indices (T, O) int64, weights (T, O) float32) along one dim."""
-    src = _source(torch.arange(O, dtype=torch.float64), L, O, align_corners, scale, cubic)
+def _taps(L: int, OUT: int, align_corners: bool, scale, cubic: bool):
+    """(indices (T, OUT) int64, weights (T, OUT) float32) along one dim."""
+    src = _source(torch.arange(OUT, dtype=torch.float64), L, OUT, align_corners, scale, cubic)
     i0 = src.floor()
     t = src - i0
     i0 = i0.long()
@@ -61,10 +61,10 @@ def _resample(x, output_size, align_corners, scales, cubic: bool, op: str):
     y = x.float()
     for i in range(nd):
         d = x.dim() - nd + i
-        L, O = x.size(d), int(output_size[i])
-        idx, w = _taps(L, O, bool(align_corners), scales[i] if scales else None, cubic)
+        L, OUT = x.size(d), int(output_size[i])
+        idx, w = _taps(L, OUT, bool(align_corners), scales[i] if scales else None, cubic)
         shape = [1] * y.dim()
-        shape[d] = O
+        shape[d] = OUT
         acc = None
         for t in range(idx.size(0)):  # taps in order, one rounding per op
             term = y.index_select(d, idx[t]) * w[t].view(shape)
@@ -82,8 +82,9 @@ def upsample_bilinear2d(x, output_size, align_corners, scales_h=None, scales_w=N
                      "aten::upsample_bilinear2d")  # fmt: skip
 
 
-def upsample_trilinear3d(x, output_size, align_corners, scales_d=None, scales_h=None,
-                         scales_w=None):
+def upsample_trilinear3d(
+    x, output_size, align_corners, scales_d=None, scales_h=None, scales_w=None
+):
     return _resample(x, output_size, align_corners, [scales_d, scales_h, scales_w], False,
                      "aten::upsample_trilinear3d")  # fmt: skip
 
@@ -95,4 +96,3 @@ def upsample_bicubic2d(x, output_size, align_corners, scales_h=None, scales_w=No
 
 def _reference(x, mode: str, **kwargs):
     return torch.nn.functional.interpolate(x.double(), mode=mode, **kwargs).to(x.dtype)
-

@@ -89,7 +89,9 @@ def vision_op_outputs() -> dict[str, torch.Tensor]:
     out = {}
     for i, (kind, name) in enumerate(test_pooling.CASES):
         item = (test_pooling.AVG if kind == "avg" else test_pooling.ADAPTIVE)[name][1]
-        out[f"pool/{kind}/{name}"] = test_pooling.call(kind, name, portable_randn(3, *item, seed=500 + i))
+        out[f"pool/{kind}/{name}"] = test_pooling.call(
+            kind, name, portable_randn(3, *item, seed=500 + i)
+        )
     for i, name in enumerate(sorted(test_channel_norms.SHAPES)):
         m = test_channel_norms.make(name, torch.float32)
         with torch.no_grad():  # parameters from numpy too
@@ -110,7 +112,13 @@ def vision_op_outputs() -> dict[str, torch.Tensor]:
 def main() -> None:
     torch.set_num_threads(2)
     with torch.inference_mode(), samebits.batch_invariant():
-        outs = {**grid_outputs(), **conv_outputs(), **vision_op_outputs(), **llama_outputs(), **minilm_outputs()}
+        outs = {
+            **grid_outputs(),
+            **conv_outputs(),
+            **vision_op_outputs(),
+            **llama_outputs(),
+            **minilm_outputs(),
+        }
     print(
         json.dumps(
             {

@@ -28,7 +28,11 @@ CONFIGS = {
     "2d_pointwise": ((16, 7, 6), (24, 16, 1, 1), dict()),
     "2d_patchify": ((3, 16, 16), (12, 3, 4, 4), dict(stride=4)),
     "2d_rows": ((16, 12, 11), (12, 16, 3, 3), dict(padding=1)),
-    "2d_rows_dil_h_nobias": ((12, 13, 9), (8, 12, 3, 4), dict(padding=(2, 1), dilation=(2, 1), bias=False)),
+    "2d_rows_dil_h_nobias": (
+        (12, 13, 9),
+        (8, 12, 3, 4),
+        dict(padding=(2, 1), dilation=(2, 1), bias=False),
+    ),
     "1d_rows_stride": ((32, 41), (16, 32, 3), dict(stride=2, padding=1)),
     "1d_rows_k2s2": ((16, 30), (16, 16, 2), dict(stride=2)),
     "3d": ((3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=1, stride=(1, 2, 1))),
@@ -81,7 +85,9 @@ def test_native_conv2d_is_batch_variant_somewhere():
     w = rnd(64, 32, 3, 3, seed=1)
     x = rnd(9, 32, 14, 14, seed=2)
     full = F.conv2d(x, w, padding=1)
-    assert any(not same_bits(F.conv2d(x[i : i + 1], w, padding=1), full[i : i + 1]) for i in range(9))
+    assert any(
+        not same_bits(F.conv2d(x[i : i + 1], w, padding=1), full[i : i + 1]) for i in range(9)
+    )
 
 
 @pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
@@ -100,7 +106,11 @@ def test_padding_modes_and_same(mode):
 
 @pytest.mark.parametrize(
     "kw",
-    [dict(stride=2, padding=1, output_padding=1, groups=2), dict(), dict(stride=3, dilation=2, padding=2)],
+    [
+        dict(stride=2, padding=1, output_padding=1, groups=2),
+        dict(),
+        dict(stride=3, dilation=2, padding=2),
+    ],
     ids=["s2_g2_op1", "plain", "s3_d2"],
 )
 def test_transposed_conv_matches_reference_and_is_invariant(kw, threads):

@@ -16,8 +16,11 @@ def rnd(*shape, dtype=torch.float32, seed=0):
 AVG = {
     "1d": (1, (3, 17), dict(kernel_size=3, stride=2, padding=1)),
     "2d": (2, (3, 11, 10), dict(kernel_size=3, stride=2, padding=1)),
-    "2d_ceil_nopad_count": (2, (2, 9, 10), dict(kernel_size=(3, 2), stride=2, padding=1,
-                                                 ceil_mode=True, count_include_pad=False)),
+    "2d_ceil_nopad_count": (
+        2,
+        (2, 9, 10),
+        dict(kernel_size=(3, 2), stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+    ),
     "2d_divisor": (2, (2, 8, 8), dict(kernel_size=2, divisor_override=3)),
     "3d": (3, (2, 5, 6, 7), dict(kernel_size=2, stride=(1, 2, 2), padding=1, ceil_mode=True)),
 }

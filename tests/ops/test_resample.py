@@ -44,7 +44,11 @@ def test_resample_rows_invariant(name, threads):
         alone = [F.interpolate(items[i : i + 1], **kw) for i in range(7)]
         threads(3)
         full = F.interpolate(items, **kw)
-        cl = F.interpolate(items.to(memory_format=torch.channels_last), **kw) if items.dim() == 4 else full
+        cl = (
+            F.interpolate(items.to(memory_format=torch.channels_last), **kw)
+            if items.dim() == 4
+            else full
+        )
     for i in range(7):
         assert same_bits(full[i : i + 1], alone[i])
         assert same_bits(cl[i : i + 1].contiguous(), alone[i])
