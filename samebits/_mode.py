@@ -349,11 +349,30 @@ _DENIED: dict[str, str] = {
 }
 
 
+def _accumulates(x, indices, values, accumulate=False, *_rest, **kw) -> bool:
+    return bool(kw.get("accumulate", accumulate)) and x.dtype.is_floating_point
+
+
+# Ops that are a copy (invariant) in their common use and a float accumulation (order-
+# dependent for repeated indices) otherwise: native, or denied when the predicate holds.
+_ACCUMULATE_WHY = (
+    "accumulate=True sums floats at repeated indices in an order that depends on threads; "
+    "accumulate into a dense tensor with a covered op (e.g. one_hot @ values)"
+)
+_GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
+    "index_put": (_accumulates, _ACCUMULATE_WHY),
+    "_index_put_impl": (_accumulates, _ACCUMULATE_WHY),
+    "_unsafe_index_put": (_accumulates, _ACCUMULATE_WHY),
+    "put": (_accumulates, _ACCUMULATE_WHY),
+}
+
+
 def covered_ops() -> dict[str, str]:
-    """Aten ops the mode handles, and how: "invariant kernel", "denied: why", or
-    "native (invariant by construction): why"."""
+    """Aten ops the mode handles, and how: "invariant kernel", "denied: why",
+    "native, denied when: why", or "native (invariant by construction): why"."""
     table = {f"aten::{n}": "invariant kernel" for n in _COVERED}
     table.update({f"aten::{n}": f"denied: {why}" for n, why in _DENIED.items()})
+    table.update({f"aten::{n}": f"native, denied when {why}" for n, (_, why) in _GUARDED.items()})
     table.update(
         {
             f"aten::{n}": f"native (invariant by construction): {why}"
@@ -479,6 +498,16 @@ def _deny_kernel(name: str, why: str) -> Callable:
     return fn
 
 
+def _guard_kernel(name: str, when: Callable[..., bool], why: str) -> Callable:
+    def fn(*args, **kwargs):
+        if when(*args, **kwargs):
+            dtype, shape = _describe(args)
+            raise NotInvariantError(f"aten::{name}", dtype, shape, why)
+        return NotImplemented
+
+    return fn
+
+
 def _install() -> torch.library.Library:
     lib = torch.library.Library("aten", "IMPL")
     plan: list[tuple[str, Callable, str]] = []
@@ -491,6 +520,11 @@ def _install() -> torch.library.Library:
             plan.append((name, _deny_kernel(name, why), "functional"))
             outs, _ = _out_and_inplace(name)
             plan += [(o, _deny_kernel(o, why), "out") for o in outs]
+    for name, (when, why) in _GUARDED.items():
+        fn = _guard_kernel(name, when, why)
+        outs, inplace = _out_and_inplace(name)
+        plan.append((name, fn, "functional"))
+        plan += [(o, fn, "out") for o in outs] + [(i, fn, "inplace") for i in inplace]
     with warnings.catch_warnings():
         # torch warns when a CPU kernel is overridden; that is the point here
         warnings.simplefilter("ignore")

@@ -10,8 +10,8 @@ from __future__ import annotations
 _GROUPS: dict[str, tuple[str, ...]] = {
     "moves, copies, pads or selects elements; no floating-point arithmetic": (
         "_to_copy", "_lazy_clone", "_pin_memory", "_reshape_copy", "_resize_output",
-        "_unsafe_view", "_unsafe_index.Tensor", "_unsafe_masked_index", "_unsafe_index_put",
-        "index_put", "_index_put_impl", "put", "copy_sparse_to_sparse", "set",
+        "_unsafe_view", "_unsafe_index.Tensor", "_unsafe_masked_index",
+        "copy_sparse_to_sparse", "set",
         "set.source_Storage", "set.source_Storage_storage_offset", "set.source_Tensor",
         "resize", "resize_as", "resize_as_sparse", "sparse_resize", "sparse_resize_and_clear",
         "lift", "new_empty", "new_full", "new_ones", "new_zeros", "empty_like", "full_like",

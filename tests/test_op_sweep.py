@@ -4,6 +4,7 @@ floating-point tensor and is not pointwise, view, in-place, out=, backward or ra
 invariant by construction with its reason. The list comes from the registry, so a new
 torch that adds such an op fails here until it is classified."""
 
+import pytest
 import torch
 
 import samebits
@@ -63,7 +64,8 @@ def test_the_sweep_finds_the_reducing_ops():
 
 
 def test_every_reducing_op_is_covered_denied_or_invariant_by_construction():
-    missing = unclassified(reducing_cpu_ops(), _mode._COVERED, _mode._DENIED, _mode._NATIVE_OK)
+    covered = {**_mode._COVERED, **_mode._GUARDED}
+    missing = unclassified(reducing_cpu_ops(), covered, _mode._DENIED, _mode._NATIVE_OK)
     assert not missing, (
         f"classify these ops in samebits/_mode.py or samebits/_native_ok.py: {missing}"
     )
@@ -77,11 +79,24 @@ def test_the_sweep_would_have_caught_the_silent_lstm():
 
 
 def test_every_table_entry_names_an_existing_op_and_has_a_reason():
-    for name in [*_mode._COVERED, *_mode._DENIED, *_mode._NATIVE_OK]:
+    for name in [*_mode._COVERED, *_mode._DENIED, *_mode._NATIVE_OK, *_mode._GUARDED]:
         assert _mode._op_exists(name), name
     assert all(why.strip() for why in [*_mode._DENIED.values(), *_mode._NATIVE_OK.values()])
-    assert not set(_mode._COVERED) & set(_mode._DENIED)
+    tables = [_mode._COVERED, _mode._DENIED, _mode._NATIVE_OK, _mode._GUARDED]
+    assert sum(len(t) for t in tables) == len(set().union(*tables))  # each op in one table
     table = samebits.covered_ops()
     assert table["aten::mkldnn_rnn_layer"].startswith("denied")
     assert table["aten::lstm.input"] == "invariant kernel"
     assert table["aten::gather"].startswith("native (invariant by construction)")
+
+
+def test_accumulating_index_put_is_denied_and_plain_index_put_runs():
+    x = torch.zeros(5)
+    idx = torch.tensor([1, 1, 3])
+    with samebits.batch_invariant():
+        y = x.index_put((idx,), torch.ones(3))  # a copy: native
+        x[idx] = 2.0
+        with pytest.raises(samebits.NotInvariantError, match="accumulate"):
+            x.index_put_((idx,), torch.ones(3), accumulate=True)
+    assert y.tolist() == [0, 1, 0, 1, 0] and x.tolist() == [0, 2, 0, 2, 0]
+    assert samebits.covered_ops()["aten::index_put"].startswith("native, denied when")
