@@ -27,9 +27,10 @@ from samebits.ops.reductions import _sum_f64, _var_f64
 
 
 def _affine(x, scale, shift, dtype) -> torch.Tensor:
-    """x * scale + shift, two float32 roundings per element (scale/shift broadcast)."""
-    y = x.float() * scale.float()
-    y = y + shift.float()
+    """x * scale + shift, two float32 roundings per element (scale/shift broadcast,
+    float32): a bfloat16 or float16 x is read exactly by the float32 multiply."""
+    y = x * scale  # float32 by type promotion
+    y += shift
     return y if dtype == torch.float32 else y.to(dtype)
 
 
