@@ -109,6 +109,32 @@ def vision_op_outputs() -> dict[str, torch.Tensor]:
     return out
 
 
+def sequence_model_outputs() -> dict[str, torch.Tensor]:
+    """An LSTM over packed mixed lengths, a GRU, and the fused encoder fast path with a
+    padding mask (weights and inputs from numpy)."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from tests.ops import test_fused_attention, test_recurrent
+
+    out = {}
+    for i, name in enumerate(("lstm_stacked_bidir", "gru_stacked_bidir")):
+        m = test_recurrent.make(name, torch.float32, True)
+        with torch.no_grad():
+            for j, p in enumerate(m.parameters()):
+                p.copy_(portable_randn(*p.shape, seed=900 + 50 * i + j) * 0.3)
+            x = portable_randn(4, 9, test_recurrent.FEAT, seed=990 + i)
+            res = m(pack_padded_sequence(x, torch.tensor([9, 7, 4, 2]), batch_first=True))
+        out[f"rnn/{name}"] = res[0].data
+    enc = test_fused_attention.encoder(torch.float32)
+    with torch.no_grad():
+        for j, p in enumerate(enc.parameters()):
+            p.copy_(portable_randn(*p.shape, seed=1000 + j) * 0.3)
+        x = portable_randn(3, 7, test_fused_attention.E, seed=1100)
+        pad = torch.tensor([[False] * 7, [False] * 4 + [True] * 3, [False] * 2 + [True] * 5])
+        out["encoder_fast_path"] = enc(x, src_key_padding_mask=pad)[~pad]
+    return out
+
+
 def main() -> None:
     torch.set_num_threads(2)
     with torch.inference_mode(), samebits.batch_invariant():
