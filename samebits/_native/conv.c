@@ -28,17 +28,18 @@ static inline __attribute__((always_inline)) void dw_block(const char *x, const 
     }
 }
 
-/* the same operations for a full block (8 outputs x 8 channels, float32), with
-   every bound a constant so the accumulators stay in registers */
-static inline __attribute__((always_inline)) void dw_block_f32(const float *x, const float *w,
-                                                               i64 xoff0, i64 xstep,
-                                                               const i64 *tapoff, i64 taps, i64 c,
-                                                               i64 C, v8 acc[DW_OW]) {
+/* the same operations for a full block (8 outputs x 8 channels), with every bound
+   and dtype a constant at the call site, so the accumulators stay in registers */
+static inline __attribute__((always_inline)) void dw_block_full(const void *x, const void *w,
+                                                                i64 xoff0, i64 xstep,
+                                                                const i64 *tapoff, i64 taps,
+                                                                i64 c, i64 C, const int dt,
+                                                                v8 acc[DW_OW]) {
     for (int q = 0; q < DW_OW; q++) acc[q] = v8_zero();
     for (i64 t = 0; t < taps; t++) {
-        v8 wv = v8_load(w, t * C + c, F32);
-        const float *xp = x + xoff0 + tapoff[t] + c;
-        for (int q = 0; q < DW_OW; q++) acc[q] = v8_fma(v8_load(xp, q * xstep, F32), wv, acc[q]);
+        v8 wv = v8_load(w, t * C + c, dt);
+        i64 o = xoff0 + tapoff[t] + c;
+        for (int q = 0; q < DW_OW; q++) acc[q] = v8_fma(v8_load(x, o + q * xstep, dt), wv, acc[q]);
     }
 }
 
@@ -67,9 +68,11 @@ SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, 
             for (i64 c = 0; c < C; c += 8) {
                 int nc = (int)(C - c < 8 ? C - c : 8);
                 v8 acc[DW_OW];
-                if (nc == 8 && nw == DW_OW && dt == F32 && wdt == F32)
-                    dw_block_f32((const float *)x, (const float *)w, xrow + ow0 * sw * C, sw * C,
-                                 tapoff, taps, c, C, acc);
+                int full = nc == 8 && nw == DW_OW && dt == wdt;
+                if (full && dt == F32)
+                    dw_block_full(x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, F32, acc);
+                else if (full && dt == BF16)
+                    dw_block_full(x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, BF16, acc);
                 else
                     dw_block((const char *)x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, nc,
                              C, dt, wdt, nw, acc);
