@@ -4,15 +4,19 @@ and transposed, through ``aten::convolution``.
 Every shape is handled as 3-D (conv1d and conv2d get unit leading spatial dims) and
 channels-last. Reduction order, for output (n, co, position):
 
-* **GEMM path** (any groups with more than one input channel per group): im2col
-  rows of K = taps x (Cin / groups) in (kd, kh, kw, cin) order, multiplied by the
-  weight reshaped the same way, in the GEMM's **DOT** order over K (see
-  samebits/ops/matmul.py). Zero padding enters as exact zeros at fixed taps. The
-  im2col is cut into chunks of whole images; chunking and threads split rows only.
+* **ROWS path** (groups == 1, conv1d or stride-1 conv2d, kernel width x Cin >= 32):
+  per kernel row kh, the GEMM's **DOT** order over (kw, cin), read in place from the
+  padded input; the rows' partial sums are added in kh order (see _row_conv).
+* **GEMM path** (other convolutions with more than one input channel per group):
+  im2col rows of K = taps x (Cin / groups) in (kd, kh, kw, cin) order, multiplied by
+  the weight reshaped the same way, in the GEMM's **DOT** order over K (see
+  samebits/ops/matmul.py). The im2col is built by chunks of rows; chunks and threads
+  split rows only, never K.
 * **TAP path** (one input channel per group: depthwise): acc = +0, one fused
   multiply-add per tap in (kd, kh, kw) order, then + bias (samebits/_native/conv.c).
 
-Both orders depend only on the convolution's parameters, never on the batch size,
+Zero padding enters as exact zeros at fixed taps. Which path runs, and so each
+order, depends only on the convolution's parameters, never on the batch size,
 the item's position, the spatial tile or the thread count. Accumulation is float32;
 bfloat16 is read exactly and rounded once; float16 is widened to float32.
 Transposed convolutions become direct ones: the input dilated by the stride
