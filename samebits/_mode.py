@@ -151,6 +151,7 @@ _COVERED: dict[str, Callable] = {
     "addmv": matmul.addmv,
     "dot": matmul.dot,
     "linear": matmul.linear,
+    "matmul": matmul.matmul,
     "_addmm_activation": _addmm_activation,
     "_softmax": softmax.softmax,
     "_log_softmax": softmax.log_softmax,

@@ -187,6 +187,27 @@ def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _finish(bmm_f32(a.view(1, 1, -1), b.view(1, -1, 1)).reshape(()), dtype)
 
 
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched ``torch.matmul`` (both operands >= 2-D, one of them > 2-D), with the
+    order chosen from B's layout *as given*. torch's own matmul folds the batch dims
+    first, and that reshape copies B (losing its unit K stride, so SEQ instead of DOT)
+    for some batch sizes and not for others: a transposed key of shape (1, H, D, S)
+    folds without a copy, (3, H, D, S) with one. Other ranks go to mm / mv / dot."""
+    if is_exact_dtype(a.dtype) or a.dim() < 2 or b.dim() < 2 or (a.dim() == 2 and b.dim() == 2):
+        return NotImplemented
+    dtype = check_float("aten::matmul", a, b)
+    M, K, N = a.size(-2), a.size(-1), b.size(-1)
+    if b.size(-2) != K:
+        raise UnsupportedInputError(
+            f"aten::matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not chain"
+        )
+    order = "dot" if uses_dot_order(b) else "seq"
+    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a3 = a.expand(*batch, M, K).reshape(-1, M, K)  # (B*, M, K)
+    b3 = b.expand(*batch, K, N).reshape(-1, K, N)  # (B*, K, N)
+    return _finish(bmm_f32(a3, b3, order=order), dtype).view(*batch, M, N)
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``x @ weight.T + bias`` in DOT order: x rows and weight rows are both K-contiguous."""
     if is_exact_dtype(x.dtype):

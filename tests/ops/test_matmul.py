@@ -178,3 +178,22 @@ def test_linear_fast_path_has_the_general_paths_bits(m, k, n, dtype):
         assert matmul._linear_direct(strided, w, b, dtype) is None
         assert same_bits(matmul.linear(strided, w, b), fast)
         assert same_bits(matmul.linear(strided, w), matmul.linear(x, w))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_batched_matmul_with_a_transposed_key_is_batch_invariant(dtype, threads):
+    """Eager attention's q @ k.transpose(-1, -2) on a (B, S, H, D) projection: torch's
+    matmul folds (1, H, D, S) without a copy and (3, H, D, S) with one, which changed
+    the order with the batch size; the mode decides on the operands as given."""
+    g = torch.Generator().manual_seed(0)
+    B, S, H, D = 5, 10, 4, 8
+    k = torch.randn(B, S, H * D, generator=g).to(dtype).view(B, S, H, D).transpose(1, 2)
+    q = torch.randn(B, H, S, D, generator=g).to(dtype)
+    with samebits.batch_invariant():
+        threads(2)
+        full = torch.matmul(q, k.transpose(2, 3))
+        threads(1)
+        rows = [torch.matmul(q[i : i + 1], k[i : i + 1].transpose(2, 3)) for i in range(B)]
+    for i in range(B):
+        assert torch.equal(full[i : i + 1], rows[i])
+    torch.testing.assert_close(full, (q.double() @ k.double().transpose(2, 3)).to(dtype))
