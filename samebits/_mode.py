@@ -152,6 +152,7 @@ _COVERED: dict[str, Callable] = {
     "dot": matmul.dot,
     "linear": matmul.linear,
     "matmul": matmul.matmul,
+    "einsum": matmul.einsum,
     "_addmm_activation": _addmm_activation,
     "_softmax": softmax.softmax,
     "_log_softmax": softmax.log_softmax,

@@ -197,3 +197,41 @@ def test_batched_matmul_with_a_transposed_key_is_batch_invariant(dtype, threads)
     for i in range(B):
         assert torch.equal(full[i : i + 1], rows[i])
     torch.testing.assert_close(full, (q.double() @ k.double().transpose(2, 3)).to(dtype))
+
+
+EINSUMS = {
+    "bhqd,bhkd->bhqk": lambda q, k: (q, k),
+    "bqhd,bkhd->bhqk": lambda q, k: (q.transpose(1, 2), k.transpose(1, 2)),
+    "bhqk,bhkd->bhqd": lambda q, k: (torch.softmax(q @ k.transpose(2, 3), -1), k),
+}
+
+
+@pytest.mark.parametrize("eq", sorted(EINSUMS))
+def test_two_operand_einsum_is_batch_invariant(eq, threads):
+    g = torch.Generator().manual_seed(1)
+    B, S, H, D = 4, 9, 4, 8
+    q = torch.randn(B, S, H * D, generator=g).view(B, S, H, D).transpose(1, 2)
+    k = torch.randn(B, S, H * D, generator=g).view(B, S, H, D).transpose(1, 2)
+    with samebits.batch_invariant():
+        threads(2)
+        full = torch.einsum(eq, *EINSUMS[eq](q, k))
+        threads(1)
+        rows = [torch.einsum(eq, *EINSUMS[eq](q[i : i + 1], k[i : i + 1])) for i in range(B)]
+    assert all(torch.equal(full[i : i + 1], rows[i]) for i in range(B))
+    ops = [t.double() for t in EINSUMS[eq](q, k)]
+    torch.testing.assert_close(full, torch.einsum(eq, *ops).float(), **TOL[torch.float32])
+
+
+@pytest.mark.parametrize(
+    "eq,shapes",
+    [("ij,jk", [(4, 5), (5, 6)]), ("i,j->ij", [(4,), (6,)]), ("bi,bi->b", [(4, 5), (4, 5)]),
+     ("ii->i", [(3, 3)]), ("ij,jk,kl->il", [(4, 5), (5, 6), (6, 2)]),
+     ("...ij,...jk->...ik", [(2, 4, 5), (5, 3)])],
+)  # fmt: skip
+def test_einsum_forms_match_float64(eq, shapes):
+    g = torch.Generator().manual_seed(2)
+    ops = [torch.randn(*s, generator=g) for s in shapes]
+    with samebits.batch_invariant():
+        out = torch.einsum(eq, *ops)
+    ref = torch.einsum(eq, *[o.double() for o in ops]).float()
+    torch.testing.assert_close(out, ref, **TOL[torch.float32])
