@@ -57,13 +57,17 @@ def avg_pool(
     p = _expand(padding, nd, "padding")
     L = list(x.shape[-nd:])
     OUT = [_out_size(L[i], k[i], s[i], p[i], ceil_mode) for i in range(nd)]
+    # A window reaching past the padded input (ceil_mode, or a kernel larger than the
+    # input) holds only zeros there: cap its length at L + 2p, so that the zeros need
+    # not be materialized (EfficientNet pools a 1x1 map with a 2560-wide kernel).
+    ke = [min(k[i], L[i] + 2 * p[i]) for i in range(nd)]
     pads = []
     for i in reversed(range(nd)):  # F.pad: last dim first
-        pads += [p[i], max(0, (OUT[i] - 1) * s[i] + k[i] - L[i] - p[i])]
+        pads += [p[i], max(0, (OUT[i] - 1) * s[i] + ke[i] - L[i] - p[i])]
     xp = F.pad(x, pads) if any(pads) else x
     win = xp
     for i in range(nd):  # (..., O1, .., Ond, k1, .., knd)
-        win = win.unfold(x.dim() - nd + i, k[i], s[i])
+        win = win.unfold(x.dim() - nd + i, ke[i], s[i])
     for i in range(nd):  # only the first OUT windows (right padding may allow more)
         win = win.narrow(x.dim() - nd + i, 0, OUT[i])
     tap_dims = list(range(win.dim() - nd, win.dim()))
