@@ -24,7 +24,11 @@ AVG = {
     "2d_divisor": (2, (2, 8, 8), dict(kernel_size=2, divisor_override=3)),
     "3d": (3, (2, 5, 6, 7), dict(kernel_size=2, stride=(1, 2, 2), padding=1, ceil_mode=True)),
     "2d_kernel_beyond_input": (2, (4, 3, 2), dict(kernel_size=640, ceil_mode=True)),
-    "2d_ceil_window_past_end": (2, (2, 7, 7), dict(kernel_size=4, stride=3, padding=1, ceil_mode=True)),
+    "2d_ceil_window_past_end": (
+        2,
+        (2, 7, 7),
+        dict(kernel_size=4, stride=3, padding=1, ceil_mode=True),
+    ),
 }
 ADAPTIVE = {
     "1d_uneven": (1, (3, 17), 5),
