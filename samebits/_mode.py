@@ -423,6 +423,7 @@ def _describe(args) -> tuple[object, object]:
     return None, None
 
 
+@functools.cache  # a pure function of torch's op registry; most of an install's time
 def _out_and_inplace(name: str) -> tuple[list[str], list[str]]:
     """Existing ``.out`` and in-place overloads of a functional op name."""
     base, _, overload = name.partition(".")
@@ -545,6 +546,7 @@ def _install() -> torch.library.Library:
     return lib
 
 
+@functools.cache
 def _op_exists(name: str) -> bool:
     base, _, overload = name.partition(".")
     packet = getattr(torch.ops.aten, base, None)
