@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.abc
+import importlib.machinery
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -32,8 +35,23 @@ from dataclasses import dataclass
 
 import torch
 
+from samebits._native_ok import NATIVE_OK
 from samebits.errors import NotInvariantError
-from samebits.ops import _autograd, attention, elementwise, matmul, norms, reductions, softmax
+from samebits.ops import (
+    _autograd,
+    attention,
+    channel_norms,
+    conv,
+    elementwise,
+    fused_attention,
+    matmul,
+    norms,
+    pooling,
+    recurrent,
+    reductions,
+    resample,
+    softmax,
+)
 
 POLICIES = ("raise", "warn")
 
@@ -53,6 +71,38 @@ def _addmm_activation(bias, a, b, *, beta=1, alpha=1, use_gelu=False):
     if out is NotImplemented:
         return out
     return elementwise.gelu(out, approximate="tanh") if use_gelu else torch.relu(out)
+
+
+def _convolution_full(
+    x, w, b, stride, padding, dilation, transposed, output_padding, groups, *_flags
+):
+    """``aten::_convolution``: ``convolution`` plus backend flags that change nothing here."""
+    return conv.convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups)
+
+
+def _glu(x, dim=-1):
+    """a * sigmoid(b) with samebits' sigmoid (torch's differs between dispatch levels)."""
+    if not x.dtype.is_floating_point:
+        return NotImplemented
+    a, b = x.chunk(2, dim)
+    return a * elementwise.sigmoid(b)
+
+
+def _addr(m, v1, v2, *, beta=1, alpha=1):
+    """beta * m + alpha * outer(v1, v2), one rounding per operation (torch's vector
+    path fuses them at some dispatch levels and not at others)."""
+    if not m.dtype.is_floating_point:
+        return NotImplemented
+    outer = v1.unsqueeze(1) * v2.unsqueeze(0)  # (N, M), exact products rounded once
+    if alpha != 1:
+        outer = outer * alpha
+    if beta == 0:
+        return outer.expand(m.shape).clone() if outer.shape != m.shape else outer
+    return (m if beta == 1 else m * beta) + outer
+
+
+def _vdot(a, b):
+    return NotImplemented if a.dtype.is_complex else matmul.dot(a, b)
 
 
 def _rsqrt(x):
@@ -102,6 +152,8 @@ _COVERED: dict[str, Callable] = {
     "addmv": matmul.addmv,
     "dot": matmul.dot,
     "linear": matmul.linear,
+    "matmul": matmul.matmul,
+    "einsum": matmul.einsum,
     "_addmm_activation": _addmm_activation,
     "_softmax": softmax.softmax,
     "_log_softmax": softmax.log_softmax,
@@ -128,6 +180,45 @@ _COVERED: dict[str, Callable] = {
     "silu": elementwise.silu,
     "sigmoid": elementwise.sigmoid,
     "rsqrt": _rsqrt,
+    "convolution": conv.convolution,
+    "_convolution": _convolution_full,
+    "native_batch_norm": channel_norms.native_batch_norm,
+    "_native_batch_norm_legit_no_training": lambda x, w, b, rm, rv, momentum, eps: (
+        channel_norms.native_batch_norm(x, w, b, rm, rv, False, momentum, eps)
+    ),
+    "_batch_norm_no_update": lambda x, w, b, rm, rv, momentum, eps: (
+        *channel_norms.native_batch_norm(x, w, b, rm, rv, False, momentum, eps),
+        x.new_empty(0, dtype=torch.uint8),
+    ),
+    "native_group_norm": channel_norms.native_group_norm,
+    "_weight_norm_interface": channel_norms.weight_norm_interface,
+    "glu": _glu,
+    "addr": _addr,
+    "vdot": _vdot,
+    "avg_pool2d": pooling.avg_pool2d,
+    "avg_pool3d": pooling.avg_pool3d,
+    "_adaptive_avg_pool2d": functools.partial(pooling.adaptive_avg_pool, nd=2),
+    "_adaptive_avg_pool3d": functools.partial(pooling.adaptive_avg_pool, nd=3),
+    "upsample_linear1d": resample.upsample_linear1d,
+    "upsample_bilinear2d": resample.upsample_bilinear2d,
+    "upsample_trilinear3d": resample.upsample_trilinear3d,
+    "upsample_bicubic2d": resample.upsample_bicubic2d,
+    "lstm.input": recurrent.lstm_input,
+    "lstm.data": recurrent.lstm_data,
+    "gru.input": recurrent.make("gru", packed=False),
+    "gru.data": recurrent.make("gru", packed=True),
+    "rnn_tanh.input": recurrent.make("rnn_tanh", packed=False),
+    "rnn_tanh.data": recurrent.make("rnn_tanh", packed=True),
+    "rnn_relu.input": recurrent.make("rnn_relu", packed=False),
+    "rnn_relu.data": recurrent.make("rnn_relu", packed=True),
+    "_native_multi_head_attention": fused_attention.native_multi_head_attention,
+    "_transformer_encoder_layer_fwd": fused_attention.transformer_encoder_layer_fwd,
+}
+
+# Covered ops whose inputs can also be nested tensors (another dispatch key):
+# nn.TransformerEncoder with a padding mask runs its layers on nested tensors.
+_COVERED_NESTED: dict[str, Callable] = {
+    "_transformer_encoder_layer_fwd": fused_attention.transformer_encoder_layer_fwd,
 }
 
 # Reduction-bearing ops with no invariant kernel: under the mode they raise
@@ -144,33 +235,147 @@ _DENIED: dict[str, str] = {
     "addbmm": "use baddbmm(...).sum(0) or bmm",
     "_cdist_forward": "write the distance with matmul and sum",
     "_pdist_forward": "write the distance with matmul and sum",
-    "convolution": "convolutions reduce over channels and kernel taps; no invariant kernel yet",
-    "_convolution": "convolutions reduce over channels and kernel taps; no invariant kernel yet",
-    "native_group_norm": "no invariant group norm yet",
     "_embedding_bag": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
-    "_adaptive_avg_pool2d": "no invariant pooling yet",
-    "_adaptive_avg_pool3d": "no invariant pooling yet",
-    "avg_pool2d": "no invariant pooling yet",
-    "avg_pool3d": "no invariant pooling yet",
     "nll_loss_forward": "loss reductions sum over the batch by definition",
     "mse_loss": "loss reductions sum over the batch by definition",
     "_scaled_dot_product_flash_attention_for_cpu": "call scaled_dot_product_attention instead",
-    "_native_multi_head_attention": "this fused fast path bypasses the mode; disable it "
-    "(torch.backends.mha.set_fastpath_enabled(False))",
-    "_transformer_encoder_layer_fwd": "this fused fast path bypasses the mode; disable it "
-    "(torch.backends.mha.set_fastpath_enabled(False))",
+    "_masked_softmax": "reached inside torch's fused attention, which the mode replaces; "
+    "use softmax with a -inf mask",
+    "_upsample_bilinear2d_aa": "no invariant antialiased resampling; use antialias=False",
+    "_upsample_bicubic2d_aa": "no invariant antialiased resampling; use antialias=False",
+    "mkldnn_rnn_layer": "oneDNN's recurrent layer; reached through aten::lstm, which the mode "
+    "covers: call nn.LSTM / torch.lstm",
+    "_cholesky_solve_helper": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_det": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_eigh": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_eigvals": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_slogdet": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_solve_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_svd": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "cholesky": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "cholesky_inverse": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "cholesky_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "geqrf": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_cholesky_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_eig": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_householder_product": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_inv_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_ldl_factor_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_ldl_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_lstsq": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_lu": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_lu_factor_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_lu_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_matrix_exp": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_qr": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_solve_triangular": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "ormqr": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "triangular_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "binary_cross_entropy": "loss reductions sum over the batch by definition",
+    "binary_cross_entropy_with_logits": "loss reductions sum over the batch by definition",
+    "huber_loss": "loss reductions sum over the batch by definition",
+    "smooth_l1_loss": "loss reductions sum over the batch by definition",
+    "soft_margin_loss": "loss reductions sum over the batch by definition",
+    "multi_margin_loss": "loss reductions sum over the batch by definition",
+    "multilabel_margin_loss_forward": "loss reductions sum over the batch by definition",
+    "nll_loss2d_forward": "loss reductions sum over the batch by definition",
+    "_ctc_loss": "loss reductions sum over the batch by definition",
+    "_ctc_loss.Tensor": "loss reductions sum over the batch by definition",
+    "mkldnn_convolution": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "_nnpack_spatial_convolution": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "_slow_conv2d_forward": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv3d_forward": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv_dilated2d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv_dilated3d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv_transpose2d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv_transpose3d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "convolution_overrideable": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "conv_tbc": "no invariant kernel: use F.conv1d on (batch, channels, time)",
+    "col2im": "sums overlapping patches; no invariant kernel",
+    "index_add": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "index_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "scatter_add": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "scatter.reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "scatter.value_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "scatter_reduce.two": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "_unsafe_masked_index_put_accumulate": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "segment_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "embedding_renorm": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "_embedding_bag_forward_only": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
+    "_euclidean_dist": "write the distance with matmul and sum",
+    "dist": "use torch.linalg.vector_norm(a - b)",
+    "renorm": "no invariant kernel",
+    "linalg__powsum": "only the 2-norm is covered: use torch.linalg.vector_norm(x, 2)",
+    "norm.Scalar": "use torch.linalg.vector_norm(x, 2)",
+    "norm.ScalarOpt_dtype": "use torch.linalg.vector_norm(x, 2)",
+    "norm.ScalarOpt_dim_dtype": "use torch.linalg.vector_norm(x, 2, dim)",
+    "_logcumsumexp": "no invariant kernel",
+    "_compute_linear_combination": "no invariant kernel",
+    "affine_grid_generator": "a batched matmul of the base grid; no invariant kernel",
+    "grid_sampler_2d": "not checked for invariance; no invariant kernel",
+    "grid_sampler_3d": "not checked for invariance; no invariant kernel",
+    "_grid_sampler_2d_cpu_fallback": "not checked for invariance; no invariant kernel",
+    "_upsample_lanczos2d_aa": "no invariant antialiased resampling; use antialias=False",
+    "log_sigmoid_forward": "its bits differ between torch dispatch levels; no invariant kernel",
+    "_transform_bias_rescale_qkv": "reached inside torch's fused attention, which the mode replaces",
+    "_safe_softmax": "no invariant kernel: use softmax with a -inf mask",
+    "_weight_int8pack_mm": "a quantized matmul with float activations; no invariant kernel",
+    "_weight_int4pack_mm_for_cpu": "a quantized matmul with float activations; no invariant kernel",
+    "_dyn_quant_matmul_4bit": "a quantized matmul with float activations; no invariant kernel",
+    "_scaled_mm": "no invariant float8 matmul",
+    "_scaled_mm_v2": "no invariant float8 matmul",
+    "_grouped_mm": "no invariant grouped matmul: use bmm",
+    "quantized_lstm.input": "quantized recurrent layers: no invariant kernel",
+    "quantized_lstm.data": "quantized recurrent layers: no invariant kernel",
+    "quantized_lstm.input_legacy": "quantized recurrent layers: no invariant kernel",
+    "quantized_lstm.data_legacy": "quantized recurrent layers: no invariant kernel",
+    "quantized_gru.input": "quantized recurrent layers: no invariant kernel",
+    "quantized_gru.data": "quantized recurrent layers: no invariant kernel",
+    "quantized_gru.input_legacy": "quantized recurrent layers: no invariant kernel",
+    "quantized_gru.data_legacy": "quantized recurrent layers: no invariant kernel",
+    "_batch_norm_with_update_functional": "batch statistics depend on the whole batch by definition: call model.eval()",
+    "_native_batch_norm_legit_functional": "batch statistics depend on the whole batch by definition: call model.eval()",
+    "_native_batch_norm_legit.no_stats": "batch statistics depend on the whole batch by definition: call model.eval()",
+    "batch_norm_update_stats": "batch statistics depend on the whole batch by definition: call model.eval()",
+    "_histogramdd_from_bin_cts": "weighted histograms sum weights in a thread-dependent order",
+    "_histogramdd_from_bin_tensors": "weighted histograms sum weights in a thread-dependent order",
+    "histogram.bin_ct": "weighted histograms sum weights in a thread-dependent order",
+    "histogram.bins_tensor": "weighted histograms sum weights in a thread-dependent order",
+    "_fused_moving_avg_obs_fq_helper_functional": "a training-time quantization observer",
+    "linalg_cross": "its bits differ between torch dispatch levels; no invariant kernel",
+    "polar": "complex outputs are outside the mode",
+    "_sparse_addmm": "sparse tensors have no invariant kernel",
+    "_sparse_sum.dim": "sparse tensors have no invariant kernel",
     "_fft_r2c": "no invariant FFT",
     "_fft_c2r": "no invariant FFT",
     "_fft_c2c": "no invariant FFT",
-    "_weight_norm_interface": "no invariant kernel",
+}
+
+
+def _accumulates(x, indices, values, accumulate=False, *_rest, **kw) -> bool:
+    return bool(kw.get("accumulate", accumulate)) and x.dtype.is_floating_point
+
+
+# Ops that are a copy (invariant) in their common use and a float accumulation (order-
+# dependent for repeated indices) otherwise: native, or denied when the predicate holds.
+_ACCUMULATE_WHY = (
+    "accumulate=True sums floats at repeated indices in an order that depends on threads; "
+    "accumulate into a dense tensor with a covered op (e.g. one_hot @ values)"
+)
+_GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
+    "index_put": (_accumulates, _ACCUMULATE_WHY),
+    "_index_put_impl": (_accumulates, _ACCUMULATE_WHY),
+    "_unsafe_index_put": (_accumulates, _ACCUMULATE_WHY),
+    "put": (_accumulates, _ACCUMULATE_WHY),
 }
 
 
 def covered_ops() -> dict[str, str]:
-    """Aten ops the mode handles, and how: "invariant kernel", "denied: why", or
-    "native (invariant by construction): why"."""
+    """Aten ops the mode handles, and how: "invariant kernel", "denied: why",
+    "native, denied when: why", or "native (invariant by construction): why"."""
     table = {f"aten::{n}": "invariant kernel" for n in _COVERED}
     table.update({f"aten::{n}": f"denied: {why}" for n, why in _DENIED.items()})
+    table.update({f"aten::{n}": f"native, denied when {why}" for n, (_, why) in _GUARDED.items()})
     table.update(
         {
             f"aten::{n}": f"native (invariant by construction): {why}"
@@ -181,16 +386,7 @@ def covered_ops() -> dict[str, str]:
 
 
 # Ops left native on purpose because torch's own kernel already has a fixed order.
-_NATIVE_OK: dict[str, str] = {
-    "cumsum": "CPU cumsum is a sequential scan per row (double accumulator)",
-    "amax": "max is exact in any order",
-    "amin": "min is exact in any order",
-    "max": "max is exact in any order",
-    "min": "min is exact in any order",
-    "argmax": "exact; ties resolve to the first index",
-    "argmin": "exact; ties resolve to the first index",
-    "embedding": "a gather, no arithmetic",
-}
+_NATIVE_OK: dict[str, str] = NATIVE_OK
 
 
 # ------------------------------------------------------------- thread state
@@ -228,6 +424,7 @@ def _describe(args) -> tuple[object, object]:
     return None, None
 
 
+@functools.cache  # a pure function of torch's op registry; most of an install's time
 def _out_and_inplace(name: str) -> tuple[list[str], list[str]]:
     """Existing ``.out`` and in-place overloads of a functional op name."""
     base, _, overload = name.partition(".")
@@ -253,8 +450,8 @@ def _out_and_inplace(name: str) -> tuple[list[str], list[str]]:
     return outs, inplace
 
 
-def _make_kernel(name: str, fn: Callable, variant: str) -> Callable:
-    fallback = _fallbacks[name]
+def _make_kernel(name: str, fn: Callable, variant: str, key: str = "CPU") -> Callable:
+    fallback = _fallbacks[name if key == "CPU" else f"{name}@{key}"]
 
     def native(keyset, args, kwargs):
         return fallback.call_boxed(keyset, *args, **kwargs)
@@ -295,20 +492,42 @@ def _make_kernel(name: str, fn: Callable, variant: str) -> Callable:
     return kernel
 
 
-def _autograd_kernel(name: str, fn: Callable, previous) -> Callable:
+@functools.cache
+def _decomposed_covered() -> tuple[str, ...]:
+    """Covered ops that torch differentiates by decomposition (CompositeImplicitAutograd):
+    linear, matmul, einsum, rms_norm, sdpa, the recurrent layers. Each gets an
+    AutogradCPU kernel (_autograd_kernel)."""
+    return tuple(
+        n
+        for n in _COVERED
+        if _op_exists(n)
+        and torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{n}", "CompositeImplicitAutograd")
+    )
+
+
+def _autograd_kernel(name: str, previous) -> Callable:
     """The AutogradCPU kernel of an op torch differentiates by decomposition (see
     ops/_autograd.py). Overriding its CPU kernel alone would leave autograd nothing
     to differentiate (torch's "Could not run 'aten::linear_backward'"). Outside the
     mode: torch's own (the decomposition, with its gradients). In the mode with
     gradients wanted: the samebits forward with the reference's gradients. Else: on
     to the CPU kernel below autograd, as before."""
-    op = getattr(torch.ops.aten, name).default
+    base, _, overload = name.partition(".")
+    op = getattr(getattr(torch.ops.aten, base), overload or "default")
+    reference = _autograd.REFERENCES.get(name)
+
+    def below(*args, **kwargs):  # the mode's CPU kernel (fallbacks included)
+        with torch._C._AutoDispatchBelowAutograd():
+            return op(*args, **kwargs)
 
     def kernel(keyset, *args, **kwargs):
         if not is_batch_invariant():
             return previous.call_boxed(keyset, *args, **kwargs)
         if _autograd.needs_grad(args, kwargs):
-            return _autograd.with_grad(name, fn, args, kwargs)
+            # gradients from ops/_autograd.py's reference, or else torch's own
+            # decomposition (its ops have derivative formulas and run in the mode)
+            ref = reference or functools.partial(previous.call_boxed, keyset)
+            return _autograd.with_grad(ref, below, args, kwargs)
         with torch._C._AutoDispatchBelowAutograd():
             return op(*args, **kwargs)
 
@@ -325,6 +544,16 @@ def _deny_kernel(name: str, why: str) -> Callable:
     return fn
 
 
+def _guard_kernel(name: str, when: Callable[..., bool], why: str) -> Callable:
+    def fn(*args, **kwargs):
+        if when(*args, **kwargs):
+            dtype, shape = _describe(args)
+            raise NotInvariantError(f"aten::{name}", dtype, shape, why)
+        return NotImplemented
+
+    return fn
+
+
 def _install() -> torch.library.Library:
     lib = torch.library.Library("aten", "IMPL")
     plan: list[tuple[str, Callable, str]] = []
@@ -337,9 +566,14 @@ def _install() -> torch.library.Library:
             plan.append((name, _deny_kernel(name, why), "functional"))
             outs, _ = _out_and_inplace(name)
             plan += [(o, _deny_kernel(o, why), "out") for o in outs]
+    for name, (when, why) in _GUARDED.items():
+        fn = _guard_kernel(name, when, why)
+        outs, inplace = _out_and_inplace(name)
+        plan.append((name, fn, "functional"))
+        plan += [(o, fn, "out") for o in outs] + [(i, fn, "inplace") for i in inplace]
     # taken before the CPU kernels change: torch's decomposition, with its gradients
     autograd_before = {
-        n: torch.library.get_kernel(f"aten::{n}", "AutogradCPU") for n in _autograd.REFERENCES
+        n: torch.library.get_kernel(f"aten::{n}", "AutogradCPU") for n in _decomposed_covered()
     }
     with warnings.catch_warnings():
         # torch warns when a CPU kernel is overridden; that is the point here
@@ -349,16 +583,94 @@ def _install() -> torch.library.Library:
                 continue
             _fallbacks[name] = torch.library.get_kernel(f"aten::{name}", "CPU")
             lib.impl(name, _make_kernel(name, fn, variant), "CPU", with_keyset=True)
-        for name in _autograd.REFERENCES:
-            kernel = _autograd_kernel(name, _COVERED[name], autograd_before[name])
+        for name in autograd_before:
+            kernel = _autograd_kernel(name, autograd_before[name])
             lib.impl(name, kernel, "AutogradCPU", with_keyset=True)
+        for name, fn in _COVERED_NESTED.items():
+            if _op_exists(name):
+                _fallbacks[f"{name}@NestedTensorCPU"] = torch.library.get_kernel(
+                    f"aten::{name}", "NestedTensorCPU"
+                )
+                kernel = _make_kernel(name, fn, "functional", "NestedTensorCPU")
+                lib.impl(name, kernel, "NestedTensorCPU", with_keyset=True)
     return lib
 
 
+@functools.cache
 def _op_exists(name: str) -> bool:
     base, _, overload = name.partition(".")
     packet = getattr(torch.ops.aten, base, None)
     return packet is not None and (overload or "default") in packet.overloads()
+
+
+# ------------------------------------------------------------ torch.compile
+# Inductor generates its own reductions (and dynamo traces past the CPU kernels above),
+# so a model compiled under the mode would get other bits than the mode's. Compiling
+# while this thread is in the mode is refused: dynamo runs its compile-start callbacks,
+# and ours raises (it is registered once dynamo is loaded, and is inert outside the mode). Dynamo wraps the error in its own exception; batch_invariant's exit
+# re-raises the NotInvariantError itself. A model compiled *before* entering the mode
+# keeps its compiled graph: see the README's limits.
+_COMPILE_WHY = (
+    "inductor generates its own kernels and reductions, which the mode cannot fix; "
+    "run the model uncompiled under batch_invariant() (compiled code keeps native bits)"
+)
+
+
+def _refuse_compile(*_args) -> None:
+    if is_batch_invariant():
+        raise NotInvariantError("torch.compile", hint=_COMPILE_WHY)
+
+
+_DYNAMO_CALLBACK = "torch._dynamo.callback"
+
+
+def _register(callback_module) -> None:
+    handler = callback_module.callback_handler
+    if _refuse_compile not in handler.start_callbacks:
+        handler.register_start_callback(_refuse_compile)
+
+
+class _OnDynamoImport(importlib.abc.MetaPathFinder):
+    """Registers the compile hook when dynamo loads (importing it ourselves would
+    cost seconds and a burst of garbage collection on the first entry)."""
+
+    def find_spec(self, name, path, target=None):
+        if name != _DYNAMO_CALLBACK:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _register(module)
+
+        spec.loader.exec_module = exec_module
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        return spec
+
+
+_on_dynamo_import = _OnDynamoImport()
+
+
+def _hook_compile() -> None:
+    """Once per process; the callback does nothing outside the mode, so it stays."""
+    if _DYNAMO_CALLBACK in sys.modules:
+        _register(sys.modules[_DYNAMO_CALLBACK])
+    elif _on_dynamo_import not in sys.meta_path:
+        sys.meta_path.insert(0, _on_dynamo_import)
+
+
+def _not_invariant_cause(exc: BaseException | None) -> NotInvariantError | None:
+    """The NotInvariantError that dynamo wrapped in its own exception, if any."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, NotInvariantError):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 def _acquire() -> None:
@@ -366,6 +678,7 @@ def _acquire() -> None:
     with _lock:
         if _holders == 0:
             _lib = _install()
+            _hook_compile()
         _holders += 1
 
 
@@ -408,7 +721,10 @@ class batch_invariant(contextlib.ContextDecorator):
         _tls.stack.append(_Frame(self.enabled, self.on_unsupported))
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         frame = _tls.stack.pop()
         if frame.enabled:
             _release()
+        cause = _not_invariant_cause(exc)
+        if cause is not None and cause is not exc:
+            raise cause.with_traceback(None) from exc

@@ -10,7 +10,6 @@ from samebits import _mode
 from samebits.errors import NotInvariantError
 
 x = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-conv_w = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(1))
 
 
 def table(op: str) -> str:
@@ -20,7 +19,7 @@ def table(op: str) -> str:
 def test_enter_exit_restores_exactly_what_was_registered():
     before = {
         op: table(op)
-        for op in ("aten::mm", "aten::linear", "aten::sum.dim_IntList", "aten::convolution")
+        for op in ("aten::mm", "aten::linear", "aten::sum.dim_IntList", "aten::logcumsumexp")
     }
     assert not samebits.is_batch_invariant() and not _mode.installed()
     with samebits.batch_invariant():
@@ -90,7 +89,7 @@ def test_other_threads_keep_native_kernels_and_do_not_inherit(monkeypatch):
         assert _mode.installed()
         assert not samebits.is_batch_invariant()
         # native behaviour here: a denied op still works, float64 mm still works
-        F.conv2d(x, conv_w)
+        torch.logcumsumexp(x, -1)
         torch.ones(2, 2, dtype=torch.float64) @ torch.ones(2, 2, dtype=torch.float64)
         assert torch.equal(F.linear(a[:1], w), native)
         assert calls == []  # samebits' kernel was installed but not reached from here
@@ -127,9 +126,9 @@ def test_uncovered_reduction_raises_naming_op_dtype_shape():
     with samebits.batch_invariant():
         with pytest.raises(
             NotInvariantError,
-            match=r"aten::convolution \(dtype=torch.float32, shape=\(3, 4, 8, 8\)\)",
+            match=r"aten::logcumsumexp \(dtype=torch.float32, shape=\(3, 4, 8, 8\)\)",
         ):
-            F.conv2d(x, conv_w)
+            torch.logcumsumexp(x, -1)
         with pytest.raises(NotInvariantError, match=r"aten::prod"):
             x.prod()
         with pytest.raises(NotInvariantError, match="logsumexp"):
@@ -139,9 +138,9 @@ def test_uncovered_reduction_raises_naming_op_dtype_shape():
 
 def test_warn_policy_warns_and_runs_native():
     with samebits.batch_invariant(on_unsupported="warn"):
-        with pytest.warns(samebits.NotInvariantWarning, match="aten::convolution"):
-            out = F.conv2d(x, conv_w)
-    assert torch.equal(out, F.conv2d(x, conv_w))
+        with pytest.warns(samebits.NotInvariantWarning, match="aten::logcumsumexp"):
+            out = torch.logcumsumexp(x, -1)
+    assert torch.equal(out, torch.logcumsumexp(x, -1))
 
 
 def test_bad_policy():
@@ -152,7 +151,8 @@ def test_bad_policy():
 def test_covered_ops_lists_kernels_denials_and_native():
     ops = samebits.covered_ops()
     assert ops["aten::linear"] == "invariant kernel"
-    assert ops["aten::convolution"].startswith("denied:")
+    assert ops["aten::convolution"] == "invariant kernel"
+    assert ops["aten::logcumsumexp"].startswith("denied:")
     assert ops["aten::cumsum"].startswith("native")
     assert list(ops) == sorted(ops)
 
@@ -175,3 +175,19 @@ def test_no_warnings_leak_on_enter():
         warnings.simplefilter("error")
         with samebits.batch_invariant():
             pass
+
+
+def test_glu_addr_vdot_are_covered_and_close_to_native():
+    g = torch.Generator().manual_seed(3)
+    a, m = torch.randn(5, 38, generator=g), torch.randn(7, 9, generator=g)
+    v1, v2 = torch.randn(7, generator=g), torch.randn(9, generator=g)
+    with samebits.batch_invariant():
+        glu, glu_row = F.glu(a), F.glu(a[2:3])
+        addr = torch.addr(m, v1, v2, beta=0.5, alpha=1.5)
+        vdot = torch.vdot(v1, v1)
+    assert torch.equal(glu[2:3], glu_row)
+    torch.testing.assert_close(glu, F.glu(a))
+    torch.testing.assert_close(addr, torch.addr(m, v1, v2, beta=0.5, alpha=1.5))
+    torch.testing.assert_close(vdot, torch.vdot(v1, v1))
+    ops = samebits.covered_ops()
+    assert {ops["aten::glu"], ops["aten::addr"], ops["aten::vdot"]} == {"invariant kernel"}

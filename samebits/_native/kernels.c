@@ -9,4 +9,5 @@
 #include "softmax.c"
 #include "attention.c"
 #include "norm.c"
+#include "conv.c"
 #include "exact.c"

@@ -3,7 +3,7 @@
 /* samebits native kernels: the common header.
  *
  * Layout: one C file per op family (gemm.c, reductions.c, unary.c, softmax.c,
- * attention.c, norm.c, exact.c), all behind this header and gathered into one
+ * attention.c, norm.c, conv.c, exact.c), all behind this header and gathered into one
  * translation unit by kernels.c, so the compiler can inline across them. That unit
  * is compiled once per ISA path (portable C, AVX2+FMA, AVX-512) with -DSB_ISA=...,
  * each object's exported names carrying the path as a suffix (sb_gemm_avx2), and the
@@ -62,7 +62,7 @@ enum { F32 = 0, BF16 = 1 };
    prototypes below are the ABI: samebits/_native/_loader.py binds them through its
    ctypes table, and tests/native/test_abi.py checks that table against this list.
    Bump SB_ABI_VERSION whenever one changes. */
-#define SB_ABI_VERSION 4
+#define SB_ABI_VERSION 5
 #ifndef SB_ISA
 #define SB_ISA portable
 #endif
@@ -90,6 +90,10 @@ SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y,
                            int nthreads);
 SB_API void SB_FN(sb_exact_acc)(const void *x, i64 outer, i64 R, i64 inner, int dt, int64_t *out,
                                 int32_t *flags, int nthreads);
+SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, float *out,
+                                const i64 *meta, int dt, int wdt, int nthreads);
+SB_API void SB_FN(sb_im2col)(const void *x, const i64 *meta, i64 r0, i64 r1, void *dst, int dt,
+                             int nthreads);
 SB_API void SB_FN(sb_exact_dot)(const void *a, const void *b, i64 n, int dt, int64_t *out,
                                 int32_t *flags);
 

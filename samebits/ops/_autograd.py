@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 
 import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 
 def _linear(x, weight, bias=None):
@@ -53,39 +54,71 @@ REFERENCES: dict[str, Callable] = {
 
 
 class _Recompute(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, fast, ref, kwargs, *args):
-        ctx.ref, ctx.kwargs = ref, kwargs
-        ctx.is_tensor = [isinstance(a, torch.Tensor) for a in args]
-        ctx.others = [a for a in args if not isinstance(a, torch.Tensor)]
-        ctx.save_for_backward(*[a for a in args if isinstance(a, torch.Tensor)])
-        return fast(*args, **kwargs)
+    """Forward: ``fast``. Backward: ``ref`` on the same inputs, differentiated. The
+    arguments may nest tensors in lists and tuples (einsum's operands, an RNN's
+    weights); ``spec`` rebuilds them from the flat leaves."""
 
     @staticmethod
-    def backward(ctx, grad):
+    def forward(ctx, fast, ref, spec, kwargs, *leaves):
+        ctx.ref, ctx.spec, ctx.kwargs = ref, spec, kwargs
+        ctx.is_tensor = [isinstance(a, torch.Tensor) for a in leaves]
+        ctx.others = [a for a in leaves if not isinstance(a, torch.Tensor)]
+        ctx.save_for_backward(*[a for a in leaves if isinstance(a, torch.Tensor)])
+        out = fast(*tree_unflatten(list(leaves), spec), **kwargs)
+        # a view returned from a Function may not be modified in place later (torch's
+        # decompositions write into their outputs): hand out a copy instead
+        if isinstance(out, torch.Tensor):
+            return out.clone() if out._base is not None else out
+        return type(out)(
+            o.clone() if isinstance(o, torch.Tensor) and o._base is not None else o for o in out
+        )
+
+    @staticmethod
+    def backward(ctx, *grads):
         tensors, others = iter(ctx.saved_tensors), iter(ctx.others)
-        needs = ctx.needs_input_grad[3:]
-        args, wrt = [], []
+        needs = ctx.needs_input_grad[4:]
+        leaves, wrt = [], []
         for is_t, need in zip(ctx.is_tensor, needs, strict=True):
             if not is_t:
-                args.append(next(others))
+                leaves.append(next(others))
                 continue
             t = next(tensors).detach().requires_grad_(need)
-            args.append(t)
+            leaves.append(t)
             if need:
                 wrt.append(t)
-        with torch.enable_grad():
-            out = ctx.ref(*args, **ctx.kwargs)
-        grads = iter(torch.autograd.grad(out, wrt, grad, allow_unused=True))
-        return (None, None, None, *(next(grads) if need else None for need in needs))
+        # oneDNN off: torch's LSTM decomposition would take mkldnn_rnn_layer, which the
+        # mode denies; without it the layers decompose into covered ops. (The flag is
+        # process-wide: another thread's native LSTM running in this window takes
+        # torch's non-oneDNN path.)
+        mkldnn = torch._C._get_mkldnn_enabled()
+        torch._C._set_mkldnn_enabled(False)
+        try:
+            with torch.enable_grad():
+                out = ctx.ref(*tree_unflatten(leaves, ctx.spec), **ctx.kwargs)
+        finally:
+            torch._C._set_mkldnn_enabled(mkldnn)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        pairs = [
+            (o, g)
+            for o, g in zip(outs, grads, strict=False)
+            if g is not None and isinstance(o, torch.Tensor) and o.requires_grad
+        ]
+        got = torch.autograd.grad(
+            [o for o, _ in pairs], wrt, [g for _, g in pairs], allow_unused=True
+        )
+        got = iter(got)
+        return (None, None, None, None, *(next(got) if need else None for need in needs))
 
 
 def needs_grad(args, kwargs) -> bool:
     if not torch.is_grad_enabled():
         return False
-    return any(isinstance(a, torch.Tensor) and a.requires_grad for a in (*args, *kwargs.values()))
+    leaves = tree_flatten((args, kwargs))[0]
+    return any(isinstance(a, torch.Tensor) and a.requires_grad for a in leaves)
 
 
-def with_grad(name: str, fast: Callable, args, kwargs):
-    """``fast(*args, **kwargs)``, differentiable through REFERENCES[name] (see above)."""
-    return _Recompute.apply(fast, REFERENCES[name], kwargs, *args)
+def with_grad(ref: Callable, fast: Callable, args, kwargs):
+    """``fast(*args, **kwargs)``, differentiable through ``ref`` (REFERENCES[name] or
+    torch's decomposition of the op; see above)."""
+    leaves, spec = tree_flatten(list(args))
+    return _Recompute.apply(fast, ref, spec, kwargs, *leaves)

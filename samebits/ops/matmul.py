@@ -18,6 +18,8 @@ bfloat16 / float16 inputs are read exactly and the result is rounded once to the
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from samebits import _native
@@ -193,6 +195,74 @@ def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return NotImplemented
     dtype = _check("aten::dot", a, b, 1, 1)
     return _finish(bmm_f32(a.view(1, 1, -1), b.view(1, -1, 1)).reshape(()), dtype)
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched ``torch.matmul`` (both operands >= 2-D, one of them > 2-D), with the
+    order chosen from B's layout *as given*. torch's own matmul folds the batch dims
+    first, and that reshape copies B (losing its unit K stride, so SEQ instead of DOT)
+    for some batch sizes and not for others: a transposed key of shape (1, H, D, S)
+    folds without a copy, (3, H, D, S) with one. Other ranks go to mm / mv / dot."""
+    if is_exact_dtype(a.dtype) or a.dim() < 2 or b.dim() < 2 or (a.dim() == 2 and b.dim() == 2):
+        return NotImplemented
+    dtype = check_float("aten::matmul", a, b)
+    M, K, N = a.size(-2), a.size(-1), b.size(-1)
+    if b.size(-2) != K:
+        raise UnsupportedInputError(
+            f"aten::matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not chain"
+        )
+    order = "dot" if uses_dot_order(b) else "seq"
+    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a3 = a.expand(*batch, M, K).reshape(-1, M, K)  # (B*, M, K)
+    b3 = b.expand(*batch, K, N).reshape(-1, K, N)  # (B*, K, N)
+    return _finish(bmm_f32(a3, b3, order=order), dtype).view(*batch, M, N)
+
+
+def einsum(equation: str, tensors, *, path=None) -> torch.Tensor:
+    """Two-operand ``torch.einsum`` as one batched product, the order chosen from B's
+    layout as given: DOT iff B's innermost contracted index (contracted indices taken
+    in B's subscript order) is unit-stride. torch's own einsum permutes and folds the
+    operands first, which, like matmul's fold, copied for some batch sizes only.
+    Other forms (one or three operands, ellipsis, repeated or summed-out indices) go
+    to torch's decomposition into covered ops."""
+    if len(tensors) != 2 or "..." in equation or is_exact_dtype(tensors[0].dtype):
+        return NotImplemented
+    a, b = tensors
+    lhs, arrow, out = equation.replace(" ", "").partition("->")
+    ia, comma, ib = lhs.partition(",")
+    if not comma or (arrow and not out):  # one operand, or a scalar result
+        return NotImplemented
+    if not arrow:  # implicit output: indices seen once, sorted
+        out = "".join(sorted(c for c in ia + ib if (ia + ib).count(c) == 1))
+    if (
+        len(set(ia)) != len(ia)
+        or len(set(ib)) != len(ib)
+        or len(ia) != a.dim()
+        or len(ib) != b.dim()
+        or any(c not in ia + ib for c in out)
+        or any(c not in out and (c in ia) != (c in ib) for c in ia + ib)
+    ):
+        return NotImplemented
+    dtype = check_float("aten::einsum", a, b)
+    batch = [c for c in out if c in ia and c in ib]
+    free_a = [c for c in ia if c in out and c not in ib]
+    free_b = [c for c in ib if c in out and c not in ia]
+    contracted = [c for c in ib if c not in out]
+    size = {c: n for c, n in zip(ia + ib, [*a.shape, *b.shape], strict=True)}
+    bsz = [max(a.size(ia.index(c)), b.size(ib.index(c))) for c in batch]
+    M = math.prod(size[c] for c in free_a)
+    N = math.prod(size[c] for c in free_b)
+    K = math.prod(size[c] for c in contracted)
+    inner = b.stride(ib.index(contracted[-1])) if contracted else 0
+    order = "dot" if contracted and inner == 1 and K > 1 else "seq"
+    a_p = a.permute([ia.index(c) for c in batch + free_a + contracted])
+    b_p = b.permute([ib.index(c) for c in batch + contracted + free_b])
+    a3 = a_p.expand(*bsz, *a_p.shape[len(batch) :]).reshape(-1, M, K)  # (B*, M, K)
+    b3 = b_p.expand(*bsz, *b_p.shape[len(batch) :]).reshape(-1, K, N)  # (B*, K, N)
+    res = _finish(bmm_f32(a3, b3, order=order), dtype)
+    res = res.view(*bsz, *[size[c] for c in free_a], *[size[c] for c in free_b])
+    have = batch + free_a + free_b
+    return res.permute([have.index(c) for c in out])
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,6 +9,7 @@ import zlib
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import samebits
 from samebits import _native
@@ -64,10 +65,86 @@ def minilm_outputs() -> dict[str, torch.Tensor]:
     return {"minilm": emb}
 
 
+def conv_outputs() -> dict[str, torch.Tensor]:
+    """Every convolution configuration of tests/ops/test_conv.py (GEMM and TAP paths)."""
+    from tests.ops.test_conv import CONFIGS, CONV
+
+    out = {}
+    for i, (name, (item, wshape, kw)) in enumerate(sorted(CONFIGS.items())):
+        kw = dict(kw)
+        bias = portable_randn(wshape[0], seed=300 + i) if kw.pop("bias", True) else None
+        w = portable_randn(*wshape, seed=200 + i) * 0.3
+        x = portable_randn(3, *item, seed=400 + i)
+        for dtype in (torch.float32, torch.bfloat16):
+            b = None if bias is None else bias.to(dtype)
+            out[f"conv/{name}/{dtype}"] = CONV[len(wshape) - 2](x.to(dtype), w.to(dtype), b, **kw)
+    return out
+
+
+def vision_op_outputs() -> dict[str, torch.Tensor]:
+    """Pooling, channel norms and resampling cases of tests/ops (torch's own kernels
+    for some of them differ between dispatch levels)."""
+    from tests.ops import test_channel_norms, test_pooling, test_resample
+
+    out = {}
+    for i, (kind, name) in enumerate(test_pooling.CASES):
+        item = (test_pooling.AVG if kind == "avg" else test_pooling.ADAPTIVE)[name][1]
+        out[f"pool/{kind}/{name}"] = test_pooling.call(
+            kind, name, portable_randn(3, *item, seed=500 + i)
+        )
+    for i, name in enumerate(sorted(test_channel_norms.SHAPES)):
+        m = test_channel_norms.make(name, torch.float32)
+        with torch.no_grad():  # parameters from numpy too
+            for j, p in enumerate(m.parameters()):
+                p.copy_(portable_randn(*p.shape, seed=600 + 10 * i + j))
+            if getattr(m, "running_var", None) is not None:
+                m.running_mean.copy_(portable_randn(6, seed=650 + i))
+                m.running_var.copy_(portable_randn(6, seed=660 + i).abs() + 0.5)
+            x = portable_randn(3, *test_channel_norms.SHAPES[name], seed=700 + i)
+            out[f"norm/{name}"] = m(x)
+    for i, (name, (item, kw)) in enumerate(sorted(test_resample.CASES.items())):
+        x = portable_randn(2, *item, seed=800 + i)
+        for dtype in (torch.float32, torch.bfloat16):
+            out[f"resample/{name}/{dtype}"] = F.interpolate(x.to(dtype), **kw)
+    return out
+
+
+def sequence_model_outputs() -> dict[str, torch.Tensor]:
+    """An LSTM over packed mixed lengths, a GRU, and the fused encoder fast path with a
+    padding mask (weights and inputs from numpy)."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from tests.ops import test_fused_attention, test_recurrent
+
+    out = {}
+    for i, name in enumerate(("lstm_stacked_bidir", "gru_stacked_bidir")):
+        m = test_recurrent.make(name, torch.float32, True)
+        with torch.no_grad():
+            for j, p in enumerate(m.parameters()):
+                p.copy_(portable_randn(*p.shape, seed=900 + 50 * i + j) * 0.3)
+            x = portable_randn(4, 9, test_recurrent.FEAT, seed=990 + i)
+            res = m(pack_padded_sequence(x, torch.tensor([9, 7, 4, 2]), batch_first=True))
+        out[f"rnn/{name}"] = res[0].data
+    enc = test_fused_attention.encoder(torch.float32)
+    with torch.no_grad():
+        for j, p in enumerate(enc.parameters()):
+            p.copy_(portable_randn(*p.shape, seed=1000 + j) * 0.3)
+        x = portable_randn(3, 7, test_fused_attention.E, seed=1100)
+        pad = torch.tensor([[False] * 7, [False] * 4 + [True] * 3, [False] * 2 + [True] * 5])
+        out["encoder_fast_path"] = enc(x, src_key_padding_mask=pad)[~pad]
+    return out
+
+
 def main() -> None:
     torch.set_num_threads(2)
     with torch.inference_mode(), samebits.batch_invariant():
-        outs = {**grid_outputs(), **llama_outputs(), **minilm_outputs()}
+        outs = {
+            **grid_outputs(),
+            **conv_outputs(),
+            **vision_op_outputs(),
+            **llama_outputs(),
+            **minilm_outputs(),
+        }
     print(
         json.dumps(
             {

@@ -47,6 +47,23 @@ CASES = {
         lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
         [(1, 2, 4, 8), (1, 2, 6, 8), (1, 2, 6, 8), (1, 1, 4, 6)],
     ),
+    # differentiated through torch's own decomposition (no reference in ops/_autograd.py)
+    "matmul": (lambda a, b: torch.matmul(a, b), [(3, 5, 16), (16, 7)]),
+    "einsum": (lambda a, b: torch.einsum("bik,bjk->bij", a, b), [(2, 5, 16), (2, 4, 16)]),
+    "lstm": (
+        lambda x, w_ih, w_hh, b: torch.lstm(
+            x,
+            (x.new_zeros(1, 2, 4), x.new_zeros(1, 2, 4)),
+            (w_ih, w_hh, b, b),
+            True,
+            1,
+            0.0,
+            False,
+            False,
+            True,
+        )[0],
+        [(2, 5, 8), (16, 8), (16, 4), (16,)],
+    ),
 }
 
 

@@ -178,3 +178,60 @@ def test_linear_fast_path_has_the_general_paths_bits(m, k, n, dtype):
         assert matmul._linear_direct(strided, w, b, dtype) is None
         assert same_bits(matmul.linear(strided, w, b), fast)
         assert same_bits(matmul.linear(strided, w), matmul.linear(x, w))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_batched_matmul_with_a_transposed_key_is_batch_invariant(dtype, threads):
+    """Eager attention's q @ k.transpose(-1, -2) on a (B, S, H, D) projection: torch's
+    matmul folds (1, H, D, S) without a copy and (3, H, D, S) with one, which changed
+    the order with the batch size; the mode decides on the operands as given."""
+    g = torch.Generator().manual_seed(0)
+    B, S, H, D = 5, 10, 4, 8
+    k = torch.randn(B, S, H * D, generator=g).to(dtype).view(B, S, H, D).transpose(1, 2)
+    q = torch.randn(B, H, S, D, generator=g).to(dtype)
+    with samebits.batch_invariant():
+        threads(2)
+        full = torch.matmul(q, k.transpose(2, 3))
+        threads(1)
+        rows = [torch.matmul(q[i : i + 1], k[i : i + 1].transpose(2, 3)) for i in range(B)]
+    for i in range(B):
+        assert torch.equal(full[i : i + 1], rows[i])
+    torch.testing.assert_close(full, (q.double() @ k.double().transpose(2, 3)).to(dtype))
+
+
+EINSUMS = {
+    "bhqd,bhkd->bhqk": lambda q, k: (q, k),
+    "bqhd,bkhd->bhqk": lambda q, k: (q.transpose(1, 2), k.transpose(1, 2)),
+    "bhqk,bhkd->bhqd": lambda q, k: (torch.softmax(q @ k.transpose(2, 3), -1), k),
+}
+
+
+@pytest.mark.parametrize("eq", sorted(EINSUMS))
+def test_two_operand_einsum_is_batch_invariant(eq, threads):
+    g = torch.Generator().manual_seed(1)
+    B, S, H, D = 4, 9, 4, 8
+    q = torch.randn(B, S, H * D, generator=g).view(B, S, H, D).transpose(1, 2)
+    k = torch.randn(B, S, H * D, generator=g).view(B, S, H, D).transpose(1, 2)
+    with samebits.batch_invariant():
+        threads(2)
+        full = torch.einsum(eq, *EINSUMS[eq](q, k))
+        threads(1)
+        rows = [torch.einsum(eq, *EINSUMS[eq](q[i : i + 1], k[i : i + 1])) for i in range(B)]
+    assert all(torch.equal(full[i : i + 1], rows[i]) for i in range(B))
+    ops = [t.double() for t in EINSUMS[eq](q, k)]
+    torch.testing.assert_close(full, torch.einsum(eq, *ops).float(), **TOL[torch.float32])
+
+
+@pytest.mark.parametrize(
+    "eq,shapes",
+    [("ij,jk", [(4, 5), (5, 6)]), ("i,j->ij", [(4,), (6,)]), ("bi,bi->b", [(4, 5), (4, 5)]),
+     ("ii->i", [(3, 3)]), ("ij,jk,kl->il", [(4, 5), (5, 6), (6, 2)]),
+     ("...ij,...jk->...ik", [(2, 4, 5), (5, 3)])],
+)  # fmt: skip
+def test_einsum_forms_match_float64(eq, shapes):
+    g = torch.Generator().manual_seed(2)
+    ops = [torch.randn(*s, generator=g) for s in shapes]
+    with samebits.batch_invariant():
+        out = torch.einsum(eq, *ops)
+    ref = torch.einsum(eq, *[o.double() for o in ops]).float()
+    torch.testing.assert_close(out, ref, **TOL[torch.float32])

@@ -1,0 +1,124 @@
+/* ------------------------------------------------------------- depthwise conv */
+/* One input channel per output channel (groups == channels), channels-last:
+   x (N, D, H, W, C) already padded, w (KD*KH*KW, C), out (N, OD, OH, OW, C) fp32.
+   meta = {N, D, H, W, C, KD, KH, KW, sd, sh, sw, dd, dh, dw, OD, OH, OW}.
+
+   Order TAP, for output (n, od, oh, ow, c): acc = +0; acc = fma(x, w[t][c], acc)
+   for the taps t = (kd, kh, kw) in row-major order; then acc + bias[c]. Vector
+   lanes carry different channels (and blocks of four ow carry different outputs),
+   never parts of one sum, so every ISA path and every thread split give the same
+   bits. Threads take whole (n, od, oh) output rows. */
+
+#define DW_OW 8
+
+static inline __attribute__((always_inline)) void dw_block(const char *x, const void *w, i64 xoff0,
+                                                           i64 xstep, const i64 *tapoff, i64 taps,
+                                                           i64 c, int nc, i64 C, int dt, int wdt,
+                                                           int nw, v8 acc[DW_OW]) {
+    /* nw (1..DW_OW) outputs ow0.., each xstep elements apart in x, channels c..c+nc */
+    for (int q = 0; q < DW_OW; q++) acc[q] = v8_zero();
+    for (i64 t = 0; t < taps; t++) {
+        v8 wv = nc == 8 ? v8_load(w, t * C + c, wdt) : v8_load_n(w, t * C + c, nc, wdt);
+        i64 base = xoff0 + tapoff[t] + c;
+        for (int q = 0; q < nw; q++) {
+            i64 o = base + q * xstep;
+            v8 xv = nc == 8 ? v8_load(x, o, dt) : v8_load_n(x, o, nc, dt);
+            acc[q] = v8_fma(xv, wv, acc[q]);
+        }
+    }
+}
+
+/* the same operations for a full block (8 outputs x 8 channels), with every bound
+   and dtype a constant at the call site, so the accumulators stay in registers */
+static inline __attribute__((always_inline)) void dw_block_full(const void *x, const void *w,
+                                                                i64 xoff0, i64 xstep,
+                                                                const i64 *tapoff, i64 taps,
+                                                                i64 c, i64 C, const int dt,
+                                                                v8 acc[DW_OW]) {
+    for (int q = 0; q < DW_OW; q++) acc[q] = v8_zero();
+    for (i64 t = 0; t < taps; t++) {
+        v8 wv = v8_load(w, t * C + c, dt);
+        i64 o = xoff0 + tapoff[t] + c;
+        for (int q = 0; q < DW_OW; q++) acc[q] = v8_fma(v8_load(x, o + q * xstep, dt), wv, acc[q]);
+    }
+}
+
+SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, float *out,
+                                const i64 *meta, int dt, int wdt, int nthreads) {
+    i64 N = meta[0], D = meta[1], H = meta[2], W = meta[3], C = meta[4];
+    i64 KD = meta[5], KH = meta[6], KW = meta[7];
+    i64 sd = meta[8], sh = meta[9], sw = meta[10], dd = meta[11], dh = meta[12], dw = meta[13];
+    i64 OD = meta[14], OH = meta[15], OW = meta[16];
+    i64 taps = KD * KH * KW;
+    i64 *tapoff = (i64 *)malloc((size_t)(taps > 0 ? taps : 1) * sizeof(i64));
+    if (!tapoff) return;
+    for (i64 kd = 0, t = 0; kd < KD; kd++)
+        for (i64 kh = 0; kh < KH; kh++)
+            for (i64 kw = 0; kw < KW; kw++, t++)
+                tapoff[t] = ((kd * dd * H + kh * dh) * W + kw * dw) * C;
+    i64 rows = N * OD * OH;
+    int th = threads_for(rows * OW * C * taps, nthreads);
+#pragma omp parallel for schedule(dynamic, dyn_chunk(rows, th)) num_threads(th)
+    for (i64 r = 0; r < rows; r++) {
+        i64 oh = r % OH, od = (r / OH) % OD, n = r / (OH * OD);
+        i64 xrow = ((n * D + od * sd) * H + oh * sh) * W * C;
+        float *orow = out + r * OW * C;
+        for (i64 ow0 = 0; ow0 < OW; ow0 += DW_OW) {
+            int nw = (int)(OW - ow0 < DW_OW ? OW - ow0 : DW_OW);
+            for (i64 c = 0; c < C; c += 8) {
+                int nc = (int)(C - c < 8 ? C - c : 8);
+                v8 acc[DW_OW];
+                int full = nc == 8 && nw == DW_OW && dt == wdt;
+                if (full && dt == F32)
+                    dw_block_full(x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, F32, acc);
+                else if (full && dt == BF16)
+                    dw_block_full(x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, BF16, acc);
+                else
+                    dw_block((const char *)x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, nc,
+                             C, dt, wdt, nw, acc);
+                v8 bv = v8_zero();
+                if (bias) bv = nc == 8 ? v8_load(bias, c, wdt) : v8_load_n(bias, c, nc, wdt);
+                for (int q = 0; q < nw; q++) {
+                    v8 s = bias ? v8_add(acc[q], bv) : acc[q];
+                    float *o = orow + (ow0 + q) * C + c;
+                    if (nc == 8) v8_store(o, s);
+                    else v8_store_n(o, s, nc);
+                }
+            }
+        }
+    }
+    free(tapoff);
+}
+
+/* ----------------------------------------------------------------- im2col */
+/* Rows r0..r1-1 of the im2col matrix of a channels-last padded input
+   x (N, D, H, W, C): row r = (n, od, oh, ow) holds, for the taps (kd, kh, kw) in
+   row-major order, channels c0..c0+cg-1, so its K = taps * cg order is (tap, c).
+   meta = {N, D, H, W, C, KD, KH, KW, sd, sh, sw, dd, dh, dw, OD, OH, OW, c0, cg}.
+   A copy: no arithmetic, so it cannot change bits; threads take whole rows. */
+SB_API void SB_FN(sb_im2col)(const void *x, const i64 *meta, i64 r0, i64 r1, void *dst, int dt,
+                             int nthreads) {
+    i64 D = meta[1], H = meta[2], W = meta[3], C = meta[4];
+    i64 KD = meta[5], KH = meta[6], KW = meta[7];
+    i64 sd = meta[8], sh = meta[9], sw = meta[10], dd = meta[11], dh = meta[12], dw = meta[13];
+    i64 OD = meta[14], OH = meta[15], OW = meta[16], c0 = meta[17], cg = meta[18];
+    size_t e = esz(dt), run = (size_t)cg * e;
+    i64 K = KD * KH * KW * cg;
+    int th = threads_for((r1 - r0) * K, nthreads);
+#pragma omp parallel for schedule(dynamic, dyn_chunk(r1 - r0, th)) num_threads(th)
+    for (i64 r = r0; r < r1; r++) {
+        i64 ow = r % OW, oh = (r / OW) % OH, od = (r / (OW * OH)) % OD, n = r / (OW * OH * OD);
+        char *d = (char *)dst + (size_t)(r - r0) * (size_t)K * e;
+        for (i64 kd = 0; kd < KD; kd++)
+            for (i64 kh = 0; kh < KH; kh++) {
+                i64 base = ((n * D + od * sd + kd * dd) * H + oh * sh + kh * dh) * W + ow * sw;
+                if (cg == C && dw == 1) { /* the KW taps of all channels are one run */
+                    memcpy(d, (const char *)x + (size_t)(base * C) * e, run * (size_t)KW);
+                    d += run * (size_t)KW;
+                    continue;
+                }
+                for (i64 kw = 0; kw < KW; kw++, d += run)
+                    memcpy(d, (const char *)x + (size_t)((base + kw * dw) * C + c0) * e, run);
+            }
+    }
+}

@@ -1,0 +1,86 @@
+"""Aten ops that take floating-point tensors, are not tagged pointwise, and need no
+invariant kernel: each output's bits already depend only on its own inputs, by
+construction. Grouped by the reason. samebits._mode lists them in covered_ops(), and
+tests/test_op_sweep.py requires every such op in torch's registry to be covered,
+denied or listed here."""
+
+from __future__ import annotations
+
+# fmt: off
+_GROUPS: dict[str, tuple[str, ...]] = {
+    "moves, copies, pads or selects elements; no floating-point arithmetic": (
+        "_to_copy", "_lazy_clone", "_pin_memory", "_reshape_copy", "_resize_output",
+        "_unsafe_view", "_unsafe_index.Tensor", "_unsafe_masked_index",
+        "copy_sparse_to_sparse", "set",
+        "set.source_Storage", "set.source_Storage_storage_offset", "set.source_Tensor",
+        "resize", "resize_as", "resize_as_sparse", "sparse_resize", "sparse_resize_and_clear",
+        "lift", "new_empty", "new_full", "new_ones", "new_zeros", "empty_like", "full_like",
+        "ones_like", "zeros_like", "fill.Scalar", "fill.Tensor", "zero", "flip", "roll",
+        "rot90", "repeat", "repeat_interleave.Tensor", "tril", "triu", "take", "gather",
+        "index.Tensor", "index_select", "index_copy", "index_fill.int_Scalar",
+        "index_fill.int_Tensor", "masked_fill.Tensor", "masked_scatter", "masked_select",
+        "scatter.src", "scatter.value", "constant_pad_nd", "reflection_pad1d",
+        "reflection_pad2d", "reflection_pad3d", "replication_pad1d", "replication_pad2d",
+        "replication_pad3d", "channel_shuffle", "native_channel_shuffle", "pixel_shuffle",
+        "pixel_unshuffle", "im2col", "embedding", "upsample_nearest1d", "upsample_nearest2d",
+        "upsample_nearest3d", "_upsample_nearest_exact1d", "_upsample_nearest_exact2d",
+        "_upsample_nearest_exact3d", "_pack_padded_sequence", "_nested_from_padded",
+        "_nested_tensor_from_mask", "_nested_compute_contiguous_strides_offsets",
+        "_jagged_to_padded_dense_forward", "_padded_dense_to_jagged_forward", "to_mkldnn",
+        "_new_zeros_with_same_feature_meta", "lu_unpack", "_spdiags", "_coalesced",
+        "_convert_indices_from_coo_to_csr", "_convert_indices_from_csr_to_coo", "_to_sparse",
+        "_to_sparse.sparse_dim", "_to_sparse_bsc", "_to_sparse_bsr", "_to_sparse_csc",
+        "_to_sparse_csr", "sparse_compressed_tensor.comp_plain_value",
+        "sparse_compressed_tensor.comp_plain_value_size", "complex", "hash_tensor",
+    ),
+    "compares or orders elements (max, min, sort, search, count): exact in any order; "
+    "ties resolve by index": (
+        "amax", "amin", "max", "max.dim", "min", "min.dim", "aminmax", "_aminmax",
+        "_aminmax.dim", "argmax", "argmin", "sort", "sort.stable", "topk", "kthvalue",
+        "median", "median.dim", "nanmedian", "nanmedian.dim", "mode", "cummax", "cummin",
+        "max_pool2d_with_indices", "max_pool3d_with_indices", "adaptive_max_pool2d",
+        "adaptive_max_pool3d", "fractional_max_pool2d", "fractional_max_pool3d",
+        "max_unpool2d", "max_unpool3d", "unique_consecutive", "unique_dim",
+        "unique_dim_consecutive", "_unique", "_unique2", "nonzero", "nonzero_static",
+        "count_nonzero", "count_nonzero.dim_IntList", "all", "all.dim", "all.dims", "any",
+        "any.dim", "any.dims", "_is_all_true", "_is_any_true", "bucketize.Scalar",
+        "bucketize.Tensor", "searchsorted.Scalar", "searchsorted.Tensor",
+        "isin.Scalar_Tensor", "isin.Tensor_Scalar", "isin.Tensor_Tensor",
+        "histc", "bincount",
+    ),
+    "one correctly rounded operation (or a fixed few) per output element, no reduction: "
+    "measured the same at every position and dispatch level": (
+        "rsub.Tensor", "_add_relu.Scalar", "_add_relu.Tensor", "_prelu_kernel",
+        "floor_divide", "floor_divide.Scalar", "hardswish",
+        "linspace.Scalar_Tensor", "linspace.Tensor_Scalar", "linspace.Tensor_Tensor",
+        "logspace.Scalar_Tensor", "logspace.Tensor_Scalar", "logspace.Tensor_Tensor",
+    ),
+    "CPU cumsum is a sequential scan per row (double accumulator)": ("cumsum",),
+    "quantization and weight packing: elementwise rounding or layout, no reduction": (
+        "quantize_per_channel", "quantize_per_tensor", "quantize_per_tensor.tensor_qparams",
+        "quantize_per_tensor_dynamic", "dequantize.self", "_make_per_channel_quantized_tensor",
+        "_make_per_tensor_quantized_tensor", "_empty_per_channel_affine_quantized",
+        "fake_quantize_per_channel_affine_cachemask",
+        "fake_quantize_per_tensor_affine_cachemask",
+        "_fake_quantize_per_tensor_affine_cachemask_tensor_qparams",
+        "_convert_weight_to_int4pack_for_cpu", "_dyn_quant_pack_4bit_weight", "_int_mm",
+    ),
+    "training-only (gradients, loss scaling, learnable quantization), never in inference": (
+        "_amp_foreach_non_finite_check_and_unscale", "_amp_update_scale", "_dirichlet_grad",
+        "_standard_gamma_grad", "_fake_quantize_learnable_per_channel_affine",
+        "_fake_quantize_learnable_per_tensor_affine", "glu_jvp",
+    ),
+    "random sampling (seeded), which the audit reports; no reduction": (
+        "_philox_normal", "_philox_uniform",
+    ),
+    "assertions and test ops of torch's own": (
+        "_functional_assert_async.msg", "_functional_assert_scalar",
+        "_functional_sym_constrain_range", "_functional_sym_constrain_range_for_size",
+        "_foobar", "_test_autograd_multiple_dispatch.fullcoverage", "_test_functorch_fallback",
+        "_test_optional_filled_intlist", "_test_optional_floatlist", "_test_optional_intlist",
+        "_test_parallel_materialize", "_test_warn_in_autograd",
+    ),
+}
+# fmt: on
+
+NATIVE_OK: dict[str, str] = {op: why for why, ops in _GROUPS.items() for op in ops}

@@ -1,0 +1,323 @@
+"""Invariant convolutions: conv1d/2d/3d, strided, padded, dilated, grouped, depthwise,
+and transposed, through ``aten::convolution``.
+
+Every shape is handled as 3-D (conv1d and conv2d get unit leading spatial dims) and
+channels-last. Reduction order, for output (n, co, position):
+
+* **ROWS path** (groups == 1, conv1d or stride-1 conv2d, kernel width x Cin >= 32):
+  per kernel row kh, the GEMM's **DOT** order over (kw, cin), read in place from the
+  padded input; the rows' partial sums are added in kh order (see _row_conv).
+* **GEMM path** (other convolutions with more than one input channel per group):
+  im2col rows of K = taps x (Cin / groups) in (kd, kh, kw, cin) order, multiplied by
+  the weight reshaped the same way, in the GEMM's **DOT** order over K (see
+  samebits/ops/matmul.py). The im2col is built by chunks of rows; chunks and threads
+  split rows only, never K.
+* **TAP path** (one input channel per group: depthwise): acc = +0, one fused
+  multiply-add per tap in (kd, kh, kw) order, then + bias (samebits/_native/conv.c).
+
+Zero padding enters as exact zeros at fixed taps. Which path runs, and so each
+order, depends only on the convolution's parameters, never on the batch size,
+the item's position, the spatial tile or the thread count. Accumulation is float32;
+bfloat16 is read exactly and rounded once; float16 is widened to float32.
+Transposed convolutions become direct ones: the input dilated by the stride
+(zeros inserted), padded by dilation * (k - 1) - padding, and the kernel flipped.
+A channels-last input gets a channels-last output, as in torch (and no layout copy).
+Padding modes other than zeros (reflect, replicate, circular) reach this op already
+padded by ``F.pad``, a gather.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from samebits import _native
+from samebits.errors import UnsupportedInputError
+from samebits.ops._common import check_float, is_exact_dtype, native_view
+from samebits.ops.matmul import _check_status
+
+COL_BYTES = 16 << 20  # im2col chunk: rows of about this many bytes (few chunks: each
+# chunk is two parallel regions, and a busy machine can delay a region by a time slice)
+
+
+def _triple(v, nd: int, fill: int) -> list[int]:
+    v = [int(e) for e in v]
+    if len(v) == 1 and nd > 1:
+        v = v * nd
+    return [fill] * (3 - nd) + v
+
+
+def convolution(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride,
+    padding,
+    dilation,
+    transposed: bool,
+    output_padding,
+    groups: int,
+) -> torch.Tensor:
+    """Matches ``aten::convolution`` (batched or unbatched input)."""
+    if is_exact_dtype(x.dtype):
+        return NotImplemented
+    dtype = check_float("aten::convolution", x, weight, bias)
+    nd = weight.dim() - 2
+    if nd not in (1, 2, 3) or x.dim() not in (nd + 1, nd + 2):
+        raise UnsupportedInputError(
+            f"aten::convolution: input {tuple(x.shape)} and weight {tuple(weight.shape)} "
+            "are not a 1-, 2- or 3-D convolution"
+        )
+    unbatched = x.dim() == nd + 1
+    if unbatched:
+        x = x.unsqueeze(0)
+    if transposed:
+        x, weight, padding = _as_direct(
+            x, weight, stride, padding, dilation, output_padding, groups
+        )
+        stride = [1] * nd
+    keep_cl = _channels_last(x)
+    out = _conv3d(
+        x.reshape(*x.shape[:2], *[1] * (3 - nd), *x.shape[2:]),  # (N, C, D, H, W)
+        weight.reshape(*weight.shape[:2], *[1] * (3 - nd), *weight.shape[2:]),
+        bias,
+        _triple(stride, nd, 1),
+        _triple(padding, nd, 0),
+        _triple(dilation, nd, 1),
+        int(groups),
+        keep_cl,
+    )  # (N, Co, OD, OH, OW) float32
+    out = out.reshape(*out.shape[:2], *out.shape[5 - nd :]).to(dtype)
+    return out[0] if unbatched else out
+
+
+def _as_direct(x, weight, stride, padding, dilation, output_padding, groups):
+    """A transposed convolution as a direct one: (input, weight, padding), stride 1."""
+    nd = weight.dim() - 2
+    s = [int(e) for e in (stride * nd if len(stride) == 1 else stride)]
+    p = [int(e) for e in (padding * nd if len(padding) == 1 else padding)]
+    d = [int(e) for e in (dilation * nd if len(dilation) == 1 else dilation)]
+    op = [int(e) for e in (output_padding * nd if len(output_padding) == 1 else output_padding)]
+    k = weight.shape[2:]
+    if any(e > 1 for e in s):  # insert stride - 1 zeros between input samples
+        up = x.new_zeros(
+            *x.shape[:2], *[(n - 1) * st + 1 for n, st in zip(x.shape[2:], s, strict=True)]
+        )
+        up[(slice(None), slice(None), *[slice(None, None, st) for st in s])] = x
+        x = up
+    pads = []
+    for i in reversed(range(nd)):  # F.pad wants the last dim first; negative crops
+        lo = d[i] * (k[i] - 1) - p[i]
+        pads += [lo, lo + op[i]]
+    x = F.pad(x, pads)
+    cin, cog = weight.shape[:2]
+    g = int(groups)
+    w = weight.reshape(g, cin // g, cog, *k).transpose(1, 2)  # (G, Co/G, Cin/G, *k)
+    w = w.reshape(g * cog, cin // g, *k).flip(list(range(2, 2 + nd)))
+    return x, w, [0] * nd
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether torch would give this input's convolution a channels-last output."""
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    return fmt is not None and not x.is_contiguous() and x.is_contiguous(memory_format=fmt)
+
+
+def _padded_cl(x: torch.Tensor, padding: list[int]) -> torch.Tensor:
+    """(N, C, D, H, W) -> channels-last (N, Dp, Hp, Wp, C), zero-padded, contiguous,
+    in one copy (none for a channels-last input without padding)."""
+    xcl = x.permute(0, 2, 3, 4, 1)  # (N, D, H, W, C)
+    if not any(padding):
+        return xcl.contiguous()
+    pd, ph, pw = padding
+    N, D, H, W, C = xcl.shape
+    out = xcl.new_zeros(N, D + 2 * pd, H + 2 * ph, W + 2 * pw, C)
+    out[:, pd : pd + D, ph : ph + H, pw : pw + W].copy_(xcl)
+    return out
+
+
+def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torch.Tensor:
+    N, C = x.shape[:2]
+    Co, Cg = weight.shape[:2]
+    ks = list(weight.shape[2:])
+    if C != Cg * groups or Co % groups:
+        raise UnsupportedInputError(
+            f"aten::convolution: input has {C} channels, weight {tuple(weight.shape)} "
+            f"with groups={groups} expects {Cg * groups}"
+        )
+    if _rows_apply(x, ks, Cg, stride, dilation, groups):
+        out = _row_conv(x, weight, bias, stride, padding, dilation)
+        out = out.permute(0, 4, 1, 2, 3)  # (N, Co, 1, OH, OW)
+        return out if keep_cl else out.contiguous()
+    xcl, dt = native_view(_padded_cl(x, padding))  # (N, Dp, Hp, Wp, C): exact zeros at fixed taps
+    osz = [(xcl.shape[1 + i] - dilation[i] * (ks[i] - 1) - 1) // stride[i] + 1 for i in range(3)]
+    if any(o <= 0 for o in osz):
+        raise UnsupportedInputError(
+            f"aten::convolution: kernel {tuple(ks)} is larger than the padded input "
+            f"{tuple(xcl.shape[1:4])}"
+        )
+    if Cg == 1:
+        out = _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt)
+    else:
+        out = _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt)
+    out = out.permute(0, 4, 1, 2, 3)  # (N, Co, OD, OH, OW), channels-last in memory
+    return out if keep_cl else out.contiguous()
+
+
+ROW_MIN_K = 32  # the ROWS path needs kernel width x channels of at least this
+
+
+def _rows_apply(x, ks, Cg, stride, dilation, groups) -> bool:
+    """Whether the ROWS order applies: decided by the convolution's parameters (and,
+    for a 2-D input of height 1, by that height), never by batch or length."""
+    return (
+        groups == 1
+        and ks[0] == 1
+        and x.shape[2] == 1
+        and dilation[2] == 1
+        and (stride[1:] == [1, 1] or (ks[1] == 1 and x.shape[3] == 1))
+        and ks[2] * Cg >= ROW_MIN_K
+        and not (ks[1] * ks[2] == 1 and stride == [1, 1, 1])
+    )
+
+
+def _row_conv(x, weight, bias, stride, padding, dilation) -> torch.Tensor:
+    """ROWS order, for conv1d/conv2d with groups == 1: per kernel row kh, one GEMM
+    over K = KW x Cin read straight from the padded channels-last input (the KW taps
+    of every channel are one contiguous run), in DOT order; then
+    out = ((P_0 + bias) + P_1) + ... + P_{KH-1}, one float32 add each.
+
+    Output rows are laid out "wide" (Wq = Wp / s columns, the last Wq - OW of them
+    junk and dropped), so row r sits at r * s * Cin in the input: one strided GEMM per
+    kernel row covers every image (batch stride Hp * Wp * Cin). That needs stride 1,
+    or a single output row (conv1d, where the stride s is any)."""
+    N, C, _, H, W = x.shape
+    Co, _, _, KH, KW = weight.shape
+    s, sh, dh = stride[2], stride[1], dilation[1]
+    ph, pw = padding[1], padding[2]
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    Wp2 = -(-Wp // s) * s  # a multiple of the stride
+    Wq = Wp2 // s
+    OH = (Hp - dh * (KH - 1) - 1) // sh + 1
+    OW = (Wp - KW) // s + 1
+    if OH <= 0 or OW <= 0:
+        raise UnsupportedInputError(
+            f"aten::convolution: kernel {(KH, KW)} is larger than the padded input {(Hp, Wp)}"
+        )
+    xd, dt = native_view(x.new_empty(0))
+    # (N, Hp, Wp2, C) zeros, plus one row of slack that junk columns may read
+    buf = torch.zeros(N * Hp * Wp2 * C + Wp2 * C, dtype=xd.dtype)
+    xp = buf[: N * Hp * Wp2 * C].view(N, Hp, Wp2, C)
+    xp[:, ph : ph + H, pw : pw + W].copy_(x[:, :, 0].permute(0, 2, 3, 1))
+    wk, wdt = native_view(weight[:, :, 0].permute(0, 2, 3, 1).contiguous())  # (Co, KH, KW, C)
+    if wdt != dt:
+        raise UnsupportedInputError(
+            f"aten::convolution: input {x.dtype} and weight {weight.dtype} differ in dtype"
+        )
+    b, bdt = (None, 0) if bias is None else native_view(bias.to(weight.dtype).contiguous())
+    M, K = OH * Wq, KW * C
+    out = torch.empty(N, M, Co, dtype=torch.float32)  # (N, OH * Wq, Co)
+    part = torch.empty_like(out) if KH > 1 else None
+    e = buf.element_size()
+    for kh in range(KH):
+        dst = out if kh == 0 else part
+        status = _native.lib().sb_gemm(
+            buf.data_ptr() + kh * dh * Wp2 * C * e, s * C, 1, Hp * Wp2 * C,
+            wk.data_ptr() + kh * KW * C * wk.element_size(), 1, KH * KW * C, 0,
+            dst.data_ptr(), Co, M * Co, N, M, Co, K,
+            None if (b is None or kh) else b.data_ptr(), bdt,
+            dt, 1 if K > 1 else 0, _native.nthreads(),
+        )  # fmt: skip
+        _check_status(status)
+        if kh:
+            out.add_(part)
+    return out.view(N, OH, Wq, Co)[:, :, :OW].unsqueeze(1)  # (N, 1, OH, OW, Co)
+
+
+def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Tensor:
+    """TAP order; a channel multiplier m > 1 repeats each input channel m times."""
+    N = xcl.shape[0]
+    Co = weight.shape[0]
+    if Co != groups:
+        xcl = xcl.repeat_interleave(Co // groups, dim=-1)  # channel o reads input o // m
+    w, wdt = native_view(weight.reshape(Co, -1).t().contiguous())  # (taps, Co)
+    b = None
+    if bias is not None:
+        b, bdt = native_view(bias.to(w.dtype).contiguous())
+    out = torch.empty(N, *osz, Co, dtype=torch.float32)  # (N, OD, OH, OW, Co)
+    meta = torch.tensor(
+        [N, *xcl.shape[1:4], Co, *weight.shape[2:], *stride, *dilation, *osz], dtype=torch.int64
+    )
+    if out.numel():
+        _native.lib().sb_depthwise(
+            xcl.data_ptr(),
+            w.data_ptr(),
+            None if b is None else b.data_ptr(),
+            out.data_ptr(),
+            meta.data_ptr(),
+            dt,
+            wdt,
+            _native.nthreads(),
+        )
+    return out
+
+
+def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Tensor:
+    """im2col by chunks of rows (native copy), then the GEMM in DOT order, per group."""
+    N, D, H, W, C = xcl.shape
+    Co, Cg = weight.shape[:2]
+    ks = list(weight.shape[2:])
+    cog, taps = Co // groups, math.prod(ks)
+    K = taps * Cg
+    # (Co, kd, kh, kw, Cg) -> (Co, K): the K order is (kd, kh, kw, cin)
+    wk, wdt = native_view(weight.permute(0, 2, 3, 4, 1).reshape(Co, K).contiguous())
+    if wdt != dt:
+        raise UnsupportedInputError(
+            f"aten::convolution: input {xcl.dtype} and weight {weight.dtype} differ in dtype"
+        )
+    b, bdt = (None, 0) if bias is None else native_view(bias.to(weight.dtype).contiguous())
+    rows = N * math.prod(osz)
+    out = torch.empty(rows, Co, dtype=torch.float32)  # (N * OD * OH * OW, Co)
+    pointwise = taps == 1 and stride == [1, 1, 1]
+    step = max(256, COL_BYTES // max(1, K * xcl.element_size()))
+    col = None if pointwise else torch.empty(min(step, rows), K, dtype=xcl.dtype)
+    meta = torch.tensor([N, D, H, W, C, *ks, *stride, *dilation, *osz, 0, Cg], dtype=torch.int64)
+    for g in range(groups):
+        o = out[:, g * cog : (g + 1) * cog]  # (rows, Co/G)
+        wg = wk[g * cog : (g + 1) * cog]  # (Co/G, K)
+        bg = None if b is None else b[g * cog : (g + 1) * cog]
+        if pointwise:  # the input itself is the im2col matrix
+            _gemm_dot(xcl.view(rows, C)[:, g * Cg : (g + 1) * Cg], wg, o, bg, dt, bdt)
+            continue
+        meta[17] = g * Cg
+        for r0 in range(0, rows, step):
+            r1 = min(rows, r0 + step)
+            _native.lib().sb_im2col(
+                xcl.data_ptr(), meta.data_ptr(), r0, r1, col.data_ptr(), dt, _native.nthreads()
+            )
+            _gemm_dot(col[: r1 - r0], wg, o[r0:r1], bg, dt, bdt)
+    return out.view(N, *osz, Co)
+
+
+def _gemm_dot(col, wg, out, bias, dt, bdt) -> None:
+    """out (rows, N) = col (rows, K) @ wg (N, K).T (+ bias), DOT order over K
+    (SEQ when K == 1: the single product), written in place with out's row stride."""
+    M, K = col.shape
+    Nn = wg.shape[0]
+    status = _native.lib().sb_gemm(
+        col.data_ptr(), col.stride(0), 1, 0,
+        wg.data_ptr(), 1, wg.stride(0), 0,
+        out.data_ptr(), out.stride(0), M * out.stride(0), 1, M, Nn, K,
+        None if bias is None else bias.data_ptr(), bdt,
+        dt, 1 if K > 1 else 0, _native.nthreads(),
+    )  # fmt: skip
+    _check_status(status)
+
+
+def _reference(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """float64 convolution (any dimensionality), rounded to ``x.dtype``."""
+    fn = (F.conv1d, F.conv2d, F.conv3d)[weight.dim() - 3]
+    b = None if bias is None else bias.double()
+    return fn(x.double(), weight.double(), b, stride, padding, dilation, groups).to(x.dtype)

@@ -1,0 +1,76 @@
+"""More vision and audio families than the acceptance list, tiny configs, random weights:
+each runs under the mode (nothing denied) and a batch row has the bits of the item alone.
+They caught: torch.matmul's / einsum's batch fold (Speech2Text's eager attention) and a
+pooling kernel larger than its input (EfficientNet)."""
+
+import pytest
+import torch
+import transformers as T
+
+import samebits
+from tests.conftest import same_bits
+
+AUDIO = dict(
+    hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+    conv_dim=(16, 16), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
+)  # fmt: skip
+
+
+def image(n=3):
+    return dict(pixel_values=torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+
+
+ZOO = {
+    "swin": (lambda: T.SwinModel(T.SwinConfig(
+        image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2],
+        window_size=4)), image),
+    "segformer": (lambda: T.SegformerForSemanticSegmentation(T.SegformerConfig(
+        num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
+        num_attention_heads=[1, 2], decoder_hidden_size=16, num_labels=3, patch_sizes=[7, 3],
+        strides=[4, 2])), image),
+    "efficientnet": (lambda: T.EfficientNetModel(T.EfficientNetConfig(
+        image_size=32, width_coefficient=0.25, depth_coefficient=0.25, hidden_dim=320)), image),
+    "poolformer": (lambda: T.PoolFormerModel(T.PoolFormerConfig(
+        hidden_sizes=[8, 16, 16, 16], depths=[1, 1, 1, 1])), image),
+    "speech2text": (lambda: T.Speech2TextModel(T.Speech2TextConfig(
+        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        input_feat_per_channel=16, conv_channels=32, vocab_size=100, max_source_positions=64)),
+        lambda n=3: dict(input_features=torch.randn(n, 40, 16, generator=torch.Generator().manual_seed(2)),
+                         decoder_input_ids=torch.ones(n, 2, dtype=torch.long))),
+    "wav2vec2_conformer": (lambda: T.Wav2Vec2ConformerModel(T.Wav2Vec2ConformerConfig(
+        **AUDIO, conv_depthwise_kernel_size=7, position_embeddings_type="relative")),
+        lambda n=3: dict(input_values=torch.randn(n, 1600, generator=torch.Generator().manual_seed(3)))),
+    "hifigan": (lambda: T.SpeechT5HifiGan(T.SpeechT5HifiGanConfig(
+        model_in_dim=16, upsample_initial_channel=16, upsample_rates=[2, 2],
+        upsample_kernel_sizes=[4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]])),
+        lambda n=3: dict(spectrogram=torch.randn(n, 10, 16, generator=torch.Generator().manual_seed(4)))),
+}  # fmt: skip
+
+
+def first(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    for name in ("last_hidden_state", "logits"):
+        if getattr(out, name, None) is not None:
+            return getattr(out, name)
+    return out[0]
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_model_runs_under_the_mode_and_rows_are_invariant(name, threads):
+    torch.manual_seed(0)
+    build, inputs = ZOO[name]
+    model = build().eval()
+    kw = inputs()
+    with torch.no_grad():
+        native = first(model(**kw))
+        with samebits.batch_invariant():
+            threads(2)
+            full = first(model(**kw))
+            threads(1)
+            rows = [first(model(**{k: v[i : i + 1] for k, v in kw.items()})) for i in range(3)]
+    for i in range(3):
+        assert same_bits(full[i : i + 1], rows[i]), (name, i)
+    torch.testing.assert_close(full, native, rtol=1e-4, atol=1e-5)

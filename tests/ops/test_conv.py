@@ -1,0 +1,162 @@
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import samebits
+from samebits import _native
+from samebits.errors import UnsupportedInputError
+from samebits.ops import conv
+from tests.conftest import TOL, same_bits
+
+
+def rnd(*shape, dtype=torch.float32, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+
+
+# name -> (item shape (C, *S), weight shape, kwargs for F.convNd)
+CONFIGS = {
+    "1d": ((6, 23), (8, 6, 5), dict(padding=2)),
+    "1d_stride_group_dil": ((6, 31), (8, 3, 3), dict(stride=2, padding=1, dilation=2, groups=2)),
+    "1d_nobias_k1": ((5, 9), (4, 5, 1), dict(bias=False)),
+    "2d": ((3, 13, 11), (8, 3, 3, 3), dict(padding=1)),
+    "2d_stride_asym": ((4, 16, 15), (6, 4, 3, 5), dict(stride=(2, 1), padding=(1, 2))),
+    "2d_dilated": ((4, 12, 12), (5, 4, 3, 3), dict(dilation=2, padding=2)),
+    "2d_grouped": ((8, 9, 10), (12, 2, 3, 3), dict(groups=4, padding=1)),
+    "2d_depthwise": ((10, 12, 9), (10, 1, 7, 7), dict(groups=10, padding=3)),
+    "2d_depthwise_mult": ((4, 11, 11), (8, 1, 3, 3), dict(groups=4, stride=2, padding=1)),
+    "2d_pointwise": ((16, 7, 6), (24, 16, 1, 1), dict()),
+    "2d_patchify": ((3, 16, 16), (12, 3, 4, 4), dict(stride=4)),
+    "2d_rows": ((16, 12, 11), (12, 16, 3, 3), dict(padding=1)),
+    "2d_rows_dil_h_nobias": (
+        (12, 13, 9),
+        (8, 12, 3, 4),
+        dict(padding=(2, 1), dilation=(2, 1), bias=False),
+    ),
+    "1d_rows_stride": ((32, 41), (16, 32, 3), dict(stride=2, padding=1)),
+    "1d_rows_k2s2": ((16, 30), (16, 16, 2), dict(stride=2)),
+    "3d": ((3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=1, stride=(1, 2, 1))),
+    "3d_depthwise": ((4, 5, 5, 5), (4, 1, 3, 3, 3), dict(groups=4, padding=1)),
+}
+CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def setup(name, dtype):
+    item, wshape, kw = CONFIGS[name]
+    kw = dict(kw)
+    has_bias = kw.pop("bias", True)
+    w = (rnd(*wshape, seed=1) * 0.3).to(dtype)
+    b = rnd(wshape[0], seed=2).to(dtype) if has_bias else None
+    fn = CONV[len(wshape) - 2]
+    return item, (lambda x: fn(x, w, b, **kw)), w, b, kw
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_conv_matches_float64_reference(name, dtype):
+    item, f, w, b, kw = setup(name, dtype)
+    x = rnd(3, *item, seed=3).to(dtype)
+    with samebits.batch_invariant():
+        out = f(x)
+    ref = conv._reference(x, w, b, **kw)
+    assert out.dtype == dtype and out.shape == ref.shape
+    torch.testing.assert_close(out, ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_conv_rows_invariant_to_batch_position_threads(name, dtype, threads):
+    item, f, _, _, _ = setup(name, dtype)
+    items = rnd(13, *item, seed=4).to(dtype)
+    with samebits.batch_invariant():
+        threads(1)
+        alone = [f(items[i : i + 1]) for i in range(13)]
+        for nthreads, bs in ((2, 5), (3, 13), (5, 2)):
+            threads(nthreads)
+            perm = torch.randperm(13, generator=torch.Generator().manual_seed(bs))[:bs]
+            out = f(items[perm])
+            assert _native.last_kernel_threads() == nthreads
+            for row, i in enumerate(perm.tolist()):
+                assert same_bits(out[row : row + 1], alone[i]), (name, bs, nthreads, row)
+
+
+def test_native_conv2d_is_batch_variant_somewhere():
+    """Why the kernel exists: native conv rows change with the batch for some shape."""
+    w = rnd(64, 32, 3, 3, seed=1)
+    x = rnd(9, 32, 14, 14, seed=2)
+    full = F.conv2d(x, w, padding=1)
+    assert any(
+        not same_bits(F.conv2d(x[i : i + 1], w, padding=1), full[i : i + 1]) for i in range(9)
+    )
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_padding_modes_and_same(mode):
+    torch.manual_seed(0)
+    m = nn.Conv2d(3, 4, 3, padding="same", padding_mode=mode)
+    x = rnd(5, 3, 9, 8, seed=5)
+    with samebits.batch_invariant(), torch.no_grad():
+        full = m(x)
+        alone = [m(x[i : i + 1]) for i in range(5)]
+    for i in range(5):
+        assert same_bits(full[i : i + 1], alone[i])
+    with torch.no_grad():
+        torch.testing.assert_close(full, m(x), **TOL[torch.float32])
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(stride=2, padding=1, output_padding=1, groups=2),
+        dict(),
+        dict(stride=3, dilation=2, padding=2),
+    ],
+    ids=["s2_g2_op1", "plain", "s3_d2"],
+)
+def test_transposed_conv_matches_reference_and_is_invariant(kw, threads):
+    w = rnd(6, 4, 3, 3, seed=1)
+    g = kw.get("groups", 1)
+    b = rnd(4 * g, seed=2)
+    x = rnd(7, 6, 9, 8, seed=3)
+    with samebits.batch_invariant():
+        threads(3)
+        full = F.conv_transpose2d(x, w, b, **kw)
+        threads(1)
+        alone = [F.conv_transpose2d(x[i : i + 1], w, b, **kw) for i in range(7)]
+    ref = F.conv_transpose2d(x.double(), w.double(), b.double(), **kw).float()
+    torch.testing.assert_close(full, ref, **TOL[torch.float32])
+    assert all(same_bits(full[i : i + 1], alone[i]) for i in range(7))
+
+
+def test_conv_transpose1d_unbatched():
+    m = nn.ConvTranspose1d(4, 3, 4, stride=2)
+    x = rnd(4, 10, seed=1)
+    with samebits.batch_invariant(), torch.no_grad():
+        out = m(x)
+    with torch.no_grad():
+        torch.testing.assert_close(out, m(x), **TOL[torch.float32])
+
+
+def test_unbatched_conv_equals_batched_row():
+    m = nn.Conv1d(3, 5, 3, padding=1)
+    x = rnd(4, 3, 12, seed=1)
+    with samebits.batch_invariant(), torch.no_grad():
+        assert same_bits(m(x[2]), m(x)[2])
+
+
+def test_channels_last_input_gives_the_same_bits():
+    w = rnd(8, 4, 3, 3, seed=1)
+    x = rnd(3, 4, 10, 10, seed=2)
+    with samebits.batch_invariant():
+        a = F.conv2d(x, w, padding=1)
+        b = F.conv2d(x.to(memory_format=torch.channels_last), w, padding=1)
+    assert same_bits(a, b.contiguous())
+
+
+def test_bad_groups_rejected():
+    with pytest.raises(UnsupportedInputError, match="groups=2"):
+        conv.convolution(rnd(1, 3, 5, 5), rnd(4, 2, 3, 3), None, [1], [0], [1], False, [0], 2)
+
+
+def test_covered_ops_lists_convolution():
+    assert samebits.covered_ops()["aten::convolution"] == "invariant kernel"
