@@ -501,7 +501,9 @@ def _decomposed_covered() -> tuple[str, ...]:
         n
         for n in _COVERED
         if _op_exists(n)
-        and torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::{n}", "CompositeImplicitAutograd")
+        and torch._C._dispatch_has_kernel_for_dispatch_key(
+            f"aten::{n}", "CompositeImplicitAutograd"
+        )
     )
 
 
