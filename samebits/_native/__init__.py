@@ -200,6 +200,45 @@ def _check_path(isa: str, features: frozenset[str]) -> None:
             f"the {isa!r} kernel path needs CPU features this CPU lacks: {', '.join(missing)} "
             f"(paths available here: {', '.join(have)})"
         )
+    why = _state.get("refused", {}).get(isa)
+    if why:
+        raise NativeBuildError(f"the {isa!r} kernel path is not used on this CPU: {why}")
+
+
+PAIR_MISMATCH = (
+    "its VDPBF16PS does not give the bits of the bfloat16 PAIR order on the probe's edge "
+    "operands (denormals, underflowing or overflowing products); the avx512 path computes "
+    "the same order with FMAs"
+)
+
+
+def _pair_probe(dll: ctypes.CDLL) -> bool:
+    """Whether this CPU's VDPBF16PS gives the PAIR order's bits (gemm_bf16.c) on
+    operands that reach every edge of its arithmetic: denormals, products that
+    underflow or overflow float32, signed zeros, a ragged K. Measured equal on AMD Zen 5;
+    a CPU whose instruction rounds otherwise keeps the emulating avx512 path, so the
+    bits stay the same everywhere and only speed is lost."""
+    M, N, K = 9, 11, 77
+    state = 0x9E3779B97F4A7C15
+
+    def bits() -> int:
+        nonlocal state
+        state ^= (state << 13) & 0xFFFFFFFFFFFFFFFF
+        state ^= state >> 7
+        state ^= (state << 17) & 0xFFFFFFFFFFFFFFFF
+        h = state & 0xFFFF
+        return h & 0x807F if (h >> 7) & 0xFF == 0xFF else h  # no inf / NaN operands
+
+    a = (ctypes.c_uint16 * (M * K))(*[bits() for _ in range(M * K)])
+    b = (ctypes.c_uint16 * (N * K))(*[bits() for _ in range(N * K)])
+    outs = []
+    for isa in ("avx512", "avx512_bf16"):
+        c = (ctypes.c_float * (M * N))()
+        fn = getattr(dll, f"sb_gemm_{isa}")
+        fn.argtypes, fn.restype = SIGNATURES["sb_gemm"]
+        status = fn(a, K, 1, 0, b, 1, K, 0, c, N, M * N, 1, M, N, K, None, 0, 1, 1, 1)
+        outs.append((status, bytes(c)))
+    return outs[0] == outs[1] and outs[0][0] == 0
 
 
 def _kernels_for(isa: str) -> Kernels:
@@ -220,6 +259,9 @@ def _ensure() -> None:
         _load_library()
         features = _cpu_features(_state["dll"])
         paths = [isa for isa in ISAS if not _missing(isa, features)]
+        if "avx512_bf16" in paths and not _pair_probe(_state["dll"]):
+            paths.remove("avx512_bf16")
+            _state["refused"] = {"avx512_bf16": PAIR_MISMATCH}
         _state.update(features=features, paths=paths)
         isa = paths[-1] if want == "auto" else want
         _state["active"] = _kernels_for(isa)
@@ -254,7 +296,8 @@ def native_info() -> dict[str, object]:
     """The kernel library in use: ``isa`` (the path running), ``available`` (the paths
     this CPU supports), ``requested`` (``SAMEBITS_ISA``), ``build`` (the library's id:
     source and flags/compiler hashes), ``source`` ("prebuilt" or "cache"), ``path``,
-    ``cpu_features`` and ``portable`` (whether the path's bits are the same on every
+    ``cpu_features``, ``refused`` (paths the CPU has but that are not used, with the
+    reason: avx512_bf16 where the instruction fails the PAIR order's probe) and ``portable`` (whether the path's bits are the same on every
     CPU: true for every path so far)."""
     _ensure()
     return {
@@ -265,6 +308,7 @@ def native_info() -> dict[str, object]:
         "source": _state["source"],
         "path": _state["path"],
         "cpu_features": sorted(_state["features"]),
+        "refused": dict(_state.get("refused", {})),
         "portable": True,
     }
 

@@ -118,3 +118,46 @@ def test_the_native_path_runs_the_instruction():
     assert "avx512_bf16" in samebits.native_info()["cpu_features"]
     with _native.use_isa("avx512_bf16"):
         assert _native.lib().isa == "avx512_bf16"
+
+
+HAS_BF16 = "avx512_bf16" in samebits.native_info()["cpu_features"]
+
+
+@pytest.mark.skipif(not HAS_BF16, reason="no AVX512_BF16 on this CPU")
+def test_the_load_time_probe_accepts_this_cpus_instruction():
+    """The loader runs avx512_bf16 only after VDPBF16PS gave the emulation's bits on the
+    probe's edge operands; here it does, so the path is available."""
+    assert _native._pair_probe(_native._state["dll"])
+    assert "avx512_bf16" in samebits.native_info()["available"]
+
+
+class _SkewedInstruction:
+    """The library, except that sb_gemm_avx512_bf16 returns one bit off in its first
+    output: a stand-in for a CPU whose instruction rounds differently."""
+
+    def __init__(self, dll):
+        self.dll = dll
+
+    def __getattr__(self, name):
+        real = getattr(self.dll, name)
+        if name != "sb_gemm_avx512_bf16":
+            return real
+
+        class Skewed:
+            argtypes = restype = None
+
+            def __call__(self, *args):
+                status = real(*args)
+                c = args[8]
+                c[0] = -c[0] if c[0] else 1.0
+                return status
+
+        return Skewed()
+
+
+@pytest.mark.skipif(not HAS_BF16, reason="no AVX512_BF16 on this CPU")
+def test_a_cpu_whose_instruction_differs_keeps_the_emulating_path(monkeypatch):
+    assert not _native._pair_probe(_SkewedInstruction(_native._state["dll"]))
+    monkeypatch.setitem(_native._state, "refused", {"avx512_bf16": _native.PAIR_MISMATCH})
+    with pytest.raises(samebits.NativeBuildError, match="not used on this CPU: its VDPBF16PS"):
+        _native._check_path("avx512_bf16", _native._state["features"])
