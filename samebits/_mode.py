@@ -362,11 +362,30 @@ _ACCUMULATE_WHY = (
     "accumulate=True sums floats at repeated indices in an order that depends on threads; "
     "accumulate into a dense tensor with a covered op (e.g. one_hot @ values)"
 )
+
+
+def _floating_input(x, *_rest, **_kw) -> bool:
+    return isinstance(x, torch.Tensor) and x.dtype.is_floating_point
+
+
+# Pointwise ops whose CPU kernel on this torch computes the vector body and the scalar
+# tail differently, so an element's bits depend on where it falls in the buffer (its
+# position in the batch): found by tests/test_pointwise_sweep.py over torch's registry,
+# at the avx512, avx2 and default dispatch levels.
+_TAIL_WHY = (
+    "torch's CPU kernel computes the vector body and the scalar tail differently, so an "
+    "element's bits depend on its position in the batch; no invariant kernel yet"
+)
+_VARYING_POINTWISE = (
+    "elu", "celu", "selu", "softplus", "mish", "softshrink",
+    "sinh", "cosh", "atanh", "exp2", "digamma", "special_i0e",
+)  # fmt: skip
 _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
     "index_put": (_accumulates, _ACCUMULATE_WHY),
     "_index_put_impl": (_accumulates, _ACCUMULATE_WHY),
     "_unsafe_index_put": (_accumulates, _ACCUMULATE_WHY),
     "put": (_accumulates, _ACCUMULATE_WHY),
+    **{name: (_floating_input, _TAIL_WHY) for name in _VARYING_POINTWISE},
 }
 
 
