@@ -380,12 +380,30 @@ _VARYING_POINTWISE = (
     "elu", "celu", "selu", "softplus", "mish", "softshrink",
     "sinh", "cosh", "atanh", "exp2", "digamma", "special_i0e",
 )  # fmt: skip
+_VARYING_BINARY = (
+    "pow.Tensor_Tensor", "atan2", "igamma", "igammac", "ldexp.Tensor",
+    "logaddexp", "logaddexp2", "silu_backward",
+)  # fmt: skip
+# exponents torch computes with plain multiplies, divisions or sqrt (the same in the
+# vector body and the tail); any other goes through its pow, which differs
+_EXACT_EXPONENTS = (0, 1, 2, 3, 0.5, -1)
+
+
+def _general_pow(x, exponent, *_rest, **_kw) -> bool:
+    return _floating_input(x) and exponent not in _EXACT_EXPONENTS
+
+
 _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
     "index_put": (_accumulates, _ACCUMULATE_WHY),
     "_index_put_impl": (_accumulates, _ACCUMULATE_WHY),
     "_unsafe_index_put": (_accumulates, _ACCUMULATE_WHY),
     "put": (_accumulates, _ACCUMULATE_WHY),
-    **{name: (_floating_input, _TAIL_WHY) for name in _VARYING_POINTWISE},
+    **{name: (_floating_input, _TAIL_WHY) for name in _VARYING_POINTWISE + _VARYING_BINARY},
+    "pow.Tensor_Scalar": (_general_pow, _TAIL_WHY + f" (exponents {_EXACT_EXPONENTS} run)"),
+    "gelu_backward": (
+        lambda g, *_a, **_k: _floating_input(g) and g.dtype == torch.float16,
+        _TAIL_WHY,
+    ),
 }
 
 
