@@ -475,9 +475,13 @@ def _out_and_inplace(name: str) -> tuple[list[str], list[str]]:
             )
             if not returns_alias or ov == (overload or "default"):
                 continue
-            same_args = [a.name for a in schema.arguments if not a.kwarg_only]
+            # the same positional arguments, names and types (pow.Scalar_out has pow's
+            # names but a Scalar base: it is not an out= form of pow.Tensor_Tensor)
+            same_args = [(a.name, str(a.type)) for a in schema.arguments if not a.kwarg_only]
             func_schema = getattr(packet, overload or "default")._schema
-            if same_args == [a.name for a in func_schema.arguments if not a.kwarg_only]:
+            if same_args == [
+                (a.name, str(a.type)) for a in func_schema.arguments if not a.kwarg_only
+            ]:
                 outs.append(f"{base}.{ov}")
     inplace_packet = getattr(torch.ops.aten, base + "_", None)
     if inplace_packet is not None and not base.startswith("_"):
@@ -608,6 +612,11 @@ def _install() -> torch.library.Library:
     for name, (when, why) in _GUARDED.items():
         fn = _guard_kernel(name, when, why)
         outs, inplace = _out_and_inplace(name)
+        if name.startswith("pow."):
+            # pow(scalar, tensor) runs through pow.Tensor_Tensor_out with the base as a
+            # wrapped number, which reaches a Python kernel as a float and cannot be
+            # passed back: the out= forms of pow stay native
+            outs = []
         plan.append((name, fn, "functional"))
         plan += [(o, fn, "out") for o in outs] + [(i, fn, "inplace") for i in inplace]
     # taken before the CPU kernels change: torch's decomposition, with its gradients
@@ -617,9 +626,11 @@ def _install() -> torch.library.Library:
     with warnings.catch_warnings():
         # torch warns when a CPU kernel is overridden; that is the point here
         warnings.simplefilter("ignore")
+        done: set[str] = set()
         for name, fn, variant in plan:
-            if not _op_exists(name):
-                continue
+            if not _op_exists(name) or name in done:
+                continue  # (a second registration would take the first as its fallback)
+            done.add(name)
             _fallbacks[name] = torch.library.get_kernel(f"aten::{name}", "CPU")
             lib.impl(name, _make_kernel(name, fn, variant), "CPU", with_keyset=True)
         for name in autograd_before:
