@@ -219,9 +219,14 @@ static const int WIDE_NP[4] = {0, 4, 2, 2};
 #define SB_ZMM 1
 /* AVX-512: six rows x two full 16-column panels, one zmm per row and panel, so twelve
    independent FMA chains (a 16-column panel in one zmm gives only six). Per output the
-   operations of micro_rows / micro_lane exactly: C (or +0), one fma per k, + bias. */
-static void micro2_6(const float *ap, const float *bp0, const float *bp1, i64 kc, float *C0,
-                     float *C1, i64 ldc, int first, const float *bias0, const float *bias1) {
+   operations of micro_rows / micro_lane exactly: C (or +0), one fma per k, + bias.
+   A element (r, k) is a[r * ars + k * aks]: packed panels (ars 1, aks GMR) or rows
+   read in place by the DOT lanes (ars lda, aks 8). */
+static inline __attribute__((always_inline)) void zmm_rows2(const float *a, i64 ars, i64 aks,
+                                                            const float *bp0, const float *bp1,
+                                                            i64 kc, float *C0, float *C1, i64 ldc,
+                                                            int first, const float *bias0,
+                                                            const float *bias1) {
     __m512 acc[GMR][2];
     for (int r = 0; r < GMR; r++) {
         acc[r][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(C0 + r * ldc);
@@ -229,9 +234,8 @@ static void micro2_6(const float *ap, const float *bp0, const float *bp1, i64 kc
     }
     for (i64 k = 0; k < kc; k++) {
         __m512 b0 = _mm512_loadu_ps(bp0 + k * GNR), b1 = _mm512_loadu_ps(bp1 + k * GNR);
-        const float *a = ap + k * GMR;
         for (int r = 0; r < GMR; r++) {
-            __m512 av = _mm512_set1_ps(a[r]);
+            __m512 av = _mm512_set1_ps(a[r * ars + k * aks]);
             acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
         }
@@ -244,26 +248,14 @@ static void micro2_6(const float *ap, const float *bp0, const float *bp1, i64 kc
     }
 }
 
-/* micro_lane's operations on two panels: A read in place, a[r * lda + 8k] */
+static void micro2_6(const float *ap, const float *bp0, const float *bp1, i64 kc, float *C0,
+                     float *C1, i64 ldc, int first, const float *bias0, const float *bias1) {
+    zmm_rows2(ap, 1, GMR, bp0, bp1, kc, C0, C1, ldc, first, bias0, bias1);
+}
+
 static void lane2_6(const float *a, i64 lda, const float *bp0, const float *bp1, i64 kc,
                     float *C0, float *C1, int first) {
-    __m512 acc[GMR][2];
-    for (int r = 0; r < GMR; r++) {
-        acc[r][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(C0 + r * GNR);
-        acc[r][1] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(C1 + r * GNR);
-    }
-    for (i64 k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_loadu_ps(bp0 + k * GNR), b1 = _mm512_loadu_ps(bp1 + k * GNR);
-        for (int r = 0; r < GMR; r++) {
-            __m512 av = _mm512_set1_ps(a[r * lda + 8 * k]);
-            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-        }
-    }
-    for (int r = 0; r < GMR; r++) {
-        _mm512_storeu_ps(C0 + r * GNR, acc[r][0]);
-        _mm512_storeu_ps(C1 + r * GNR, acc[r][1]);
-    }
+    zmm_rows2(a, lda, 8, bp0, bp1, kc, C0, C1, GNR, first, NULL, NULL);
 }
 #endif
 

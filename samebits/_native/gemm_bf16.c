@@ -249,9 +249,7 @@ static __attribute__((noinline)) void pr_tile(const uint16_t *A, i64 lda, const 
     }
 }
 
-#ifndef PR_SPAN
-#define PR_SPAN 262144
-#endif
+#define PR_SPAN 262144 /* bytes of one operand block of a tile: L2-sized */
 /* (batch, M, K) x (batch, N, K), both bfloat16 rows in place; C float32 */
 static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ldb, i64 sb,
                      float *C, i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias,

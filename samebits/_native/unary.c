@@ -98,17 +98,7 @@ enum { U_GELU = 0, U_GELU_TANH, U_SILU, U_SIGMOID, U_EXP, U_TANH, U_RSQRT, U_ERF
 #define VSEL(c, a, b) _mm256_blendv_ps((b), (a), (c)) /* c ? a : b */
 #define FV(name) fv_##name
 #define FVN(name) fvn_##name
-#include "unary_vec.h"
-#undef VT
-#undef VIT
-#undef VF
-#undef VI
-#undef VCASTI
-#undef VC
-#undef VCMP
-#undef VSEL
-#undef FV
-#undef FVN
+#include "unary_vec.h" /* undefines its parameters */
 
 #ifdef __AVX512F__
 /* 16 lanes (zmm): fw_exp, fwn_unary, ... */
@@ -122,17 +112,7 @@ enum { U_GELU = 0, U_GELU_TANH, U_SILU, U_SIGMOID, U_EXP, U_TANH, U_RSQRT, U_ERF
 #define VSEL(c, a, b) _mm512_mask_blend_ps((c), (b), (a)) /* c ? a : b */
 #define FV(name) fw_##name
 #define FVN(name) fwn_##name
-#include "unary_vec.h"
-#undef VT
-#undef VIT
-#undef VF
-#undef VI
-#undef VCASTI
-#undef VC
-#undef VCMP
-#undef VSEL
-#undef FV
-#undef FVN
+#include "unary_vec.h" /* undefines its parameters */
 #endif
 
 /* src -> dst (may be the same) through the vector path, UNV vectors at a time,

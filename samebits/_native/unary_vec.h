@@ -2,7 +2,8 @@
    included by unary.c once per vector type (8 lanes in ymm, 16 in zmm). The includer
    defines VT (float vector), VIT (int vector), VF(op) / VI(op) (the _ps / _epi32
    intrinsic), VCMP (a compare giving what VSEL takes), VSEL(c, a, b) (c ? a : b),
-   VCASTI, VC (broadcast), FV(name) / FVN(name) (the function names), UNV, EACH, AI.
+   VCASTI, VC (broadcast), FV(name) / FVN(name) (the function names), UNV, EACH, AI;
+   this file undefines the parameters it is given (not UNV, EACH, AI) at its end.
    Operation for operation the float sequences of unary.c: a select is a compare and
    a blend with the same comparison, so NaN takes the same side; the width changes
    how many elements share an instruction, never an element's operations. */
@@ -132,3 +133,13 @@ AI void FVN(unary)(const VT *x, VT *y, const int op, const int nv) {
     }
 }
 
+#undef VT
+#undef VIT
+#undef VF
+#undef VI
+#undef VCASTI
+#undef VC
+#undef VCMP
+#undef VSEL
+#undef FV
+#undef FVN
