@@ -84,32 +84,6 @@ def avg_pool(
     return (total / div).to(dtype)
 
 
-def avg_pool2d(
-    x,
-    kernel_size,
-    stride=(),
-    padding=0,
-    ceil_mode=False,
-    count_include_pad=True,
-    divisor_override=None,
-):
-    return avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                    divisor_override, nd=2)  # fmt: skip
-
-
-def avg_pool3d(
-    x,
-    kernel_size,
-    stride=(),
-    padding=0,
-    ceil_mode=False,
-    count_include_pad=True,
-    divisor_override=None,
-):
-    return avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                    divisor_override, nd=3)  # fmt: skip
-
-
 def adaptive_avg_pool(x, output_size, *, nd: int):
     """Matches ``aten::_adaptive_avg_pool2d`` / ``3d``: output i of a dim of length L
     averages [floor(i L / OUT), ceil((i + 1) L / OUT))."""
