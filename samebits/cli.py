@@ -26,25 +26,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _loader_factory(spec: str):
     """``--loader package.module:factory`` -> the factory (modules in the current
     directory are found, as ``python -m`` would)."""
-    import importlib
     import os
 
-    mod_name, _, attr = spec.partition(":")
-    if not mod_name or not attr:
-        raise UsageError(
-            f"--loader {spec!r}: expected package.module:factory, a function taking num_workers"
-        )
+    from samebits.models import import_spec
+
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
-    try:
-        factory = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise UsageError(
-            f"--loader {spec!r}: cannot import {attr!r} from {mod_name!r} ({e})"
-        ) from e
+    expected = "package.module:factory, a function taking num_workers"
+    factory = import_spec(spec, "--loader", expected, UsageError)
     if not callable(factory):
         raise UsageError(
-            f"--loader {spec!r}: {attr!r} is not callable ({type(factory).__name__}); "
+            f"--loader {spec!r}: {spec.partition(':')[2]!r} is not callable ({type(factory).__name__}); "
             "give a function taking num_workers"
         )
     return factory

@@ -68,20 +68,22 @@ def is_sentence_model_dir(path: Path) -> bool:
     ).is_file()
 
 
-def load_factory(spec: str):
-    """``package.module:factory`` -> factory()."""
+def import_spec(spec: str, flag: str, expected: str, error: type[Exception]):
+    """``package.module:name`` -> the object; ``error`` names ``flag`` and what was
+    ``expected`` when the spec is malformed or does not import."""
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
-        raise ModelLoadError(
-            f"--model {spec!r}: expected minilm, a directory, or package.module:factory"
-        )
+        raise error(f"{flag} {spec!r}: expected {expected}")
     try:
-        factory = getattr(importlib.import_module(mod_name), attr)
+        return getattr(importlib.import_module(mod_name), attr)
     except (ImportError, AttributeError) as e:
-        raise ModelLoadError(
-            f"--model {spec!r}: cannot import {attr!r} from {mod_name!r} ({e})"
-        ) from e
-    return factory()
+        raise error(f"{flag} {spec!r}: cannot import {attr!r} from {mod_name!r} ({e})") from e
+
+
+def load_factory(spec: str):
+    """``package.module:factory`` -> factory()."""
+    expected = "minilm, a directory, or package.module:factory"
+    return import_spec(spec, "--model", expected, ModelLoadError)()
 
 
 class SentenceEmbedder:
