@@ -8,15 +8,20 @@ import base64
 import hmac
 import json
 import logging
-import os
 import time
-import traceback
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from samebits.serve._batcher import Batcher, Faults, ItemFailed, QueueFull, WorkerDown
+from samebits.serve._batcher import (
+    Batcher,
+    Faults,
+    ItemFailed,
+    QueueFull,
+    WorkerDown,
+    log_error,
+)
 from samebits.serve._engines import Completion, RequestError, describe, digest
 
 
@@ -200,16 +205,7 @@ def create_app(engine, config: ServeConfig):
         return Response(status_code=499)  # nginx's "client closed request": nobody reads it
 
     async def _internal(_req, e: Exception):
-        error_id = os.urandom(6).hex()
-        log.error(
-            json.dumps(
-                {
-                    "event": "internal_error",
-                    "error_id": error_id,
-                    "error": "".join(traceback.format_exception(e)),
-                }
-            )
-        )
+        error_id = log_error("internal_error", e)
         return error(
             HTTPError(
                 500,

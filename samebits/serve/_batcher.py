@@ -30,6 +30,19 @@ from samebits._mode import batch_invariant
 
 log = logging.getLogger("samebits.serve")
 
+
+def log_error(event: str, e: BaseException) -> str:
+    """Log ``e``'s traceback as one JSON line under a fresh error id, and return the id
+    (what a client is told instead of the exception)."""
+    error_id = os.urandom(6).hex()
+    log.error(
+        json.dumps(
+            {"event": event, "error_id": error_id, "error": "".join(traceback.format_exception(e))}
+        )
+    )
+    return error_id
+
+
 FAULTS_ENV = "SAMEBITS_SERVE_TEST_FAULTS"
 
 
@@ -332,17 +345,7 @@ class Batcher:
         return out
 
     def _failed(self, e: Exception) -> ItemFailed:
-        error_id = os.urandom(6).hex()
-        log.error(
-            json.dumps(
-                {
-                    "event": "item_failed",
-                    "error_id": error_id,
-                    "error": "".join(traceback.format_exception(e)),
-                }
-            )
-        )
-        return ItemFailed(error_id)
+        return ItemFailed(log_error("item_failed", e))
 
 
 def _deliver(w: _Work, fn, value: Any) -> None:
