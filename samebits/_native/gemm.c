@@ -389,6 +389,53 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
 #define DNC 256
 #endif
 
+/* Where output (i, j) of one batch item goes (sb_gemm_map): with R = i + ioff,
+   C + (R / wq) * so + (R % wq) * si + j * sj, and rows with R % wq >= keep are not
+   stored. It lets a convolution write NCHW output directly (a column stride), skip
+   the junk columns of its "wide" rows, and start a chunk of rows mid-image. With acc,
+   the result is added to what C holds (one float32 add: C + x) instead of stored.
+   The map only moves results; it never changes how one is computed. */
+struct omap {
+    i64 wq, keep, so, si, sj, ioff;
+    int acc;
+};
+
+static inline struct omap omap_plain(i64 M, i64 ldc) {
+    struct omap m = {M > 0 ? M : 1, M > 0 ? M : 1, 0, ldc, 1, 0, 0};
+    return m;
+}
+
+/* the offset of row i's column 0, or -1 when the row is not stored */
+static inline i64 omap_row(const struct omap *m, i64 i) {
+    i64 R = i + m->ioff, q = R / m->wq, r = R % m->wq;
+    return r >= m->keep ? -1 : q * m->so + r * m->si;
+}
+
+/* lane-major packing of an M-contiguous operand (element (row w, k) at
+   X[w + k * ldk]): the same dst as pack_lanes, rows read as contiguous runs */
+static void pack_lanes_t(const char *X, i64 ldk, int dt, i64 r0, int rows, const int W, i64 k0,
+                         i64 kc, i64 K, float *dst) {
+    i64 D = (kc + 7) / 8;
+    for (i64 kb = 0; kb < D; kb++)
+        for (int l = 0; l < 8; l++) {
+            i64 k = k0 + 8 * kb + l;
+            float *d = dst + (l * D + kb) * W;
+            int w = 0;
+            if (k < K) {
+                if (dt == F32 && rows == W && W == 6) { /* an A panel: one 24-byte run */
+                    memcpy(d, (const float *)X + r0 + k * ldk, 6 * sizeof(float));
+                    continue;
+                } else if (dt == F32) {
+                    const float *x = (const float *)X + r0 + k * ldk;
+                    for (; w < rows; w++) d[w] = x[w];
+                } else {
+                    for (; w < rows; w++) d[w] = ld(X, r0 + w + k * ldk, dt);
+                }
+            }
+            for (; w < W; w++) d[w] = 0.0f;
+        }
+}
+
 /* lane-major packing: dst[l][k'][W] = X[row w][k0 + 8k' + l] (0 past K), rows
    at stride ld, W = 6 (A panels) or 16 (B panels), `rows` valid of W. */
 static void pack_lanes(const char *X, i64 ld, int dt, i64 r0, int rows, const int W, i64 k0,
@@ -476,9 +523,9 @@ static i64 next_tile(struct run *runs, int nth, int tid) {
     return t;
 }
 
-static void dot_packed(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, float *C,
-                       i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
-                       int dt, int th, int *oom) {
+static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 ldb, i64 sb,
+                       float *C, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
+                       int dt, int th, const struct omap *om, int *oom) {
     /* even tiles (threads take equal runs of them): as few as DMC x DNC allows */
     i64 mt = (M + DMC - 1) / DMC, nt = (N + DNC - 1) / DNC;
     i64 MC = ((M + mt - 1) / mt + GMR - 1) / GMR * GMR, NC = ((N + nt - 1) / nt + GNR - 1) / GNR * GNR;
@@ -497,7 +544,7 @@ static void dot_packed(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i
        otherwise it is packed still: rows a multiple of 4 KB apart share L1 sets, and
        long rows (K >= 2048) were slower read in place (M = 200, N = 768: K = 1024
        0.95 -> 0.84, K = 3072 0.84 -> 0.80 of MKL; K = 384..1536 and 1000 even or better) */
-    int direct = dt == F32 && lda < 2048 && lda % 1024 != 0;
+    int direct = dt == F32 && ka == 1 && lda < 2048 && lda % 1024 != 0;
     struct run runs[64];
 #pragma omp parallel num_threads(th < 64 ? th : 64)
     {
@@ -542,8 +589,12 @@ static void dot_packed(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i
                 if (!direct)
                     for (i64 qq = 0; qq < mpan; qq++) {
                         int h = (int)(mc - qq * GMR < GMR ? mc - qq * GMR : GMR);
-                        pack_lanes((const char *)Ab, lda, dt, i0 + qq * GMR, h, GMR, k0, kc, K,
-                                   pa + qq * GMR * 8 * D);
+                        if (ka == 1)
+                            pack_lanes((const char *)Ab, lda, dt, i0 + qq * GMR, h, GMR, k0, kc, K,
+                                       pa + qq * GMR * 8 * D);
+                        else /* M-contiguous A (lda == 1) */
+                            pack_lanes_t((const char *)Ab, ka, dt, i0 + qq * GMR, h, GMR, k0, kc,
+                                         K, pa + qq * GMR * 8 * D);
                     }
                 for (i64 pp = 0; pp < npan;) {
                     /* two column panels at once where the path has zmm and both are full */
@@ -596,7 +647,9 @@ static void dot_packed(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i
                             i64 pu = pp + u;
                             int w = (int)(nc - pu * GNR < GNR ? nc - pu * GNR : GNR);
                             float *lb = lanes + (pu * mpan + qq) * 8 * GMR * GNR;
-                            for (int r = 0; r < h; r++)
+                            for (int r = 0; r < h; r++) {
+                                i64 row = omap_row(om, i0 + qq * GMR + r);
+                                if (row < 0) continue;
                                 for (int v = 0; v < 2 && 8 * v < w; v++) {
                                     v8 L[8];
                                     for (int l = 0; l < 8; l++)
@@ -606,10 +659,19 @@ static void dot_packed(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i
                                     int n = w - 8 * v < 8 ? w - 8 * v : 8;
                                     i64 j = j0 + pu * GNR + 8 * v;
                                     if (bias) x = v8_add(x, v8_load_n(bias, j, n, bdt));
-                                    float *c = Cb + (i0 + qq * GMR + r) * ldc + j;
-                                    if (n == 8) v8_store(c, x);
-                                    else v8_store_n(c, x, n);
+                                    float *c = Cb + row + j * om->sj;
+                                    if (om->sj == 1) {
+                                        if (om->acc) x = v8_add(v8_load_n(c, 0, n, F32), x);
+                                        if (n == 8) v8_store(c, x);
+                                        else v8_store_n(c, x, n);
+                                    } else { /* a column stride: one store per output */
+                                        float t[8];
+                                        v8_store(t, x);
+                                        for (int q = 0; q < n; q++)
+                                            c[q * om->sj] = om->acc ? c[q * om->sj] + t[q] : t[q];
+                                    }
                                 }
+                            }
                         }
                     }
                     pp += 1 + two;
@@ -626,22 +688,42 @@ static void dot_packed(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i
 SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 bn, i64 sb,
             float *C, i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
             int dt, int order, int nthreads) {
+    return SB_FN(sb_gemm_map)(A, lda, ka, sa, B, bk, bn, sb, C, ldc, sc, batch, M, N, K, bias, bdt,
+                              dt, order, nthreads, NULL);
+}
+
+/* sb_gemm with an output map (struct omap: map = {wq, keep, so, si, sj, ioff, acc}),
+   for the DOT and PAIR orders (ldc is then unused); with a map, float32 A may also be
+   M-contiguous (lda == 1, element (i, k) at A[i + k * ka]). */
+SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 bn,
+                              i64 sb, float *C, i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K,
+                              const void *bias, int bdt, int dt, int order, int nthreads,
+                              const i64 *map) {
     int th = threads_for(batch * M * N * K, nthreads);
+    struct omap om = omap_plain(M, ldc);
+    if (map) {
+        if (order == 0 || map[0] <= 0 || map[1] < 0 || map[5] < 0) return -2;
+        struct omap m = {map[0], map[1], map[2], map[3], map[4], map[5], (int)map[6]};
+        om = m;
+    }
     if (order == 1 && dt == BF16) {
         if (ka != 1 || bk != 1) return -2;
-        return pair_gemm((const uint16_t *)A, lda, sa, (const uint16_t *)B, bn, sb, C, ldc, sc,
-                         batch, M, N, K, bias, bdt, th);
+        return pair_gemm((const uint16_t *)A, lda, sa, (const uint16_t *)B, bn, sb, C, sc, batch,
+                         M, N, K, bias, bdt, th, &om);
     }
     if (order == 1 || order == 2) {
-        if (ka != 1 || bk != 1) return -2;
+        int mcontig = map && ka != 1 && lda == 1 && dt == F32;
+        if ((ka != 1 && !mcontig) || bk != 1) return -2;
         int oom = 0;
         /* the in-place kernel also wins for narrow outputs of moderate height */
-        if (M <= DOT_SMALL_M || (N <= DOT_NARROW_N && M <= DOT_NARROW_M))
+        if (!map && (M <= DOT_SMALL_M || (N <= DOT_NARROW_N && M <= DOT_NARROW_M)))
             dot_small(A, lda, sa, B, bn, sb, C, ldc, sc, batch, M, N, K, bias, bdt, dt, th);
         else
-            dot_packed(A, lda, sa, B, bn, sb, C, ldc, sc, batch, M, N, K, bias, bdt, dt, th, &oom);
+            dot_packed(A, lda, mcontig ? ka : 1, sa, B, bn, sb, C, sc, batch, M, N, K, bias, bdt,
+                       dt, th, &om, &oom);
         return oom ? -1 : 0;
     }
+    if (map) return -2;
     /* Few rows: a B block is used by few FMAs, so what matters is reading B at
        full bandwidth. Narrow column tiles over long K blocks keep each B row one
        long sequential stream. Many rows: blocks sized for L2 (GotoBLAS). */

@@ -7,7 +7,7 @@
      start at +0; lane l takes the pairs k = 32t + 2l + 1, then k = 32t + 2l, for
      t = 0, 1, ...: acc = fma(a[k], b[k], acc), one rounding each. Then
      h[l] = acc[l] + acc[l + 8] (l < 8), ((h0+h4)+(h2+h6)) + ((h1+h5)+(h3+h7)),
-     then + bias. Every step has DAZ and FTZ: denormal inputs count as zero and
+     then + bias (and, for sb_gemm_map's acc, + what C holds). Every step has DAZ and FTZ: denormal inputs count as zero and
      results that are tiny after rounding become zero of the same sign.
 
    VDPBF16PS ignores MXCSR and always works that way. Measured on an AMD Zen 5
@@ -226,8 +226,9 @@ static void pr_micro_row(const uint16_t *const *a, const uint16_t *const *b, i64
    rows of A stay in L1 while the tile's columns of B stream from L2. (Packing B into
    one stream per column group measured no faster on Zen 5, and slower for few rows.) */
 static __attribute__((noinline)) void pr_tile(const uint16_t *A, i64 lda, const uint16_t *B,
-                                              i64 ldb, float *C, i64 ldc, i64 i0, i64 i1, i64 j0,
-                                              i64 j1, i64 K, const void *bias, int bdt) {
+                                              i64 ldb, float *C, const struct omap *om, i64 i0,
+                                              i64 i1, i64 j0, i64 j1, i64 K, const void *bias,
+                                              int bdt) {
     float o[PR_MR * PR_NR];
     for (i64 i = i0; i < i1;) {
         const int mr = PR_MR > 1 && i + PR_MR <= i1 ? PR_MR : 1;
@@ -240,10 +241,16 @@ static __attribute__((noinline)) void pr_tile(const uint16_t *A, i64 lda, const 
             for (int c = 0; c < PR_NR; c++) bp[c] = B + (j + (c < nc ? c : 0)) * ldb;
             if (mr == PR_MR) pr_micro_big(ap, bp, K, o);
             else pr_micro_row(ap, bp, K, o);
-            for (int r = 0; r < mr; r++)
-                for (int c = 0; c < nc; c++)
-                    C[(i + r) * ldc + j + c] =
-                        bias ? pr_bias(o[r * PR_NR + c], ld(bias, j + c, bdt)) : o[r * PR_NR + c];
+            for (int r = 0; r < mr; r++) {
+                i64 row = omap_row(om, i + r);
+                if (row < 0) continue;
+                for (int c = 0; c < nc; c++) {
+                    float x = bias ? pr_bias(o[r * PR_NR + c], ld(bias, j + c, bdt))
+                                   : o[r * PR_NR + c];
+                    float *dst = C + row + (j + c) * om->sj;
+                    *dst = om->acc ? pr_bias(*dst, x) : x; /* + under FTZ | DAZ too */
+                }
+            }
         }
         i += mr;
     }
@@ -252,8 +259,8 @@ static __attribute__((noinline)) void pr_tile(const uint16_t *A, i64 lda, const 
 #define PR_SPAN 262144 /* bytes of one operand block of a tile: L2-sized */
 /* (batch, M, K) x (batch, N, K), both bfloat16 rows in place; C float32 */
 static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ldb, i64 sb,
-                     float *C, i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias,
-                     int bdt, int th) {
+                     float *C, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
+                     int th, const struct omap *om) {
     /* tiles: MB rows x NB columns whose operand blocks stay in L2 */
     i64 span = (i64)(PR_SPAN / ((K > 0 ? K : 1) * 2));
     i64 NB = span < 24 ? 24 : (span > 240 ? 240 : span);
@@ -271,7 +278,7 @@ static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 
             i64 bi = t / (mt * nt), rest = t % (mt * nt), ti = rest / nt, tj = rest % nt;
             i64 i0 = ti * MB, i1 = i0 + MB < M ? i0 + MB : M;
             i64 j0 = tj * NB, j1 = j0 + NB < N ? j0 + NB : N;
-            pr_tile(A + bi * sa, lda, B + bi * sb, ldb, C + bi * sc, ldc, i0, i1, j0, j1, K, bias,
+            pr_tile(A + bi * sa, lda, B + bi * sb, ldb, C + bi * sc, om, i0, i1, j0, j1, K, bias,
                     bdt);
         }
 #ifdef PR_MXCSR

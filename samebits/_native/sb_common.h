@@ -62,7 +62,7 @@ enum { F32 = 0, BF16 = 1 };
    prototypes below are the ABI: samebits/_native/_loader.py binds them through its
    ctypes table, and tests/native/test_abi.py checks that table against this list.
    Bump SB_ABI_VERSION whenever one changes. */
-#define SB_ABI_VERSION 5
+#define SB_ABI_VERSION 6
 #ifndef SB_ISA
 #define SB_ISA portable
 #endif
@@ -74,6 +74,10 @@ enum { F32 = 0, BF16 = 1 };
 SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 bn,
                           i64 sb, float *C, i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K,
                           const void *bias, int bdt, int dt, int order, int nthreads);
+SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk,
+                              i64 bn, i64 sb, float *C, i64 ldc, i64 sc, i64 batch, i64 M, i64 N,
+                              i64 K, const void *bias, int bdt, int dt, int order, int nthreads,
+                              const i64 *map);
 SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const double *center,
                           int square, double *out, int dt, int nthreads);
 /* sb_sum_all and sb_softmax return 0, or -1 when a work buffer cannot be allocated */

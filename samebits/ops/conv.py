@@ -21,13 +21,17 @@ the item's position, the spatial tile or the thread count. Accumulation is float
 bfloat16 is read exactly and rounded once; float16 is widened to float32.
 Transposed convolutions become direct ones: the input dilated by the stride
 (zeros inserted), padded by dilation * (k - 1) - padding, and the kernel flipped.
-A channels-last input gets a channels-last output, as in torch (and no layout copy).
+A channels-last input gets a channels-last output, as in torch. The GEMM and ROWS
+paths write their results straight into the output's layout (NCHW or channels-last)
+through the kernel's output map, and a 1x1 stride-1 float32 convolution of an NCHW
+input reads it in place: layouts decide copies, never an order.
 Padding modes other than zeros (reflect, replicate, circular) reach this op already
 padded by ``F.pad``, a gather.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 
 import torch
@@ -143,6 +147,13 @@ def _padded_cl(x: torch.Tensor, padding: list[int]) -> torch.Tensor:
     return out
 
 
+def _empty_out(N, Co, osz, keep_cl) -> torch.Tensor:
+    """The float32 result (N, Co, OD, OH, OW): contiguous, or channels-last in memory."""
+    if keep_cl:
+        return torch.empty(N, *osz, Co, dtype=torch.float32).permute(0, 4, 1, 2, 3)
+    return torch.empty(N, Co, *osz, dtype=torch.float32)
+
+
 def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torch.Tensor:
     N, C = x.shape[:2]
     Co, Cg = weight.shape[:2]
@@ -153,9 +164,17 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
             f"with groups={groups} expects {Cg * groups}"
         )
     if _rows_apply(x, ks, Cg, stride, dilation, groups):
-        out = _row_conv(x, weight, bias, stride, padding, dilation)
-        out = out.permute(0, 4, 1, 2, 3)  # (N, Co, 1, OH, OW)
-        return out if keep_cl else out.contiguous()
+        return _row_conv(x, weight, bias, stride, padding, dilation, keep_cl)
+    if (
+        Cg > 1
+        and x.dtype == torch.float32
+        and not keep_cl
+        and ks == [1, 1, 1]
+        and stride == [1, 1, 1]
+        and not any(padding)
+        and x.is_contiguous()
+    ):
+        return _pointwise_nchw(x, weight, bias, groups)
     xcl, dt = native_view(_padded_cl(x, padding))  # (N, Dp, Hp, Wp, C): exact zeros at fixed taps
     osz = [(xcl.shape[1 + i] - dilation[i] * (ks[i] - 1) - 1) // stride[i] + 1 for i in range(3)]
     if any(o <= 0 for o in osz):
@@ -165,10 +184,9 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
         )
     if Cg == 1:
         out = _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt)
-    else:
-        out = _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt)
-    out = out.permute(0, 4, 1, 2, 3)  # (N, Co, OD, OH, OW), channels-last in memory
-    return out if keep_cl else out.contiguous()
+        out = out.permute(0, 4, 1, 2, 3)  # (N, Co, OD, OH, OW), channels-last in memory
+        return out if keep_cl else out.contiguous()
+    return _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl)
 
 
 ROW_MIN_K = 32  # the ROWS path needs kernel width x channels of at least this
@@ -188,16 +206,17 @@ def _rows_apply(x, ks, Cg, stride, dilation, groups) -> bool:
     )
 
 
-def _row_conv(x, weight, bias, stride, padding, dilation) -> torch.Tensor:
+def _row_conv(x, weight, bias, stride, padding, dilation, keep_cl) -> torch.Tensor:
     """ROWS order, for conv1d/conv2d with groups == 1: per kernel row kh, one GEMM
     over K = KW x Cin read straight from the padded channels-last input (the KW taps
     of every channel are one contiguous run), in DOT order; then
-    out = ((P_0 + bias) + P_1) + ... + P_{KH-1}, one float32 add each.
+    out = ((P_0 + bias) + P_1) + ... + P_{KH-1}, one float32 add each (the kernel
+    adds each row's result to the output it writes).
 
     Output rows are laid out "wide" (Wq = Wp / s columns, the last Wq - OW of them
-    junk and dropped), so row r sits at r * s * Cin in the input: one strided GEMM per
-    kernel row covers every image (batch stride Hp * Wp * Cin). That needs stride 1,
-    or a single output row (conv1d, where the stride s is any)."""
+    junk and not stored), so row r sits at r * s * Cin in the input: one strided GEMM
+    per kernel row covers every image (batch stride Hp * Wp * Cin). That needs stride
+    1, or a single output row (conv1d, where the stride s is any)."""
     N, C, _, H, W = x.shape
     Co, _, _, KH, KW = weight.shape
     s, sh, dh = stride[2], stride[1], dilation[1]
@@ -223,22 +242,50 @@ def _row_conv(x, weight, bias, stride, padding, dilation) -> torch.Tensor:
         )
     b, bdt = (None, 0) if bias is None else native_view(bias.to(weight.dtype).contiguous())
     M, K = OH * Wq, KW * C
-    out = torch.empty(N, M, Co, dtype=torch.float32)  # (N, OH * Wq, Co)
-    part = torch.empty_like(out) if KH > 1 else None
+    out = _empty_out(N, Co, [1, OH, OW], keep_cl)
+    # wide row r = (oh, ow) -> output (oh, ow) if ow < OW; column j -> channel j
+    if keep_cl:
+        so, si, sj = OW * Co, Co, 1
+    else:
+        so, si, sj = OW, 1, OH * OW
     e = buf.element_size()
     for kh in range(KH):
-        dst = out if kh == 0 else part
-        status = _native.lib().sb_gemm(
+        _gemm_map(
             buf.data_ptr() + kh * dh * Wp2 * C * e, s * C, 1, Hp * Wp2 * C,
-            wk.data_ptr() + kh * KW * C * wk.element_size(), 1, KH * KW * C, 0,
-            dst.data_ptr(), Co, M * Co, N, M, Co, K,
-            None if (b is None or kh) else b.data_ptr(), bdt,
-            dt, 1 if K > 1 else 0, _native.nthreads(),
+            wk.data_ptr() + kh * KW * C * wk.element_size(), KH * KW * C, 0,
+            out.data_ptr(), Co * OH * OW, N, M, Co, K,
+            None if (b is None or kh) else b, bdt, dt,
+            (Wq, OW, so, si, sj, 0, 1 if kh else 0),
         )  # fmt: skip
-        _check_status(status)
-        if kh:
-            out.add_(part)
-    return out.view(N, OH, Wq, Co)[:, :, :OW].unsqueeze(1)  # (N, 1, OH, OW, Co)
+    return out  # (N, Co, 1, OH, OW)
+
+
+def _pointwise_nchw(x, weight, bias, groups) -> torch.Tensor:
+    """A 1x1, stride-1, unpadded float32 convolution of a contiguous NCDHW input, read
+    and written in place: per image, out (Co, P) = W (Co, Cin) x (Cin, P), the GEMM's
+    DOT order over the input channels (the operands' roles only decide which side is
+    packed; every output's operations are those of the GEMM path)."""
+    N, C = x.shape[:2]
+    osz = list(x.shape[2:])
+    P = math.prod(osz)
+    Co, Cg = weight.shape[:2]
+    cog = Co // groups
+    wk = weight.reshape(Co, Cg).contiguous()
+    b = None if bias is None else bias.contiguous()
+    out = torch.empty(N, Co, *osz, dtype=torch.float32)
+    if not out.numel():
+        return out
+    e = x.element_size()
+    for g in range(groups):
+        _gemm_map(
+            x.data_ptr() + g * Cg * P * e, 1, P, C * P,
+            wk.data_ptr() + g * cog * Cg * e, Cg, 0,
+            out.data_ptr() + g * cog * P * 4, Co * P, N, P, cog, Cg,
+            None if b is None else b[g * cog : (g + 1) * cog], _native.dtype_code(torch.float32),
+            _native.dtype_code(torch.float32),
+            (P, P, 0, 1, P, 0, 0),
+        )  # fmt: skip
+    return out
 
 
 def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Tensor:
@@ -269,8 +316,9 @@ def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Te
     return out
 
 
-def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Tensor:
-    """im2col by chunks of rows (native copy), then the GEMM in DOT order, per group."""
+def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) -> torch.Tensor:
+    """im2col by chunks of rows (native copy), then the GEMM in DOT order, per group,
+    written straight into the result's layout."""
     N, D, H, W, C = xcl.shape
     Co, Cg = weight.shape[:2]
     ks = list(weight.shape[2:])
@@ -283,18 +331,28 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Te
             f"aten::convolution: input {xcl.dtype} and weight {weight.dtype} differ in dtype"
         )
     b, bdt = (None, 0) if bias is None else native_view(bias.to(weight.dtype).contiguous())
-    rows = N * math.prod(osz)
-    out = torch.empty(rows, Co, dtype=torch.float32)  # (N * OD * OH * OW, Co)
+    P = math.prod(osz)
+    rows = N * P
+    out = _empty_out(N, Co, osz, keep_cl)
+    if not rows:
+        return out
+    # row r = (n, position) -> its output; column j -> channel j
+    so, si, sj = (0, Co, 1) if keep_cl else (Co * P, 1, P)
+    wrap = rows if keep_cl else P
     pointwise = taps == 1 and stride == [1, 1, 1]
     step = max(256, COL_BYTES // max(1, K * xcl.element_size()))
     col = None if pointwise else torch.empty(min(step, rows), K, dtype=xcl.dtype)
     meta = torch.tensor([N, D, H, W, C, *ks, *stride, *dilation, *osz, 0, Cg], dtype=torch.int64)
+    e = xcl.element_size()
     for g in range(groups):
-        o = out[:, g * cog : (g + 1) * cog]  # (rows, Co/G)
         wg = wk[g * cog : (g + 1) * cog]  # (Co/G, K)
         bg = None if b is None else b[g * cog : (g + 1) * cog]
+        c0 = out.data_ptr() + g * cog * sj * 4  # column 0 of this group
         if pointwise:  # the input itself is the im2col matrix
-            _gemm_dot(xcl.view(rows, C)[:, g * Cg : (g + 1) * Cg], wg, o, bg, dt, bdt)
+            _gemm_map(
+                xcl.data_ptr() + g * Cg * e, C, 1, 0, wg.data_ptr(), K, 0,
+                c0, 0, 1, rows, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, 0, 0),
+            )  # fmt: skip
             continue
         meta[17] = g * Cg
         for r0 in range(0, rows, step):
@@ -302,21 +360,23 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Te
             _native.lib().sb_im2col(
                 xcl.data_ptr(), meta.data_ptr(), r0, r1, col.data_ptr(), dt, _native.nthreads()
             )
-            _gemm_dot(col[: r1 - r0], wg, o[r0:r1], bg, dt, bdt)
-    return out.view(N, *osz, Co)
+            _gemm_map(
+                col.data_ptr(), K, 1, 0, wg.data_ptr(), K, 0,
+                c0, 0, 1, r1 - r0, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, r0, 0),
+            )  # fmt: skip
+    return out
 
 
-def _gemm_dot(col, wg, out, bias, dt, bdt) -> None:
-    """out (rows, N) = col (rows, K) @ wg (N, K).T (+ bias), DOT order over K
-    (SEQ when K == 1: the single product), written in place with out's row stride."""
-    M, K = col.shape
-    Nn = wg.shape[0]
-    status = _native.lib().sb_gemm(
-        col.data_ptr(), col.stride(0), 1, 0,
-        wg.data_ptr(), 1, wg.stride(0), 0,
-        out.data_ptr(), out.stride(0), M * out.stride(0), 1, M, Nn, K,
-        None if bias is None else bias.data_ptr(), bdt,
-        dt, 1 if K > 1 else 0, _native.nthreads(),
+def _gemm_map(a, lda, ka, sa, w, ldw, sw, c, sc, batch, M, N, K, bias, bdt, dt, omap) -> None:
+    """C = A (M, K) @ W (N, K).T (+ bias) per batch item, DOT (float32) or PAIR
+    (bfloat16) order over K, each result placed by ``omap`` (wq, keep, so, si, sj,
+    ioff, acc): see sb_gemm_map in samebits/_native/gemm.c. W is K-contiguous with row
+    stride ``ldw``; A is K-contiguous (ka == 1) or, for float32, M-contiguous
+    (lda == 1, k stride ka)."""
+    m = (ctypes.c_int64 * 7)(*omap)
+    status = _native.lib().sb_gemm_map(
+        a, lda, ka, sa, w, 1, ldw, sw, c, 0, sc, batch, M, N, K,
+        None if bias is None else bias.data_ptr(), bdt, dt, 1, _native.nthreads(), m,
     )  # fmt: skip
     _check_status(status)
 

@@ -26,6 +26,9 @@ CONFIGS = {
     "2d_depthwise": ((10, 12, 9), (10, 1, 7, 7), dict(groups=10, padding=3)),
     "2d_depthwise_mult": ((4, 11, 11), (8, 1, 3, 3), dict(groups=4, stride=2, padding=1)),
     "2d_pointwise": ((16, 7, 6), (24, 16, 1, 1), dict()),
+    "2d_pointwise_grouped": ((8, 7, 6), (12, 2, 1, 1), dict(groups=4)),
+    "2d_pointwise_padded": ((6, 5, 4), (4, 6, 1, 1), dict(padding=1)),
+    "3d_pointwise": ((6, 3, 4, 5), (5, 6, 1, 1, 1), dict()),
     "2d_patchify": ((3, 16, 16), (12, 3, 4, 4), dict(stride=4)),
     "2d_rows": ((16, 12, 11), (12, 16, 3, 3), dict(padding=1)),
     "2d_rows_dil_h_nobias": (
@@ -144,12 +147,18 @@ def test_unbatched_conv_equals_batched_row():
         assert same_bits(m(x[2]), m(x)[2])
 
 
-def test_channels_last_input_gives_the_same_bits():
-    w = rnd(8, 4, 3, 3, seed=1)
-    x = rnd(3, 4, 10, 10, seed=2)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", sorted(n for n in CONFIGS if not n.startswith("1d")))
+def test_channels_last_input_gives_the_same_bits(name, dtype):
+    """NCHW and channels-last inputs take different copies and output layouts (NCHW
+    written in place through the kernel's output map), never different bits."""
+    item, f, _, _, _ = setup(name, dtype)
+    x = rnd(3, *item, seed=2).to(dtype)
+    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
     with samebits.batch_invariant():
-        a = F.conv2d(x, w, padding=1)
-        b = F.conv2d(x.to(memory_format=torch.channels_last), w, padding=1)
+        a = f(x)
+        b = f(x.to(memory_format=fmt))
+    assert a.is_contiguous() and b.is_contiguous(memory_format=fmt)
     assert same_bits(a, b.contiguous())
 
 

@@ -1,0 +1,106 @@
+"""sb_gemm_map: the output map and the M-contiguous operand only move results, never
+change them. Each case is compared bit for bit with plain sb_gemm, whose order the
+rest of the suite checks, and with a float64 reference within tolerance."""
+
+import ctypes
+
+import pytest
+import torch
+
+from samebits import _native
+from samebits.ops.conv import _gemm_map
+
+
+@pytest.fixture(params=_native.native_info()["available"])
+def isa(request):
+    """Each test runs on every ISA path this CPU has."""
+    with _native.use_isa(request.param):
+        yield request.param
+
+
+def rnd(*shape, seed=0, dtype=torch.float32):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+
+
+def plain(a, w, bias=None):
+    """(B, M, K) x (N, K) -> (B, M, N) float32 through sb_gemm in DOT/PAIR order."""
+    B, M, K = a.shape
+    N = w.shape[0]
+    out = torch.empty(B, M, N)
+    dt = _native.dtype_code(a.dtype)
+    status = _native.lib().sb_gemm(
+        a.data_ptr(), K, 1, M * K, w.data_ptr(), 1, K, 0, out.data_ptr(), N, M * N, B, M, N, K,
+        None if bias is None else bias.data_ptr(), dt, dt, 1, _native.nthreads(),
+    )  # fmt: skip
+    assert status == 0
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(2, 37, 70, 19), (3, 200, 300, 40), (1, 5, 9, 3)])
+def test_transposed_store_gives_the_plain_bits(shape, dtype, isa):
+    """out[b, j, i] written through a column stride (NCHW) == plain out[b, i, j]."""
+    B, M, K, N = shape
+    a, w, bias = rnd(B, M, K, seed=1, dtype=dtype), rnd(N, K, seed=2, dtype=dtype), rnd(N, seed=3)
+    bias = bias.to(dtype)
+    want = plain(a, w, bias)
+    got = torch.full((B, N, M), float("nan"))
+    dt = _native.dtype_code(dtype)
+    _gemm_map(a.data_ptr(), K, 1, M * K, w.data_ptr(), K, 0, got.data_ptr(), N * M, B, M, N, K,
+              bias, dt, dt, (M, M, 0, 1, M, 0, 0))  # fmt: skip
+    assert torch.equal(got.transpose(1, 2), want)
+    ref = (a.double() @ w.double().T + bias.double()).float()
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(got.transpose(1, 2), ref, **tol)
+
+
+@pytest.mark.parametrize("shape", [(2, 37, 70, 19), (3, 300, 520, 40), (1, 7, 8, 33)])
+def test_m_contiguous_operand_gives_the_plain_bits(shape, isa):
+    """float32 A stored (K, M) per item (an NCHW activation) == the same A stored (M, K)."""
+    B, M, K, N = shape
+    a, w = rnd(B, M, K, seed=4), rnd(N, K, seed=5)
+    at = a.transpose(1, 2).contiguous()  # (B, K, M)
+    want = plain(a, w)
+    got = torch.empty(B, M, N)
+    f32 = _native.dtype_code(torch.float32)
+    _gemm_map(at.data_ptr(), 1, M, K * M, w.data_ptr(), K, 0, got.data_ptr(), M * N, B, M, N, K,
+              None, 0, f32, (M, M, 0, N, 1, 0, 0))  # fmt: skip
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_wrap_keep_offset_and_accumulate(dtype, isa):
+    """Rows in 'wide' runs of wq (the last wq - keep dropped), a chunk starting at row
+    ioff, and acc adding to what the output holds (one float32 add)."""
+    M, K, N, wq, keep, ioff = 48, 64, 10, 8, 5, 16
+    a, w = rnd(1, M, K, seed=6, dtype=dtype), rnd(N, K, seed=7, dtype=dtype)
+    want = plain(a, w)[0]  # (M, N)
+    rows = (M + ioff) // wq
+    base = rnd(rows, keep, N, seed=8)  # what acc adds to
+    got = base.clone()
+    dt = _native.dtype_code(dtype)
+    _gemm_map(a.data_ptr(), K, 1, 0, w.data_ptr(), K, 0, got.data_ptr(), 0, 1, M, N, K,
+              None, 0, dt, (wq, keep, keep * N, N, 1, ioff, 1))  # fmt: skip
+    expect = base.clone()
+    for i in range(M):
+        r = i + ioff
+        if r % wq < keep:
+            expect[r // wq, r % wq] = base[r // wq, r % wq] + want[i]
+    # (for bfloat16 the PAIR order adds under DAZ/FTZ: the same bits for normal values);
+    # rows before ioff and junk columns keep what they held
+    assert torch.equal(got, expect)
+
+
+def test_unsupported_combinations_are_refused(isa):
+    a, w, out = rnd(8, 8), rnd(4, 8), torch.empty(8, 4)
+    m = (ctypes.c_int64 * 7)(8, 8, 0, 4, 1, 0, 0)
+    lib = _native.lib()
+    f32, bf16 = _native.dtype_code(torch.float32), _native.dtype_code(torch.bfloat16)
+    args = (a.data_ptr(), 8, 1, 0, w.data_ptr(), 1, 8, 0, out.data_ptr(), 4, 0, 1, 8, 4, 8, None, 0)
+    assert lib.sb_gemm_map(*args, f32, 0, 1, m) == -2  # SEQ order has no map
+    ab = a.bfloat16()
+    mt = (a.data_ptr(), 1, 8, 0)  # M-contiguous A
+    assert lib.sb_gemm_map(ab.data_ptr(), *mt[1:], *args[4:], bf16, 1, 1, m) == -2
+    bad = (ctypes.c_int64 * 7)(0, 8, 0, 4, 1, 0, 0)
+    assert lib.sb_gemm_map(*args, f32, 1, 1, bad) == -2
+    assert lib.sb_gemm_map(*args, f32, 1, 1, m) == 0
