@@ -63,3 +63,55 @@ SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y,
         }
     }
 }
+
+/* ------------------------------------------------------ per-channel affine */
+/* y[o][c][i] = x[o][c][i] * scale[o * ss + c] + shift[o * ss + c]: a float32 multiply
+   then a float32 add (two roundings, never fused: -ffp-contract=off), then rounded once
+   to y's dtype. Batch norm (ss = 0) and group norm (ss = C) normalize with it, NCHW
+   (inner = H * W) and channels-last (outer = N * H * W, inner = 1) alike. Each element
+   is computed on its own, so blocks and threads never change a bit. */
+SB_API void SB_FN(sb_affine)(const void *x, void *y, const float *scale, const float *shift,
+                             i64 outer, i64 C, i64 inner, i64 ss, int dt_in, int dt_out,
+                             int nthreads) {
+    i64 rows = outer * C;
+    int th = threads_for(rows * inner, nthreads);
+    if (inner == 1) { /* channels-last: one row of C channels per position */
+#pragma omp parallel for schedule(static) num_threads(th)
+        for (i64 o = 0; o < outer; o++) {
+            const float *s = scale + o * ss, *t = shift + o * ss;
+            i64 base = o * C;
+            if (dt_in == F32 && dt_out == F32) {
+                const float *xr = (const float *)x + base;
+                float *yr = (float *)y + base;
+                for (i64 c = 0; c < C; c++) {
+                    float v = xr[c] * s[c];
+                    yr[c] = v + t[c];
+                }
+            } else {
+                for (i64 c = 0; c < C; c++) {
+                    float v = ld(x, base + c, dt_in) * s[c];
+                    st(y, base + c, v + t[c], dt_out);
+                }
+            }
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(th)
+    for (i64 r = 0; r < rows; r++) {
+        i64 o = r / C, c = r % C, base = r * inner;
+        const float s = scale[o * ss + c], t = shift[o * ss + c];
+        if (dt_in == F32 && dt_out == F32) {
+            const float *xr = (const float *)x + base;
+            float *yr = (float *)y + base;
+            for (i64 i = 0; i < inner; i++) {
+                float v = xr[i] * s;
+                yr[i] = v + t;
+            }
+        } else {
+            for (i64 i = 0; i < inner; i++) {
+                float v = ld(x, base + i, dt_in) * s;
+                st(y, base + i, v + t, dt_out);
+            }
+        }
+    }
+}

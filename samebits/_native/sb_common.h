@@ -62,7 +62,7 @@ enum { F32 = 0, BF16 = 1 };
    prototypes below are the ABI: samebits/_native/_loader.py binds them through its
    ctypes table, and tests/native/test_abi.py checks that table against this list.
    Bump SB_ABI_VERSION whenever one changes. */
-#define SB_ABI_VERSION 6
+#define SB_ABI_VERSION 7
 #ifndef SB_ISA
 #define SB_ISA portable
 #endif
@@ -92,6 +92,9 @@ SB_API int SB_FN(sb_attention)(const void *q, const void *k, const void *v, cons
 SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y, float *mean_out,
                            float *rstd_out, i64 rows, i64 R, double eps, int kind, int dt, int wdt,
                            int nthreads);
+SB_API void SB_FN(sb_affine)(const void *x, void *y, const float *scale, const float *shift,
+                             i64 outer, i64 C, i64 inner, i64 ss, int dt_in, int dt_out,
+                             int nthreads);
 SB_API void SB_FN(sb_exact_acc)(const void *x, i64 outer, i64 R, i64 inner, int dt, int64_t *out,
                                 int32_t *flags, int nthreads);
 SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, float *out,

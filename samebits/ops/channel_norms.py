@@ -19,23 +19,47 @@ reduced in thread-dependent chunks.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from samebits import _native
 from samebits.errors import NotInvariantError, UnsupportedInputError
 from samebits.ops._common import check_float, is_exact_dtype
 from samebits.ops.reductions import _sum_f64, _var_f64
 
 
 def _affine(x, scale, shift, dtype) -> torch.Tensor:
-    """x * scale + shift, two float32 roundings per element (scale/shift broadcast,
-    float32): a bfloat16 or float16 x is read exactly by the float32 multiply."""
-    y = x * scale  # float32 by type promotion
-    y += shift
-    return y if dtype == torch.float32 else y.to(dtype)
+    """x * scale + shift, two float32 roundings per element, then rounded once to
+    ``dtype``. ``scale`` and ``shift`` are float32, (C,) per channel or (N, C) per item
+    and channel, for x (N, C, ...). One native pass (sb_affine) for float32 and
+    bfloat16 in NCHW or channels-last memory; torch's two IEEE ops otherwise (the
+    same bits: a bfloat16 or float16 x is read exactly by the float32 multiply)."""
+    N, C = x.shape[:2]
+    inner = math.prod(x.shape[2:])
+    per_item = scale.dim() == 2
+    native = dtype in (torch.float32, torch.bfloat16) and x.numel() > 0
+    if native and x.is_contiguous():
+        outer, ss = N, (C if per_item else 0)
+    elif native and not per_item and _channels_last_dense(x):
+        outer, inner, ss = N * inner, 1, 0
+    else:
+        shape = (*(scale.shape if per_item else (1, C)), *[1] * (x.dim() - 2))
+        y = x * scale.reshape(shape)  # float32 by type promotion
+        y += shift.reshape(shape)
+        return y if dtype == torch.float32 else y.to(dtype)
+    y = torch.empty_like(x, dtype=dtype)
+    s, t = scale.contiguous(), shift.contiguous()
+    _native.lib().sb_affine(
+        x.data_ptr(), y.data_ptr(), s.data_ptr(), t.data_ptr(), outer, C, inner, ss,
+        _native.dtype_code(x.dtype), _native.dtype_code(dtype), _native.nthreads(),
+    )  # fmt: skip
+    return y
 
 
-def _per_channel(t, ndim: int) -> torch.Tensor:
-    return t.reshape(1, -1, *[1] * (ndim - 2))  # (1, C, 1, ...)
+def _channels_last_dense(x: torch.Tensor) -> bool:
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    return fmt is not None and x.is_contiguous(memory_format=fmt)
 
 
 def native_batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps):
@@ -69,9 +93,7 @@ def native_batch_norm(x, weight, bias, running_mean, running_var, training, mome
         save = (x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32))
     scale = invstd if weight is None else invstd * weight.double()
     shift = -mean * scale if bias is None else bias.double() - mean * scale
-    out = _affine(
-        x, _per_channel(scale.float(), x.dim()), _per_channel(shift.float(), x.dim()), dtype
-    )
+    out = _affine(x, scale.float(), shift.float(), dtype)
     return out, *save
 
 
@@ -94,7 +116,7 @@ def native_group_norm(x, weight, bias, N: int, C: int, HxW: int, group: int, eps
     scale = r if weight is None else r * weight.double()
     shift = -m * scale if bias is None else bias.double() - m * scale
     xs = x.reshape(N, C, -1)  # (N, C, HxW)
-    out = _affine(xs, scale.float().unsqueeze(-1), shift.float().unsqueeze(-1), dtype)
+    out = _affine(xs, scale.float(), shift.float(), dtype)
     return out.reshape(x.shape), mean.to(dtype), rstd.to(dtype)
 
 

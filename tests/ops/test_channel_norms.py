@@ -122,3 +122,40 @@ def test_weight_norm_matches_torch_and_weights_are_thread_invariant(threads):
     with torch.no_grad():
         torch.testing.assert_close(one, conv(x), **TOL[torch.float32])
     assert same_bits(one, three)
+
+
+def _torch_affine(x, scale, shift, dtype):
+    """The definition sb_affine implements: a float32 multiply, a float32 add, one
+    rounding to dtype (torch's IEEE elementwise ops)."""
+    shape = (*(scale.shape if scale.dim() == 2 else (1, x.size(1))), *[1] * (x.dim() - 2))
+    y = x.float() * scale.reshape(shape)
+    y = y + shift.reshape(shape)
+    return y.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "per_item", "strided"])
+def test_native_affine_gives_the_bits_of_two_ieee_ops(layout, dtype):
+    """Batch and group norm's last step on every ISA path: special values included
+    (inf, nan, denormals, values that round to bfloat16 infinity)."""
+    from samebits import _native
+
+    x = rnd(3, 5, 7, 6, seed=1) * 4
+    flat = x.view(-1)
+    flat[:6] = torch.tensor([float("inf"), -float("inf"), float("nan"), 1e-40, -3e38, 3.4e38])
+    x = x.to(dtype)
+    per_item = layout == "per_item"
+    scale = rnd(*((3, 5) if per_item else (5,)), seed=2) * 2
+    shift = rnd(*scale.shape, seed=3)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    if layout == "strided":
+        x = x[:, :, :, ::2]
+    want = _torch_affine(x, scale, shift, dtype)
+    for isa in _native.native_info()["available"]:
+        with _native.use_isa(isa):
+            got = channel_norms._affine(x, scale, shift, dtype)
+        assert got.dtype == dtype and got.shape == x.shape
+        assert same_bits(got.contiguous(), want.contiguous()), isa
+        if layout == "channels_last":
+            assert got.is_contiguous(memory_format=torch.channels_last)
