@@ -392,17 +392,31 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
 /* Where output (i, j) of one batch item goes (sb_gemm_map): with R = i + ioff,
    C + (R / wq) * so + (R % wq) * si + j * sj, and rows with R % wq >= keep are not
    stored. It lets a convolution write NCHW output directly (a column stride), skip
-   the junk columns of its "wide" rows, and start a chunk of rows mid-image. With acc,
-   the result is added to what C holds (one float32 add: C + x) instead of stored.
-   The map only moves results; it never changes how one is computed. */
+   the junk columns of its "wide" rows, and start a chunk of rows mid-image.
+   A's rows may also be runs (arun > 0): element (i, k) of a K-contiguous A at
+   A[i * lda + (k / arun) * astride + k % arun], so a convolution reads the taps of
+   every kernel row straight from its padded input (an implicit im2col). Runs are a
+   multiple of the order's block (8 for DOT, 32 for PAIR) and K blocks never straddle
+   them, so every output gets the operations it gets from the same A copied out.
+   Neither the map nor the runs change how a result is computed. */
 struct omap {
-    i64 wq, keep, so, si, sj, ioff;
-    int acc;
+    i64 wq, keep, so, si, sj, ioff, arun, astride;
 };
 
-static inline struct omap omap_plain(i64 M, i64 ldc) {
-    struct omap m = {M > 0 ? M : 1, M > 0 ? M : 1, 0, ldc, 1, 0, 0};
+static inline struct omap omap_plain(i64 M, i64 ldc, i64 K) {
+    struct omap m = {M > 0 ? M : 1, M > 0 ? M : 1, 0, ldc, 1, 0, K > 0 ? K : 1, 0};
     return m;
+}
+
+/* where A's element k0 of a row starts, relative to the row */
+static inline i64 omap_a(const struct omap *m, i64 k0) {
+    return (k0 / m->arun) * m->astride + k0 % m->arun;
+}
+
+/* the K block from k0: at most DKC long, never past K or the end of an A run */
+static inline i64 omap_kblock(const struct omap *m, i64 k0, i64 K, i64 kmax) {
+    i64 kc = K - k0 < kmax ? K - k0 : kmax, left = m->arun - k0 % m->arun;
+    return kc < left ? kc : left;
 }
 
 /* the offset of row i's column 0, or -1 when the row is not stored */
@@ -561,7 +575,7 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
         int nth = omp_get_num_threads(), tid = omp_get_thread_num();
         runs[tid].front = tiles * tid / nth, runs[tid].back = tiles * (tid + 1) / nth;
 #pragma omp barrier
-        i64 packed = -1; /* the (batch, column tile) in pb */
+        i64 packed = -1; /* the (batch, column tile) in pb; the column tile if B is shared */
         for (i64 t; (t = next_tile(runs, nth, tid)) >= 0;) {
             if (!pa || !pb || !lanes) continue;
             i64 bj = t / mt, bi = bj / nt, tj = bj % nt, ti = t % mt;
@@ -571,27 +585,29 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
             i64 i0 = ti * MC, mc = M - i0 < MC ? M - i0 : MC;
             i64 j0 = tj * NC, nc = N - j0 < NC ? N - j0 : NC;
             i64 npan = (nc + GNR - 1) / GNR, mpan = (mc + GMR - 1) / GMR;
-            if (packed != bj) {
-                for (i64 k0 = 0; k0 < K; k0 += DKC) {
-                    i64 kc = K - k0 < DKC ? K - k0 : DKC, D = (kc + 7) / 8;
+            if (packed != (sb ? bj : tj)) {
+                for (i64 k0 = 0, kc; k0 < K; k0 += kc) {
+                    kc = omap_kblock(om, k0, K, DKC);
+                    i64 D = (kc + 7) / 8;
                     for (i64 pp = 0; pp < npan; pp++) {
                         int w = (int)(nc - pp * GNR < GNR ? nc - pp * GNR : GNR);
                         pack_lanes((const char *)Bb, ldb, dt, j0 + pp * GNR, w, GNR, k0, kc, K,
                                    pb + k0 * NC + pp * GNR * 8 * D);
                     }
                 }
-                packed = bj;
+                packed = sb ? bj : tj;
             }
-            for (i64 k0 = 0; k0 < K; k0 += DKC) {
-                i64 kc = K - k0 < DKC ? K - k0 : DKC, D = (kc + 7) / 8;
+            for (i64 k0 = 0, kc; k0 < K; k0 += kc) {
+                kc = omap_kblock(om, k0, K, DKC);
+                i64 D = (kc + 7) / 8, ak = omap_a(om, k0) - k0; /* A's k0 at row + k0 + ak */
                 int first = k0 == 0;
                 const float *pbk = pb + k0 * NC;
                 if (!direct)
                     for (i64 qq = 0; qq < mpan; qq++) {
                         int h = (int)(mc - qq * GMR < GMR ? mc - qq * GMR : GMR);
                         if (ka == 1)
-                            pack_lanes((const char *)Ab, lda, dt, i0 + qq * GMR, h, GMR, k0, kc, K,
-                                       pa + qq * GMR * 8 * D);
+                            pack_lanes((const char *)Ab + ak * (i64)e, lda, dt, i0 + qq * GMR, h,
+                                       GMR, k0, kc, K, pa + qq * GMR * 8 * D);
                         else /* M-contiguous A (lda == 1) */
                             pack_lanes_t((const char *)Ab, ka, dt, i0 + qq * GMR, h, GMR, k0, kc,
                                          K, pa + qq * GMR * 8 * D);
@@ -614,7 +630,7 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                                 float *lb1 = lb + mpan * 8 * GMR * GNR;
                                 const float *pb1 = pbu + GNR * 8 * D;
                                 if (direct) {
-                                    const float *a = (const float *)Ab + (i0 + qq * GMR) * lda + k0;
+                                    const float *a = (const float *)Ab + (i0 + qq * GMR) * lda + k0 + ak;
                                     for (int l = 0; l < 8; l++)
                                         lane2_6(a + l, lda, pbu + l * D * GNR, pb1 + l * D * GNR,
                                                 (kc - l + 7) / 8, lb + l * GMR * GNR,
@@ -630,7 +646,7 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                             }
 #endif
                             if (direct) {
-                                const float *a = (const float *)Ab + (i0 + qq * GMR) * lda + k0;
+                                const float *a = (const float *)Ab + (i0 + qq * GMR) * lda + k0 + ak;
                                 for (int l = 0; l < 8; l++)
                                     LANES[h](a + l, lda, pbu + l * D * GNR, (kc - l + 7) / 8,
                                              lb + l * GMR * GNR, first);
@@ -661,14 +677,12 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                                     if (bias) x = v8_add(x, v8_load_n(bias, j, n, bdt));
                                     float *c = Cb + row + j * om->sj;
                                     if (om->sj == 1) {
-                                        if (om->acc) x = v8_add(v8_load_n(c, 0, n, F32), x);
                                         if (n == 8) v8_store(c, x);
                                         else v8_store_n(c, x, n);
                                     } else { /* a column stride: one store per output */
                                         float t[8];
                                         v8_store(t, x);
-                                        for (int q = 0; q < n; q++)
-                                            c[q * om->sj] = om->acc ? c[q * om->sj] + t[q] : t[q];
+                                        for (int q = 0; q < n; q++) c[q * om->sj] = t[q];
                                     }
                                 }
                             }
@@ -692,21 +706,25 @@ SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B,
                               dt, order, nthreads, NULL);
 }
 
-/* sb_gemm with an output map (struct omap: map = {wq, keep, so, si, sj, ioff, acc}),
-   for the DOT and PAIR orders (ldc is then unused); with a map, float32 A may also be
-   M-contiguous (lda == 1, element (i, k) at A[i + k * ka]). */
+/* sb_gemm with an output map and A runs (struct omap: map = {wq, keep, so, si, sj,
+   ioff, arun, astride}; arun 0: none), for the DOT and PAIR orders (ldc is then
+   unused); with a map, float32 A may also be M-contiguous (lda == 1, element (i, k)
+   at A[i + k * ka]; no runs). */
 SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 bn,
                               i64 sb, float *C, i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K,
                               const void *bias, int bdt, int dt, int order, int nthreads,
                               const i64 *map) {
     int th = threads_for(batch * M * N * K, nthreads);
-    struct omap om = omap_plain(M, ldc);
+    struct omap om = omap_plain(M, ldc, K);
+    int pair = order == 1 && dt == BF16;
     if (map) {
-        if (order == 0 || map[0] <= 0 || map[1] < 0 || map[5] < 0) return -2;
-        struct omap m = {map[0], map[1], map[2], map[3], map[4], map[5], (int)map[6]};
+        if (order == 0 || map[0] <= 0 || map[1] < 0 || map[5] < 0 || map[6] < 0) return -2;
+        struct omap m = {map[0], map[1], map[2], map[3], map[4], map[5], map[6], map[7]};
+        if (m.arun == 0) m.arun = K > 0 ? K : 1, m.astride = 0;
+        else if (ka != 1 || K % m.arun || m.arun % (pair ? 32 : 8)) return -2;
         om = m;
     }
-    if (order == 1 && dt == BF16) {
+    if (pair) {
         if (ka != 1 || bk != 1) return -2;
         return pair_gemm((const uint16_t *)A, lda, sa, (const uint16_t *)B, bn, sb, C, sc, batch,
                          M, N, K, bias, bdt, th, &om);

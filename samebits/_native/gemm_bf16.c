@@ -7,7 +7,7 @@
      start at +0; lane l takes the pairs k = 32t + 2l + 1, then k = 32t + 2l, for
      t = 0, 1, ...: acc = fma(a[k], b[k], acc), one rounding each. Then
      h[l] = acc[l] + acc[l + 8] (l < 8), ((h0+h4)+(h2+h6)) + ((h1+h5)+(h3+h7)),
-     then + bias (and, for sb_gemm_map's acc, + what C holds). Every step has DAZ and FTZ: denormal inputs count as zero and
+     then + bias. Every step has DAZ and FTZ: denormal inputs count as zero and
      results that are tiny after rounding become zero of the same sign.
 
    VDPBF16PS ignores MXCSR and always works that way. Measured on an AMD Zen 5
@@ -167,17 +167,22 @@ static inline float pr_bias(float x, float b) {
 /* MR x NR outputs over the whole K: rows a[r], b[c] (bfloat16, K-contiguous) */
 static inline __attribute__((always_inline)) void pr_micro(const uint16_t *const *a,
                                                            const uint16_t *const *b, i64 K,
-                                                           float *out, const int MR, const int NR) {
+                                                           const struct omap *om, float *out,
+                                                           const int MR, const int NR) {
     pacc acc[PR_MR][PR_NR];
     for (int r = 0; r < MR; r++)
         for (int c = 0; c < NR; c++) acc[r][c] = pr_zero();
-    i64 k = 0;
-    for (; k + 32 <= K; k += 32) {
-        pops av[PR_MR];
-        for (int r = 0; r < MR; r++) av[r] = pr_load(a[r] + k);
-        for (int c = 0; c < NR; c++) {
-            pops bv = pr_load(b[c] + k);
-            for (int r = 0; r < MR; r++) acc[r][c] = pr_step(acc[r][c], av[r], bv);
+    i64 k = 0, off = 0; /* A's element k at a[r] + k + off (runs: see struct omap) */
+    for (i64 ks = 0; ks < K; ks += om->arun) {
+        i64 ke = ks + om->arun < K ? ks + om->arun : K;
+        off = omap_a(om, ks) - ks;
+        for (; k + 32 <= ke; k += 32) {
+            pops av[PR_MR];
+            for (int r = 0; r < MR; r++) av[r] = pr_load(a[r] + k + off);
+            for (int c = 0; c < NR; c++) {
+                pops bv = pr_load(b[c] + k);
+                for (int r = 0; r < MR; r++) acc[r][c] = pr_step(acc[r][c], av[r], bv);
+            }
         }
     }
     if (k < K) { /* the padded last block: zeros past K take part, as on every path */
@@ -185,7 +190,7 @@ static inline __attribute__((always_inline)) void pr_micro(const uint16_t *const
         size_t n = (size_t)(K - k);
         for (int r = 0; r < MR; r++) {
             memset(ta[r], 0, sizeof ta[r]);
-            memcpy(ta[r], a[r] + k, n * 2);
+            memcpy(ta[r], a[r] + k + off, n * 2);
         }
         for (int c = 0; c < NR; c++) {
             memset(tb, 0, sizeof tb);
@@ -215,11 +220,13 @@ static inline __attribute__((always_inline)) void pr_micro(const uint16_t *const
         for (int c = 0; c < NR; c++) out[r * NR + c] = pr_tree(acc[r][c]);
 }
 
-static void pr_micro_big(const uint16_t *const *a, const uint16_t *const *b, i64 K, float *out) {
-    pr_micro(a, b, K, out, PR_MR, PR_NR);
+static void pr_micro_big(const uint16_t *const *a, const uint16_t *const *b, i64 K,
+                         const struct omap *om, float *out) {
+    pr_micro(a, b, K, om, out, PR_MR, PR_NR);
 }
-static void pr_micro_row(const uint16_t *const *a, const uint16_t *const *b, i64 K, float *out) {
-    pr_micro(a, b, K, out, 1, PR_NR);
+static void pr_micro_row(const uint16_t *const *a, const uint16_t *const *b, i64 K,
+                         const struct omap *om, float *out) {
+    pr_micro(a, b, K, om, out, 1, PR_NR);
 }
 
 /* one tile: rows [i0, i1) x columns [j0, j1) of one batch item. Rows outer: the MR
@@ -239,16 +246,15 @@ static __attribute__((noinline)) void pr_tile(const uint16_t *A, i64 lda, const 
             int nc = (int)(j1 - j < PR_NR ? j1 - j : PR_NR);
             /* missing columns reuse column j; their results are discarded */
             for (int c = 0; c < PR_NR; c++) bp[c] = B + (j + (c < nc ? c : 0)) * ldb;
-            if (mr == PR_MR) pr_micro_big(ap, bp, K, o);
-            else pr_micro_row(ap, bp, K, o);
+            if (mr == PR_MR) pr_micro_big(ap, bp, K, om, o);
+            else pr_micro_row(ap, bp, K, om, o);
             for (int r = 0; r < mr; r++) {
                 i64 row = omap_row(om, i + r);
                 if (row < 0) continue;
                 for (int c = 0; c < nc; c++) {
                     float x = bias ? pr_bias(o[r * PR_NR + c], ld(bias, j + c, bdt))
                                    : o[r * PR_NR + c];
-                    float *dst = C + row + (j + c) * om->sj;
-                    *dst = om->acc ? pr_bias(*dst, x) : x; /* + under FTZ | DAZ too */
+                    C[row + (j + c) * om->sj] = x;
                 }
             }
         }

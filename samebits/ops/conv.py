@@ -4,14 +4,14 @@ and transposed, through ``aten::convolution``.
 Every shape is handled as 3-D (conv1d and conv2d get unit leading spatial dims) and
 channels-last. Reduction order, for output (n, co, position):
 
-* **ROWS path** (groups == 1, conv1d or stride-1 conv2d, kernel width x Cin >= 32):
-  per kernel row kh, the GEMM's **DOT** order over (kw, cin), read in place from the
-  padded input; the rows' partial sums are added in kh order (see _row_conv).
-* **GEMM path** (other convolutions with more than one input channel per group):
+* **GEMM path** (every convolution with more than one input channel per group):
   im2col rows of K = taps x (Cin / groups) in (kd, kh, kw, cin) order, multiplied by
-  the weight reshaped the same way, in the GEMM's **DOT** order over K (see
-  samebits/ops/matmul.py). The im2col is built by chunks of rows; chunks and threads
-  split rows only, never K.
+  the weight reshaped the same way, in the GEMM's **DOT** order (float32) or **PAIR**
+  order (bfloat16) over K (see samebits/ops/matmul.py). How the rows are read never
+  changes that order: copied out by chunks of rows (chunks and threads split rows
+  only, never K); read in place from the padded input, one run of kw x cin per kernel
+  row (groups == 1, conv1d or stride-1 conv2d: _implicit_conv); or, for a 1x1 float32
+  convolution of an NCHW input, the input itself read channel by channel.
 * **TAP path** (one input channel per group: depthwise): acc = +0, one fused
   multiply-add per tap in (kd, kh, kw) order, then + bias (samebits/_native/conv.c).
 
@@ -21,8 +21,8 @@ the item's position, the spatial tile or the thread count. Accumulation is float
 bfloat16 is read exactly and rounded once; float16 is widened to float32.
 Transposed convolutions become direct ones: the input dilated by the stride
 (zeros inserted), padded by dilation * (k - 1) - padding, and the kernel flipped.
-A channels-last input gets a channels-last output, as in torch. The GEMM and ROWS
-paths write their results straight into the output's layout (NCHW or channels-last)
+A channels-last input gets a channels-last output, as in torch. The GEMM path
+writes its results straight into the output's layout (NCHW or channels-last)
 through the kernel's output map, and a 1x1 stride-1 float32 convolution of an NCHW
 input reads it in place: layouts decide copies, never an order.
 Padding modes other than zeros (reflect, replicate, circular) reach this op already
@@ -163,8 +163,8 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
             f"aten::convolution: input has {C} channels, weight {tuple(weight.shape)} "
             f"with groups={groups} expects {Cg * groups}"
         )
-    if _rows_apply(x, ks, Cg, stride, dilation, groups):
-        return _row_conv(x, weight, bias, stride, padding, dilation, keep_cl)
+    if _implicit_apply(x, ks, Cg, stride, dilation, groups, padding, native_view(x[:0])[1]):
+        return _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl)
     if (
         Cg > 1
         and x.dtype == torch.float32
@@ -189,34 +189,34 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
     return _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl)
 
 
-ROW_MIN_K = 32  # the ROWS path needs kernel width x channels of at least this
+def _implicit_apply(x, ks, Cg, stride, dilation, groups, padding, dt) -> bool:
+    """Whether the GEMM can read its im2col rows straight from the padded input: one
+    image row of KW taps x C channels is one contiguous run (groups == 1, no width
+    dilation), output rows are "wide" rows of the input (stride 1, or conv1d), runs
+    are whole blocks of the order (8 k for DOT, 32 for PAIR), and no more than an
+    eighth of the wide rows' columns are junk (at 7x7, explicit im2col rows measured
+    faster). The order is the GEMM path's either way; this only saves the copy."""
+    if not (groups == 1 and ks[0] == 1 and x.shape[2] == 1 and dilation[2] == 1):
+        return False
+    if ks[1] * ks[2] == 1 or ks[2] * Cg % (32 if dt == _native.dtype_code(torch.bfloat16) else 8):
+        return False
+    if not (stride[1:] == [1, 1] or (ks[1] == 1 and x.shape[3] == 1)):
+        return False
+    s, wp = stride[2], x.shape[4] + 2 * padding[2]
+    wq, ow = -(-wp // s), (wp - ks[2]) // s + 1
+    return ow > 0 and 8 * (wq - ow) <= wq
 
 
-def _rows_apply(x, ks, Cg, stride, dilation, groups) -> bool:
-    """Whether the ROWS order applies: decided by the convolution's parameters (and,
-    for a 2-D input of height 1, by that height), never by batch or length."""
-    return (
-        groups == 1
-        and ks[0] == 1
-        and x.shape[2] == 1
-        and dilation[2] == 1
-        and (stride[1:] == [1, 1] or (ks[1] == 1 and x.shape[3] == 1))
-        and ks[2] * Cg >= ROW_MIN_K
-        and not (ks[1] * ks[2] == 1 and stride == [1, 1, 1])
-    )
-
-
-def _row_conv(x, weight, bias, stride, padding, dilation, keep_cl) -> torch.Tensor:
-    """ROWS order, for conv1d/conv2d with groups == 1: per kernel row kh, one GEMM
-    over K = KW x Cin read straight from the padded channels-last input (the KW taps
-    of every channel are one contiguous run), in DOT order; then
-    out = ((P_0 + bias) + P_1) + ... + P_{KH-1}, one float32 add each (the kernel
-    adds each row's result to the output it writes).
+def _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl) -> torch.Tensor:
+    """The GEMM path's order for conv1d/conv2d with groups == 1, its im2col rows read
+    in place: A's row for output (oh, ow) is KH runs of KW x Cin elements of the padded
+    channels-last input, one per kernel row (sb_gemm_map's A runs), so K is in (kh, kw,
+    cin) order exactly as im2col lays it out.
 
     Output rows are laid out "wide" (Wq = Wp / s columns, the last Wq - OW of them
-    junk and not stored), so row r sits at r * s * Cin in the input: one strided GEMM
-    per kernel row covers every image (batch stride Hp * Wp * Cin). That needs stride
-    1, or a single output row (conv1d, where the stride s is any)."""
+    junk and not stored), so row r starts at r * s * Cin in the input: one strided
+    GEMM covers every image (batch stride Hp * Wp * Cin). That needs stride 1, or a
+    single output row (conv1d, where the stride s is any)."""
     N, C, _, H, W = x.shape
     Co, _, _, KH, KW = weight.shape
     s, sh, dh = stride[2], stride[1], dilation[1]
@@ -231,9 +231,13 @@ def _row_conv(x, weight, bias, stride, padding, dilation, keep_cl) -> torch.Tens
             f"aten::convolution: kernel {(KH, KW)} is larger than the padded input {(Hp, Wp)}"
         )
     xd, dt = native_view(x.new_empty(0))
-    # (N, Hp, Wp2, C) zeros, plus one row of slack that junk columns may read
-    buf = torch.zeros(N * Hp * Wp2 * C + Wp2 * C, dtype=xd.dtype)
+    # (N, Hp, Wp2, C), zero borders, plus one row of slack that junk columns may read
+    buf = torch.empty(N * Hp * Wp2 * C + Wp2 * C, dtype=xd.dtype)
     xp = buf[: N * Hp * Wp2 * C].view(N, Hp, Wp2, C)
+    for dim, lo, hi in ((1, ph, Hp - ph - H), (2, pw, Wp2 - pw - W)):
+        xp.narrow(dim, 0, lo).zero_()
+        xp.narrow(dim, xp.size(dim) - hi, hi).zero_()
+    buf[N * Hp * Wp2 * C :].zero_()
     xp[:, ph : ph + H, pw : pw + W].copy_(x[:, :, 0].permute(0, 2, 3, 1))
     wk, wdt = native_view(weight[:, :, 0].permute(0, 2, 3, 1).contiguous())  # (Co, KH, KW, C)
     if wdt != dt:
@@ -241,22 +245,15 @@ def _row_conv(x, weight, bias, stride, padding, dilation, keep_cl) -> torch.Tens
             f"aten::convolution: input {x.dtype} and weight {weight.dtype} differ in dtype"
         )
     b, bdt = (None, 0) if bias is None else native_view(bias.to(weight.dtype).contiguous())
-    M, K = OH * Wq, KW * C
+    M, K = OH * Wq, KH * KW * C
     out = _empty_out(N, Co, [1, OH, OW], keep_cl)
     # wide row r = (oh, ow) -> output (oh, ow) if ow < OW; column j -> channel j
-    if keep_cl:
-        so, si, sj = OW * Co, Co, 1
-    else:
-        so, si, sj = OW, 1, OH * OW
-    e = buf.element_size()
-    for kh in range(KH):
-        _gemm_map(
-            buf.data_ptr() + kh * dh * Wp2 * C * e, s * C, 1, Hp * Wp2 * C,
-            wk.data_ptr() + kh * KW * C * wk.element_size(), KH * KW * C, 0,
-            out.data_ptr(), Co * OH * OW, N, M, Co, K,
-            None if (b is None or kh) else b, bdt, dt,
-            (Wq, OW, so, si, sj, 0, 1 if kh else 0),
-        )  # fmt: skip
+    so, si, sj = (OW * Co, Co, 1) if keep_cl else (OW, 1, OH * OW)
+    _gemm_map(
+        buf.data_ptr(), s * C, 1, Hp * Wp2 * C, wk.data_ptr(), K, 0,
+        out.data_ptr(), Co * OH * OW, N, M, Co, K, b, bdt, dt,
+        (Wq, OW, so, si, sj, 0, KW * C, dh * Wp2 * C),
+    )  # fmt: skip
     return out  # (N, Co, 1, OH, OW)
 
 
@@ -283,7 +280,7 @@ def _pointwise_nchw(x, weight, bias, groups) -> torch.Tensor:
             out.data_ptr() + g * cog * P * 4, Co * P, N, P, cog, Cg,
             None if b is None else b[g * cog : (g + 1) * cog], _native.dtype_code(torch.float32),
             _native.dtype_code(torch.float32),
-            (P, P, 0, 1, P, 0, 0),
+            (P, P, 0, 1, P, 0, 0, 0),
         )  # fmt: skip
     return out
 
@@ -351,7 +348,7 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) ->
         if pointwise:  # the input itself is the im2col matrix
             _gemm_map(
                 xcl.data_ptr() + g * Cg * e, C, 1, 0, wg.data_ptr(), K, 0,
-                c0, 0, 1, rows, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, 0, 0),
+                c0, 0, 1, rows, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, 0, 0, 0),
             )  # fmt: skip
             continue
         meta[17] = g * Cg
@@ -362,7 +359,7 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) ->
             )
             _gemm_map(
                 col.data_ptr(), K, 1, 0, wg.data_ptr(), K, 0,
-                c0, 0, 1, r1 - r0, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, r0, 0),
+                c0, 0, 1, r1 - r0, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, r0, 0, 0),
             )  # fmt: skip
     return out
 
@@ -370,10 +367,11 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) ->
 def _gemm_map(a, lda, ka, sa, w, ldw, sw, c, sc, batch, M, N, K, bias, bdt, dt, omap) -> None:
     """C = A (M, K) @ W (N, K).T (+ bias) per batch item, DOT (float32) or PAIR
     (bfloat16) order over K, each result placed by ``omap`` (wq, keep, so, si, sj,
-    ioff, acc): see sb_gemm_map in samebits/_native/gemm.c. W is K-contiguous with row
-    stride ``ldw``; A is K-contiguous (ka == 1) or, for float32, M-contiguous
+    ioff, arun, astride): see struct omap in samebits/_native/gemm.c. W is
+    K-contiguous with row stride ``ldw``; A is K-contiguous (ka == 1), in runs of
+    arun elements astride apart when arun > 0, or, for float32, M-contiguous
     (lda == 1, k stride ka)."""
-    m = (ctypes.c_int64 * 7)(*omap)
+    m = (ctypes.c_int64 * 8)(*omap)
     status = _native.lib().sb_gemm_map(
         a, lda, ka, sa, w, 1, ldw, sw, c, 0, sc, batch, M, N, K,
         None if bias is None else bias.data_ptr(), bdt, dt, 1, _native.nthreads(), m,

@@ -47,7 +47,7 @@ def test_transposed_store_gives_the_plain_bits(shape, dtype, isa):
     got = torch.full((B, N, M), float("nan"))
     dt = _native.dtype_code(dtype)
     _gemm_map(a.data_ptr(), K, 1, M * K, w.data_ptr(), K, 0, got.data_ptr(), N * M, B, M, N, K,
-              bias, dt, dt, (M, M, 0, 1, M, 0, 0))  # fmt: skip
+              bias, dt, dt, (M, M, 0, 1, M, 0, 0, 0))  # fmt: skip
     assert torch.equal(got.transpose(1, 2), want)
     ref = (a.double() @ w.double().T + bias.double()).float()
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
@@ -64,36 +64,56 @@ def test_m_contiguous_operand_gives_the_plain_bits(shape, isa):
     got = torch.empty(B, M, N)
     f32 = _native.dtype_code(torch.float32)
     _gemm_map(at.data_ptr(), 1, M, K * M, w.data_ptr(), K, 0, got.data_ptr(), M * N, B, M, N, K,
-              None, 0, f32, (M, M, 0, N, 1, 0, 0))  # fmt: skip
+              None, 0, f32, (M, M, 0, N, 1, 0, 0, 0))  # fmt: skip
     assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-def test_wrap_keep_offset_and_accumulate(dtype, isa):
-    """Rows in 'wide' runs of wq (the last wq - keep dropped), a chunk starting at row
-    ioff, and acc adding to what the output holds (one float32 add)."""
+def test_wrap_keep_and_offset(dtype, isa):
+    """Rows in 'wide' runs of wq (the last wq - keep not stored) and a chunk starting
+    at row ioff: the results land where the map says, nothing else is written."""
     M, K, N, wq, keep, ioff = 48, 64, 10, 8, 5, 16
     a, w = rnd(1, M, K, seed=6, dtype=dtype), rnd(N, K, seed=7, dtype=dtype)
     want = plain(a, w)[0]  # (M, N)
     rows = (M + ioff) // wq
-    base = rnd(rows, keep, N, seed=8)  # what acc adds to
-    got = base.clone()
+    got = torch.full((rows, keep, N), -7.0)
     dt = _native.dtype_code(dtype)
     _gemm_map(a.data_ptr(), K, 1, 0, w.data_ptr(), K, 0, got.data_ptr(), 0, 1, M, N, K,
-              None, 0, dt, (wq, keep, keep * N, N, 1, ioff, 1))  # fmt: skip
-    expect = base.clone()
+              None, 0, dt, (wq, keep, keep * N, N, 1, ioff, 0, 0))  # fmt: skip
+    expect = torch.full_like(got, -7.0)
     for i in range(M):
         r = i + ioff
         if r % wq < keep:
-            expect[r // wq, r % wq] = base[r // wq, r % wq] + want[i]
-    # (for bfloat16 the PAIR order adds under DAZ/FTZ: the same bits for normal values);
-    # rows before ioff and junk columns keep what they held
+            expect[r // wq, r % wq] = want[i]
     assert torch.equal(got, expect)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("runs", [(3, 64), (5, 96), (2, 1024)])
+def test_a_in_runs_gives_the_bits_of_the_copied_rows(runs, dtype, isa):
+    """A row made of runs read from scattered places (an implicit im2col) == the same
+    row copied out contiguously; runs longer than a K block (1024) included."""
+    nruns, L = runs
+    M, N, gap = 40, 24, 7
+    K = nruns * L
+    src = rnd(M * 2 * L + nruns * (L + gap) * 2, seed=9, dtype=dtype)
+    lda, astride = 2 * L // 3 // 8 * 8 or 8, L + gap
+    rows = torch.stack([
+        torch.cat([src[i * lda + r * astride : i * lda + r * astride + L] for r in range(nruns)])
+        for i in range(M)
+    ])  # fmt: skip
+    w = rnd(N, K, seed=10, dtype=dtype)
+    want = plain(rows.unsqueeze(0).contiguous(), w)[0]
+    got = torch.empty(M, N)
+    dt = _native.dtype_code(dtype)
+    _gemm_map(src.data_ptr(), lda, 1, 0, w.data_ptr(), K, 0, got.data_ptr(), 0, 1, M, N, K,
+              None, 0, dt, (M, M, 0, N, 1, 0, L, astride))  # fmt: skip
+    assert torch.equal(got, want)
 
 
 def test_unsupported_combinations_are_refused(isa):
     a, w, out = rnd(8, 8), rnd(4, 8), torch.empty(8, 4)
-    m = (ctypes.c_int64 * 7)(8, 8, 0, 4, 1, 0, 0)
+    m = (ctypes.c_int64 * 8)(8, 8, 0, 4, 1, 0, 0, 0)
     lib = _native.lib()
     f32, bf16 = _native.dtype_code(torch.float32), _native.dtype_code(torch.bfloat16)
     args = (a.data_ptr(), 8, 1, 0, w.data_ptr(), 1, 8, 0, out.data_ptr(), 4, 0, 1, 8, 4, 8, None, 0)
@@ -101,6 +121,12 @@ def test_unsupported_combinations_are_refused(isa):
     ab = a.bfloat16()
     mt = (a.data_ptr(), 1, 8, 0)  # M-contiguous A
     assert lib.sb_gemm_map(ab.data_ptr(), *mt[1:], *args[4:], bf16, 1, 1, m) == -2
-    bad = (ctypes.c_int64 * 7)(0, 8, 0, 4, 1, 0, 0)
-    assert lib.sb_gemm_map(*args, f32, 1, 1, bad) == -2
+    bad = (ctypes.c_int64 * 8)(0, 8, 0, 4, 1, 0, 0, 0)
+    assert lib.sb_gemm_map(*args, f32, 1, 1, bad) == -2  # wq 0
+    odd_run = (ctypes.c_int64 * 8)(8, 8, 0, 4, 1, 0, 4, 8)  # a run not a multiple of 8
+    assert lib.sb_gemm_map(*args, f32, 1, 1, odd_run) == -2
+    pair_run = (ctypes.c_int64 * 8)(8, 8, 0, 4, 1, 0, 8, 8)  # PAIR runs are 32 long
+    ab, wb = a.bfloat16(), w.bfloat16()
+    pargs = (ab.data_ptr(), *args[1:4], wb.data_ptr(), *args[5:])
+    assert lib.sb_gemm_map(*pargs, bf16, 1, 1, pair_run) == -2
     assert lib.sb_gemm_map(*args, f32, 1, 1, m) == 0
