@@ -398,13 +398,15 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
    every kernel row straight from its padded input (an implicit im2col). Runs are a
    multiple of the order's block (8 for DOT, 32 for PAIR) and K blocks never straddle
    them, so every output gets the operations it gets from the same A copied out.
+   An M-contiguous float32 A (lda == 1) may wrap too (awq > 0, batch 1): row R at
+   (R / awq) * sa + R % awq, so one GEMM spans a batch of NCHW images.
    Neither the map nor the runs change how a result is computed. */
 struct omap {
-    i64 wq, keep, so, si, sj, ioff, arun, astride;
+    i64 wq, keep, so, si, sj, ioff, arun, astride, awq;
 };
 
 static inline struct omap omap_plain(i64 M, i64 ldc, i64 K) {
-    struct omap m = {M > 0 ? M : 1, M > 0 ? M : 1, 0, ldc, 1, 0, K > 0 ? K : 1, 0};
+    struct omap m = {M > 0 ? M : 1, M > 0 ? M : 1, 0, ldc, 1, 0, K > 0 ? K : 1, 0, 0};
     return m;
 }
 
@@ -425,26 +427,26 @@ static inline i64 omap_row(const struct omap *m, i64 i) {
     return r >= m->keep ? -1 : q * m->so + r * m->si;
 }
 
-/* lane-major packing of an M-contiguous operand (element (row w, k) at
-   X[w + k * ldk]): the same dst as pack_lanes, rows read as contiguous runs */
-static void pack_lanes_t(const char *X, i64 ldk, int dt, i64 r0, int rows, const int W, i64 k0,
-                         i64 kc, i64 K, float *dst) {
-    i64 D = (kc + 7) / 8;
+/* lane-major packing of an M-contiguous operand: element (row R, k) at
+   X[(R / wq) * ws + R % wq + k * ldk] (an NCHW activation: R = (image, position),
+   wq positions per image ws apart); the same dst as pack_lanes */
+static void pack_lanes_t(const char *X, i64 ldk, i64 wq, i64 ws, int dt, i64 r0, int rows,
+                         const int W, i64 k0, i64 kc, i64 K, float *dst) {
+    i64 D = (kc + 7) / 8, base[GNR];
+    for (int w = 0; w < rows; w++) base[w] = ((r0 + w) / wq) * ws + (r0 + w) % wq;
+    /* one image: the panel's rows are one contiguous run */
+    int run = W == 6 && rows == 6 && base[5] == base[0] + 5 && dt == F32;
     for (i64 kb = 0; kb < D; kb++)
         for (int l = 0; l < 8; l++) {
             i64 k = k0 + 8 * kb + l;
             float *d = dst + (l * D + kb) * W;
             int w = 0;
             if (k < K) {
-                if (dt == F32 && rows == W && W == 6) { /* an A panel: one 24-byte run */
-                    memcpy(d, (const float *)X + r0 + k * ldk, 6 * sizeof(float));
+                if (run) {
+                    memcpy(d, (const float *)X + base[0] + k * ldk, 6 * sizeof(float));
                     continue;
-                } else if (dt == F32) {
-                    const float *x = (const float *)X + r0 + k * ldk;
-                    for (; w < rows; w++) d[w] = x[w];
-                } else {
-                    for (; w < rows; w++) d[w] = ld(X, r0 + w + k * ldk, dt);
                 }
+                for (; w < rows; w++) d[w] = ld(X, base[w] + k * ldk, dt);
             }
             for (; w < W; w++) d[w] = 0.0f;
         }
@@ -609,7 +611,8 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                             pack_lanes((const char *)Ab + ak * (i64)e, lda, dt, i0 + qq * GMR, h,
                                        GMR, k0, kc, K, pa + qq * GMR * 8 * D);
                         else /* M-contiguous A (lda == 1) */
-                            pack_lanes_t((const char *)Ab, ka, dt, i0 + qq * GMR, h, GMR, k0, kc,
+                            pack_lanes_t((const char *)Ab, ka, om->awq ? om->awq : M, sa, dt,
+                                         i0 + qq * GMR, h, GMR, k0, kc,
                                          K, pa + qq * GMR * 8 * D);
                     }
                 for (i64 pp = 0; pp < npan;) {
@@ -707,7 +710,7 @@ SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B,
 }
 
 /* sb_gemm with an output map and A runs (struct omap: map = {wq, keep, so, si, sj,
-   ioff, arun, astride}; arun 0: none), for the DOT and PAIR orders (ldc is then
+   ioff, arun, astride, awq}; arun, awq 0: none), for the DOT and PAIR orders (ldc is then
    unused); with a map, float32 A may also be M-contiguous (lda == 1, element (i, k)
    at A[i + k * ka]; no runs). */
 SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 bn,
@@ -718,8 +721,10 @@ SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void
     struct omap om = omap_plain(M, ldc, K);
     int pair = order == 1 && dt == BF16;
     if (map) {
-        if (order == 0 || map[0] <= 0 || map[1] < 0 || map[5] < 0 || map[6] < 0) return -2;
-        struct omap m = {map[0], map[1], map[2], map[3], map[4], map[5], map[6], map[7]};
+        if (order == 0 || map[0] <= 0 || map[1] < 0 || map[5] < 0 || map[6] < 0 || map[8] < 0)
+            return -2;
+        struct omap m = {map[0], map[1], map[2], map[3], map[4], map[5], map[6], map[7], map[8]};
+        if (m.awq && (batch != 1 || ka == 1)) return -2;
         if (m.arun == 0) m.arun = K > 0 ? K : 1, m.astride = 0;
         else if (ka != 1 || K % m.arun || m.arun % (pair ? 32 : 8)) return -2;
         om = m;

@@ -252,16 +252,16 @@ def _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl) -> torch
     _gemm_map(
         buf.data_ptr(), s * C, 1, Hp * Wp2 * C, wk.data_ptr(), K, 0,
         out.data_ptr(), Co * OH * OW, N, M, Co, K, b, bdt, dt,
-        (Wq, OW, so, si, sj, 0, KW * C, dh * Wp2 * C),
+        (Wq, OW, so, si, sj, 0, KW * C, dh * Wp2 * C, 0),
     )  # fmt: skip
     return out  # (N, Co, 1, OH, OW)
 
 
 def _pointwise_nchw(x, weight, bias, groups) -> torch.Tensor:
     """A 1x1, stride-1, unpadded float32 convolution of a contiguous NCDHW input, read
-    and written in place: per image, out (Co, P) = W (Co, Cin) x (Cin, P), the GEMM's
-    DOT order over the input channels (the operands' roles only decide which side is
-    packed; every output's operations are those of the GEMM path)."""
+    and written in place: one GEMM of N x P rows (position p of image n reads
+    x[n, :, p], channel by channel) in the GEMM path's DOT order over the input
+    channels, each result stored at out[n, co, p]."""
     N, C = x.shape[:2]
     osz = list(x.shape[2:])
     P = math.prod(osz)
@@ -277,10 +277,10 @@ def _pointwise_nchw(x, weight, bias, groups) -> torch.Tensor:
         _gemm_map(
             x.data_ptr() + g * Cg * P * e, 1, P, C * P,
             wk.data_ptr() + g * cog * Cg * e, Cg, 0,
-            out.data_ptr() + g * cog * P * 4, Co * P, N, P, cog, Cg,
+            out.data_ptr() + g * cog * P * 4, 0, 1, N * P, cog, Cg,
             None if b is None else b[g * cog : (g + 1) * cog], _native.dtype_code(torch.float32),
             _native.dtype_code(torch.float32),
-            (P, P, 0, 1, P, 0, 0, 0),
+            (P, P, Co * P, 1, P, 0, 0, 0, P),
         )  # fmt: skip
     return out
 
@@ -348,7 +348,7 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) ->
         if pointwise:  # the input itself is the im2col matrix
             _gemm_map(
                 xcl.data_ptr() + g * Cg * e, C, 1, 0, wg.data_ptr(), K, 0,
-                c0, 0, 1, rows, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, 0, 0, 0),
+                c0, 0, 1, rows, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, 0, 0, 0, 0),
             )  # fmt: skip
             continue
         meta[17] = g * Cg
@@ -359,7 +359,7 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) ->
             )
             _gemm_map(
                 col.data_ptr(), K, 1, 0, wg.data_ptr(), K, 0,
-                c0, 0, 1, r1 - r0, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, r0, 0, 0),
+                c0, 0, 1, r1 - r0, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, r0, 0, 0, 0),
             )  # fmt: skip
     return out
 
@@ -367,11 +367,11 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) ->
 def _gemm_map(a, lda, ka, sa, w, ldw, sw, c, sc, batch, M, N, K, bias, bdt, dt, omap) -> None:
     """C = A (M, K) @ W (N, K).T (+ bias) per batch item, DOT (float32) or PAIR
     (bfloat16) order over K, each result placed by ``omap`` (wq, keep, so, si, sj,
-    ioff, arun, astride): see struct omap in samebits/_native/gemm.c. W is
+    ioff, arun, astride, awq): see struct omap in samebits/_native/gemm.c. W is
     K-contiguous with row stride ``ldw``; A is K-contiguous (ka == 1), in runs of
     arun elements astride apart when arun > 0, or, for float32, M-contiguous
-    (lda == 1, k stride ka)."""
-    m = (ctypes.c_int64 * 8)(*omap)
+    (lda == 1, k stride ka; with awq > 0, row R at (R // awq) * sa + R % awq)."""
+    m = (ctypes.c_int64 * 9)(*omap)
     status = _native.lib().sb_gemm_map(
         a, lda, ka, sa, w, 1, ldw, sw, c, 0, sc, batch, M, N, K,
         None if bias is None else bias.data_ptr(), bdt, dt, 1, _native.nthreads(), m,

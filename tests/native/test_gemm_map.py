@@ -47,7 +47,7 @@ def test_transposed_store_gives_the_plain_bits(shape, dtype, isa):
     got = torch.full((B, N, M), float("nan"))
     dt = _native.dtype_code(dtype)
     _gemm_map(a.data_ptr(), K, 1, M * K, w.data_ptr(), K, 0, got.data_ptr(), N * M, B, M, N, K,
-              bias, dt, dt, (M, M, 0, 1, M, 0, 0, 0))  # fmt: skip
+              bias, dt, dt, (M, M, 0, 1, M, 0, 0, 0, 0))  # fmt: skip
     assert torch.equal(got.transpose(1, 2), want)
     ref = (a.double() @ w.double().T + bias.double()).float()
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
@@ -55,16 +55,22 @@ def test_transposed_store_gives_the_plain_bits(shape, dtype, isa):
 
 
 @pytest.mark.parametrize("shape", [(2, 37, 70, 19), (3, 300, 520, 40), (1, 7, 8, 33)])
-def test_m_contiguous_operand_gives_the_plain_bits(shape, isa):
-    """float32 A stored (K, M) per item (an NCHW activation) == the same A stored (M, K)."""
+@pytest.mark.parametrize("wrap", [False, True], ids=["per_item", "one_gemm"])
+def test_m_contiguous_operand_gives_the_plain_bits(shape, wrap, isa):
+    """float32 A stored (K, M) per item (an NCHW activation) == the same A stored (M, K);
+    with awq, one GEMM of B x M rows reads every item (rows wrap at M)."""
     B, M, K, N = shape
     a, w = rnd(B, M, K, seed=4), rnd(N, K, seed=5)
     at = a.transpose(1, 2).contiguous()  # (B, K, M)
     want = plain(a, w)
     got = torch.empty(B, M, N)
     f32 = _native.dtype_code(torch.float32)
-    _gemm_map(at.data_ptr(), 1, M, K * M, w.data_ptr(), K, 0, got.data_ptr(), M * N, B, M, N, K,
-              None, 0, f32, (M, M, 0, N, 1, 0, 0, 0))  # fmt: skip
+    if wrap:
+        _gemm_map(at.data_ptr(), 1, M, K * M, w.data_ptr(), K, 0, got.data_ptr(), 0, 1, B * M, N,
+                  K, None, 0, f32, (B * M, B * M, 0, N, 1, 0, 0, 0, M))  # fmt: skip
+    else:
+        _gemm_map(at.data_ptr(), 1, M, K * M, w.data_ptr(), K, 0, got.data_ptr(), M * N, B, M, N,
+                  K, None, 0, f32, (M, M, 0, N, 1, 0, 0, 0, 0))  # fmt: skip
     assert torch.equal(got, want)
 
 
@@ -79,7 +85,7 @@ def test_wrap_keep_and_offset(dtype, isa):
     got = torch.full((rows, keep, N), -7.0)
     dt = _native.dtype_code(dtype)
     _gemm_map(a.data_ptr(), K, 1, 0, w.data_ptr(), K, 0, got.data_ptr(), 0, 1, M, N, K,
-              None, 0, dt, (wq, keep, keep * N, N, 1, ioff, 0, 0))  # fmt: skip
+              None, 0, dt, (wq, keep, keep * N, N, 1, ioff, 0, 0, 0))  # fmt: skip
     expect = torch.full_like(got, -7.0)
     for i in range(M):
         r = i + ioff
@@ -107,13 +113,13 @@ def test_a_in_runs_gives_the_bits_of_the_copied_rows(runs, dtype, isa):
     got = torch.empty(M, N)
     dt = _native.dtype_code(dtype)
     _gemm_map(src.data_ptr(), lda, 1, 0, w.data_ptr(), K, 0, got.data_ptr(), 0, 1, M, N, K,
-              None, 0, dt, (M, M, 0, N, 1, 0, L, astride))  # fmt: skip
+              None, 0, dt, (M, M, 0, N, 1, 0, L, astride, 0))  # fmt: skip
     assert torch.equal(got, want)
 
 
 def test_unsupported_combinations_are_refused(isa):
     a, w, out = rnd(8, 8), rnd(4, 8), torch.empty(8, 4)
-    m = (ctypes.c_int64 * 8)(8, 8, 0, 4, 1, 0, 0, 0)
+    m = (ctypes.c_int64 * 9)(8, 8, 0, 4, 1, 0, 0, 0, 0)
     lib = _native.lib()
     f32, bf16 = _native.dtype_code(torch.float32), _native.dtype_code(torch.bfloat16)
     args = (a.data_ptr(), 8, 1, 0, w.data_ptr(), 1, 8, 0, out.data_ptr(), 4, 0, 1, 8, 4, 8, None, 0)
@@ -121,12 +127,14 @@ def test_unsupported_combinations_are_refused(isa):
     ab = a.bfloat16()
     mt = (a.data_ptr(), 1, 8, 0)  # M-contiguous A
     assert lib.sb_gemm_map(ab.data_ptr(), *mt[1:], *args[4:], bf16, 1, 1, m) == -2
-    bad = (ctypes.c_int64 * 8)(0, 8, 0, 4, 1, 0, 0, 0)
+    bad = (ctypes.c_int64 * 9)(0, 8, 0, 4, 1, 0, 0, 0, 0)
     assert lib.sb_gemm_map(*args, f32, 1, 1, bad) == -2  # wq 0
-    odd_run = (ctypes.c_int64 * 8)(8, 8, 0, 4, 1, 0, 4, 8)  # a run not a multiple of 8
+    odd_run = (ctypes.c_int64 * 9)(8, 8, 0, 4, 1, 0, 4, 8, 0)  # a run not a multiple of 8
     assert lib.sb_gemm_map(*args, f32, 1, 1, odd_run) == -2
-    pair_run = (ctypes.c_int64 * 8)(8, 8, 0, 4, 1, 0, 8, 8)  # PAIR runs are 32 long
+    pair_run = (ctypes.c_int64 * 9)(8, 8, 0, 4, 1, 0, 8, 8, 0)  # PAIR runs are 32 long
     ab, wb = a.bfloat16(), w.bfloat16()
     pargs = (ab.data_ptr(), *args[1:4], wb.data_ptr(), *args[5:])
     assert lib.sb_gemm_map(*pargs, bf16, 1, 1, pair_run) == -2
+    wrap_k = (ctypes.c_int64 * 9)(8, 8, 0, 4, 1, 0, 0, 0, 4)  # awq needs an M-contiguous A
+    assert lib.sb_gemm_map(*args, f32, 1, 1, wrap_k) == -2
     assert lib.sb_gemm_map(*args, f32, 1, 1, m) == 0
