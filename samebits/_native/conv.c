@@ -129,6 +129,96 @@ SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, 
     free(tapoff);
 }
 
+/* The TAP order for NCDHW input and output: x (N, Cin, D, H, W) unpadded, w (Co, taps),
+   out (N, Co, OD, OH, OW) fp32; output channel o reads input channel o / (Co / Cin).
+   meta = {N, Cin, D, H, W, Co, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, OD, OH, OW}.
+   Each thread copies one (n, channel) plane at a time into a zero-bordered float32
+   buffer, then runs every output of the plane: acc = +0, one fma per tap in (kd, kh,
+   kw) order, then + bias, exactly as sb_depthwise. Vector lanes carry outputs along a
+   row, never parts of one sum. */
+#define DWN_OW 32 /* outputs of a row per block: four vectors of 8 */
+
+SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bias, float *out,
+                                     const i64 *meta, int dt, int wdt, int nthreads) {
+    i64 N = meta[0], Cin = meta[1], D = meta[2], H = meta[3], W = meta[4], Co = meta[5];
+    i64 KD = meta[6], KH = meta[7], KW = meta[8];
+    i64 sd = meta[9], sh = meta[10], sw = meta[11], dd = meta[12], dh = meta[13], dw = meta[14];
+    i64 pd = meta[15], ph = meta[16], pw = meta[17], OD = meta[18], OH = meta[19], OW = meta[20];
+    i64 Dp = D + 2 * pd, Hp = H + 2 * ph, Wp = W + 2 * pw, taps = KD * KH * KW;
+    i64 mult = Co / Cin, planes = N * Co;
+    size_t cap = (size_t)(Dp * Hp * Wp + DWN_OW * sw + 64);
+    int th = threads_for(planes * OD * OH * OW * taps, nthreads);
+    int oom = 0;
+#pragma omp parallel num_threads(th)
+    {
+        float *pad = (float *)calloc(cap, sizeof(float));
+        float *wt = (float *)malloc((size_t)(taps > 0 ? taps : 1) * sizeof(float));
+        i64 *tapoff = (i64 *)malloc((size_t)(taps > 0 ? taps : 1) * sizeof(i64));
+        if (!pad || !wt || !tapoff) {
+#pragma omp atomic write
+            oom = 1;
+        }
+        if (tapoff)
+            for (i64 kd = 0, t = 0; kd < KD; kd++)
+                for (i64 kh = 0; kh < KH; kh++)
+                    for (i64 kw = 0; kw < KW; kw++, t++)
+                        tapoff[t] = (kd * dd * Hp + kh * dh) * Wp + kw * dw;
+#pragma omp for schedule(dynamic, 1)
+        for (i64 pl = 0; pl < planes; pl++) {
+            if (!pad || !wt || !tapoff) continue;
+            i64 n = pl / Co, o = pl % Co, ci = o / mult;
+            i64 src = (n * Cin + ci) * D * H * W;
+            /* the plane inside its zero border (the border and the slack stay zero) */
+            for (i64 d = 0; d < D; d++)
+                for (i64 h = 0; h < H; h++) {
+                    float *prow = pad + ((d + pd) * Hp + h + ph) * Wp + pw;
+                    i64 xrow = src + (d * H + h) * W;
+                    if (dt == F32) memcpy(prow, (const float *)x + xrow, (size_t)W * sizeof(float));
+                    else
+                        for (i64 q = 0; q < W; q++) prow[q] = ld(x, xrow + q, dt);
+                }
+            for (i64 t = 0; t < taps; t++) wt[t] = ld(w, o * taps + t, wdt);
+            float b = bias ? ld(bias, o, wdt) : 0.0f;
+            float *op = out + pl * OD * OH * OW;
+            for (i64 od = 0; od < OD; od++)
+                for (i64 oh = 0; oh < OH; oh++) {
+                    const float *prow = pad + (od * sd * Hp + oh * sh) * Wp;
+                    float *orow = op + (od * OH + oh) * OW;
+                    for (i64 ow0 = 0; ow0 < OW; ow0 += DWN_OW) {
+                        v8 acc[DWN_OW / 8];
+                        for (int q = 0; q < DWN_OW / 8; q++) acc[q] = v8_zero();
+                        const float *xb = prow + ow0 * sw;
+                        for (i64 t = 0; t < taps; t++) {
+                            v8 wv = v8_set1(wt[t]);
+                            const float *xt = xb + tapoff[t];
+                            for (int q = 0; q < DWN_OW / 8; q++) {
+                                v8 xv;
+                                if (sw == 1) {
+                                    xv = v8_load(xt, 8 * q, F32);
+                                } else {
+                                    float g[8];
+                                    for (int l = 0; l < 8; l++) g[l] = xt[(8 * q + l) * sw];
+                                    xv = v8_load(g, 0, F32);
+                                }
+                                acc[q] = v8_fma(xv, wv, acc[q]);
+                            }
+                        }
+                        i64 left = OW - ow0;
+                        for (int q = 0; q < DWN_OW / 8 && 8 * q < left; q++) {
+                            v8 r = bias ? v8_add(acc[q], v8_set1(b)) : acc[q];
+                            if (left >= 8 * q + 8) v8_store(orow + ow0 + 8 * q, r);
+                            else v8_store_n(orow + ow0 + 8 * q, r, (int)(left - 8 * q));
+                        }
+                    }
+                }
+        }
+        free(pad);
+        free(wt);
+        free(tapoff);
+    }
+    return oom ? -1 : 0;
+}
+
 /* ----------------------------------------------------------------- im2col */
 /* Rows r0..r1-1 of the im2col matrix of a channels-last padded input
    x (N, D, H, W, C): row r = (n, od, oh, ow) holds, for the taps (kd, kh, kw) in

@@ -62,7 +62,7 @@ enum { F32 = 0, BF16 = 1 };
    prototypes below are the ABI: samebits/_native/_loader.py binds them through its
    ctypes table, and tests/native/test_abi.py checks that table against this list.
    Bump SB_ABI_VERSION whenever one changes. */
-#define SB_ABI_VERSION 7
+#define SB_ABI_VERSION 8
 #ifndef SB_ISA
 #define SB_ISA portable
 #endif
@@ -99,6 +99,9 @@ SB_API void SB_FN(sb_exact_acc)(const void *x, i64 outer, i64 R, i64 inner, int 
                                 int32_t *flags, int nthreads);
 SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, float *out,
                                 const i64 *meta, int dt, int wdt, int nthreads);
+/* returns 0, or -1 when a work buffer cannot be allocated */
+SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bias, float *out,
+                                    const i64 *meta, int dt, int wdt, int nthreads);
 SB_API void SB_FN(sb_im2col)(const void *x, const i64 *meta, i64 r0, i64 r1, void *dst, int dt,
                              int nthreads);
 SB_API void SB_FN(sb_exact_dot)(const void *a, const void *b, i64 n, int dt, int64_t *out,

@@ -175,6 +175,8 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
         and x.is_contiguous()
     ):
         return _pointwise_nchw(x, weight, bias, groups)
+    if Cg == 1 and not keep_cl and x.is_contiguous():
+        return _depthwise_nchw(x, weight, bias, stride, padding, dilation)
     xcl, dt = native_view(_padded_cl(x, padding))  # (N, Dp, Hp, Wp, C): exact zeros at fixed taps
     osz = [(xcl.shape[1 + i] - dilation[i] * (ks[i] - 1) - 1) // stride[i] + 1 for i in range(3)]
     if any(o <= 0 for o in osz):
@@ -310,6 +312,37 @@ def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Te
             wdt,
             _native.nthreads(),
         )
+    return out
+
+
+def _depthwise_nchw(x, weight, bias, stride, padding, dilation) -> torch.Tensor:
+    """TAP order on an NCDHW input, written NCDHW (sb_depthwise_nchw pads one plane at
+    a time in its own buffer): the same operations per output as _depthwise."""
+    N, Cin, D, H, W = x.shape
+    Co = weight.shape[0]
+    ks = list(weight.shape[2:])
+    osz = [
+        (s + 2 * p - d * (k - 1) - 1) // st + 1
+        for s, p, d, k, st in zip((D, H, W), padding, dilation, ks, stride, strict=True)
+    ]
+    if any(o <= 0 for o in osz):
+        raise UnsupportedInputError(
+            f"aten::convolution: kernel {tuple(ks)} is larger than the padded input "
+            f"{tuple(s + 2 * p for s, p in zip((D, H, W), padding, strict=True))}"
+        )
+    xd, dt = native_view(x)
+    w, wdt = native_view(weight.reshape(Co, -1).contiguous())  # (Co, taps)
+    b = None if bias is None else native_view(bias.to(w.dtype).contiguous())[0]
+    out = torch.empty(N, Co, *osz, dtype=torch.float32)
+    meta = torch.tensor(
+        [N, Cin, D, H, W, Co, *ks, *stride, *dilation, *padding, *osz], dtype=torch.int64
+    )
+    if out.numel():
+        status = _native.lib().sb_depthwise_nchw(
+            xd.data_ptr(), w.data_ptr(), None if b is None else b.data_ptr(), out.data_ptr(),
+            meta.data_ptr(), dt, wdt, _native.nthreads(),
+        )  # fmt: skip
+        _check_status(status)
     return out
 
 
