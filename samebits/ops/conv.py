@@ -275,14 +275,17 @@ def _pointwise_nchw(x, weight, bias, groups) -> torch.Tensor:
     if not out.numel():
         return out
     e = x.element_size()
+    # A (N * P rows, Cg): M-contiguous, rows wrapping per image; at P == 1 simply
+    # K-contiguous rows, one per image
+    lda, ka, awq = (C, 1, 0) if P == 1 else (1, P, P)
     for g in range(groups):
         _gemm_map(
-            x.data_ptr() + g * Cg * P * e, 1, P, C * P,
+            x.data_ptr() + g * Cg * P * e, lda, ka, C * P,
             wk.data_ptr() + g * cog * Cg * e, Cg, 0,
             out.data_ptr() + g * cog * P * 4, 0, 1, N * P, cog, Cg,
             None if b is None else b[g * cog : (g + 1) * cog], _native.dtype_code(torch.float32),
             _native.dtype_code(torch.float32),
-            (P, P, Co * P, 1, P, 0, 0, 0, P),
+            (P, P, Co * P, 1, P, 0, 0, 0, awq),
         )  # fmt: skip
     return out
 
