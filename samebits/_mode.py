@@ -179,6 +179,12 @@ _COVERED: dict[str, Callable] = {
     "gelu": elementwise.gelu,
     "silu": elementwise.silu,
     "sigmoid": elementwise.sigmoid,
+    "elu": elementwise.elu,
+    "celu": elementwise.celu,
+    "selu": elementwise.selu,
+    "softplus": elementwise.softplus,
+    "mish": elementwise.mish,
+    "softshrink": elementwise.softshrink,
     "rsqrt": _rsqrt,
     "convolution": conv.convolution,
     "_convolution": _convolution_full,
@@ -377,9 +383,13 @@ _TAIL_WHY = (
     "element's bits depend on its position in the batch; no invariant kernel yet"
 )
 _VARYING_POINTWISE = (
-    "elu", "celu", "selu", "softplus", "mish", "softshrink",
-    "sinh", "cosh", "atanh", "exp2", "digamma", "special_i0e",
-)  # fmt: skip
+    "sinh",
+    "cosh",
+    "atanh",
+    "exp2",
+    "digamma",
+    "special_i0e",
+)  # fmt: skip (elu, celu, selu, softplus, mish and softshrink vary too: covered)
 _VARYING_BINARY = (
     "pow.Tensor_Tensor", "atan2", "igamma", "igammac", "ldexp.Tensor",
     "logaddexp", "logaddexp2", "silu_backward",

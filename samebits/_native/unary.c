@@ -40,7 +40,8 @@ static inline float f_expm1(float x) {
     float small = fmaf(x * x, p, x);
     float big = f_exp(x) - 1.0f;
     float r = x < 0.3f ? small : big;
-    return x > -0.3f ? r : big;
+    r = x > -0.3f ? r : big;
+    return x == 0.0f ? x : r; /* expm1(-0) = -0 */
 }
 
 static inline float f_tanh(float x) {
@@ -69,7 +70,35 @@ static inline float f_erfc(float z) {
     return z != z ? z : r; /* NaN in, that NaN out: t * e of two NaNs would depend on operand order */
 }
 
-enum { U_GELU = 0, U_GELU_TANH, U_SILU, U_SIGMOID, U_EXP, U_TANH, U_RSQRT, U_ERF };
+/* log1p: u = 1 + y = m * 2^k with m in [sqrt(1/2), sqrt(2)); log(m) from
+   s = f / (2 + f), f = m - 1, by a degree-4 polynomial in s^2 (a minimax fit with the
+   same constants as fdlibm's logf); plus the rounding error of 1 + y, (y - (u - 1)) / u
+   (or (1 - (u - y)) / u once u >= 2), and k ln 2 in two parts. Branch-free; about
+   1-2 ulp. */
+static inline float f_log1p(float y) {
+    float u = 1.0f + y;
+    uint32_t b;
+    memcpy(&b, &u, 4);
+    uint32_t ix = b + (0x3f800000u - 0x3f3504f3u);
+    int32_t k = (int32_t)(ix >> 23) - 127;
+    uint32_t mb = (ix & 0x007fffffu) + 0x3f3504f3u;
+    float m;
+    memcpy(&m, &mb, 4);
+    float f = m - 1.0f;
+    float s = f / (2.0f + f), z = s * s, w = z * z;
+    float R = fmaf(z, fmaf(w, 0.284987867f, 0.666666627f), w * fmaf(w, 0.242790788f, 0.400009722f));
+    float hfsq = (0.5f * f) * f;
+    float dk = (float)k;
+    float c = k > 0 ? 1.0f - (u - y) : y - (u - 1.0f);
+    c = c / u;
+    float r = fmaf(dk, 6.93138123e-01f, f - hfsq + fmaf(s, hfsq + R, fmaf(dk, 9.05800061e-06f, c)));
+    r = y == INFINITY ? INFINITY : r;
+    r = u == 0.0f ? -INFINITY : r;
+    r = y < -1.0f ? NAN : r;
+    return y != y ? y : r;
+}
+
+enum { U_GELU = 0, U_GELU_TANH, U_SILU, U_SIGMOID, U_EXP, U_TANH, U_RSQRT, U_ERF, U_EXPM1, U_LOG1P };
 #define UBLK 512
 
 #ifdef SB_AVX2
@@ -145,8 +174,14 @@ enum { U_GELU = 0, U_GELU_TANH, U_SILU, U_SIGMOID, U_EXP, U_TANH, U_RSQRT, U_ERF
             USTORE(dst + i, x);                                                                    \
         }                                                                                          \
         break;
+static void unary_block_scalar(float *v, int n, int op);
 static void unary_block(const float *src, float *dst, int n, int op) {
     int i = 0;
+    if (op == U_LOG1P) { /* no vector version: the scalar sequence (vectorized by GCC) */
+        memmove(dst, src, (size_t)n * 4);
+        unary_block_scalar(dst, n, op);
+        return;
+    }
     switch (op) {
         UNARY_CASE(U_GELU)
         UNARY_CASE(U_GELU_TANH)
@@ -156,6 +191,7 @@ static void unary_block(const float *src, float *dst, int n, int op) {
         UNARY_CASE(U_TANH)
         UNARY_CASE(U_RSQRT)
         UNARY_CASE(U_ERF)
+        UNARY_CASE(U_EXPM1)
     }
     if (i < n) {
         float t[UW] = {0};
@@ -207,6 +243,12 @@ static void unary_block_scalar(float *v, int n, int op) {
         break;
     case U_ERF:
         for (int i = 0; i < n; i++) v[i] = 1.0f - f_erfc(v[i]);
+        break;
+    case U_EXPM1:
+        for (int i = 0; i < n; i++) v[i] = f_expm1(v[i]);
+        break;
+    case U_LOG1P:
+        for (int i = 0; i < n; i++) v[i] = f_log1p(v[i]);
         break;
     }
 }

@@ -59,7 +59,8 @@ AI void FVN(expm1)(const VT *x, VT *y, const int nv) {
         VT small = VF(fmadd)(VF(mul)(x[u], x[u]), p[u], x[u]);
         VT b = VF(sub)(big[u], VC(1.0f));
         VT r = VSEL(VCMP(x[u], VC(0.3f), _CMP_LT_OQ), small, b);
-        y[u] = VSEL(VCMP(x[u], VC(-0.3f), _CMP_GT_OQ), r, b);
+        r = VSEL(VCMP(x[u], VC(-0.3f), _CMP_GT_OQ), r, b);
+        y[u] = VSEL(VCMP(x[u], VF(setzero)(), _CMP_EQ_OQ), x[u], r); /* expm1(-0) = -0 */
     }
 }
 
@@ -126,6 +127,9 @@ AI void FVN(unary)(const VT *x, VT *y, const int op, const int nv) {
         break;
     case U_RSQRT:
         EACH y[u] = VF(div)(VC(1.0f), VF(sqrt)(x[u]));
+        break;
+    case U_EXPM1:
+        FVN(expm1)(x, y, nv);
         break;
     default: /* U_ERF */
         FVN(erfc)(x, w, nv);

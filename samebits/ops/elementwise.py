@@ -1,4 +1,6 @@
-"""Position-independent elementwise functions: gelu, silu, sigmoid, rsqrt, exp, tanh.
+"""Position-independent elementwise functions: gelu, silu, sigmoid, rsqrt, exp, tanh,
+expm1, log1p, and the activations built on them: elu, celu, selu, softplus, mish,
+softshrink.
 
 Why: torch's CPU loops run the vectorized body through SLEEF and the tail of each
 contiguous run (and of each thread's chunk) through the scalar libm function.
@@ -10,7 +12,23 @@ Here every element runs one fixed, branch-free sequence of float32 IEEE operatio
 (explicit fused multiply-adds), the same in vector lanes and scalar tails; bfloat16
 and float16 are computed in float32 and rounded once. ``exp`` is 2^n times a
 degree-7 polynomial; ``tanh`` goes through ``expm1``; gelu's erf uses a Chebyshev
-erfc (relative error < 1.2e-7). Accuracy is a few ulp of float32.
+erfc (relative error < 1.2e-7); ``log1p`` reduces 1 + y to [sqrt(1/2), sqrt(2))
+times a power of two and corrects for the rounding of 1 + y. Accuracy is a few ulp of
+float32.
+
+The activations (elu, celu, selu, softplus, mish, softshrink), whose torch kernels
+compute the vector body and the scalar tail differently, are fixed formulas over
+those functions and IEEE float32 multiplies, adds, compares and selects (each exact
+given its operands, so the same at every position and on every path), computed in
+float32 and rounded once to the input's dtype:
+
+* elu(x, alpha, scale, input_scale) = x > 0 ? x * scale : expm1(x * input_scale) * (alpha * scale)
+  (celu = elu(x, alpha, 1, 1 / alpha); selu = elu with its two constants)
+* softplus(x, beta, threshold) = x * beta > threshold ? x : log1p(exp(x * beta)) / beta
+* mish(x) = x * tanh(softplus(x, 1, 20))
+* softshrink(x, l) = x > l ? x - l : (x < -l ? x + l : x * 0)
+
+The scalar constants are rounded to float32 once (alpha * scale in double first).
 """
 
 from __future__ import annotations
@@ -21,7 +39,7 @@ from samebits import _native
 from samebits.errors import UnsupportedInputError
 from samebits.ops._common import check_float, native_view
 
-GELU, GELU_TANH, SILU, SIGMOID, EXP, TANH, RSQRT, ERF = range(8)
+GELU, GELU_TANH, SILU, SIGMOID, EXP, TANH, RSQRT, ERF, EXPM1, LOG1P = range(10)
 
 
 def _unary(op_name: str, x: torch.Tensor, code: int) -> torch.Tensor:
@@ -63,6 +81,77 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     return _unary("aten::tanh", x, TANH)
 
 
+def _f32(x: torch.Tensor, code: int) -> torch.Tensor:
+    """One of the native functions on a float32 tensor, float32 out (no rounding)."""
+    y = torch.empty_like(x, memory_format=torch.contiguous_format)
+    x = x.contiguous()
+    if x.numel():
+        _native.lib().sb_unary(
+            x.data_ptr(), y.data_ptr(), x.numel(), code, _native.dtype_code(torch.float32),
+            _native.nthreads(),
+        )  # fmt: skip
+    return y
+
+
+def _activation(op_name: str, x: torch.Tensor, fn) -> torch.Tensor:
+    """fn on x in float32 (bfloat16 and float16 read exactly), rounded once."""
+    dtype = check_float(op_name, x)
+    y = fn(x.float())
+    return y if dtype == torch.float32 else y.to(dtype)
+
+
+def _c(v) -> float:
+    """A scalar argument as the float32 value the formulas use."""
+    return float(torch.tensor(float(v), dtype=torch.float64).float())
+
+
+def elu(x: torch.Tensor, alpha=1.0, scale=1.0, input_scale=1.0) -> torch.Tensor:
+    def f(xf):
+        neg = _f32(xf * _c(input_scale), EXPM1) * _c(float(alpha) * float(scale))
+        return torch.where(xf > 0, xf * _c(scale), neg)
+
+    return _activation("aten::elu", x, f)
+
+
+def celu(x: torch.Tensor, alpha=1.0) -> torch.Tensor:
+    if float(alpha) == 0:
+        raise UnsupportedInputError("aten::celu: alpha must not be 0 (it divides the input)")
+    return elu(x, alpha, 1.0, 1.0 / float(alpha))
+
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def selu(x: torch.Tensor) -> torch.Tensor:
+    return elu(x, SELU_ALPHA, SELU_SCALE, 1.0)
+
+
+def _softplus_f32(xf: torch.Tensor, beta, threshold) -> torch.Tensor:
+    z = xf * _c(beta)
+    soft = _f32(_f32(z, EXP), LOG1P) / _c(beta)
+    return torch.where(z > _c(threshold), xf, soft)
+
+
+def softplus(x: torch.Tensor, beta=1.0, threshold=20.0) -> torch.Tensor:
+    return _activation("aten::softplus", x, lambda xf: _softplus_f32(xf, beta, threshold))
+
+
+def mish(x: torch.Tensor) -> torch.Tensor:
+    return _activation("aten::mish", x, lambda xf: xf * _f32(_softplus_f32(xf, 1.0, 20.0), TANH))
+
+
+def softshrink(x: torch.Tensor, lambd=0.5) -> torch.Tensor:
+    if float(lambd) < 0:
+        raise UnsupportedInputError(f"aten::softshrink: lambd must be >= 0, got {lambd}")
+
+    def f(xf):
+        lam = _c(lambd)
+        inner = torch.where(xf < -lam, xf + lam, xf * 0.0)  # x * 0 keeps NaN and the sign
+        return torch.where(xf > lam, xf - lam, inner)
+
+    return _activation("aten::softshrink", x, f)
+
+
 _REFERENCES = {
     "gelu": lambda x: torch.nn.functional.gelu(x.double()).to(x.dtype),
     "gelu_tanh": lambda x: torch.nn.functional.gelu(x.double(), approximate="tanh").to(x.dtype),
@@ -71,4 +160,12 @@ _REFERENCES = {
     "rsqrt": lambda x: torch.rsqrt(x.double()).to(x.dtype),
     "exp": lambda x: torch.exp(x.double()).to(x.dtype),
     "tanh": lambda x: torch.tanh(x.double()).to(x.dtype),
+    "expm1": lambda x: torch.expm1(x.double()).to(x.dtype),
+    "log1p": lambda x: torch.log1p(x.double()).to(x.dtype),
+    "elu": lambda x: torch.nn.functional.elu(x.double(), 0.7).to(x.dtype),
+    "celu": lambda x: torch.nn.functional.celu(x.double(), 1.3).to(x.dtype),
+    "selu": lambda x: torch.nn.functional.selu(x.double()).to(x.dtype),
+    "softplus": lambda x: torch.nn.functional.softplus(x.double(), 2.0, 15.0).to(x.dtype),
+    "mish": lambda x: torch.nn.functional.mish(x.double()).to(x.dtype),
+    "softshrink": lambda x: torch.nn.functional.softshrink(x.double(), 0.3).to(x.dtype),
 }

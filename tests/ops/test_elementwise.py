@@ -14,6 +14,14 @@ OPS = {
     "rsqrt": elementwise.rsqrt,
     "exp": elementwise.exp,
     "tanh": elementwise.tanh,
+    "expm1": lambda x: elementwise._f32(x.float(), elementwise.EXPM1).to(x.dtype),
+    "log1p": lambda x: elementwise._f32(x.float(), elementwise.LOG1P).to(x.dtype),
+    "elu": lambda x: elementwise.elu(x, 0.7),
+    "celu": lambda x: elementwise.celu(x, 1.3),
+    "selu": elementwise.selu,
+    "softplus": lambda x: elementwise.softplus(x, 2.0, 15.0),
+    "mish": elementwise.mish,
+    "softshrink": lambda x: elementwise.softshrink(x, 0.3),
 }
 
 
@@ -25,6 +33,9 @@ def test_matches_reference(name, dtype):
         x = x.abs() + 1e-3
     if name == "exp":
         x = x * 7
+    if name == "log1p":  # (-1, 1e6]: near -1, near 0, and far
+        x = torch.cat([x.float().exp() * 0.08 - 0.99, x.float() * 1e-4, x.float().abs() ** 5])
+        x = x.to(dtype)
     ref = elementwise._REFERENCES[name](x)
     tol = dict(TOL[dtype])
     if dtype == torch.float32:
@@ -34,6 +45,7 @@ def test_matches_reference(name, dtype):
 
 def test_special_values():
     x = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-30, 100.0, -100.0])
+    x = torch.cat([x, torch.tensor([-1.0, -2.0, 3e38, -0.999999, 1e-7, -1e-7])])
     for name, f in OPS.items():
         torch.testing.assert_close(
             f(x), elementwise._REFERENCES[name](x), equal_nan=True, rtol=2e-6, atol=1e-30
@@ -50,7 +62,7 @@ def test_bits_do_not_depend_on_position(name):
         assert same_bits(OPS[name](x[i : i + 1])[0], full[i])
 
 
-@pytest.mark.parametrize("code", range(8), ids=lambda c: f"op{c}")
+@pytest.mark.parametrize("code", range(10), ids=lambda c: f"op{c}")
 def test_vector_kernel_equals_the_scalar_sequence(code):
     """The AVX2 intrinsics and the scalar C functions are the same operations: equal bits
     on normal, huge, tiny, subnormal, signed-zero, infinite and NaN inputs."""
@@ -59,6 +71,7 @@ def test_vector_kernel_equals_the_scalar_sequence(code):
     g = torch.Generator().manual_seed(1)
     special = [0.0, -0.0, float("inf"), -float("inf"), float("nan"), -float("nan"), 1e-40, -1e-40]
     special += [88.7, 88.8, 88.73, -104.0, -103.97, 9.1, 10.0, 0.3, -0.3, 3e38, -3e38]
+    special += [-1.0, -0.99999994, -1.5, 1.0, 2.0, 0.41421357, -0.29289323]
     x = torch.cat([torch.randn(20000, generator=g) * s for s in (0.1, 1, 3, 10, 100)])
     x = torch.cat([x, torch.tensor(special)])
     x = torch.cat([x, x.view(torch.int32).add(1).view(torch.float32)[:1003]])  # odd length
@@ -105,3 +118,34 @@ def test_ops_left_native_are_position_independent_on_this_build(name):
     assert same_bits(one, full[::7])
     with samebits.batch_invariant():
         assert same_bits(f(x), full)
+
+
+ACTIVATIONS = {
+    "elu": (lambda x, **k: torch.nn.functional.elu(x, 0.7, **k), lambda x: elementwise.elu(x, 0.7)),
+    "celu": (lambda x, **k: torch.nn.functional.celu(x, 1.3, **k), lambda x: elementwise.celu(x, 1.3)),
+    "selu": (torch.nn.functional.selu, elementwise.selu),
+    "mish": (torch.nn.functional.mish, elementwise.mish),
+    "softplus": (lambda x, **k: torch.nn.functional.softplus(x, 2.0, 15.0),
+                 lambda x: elementwise.softplus(x, 2.0, 15.0)),
+    "softshrink": (lambda x, **k: torch.nn.functional.softshrink(x, 0.3),
+                   lambda x: elementwise.softshrink(x, 0.3)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activations_run_under_the_mode_invariant_to_batch(name, dtype):
+    """Torch's kernels for these vary with an element's position; under the mode they
+    run samebits' formulas (functional and in-place forms): the same bits for a row
+    alone as in the batch."""
+    f, ours = ACTIVATIONS[name]
+    x = (torch.randn(37, 53, generator=torch.Generator().manual_seed(3)) * 6).to(dtype)
+    with samebits.batch_invariant():
+        full = f(x)
+        assert same_bits(full, ours(x))
+        for i in (0, 17, 36):
+            assert same_bits(f(x[i : i + 1]), full[i : i + 1])
+        if name in ("elu", "celu", "selu"):
+            y = x.clone()
+            f(y, inplace=True)
+            assert same_bits(y, full)
