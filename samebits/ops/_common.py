@@ -58,3 +58,24 @@ def native_view(t: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 def ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
+
+
+def broadcast_shapes(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """torch's broadcasting of plain shape tuples, raising UnsupportedInputError
+    naming ``op`` (torch.broadcast_shapes took about 50 us a call, a third of a small
+    attention's time in the mode)."""
+    n = max(len(sh) for sh in shapes)
+    out = []
+    for i in range(n):
+        d = 1
+        for sh in shapes:
+            j = i - (n - len(sh))
+            if j >= 0 and sh[j] != 1:
+                if d not in (1, sh[j]):
+                    raise UnsupportedInputError(
+                        f"{op}: batch shapes {', '.join(str(tuple(x)) for x in shapes)} "
+                        "do not broadcast"
+                    )
+                d = sh[j]
+        out.append(d)
+    return tuple(out)

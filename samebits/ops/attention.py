@@ -21,7 +21,7 @@ import torch
 
 from samebits import _native
 from samebits.errors import NotInvariantError, UnsupportedInputError
-from samebits.ops._common import check_float, ptr
+from samebits.ops._common import broadcast_shapes, check_float, ptr
 from samebits.ops.matmul import bmm_f32
 from samebits.ops.softmax import masked_softmax_f32
 
@@ -70,7 +70,7 @@ def scaled_dot_product_attention(
     def heads(t: torch.Tensor) -> tuple[int, ...]:
         return tuple(t.shape[:-2]) if rep == 1 else (*t.shape[:-3], t.size(-3) * rep)
 
-    batch = torch.broadcast_shapes(query.shape[:-2], heads(key), heads(value))
+    batch = broadcast_shapes(op, tuple(query.shape[:-2]), heads(key), heads(value))
     scale = scale if scale is not None else 1.0 / math.sqrt(D)
     if attn_mask is not None:
         attn_mask = attn_mask.expand(*batch, L, S)
@@ -82,11 +82,12 @@ def scaled_dot_product_attention(
 MAX_FUSED_HEAD_DIM = 256
 
 
-def _batch_strides(t: torch.Tensor, batch: torch.Size) -> list[int]:
+def _batch_strides(t: torch.Tensor, batch: tuple[int, ...]) -> list[int]:
     """Strides of ``t`` broadcast to ``batch`` (0 where broadcast)."""
-    lead = len(batch) - (t.dim() - 2)
+    shape, stride = t.shape, t.stride()
+    lead = len(batch) - (len(shape) - 2)
     return [
-        0 if i < lead or (t.size(i - lead) == 1 and n != 1) else t.stride(i - lead)
+        0 if i < lead or (shape[i - lead] == 1 and n != 1) else stride[i - lead]
         for i, n in enumerate(batch)
     ]
 

@@ -24,7 +24,7 @@ import torch
 
 from samebits import _native
 from samebits.errors import UnsupportedInputError
-from samebits.ops._common import NATIVE, check_float, is_exact_dtype, native_view
+from samebits.ops._common import NATIVE, broadcast_shapes, check_float, is_exact_dtype, native_view
 
 
 def uses_dot_order(b: torch.Tensor) -> bool:
@@ -212,7 +212,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             f"aten::matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not chain"
         )
     order = "dot" if uses_dot_order(b) else "seq"
-    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    batch = broadcast_shapes("aten::matmul", tuple(a.shape[:-2]), tuple(b.shape[:-2]))
     a3 = a.expand(*batch, M, K).reshape(-1, M, K)  # (B*, M, K)
     b3 = b.expand(*batch, K, N).reshape(-1, K, N)  # (B*, K, N)
     return _finish(bmm_f32(a3, b3, order=order), dtype).view(*batch, M, N)
