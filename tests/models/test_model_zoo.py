@@ -1,7 +1,8 @@
 """More vision and audio families than the acceptance list, tiny configs, random weights:
 each runs under the mode (nothing denied) and a batch row has the bits of the item alone.
-They caught: torch.matmul's / einsum's batch fold (Speech2Text's eager attention) and a
-pooling kernel larger than its input (EfficientNet)."""
+They caught: torch.matmul's / einsum's batch fold (Speech2Text's eager attention), a
+pooling kernel larger than its input (EfficientNet). The plain CNN runs the activations torch computes position-dependently
+(ELU, SELU, Mish, Softplus, CELU, Softshrink)."""
 
 import pytest
 import torch
@@ -46,6 +47,21 @@ ZOO = {
         model_in_dim=16, upsample_initial_channel=16, upsample_rates=[2, 2],
         upsample_kernel_sizes=[4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]])),
         lambda n=3: dict(spectrogram=torch.randn(n, 10, 16, generator=torch.Generator().manual_seed(4)))),
+    "wavlm": (lambda: T.WavLMModel(T.WavLMConfig(**AUDIO, num_buckets=32)),
+              lambda n=3: dict(input_values=torch.randn(n, 1600, generator=torch.Generator().manual_seed(5)))),
+    "encodec_encoder": (lambda: T.EncodecModel(T.EncodecConfig(
+        hidden_size=16, num_filters=4, upsampling_ratios=[2, 2], codebook_size=32,
+        num_lstm_layers=1)).encoder,
+        lambda n=3: dict(hidden_states=torch.randn(n, 1, 400, generator=torch.Generator().manual_seed(6)))),
+    "regnet": (lambda: T.RegNetModel(T.RegNetConfig(
+        hidden_sizes=[16, 32, 48, 64], depths=[1, 1, 1, 1], groups_width=8, embedding_size=16)), image),
+    "mobilevit": (lambda: T.MobileViTModel(T.MobileViTConfig(
+        image_size=32, hidden_sizes=[32, 48, 64], neck_hidden_sizes=[8, 16, 24, 32, 40, 48, 64])), image),
+    "cnn_activations": (lambda: torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ELU(0.5), torch.nn.Conv2d(8, 8, 3, groups=8),
+        torch.nn.SELU(), torch.nn.Conv2d(8, 8, 1), torch.nn.Mish(), torch.nn.Conv2d(8, 8, 3, stride=2),
+        torch.nn.Softplus(2.0), torch.nn.CELU(1.5), torch.nn.Softshrink(0.1), torch.nn.Flatten(),
+        torch.nn.Linear(8 * 14 * 14, 5)), lambda n=3: dict(input=image(n)["pixel_values"])),
 }  # fmt: skip
 
 
