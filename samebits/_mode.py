@@ -12,8 +12,10 @@ kernel first asks whether *the calling thread* is in the mode:
   ``torch.library.get_kernel``), so other threads keep native behaviour.
 
 Installation is reference-counted across threads: the first thread to enter
-installs, the last to leave removes the library, which restores exactly the
-kernels registered before (ours are dropped, nothing else is touched).
+installs; when the last has left and none has entered for the uninstall delay
+(``SAMEBITS_UNINSTALL_DELAY_S``, default 1 s), a timer removes the library, which
+restores exactly the kernels registered before (ours are dropped, nothing else is
+touched). Registering takes ~8 ms; the delay lets a loop or a server enter per call.
 
 Thread semantics (documented and tested): the mode is per thread. A thread that
 did not enter it is unaffected, apart from one Python call per covered op while
@@ -25,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 import threading
 import warnings
@@ -502,10 +506,10 @@ def _out_and_inplace(name: str) -> tuple[list[str], list[str]]:
 
 
 def _make_kernel(name: str, fn: Callable, variant: str, key: str = "CPU") -> Callable:
-    fallback = _fallbacks[name if key == "CPU" else f"{name}@{key}"]
+    fkey = name if key == "CPU" else f"{name}@{key}"
 
-    def native(keyset, args, kwargs):
-        return fallback.call_boxed(keyset, *args, **kwargs)
+    def native(keyset, args, kwargs):  # torch's kernel as it was at this install
+        return _fallbacks[fkey].call_boxed(keyset, *args, **kwargs)
 
     @functools.wraps(fn)
     def kernel(keyset, *args, **kwargs):
@@ -558,13 +562,14 @@ def _decomposed_covered() -> tuple[str, ...]:
     )
 
 
-def _autograd_kernel(name: str, previous) -> Callable:
+def _autograd_kernel(name: str) -> Callable:
     """The AutogradCPU kernel of an op torch differentiates by decomposition (see
     ops/_autograd.py). Overriding its CPU kernel alone would leave autograd nothing
     to differentiate (torch's "Could not run 'aten::linear_backward'"). Outside the
     mode: torch's own (the decomposition, with its gradients). In the mode with
     gradients wanted: the samebits forward with the reference's gradients. Else: on
     to the CPU kernel below autograd, as before."""
+    fkey = f"{name}@AutogradCPU"  # torch's kernel as it was at this install
     base, _, overload = name.partition(".")
     op = getattr(getattr(torch.ops.aten, base), overload or "default")
     reference = _autograd.REFERENCES.get(name)
@@ -575,11 +580,11 @@ def _autograd_kernel(name: str, previous) -> Callable:
 
     def kernel(keyset, *args, **kwargs):
         if not is_batch_invariant():
-            return previous.call_boxed(keyset, *args, **kwargs)
+            return _fallbacks[fkey].call_boxed(keyset, *args, **kwargs)
         if _autograd.needs_grad(args, kwargs):
             # gradients from ops/_autograd.py's reference, or else torch's own
             # decomposition (its ops have derivative formulas and run in the mode)
-            ref = reference or functools.partial(previous.call_boxed, keyset)
+            ref = reference or functools.partial(_fallbacks[fkey].call_boxed, keyset)
             return _autograd.with_grad(ref, below, args, kwargs)
         with torch._C._AutoDispatchBelowAutograd():
             return op(*args, **kwargs)
@@ -607,8 +612,11 @@ def _guard_kernel(name: str, when: Callable[..., bool], why: str) -> Callable:
     return fn
 
 
-def _install() -> torch.library.Library:
-    lib = torch.library.Library("aten", "IMPL")
+@functools.cache
+def _registrations() -> tuple[tuple[str, str, Callable], ...]:
+    """(op, dispatch key, kernel) for every registration the mode makes, built once per
+    process: the kernels find torch's own kernel in ``_fallbacks``, which each install
+    refills, so re-entering the mode only registers."""
     plan: list[tuple[str, Callable, str]] = []
     for name, fn in _COVERED.items():
         plan.append((name, fn, "functional"))
@@ -629,30 +637,35 @@ def _install() -> torch.library.Library:
             outs = []
         plan.append((name, fn, "functional"))
         plan += [(o, fn, "out") for o in outs] + [(i, fn, "inplace") for i in inplace]
-    # taken before the CPU kernels change: torch's decomposition, with its gradients
-    autograd_before = {
-        n: torch.library.get_kernel(f"aten::{n}", "AutogradCPU") for n in _decomposed_covered()
-    }
+    regs: list[tuple[str, str, Callable]] = []
+    done: set[str] = set()
+    for name, fn, variant in plan:
+        if not _op_exists(name) or name in done:
+            continue  # (a second registration would take the first as its fallback)
+        done.add(name)
+        regs.append((name, "CPU", _make_kernel(name, fn, variant)))
+    regs += [(n, "AutogradCPU", _autograd_kernel(n)) for n in _decomposed_covered()]
+    for name, fn in _COVERED_NESTED.items():
+        if _op_exists(name):
+            regs.append(
+                (name, "NestedTensorCPU", _make_kernel(name, fn, "functional", "NestedTensorCPU"))
+            )
+    return tuple(regs)
+
+
+def _install() -> torch.library.Library:
+    regs = _registrations()
+    # taken before any kernel changes (the autograd kernels' fallbacks are torch's
+    # decompositions, with their gradients)
+    for name, key, _ in regs:
+        fkey = name if key == "CPU" else f"{name}@{key}"
+        _fallbacks[fkey] = torch.library.get_kernel(f"aten::{name}", key)
+    lib = torch.library.Library("aten", "IMPL")
     with warnings.catch_warnings():
         # torch warns when a CPU kernel is overridden; that is the point here
         warnings.simplefilter("ignore")
-        done: set[str] = set()
-        for name, fn, variant in plan:
-            if not _op_exists(name) or name in done:
-                continue  # (a second registration would take the first as its fallback)
-            done.add(name)
-            _fallbacks[name] = torch.library.get_kernel(f"aten::{name}", "CPU")
-            lib.impl(name, _make_kernel(name, fn, variant), "CPU", with_keyset=True)
-        for name in autograd_before:
-            kernel = _autograd_kernel(name, autograd_before[name])
-            lib.impl(name, kernel, "AutogradCPU", with_keyset=True)
-        for name, fn in _COVERED_NESTED.items():
-            if _op_exists(name):
-                _fallbacks[f"{name}@NestedTensorCPU"] = torch.library.get_kernel(
-                    f"aten::{name}", "NestedTensorCPU"
-                )
-                kernel = _make_kernel(name, fn, "functional", "NestedTensorCPU")
-                lib.impl(name, kernel, "NestedTensorCPU", with_keyset=True)
+        for name, key, kernel in regs:
+            lib.impl(name, kernel, key, with_keyset=True)
     return lib
 
 
@@ -733,23 +746,94 @@ def _not_invariant_cause(exc: BaseException | None) -> NotInvariantError | None:
     return None
 
 
+def _uninstall_delay() -> float:
+    """Seconds the kernels stay registered after the last thread leaves the mode
+    (SAMEBITS_UNINSTALL_DELAY_S, default 1; 0 restores torch's kernels at each exit)."""
+    raw = os.environ.get("SAMEBITS_UNINSTALL_DELAY_S", "1")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"SAMEBITS_UNINSTALL_DELAY_S={raw!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise ValueError(f"SAMEBITS_UNINSTALL_DELAY_S={raw!r} must be >= 0")
+    return value
+
+
+_timer: threading.Timer | None = None  # the pending uninstall, if any
+
+
 def _acquire() -> None:
-    global _holders, _lib
+    global _holders, _lib, _timer
+    _uninstall_delay()  # a bad value fails the entry, before any change
     with _lock:
-        if _holders == 0:
-            _lib = _install()
+        if _timer is not None:
+            _timer.cancel()
+            _timer = None
+        if _lib is None:
+            # the install makes a few thousand closures at once: with the collector on,
+            # its collections took over half of an entry's time (~10 of 17 ms)
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                _lib = _install()
+            finally:
+                if enabled:
+                    gc.enable()
             _hook_compile()
         _holders += 1
 
 
 def _release() -> None:
-    global _holders, _lib
+    """One holder fewer. When none is left, torch's kernels come back after the
+    uninstall delay: registering takes ~8 ms, so a loop or a server that enters the
+    mode per call would spend more time registering than computing. Meanwhile every
+    thread outside the mode runs torch's own kernels (through the wrappers' fallbacks):
+    the same bits as native, a few microseconds slower per call."""
+    global _holders, _timer
+    delay = _uninstall_delay()
     with _lock:
         _holders -= 1
+        if _holders or _lib is None:
+            return
+        if delay == 0:
+            _uninstall_locked()
+            return
+        _timer = threading.Timer(delay, uninstall_if_idle)
+        _timer.daemon = True
+        _timer.start()
+
+
+def _uninstall_locked() -> None:
+    global _lib
+    _lib._destroy()
+    _lib = None
+    _fallbacks.clear()
+
+
+def uninstall_if_idle() -> bool:
+    """Restore torch's kernels now if no thread is in the mode; whether they are
+    restored. (Leaving the mode does it by itself after the uninstall delay.)"""
+    global _timer
+    with _lock:
         if _holders == 0 and _lib is not None:
-            _lib._destroy()
-            _lib = None
-            _fallbacks.clear()
+            _uninstall_locked()
+        if _holders == 0 and _timer is not None:
+            _timer.cancel()
+            _timer = None
+        return _lib is None
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has no timer thread: restore torch's kernels there if no frame
+    of the forking thread holds the mode."""
+    global _lock, _timer
+    _lock = threading.Lock()
+    _timer = None
+    if _holders == 0 and _lib is not None:
+        _uninstall_locked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def installed() -> bool:
@@ -762,7 +846,8 @@ class batch_invariant(contextlib.ContextDecorator):
 
     Usable as ``with batch_invariant():`` and as ``@batch_invariant()``. Nestable
     and re-entrant; on exit, by return or by exception, the previous state of the
-    thread and the previous torch registrations are restored exactly.
+    thread is restored at once, and the previous torch registrations exactly once no
+    thread has been in the mode for the uninstall delay (see ``_release``).
 
     ``on_unsupported``: "raise" (default) raises NotInvariantError when a
     reduction-bearing op without an invariant kernel runs; "warn" emits a

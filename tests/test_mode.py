@@ -12,6 +12,12 @@ from samebits.errors import NotInvariantError
 x = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
 
 
+def restored_after_exit() -> bool:
+    """Out of the mode, with torch's kernels back: leaving keeps samebits' kernels
+    registered for the uninstall delay; uninstall_if_idle() restores them now."""
+    return not samebits.is_batch_invariant() and _mode.uninstall_if_idle() and not _mode.installed()
+
+
 def table(op: str) -> str:
     return torch._C._dispatch_dump(op)
 
@@ -21,11 +27,11 @@ def test_enter_exit_restores_exactly_what_was_registered():
         op: table(op)
         for op in ("aten::mm", "aten::linear", "aten::sum.dim_IntList", "aten::logcumsumexp")
     }
-    assert not samebits.is_batch_invariant() and not _mode.installed()
+    assert restored_after_exit()
     with samebits.batch_invariant():
         assert samebits.is_batch_invariant() and _mode.installed()
         assert table("aten::mm") != before["aten::mm"]
-    assert not samebits.is_batch_invariant() and not _mode.installed()
+    assert restored_after_exit()
     assert {op: table(op) for op in before} == before
 
 
@@ -38,16 +44,17 @@ def test_nesting_and_reentry_keep_depth():
                 assert _mode.installed()  # still held by the outer frames
             assert samebits.is_batch_invariant()
         assert samebits.is_batch_invariant() and _mode.installed()
-    assert not samebits.is_batch_invariant() and not _mode.installed()
+    assert restored_after_exit()
 
 
 def test_exception_exit_restores():
+    assert restored_after_exit()
     before = table("aten::mm")
     with pytest.raises(RuntimeError, match="boom"):
         with samebits.batch_invariant():
             with samebits.batch_invariant():
                 raise RuntimeError("boom")
-    assert not samebits.is_batch_invariant() and not _mode.installed()
+    assert restored_after_exit()
     assert table("aten::mm") == before
 
 
@@ -96,7 +103,7 @@ def test_other_threads_keep_native_kernels_and_do_not_inherit(monkeypatch):
     finally:
         release.set()
         t.join()
-    assert seen["holder"] is True and not _mode.installed()
+    assert seen["holder"] is True and restored_after_exit()
 
 
 def test_two_threads_in_the_mode_get_identical_bits():
@@ -119,7 +126,7 @@ def test_two_threads_in_the_mode_get_identical_bits():
     for t in ts:
         t.join()
     assert not errors and len(results) == 12 and all(results)
-    assert not _mode.installed()
+    assert restored_after_exit()
 
 
 def test_uncovered_reduction_raises_naming_op_dtype_shape():
@@ -191,3 +198,62 @@ def test_glu_addr_vdot_are_covered_and_close_to_native():
     torch.testing.assert_close(vdot, torch.vdot(v1, v1))
     ops = samebits.covered_ops()
     assert {ops["aten::glu"], ops["aten::addr"], ops["aten::vdot"]} == {"invariant kernel"}
+
+
+def test_kernels_stay_for_the_uninstall_delay_then_torchs_come_back(monkeypatch):
+    """Entering per call must not cost a registration each time: the kernels stay for
+    SAMEBITS_UNINSTALL_DELAY_S after the last exit. Meanwhile, outside the mode, torch's
+    own kernels run (native bits, a denied op works); then the registrations are
+    restored exactly, by the timer."""
+    import time
+
+    assert restored_after_exit()
+    before = {op: table(op) for op in ("aten::mm", "aten::linear", "aten::logcumsumexp")}
+    a, w = torch.randn(5, 64), torch.randn(32, 64)
+    native = F.linear(a, w)
+    monkeypatch.setenv("SAMEBITS_UNINSTALL_DELAY_S", "0.3")
+    with samebits.batch_invariant():
+        pass
+    assert _mode.installed() and not samebits.is_batch_invariant()
+    assert torch.equal(F.linear(a, w), native)
+    torch.logcumsumexp(x, -1)  # denied in the mode only
+    with samebits.batch_invariant():  # re-entry within the delay: nothing to register
+        assert _mode.installed()
+    deadline = time.monotonic() + 10
+    while _mode.installed() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _mode.installed()
+    assert {op: table(op) for op in before} == before
+
+
+def test_delay_zero_restores_at_each_exit(monkeypatch):
+    monkeypatch.setenv("SAMEBITS_UNINSTALL_DELAY_S", "0")
+    before = table("aten::mm")
+    with samebits.batch_invariant():
+        assert _mode.installed()
+    assert not _mode.installed() and table("aten::mm") == before
+
+
+@pytest.mark.parametrize("bad", ["soon", "-1", "nan"])
+def test_bad_uninstall_delay_is_refused_before_any_change(monkeypatch, bad):
+    assert restored_after_exit()
+    monkeypatch.setenv("SAMEBITS_UNINSTALL_DELAY_S", bad)
+    with pytest.raises(ValueError, match="SAMEBITS_UNINSTALL_DELAY_S"):
+        with samebits.batch_invariant():
+            pass
+    assert not _mode.installed() and not samebits.is_batch_invariant()
+
+
+def test_a_forked_child_gets_torchs_kernels_back():
+    """The uninstall timer is a thread, which a fork does not copy: the child restores
+    torch's kernels itself when no frame holds the mode."""
+    import os
+
+    with samebits.batch_invariant():
+        pass
+    assert _mode.installed()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        os._exit(0 if not _mode.installed() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

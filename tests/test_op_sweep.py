@@ -21,7 +21,7 @@ SKIP_TAGS = (
 
 def reducing_cpu_ops() -> list[str]:
     """aten ops (overload names, as the mode's tables spell them) that can reduce."""
-    assert not _mode.installed(), "the registry must be read with the mode off"
+    assert _mode.uninstall_if_idle(), "the registry must be read with the mode off"
     out = []
     for full in torch._C._dispatch_get_all_op_names():
         if not full.startswith("aten::"):
