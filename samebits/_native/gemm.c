@@ -398,15 +398,17 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
    every kernel row straight from its padded input (an implicit im2col). Runs are a
    multiple of the order's block (8 for DOT, 32 for PAIR) and K blocks never straddle
    them, so every output gets the operations it gets from the same A copied out.
+   With cbf (PAIR only), C is bfloat16: each result is rounded once, as torch's
+   .to(torch.bfloat16) would, and C's strides count bfloat16 elements.
    An M-contiguous float32 A (lda == 1) may wrap too (awq > 0, batch 1): row R at
    (R / awq) * sa + R % awq, so one GEMM spans a batch of NCHW images.
    Neither the map nor the runs change how a result is computed. */
 struct omap {
-    i64 wq, keep, so, si, sj, ioff, arun, astride, awq;
+    i64 wq, keep, so, si, sj, ioff, arun, astride, awq, cbf;
 };
 
 static inline struct omap omap_plain(i64 M, i64 ldc, i64 K) {
-    struct omap m = {M > 0 ? M : 1, M > 0 ? M : 1, 0, ldc, 1, 0, K > 0 ? K : 1, 0, 0};
+    struct omap m = {M > 0 ? M : 1, M > 0 ? M : 1, 0, ldc, 1, 0, K > 0 ? K : 1, 0, 0, 0};
     return m;
 }
 
@@ -710,7 +712,7 @@ SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B,
 }
 
 /* sb_gemm with an output map and A runs (struct omap: map = {wq, keep, so, si, sj,
-   ioff, arun, astride, awq}; arun, awq 0: none), for the DOT and PAIR orders (ldc is then
+   ioff, arun, astride, awq, cbf}; arun, awq, cbf 0: none), for the DOT and PAIR orders (ldc is then
    unused); with a map, float32 A may also be M-contiguous (lda == 1, element (i, k)
    at A[i + k * ka]; no runs). */
 SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 bn,
@@ -721,9 +723,11 @@ SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void
     struct omap om = omap_plain(M, ldc, K);
     int pair = order == 1 && dt == BF16;
     if (map) {
-        if (order == 0 || map[0] <= 0 || map[1] < 0 || map[5] < 0 || map[6] < 0 || map[8] < 0)
+        if (order == 0 || map[0] <= 0 || map[1] < 0 || map[5] < 0 || map[6] < 0 || map[8] < 0 ||
+            (map[9] != 0 && (map[9] != 1 || !pair)))
             return -2;
-        struct omap m = {map[0], map[1], map[2], map[3], map[4], map[5], map[6], map[7], map[8]};
+        struct omap m = {map[0], map[1], map[2], map[3], map[4], map[5],
+                         map[6], map[7], map[8], map[9]};
         if (m.awq && (batch != 1 || ka == 1)) return -2;
         if (m.arun == 0) m.arun = K > 0 ? K : 1, m.astride = 0;
         else if (ka != 1 || K % m.arun || m.arun % (pair ? 32 : 8)) return -2;

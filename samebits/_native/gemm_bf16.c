@@ -233,7 +233,7 @@ static void pr_micro_row(const uint16_t *const *a, const uint16_t *const *b, i64
    rows of A stay in L1 while the tile's columns of B stream from L2. (Packing B into
    one stream per column group measured no faster on Zen 5, and slower for few rows.) */
 static __attribute__((noinline)) void pr_tile(const uint16_t *A, i64 lda, const uint16_t *B,
-                                              i64 ldb, float *C, const struct omap *om, i64 i0,
+                                              i64 ldb, void *C, const struct omap *om, i64 i0,
                                               i64 i1, i64 j0, i64 j1, i64 K, const void *bias,
                                               int bdt) {
     float o[PR_MR * PR_NR];
@@ -254,7 +254,9 @@ static __attribute__((noinline)) void pr_tile(const uint16_t *A, i64 lda, const 
                 for (int c = 0; c < nc; c++) {
                     float x = bias ? pr_bias(o[r * PR_NR + c], ld(bias, j + c, bdt))
                                    : o[r * PR_NR + c];
-                    C[row + (j + c) * om->sj] = x;
+                    i64 at = row + (j + c) * om->sj;
+                    if (om->cbf) ((uint16_t *)C)[at] = f2bf(x); /* rounded once, as .to() */
+                    else ((float *)C)[at] = x;
                 }
             }
         }
@@ -284,7 +286,8 @@ static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 
             i64 bi = t / (mt * nt), rest = t % (mt * nt), ti = rest / nt, tj = rest % nt;
             i64 i0 = ti * MB, i1 = i0 + MB < M ? i0 + MB : M;
             i64 j0 = tj * NB, j1 = j0 + NB < N ? j0 + NB : N;
-            pr_tile(A + bi * sa, lda, B + bi * sb, ldb, C + bi * sc, om, i0, i1, j0, j1, K, bias,
+            pr_tile(A + bi * sa, lda, B + bi * sb, ldb, (char *)C + bi * sc * (om->cbf ? 2 : 4), om,
+                    i0, i1, j0, j1, K, bias,
                     bdt);
         }
 #ifdef PR_MXCSR

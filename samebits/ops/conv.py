@@ -147,11 +147,17 @@ def _padded_cl(x: torch.Tensor, padding: list[int]) -> torch.Tensor:
     return out
 
 
-def _empty_out(N, Co, osz, keep_cl) -> torch.Tensor:
-    """The float32 result (N, Co, OD, OH, OW): contiguous, or channels-last in memory."""
+def _empty_out(N, Co, osz, keep_cl, dt=None) -> torch.Tensor:
+    """The result (N, Co, OD, OH, OW): contiguous, or channels-last in memory; bfloat16
+    when the GEMM runs the PAIR order (it rounds each result once, as .to() would),
+    else float32."""
+    dtype = torch.bfloat16 if dt == _BF16 else torch.float32
     if keep_cl:
-        return torch.empty(N, *osz, Co, dtype=torch.float32).permute(0, 4, 1, 2, 3)
-    return torch.empty(N, Co, *osz, dtype=torch.float32)
+        return torch.empty(N, *osz, Co, dtype=dtype).permute(0, 4, 1, 2, 3)
+    return torch.empty(N, Co, *osz, dtype=dtype)
+
+
+_BF16 = _native.dtype_code(torch.bfloat16)
 
 
 def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torch.Tensor:
@@ -248,13 +254,13 @@ def _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl) -> torch
         )
     b, bdt = (None, 0) if bias is None else native_view(bias.to(weight.dtype).contiguous())
     M, K = OH * Wq, KH * KW * C
-    out = _empty_out(N, Co, [1, OH, OW], keep_cl)
+    out = _empty_out(N, Co, [1, OH, OW], keep_cl, dt)
     # wide row r = (oh, ow) -> output (oh, ow) if ow < OW; column j -> channel j
     so, si, sj = (OW * Co, Co, 1) if keep_cl else (OW, 1, OH * OW)
     _gemm_map(
         buf.data_ptr(), s * C, 1, Hp * Wp2 * C, wk.data_ptr(), K, 0,
         out.data_ptr(), Co * OH * OW, N, M, Co, K, b, bdt, dt,
-        (Wq, OW, so, si, sj, 0, KW * C, dh * Wp2 * C, 0),
+        (Wq, OW, so, si, sj, 0, KW * C, dh * Wp2 * C, 0, int(dt == _BF16)),
     )  # fmt: skip
     return out  # (N, Co, 1, OH, OW)
 
@@ -285,7 +291,7 @@ def _pointwise_nchw(x, weight, bias, groups) -> torch.Tensor:
             out.data_ptr() + g * cog * P * 4, 0, 1, N * P, cog, Cg,
             None if b is None else b[g * cog : (g + 1) * cog], _native.dtype_code(torch.float32),
             _native.dtype_code(torch.float32),
-            (P, P, Co * P, 1, P, 0, 0, 0, awq),
+            (P, P, Co * P, 1, P, 0, 0, 0, awq, 0),
         )  # fmt: skip
     return out
 
@@ -366,12 +372,13 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) ->
     b, bdt = (None, 0) if bias is None else native_view(bias.to(weight.dtype).contiguous())
     P = math.prod(osz)
     rows = N * P
-    out = _empty_out(N, Co, osz, keep_cl)
+    out = _empty_out(N, Co, osz, keep_cl, dt)
     if not rows:
         return out
     # row r = (n, position) -> its output; column j -> channel j
     so, si, sj = (0, Co, 1) if keep_cl else (Co * P, 1, P)
     wrap = rows if keep_cl else P
+    cbf = int(dt == _BF16)
     pointwise = taps == 1 and stride == [1, 1, 1]
     step = max(256, COL_BYTES // max(1, K * xcl.element_size()))
     col = None if pointwise else torch.empty(min(step, rows), K, dtype=xcl.dtype)
@@ -380,11 +387,11 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) ->
     for g in range(groups):
         wg = wk[g * cog : (g + 1) * cog]  # (Co/G, K)
         bg = None if b is None else b[g * cog : (g + 1) * cog]
-        c0 = out.data_ptr() + g * cog * sj * 4  # column 0 of this group
+        c0 = out.data_ptr() + g * cog * sj * out.element_size()  # this group's column 0
         if pointwise:  # the input itself is the im2col matrix
             _gemm_map(
                 xcl.data_ptr() + g * Cg * e, C, 1, 0, wg.data_ptr(), K, 0,
-                c0, 0, 1, rows, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, 0, 0, 0, 0),
+                c0, 0, 1, rows, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, 0, 0, 0, 0, cbf),
             )  # fmt: skip
             continue
         meta[17] = g * Cg
@@ -395,7 +402,7 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) ->
             )
             _gemm_map(
                 col.data_ptr(), K, 1, 0, wg.data_ptr(), K, 0,
-                c0, 0, 1, r1 - r0, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, r0, 0, 0, 0),
+                c0, 0, 1, r1 - r0, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, r0, 0, 0, 0, cbf),
             )  # fmt: skip
     return out
 
@@ -403,11 +410,11 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) ->
 def _gemm_map(a, lda, ka, sa, w, ldw, sw, c, sc, batch, M, N, K, bias, bdt, dt, omap) -> None:
     """C = A (M, K) @ W (N, K).T (+ bias) per batch item, DOT (float32) or PAIR
     (bfloat16) order over K, each result placed by ``omap`` (wq, keep, so, si, sj,
-    ioff, arun, astride, awq): see struct omap in samebits/_native/gemm.c. W is
+    ioff, arun, astride, awq, cbf): see struct omap in samebits/_native/gemm.c. W is
     K-contiguous with row stride ``ldw``; A is K-contiguous (ka == 1), in runs of
     arun elements astride apart when arun > 0, or, for float32, M-contiguous
     (lda == 1, k stride ka; with awq > 0, row R at (R // awq) * sa + R % awq)."""
-    m = (ctypes.c_int64 * 9)(*omap)
+    m = (ctypes.c_int64 * 10)(*omap)
     status = _native.lib().sb_gemm_map(
         a, lda, ka, sa, w, 1, ldw, sw, c, 0, sc, batch, M, N, K,
         None if bias is None else bias.data_ptr(), bdt, dt, 1, _native.nthreads(), m,

@@ -47,7 +47,7 @@ def test_transposed_store_gives_the_plain_bits(shape, dtype, isa):
     got = torch.full((B, N, M), float("nan"))
     dt = _native.dtype_code(dtype)
     _gemm_map(a.data_ptr(), K, 1, M * K, w.data_ptr(), K, 0, got.data_ptr(), N * M, B, M, N, K,
-              bias, dt, dt, (M, M, 0, 1, M, 0, 0, 0, 0))  # fmt: skip
+              bias, dt, dt, (M, M, 0, 1, M, 0, 0, 0, 0, 0))  # fmt: skip
     assert torch.equal(got.transpose(1, 2), want)
     ref = (a.double() @ w.double().T + bias.double()).float()
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
@@ -67,10 +67,10 @@ def test_m_contiguous_operand_gives_the_plain_bits(shape, wrap, isa):
     f32 = _native.dtype_code(torch.float32)
     if wrap:
         _gemm_map(at.data_ptr(), 1, M, K * M, w.data_ptr(), K, 0, got.data_ptr(), 0, 1, B * M, N,
-                  K, None, 0, f32, (B * M, B * M, 0, N, 1, 0, 0, 0, M))  # fmt: skip
+                  K, None, 0, f32, (B * M, B * M, 0, N, 1, 0, 0, 0, M, 0))  # fmt: skip
     else:
         _gemm_map(at.data_ptr(), 1, M, K * M, w.data_ptr(), K, 0, got.data_ptr(), M * N, B, M, N,
-                  K, None, 0, f32, (M, M, 0, N, 1, 0, 0, 0, 0))  # fmt: skip
+                  K, None, 0, f32, (M, M, 0, N, 1, 0, 0, 0, 0, 0))  # fmt: skip
     assert torch.equal(got, want)
 
 
@@ -85,7 +85,7 @@ def test_wrap_keep_and_offset(dtype, isa):
     got = torch.full((rows, keep, N), -7.0)
     dt = _native.dtype_code(dtype)
     _gemm_map(a.data_ptr(), K, 1, 0, w.data_ptr(), K, 0, got.data_ptr(), 0, 1, M, N, K,
-              None, 0, dt, (wq, keep, keep * N, N, 1, ioff, 0, 0, 0))  # fmt: skip
+              None, 0, dt, (wq, keep, keep * N, N, 1, ioff, 0, 0, 0, 0))  # fmt: skip
     expect = torch.full_like(got, -7.0)
     for i in range(M):
         r = i + ioff
@@ -113,13 +113,13 @@ def test_a_in_runs_gives_the_bits_of_the_copied_rows(runs, dtype, isa):
     got = torch.empty(M, N)
     dt = _native.dtype_code(dtype)
     _gemm_map(src.data_ptr(), lda, 1, 0, w.data_ptr(), K, 0, got.data_ptr(), 0, 1, M, N, K,
-              None, 0, dt, (M, M, 0, N, 1, 0, L, astride, 0))  # fmt: skip
+              None, 0, dt, (M, M, 0, N, 1, 0, L, astride, 0, 0))  # fmt: skip
     assert torch.equal(got, want)
 
 
 def test_unsupported_combinations_are_refused(isa):
     a, w, out = rnd(8, 8), rnd(4, 8), torch.empty(8, 4)
-    m = (ctypes.c_int64 * 9)(8, 8, 0, 4, 1, 0, 0, 0, 0)
+    m = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 0, 0, 0, 0)
     lib = _native.lib()
     f32, bf16 = _native.dtype_code(torch.float32), _native.dtype_code(torch.bfloat16)
     args = (a.data_ptr(), 8, 1, 0, w.data_ptr(), 1, 8, 0, out.data_ptr(), 4, 0, 1, 8, 4, 8, None, 0)
@@ -127,14 +127,30 @@ def test_unsupported_combinations_are_refused(isa):
     ab = a.bfloat16()
     mt = (a.data_ptr(), 1, 8, 0)  # M-contiguous A
     assert lib.sb_gemm_map(ab.data_ptr(), *mt[1:], *args[4:], bf16, 1, 1, m) == -2
-    bad = (ctypes.c_int64 * 9)(0, 8, 0, 4, 1, 0, 0, 0, 0)
+    bad = (ctypes.c_int64 * 10)(0, 8, 0, 4, 1, 0, 0, 0, 0, 0)
     assert lib.sb_gemm_map(*args, f32, 1, 1, bad) == -2  # wq 0
-    odd_run = (ctypes.c_int64 * 9)(8, 8, 0, 4, 1, 0, 4, 8, 0)  # a run not a multiple of 8
+    odd_run = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 4, 8, 0, 0)  # a run not a multiple of 8
     assert lib.sb_gemm_map(*args, f32, 1, 1, odd_run) == -2
-    pair_run = (ctypes.c_int64 * 9)(8, 8, 0, 4, 1, 0, 8, 8, 0)  # PAIR runs are 32 long
+    pair_run = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 8, 8, 0, 0)  # PAIR runs are 32 long
     ab, wb = a.bfloat16(), w.bfloat16()
     pargs = (ab.data_ptr(), *args[1:4], wb.data_ptr(), *args[5:])
     assert lib.sb_gemm_map(*pargs, bf16, 1, 1, pair_run) == -2
-    wrap_k = (ctypes.c_int64 * 9)(8, 8, 0, 4, 1, 0, 0, 0, 4)  # awq needs an M-contiguous A
+    wrap_k = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 0, 0, 4, 0)  # awq needs an M-contiguous A
     assert lib.sb_gemm_map(*args, f32, 1, 1, wrap_k) == -2
+    bf_out = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 0, 0, 0, 1)  # bf16 C: PAIR only
+    assert lib.sb_gemm_map(*args, f32, 1, 1, bf_out) == -2
     assert lib.sb_gemm_map(*args, f32, 1, 1, m) == 0
+
+
+def test_bfloat16_output_is_the_float32_result_rounded_once(isa):
+    """cbf: the PAIR kernel stores bfloat16, each result rounded as .to() rounds it,
+    through the same map (here NCHW-transposed, two items)."""
+    B, M, K, N = 2, 45, 96, 20
+    a, w = rnd(B, M, K, seed=11, dtype=torch.bfloat16), rnd(N, K, seed=12, dtype=torch.bfloat16)
+    bias = rnd(N, seed=13).bfloat16()
+    want = plain(a, w, bias).to(torch.bfloat16)  # (B, M, N)
+    got = torch.empty(B, N, M, dtype=torch.bfloat16)
+    bf = _native.dtype_code(torch.bfloat16)
+    _gemm_map(a.data_ptr(), K, 1, M * K, w.data_ptr(), K, 0, got.data_ptr(), N * M, B, M, N, K,
+              bias, bf, bf, (M, M, 0, 1, M, 0, 0, 0, 0, 1))  # fmt: skip
+    assert torch.equal(got.transpose(1, 2), want)
