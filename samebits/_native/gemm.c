@@ -423,10 +423,14 @@ static inline i64 omap_kblock(const struct omap *m, i64 k0, i64 K, i64 kmax) {
     return kc < left ? kc : left;
 }
 
-/* the offset of row i's column 0, or -1 when the row is not stored */
-static inline i64 omap_row(const struct omap *m, i64 i) {
-    i64 R = i + m->ioff, q = R / m->wq, r = R % m->wq;
-    return r >= m->keep ? -1 : q * m->so + r * m->si;
+/* out[x] = the offset of row i0 + x's column 0, or -1 when the row is not stored,
+   for x < n (one division for the run: per row they cost as much as a short K's FMAs) */
+static inline void omap_rows(const struct omap *m, i64 i0, i64 n, i64 *out) {
+    i64 R = i0 + m->ioff, q = R / m->wq, r = R % m->wq;
+    for (i64 x = 0; x < n; x++) {
+        out[x] = r >= m->keep ? -1 : q * m->so + r * m->si;
+        if (++r == m->wq) r = 0, q++;
+    }
 }
 
 /* lane-major packing of an M-contiguous operand: element (row R, k) at
@@ -589,6 +593,8 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
             i64 i0 = ti * MC, mc = M - i0 < MC ? M - i0 : MC;
             i64 j0 = tj * NC, nc = N - j0 < NC ? N - j0 : NC;
             i64 npan = (nc + GNR - 1) / GNR, mpan = (mc + GMR - 1) / GMR;
+            i64 rowoff[DMC + GMR];
+            omap_rows(om, i0, mc, rowoff);
             if (packed != (sb ? bj : tj)) {
                 for (i64 k0 = 0, kc; k0 < K; k0 += kc) {
                     kc = omap_kblock(om, k0, K, DKC);
@@ -669,7 +675,7 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                             int w = (int)(nc - pu * GNR < GNR ? nc - pu * GNR : GNR);
                             float *lb = lanes + (pu * mpan + qq) * 8 * GMR * GNR;
                             for (int r = 0; r < h; r++) {
-                                i64 row = omap_row(om, i0 + qq * GMR + r);
+                                i64 row = rowoff[qq * GMR + r];
                                 if (row < 0) continue;
                                 for (int v = 0; v < 2 && 8 * v < w; v++) {
                                     v8 L[8];

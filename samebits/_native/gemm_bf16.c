@@ -30,6 +30,7 @@
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
 #define PR_NATIVE 1
 #endif
+#define PR_TILE_ROWS 240 /* the most rows a tile of pair_gemm has (its MB) */
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #define PR_ZMM 1
 #endif
@@ -237,6 +238,8 @@ static __attribute__((noinline)) void pr_tile(const uint16_t *A, i64 lda, const 
                                               i64 i1, i64 j0, i64 j1, i64 K, const void *bias,
                                               int bdt) {
     float o[PR_MR * PR_NR];
+    i64 rowoff[PR_TILE_ROWS];
+    omap_rows(om, i0, i1 - i0, rowoff);
     for (i64 i = i0; i < i1;) {
         const int mr = PR_MR > 1 && i + PR_MR <= i1 ? PR_MR : 1;
         const uint16_t *ap[PR_MR];
@@ -249,7 +252,7 @@ static __attribute__((noinline)) void pr_tile(const uint16_t *A, i64 lda, const 
             if (mr == PR_MR) pr_micro_big(ap, bp, K, om, o);
             else pr_micro_row(ap, bp, K, om, o);
             for (int r = 0; r < mr; r++) {
-                i64 row = omap_row(om, i + r);
+                i64 row = rowoff[i - i0 + r];
                 if (row < 0) continue;
                 for (int c = 0; c < nc; c++) {
                     float x = bias ? pr_bias(o[r * PR_NR + c], ld(bias, j + c, bdt))
@@ -271,7 +274,7 @@ static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 
                      int th, const struct omap *om) {
     /* tiles: MB rows x NB columns whose operand blocks stay in L2 */
     i64 span = (i64)(PR_SPAN / ((K > 0 ? K : 1) * 2));
-    i64 NB = span < 24 ? 24 : (span > 240 ? 240 : span);
+    i64 NB = span < 24 ? 24 : (span > PR_TILE_ROWS ? PR_TILE_ROWS : span);
     NB -= NB % (PR_NR * PR_MR > 1 ? 12 : 1);
     i64 MB = NB;
     if (M <= 8) NB = 8 * PR_NR; /* few rows: B is streamed once; narrow tiles spread it */
@@ -286,9 +289,8 @@ static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 
             i64 bi = t / (mt * nt), rest = t % (mt * nt), ti = rest / nt, tj = rest % nt;
             i64 i0 = ti * MB, i1 = i0 + MB < M ? i0 + MB : M;
             i64 j0 = tj * NB, j1 = j0 + NB < N ? j0 + NB : N;
-            pr_tile(A + bi * sa, lda, B + bi * sb, ldb, (char *)C + bi * sc * (om->cbf ? 2 : 4), om,
-                    i0, i1, j0, j1, K, bias,
-                    bdt);
+            void *Cb = (char *)C + bi * sc * (om->cbf ? 2 : 4);
+            pr_tile(A + bi * sa, lda, B + bi * sb, ldb, Cb, om, i0, i1, j0, j1, K, bias, bdt);
         }
 #ifdef PR_MXCSR
         pr_ftz_off(old);

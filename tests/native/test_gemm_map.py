@@ -95,7 +95,7 @@ def test_wrap_keep_and_offset(dtype, isa):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("runs", [(3, 64), (5, 96), (2, 1024)])
+@pytest.mark.parametrize("runs", [(2, 64), (3, 64), (5, 96), (2, 1024)])
 def test_a_in_runs_gives_the_bits_of_the_copied_rows(runs, dtype, isa):
     """A row made of runs read from scattered places (an implicit im2col) == the same
     row copied out contiguously; runs longer than a K block (1024) included."""
