@@ -1,6 +1,6 @@
 """Position-independent elementwise functions: gelu, silu, sigmoid, rsqrt, exp, tanh,
-expm1, log1p, and the activations built on them: elu, celu, selu, softplus, mish,
-softshrink.
+expm1, log1p, and the functions built on them: elu, celu, selu, softplus, mish,
+softshrink, sinh, cosh, atanh.
 
 Why: torch's CPU loops run the vectorized body through SLEEF and the tail of each
 contiguous run (and of each thread's chunk) through the scalar libm function.
@@ -16,7 +16,8 @@ erfc (relative error < 1.2e-7); ``log1p`` reduces 1 + y to [sqrt(1/2), sqrt(2))
 times a power of two and corrects for the rounding of 1 + y. Accuracy is a few ulp of
 float32.
 
-The activations (elu, celu, selu, softplus, mish, softshrink), whose torch kernels
+The functions built on them (elu, celu, selu, softplus, mish, softshrink, sinh,
+cosh, atanh), whose torch kernels
 compute the vector body and the scalar tail differently, are fixed formulas over
 those functions and IEEE float32 multiplies, adds, compares and selects (each exact
 given its operands, so the same at every position and on every path), computed in
@@ -27,6 +28,10 @@ float32 and rounded once to the input's dtype:
 * softplus(x, beta, threshold) = x * beta > threshold ? x : log1p(exp(x * beta)) / beta
 * mish(x) = x * tanh(softplus(x, 1, 20))
 * softshrink(x, l) = x > l ? x - l : (x < -l ? x + l : x * 0)
+* sinh(x) = copysign(|x| > 20 ? (E / 2) * E : (e + e / (e + 1)) / 2, x), e = expm1(|x|),
+  E = exp(|x| / 2) (finite up to sinh's own overflow)
+* cosh(x) = |x| > 20 ? (E / 2) * E : (exp(|x|) + 1 / exp(|x|)) / 2
+* atanh(x) = copysign(log1p(2|x| / (1 - |x|)) / 2, x)
 
 The scalar constants are rounded to float32 once (alpha * scale in double first).
 """
@@ -152,6 +157,36 @@ def softshrink(x: torch.Tensor, lambd=0.5) -> torch.Tensor:
     return _activation("aten::softshrink", x, f)
 
 
+def _sinh_f32(xf: torch.Tensor) -> torch.Tensor:
+    a = xf.abs()
+    e = _f32(a, EXPM1)
+    small = 0.5 * (e + e / (e + 1.0))
+    half = _f32(a * 0.5, EXP)  # exp(a) = half * half stays finite past exp's range
+    return torch.copysign(torch.where(a > 20.0, (half * 0.5) * half, small), xf)
+
+
+def sinh(x: torch.Tensor) -> torch.Tensor:
+    return _activation("aten::sinh", x, _sinh_f32)
+
+
+def cosh(x: torch.Tensor) -> torch.Tensor:
+    def f(xf):
+        a = xf.abs()
+        e = _f32(a, EXP)
+        half = _f32(a * 0.5, EXP)
+        return torch.where(a > 20.0, (half * 0.5) * half, 0.5 * (e + 1.0 / e))
+
+    return _activation("aten::cosh", x, f)
+
+
+def atanh(x: torch.Tensor) -> torch.Tensor:
+    def f(xf):
+        a = xf.abs()
+        return torch.copysign(0.5 * _f32((2.0 * a) / (1.0 - a), LOG1P), xf)
+
+    return _activation("aten::atanh", x, f)
+
+
 _REFERENCES = {
     "gelu": lambda x: torch.nn.functional.gelu(x.double()).to(x.dtype),
     "gelu_tanh": lambda x: torch.nn.functional.gelu(x.double(), approximate="tanh").to(x.dtype),
@@ -168,4 +203,7 @@ _REFERENCES = {
     "softplus": lambda x: torch.nn.functional.softplus(x.double(), 2.0, 15.0).to(x.dtype),
     "mish": lambda x: torch.nn.functional.mish(x.double()).to(x.dtype),
     "softshrink": lambda x: torch.nn.functional.softshrink(x.double(), 0.3).to(x.dtype),
+    "sinh": lambda x: torch.sinh(x.double()).to(x.dtype),
+    "cosh": lambda x: torch.cosh(x.double()).to(x.dtype),
+    "atanh": lambda x: torch.atanh(x.double()).to(x.dtype),
 }
