@@ -11,6 +11,16 @@
 
 #define DW_OW 8
 
+/* off[t] for the taps t = (kd, kh, kw) in row-major order: where tap t reads, relative
+   to its window's first element, in a padded input of rows W and planes H x W whose
+   elements are C apart (C channels-last, 1 for one NCDHW plane) */
+static void tap_offsets(i64 *off, i64 KD, i64 KH, i64 KW, i64 dd, i64 dh, i64 dw, i64 H, i64 W,
+                        i64 C) {
+    for (i64 kd = 0, t = 0; kd < KD; kd++)
+        for (i64 kh = 0; kh < KH; kh++)
+            for (i64 kw = 0; kw < KW; kw++, t++) off[t] = ((kd * dd * H + kh * dh) * W + kw * dw) * C;
+}
+
 static inline __attribute__((always_inline)) void dw_block(const char *x, const void *w, i64 xoff0,
                                                            i64 xstep, const i64 *tapoff, i64 taps,
                                                            i64 c, int nc, i64 C, int dt, int wdt,
@@ -77,10 +87,7 @@ SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, 
     i64 taps = KD * KH * KW;
     i64 *tapoff = (i64 *)malloc((size_t)(taps > 0 ? taps : 1) * sizeof(i64));
     if (!tapoff) return;
-    for (i64 kd = 0, t = 0; kd < KD; kd++)
-        for (i64 kh = 0; kh < KH; kh++)
-            for (i64 kw = 0; kw < KW; kw++, t++)
-                tapoff[t] = ((kd * dd * H + kh * dh) * W + kw * dw) * C;
+    tap_offsets(tapoff, KD, KH, KW, dd, dh, dw, H, W, C);
     i64 rows = N * OD * OH;
     int th = threads_for(rows * OW * C * taps, nthreads);
 #pragma omp parallel for schedule(dynamic, dyn_chunk(rows, th)) num_threads(th)
@@ -158,11 +165,7 @@ SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bi
 #pragma omp atomic write
             oom = 1;
         }
-        if (tapoff)
-            for (i64 kd = 0, t = 0; kd < KD; kd++)
-                for (i64 kh = 0; kh < KH; kh++)
-                    for (i64 kw = 0; kw < KW; kw++, t++)
-                        tapoff[t] = (kd * dd * Hp + kh * dh) * Wp + kw * dw;
+        if (tapoff) tap_offsets(tapoff, KD, KH, KW, dd, dh, dw, Hp, Wp, 1);
 #pragma omp for schedule(dynamic, 1)
         for (i64 pl = 0; pl < planes; pl++) {
             if (!pad || !wt || !tapoff) continue;

@@ -735,7 +735,7 @@ SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void
         struct omap m = {map[0], map[1], map[2], map[3], map[4], map[5],
                          map[6], map[7], map[8], map[9]};
         if (m.awq && (batch != 1 || ka == 1)) return -2;
-        if (m.arun == 0) m.arun = K > 0 ? K : 1, m.astride = 0;
+        if (m.arun == 0) m.arun = om.arun, m.astride = om.astride; /* one run: the row */
         else if (ka != 1 || K % m.arun || m.arun % (pair ? 32 : 8)) return -2;
         om = m;
     }
