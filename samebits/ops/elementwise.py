@@ -47,15 +47,22 @@ from samebits.ops._common import check_float, native_view
 GELU, GELU_TANH, SILU, SIGMOID, EXP, TANH, RSQRT, ERF, EXPM1, LOG1P = range(10)
 
 
-def _unary(op_name: str, x: torch.Tensor, code: int) -> torch.Tensor:
-    dtype = check_float(op_name, x)
-    xc, dt = native_view(x.contiguous())
+def _run(xc: torch.Tensor, code: int) -> torch.Tensor:
+    """The native function on a contiguous float32 or bfloat16 tensor, same dtype out
+    (bfloat16 computed in float32 and rounded once by the kernel)."""
     y = torch.empty_like(xc)
     if xc.numel():
         _native.lib().sb_unary(
-            xc.data_ptr(), y.data_ptr(), xc.numel(), code, dt, _native.nthreads()
-        )
-    return y.to(dtype).view(x.shape)
+            xc.data_ptr(), y.data_ptr(), xc.numel(), code, _native.dtype_code(xc.dtype),
+            _native.nthreads(),
+        )  # fmt: skip
+    return y
+
+
+def _unary(op_name: str, x: torch.Tensor, code: int) -> torch.Tensor:
+    dtype = check_float(op_name, x)
+    xc, _ = native_view(x.contiguous())
+    return _run(xc, code).to(dtype).view(x.shape)
 
 
 def gelu(x: torch.Tensor, *, approximate: str = "none") -> torch.Tensor:
@@ -88,14 +95,7 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
 
 def _f32(x: torch.Tensor, code: int) -> torch.Tensor:
     """One of the native functions on a float32 tensor, float32 out (no rounding)."""
-    y = torch.empty_like(x, memory_format=torch.contiguous_format)
-    x = x.contiguous()
-    if x.numel():
-        _native.lib().sb_unary(
-            x.data_ptr(), y.data_ptr(), x.numel(), code, _native.dtype_code(torch.float32),
-            _native.nthreads(),
-        )  # fmt: skip
-    return y
+    return _run(x.contiguous(), code)
 
 
 def _activation(op_name: str, x: torch.Tensor, fn) -> torch.Tensor:
