@@ -138,13 +138,19 @@ def _padded_cl(x: torch.Tensor, padding: list[int]) -> torch.Tensor:
     pd, ph, pw = padding
     N, D, H, W, C = xcl.shape
     out = xcl.new_empty(N, D + 2 * pd, H + 2 * ph, W + 2 * pw, C)
-    # zeros on the border only (filling the whole buffer first cost a pass over it)
-    for dim, p in ((1, pd), (2, ph), (3, pw)):
-        if p:
-            out.narrow(dim, 0, p).zero_()
-            out.narrow(dim, out.size(dim) - p, p).zero_()
+    _zero_borders(out, ((1, pd, pd), (2, ph, ph), (3, pw, pw)))
     out[:, pd : pd + D, ph : ph + H, pw : pw + W].copy_(xcl)
     return out
+
+
+def _zero_borders(t: torch.Tensor, borders) -> None:
+    """Zeros on the borders only, (dim, before, after) each (filling the whole buffer
+    first cost a pass over it)."""
+    for dim, lo, hi in borders:
+        if lo:
+            t.narrow(dim, 0, lo).zero_()
+        if hi:
+            t.narrow(dim, t.size(dim) - hi, hi).zero_()
 
 
 def _empty_out(N, Co, osz, keep_cl, dt=None) -> torch.Tensor:
@@ -169,7 +175,7 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
             f"aten::convolution: input has {C} channels, weight {tuple(weight.shape)} "
             f"with groups={groups} expects {Cg * groups}"
         )
-    if _implicit_apply(x, ks, Cg, stride, dilation, groups, padding, native_view(x[:0])[1]):
+    if _implicit_apply(x, ks, Cg, stride, dilation, groups, padding):
         return _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl)
     if (
         Cg > 1
@@ -197,7 +203,7 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
     return _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl)
 
 
-def _implicit_apply(x, ks, Cg, stride, dilation, groups, padding, dt) -> bool:
+def _implicit_apply(x, ks, Cg, stride, dilation, groups, padding) -> bool:
     """Whether the GEMM can read its im2col rows straight from the padded input: one
     image row of KW taps x C channels is one contiguous run (groups == 1, no width
     dilation), output rows are "wide" rows of the input (stride 1, or conv1d), runs
@@ -206,7 +212,7 @@ def _implicit_apply(x, ks, Cg, stride, dilation, groups, padding, dt) -> bool:
     faster). The order is the GEMM path's either way; this only saves the copy."""
     if not (groups == 1 and ks[0] == 1 and x.shape[2] == 1 and dilation[2] == 1):
         return False
-    if ks[1] * ks[2] == 1 or ks[2] * Cg % (32 if dt == _native.dtype_code(torch.bfloat16) else 8):
+    if ks[1] * ks[2] == 1 or ks[2] * Cg % (32 if x.dtype == torch.bfloat16 else 8):
         return False
     if not (stride[1:] == [1, 1] or (ks[1] == 1 and x.shape[3] == 1)):
         return False
@@ -242,9 +248,7 @@ def _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl) -> torch
     # (N, Hp, Wp2, C), zero borders, plus one row of slack that junk columns may read
     buf = torch.empty(N * Hp * Wp2 * C + Wp2 * C, dtype=xd.dtype)
     xp = buf[: N * Hp * Wp2 * C].view(N, Hp, Wp2, C)
-    for dim, lo, hi in ((1, ph, Hp - ph - H), (2, pw, Wp2 - pw - W)):
-        xp.narrow(dim, 0, lo).zero_()
-        xp.narrow(dim, xp.size(dim) - hi, hi).zero_()
+    _zero_borders(xp, ((1, ph, Hp - ph - H), (2, pw, Wp2 - pw - W)))
     buf[N * Hp * Wp2 * C :].zero_()
     xp[:, ph : ph + H, pw : pw + W].copy_(x[:, :, 0].permute(0, 2, 3, 1))
     wk, wdt = native_view(weight[:, :, 0].permute(0, 2, 3, 1).contiguous())  # (Co, KH, KW, C)
