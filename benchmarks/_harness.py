@@ -76,13 +76,19 @@ def ratio(fn: Callable[[], object], repeats: int = 7, min_time: float = 0.02) ->
         with samebits.batch_invariant():
             return _time(loop)
 
+    return interleaved(lambda: _time(loop), invariant, repeats)
+
+
+def interleaved(native: Callable[[], float], invariant: Callable[[], float], repeats: int) -> float:
+    """Median over repeats of native() / invariant(), two timings (seconds), the order
+    alternating so neither side always runs first."""
     rs = []
-    for i in range(repeats):  # the order alternates, so neither side always runs first
+    for i in range(repeats):
         if i % 2:
             ti = invariant()
-            tn = _time(loop)
+            tn = native()
         else:
-            tn = _time(loop)
+            tn = native()
             ti = invariant()
         rs.append(tn / ti)
     return statistics.median(rs)

@@ -32,7 +32,7 @@ import torch  # noqa: E402
 import samebits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import header, ratio, table  # noqa: E402
+from _harness import header, interleaved, ratio, table  # noqa: E402
 
 from samebits._demo import demo_texts  # noqa: E402
 from samebits.models import load_sentence_model  # noqa: E402
@@ -71,18 +71,8 @@ def minilm_entered_per_call(rows: list[list[str]]) -> None:
         return time.perf_counter() - t
 
     calls(False), calls(True)
-    rs = []
-    for i in range(7):  # interleaved, alternating which runs first
-        if i % 2:
-            inv = calls(True)
-            nat = calls(False)
-        else:
-            nat = calls(False)
-            inv = calls(True)
-        rs.append(nat / inv)
-    rows.append(
-        ["MiniLM texts/s, batch 1, the mode entered per call", f"{statistics.median(rs):.2f}"]
-    )
+    r = interleaved(lambda: calls(False), lambda: calls(True), repeats=7)
+    rows.append(["MiniLM texts/s, batch 1, the mode entered per call", f"{r:.2f}"])
     print(rows[-1], flush=True)
 
 
