@@ -261,8 +261,8 @@ static void lane2_6(const float *a, i64 lda, const float *bp0, const float *bp1,
 
 /* Per-thread packing buffers, allocated once per thread and kept: a fresh
    allocation per call would cost page faults on every small product. */
-static _Thread_local float *tl_pack[3];
-static _Thread_local size_t tl_cap[3];
+static _Thread_local float *tl_pack[5];
+static _Thread_local size_t tl_cap[5];
 static float *pack_buffer(int which, size_t n) {
     if (tl_cap[which] < n) {
         free(tl_pack[which]);
@@ -736,7 +736,7 @@ SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void
                          map[6], map[7], map[8], map[9]};
         if (m.awq && (batch != 1 || ka == 1)) return -2;
         if (m.arun == 0) m.arun = om.arun, m.astride = om.astride; /* one run: the row */
-        else if (ka != 1 || K % m.arun || m.arun % (pair ? 32 : 8)) return -2;
+        else if (ka != 1 || K % m.arun || m.arun % (pair ? 2 : 8)) return -2;
         om = m;
     }
     if (pair) {

@@ -1,14 +1,14 @@
 /* ------------------------------------------------------------- gemm bf16 */
-/* PAIR order, the bfloat16 DOT order (A and B both K-contiguous, as in x @ W.T).
-   It is the order of the AVX512_BF16 instruction VDPBF16PS, so CPUs that have it
+/* PAIR order, the bfloat16 order for a K-contiguous B (x @ W.T). It is what one
+   lane of the AVX512_BF16 instruction VDPBF16PS computes, so CPUs that have it
    run it natively and every other path emulates it to the bit:
 
-     K is padded with zeros to a multiple of 32. For output (i, j), sixteen lanes
-     start at +0; lane l takes the pairs k = 32t + 2l + 1, then k = 32t + 2l, for
-     t = 0, 1, ...: acc = fma(a[k], b[k], acc), one rounding each. Then
-     h[l] = acc[l] + acc[l + 8] (l < 8), ((h0+h4)+(h2+h6)) + ((h1+h5)+(h3+h7)),
-     then + bias. Every step has DAZ and FTZ: denormal inputs count as zero and
-     results that are tiny after rounding become zero of the same sign.
+     For output (i, j), one float32 accumulator starts at +0. For the pairs
+     p = 0, 1, ..., ceil(K/2) - 1 (an odd K is padded with one zero element):
+       acc = fma(a[2p + 1], b[2p + 1], acc); acc = fma(a[2p], b[2p], acc),
+     one rounding each; then + bias. Every step has DAZ and FTZ: denormal inputs
+     count as zero and results that are tiny after rounding become zero of the
+     same sign.
 
    VDPBF16PS ignores MXCSR and always works that way. Measured on an AMD Zen 5
    (tests/native/test_bf16_order.py runs the check wherever the CPU has the
@@ -21,19 +21,26 @@
    may run where no FMA instruction exists, computes each step in double with
    round-to-odd and flushes in software. tests/native compares every path.
 
-   Kernel: tiles of MB rows x NB columns (both operand blocks in L2), taken by
-   threads whole; in a tile, MR x NR outputs at a time read A and B rows in place
-   over the whole K, each output's sixteen lanes in one vector. The padded tail
-   block of 32 is copied into zeroed buffers. MR and NR only decide how many outputs
-   share a pass. */
+   Kernel: a vector lane is one output, so wider registers carry more outputs,
+   never another order. Per K block (PQ_KC elements, never past the end of an A
+   run) B is packed into 16-column panels in the instruction's layout: pair p of
+   column c as one 32-bit word, element 2p in the low half, 2p + 1 in the high
+   half, zeros past N and past K. A is read in place: a row's pair is one 32-bit
+   word broadcast to every lane. MR rows x NV panels of outputs take a step per
+   pair. Between K blocks the running sums wait in a float32 buffer, which is
+   exact; the tile's results then get the bias and go out through the output map.
+   MR, NV, the tiles and the threads only decide which outputs share a pass. */
 
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
 #define PR_NATIVE 1
 #endif
-#define PR_TILE_ROWS 240 /* the most rows a tile of pair_gemm has (its MB) */
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #define PR_ZMM 1
 #endif
+
+#define PQ_KC 256  /* k per block (even): NV panels of it stay in L1 */
+#define PQ_MB 192  /* rows per tile (a multiple of every PQ_MR) */
+#define PQ_NB 128  /* columns per tile (a multiple of 16) */
 
 #if defined(PR_ZMM) || defined(SB_AVX2)
 #define PR_MXCSR 1
@@ -45,64 +52,70 @@ static inline unsigned pr_ftz_on(void) {
 static inline void pr_ftz_off(unsigned old) { _mm_setcsr(old); }
 #endif
 
+/* pq_acc: the running sums of 16 outputs (one panel); pq_b: one pair of each of
+   the panel's 16 columns; pq_a: one pair of one A row, for every lane */
 #ifdef PR_ZMM
-/* sixteen lanes in one zmm; the operands, 32 bfloat16, in one zmm too */
-typedef __m512 pacc;
-typedef __m512i pops;
+typedef __m512 pq_acc;
+#define PQ_MR 6
+static inline pq_acc pq_zero(void) { return _mm512_setzero_ps(); }
+static inline pq_acc pq_ld(const float *p) { return _mm512_loadu_ps(p); }
+static inline void pq_st(float *p, pq_acc v) { _mm512_storeu_ps(p, v); }
 #ifdef PR_NATIVE
-#define PR_MR 4
-#define PR_NR 6
-#else
-#define PR_MR 4
-#define PR_NR 4
-#endif
-static inline pacc pr_zero(void) { return _mm512_setzero_ps(); }
-static inline pops pr_load(const uint16_t *p) { return _mm512_loadu_si512((const void *)p); }
-static inline pacc pr_step(pacc acc, pops a, pops b) {
-#ifdef PR_NATIVE
+#define PQ_NV 4
+typedef __m512i pq_b;
+typedef __m512i pq_a;
+static inline pq_b pq_bload(const uint32_t *p) { return _mm512_loadu_si512((const void *)p); }
+static inline pq_a pq_abcast(uint32_t w) { return _mm512_set1_epi32((int)w); }
+static inline pq_acc pq_step(pq_acc acc, pq_a a, pq_b b) {
     return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+}
 #else
-    /* a 32-bit word holds elements 2l (low half) and 2l + 1 (high half) */
-    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
-    acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(a, hi)),
-                          _mm512_castsi512_ps(_mm512_and_si512(b, hi)), acc);
-    return _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(a, 16)),
-                           _mm512_castsi512_ps(_mm512_slli_epi32(b, 16)), acc);
-#endif
-}
-static inline float pr_tree(pacc v) {
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    return v8_tree(h);
-}
-#elif defined(SB_AVX2)
-typedef struct { __m256 lo, hi; } pacc;
-typedef struct { __m256i lo, hi; } pops;
-#define PR_MR 1
-#define PR_NR 4
-static inline pacc pr_zero(void) { pacc r = {_mm256_setzero_ps(), _mm256_setzero_ps()}; return r; }
-static inline pops pr_load(const uint16_t *p) {
-    pops r = {_mm256_loadu_si256((const __m256i *)p), _mm256_loadu_si256((const __m256i *)(p + 16))};
+#define PQ_NV 2
+typedef struct { __m512 h, l; } pq_b;
+typedef struct { __m512 h, l; } pq_a;
+static inline pq_b pq_bload(const uint32_t *p) {
+    __m512i w = _mm512_loadu_si512((const void *)p);
+    pq_b r = {_mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32((int)0xffff0000u))),
+              _mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
     return r;
 }
-static inline __m256 pr_half(__m256 acc, __m256i a, __m256i b) {
-    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
-    acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(a, hi)),
-                          _mm256_castsi256_ps(_mm256_and_si256(b, hi)), acc);
-    return _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(a, 16)),
-                           _mm256_castsi256_ps(_mm256_slli_epi32(b, 16)), acc);
+static inline pq_a pq_abcast(uint32_t w) {
+    pq_a r = {_mm512_castsi512_ps(_mm512_set1_epi32((int)(w & 0xffff0000u))),
+              _mm512_castsi512_ps(_mm512_set1_epi32((int)(w << 16)))};
+    return r;
 }
-static inline pacc pr_step(pacc acc, pops a, pops b) {
-    acc.lo = pr_half(acc.lo, a.lo, b.lo);
-    acc.hi = pr_half(acc.hi, a.hi, b.hi);
+static inline pq_acc pq_step(pq_acc acc, pq_a a, pq_b b) {
+    return _mm512_fmadd_ps(a.l, b.l, _mm512_fmadd_ps(a.h, b.h, acc)); /* odd element first */
+}
+#endif
+#elif defined(SB_AVX2)
+typedef struct { __m256 lo, hi; } pq_acc; /* columns 0-7, 8-15 */
+typedef struct { __m256 h0, l0, h1, l1; } pq_b;
+typedef struct { __m256 h, l; } pq_a;
+#define PQ_MR 4
+#define PQ_NV 1
+static inline pq_acc pq_zero(void) { pq_acc r = {_mm256_setzero_ps(), _mm256_setzero_ps()}; return r; }
+static inline pq_acc pq_ld(const float *p) { pq_acc r = {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; return r; }
+static inline void pq_st(float *p, pq_acc v) { _mm256_storeu_ps(p, v.lo); _mm256_storeu_ps(p + 8, v.hi); }
+static inline pq_b pq_bload(const uint32_t *p) {
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    __m256i w0 = _mm256_loadu_si256((const __m256i *)p), w1 = _mm256_loadu_si256((const __m256i *)(p + 8));
+    pq_b r = {_mm256_castsi256_ps(_mm256_and_si256(w0, hi)), _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16)),
+              _mm256_castsi256_ps(_mm256_and_si256(w1, hi)), _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16))};
+    return r;
+}
+static inline pq_a pq_abcast(uint32_t w) {
+    pq_a r = {_mm256_castsi256_ps(_mm256_set1_epi32((int)(w & 0xffff0000u))),
+              _mm256_castsi256_ps(_mm256_set1_epi32((int)(w << 16)))};
+    return r;
+}
+static inline pq_acc pq_step(pq_acc acc, pq_a a, pq_b b) {
+    acc.lo = _mm256_fmadd_ps(a.l, b.l0, _mm256_fmadd_ps(a.h, b.h0, acc.lo));
+    acc.hi = _mm256_fmadd_ps(a.l, b.l1, _mm256_fmadd_ps(a.h, b.h1, acc.hi));
     return acc;
 }
-static inline float pr_tree(pacc v) { return v8_tree(_mm256_add_ps(v.lo, v.hi)); }
 #else
 /* portable: the same steps in software, without MXCSR */
-typedef struct { float x[16]; } pacc;
-typedef struct { const uint16_t *p; } pops;
-#define PR_MR 1
-#define PR_NR 1
 static inline float pr_daz(float x) {
     uint32_t u;
     memcpy(&u, &x, 4);
@@ -140,20 +153,23 @@ static float pr_add(float a, float b) {
     float r = pr_daz(a) + pr_daz(b);
     return fabsf(r) < 0x1p-126f ? copysignf(0.0f, r) : r;
 }
-static inline pacc pr_zero(void) { pacc r; for (int l = 0; l < 16; l++) r.x[l] = 0.0f; return r; }
-static inline pops pr_load(const uint16_t *p) { pops r = {p}; return r; }
-static inline pacc pr_step(pacc acc, pops a, pops b) {
-    for (int l = 0; l < 16; l++) {
-        acc.x[l] = pr_fma(bf2f(a.p[2 * l + 1]), bf2f(b.p[2 * l + 1]), acc.x[l]);
-        acc.x[l] = pr_fma(bf2f(a.p[2 * l]), bf2f(b.p[2 * l]), acc.x[l]);
+typedef struct { float x[16]; } pq_acc;
+typedef struct { const uint32_t *p; } pq_b;
+typedef uint32_t pq_a;
+#define PQ_MR 1
+#define PQ_NV 1
+static inline pq_acc pq_zero(void) { pq_acc r; for (int c = 0; c < 16; c++) r.x[c] = 0.0f; return r; }
+static inline pq_acc pq_ld(const float *p) { pq_acc r; memcpy(r.x, p, sizeof r.x); return r; }
+static inline void pq_st(float *p, pq_acc v) { memcpy(p, v.x, sizeof v.x); }
+static inline pq_b pq_bload(const uint32_t *p) { pq_b r = {p}; return r; }
+static inline pq_a pq_abcast(uint32_t w) { return w; }
+static inline pq_acc pq_step(pq_acc acc, pq_a a, pq_b b) {
+    for (int c = 0; c < 16; c++) {
+        uint32_t w = b.p[c];
+        acc.x[c] = pr_fma(bf2f((uint16_t)(a >> 16)), bf2f((uint16_t)(w >> 16)), acc.x[c]);
+        acc.x[c] = pr_fma(bf2f((uint16_t)a), bf2f((uint16_t)w), acc.x[c]);
     }
     return acc;
-}
-static inline float pr_tree(pacc v) {
-    float h[8];
-    for (int l = 0; l < 8; l++) h[l] = pr_add(v.x[l], v.x[l + 8]);
-    return pr_add(pr_add(pr_add(h[0], h[4]), pr_add(h[2], h[6])),
-                  pr_add(pr_add(h[1], h[5]), pr_add(h[3], h[7])));
 }
 #endif
 
@@ -165,136 +181,195 @@ static inline float pr_bias(float x, float b) {
 #endif
 }
 
-/* MR x NR outputs over the whole K: rows a[r], b[c] (bfloat16, K-contiguous) */
-static inline __attribute__((always_inline)) void pr_micro(const uint16_t *const *a,
-                                                           const uint16_t *const *b, i64 K,
-                                                           const struct omap *om, float *out,
-                                                           const int MR, const int NR) {
-    pacc acc[PR_MR][PR_NR];
-    for (int r = 0; r < MR; r++)
-        for (int c = 0; c < NR; c++) acc[r][c] = pr_zero();
-    i64 k = 0, off = 0; /* A's element k at a[r] + k + off (runs: see struct omap) */
-    for (i64 ks = 0; ks < K; ks += om->arun) {
-        i64 ke = ks + om->arun < K ? ks + om->arun : K;
-        off = omap_a(om, ks) - ks;
-        for (; k + 32 <= ke; k += 32) {
-            pops av[PR_MR];
-            for (int r = 0; r < MR; r++) av[r] = pr_load(a[r] + k + off);
-            for (int c = 0; c < NR; c++) {
-                pops bv = pr_load(b[c] + k);
-                for (int r = 0; r < MR; r++) acc[r][c] = pr_step(acc[r][c], av[r], bv);
-            }
-        }
-    }
-    if (k < K) { /* the padded last block: zeros past K take part, as on every path */
-        uint16_t ta[PR_MR][32], tb[32];
-        size_t n = (size_t)(K - k);
-        for (int r = 0; r < MR; r++) {
-            memset(ta[r], 0, sizeof ta[r]);
-            memcpy(ta[r], a[r] + k + off, n * 2);
-        }
-        for (int c = 0; c < NR; c++) {
-            memset(tb, 0, sizeof tb);
-            memcpy(tb, b[c] + k, n * 2);
-            pops bv = pr_load(tb);
-            for (int r = 0; r < MR; r++) acc[r][c] = pr_step(acc[r][c], pr_load(ta[r]), bv);
-        }
-    }
 #ifdef PR_ZMM
-    if ((MR * NR) % 8 == 0) { /* the tree on 8 outputs at once: fold, transpose, add */
-        for (int g = 0; g < MR * NR; g += 8) {
-            __m256 h[8], t[8];
-            for (int q = 0; q < 8; q++) {
-                __m512 v = acc[(g + q) / NR][(g + q) % NR];
-                h[q] = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-            }
-            t8x8(h, t); /* t[l] = lane l of the 8 outputs */
-            _mm256_storeu_ps(out + g, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(t[0], t[4]),
-                                                                  _mm256_add_ps(t[2], t[6])),
-                                                    _mm256_add_ps(_mm256_add_ps(t[1], t[5]),
-                                                                  _mm256_add_ps(t[3], t[7]))));
-        }
-        return;
+/* r[p] = (x[0][p], ..., x[15][p]): a 16x16 transpose of 32-bit words in registers */
+static inline __attribute__((always_inline)) void t16x16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
     }
+    for (int i = 0; i < 4; i++) { /* r[4i + c], 128-bit lane L: rows 4i..4i+3 of word 4L + c */
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512i u0 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0x44), u1 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0xee);
+        __m512i v0 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0x44), v1 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0xee);
+        t[c] = _mm512_shuffle_i32x4(u0, v0, 0x88);
+        t[4 + c] = _mm512_shuffle_i32x4(u0, v0, 0xdd);
+        t[8 + c] = _mm512_shuffle_i32x4(u1, v1, 0x88);
+        t[12 + c] = _mm512_shuffle_i32x4(u1, v1, 0xdd);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
 #endif
-    for (int r = 0; r < MR; r++)
-        for (int c = 0; c < NR; c++) out[r * NR + c] = pr_tree(acc[r][c]);
-}
 
-static void pr_micro_big(const uint16_t *const *a, const uint16_t *const *b, i64 K,
-                         const struct omap *om, float *out) {
-    pr_micro(a, b, K, om, out, PR_MR, PR_NR);
-}
-static void pr_micro_row(const uint16_t *const *a, const uint16_t *const *b, i64 K,
-                         const struct omap *om, float *out) {
-    pr_micro(a, b, K, om, out, 1, PR_NR);
-}
-
-/* one tile: rows [i0, i1) x columns [j0, j1) of one batch item. Rows outer: the MR
-   rows of A stay in L1 while the tile's columns of B stream from L2. (Packing B into
-   one stream per column group measured no faster on Zen 5, and slower for few rows.) */
-static __attribute__((noinline)) void pr_tile(const uint16_t *A, i64 lda, const uint16_t *B,
-                                              i64 ldb, void *C, const struct omap *om, i64 i0,
-                                              i64 i1, i64 j0, i64 j1, i64 K, const void *bias,
-                                              int bdt) {
-    float o[PR_MR * PR_NR];
-    i64 rowoff[PR_TILE_ROWS];
-    omap_rows(om, i0, i1 - i0, rowoff);
-    for (i64 i = i0; i < i1;) {
-        const int mr = PR_MR > 1 && i + PR_MR <= i1 ? PR_MR : 1;
-        const uint16_t *ap[PR_MR];
-        for (int r = 0; r < mr; r++) ap[r] = A + (i + r) * lda;
-        for (i64 j = j0; j < j1; j += PR_NR) {
-            const uint16_t *bp[PR_NR];
-            int nc = (int)(j1 - j < PR_NR ? j1 - j : PR_NR);
-            /* missing columns reuse column j; their results are discarded */
-            for (int c = 0; c < PR_NR; c++) bp[c] = B + (j + (c < nc ? c : 0)) * ldb;
-            if (mr == PR_MR) pr_micro_big(ap, bp, K, om, o);
-            else pr_micro_row(ap, bp, K, om, o);
-            for (int r = 0; r < mr; r++) {
-                i64 row = rowoff[i - i0 + r];
-                if (row < 0) continue;
-                for (int c = 0; c < nc; c++) {
-                    float x = bias ? pr_bias(o[r * PR_NR + c], ld(bias, j + c, bdt))
-                                   : o[r * PR_NR + c];
-                    i64 at = row + (j + c) * om->sj;
-                    if (om->cbf) ((uint16_t *)C)[at] = f2bf(x); /* rounded once, as .to() */
-                    else ((float *)C)[at] = x;
+/* Pack the K block [k0, k0 + kc) of columns [j0, j0 + nc) of B (N, K rows at ldb)
+   into panels: dst[(panel * np + p) * 16 + c] = pair p of column j0 + 16 panel + c,
+   np = ceil(kc / 2); zeros past nc and past kc. Only words move: no arithmetic. */
+static void pq_pack(const uint16_t *B, i64 ldb, i64 j0, i64 nc, i64 k0, i64 kc, uint32_t *dst) {
+    i64 np = (kc + 1) / 2, npan = (nc + 15) / 16;
+    for (i64 pan = 0; pan < npan; pan++) {
+        i64 p0 = 0;
+        const uint16_t *src = B + (j0 + 16 * pan) * ldb + k0;
+        uint32_t *d = dst + pan * np * 16;
+#ifdef PR_ZMM
+        if (nc - 16 * pan >= 16) /* 16 columns x 16 pairs at a time */
+            for (; 2 * (p0 + 16) <= kc; p0 += 16) {
+                __m512i r[16];
+                for (int w = 0; w < 16; w++) r[w] = _mm512_loadu_si512((const void *)(src + w * ldb + 2 * p0));
+                t16x16(r);
+                for (int l = 0; l < 16; l++) _mm512_storeu_si512((void *)(d + (p0 + l) * 16), r[l]);
+            }
+#endif
+        i64 pz = p0;
+        for (int h = 0; h < 2; h++) {
+            i64 c0 = 16 * pan + 8 * h, n = nc - c0 < 0 ? 0 : (nc - c0 < 8 ? nc - c0 : 8);
+            const uint16_t *sh = src + 8 * h * ldb;
+            uint32_t *dh = d + 8 * h;
+            p0 = pz;
+#ifdef SB_AVX2
+            /* 8 columns x 8 pairs at a time */
+            if (n == 8)
+                for (; 2 * (p0 + 8) <= kc; p0 += 8) {
+                    __m256 r[8], o[8];
+                    for (int w = 0; w < 8; w++) r[w] = _mm256_loadu_ps((const float *)(sh + w * ldb + 2 * p0));
+                    t8x8(r, o);
+                    for (int l = 0; l < 8; l++) _mm256_storeu_ps((float *)(dh + (p0 + l) * 16), o[l]);
+                }
+#endif
+            for (; p0 < np; p0++) {
+                i64 k = 2 * p0;
+                for (int w = 0; w < 8; w++) {
+                    uint32_t lo = 0, hi = 0;
+                    if (w < n) {
+                        lo = sh[w * ldb + k];
+                        if (k + 1 < kc) hi = sh[w * ldb + k + 1];
+                    }
+                    dh[p0 * 16 + w] = lo | hi << 16;
                 }
             }
         }
-        i += mr;
     }
 }
 
-#define PR_SPAN 262144 /* bytes of one operand block of a tile: L2-sized */
-/* (batch, M, K) x (batch, N, K), both bfloat16 rows in place; C float32 */
+/* MR rows x NV panels over the np pairs of one K block: a[r] is row r's block
+   start (bfloat16, in place), bp panel 0's words, ps the words between panels.
+   With `odd` the block's last pair has only its low element in A (the end of an odd
+   K). The sums start at +0 (first) or from s, and go back to s (row stride lds). */
+static inline __attribute__((always_inline)) void pq_micro(const uint16_t *const *a, const uint32_t *bp,
+                                                           i64 ps, i64 np, int odd, float *s, i64 lds,
+                                                           int first, const int MR, const int NV) {
+    pq_acc acc[PQ_MR][PQ_NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = first ? pq_zero() : pq_ld(s + r * lds + 16 * v);
+    i64 full = np - odd;
+    for (i64 p = 0; p < full; p++) {
+        pq_b b[PQ_NV];
+        for (int v = 0; v < NV; v++) b[v] = pq_bload(bp + v * ps + p * 16);
+        for (int r = 0; r < MR; r++) {
+            uint32_t w;
+            memcpy(&w, a[r] + 2 * p, 4);
+            pq_a x = pq_abcast(w);
+            for (int v = 0; v < NV; v++) acc[r][v] = pq_step(acc[r][v], x, b[v]);
+        }
+    }
+    if (odd) { /* the padded pair: A's high element is the zero past K */
+        pq_b b[PQ_NV];
+        for (int v = 0; v < NV; v++) b[v] = pq_bload(bp + v * ps + full * 16);
+        for (int r = 0; r < MR; r++) {
+            pq_a x = pq_abcast(a[r][2 * full]);
+            for (int v = 0; v < NV; v++) acc[r][v] = pq_step(acc[r][v], x, b[v]);
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) pq_st(s + r * lds + 16 * v, acc[r][v]);
+}
+
+typedef void (*pq_fn)(const uint16_t *const *, const uint32_t *, i64, i64, int, float *, i64, int);
+#define PQ_DEF(MR, NV)                                                                           \
+    static void pq_##MR##_##NV(const uint16_t *const *a, const uint32_t *bp, i64 ps, i64 np,      \
+                               int odd, float *s, i64 lds, int first) {                          \
+        if (MR <= PQ_MR && NV <= PQ_NV) pq_micro(a, bp, ps, np, odd, s, lds, first, MR, NV);     \
+    }
+#define PQ_ROW(MR) PQ_DEF(MR, 1) PQ_DEF(MR, 2) PQ_DEF(MR, 3) PQ_DEF(MR, 4)
+PQ_ROW(1) PQ_ROW(2) PQ_ROW(3) PQ_ROW(4) PQ_ROW(5) PQ_ROW(6)
+#define PQ_ENTRY(MR) {NULL, pq_##MR##_1, pq_##MR##_2, pq_##MR##_3, pq_##MR##_4}
+static const pq_fn PQ_FNS[7][5] = {{NULL}, PQ_ENTRY(1), PQ_ENTRY(2), PQ_ENTRY(3),
+                                   PQ_ENTRY(4), PQ_ENTRY(5), PQ_ENTRY(6)};
+
+/* (batch, M, K) x (batch, N, K), both bfloat16 rows in place; C float32, or
+   bfloat16 with om->cbf (each result rounded once, as .to() would) */
 static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ldb, i64 sb,
                      float *C, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
                      int th, const struct omap *om) {
-    /* tiles: MB rows x NB columns whose operand blocks stay in L2 */
-    i64 span = (i64)(PR_SPAN / ((K > 0 ? K : 1) * 2));
-    i64 NB = span < 24 ? 24 : (span > PR_TILE_ROWS ? PR_TILE_ROWS : span);
-    NB -= NB % (PR_NR * PR_MR > 1 ? 12 : 1);
-    i64 MB = NB;
-    if (M <= 8) NB = 8 * PR_NR; /* few rows: B is streamed once; narrow tiles spread it */
-    i64 mt = (M + MB - 1) / MB, nt = (N + NB - 1) / NB, tiles = batch * mt * nt;
+    i64 MB = M < PQ_MB ? M : PQ_MB, NB = PQ_NB;
+    i64 mt = (M + MB - 1) / MB, nt = (N + NB - 1) / NB;
+    /* narrower column tiles when there are too few tiles to keep every thread busy */
+    while (th > 1 && batch * mt * nt < 4 * th && NB > 16) {
+        NB /= 2;
+        nt = (N + NB - 1) / NB;
+    }
+    i64 tiles = batch * mt * nt;
+    int oom = 0;
 #pragma omp parallel num_threads(th)
     {
+        uint32_t *bp = (uint32_t *)pack_buffer(3, (size_t)PQ_NV * 16 * (PQ_KC / 2));
+        float *s = pack_buffer(4, (size_t)PQ_MB * PQ_NB);
+        if (!bp || !s) {
+#pragma omp atomic write
+            oom = 1;
+        }
 #ifdef PR_MXCSR
         unsigned old = pr_ftz_on();
 #endif
 #pragma omp for schedule(dynamic, 1)
         for (i64 t = 0; t < tiles; t++) {
+            if (!bp || !s) continue;
             i64 bi = t / (mt * nt), rest = t % (mt * nt), ti = rest / nt, tj = rest % nt;
-            i64 i0 = ti * MB, i1 = i0 + MB < M ? i0 + MB : M;
-            i64 j0 = tj * NB, j1 = j0 + NB < N ? j0 + NB : N;
+            i64 i0 = ti * MB, mc = M - i0 < MB ? M - i0 : MB;
+            i64 j0 = tj * NB, nc = N - j0 < NB ? N - j0 : NB;
+            i64 npan = (nc + 15) / 16, lds = npan * 16;
+            const uint16_t *Ab = A + bi * sa, *Bb = B + bi * sb;
+            if (K <= 0) memset(s, 0, sizeof(float) * (size_t)(mc * lds)); /* empty sums: +0 */
+            for (i64 k0 = 0, kc; k0 < K; k0 += kc) {
+                kc = omap_kblock(om, k0, K, PQ_KC);
+                i64 np = (kc + 1) / 2, ak = omap_a(om, k0); /* A's k0 at row + ak */
+                for (i64 pg = 0; pg < npan; pg += PQ_NV) {
+                    /* PQ_NV panels of the block, packed while the tile's rows use them */
+                    int nv = (int)(npan - pg < PQ_NV ? npan - pg : PQ_NV);
+                    i64 cg = nc - 16 * pg < 16 * nv ? nc - 16 * pg : 16 * nv;
+                    pq_pack(Bb, ldb, j0 + 16 * pg, cg, k0, kc, bp);
+                    for (i64 r0 = 0; r0 < mc; r0 += PQ_MR) {
+                        int mr = (int)(mc - r0 < PQ_MR ? mc - r0 : PQ_MR);
+                        const uint16_t *ap[PQ_MR];
+                        for (int r = 0; r < mr; r++) ap[r] = Ab + (i0 + r0 + r) * lda + ak;
+                        PQ_FNS[mr][nv](ap, bp, np * 16, np, (int)(kc & 1), s + r0 * lds + pg * 16,
+                                       lds, k0 == 0);
+                    }
+                }
+            }
+            /* + bias, then out through the map */
+            i64 rowoff[PQ_MB];
+            omap_rows(om, i0, mc, rowoff);
             void *Cb = (char *)C + bi * sc * (om->cbf ? 2 : 4);
-            pr_tile(A + bi * sa, lda, B + bi * sb, ldb, Cb, om, i0, i1, j0, j1, K, bias, bdt);
+            for (i64 r = 0; r < mc; r++) {
+                if (rowoff[r] < 0) continue;
+                const float *x = s + r * lds;
+                for (i64 c = 0; c < nc; c++) {
+                    float y = bias ? pr_bias(x[c], ld(bias, j0 + c, bdt)) : x[c];
+                    i64 at = rowoff[r] + (j0 + c) * om->sj;
+                    if (om->cbf) ((uint16_t *)Cb)[at] = f2bf(y);
+                    else ((float *)Cb)[at] = y;
+                }
+            }
         }
 #ifdef PR_MXCSR
         pr_ftz_off(old);
 #endif
     }
-    return 0;
+    return oom ? -1 : 0;
 }

@@ -21,9 +21,9 @@
  *        accumulates a[k]*b[k] for k = l, l+8, l+16, ... with a fused
  *        multiply-add, the last partial block padded with zeros; then the
  *        lanes are added as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
- *   PAIR (bfloat16, K-contiguous B): VDPBF16PS's order, sixteen lanes over
- *        pairs of k, two FMAs per pair with DAZ/FTZ, a fixed lane tree; see
- *        gemm_bf16.c. (order 2 asks for DOT in bfloat16 too: attention scores.)
+ *   PAIR (bfloat16, K-contiguous B): one lane of VDPBF16PS: for output (i, j)
+ *        one accumulator over the pairs of k in order, two FMAs per pair (odd
+ *        element first) with DAZ/FTZ; see gemm_bf16.c. (order 2 asks for DOT in bfloat16 too: attention scores.)
  *   SEQ  (any other layout of B): for output (i, j), one fused
  *        multiply-add per k in increasing k, starting from +0.
  *        Exact zeros (masked keys, padding) therefore add nothing.

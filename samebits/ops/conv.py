@@ -207,12 +207,12 @@ def _implicit_apply(x, ks, Cg, stride, dilation, groups, padding) -> bool:
     """Whether the GEMM can read its im2col rows straight from the padded input: one
     image row of KW taps x C channels is one contiguous run (groups == 1, no width
     dilation), output rows are "wide" rows of the input (stride 1, or conv1d), runs
-    are whole blocks of the order (8 k for DOT, 32 for PAIR), and no more than an
+    are whole blocks of the order (8 k for DOT, a pair for PAIR), and no more than an
     eighth of the wide rows' columns are junk (at 7x7, explicit im2col rows measured
     faster). The order is the GEMM path's either way; this only saves the copy."""
     if not (groups == 1 and ks[0] == 1 and x.shape[2] == 1 and dilation[2] == 1):
         return False
-    if ks[1] * ks[2] == 1 or ks[2] * Cg % (32 if x.dtype == torch.bfloat16 else 8):
+    if ks[1] * ks[2] == 1 or ks[2] * Cg % (2 if x.dtype == torch.bfloat16 else 8):
         return False
     if not (stride[1:] == [1, 1] or (ks[1] == 1 and x.shape[3] == 1)):
         return False

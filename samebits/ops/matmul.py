@@ -5,9 +5,9 @@ which never depends on M or on padding:
 
 * B K-contiguous (weights in ``x @ W.T``, keys in ``q @ k.T``): **DOT** order,
   eight fused-multiply-add lanes over k = l, l+8, ... then a fixed lane tree;
-  in bfloat16 the **PAIR** order instead, the one AVX512_BF16's VDPBF16PS computes:
-  sixteen lanes over pairs of k, two FMAs per pair (odd k first) with denormals
-  flushed, then a fixed lane tree. CPUs without the instruction emulate it to the bit.
+  in bfloat16 the **PAIR** order instead, what one lane of AVX512_BF16's VDPBF16PS
+  computes: one accumulator over the pairs of k in order, two FMAs per pair (odd k
+  first) with denormals flushed. CPUs without the instruction emulate it to the bit.
 * otherwise (``p @ v``, ``x @ W`` with W of shape (K, N)): **SEQ** order, one
   fused multiply-add per k in increasing k. Zero terms (masked keys, padding
   along K) add nothing, so attention written as matmuls stays padding-invariant.

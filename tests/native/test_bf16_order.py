@@ -43,20 +43,16 @@ def daz(x: float) -> Fraction:
 
 
 def pair_dot(a: list[float], b: list[float]) -> float:
-    """The PAIR order of gemm_bf16.c, exactly: 16 lanes over pairs, odd element first,
-    one rounding per fma, DAZ/FTZ, then the lane tree."""
-    k = len(a)
-    pad = -k % 32
-    a, b = a + [0.0] * pad, b + [0.0] * pad
-    lanes: list[Fraction | float] = [Fraction(0)] * 16
-    for t in range(0, len(a), 32):
-        for lane in range(16):
-            for idx in (t + 2 * lane + 1, t + 2 * lane):
-                acc = lanes[lane]
-                lanes[lane] = f32(daz(a[idx]) * daz(b[idx]) + Fraction(acc))
-    add = lambda x, y: f32(Fraction(x) + Fraction(y))  # noqa: E731
-    h = [add(lanes[i], lanes[i + 8]) for i in range(8)]
-    return float(add(add(add(h[0], h[4]), add(h[2], h[6])), add(add(h[1], h[5]), add(h[3], h[7]))))
+    """The PAIR order of gemm_bf16.c, exactly: one accumulator from +0 over the pairs
+    of k (an odd K padded with a zero), odd element first, one rounding per fma,
+    DAZ/FTZ."""
+    if len(a) % 2:
+        a, b = a + [0.0], b + [0.0]
+    acc: Fraction | float = Fraction(0)
+    for p in range(0, len(a), 2):
+        for idx in (p + 1, p):
+            acc = f32(daz(a[idx]) * daz(b[idx]) + Fraction(acc))
+    return float(acc)
 
 
 def bf16_values(rng: np.random.Generator, n: int, tiny: bool) -> torch.Tensor:
@@ -69,7 +65,7 @@ def bf16_values(rng: np.random.Generator, n: int, tiny: bool) -> torch.Tensor:
     return x.to(torch.bfloat16)
 
 
-@pytest.mark.parametrize("K", [2, 31, 32, 45, 96])  # K == 1 is SEQ (uses_dot_order)
+@pytest.mark.parametrize("K", [2, 31, 32, 45, 96, 301, 600])  # K == 1 is SEQ (uses_dot_order)
 @pytest.mark.parametrize("tiny", [False, True], ids=["normal", "tiny"])
 def test_linear_computes_the_pair_order_exactly(K, tiny):
     rng = np.random.default_rng(K + 1000 * tiny)

@@ -131,7 +131,7 @@ def test_unsupported_combinations_are_refused(isa):
     assert lib.sb_gemm_map(*args, f32, 1, 1, bad) == -2  # wq 0
     odd_run = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 4, 8, 0, 0)  # a run not a multiple of 8
     assert lib.sb_gemm_map(*args, f32, 1, 1, odd_run) == -2
-    pair_run = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 8, 8, 0, 0)  # PAIR runs are 32 long
+    pair_run = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 1, 8, 0, 0)  # a PAIR run splits a pair
     ab, wb = a.bfloat16(), w.bfloat16()
     pargs = (ab.data_ptr(), *args[1:4], wb.data_ptr(), *args[5:])
     assert lib.sb_gemm_map(*pargs, bf16, 1, 1, pair_run) == -2
