@@ -396,19 +396,21 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
    A's rows may also be runs (arun > 0): element (i, k) of a K-contiguous A at
    A[i * lda + (k / arun) * astride + k % arun], so a convolution reads the taps of
    every kernel row straight from its padded input (an implicit im2col). Runs are a
-   multiple of the order's block (8 for DOT, 32 for PAIR) and K blocks never straddle
-   them, so every output gets the operations it gets from the same A copied out.
-   With cbf (PAIR only), C is bfloat16: each result is rounded once, as torch's
-   .to(torch.bfloat16) would, and C's strides count bfloat16 elements.
+   multiple of the order's block (8 for DOT, a pair for PAIR) and K blocks never
+   straddle them, so every output gets the operations it gets from the same A copied out.
+   map[9] holds flags (PAIR only): 1 (cbf), C is bfloat16: each result is rounded once,
+   as torch's .to(torch.bfloat16) would, and C's strides count bfloat16 elements;
+   2 (rbias), the bias is indexed by the row i instead of the column j (a product
+   computed transposed: out^T = W @ X, so a convolution's channels are rows).
    An M-contiguous float32 A (lda == 1) may wrap too (awq > 0, batch 1): row R at
    (R / awq) * sa + R % awq, so one GEMM spans a batch of NCHW images.
    Neither the map nor the runs change how a result is computed. */
 struct omap {
-    i64 wq, keep, so, si, sj, ioff, arun, astride, awq, cbf;
+    i64 wq, keep, so, si, sj, ioff, arun, astride, awq, cbf, rbias;
 };
 
 static inline struct omap omap_plain(i64 M, i64 ldc, i64 K) {
-    struct omap m = {M > 0 ? M : 1, M > 0 ? M : 1, 0, ldc, 1, 0, K > 0 ? K : 1, 0, 0, 0};
+    struct omap m = {M > 0 ? M : 1, M > 0 ? M : 1, 0, ldc, 1, 0, K > 0 ? K : 1, 0, 0, 0, 0};
     return m;
 }
 
@@ -718,7 +720,7 @@ SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B,
 }
 
 /* sb_gemm with an output map and A runs (struct omap: map = {wq, keep, so, si, sj,
-   ioff, arun, astride, awq, cbf}; arun, awq, cbf 0: none), for the DOT and PAIR orders (ldc is then
+   ioff, arun, astride, awq, flags}; arun, awq, flags 0: none), for the DOT and PAIR orders (ldc is then
    unused); with a map, float32 A may also be M-contiguous (lda == 1, element (i, k)
    at A[i + k * ka]; no runs). */
 SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 bn,
@@ -730,19 +732,20 @@ SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void
     int pair = order == 1 && dt == BF16;
     if (map) {
         if (order == 0 || map[0] <= 0 || map[1] < 0 || map[5] < 0 || map[6] < 0 || map[8] < 0 ||
-            (map[9] != 0 && (map[9] != 1 || !pair)))
+            (map[9] != 0 && ((map[9] & ~3) || !pair)))
             return -2;
         struct omap m = {map[0], map[1], map[2], map[3], map[4], map[5],
-                         map[6], map[7], map[8], map[9]};
+                         map[6], map[7], map[8], map[9] & 1, (map[9] >> 1) & 1};
         if (m.awq && (batch != 1 || ka == 1)) return -2;
         if (m.arun == 0) m.arun = om.arun, m.astride = om.astride; /* one run: the row */
         else if (ka != 1 || K % m.arun || m.arun % (pair ? 2 : 8)) return -2;
         om = m;
     }
     if (pair) {
-        if (ka != 1 || bk != 1) return -2;
-        return pair_gemm((const uint16_t *)A, lda, sa, (const uint16_t *)B, bn, sb, C, sc, batch,
-                         M, N, K, bias, bdt, th, &om);
+        /* B K-contiguous (N rows bn apart), or K-major (bn == 1: K rows bk apart) */
+        if (ka != 1 || (bk != 1 && bn != 1)) return -2;
+        return pair_gemm((const uint16_t *)A, lda, sa, (const uint16_t *)B, bk == 1 ? bn : bk,
+                         bk != 1, sb, C, sc, batch, M, N, K, bias, bdt, th, &om);
     }
     if (order == 1 || order == 2) {
         int mcontig = map && ka != 1 && lda == 1 && dt == F32;

@@ -256,6 +256,32 @@ static void pq_pack(const uint16_t *B, i64 ldb, i64 j0, i64 nc, i64 k0, i64 kc, 
     }
 }
 
+/* pq_pack for a K-major B (element (k, j) at B[k * ldk + j], an NCHW activation
+   whose positions are the columns): the same panels */
+static void pq_pack_t(const uint16_t *B, i64 ldk, i64 j0, i64 nc, i64 k0, i64 kc, uint32_t *dst) {
+    i64 np = (kc + 1) / 2, npan = (nc + 15) / 16;
+    for (i64 pan = 0; pan < npan; pan++) {
+        i64 cpan = nc - 16 * pan < 16 ? nc - 16 * pan : 16;
+        for (i64 p = 0; p < np; p++) {
+            const uint16_t *lo = B + (k0 + 2 * p) * ldk + j0 + 16 * pan, *hi = lo + ldk;
+            int has_hi = 2 * p + 1 < kc;
+            uint32_t *d = dst + (pan * np + p) * 16;
+            i64 c = 0;
+#ifdef SB_AVX2
+            if (has_hi) /* interleave 8 elements of row 2p with 8 of row 2p + 1 */
+                for (; c + 8 <= cpan; c += 8) {
+                    __m128i l = _mm_loadu_si128((const __m128i *)(lo + c));
+                    __m128i h = _mm_loadu_si128((const __m128i *)(hi + c));
+                    _mm_storeu_si128((__m128i *)(d + c), _mm_unpacklo_epi16(l, h));
+                    _mm_storeu_si128((__m128i *)(d + c + 4), _mm_unpackhi_epi16(l, h));
+                }
+#endif
+            for (; c < cpan; c++) d[c] = lo[c] | (has_hi ? (uint32_t)hi[c] << 16 : 0u);
+            for (; c < 16; c++) d[c] = 0;
+        }
+    }
+}
+
 /* MR rows x NV panels over the np pairs of one K block: a[r] is row r's block
    start (bfloat16, in place), bp panel 0's words, ps the words between panels.
    With `odd` the block's last pair has only its low element in A (the end of an odd
@@ -301,9 +327,42 @@ PQ_ROW(1) PQ_ROW(2) PQ_ROW(3) PQ_ROW(4) PQ_ROW(5) PQ_ROW(6)
 static const pq_fn PQ_FNS[7][5] = {{NULL}, PQ_ENTRY(1), PQ_ENTRY(2), PQ_ENTRY(3),
                                    PQ_ENTRY(4), PQ_ENTRY(5), PQ_ENTRY(6)};
 
-/* (batch, M, K) x (batch, N, K), both bfloat16 rows in place; C float32, or
-   bfloat16 with om->cbf (each result rounded once, as .to() would) */
-static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ldb, i64 sb,
+/* n results of one row to C at `at` (float32, or bfloat16 rounded once with cbf):
+   x[c] (+ bias[c]), the same operations as pr_bias and f2bf, 8 at a time */
+static void pq_emit(const float *x, const float *bias, i64 n, void *C, i64 at, int cbf) {
+    i64 c = 0;
+#ifdef SB_AVX2
+    for (; c + 8 <= n; c += 8) {
+        __m256 y = _mm256_loadu_ps(x + c);
+        if (bias) y = _mm256_add_ps(y, _mm256_loadu_ps(bias + c)); /* under FTZ | DAZ */
+        if (!cbf) {
+            _mm256_storeu_ps((float *)C + at + c, y);
+            continue;
+        }
+        /* f2bf on 8 lanes: round half to even, NaN quieted */
+        const __m256i one = _mm256_set1_epi32(1);
+        __m256i u = _mm256_castps_si256(y);
+        __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                         _mm256_set1_epi32(0x7f800000));
+        __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+        __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd)), 16);
+        __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+        r = _mm256_blendv_epi8(r, q, nan);
+        __m128i h = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storeu_si128((__m128i *)((uint16_t *)C + at + c), h);
+    }
+#endif
+    for (; c < n; c++) {
+        float y = bias ? pr_bias(x[c], bias[c]) : x[c];
+        if (cbf) ((uint16_t *)C)[at + c] = f2bf(y);
+        else ((float *)C)[at + c] = y;
+    }
+}
+
+/* (batch, M, K) x (batch, N, K), both bfloat16 rows in place (or B K-major with
+   bkmaj: (batch, K, N), rows ldb apart); C float32, or bfloat16 with om->cbf (each
+   result rounded once, as .to() would) */
+static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ldb, int bkmaj, i64 sb,
                      float *C, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
                      int th, const struct omap *om) {
     i64 MB = M < PQ_MB ? M : PQ_MB, NB = PQ_NB;
@@ -318,7 +377,7 @@ static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 
 #pragma omp parallel num_threads(th)
     {
         uint32_t *bp = (uint32_t *)pack_buffer(3, (size_t)PQ_NV * 16 * (PQ_KC / 2));
-        float *s = pack_buffer(4, (size_t)PQ_MB * PQ_NB);
+        float *s = pack_buffer(4, (size_t)PQ_MB * PQ_NB), bb[PQ_NB];
         if (!bp || !s) {
 #pragma omp atomic write
             oom = 1;
@@ -342,7 +401,8 @@ static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 
                     /* PQ_NV panels of the block, packed while the tile's rows use them */
                     int nv = (int)(npan - pg < PQ_NV ? npan - pg : PQ_NV);
                     i64 cg = nc - 16 * pg < 16 * nv ? nc - 16 * pg : 16 * nv;
-                    pq_pack(Bb, ldb, j0 + 16 * pg, cg, k0, kc, bp);
+                    if (bkmaj) pq_pack_t(Bb, ldb, j0 + 16 * pg, cg, k0, kc, bp);
+                    else pq_pack(Bb, ldb, j0 + 16 * pg, cg, k0, kc, bp);
                     for (i64 r0 = 0; r0 < mc; r0 += PQ_MR) {
                         int mr = (int)(mc - r0 < PQ_MR ? mc - r0 : PQ_MR);
                         const uint16_t *ap[PQ_MR];
@@ -356,12 +416,22 @@ static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 
             i64 rowoff[PQ_MB];
             omap_rows(om, i0, mc, rowoff);
             void *Cb = (char *)C + bi * sc * (om->cbf ? 2 : 4);
+            if (bias && !om->rbias)
+                for (i64 c = 0; c < nc; c++) bb[c] = ld(bias, j0 + c, bdt);
             for (i64 r = 0; r < mc; r++) {
                 if (rowoff[r] < 0) continue;
+                if (bias && om->rbias) { /* one bias per row */
+                    float b = ld(bias, i0 + r, bdt);
+                    for (i64 c = 0; c < nc; c++) bb[c] = b;
+                }
                 const float *x = s + r * lds;
-                for (i64 c = 0; c < nc; c++) {
-                    float y = bias ? pr_bias(x[c], ld(bias, j0 + c, bdt)) : x[c];
-                    i64 at = rowoff[r] + (j0 + c) * om->sj;
+                i64 at = rowoff[r] + j0 * om->sj;
+                if (om->sj == 1) {
+                    pq_emit(x, bias ? bb : NULL, nc, Cb, at, (int)om->cbf);
+                    continue;
+                }
+                for (i64 c = 0; c < nc; c++, at += om->sj) { /* a column stride */
+                    float y = bias ? pr_bias(x[c], bb[c]) : x[c];
                     if (om->cbf) ((uint16_t *)Cb)[at] = f2bf(y);
                     else ((float *)Cb)[at] = y;
                 }

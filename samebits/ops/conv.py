@@ -179,7 +179,7 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
         return _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl)
     if (
         Cg > 1
-        and x.dtype == torch.float32
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and math.prod(x.shape[2:]) > 1))
         and not keep_cl
         and ks == [1, 1, 1]
         and stride == [1, 1, 1]
@@ -270,10 +270,10 @@ def _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl) -> torch
 
 
 def _pointwise_nchw(x, weight, bias, groups) -> torch.Tensor:
-    """A 1x1, stride-1, unpadded float32 convolution of a contiguous NCDHW input, read
-    and written in place: one GEMM of N x P rows (position p of image n reads
+    """A 1x1, stride-1, unpadded convolution of a contiguous NCDHW input, read and
+    written in place. float32: one GEMM of N x P rows (position p of image n reads
     x[n, :, p], channel by channel) in the GEMM path's DOT order over the input
-    channels, each result stored at out[n, co, p]."""
+    channels, each result stored at out[n, co, p]. bfloat16: see _pointwise_pair."""
     N, C = x.shape[:2]
     osz = list(x.shape[2:])
     P = math.prod(osz)
@@ -281,6 +281,8 @@ def _pointwise_nchw(x, weight, bias, groups) -> torch.Tensor:
     cog = Co // groups
     wk = weight.reshape(Co, Cg).contiguous()
     b = None if bias is None else bias.contiguous()
+    if x.dtype == torch.bfloat16:
+        return _pointwise_pair(x, wk, b, groups, osz)
     out = torch.empty(N, Co, *osz, dtype=torch.float32)
     if not out.numel():
         return out
@@ -297,6 +299,36 @@ def _pointwise_nchw(x, weight, bias, groups) -> torch.Tensor:
             _native.dtype_code(torch.float32),
             (P, P, Co * P, 1, P, 0, 0, 0, awq, 0),
         )  # fmt: skip
+    return out
+
+
+def _pointwise_pair(x, wk, b, groups, osz) -> torch.Tensor:
+    """The bfloat16 1x1 convolution of an NCDHW input, computed transposed: per image,
+    out[n] (Co, P) = W (Co, Cin) @ x[n] (Cin, P), a PAIR GEMM whose rows are the output
+    channels and whose B is the image itself, read K-major (one row of positions per
+    input channel). Per output it is the PAIR chain over the input channels with the
+    factors of each product swapped, which IEEE multiplication does not notice: the
+    bits of the channels-last path. The bias is indexed by row (flag 2) and each result
+    is rounded to bfloat16 once (flag 1)."""
+    N, C = x.shape[:2]
+    Co, Cg = wk.shape
+    cog, P = Co // groups, math.prod(osz)
+    out = torch.empty(N, Co, *osz, dtype=torch.bfloat16)
+    if not out.numel():
+        return out
+    xv, dt = native_view(x)
+    wv, _ = native_view(wk)
+    bv, bdt = native_view(b) if b is not None else (None, 0)
+    rows = (ctypes.c_int64 * 10)(cog, cog, 0, P, 1, 0, 0, 0, 0, 3)
+    for g in range(groups):
+        status = _native.lib().sb_gemm_map(
+            wv.data_ptr() + g * cog * Cg * 2, Cg, 1, 0,
+            xv.data_ptr() + g * Cg * P * 2, P, 1, C * P,
+            out.data_ptr() + g * cog * P * 2, 0, Co * P, N, cog, P, Cg,
+            None if bv is None else bv.data_ptr() + g * cog * bv.element_size(), bdt,
+            dt, 1, _native.nthreads(), rows,
+        )  # fmt: skip
+        _check_status(status)
     return out
 
 
