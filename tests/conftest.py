@@ -11,6 +11,8 @@ import pytest  # noqa: E402
 pytest_plugins = ["pytester"]
 import torch  # noqa: E402
 
+from samebits import _native  # noqa: E402
+
 # Tolerances for comparing a kernel with its float64 reference, never for invariance.
 TOL = {
     torch.float32: dict(rtol=1e-4, atol=1e-4),
@@ -29,6 +31,13 @@ def bits(t: torch.Tensor) -> torch.Tensor:
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Bitwise equality, sign of zero and NaN payloads included."""
     return a.dtype == b.dtype and a.shape == b.shape and torch.equal(bits(a), bits(b))
+
+
+@pytest.fixture(params=_native.native_info()["available"])
+def isa(request):
+    """Each test runs on every ISA path this CPU has."""
+    with _native.use_isa(request.param):
+        yield request.param
 
 
 @pytest.fixture

@@ -335,21 +335,7 @@ static void pq_emit(const float *x, const float *bias, i64 n, void *C, i64 at, i
     for (; c + 8 <= n; c += 8) {
         __m256 y = _mm256_loadu_ps(x + c);
         if (bias) y = _mm256_add_ps(y, _mm256_loadu_ps(bias + c)); /* under FTZ | DAZ */
-        if (!cbf) {
-            _mm256_storeu_ps((float *)C + at + c, y);
-            continue;
-        }
-        /* f2bf on 8 lanes: round half to even, NaN quieted */
-        const __m256i one = _mm256_set1_epi32(1);
-        __m256i u = _mm256_castps_si256(y);
-        __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
-                                         _mm256_set1_epi32(0x7f800000));
-        __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
-        __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd)), 16);
-        __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
-        r = _mm256_blendv_epi8(r, q, nan);
-        __m128i h = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-        _mm_storeu_si128((__m128i *)((uint16_t *)C + at + c), h);
+        v8_store_dt(C, at + c, y, cbf ? BF16 : F32);
     }
 #endif
     for (; c < n; c++) {

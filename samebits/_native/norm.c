@@ -39,16 +39,25 @@ SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y,
             double rstd = 1.0 / sqrt(var + eps);
             i64 k = 0;
 #ifdef SB_AVX2
-            /* ((x - mean) * rstd) * w + b in double, four at a time, rounded once */
-            if (dt == F32 && wdt == F32) {
-                const float *xr = (const float *)x + base, *wf = (const float *)w, *bf = (const float *)b;
-                float *yr = (float *)y + base;
+            /* ((x - mean) * rstd) * w + b in double, eight at a time, rounded once to
+               float, then to y's dtype as st() rounds */
+            {
                 __m256d mv = _mm256_set1_pd(mean[r]), sv = _mm256_set1_pd(rstd);
-                for (; k + 4 <= R; k += 4) {
-                    __m256d v = _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(xr + k)), mv), sv);
-                    if (wf) v = _mm256_mul_pd(v, _mm256_cvtps_pd(_mm_loadu_ps(wf + k)));
-                    if (bf) v = _mm256_add_pd(v, _mm256_cvtps_pd(_mm_loadu_ps(bf + k)));
-                    _mm_storeu_ps(yr + k, _mm256_cvtpd_ps(v));
+                for (; k + 8 <= R; k += 8) {
+                    __m256 xv = v8_load(x, base + k, dt);
+                    __m256d v0 = _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(xv)), mv), sv);
+                    __m256d v1 = _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1)), mv), sv);
+                    if (w) {
+                        __m256 wv = v8_load(w, k, wdt);
+                        v0 = _mm256_mul_pd(v0, _mm256_cvtps_pd(_mm256_castps256_ps128(wv)));
+                        v1 = _mm256_mul_pd(v1, _mm256_cvtps_pd(_mm256_extractf128_ps(wv, 1)));
+                    }
+                    if (b) {
+                        __m256 bv = v8_load(b, k, wdt);
+                        v0 = _mm256_add_pd(v0, _mm256_cvtps_pd(_mm256_castps256_ps128(bv)));
+                        v1 = _mm256_add_pd(v1, _mm256_cvtps_pd(_mm256_extractf128_ps(bv, 1)));
+                    }
+                    v8_store_dt(y, base + k, _mm256_set_m128(_mm256_cvtpd_ps(v1), _mm256_cvtpd_ps(v0)), dt);
                 }
             }
 #endif

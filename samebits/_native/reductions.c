@@ -51,13 +51,12 @@ static void rowsum8(const void *x, i64 o0, i64 n, i64 R, const double *cen, int 
             for (i64 r = 0; r < n; r++) c[r] = cen[r];
         i64 k = 0;
 #ifdef SB_AVX2
-        if (n == 8 && dt == F32) {
-            const float *xb = (const float *)x + o0 * R;
+        if (n == 8) {
             __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
             __m256d clo = _mm256_loadu_pd(c), chi = _mm256_loadu_pd(c + 4);
             for (; k + 8 <= R; k += 8) {
                 __m256 r[8], col[8]; /* col[q] holds element k+q of rows 0..7 */
-                for (int w = 0; w < 8; w++) r[w] = _mm256_loadu_ps(xb + w * R + k);
+                for (int w = 0; w < 8; w++) r[w] = v8_load(x, (o0 + w) * R + k, dt);
                 t8x8(r, col);
                 for (int q = 0; q < 8; q++) {
                     __m256d a = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(col[q])), clo);

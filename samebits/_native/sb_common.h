@@ -162,6 +162,22 @@ static inline v8 v8_load_n(const void *p, i64 i, int n, int dt) {
 }
 static inline void v8_store(float *p, v8 v) { _mm256_storeu_ps(p, v); }
 static inline void v8_store_n(float *p, v8 v, int n) { _mm256_maskstore_ps(p, v8_mask(n), v); }
+/* f2bf on 8 lanes: round half to even, NaN quieted; the bits of the scalar f2bf */
+static inline __m128i v8_f2bf(v8 v) {
+    __m256i u = _mm256_castps_si256(v);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                     _mm256_set1_epi32(0x7f800000));
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd)), 16);
+    __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    r = _mm256_blendv_epi8(r, q, nan);
+    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+}
+/* full store of 8 elements as dt (bfloat16: rounded as st() rounds) */
+static inline void v8_store_dt(void *p, i64 i, v8 v, int dt) {
+    if (dt == BF16) _mm_storeu_si128((__m128i *)((uint16_t *)p + i), v8_f2bf(v));
+    else _mm256_storeu_ps((float *)p + i, v);
+}
 static inline float v8_tree(v8 v) {
     /* ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) */
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* l0+l4 .. l3+l7 */

@@ -98,7 +98,7 @@ static inline float f_log1p(float y) {
     return y != y ? y : r;
 }
 
-enum { U_GELU = 0, U_GELU_TANH, U_SILU, U_SIGMOID, U_EXP, U_TANH, U_RSQRT, U_ERF, U_EXPM1, U_LOG1P };
+enum { U_GELU = 0, U_GELU_TANH, U_SILU, U_SIGMOID, U_EXP, U_TANH, U_RSQRT, U_ERF, U_EXPM1, U_LOG1P, U_COUNT };
 #define UBLK 512
 
 #ifdef SB_AVX2
@@ -268,18 +268,60 @@ SB_API void SB_FN(sb_unary_scalar)(const float *x, float *y, i64 n, int op) {
     }
 }
 
+/* bfloat16 has 65536 values, so a function of one is a table: entry h holds the
+   bfloat16 result the block code gives for input h (computed by that code, once per
+   process and op), and a large tensor is looked up instead of computed. Same bits by
+   construction; the table costs 128 KiB per op. NULL when it cannot be allocated. */
+static uint16_t *bf16_tables[U_COUNT];
+static const uint16_t *bf16_table(int op) {
+    uint16_t *t = __atomic_load_n(&bf16_tables[op], __ATOMIC_ACQUIRE);
+    if (t) return t;
+#pragma omp critical(sb_unary_table)
+    {
+        if (!bf16_tables[op] && (t = malloc(65536 * sizeof(uint16_t)))) {
+            float v[UBLK];
+            for (int a = 0; a < 65536; a += UBLK) {
+                for (int i = 0; i < UBLK; i++) v[i] = bf2f((uint16_t)(a + i));
+                unary_block(v, v, UBLK, op);
+                for (int i = 0; i < UBLK; i++) t[a + i] = f2bf(v[i]);
+            }
+            __atomic_store_n(&bf16_tables[op], t, __ATOMIC_RELEASE);
+        }
+    }
+    return __atomic_load_n(&bf16_tables[op], __ATOMIC_ACQUIRE);
+}
+
 SB_API void SB_FN(sb_unary)(const void *x, void *y, i64 n, int op, int dt, int nthreads) {
-    i64 blocks = (n + UBLK - 1) / UBLK;
     int th = threads_for(n * 4, nthreads);
+    const uint16_t *table = NULL;
+    if (dt == BF16 && op >= 0 && op < U_COUNT &&
+        (n >= 65536 || __atomic_load_n(&bf16_tables[op], __ATOMIC_ACQUIRE)))
+        table = bf16_table(op);
+    if (table) {
+        const uint16_t *xs = (const uint16_t *)x;
+        uint16_t *ys = (uint16_t *)y;
+#pragma omp parallel for schedule(static) num_threads(th)
+        for (i64 i = 0; i < n; i++) ys[i] = table[xs[i]];
+        return;
+    }
+    i64 blocks = (n + UBLK - 1) / UBLK;
 #pragma omp parallel for schedule(dynamic, dyn_chunk(blocks, th)) num_threads(th)
     for (i64 bk = 0; bk < blocks; bk++) {
         float v[UBLK];
         i64 a = bk * UBLK;
         int m = (int)(n - a < UBLK ? n - a : UBLK);
         if (dt == BF16) {
-            for (int i = 0; i < m; i++) v[i] = bf2f(((const uint16_t *)x)[a + i]);
+            int i = 0;
+#ifdef SB_AVX2
+            for (; i + 8 <= m; i += 8) v8_store(v + i, v8_load(x, a + i, BF16));
+#endif
+            for (; i < m; i++) v[i] = bf2f(((const uint16_t *)x)[a + i]);
             unary_block(v, v, m, op);
-            for (int i = 0; i < m; i++) ((uint16_t *)y)[a + i] = f2bf(v[i]);
+            i = 0;
+#ifdef SB_AVX2
+            for (; i + 8 <= m; i += 8) v8_store_dt(y, a + i, v8_load(v, i, F32), BF16);
+#endif
+            for (; i < m; i++) ((uint16_t *)y)[a + i] = f2bf(v[i]);
         } else {
             unary_block((const float *)x + a, (float *)y + a, m, op);
         }

@@ -11,12 +11,6 @@ from samebits import _native
 from samebits.ops.conv import _gemm_map
 
 
-@pytest.fixture(params=_native.native_info()["available"])
-def isa(request):
-    """Each test runs on every ISA path this CPU has."""
-    with _native.use_isa(request.param):
-        yield request.param
-
 
 def rnd(*shape, seed=0, dtype=torch.float32):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(dtype)

@@ -159,3 +159,17 @@ def test_activations_run_under_the_mode_invariant_to_batch(name, dtype):
             y = x.clone()
             f(y, inplace=True)
             assert same_bits(y, full)
+
+
+@pytest.mark.parametrize("code", range(10), ids=lambda c: f"op{c}")
+def test_bfloat16_table_holds_the_float32_results_rounded(code, isa):
+    """A large bfloat16 tensor is looked up in a 65536-entry table (unary.c); every
+    entry must be the float32 kernel's result rounded to bfloat16."""
+    every = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
+    looked_up = elementwise._run(every, code)  # 65536 elements: the table
+    computed = elementwise._run(every.float(), code).to(torch.bfloat16)
+    nan = computed.isnan()
+    assert torch.equal(looked_up.isnan(), nan)
+    assert torch.equal(looked_up[~nan].view(torch.int16), computed[~nan].view(torch.int16))
+    # a short tensor after the table exists: the same entries
+    assert torch.equal(elementwise._run(every[:100], code).view(torch.int16), looked_up[:100].view(torch.int16))
