@@ -11,7 +11,6 @@ from samebits import _native
 from samebits.ops.conv import _gemm_map
 
 
-
 def rnd(*shape, seed=0, dtype=torch.float32):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
 

@@ -172,4 +172,6 @@ def test_bfloat16_table_holds_the_float32_results_rounded(code, isa):
     assert torch.equal(looked_up.isnan(), nan)
     assert torch.equal(looked_up[~nan].view(torch.int16), computed[~nan].view(torch.int16))
     # a short tensor after the table exists: the same entries
-    assert torch.equal(elementwise._run(every[:100], code).view(torch.int16), looked_up[:100].view(torch.int16))
+    assert torch.equal(
+        elementwise._run(every[:100], code).view(torch.int16), looked_up[:100].view(torch.int16)
+    )
