@@ -143,14 +143,49 @@ SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, 
    buffer, then runs every output of the plane: acc = +0, one fma per tap in (kd, kh,
    kw) order, then + bias, exactly as sb_depthwise. Vector lanes carry outputs along a
    row, never parts of one sum. */
-#define DWN_OW 32 /* outputs of a row per block: four vectors of 8 */
+#define DWN_OW 32 /* outputs per block: four vectors of 8 */
 
-SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bias, float *out,
+/* DWN_OW outputs from +0, one fma per tap in order: output q * 8 + l reads
+   xb[(q * 8 + l) * sw + tapoff[t]] */
+static inline __attribute__((always_inline)) void dwn_block(const float *xb, i64 sw, const float *wt,
+                                                            const i64 *tapoff, i64 taps,
+                                                            v8 acc[DWN_OW / 8]) {
+    for (int q = 0; q < DWN_OW / 8; q++) acc[q] = v8_zero();
+    for (i64 t = 0; t < taps; t++) {
+        v8 wv = v8_set1(wt[t]);
+        const float *xt = xb + tapoff[t];
+        for (int q = 0; q < DWN_OW / 8; q++) {
+            v8 xv;
+            if (sw == 1) {
+                xv = v8_load(xt, 8 * q, F32);
+            } else {
+                float g[8];
+                for (int l = 0; l < 8; l++) g[l] = xt[(8 * q + l) * sw];
+                xv = v8_load(g, 0, F32);
+            }
+            acc[q] = v8_fma(xv, wv, acc[q]);
+        }
+    }
+}
+
+/* n (1..8) results to out[at..] as odt (bfloat16 rounded once) */
+static inline void dwn_store(void *out, i64 at, v8 r, int n, int odt) {
+    if (n == 8) {
+        v8_store_dt(out, at, r, odt);
+        return;
+    }
+    float t[8];
+    v8_store(t, r);
+    for (int l = 0; l < n; l++) st(out, at + l, t[l], odt);
+}
+
+SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bias, void *out,
                                      const i64 *meta, int dt, int wdt, int nthreads) {
     i64 N = meta[0], Cin = meta[1], D = meta[2], H = meta[3], W = meta[4], Co = meta[5];
     i64 KD = meta[6], KH = meta[7], KW = meta[8];
     i64 sd = meta[9], sh = meta[10], sw = meta[11], dd = meta[12], dh = meta[13], dw = meta[14];
     i64 pd = meta[15], ph = meta[16], pw = meta[17], OD = meta[18], OH = meta[19], OW = meta[20];
+    int odt = (int)meta[21]; /* out: float32, or bfloat16 (each result rounded once) */
     i64 Dp = D + 2 * pd, Hp = H + 2 * ph, Wp = W + 2 * pw, taps = KD * KH * KW;
     i64 mult = Co / Cin, planes = N * Co;
     size_t cap = (size_t)(Dp * Hp * Wp + DWN_OW * sw + 64);
@@ -176,41 +211,54 @@ SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bi
                 for (i64 h = 0; h < H; h++) {
                     float *prow = pad + ((d + pd) * Hp + h + ph) * Wp + pw;
                     i64 xrow = src + (d * H + h) * W;
-                    if (dt == F32) memcpy(prow, (const float *)x + xrow, (size_t)W * sizeof(float));
-                    else
-                        for (i64 q = 0; q < W; q++) prow[q] = ld(x, xrow + q, dt);
+                    i64 q = 0;
+                    if (dt == F32) memcpy(prow, (const float *)x + xrow, (size_t)W * sizeof(float)), q = W;
+#ifdef SB_AVX2
+                    for (; q + 8 <= W; q += 8) v8_store(prow + q, v8_load(x, xrow + q, dt));
+#endif
+                    for (; q < W; q++) prow[q] = ld(x, xrow + q, dt);
                 }
             for (i64 t = 0; t < taps; t++) wt[t] = ld(w, o * taps + t, wdt);
             float b = bias ? ld(bias, o, wdt) : 0.0f;
-            float *op = out + pl * OD * OH * OW;
+            i64 op = pl * OD * OH * OW;
+            if (sd == 1 && sh == 1 && sw == 1 && OW < DWN_OW) {
+                /* small planes, wide rows: output (od, oh, ow) sits at flat
+                   f = (od Hp + oh) Wp + ow of the padded plane and reads
+                   pad[f + tapoff[t]], so blocks run over f across rows and fill the
+                   vectors; the lanes that fall on border columns or rows are computed
+                   and not stored */
+                i64 F = ((OD - 1) * Hp + OH - 1) * Wp + OW, ow = 0, oh = 0, od = 0;
+                for (i64 f0 = 0; f0 < F; f0 += DWN_OW) {
+                    v8 acc[DWN_OW / 8];
+                    dwn_block(pad + f0, 1, wt, tapoff, taps, acc);
+                    for (int q = 0; q < DWN_OW / 8; q++) {
+                        v8 r = bias ? v8_add(acc[q], v8_set1(b)) : acc[q];
+                        if (ow + 8 <= OW && oh < OH && od < OD) { /* inside one row */
+                            dwn_store(out, op + (od * OH + oh) * OW + ow, r, 8, odt);
+                            ow += 8;
+                            continue;
+                        }
+                        float t[8];
+                        v8_store(t, r);
+                        for (int l = 0; l < 8; l++) { /* (od, oh, ow) of f0 + 8q + l */
+                            if (ow < OW && oh < OH && od < OD) st(out, op + (od * OH + oh) * OW + ow, t[l], odt);
+                            if (++ow == Wp) ow = 0, ++oh == Hp ? (oh = 0, od++) : 0;
+                        }
+                    }
+                }
+                continue;
+            }
             for (i64 od = 0; od < OD; od++)
                 for (i64 oh = 0; oh < OH; oh++) {
                     const float *prow = pad + (od * sd * Hp + oh * sh) * Wp;
-                    float *orow = op + (od * OH + oh) * OW;
+                    i64 orow = op + (od * OH + oh) * OW;
                     for (i64 ow0 = 0; ow0 < OW; ow0 += DWN_OW) {
                         v8 acc[DWN_OW / 8];
-                        for (int q = 0; q < DWN_OW / 8; q++) acc[q] = v8_zero();
-                        const float *xb = prow + ow0 * sw;
-                        for (i64 t = 0; t < taps; t++) {
-                            v8 wv = v8_set1(wt[t]);
-                            const float *xt = xb + tapoff[t];
-                            for (int q = 0; q < DWN_OW / 8; q++) {
-                                v8 xv;
-                                if (sw == 1) {
-                                    xv = v8_load(xt, 8 * q, F32);
-                                } else {
-                                    float g[8];
-                                    for (int l = 0; l < 8; l++) g[l] = xt[(8 * q + l) * sw];
-                                    xv = v8_load(g, 0, F32);
-                                }
-                                acc[q] = v8_fma(xv, wv, acc[q]);
-                            }
-                        }
+                        dwn_block(prow + ow0 * sw, sw, wt, tapoff, taps, acc);
                         i64 left = OW - ow0;
                         for (int q = 0; q < DWN_OW / 8 && 8 * q < left; q++) {
                             v8 r = bias ? v8_add(acc[q], v8_set1(b)) : acc[q];
-                            if (left >= 8 * q + 8) v8_store(orow + ow0 + 8 * q, r);
-                            else v8_store_n(orow + ow0 + 8 * q, r, (int)(left - 8 * q));
+                            dwn_store(out, orow + ow0 + 8 * q, r, (int)(left - 8 * q < 8 ? left - 8 * q : 8), odt);
                         }
                     }
                 }

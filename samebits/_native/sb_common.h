@@ -100,7 +100,7 @@ SB_API void SB_FN(sb_exact_acc)(const void *x, i64 outer, i64 R, i64 inner, int 
 SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, float *out,
                                 const i64 *meta, int dt, int wdt, int nthreads);
 /* returns 0, or -1 when a work buffer cannot be allocated */
-SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bias, float *out,
+SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bias, void *out,
                                     const i64 *meta, int dt, int wdt, int nthreads);
 SB_API void SB_FN(sb_im2col)(const void *x, const i64 *meta, i64 r0, i64 r1, void *dst, int dt,
                              int nthreads);
@@ -195,6 +195,7 @@ static inline v8 v8_load(const void *p, i64 i, int dt) { v8 r; for (int l = 0; l
 static inline v8 v8_load_n(const void *p, i64 i, int n, int dt) { v8 r = v8_zero(); for (int l = 0; l < n; l++) r.x[l] = ld(p, i + l, dt); return r; }
 static inline void v8_store(float *p, v8 v) { for (int l = 0; l < 8; l++) p[l] = v.x[l]; }
 static inline void v8_store_n(float *p, v8 v, int n) { for (int l = 0; l < n; l++) p[l] = v.x[l]; }
+static inline void v8_store_dt(void *p, i64 i, v8 v, int dt) { for (int l = 0; l < 8; l++) st(p, i + l, v.x[l], dt); }
 static inline float v8_tree(v8 v) {
     float s0 = v.x[0] + v.x[4], s1 = v.x[1] + v.x[5], s2 = v.x[2] + v.x[6], s3 = v.x[3] + v.x[7];
     return (s0 + s2) + (s1 + s3);

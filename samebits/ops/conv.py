@@ -378,9 +378,9 @@ def _depthwise_nchw(x, weight, bias, stride, padding, dilation) -> torch.Tensor:
     xd, dt = native_view(x)
     w, wdt = native_view(weight.reshape(Co, -1).contiguous())  # (Co, taps)
     b = None if bias is None else native_view(bias.to(w.dtype).contiguous())[0]
-    out = torch.empty(N, Co, *osz, dtype=torch.float32)
+    out = torch.empty(N, Co, *osz, dtype=torch.bfloat16 if dt == _BF16 else torch.float32)
     meta = torch.tensor(
-        [N, Cin, D, H, W, Co, *ks, *stride, *dilation, *padding, *osz], dtype=torch.int64
+        [N, Cin, D, H, W, Co, *ks, *stride, *dilation, *padding, *osz, dt], dtype=torch.int64
     )
     if out.numel():
         status = _native.lib().sb_depthwise_nchw(
