@@ -64,6 +64,7 @@ static inline void pq_st(float *p, pq_acc v) { _mm512_storeu_ps(p, v); }
 #define PQ_NV 4
 typedef __m512i pq_b;
 typedef __m512i pq_a;
+static inline pq_b pq_bprep(__m512i w) { return w; }
 static inline pq_b pq_bload(const uint32_t *p) { return _mm512_loadu_si512((const void *)p); }
 static inline pq_a pq_abcast(uint32_t w) { return _mm512_set1_epi32((int)w); }
 static inline pq_acc pq_step(pq_acc acc, pq_a a, pq_b b) {
@@ -73,12 +74,12 @@ static inline pq_acc pq_step(pq_acc acc, pq_a a, pq_b b) {
 #define PQ_NV 2
 typedef struct { __m512 h, l; } pq_b;
 typedef struct { __m512 h, l; } pq_a;
-static inline pq_b pq_bload(const uint32_t *p) {
-    __m512i w = _mm512_loadu_si512((const void *)p);
+static inline pq_b pq_bprep(__m512i w) {
     pq_b r = {_mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32((int)0xffff0000u))),
               _mm512_castsi512_ps(_mm512_slli_epi32(w, 16))};
     return r;
 }
+static inline pq_b pq_bload(const uint32_t *p) { return pq_bprep(_mm512_loadu_si512((const void *)p)); }
 static inline pq_a pq_abcast(uint32_t w) {
     pq_a r = {_mm512_castsi512_ps(_mm512_set1_epi32((int)(w & 0xffff0000u))),
               _mm512_castsi512_ps(_mm512_set1_epi32((int)(w << 16)))};
@@ -97,12 +98,15 @@ typedef struct { __m256 h, l; } pq_a;
 static inline pq_acc pq_zero(void) { pq_acc r = {_mm256_setzero_ps(), _mm256_setzero_ps()}; return r; }
 static inline pq_acc pq_ld(const float *p) { pq_acc r = {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; return r; }
 static inline void pq_st(float *p, pq_acc v) { _mm256_storeu_ps(p, v.lo); _mm256_storeu_ps(p + 8, v.hi); }
-static inline pq_b pq_bload(const uint32_t *p) {
+/* columns 0-7 in w0, 8-15 in w1 */
+static inline pq_b pq_bprep2(__m256i w0, __m256i w1) {
     const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
-    __m256i w0 = _mm256_loadu_si256((const __m256i *)p), w1 = _mm256_loadu_si256((const __m256i *)(p + 8));
     pq_b r = {_mm256_castsi256_ps(_mm256_and_si256(w0, hi)), _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16)),
               _mm256_castsi256_ps(_mm256_and_si256(w1, hi)), _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16))};
     return r;
+}
+static inline pq_b pq_bload(const uint32_t *p) {
+    return pq_bprep2(_mm256_loadu_si256((const __m256i *)p), _mm256_loadu_si256((const __m256i *)(p + 8)));
 }
 static inline pq_a pq_abcast(uint32_t w) {
     pq_a r = {_mm256_castsi256_ps(_mm256_set1_epi32((int)(w & 0xffff0000u))),
@@ -327,6 +331,82 @@ PQ_ROW(1) PQ_ROW(2) PQ_ROW(3) PQ_ROW(4) PQ_ROW(5) PQ_ROW(6)
 static const pq_fn PQ_FNS[7][5] = {{NULL}, PQ_ENTRY(1), PQ_ENTRY(2), PQ_ENTRY(3),
                                    PQ_ENTRY(4), PQ_ENTRY(5), PQ_ENTRY(6)};
 
+
+/* Few rows (a matrix-vector product, decode): no packing buffer. Per 16 columns and
+   32 k, the 16 B rows are loaded and transposed in registers (pair p of every column
+   in one vector), and each row's pair p is broadcast against it: the pq_step of the
+   packed kernel, on the same words. np pairs (<= 16) are taken; the block's words
+   come from b[c] + k (bfloat16 rows of 32 elements, or a zero-padded copy). */
+#if defined(PR_ZMM) || defined(SB_AVX2)
+#define PQ_SMALL_M 4
+static inline __attribute__((always_inline)) void pq_small_block(const uint16_t *const *b, i64 k,
+                                                                 const uint16_t *const *a, i64 ka,
+                                                                 int np, pq_acc *acc, const int MR) {
+    pq_b t[16];
+#ifdef PR_ZMM
+    __m512i r[16];
+    for (int w = 0; w < 16; w++) r[w] = _mm512_loadu_si512((const void *)(b[w] + k));
+    t16x16(r);
+    for (int p = 0; p < 16; p++) t[p] = pq_bprep(r[p]);
+#else
+    __m256 r0[8], r1[8], o0[8], o1[8];
+    for (int w = 0; w < 8; w++) {
+        r0[w] = _mm256_loadu_ps((const float *)(b[w] + k));
+        r1[w] = _mm256_loadu_ps((const float *)(b[8 + w] + k));
+    }
+    t8x8(r0, o0);
+    t8x8(r1, o1);
+    for (int p = 0; p < 8; p++) t[p] = pq_bprep2(_mm256_castps_si256(o0[p]), _mm256_castps_si256(o1[p]));
+    for (int w = 0; w < 8; w++) {
+        r0[w] = _mm256_loadu_ps((const float *)(b[w] + k + 16));
+        r1[w] = _mm256_loadu_ps((const float *)(b[8 + w] + k + 16));
+    }
+    t8x8(r0, o0);
+    t8x8(r1, o1);
+    for (int p = 0; p < 8; p++) t[8 + p] = pq_bprep2(_mm256_castps_si256(o0[p]), _mm256_castps_si256(o1[p]));
+#endif
+    for (int p = 0; p < np; p++)
+        for (int q = 0; q < MR; q++) {
+            uint32_t w;
+            memcpy(&w, a[q] + ka + 2 * p, 4);
+            acc[q] = pq_step(acc[q], pq_abcast(w), t[p]);
+        }
+}
+
+/* MR rows x 16 columns over the whole K into s (16 floats per row) */
+static inline __attribute__((always_inline)) void pq_small(const uint16_t *const *a, const uint16_t *const *b,
+                                                           i64 K, float *s, const int MR) {
+    pq_acc acc[PQ_SMALL_M];
+    for (int q = 0; q < MR; q++) acc[q] = pq_zero();
+    i64 k = 0;
+    for (; k + 32 <= K; k += 32) pq_small_block(b, k, a, k, 16, acc, MR);
+    if (k < K) { /* the last block, zero-padded copies; only its ceil((K - k) / 2) pairs run */
+        uint16_t tb[16][32], ta[PQ_SMALL_M][34];
+        const uint16_t *pb[16], *pa[PQ_SMALL_M];
+        size_t n = (size_t)(K - k);
+        for (int w = 0; w < 16; w++) {
+            memset(tb[w], 0, sizeof tb[w]);
+            memcpy(tb[w], b[w] + k, n * 2);
+            pb[w] = tb[w];
+        }
+        for (int q = 0; q < MR; q++) {
+            memset(ta[q], 0, sizeof ta[q]);
+            memcpy(ta[q], a[q] + k, n * 2);
+            pa[q] = ta[q];
+        }
+        pq_small_block(pb, 0, pa, 0, (int)((n + 1) / 2), acc, MR);
+    }
+    for (int q = 0; q < MR; q++) pq_st(s + 16 * q, acc[q]);
+}
+typedef void (*pq_small_fn)(const uint16_t *const *, const uint16_t *const *, i64, float *);
+#define PQ_SMALL_DEF(MR) \
+    static void pq_small_##MR(const uint16_t *const *a, const uint16_t *const *b, i64 K, float *s) { pq_small(a, b, K, s, MR); }
+PQ_SMALL_DEF(1) PQ_SMALL_DEF(2) PQ_SMALL_DEF(3) PQ_SMALL_DEF(4)
+static const pq_small_fn PQ_SMALLS[PQ_SMALL_M + 1] = {NULL, pq_small_1, pq_small_2, pq_small_3, pq_small_4};
+#else
+#define PQ_SMALL_M 0
+#endif
+
 /* n results of one row to C at `at` (float32, or bfloat16 rounded once with cbf):
    x[c] (+ bias[c]), the same operations as pr_bias and f2bf, 8 at a time */
 static void pq_emit(const float *x, const float *bias, i64 n, void *C, i64 at, int cbf) {
@@ -348,9 +428,69 @@ static void pq_emit(const float *x, const float *bias, i64 n, void *C, i64 at, i
 /* (batch, M, K) x (batch, N, K), both bfloat16 rows in place (or B K-major with
    bkmaj: (batch, K, N), rows ldb apart); C float32, or bfloat16 with om->cbf (each
    result rounded once, as .to() would) */
+/* the sums s (mc rows of lds) of rows i0.., columns j0.. of one batch item: + bias,
+   then to Cb through the output map */
+static void pq_out(const struct omap *om, const float *s, i64 lds, i64 i0, i64 mc, i64 j0, i64 nc,
+                   const void *bias, int bdt, void *Cb, float *bb) {
+    i64 rowoff[PQ_MB];
+    omap_rows(om, i0, mc, rowoff);
+    if (bias && !om->rbias)
+        for (i64 c = 0; c < nc; c++) bb[c] = ld(bias, j0 + c, bdt);
+    for (i64 r = 0; r < mc; r++) {
+        if (rowoff[r] < 0) continue;
+        if (bias && om->rbias) { /* one bias per row */
+            float b = ld(bias, i0 + r, bdt);
+            for (i64 c = 0; c < nc; c++) bb[c] = b;
+        }
+        const float *x = s + r * lds;
+        i64 at = rowoff[r] + j0 * om->sj;
+        if (om->sj == 1) {
+            pq_emit(x, bias ? bb : NULL, nc, Cb, at, (int)om->cbf);
+            continue;
+        }
+        for (i64 c = 0; c < nc; c++, at += om->sj) { /* a column stride */
+            float y = bias ? pr_bias(x[c], bb[c]) : x[c];
+            if (om->cbf) ((uint16_t *)Cb)[at] = f2bf(y);
+            else ((float *)Cb)[at] = y;
+        }
+    }
+}
+
+#if PQ_SMALL_M
+/* M <= PQ_SMALL_M rows, A in plain rows, B K-contiguous: pq_small per 16 columns */
+static void pair_small(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ldb, i64 sb,
+                       float *C, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
+                       int th, const struct omap *om) {
+    i64 npan = (N + 15) / 16, tasks = batch * npan;
+#pragma omp parallel num_threads(th)
+    {
+        unsigned old = pr_ftz_on();
+        float s[PQ_SMALL_M * 16], bb[16];
+#pragma omp for schedule(dynamic, dyn_chunk(tasks, th))
+        for (i64 t = 0; t < tasks; t++) {
+            i64 bi = t / npan, j0 = (t % npan) * 16, nc = N - j0 < 16 ? N - j0 : 16;
+            const uint16_t *ap[PQ_SMALL_M], *bp[16];
+            for (i64 r = 0; r < M; r++) ap[r] = A + bi * sa + r * lda;
+            /* missing columns reuse column j0; their results are not stored */
+            for (i64 c = 0; c < 16; c++) bp[c] = B + bi * sb + (j0 + (c < nc ? c : 0)) * ldb;
+            if (K > 0) PQ_SMALLS[M](ap, bp, K, s);
+            else memset(s, 0, sizeof s);
+            pq_out(om, s, 16, 0, M, j0, nc, bias, bdt, (char *)C + bi * sc * (om->cbf ? 2 : 4), bb);
+        }
+        pr_ftz_off(old);
+    }
+}
+#endif
+
 static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ldb, int bkmaj, i64 sb,
                      float *C, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
                      int th, const struct omap *om) {
+#if PQ_SMALL_M
+    if (M <= PQ_SMALL_M && !bkmaj && om->arun >= K) {
+        pair_small(A, lda, sa, B, ldb, sb, C, sc, batch, M, N, K, bias, bdt, th, om);
+        return 0;
+    }
+#endif
     i64 MB = M < PQ_MB ? M : PQ_MB, NB = PQ_NB;
     i64 mt = (M + MB - 1) / MB, nt = (N + NB - 1) / NB;
     /* narrower column tiles when there are too few tiles to keep every thread busy */
@@ -398,30 +538,7 @@ static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 
                     }
                 }
             }
-            /* + bias, then out through the map */
-            i64 rowoff[PQ_MB];
-            omap_rows(om, i0, mc, rowoff);
-            void *Cb = (char *)C + bi * sc * (om->cbf ? 2 : 4);
-            if (bias && !om->rbias)
-                for (i64 c = 0; c < nc; c++) bb[c] = ld(bias, j0 + c, bdt);
-            for (i64 r = 0; r < mc; r++) {
-                if (rowoff[r] < 0) continue;
-                if (bias && om->rbias) { /* one bias per row */
-                    float b = ld(bias, i0 + r, bdt);
-                    for (i64 c = 0; c < nc; c++) bb[c] = b;
-                }
-                const float *x = s + r * lds;
-                i64 at = rowoff[r] + j0 * om->sj;
-                if (om->sj == 1) {
-                    pq_emit(x, bias ? bb : NULL, nc, Cb, at, (int)om->cbf);
-                    continue;
-                }
-                for (i64 c = 0; c < nc; c++, at += om->sj) { /* a column stride */
-                    float y = bias ? pr_bias(x[c], bb[c]) : x[c];
-                    if (om->cbf) ((uint16_t *)Cb)[at] = f2bf(y);
-                    else ((float *)Cb)[at] = y;
-                }
-            }
+            pq_out(om, s, lds, i0, mc, j0, nc, bias, bdt, (char *)C + bi * sc * (om->cbf ? 2 : 4), bb);
         }
 #ifdef PR_MXCSR
         pr_ftz_off(old);

@@ -67,15 +67,16 @@ def bf16_values(rng: np.random.Generator, n: int, tiny: bool) -> torch.Tensor:
 
 @pytest.mark.parametrize("K", [2, 31, 32, 45, 96, 301, 600])  # K == 1 is SEQ (uses_dot_order)
 @pytest.mark.parametrize("tiny", [False, True], ids=["normal", "tiny"])
-def test_linear_computes_the_pair_order_exactly(K, tiny):
+@pytest.mark.parametrize("M", [3, 7], ids=["few_rows", "packed"])  # the two PAIR kernels
+def test_linear_computes_the_pair_order_exactly(K, tiny, M, isa):
     rng = np.random.default_rng(K + 1000 * tiny)
-    x, w = bf16_values(rng, 3 * K, tiny).view(3, K), bf16_values(rng, 5 * K, tiny).view(5, K)
+    x, w = bf16_values(rng, M * K, tiny).view(M, K), bf16_values(rng, 5 * K, tiny).view(5, K)
     if tiny:  # tiny operands against tiny running sums: flushes at every step
         x[0] = x[0] * 2.0**-60
     with samebits.batch_invariant():
-        got = F.linear(x, w).float()  # (3, 5)
+        got = F.linear(x, w).float()  # (M, 5)
     want = [
-        [pair_dot(x[i].float().tolist(), w[j].float().tolist()) for j in range(5)] for i in range(3)
+        [pair_dot(x[i].float().tolist(), w[j].float().tolist()) for j in range(5)] for i in range(M)
     ]
     want = torch.tensor(want, dtype=torch.float32).to(torch.bfloat16).float()
     assert torch.equal(got.view(torch.int32), want.view(torch.int32)), (got, want)
