@@ -436,22 +436,45 @@ static void pq_out(const struct omap *om, const float *s, i64 lds, i64 i0, i64 m
     omap_rows(om, i0, mc, rowoff);
     if (bias && !om->rbias)
         for (i64 c = 0; c < nc; c++) bb[c] = ld(bias, j0 + c, bdt);
-    for (i64 r = 0; r < mc; r++) {
-        if (rowoff[r] < 0) continue;
-        if (bias && om->rbias) { /* one bias per row */
-            float b = ld(bias, i0 + r, bdt);
-            for (i64 c = 0; c < nc; c++) bb[c] = b;
+#ifdef SB_AVX2
+    /* NCHW output (a column stride, positions along rows): 8 rows x 8 columns at a
+       time, transposed, where the 8 rows are 8 consecutive positions */
+    int tr = om->sj != 1 && om->si == 1 && !om->rbias;
+#endif
+    for (i64 r0 = 0; r0 < mc; r0 += 8) {
+        i64 r1 = r0 + 8 < mc ? r0 + 8 : mc, c = 0;
+#ifdef SB_AVX2
+        int run = tr && r1 - r0 == 8 && rowoff[r0] >= 0;
+        for (int l = 1; run && l < 8; l++) run = rowoff[r0 + l] == rowoff[r0] + l;
+        if (run) {
+            for (; c + 8 <= nc; c += 8) {
+                __m256 v[8], t[8];
+                for (int l = 0; l < 8; l++) v[l] = _mm256_loadu_ps(s + (r0 + l) * lds + c);
+                t8x8(v, t); /* t[q]: column c + q of the 8 rows */
+                for (int q = 0; q < 8; q++) {
+                    __m256 y = bias ? _mm256_add_ps(t[q], _mm256_set1_ps(bb[c + q])) : t[q];
+                    v8_store_dt(Cb, rowoff[r0] + (j0 + c + q) * om->sj, y, om->cbf ? BF16 : F32);
+                }
+            }
         }
-        const float *x = s + r * lds;
-        i64 at = rowoff[r] + j0 * om->sj;
-        if (om->sj == 1) {
-            pq_emit(x, bias ? bb : NULL, nc, Cb, at, (int)om->cbf);
-            continue;
-        }
-        for (i64 c = 0; c < nc; c++, at += om->sj) { /* a column stride */
-            float y = bias ? pr_bias(x[c], bb[c]) : x[c];
-            if (om->cbf) ((uint16_t *)Cb)[at] = f2bf(y);
-            else ((float *)Cb)[at] = y;
+#endif
+        for (i64 r = r0; r < r1; r++) {
+            if (rowoff[r] < 0) continue;
+            if (bias && om->rbias) { /* one bias per row */
+                float b = ld(bias, i0 + r, bdt);
+                for (i64 q = 0; q < nc; q++) bb[q] = b;
+            }
+            const float *x = s + r * lds;
+            i64 at = rowoff[r] + (j0 + c) * om->sj;
+            if (om->sj == 1) {
+                pq_emit(x + c, bias ? bb + c : NULL, nc - c, Cb, at, (int)om->cbf);
+                continue;
+            }
+            for (i64 q = c; q < nc; q++, at += om->sj) { /* a column stride */
+                float y = bias ? pr_bias(x[q], bb[q]) : x[q];
+                if (om->cbf) ((uint16_t *)Cb)[at] = f2bf(y);
+                else ((float *)Cb)[at] = y;
+            }
         }
     }
 }
