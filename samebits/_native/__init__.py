@@ -34,7 +34,7 @@ from samebits._native import _build
 from samebits._native._build import ISA_NEEDS, ISAS
 from samebits.errors import NativeBuildError
 
-ABI_VERSION = 8  # sb_common.h's SB_ABI_VERSION
+ABI_VERSION = 9  # sb_common.h's SB_ABI_VERSION
 
 F32, BF16 = 0, 1
 I64, INT, P, DBL, FLT = (
@@ -66,6 +66,7 @@ SIGNATURES: dict[str, tuple[list, object]] = {
     "sb_depthwise": ([P, P, P, P, P, INT, INT, INT], None),
     "sb_depthwise_nchw": ([P, P, P, P, P, INT, INT, INT], INT),
     "sb_im2col": ([P, P, I64, I64, P, INT, INT], None),
+    "sb_pad_cl": ([P, P, P, INT, INT], None),
     "sb_exact_dot": ([P, P, I64, INT, P, P], None),
 }
 # bit i of sb_cpu_features() (dispatch.c's CF_* enum, in order)

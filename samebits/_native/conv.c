@@ -270,6 +270,67 @@ SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bi
     return oom ? -1 : 0;
 }
 
+/* -------------------------------------------------- padded channels-last copy */
+/* x (N, C, H, W) at element strides (sn, sc, sh, sw) -> dst (N, Hp, Wq, C), contiguous:
+   x[n, c, h, w] at (n, ph + h, pw + w, c), zeros everywhere else. A copy in one pass
+   (the borders are written, never the whole buffer twice); no arithmetic, so it cannot
+   change a bit. meta = {N, C, H, W, sn, sc, sh, sw, ph, pw, Hp, Wq}. */
+SB_API void SB_FN(sb_pad_cl)(const void *x, const i64 *meta, void *dst, int dt, int nthreads) {
+    i64 N = meta[0], C = meta[1], H = meta[2], W = meta[3], sn = meta[4], sc = meta[5];
+    i64 sh = meta[6], sw = meta[7], ph = meta[8], pw = meta[9], Hp = meta[10], Wq = meta[11];
+    size_t e = esz(dt);
+    i64 rows = N * Hp;
+    int th = threads_for(rows * Wq * C, nthreads);
+#pragma omp parallel for schedule(dynamic, dyn_chunk(rows, th)) num_threads(th)
+    for (i64 row = 0; row < rows; row++) {
+        i64 n = row / Hp, h = row % Hp - ph;
+        char *d = (char *)dst + (size_t)(row * Wq * C) * e;
+        if (h < 0 || h >= H) {
+            memset(d, 0, (size_t)(Wq * C) * e);
+            continue;
+        }
+        memset(d, 0, (size_t)(pw * C) * e);
+        memset(d + (size_t)((pw + W) * C) * e, 0, (size_t)((Wq - pw - W) * C) * e);
+        d += (size_t)(pw * C) * e;
+        i64 src = n * sn + h * sh;
+        if (sc == 1) { /* channels contiguous: one run per position */
+            for (i64 w = 0; w < W; w++)
+                memcpy(d + (size_t)(w * C) * e, (const char *)x + (size_t)(src + w * sw) * e, (size_t)C * e);
+            continue;
+        }
+        for (i64 w0 = 0; w0 < W; w0 += 8)
+            for (i64 c0 = 0; c0 < C; c0 += 8) {
+                i64 nw = W - w0 < 8 ? W - w0 : 8, nc = C - c0 < 8 ? C - c0 : 8;
+#ifdef SB_AVX2
+                if (nw == 8 && nc == 8 && sw == 1) { /* 8 channels x 8 positions, transposed */
+                    __m256 r[8], t[8];
+                    for (int q = 0; q < 8; q++) {
+                        i64 at = src + (c0 + q) * sc + w0;
+                        r[q] = dt == F32 ? _mm256_loadu_ps((const float *)x + at)
+                                         : _mm256_castsi256_ps(_mm256_cvtepu16_epi32(
+                                               _mm_loadu_si128((const __m128i *)((const uint16_t *)x + at))));
+                    }
+                    t8x8(r, t); /* t[l]: the 8 channels at position w0 + l */
+                    for (int l = 0; l < 8; l++) {
+                        i64 at = (w0 + l) * C + c0;
+                        if (dt == F32) {
+                            _mm256_storeu_ps((float *)d + at, t[l]);
+                        } else {
+                            __m256i v = _mm256_castps_si256(t[l]); /* 16-bit values, zero-extended */
+                            _mm_storeu_si128((__m128i *)((uint16_t *)d + at),
+                                             _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+                        }
+                    }
+                    continue;
+                }
+#endif
+                for (i64 w = w0; w < w0 + nw; w++)
+                    for (i64 c = c0; c < c0 + nc; c++)
+                        memcpy(d + (size_t)(w * C + c) * e, (const char *)x + (size_t)(src + c * sc + w * sw) * e, e);
+            }
+    }
+}
+
 /* ----------------------------------------------------------------- im2col */
 /* Rows r0..r1-1 of the im2col matrix of a channels-last padded input
    x (N, D, H, W, C): row r = (n, od, oh, ow) holds, for the taps (kd, kh, kw) in

@@ -62,7 +62,7 @@ enum { F32 = 0, BF16 = 1 };
    prototypes below are the ABI: samebits/_native/_loader.py binds them through its
    ctypes table, and tests/native/test_abi.py checks that table against this list.
    Bump SB_ABI_VERSION whenever one changes. */
-#define SB_ABI_VERSION 8
+#define SB_ABI_VERSION 9
 #ifndef SB_ISA
 #define SB_ISA portable
 #endif
@@ -104,6 +104,7 @@ SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bi
                                     const i64 *meta, int dt, int wdt, int nthreads);
 SB_API void SB_FN(sb_im2col)(const void *x, const i64 *meta, i64 r0, i64 r1, void *dst, int dt,
                              int nthreads);
+SB_API void SB_FN(sb_pad_cl)(const void *x, const i64 *meta, void *dst, int dt, int nthreads);
 SB_API void SB_FN(sb_exact_dot)(const void *a, const void *b, i64 n, int dt, int64_t *out,
                                 int32_t *flags);
 

@@ -172,3 +172,29 @@ def test_bad_groups_rejected():
 
 def test_covered_ops_lists_convolution():
     assert samebits.covered_ops()["aten::convolution"] == "invariant kernel"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(
+    "layout", ["nchw", "channels_last", "sliced"], ids=["nchw", "channels_last", "sliced"]
+)
+def test_padded_channels_last_copy_moves_every_bit(dtype, layout, isa):
+    """sb_pad_cl (the implicit convolution's input copy): every bit pattern, NaN payloads
+    and signed zeros included, lands at its padded channels-last place; zeros elsewhere."""
+    N, C, H, W, ph, pw = 2, 19, 7, 21, 2, 1
+    g = torch.Generator().manual_seed(3)
+    raw = torch.randint(-(2**15), 2**15, (N, C + 1, H, W + 3), generator=g, dtype=torch.int32)
+    if dtype == torch.float32:
+        x = (raw * 65599).view(torch.float32)  # arbitrary 32-bit patterns
+    else:
+        x = raw.to(torch.int16).view(torch.bfloat16)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x = x[:, 1:, :, 2 : 2 + W] if layout == "sliced" else x[:, :C, :, :W]
+    Hp, Wq = H + 2 * ph, W + 2 * pw + 3  # three extra columns on the right, as a wide row
+    buf = torch.full((N * Hp * Wq * C + 5,), 7.0, dtype=dtype)
+    conv._pad_cl(x, ph, pw, Hp, Wq, buf)
+    want = torch.zeros(N, Hp, Wq, C, dtype=dtype)
+    want[:, ph : ph + H, pw : pw + W] = x.permute(0, 2, 3, 1)
+    assert same_bits(buf[: N * Hp * Wq * C].view(N, Hp, Wq, C), want)
+    assert torch.equal(buf[N * Hp * Wq * C :], torch.full((5,), 7.0, dtype=dtype))  # no overrun
