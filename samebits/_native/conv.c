@@ -325,8 +325,11 @@ SB_API void SB_FN(sb_pad_cl)(const void *x, const i64 *meta, void *dst, int dt, 
                 }
 #endif
                 for (i64 w = w0; w < w0 + nw; w++)
-                    for (i64 c = c0; c < c0 + nc; c++)
-                        memcpy(d + (size_t)(w * C + c) * e, (const char *)x + (size_t)(src + c * sc + w * sw) * e, e);
+                    for (i64 c = c0; c < c0 + nc; c++) {
+                        i64 to = w * C + c, from = src + c * sc + w * sw;
+                        if (dt == F32) ((uint32_t *)d)[to] = ((const uint32_t *)x)[from];
+                        else ((uint16_t *)d)[to] = ((const uint16_t *)x)[from];
+                    }
             }
     }
 }
@@ -354,8 +357,13 @@ SB_API void SB_FN(sb_im2col)(const void *x, const i64 *meta, i64 r0, i64 r1, voi
             for (i64 kh = 0; kh < KH; kh++) {
                 i64 base = ((n * D + od * sd + kd * dd) * H + oh * sh + kh * dh) * W + ow * sw;
                 if (cg == C && dw == 1) { /* the KW taps of all channels are one run */
-                    memcpy(d, (const char *)x + (size_t)(base * C) * e, run * (size_t)KW);
-                    d += run * (size_t)KW;
+                    size_t n = run * (size_t)KW;
+                    const char *src = (const char *)x + (size_t)(base * C) * e;
+                    if (n <= 64) /* short runs (a stem's few channels): no library call */
+                        for (size_t b = 0; b < n; b++) d[b] = src[b];
+                    else
+                        memcpy(d, src, n);
+                    d += n;
                     continue;
                 }
                 for (i64 kw = 0; kw < KW; kw++, d += run)
