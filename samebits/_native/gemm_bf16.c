@@ -514,8 +514,10 @@ static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 
         return 0;
     }
 #endif
-    i64 MB = M < PQ_MB ? M : PQ_MB, NB = PQ_NB;
-    i64 mt = (M + MB - 1) / MB, nt = (N + NB - 1) / NB;
+    /* row tiles of equal height (a multiple of PQ_MR), at most PQ_MB */
+    i64 mt = M > PQ_MB ? (M + PQ_MB - 1) / PQ_MB : 1, NB = PQ_NB;
+    i64 MB = ((M + mt - 1) / mt + PQ_MR - 1) / PQ_MR * PQ_MR, nt = (N + NB - 1) / NB;
+    if (MB > PQ_MB) MB = PQ_MB;
     /* narrower column tiles when there are too few tiles to keep every thread busy */
     while (th > 1 && batch * mt * nt < 4 * th && NB > 16) {
         NB /= 2;
