@@ -7,8 +7,8 @@
   with the KV cache at batch 1, 8 and 32, left-padded prompts of mixed lengths.
   Decode time = time(generate 33 tokens) - time(generate 1 token), so prefill is
   excluded.
-* Peak RSS of the MiniLM batch-32 workload, native vs the mode, each in a fresh
-  process.
+* Peak RSS of the MiniLM batch-32 workload and of the bfloat16 Llama decode at batch
+  8, native vs the mode, each in a fresh process.
 
 Ratio = native time / invariant time (speed ratio), median of interleaved repeats.
 """
@@ -134,36 +134,46 @@ def llama(
         print(rows[-1], flush=True)
 
 
-def rss_child(mode: str) -> None:
-    """Run the MiniLM batch-32 workload and print peak RSS (KiB) as JSON."""
-    model = load_sentence_model()
-    ts = texts()
+RSS_WORKLOADS = {"minilm": "MiniLM batch 32", "llama": "Llama bfloat16 decode batch 8"}
+
+
+def rss_child(workload: str, mode: str) -> None:
+    """Run one workload (RSS_WORKLOADS) and print peak RSS (KiB) as JSON."""
     with samebits.batch_invariant(mode == "invariant"), torch.inference_mode():
-        for _ in range(3):
-            model.encode(ts, batch_size=32, convert_to_tensor=True, show_progress_bar=False)
+        if workload == "minilm":
+            model, ts = load_sentence_model(), texts()
+            for _ in range(3):
+                model.encode(ts, batch_size=32, convert_to_tensor=True, show_progress_bar=False)
+        else:
+            model = tiny_llama().to(torch.bfloat16)
+            ids = torch.randint(3, 8000, (8, 24), generator=torch.Generator().manual_seed(0))
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=32,
+                           min_new_tokens=32, do_sample=False, pad_token_id=0)  # fmt: skip
     print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 
 def rss(rows: list[list[str]]) -> None:
-    peak = {}
-    for mode in ("native", "invariant"):
-        out = subprocess.run(
-            [sys.executable, __file__, "--rss", mode], capture_output=True, text=True, check=True
-        ).stdout
-        peak[mode] = json.loads(out.strip().splitlines()[-1])["maxrss_kib"]
-    growth = peak["invariant"] / peak["native"] - 1
-    rows.append(
-        [
-            f"MiniLM batch 32 peak RSS: native {peak['native'] / 1024:.0f} MiB, "
-            f"invariant {peak['invariant'] / 1024:.0f} MiB",
-            f"{growth:+.1%}",
-        ]
-    )
+    for workload, name in RSS_WORKLOADS.items():
+        peak = {}
+        for mode in ("native", "invariant"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--rss", workload, mode],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            peak[mode] = json.loads(out.strip().splitlines()[-1])["maxrss_kib"]
+        growth = peak["invariant"] / peak["native"] - 1
+        rows.append(
+            [
+                f"{name} peak RSS: native {peak['native'] / 1024:.0f} MiB, "
+                f"invariant {peak['invariant'] / 1024:.0f} MiB",
+                f"{growth:+.1%}",
+            ]
+        )
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--rss":
-        rss_child(sys.argv[2])
+    if len(sys.argv) == 4 and sys.argv[1] == "--rss":
+        rss_child(sys.argv[2], sys.argv[3])
         return
     print(header("bench_models: whole models, invariant / native"))
     rows: list[list[str]] = []
