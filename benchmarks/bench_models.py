@@ -149,7 +149,18 @@ def rss_child(workload: str, mode: str) -> None:
             ids = torch.randint(3, 8000, (8, 24), generator=torch.Generator().manual_seed(0))
             model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=32,
                            min_new_tokens=32, do_sample=False, pad_token_id=0)  # fmt: skip
-    print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    print(json.dumps({"maxrss_kib": peak_rss_kib()}))
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set (VmHWM). Not getrusage's ru_maxrss: Linux carries
+    that across fork and exec, so a child started by a big parent reports the parent's
+    peak (both modes then read the same number)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def rss(rows: list[list[str]]) -> None:
