@@ -349,21 +349,17 @@ static inline __attribute__((always_inline)) void pq_small_block(const uint16_t 
     t16x16(r);
     for (int p = 0; p < 16; p++) t[p] = pq_bprep(r[p]);
 #else
-    __m256 r0[8], r1[8], o0[8], o1[8];
-    for (int w = 0; w < 8; w++) {
-        r0[w] = _mm256_loadu_ps((const float *)(b[w] + k));
-        r1[w] = _mm256_loadu_ps((const float *)(b[8 + w] + k));
+    for (int h = 0; h < 2; h++) { /* pairs 8h..8h+7: columns 0-7 and 8-15, 8x8 each */
+        __m256 r0[8], r1[8], o0[8], o1[8];
+        for (int w = 0; w < 8; w++) {
+            r0[w] = _mm256_loadu_ps((const float *)(b[w] + k + 16 * h));
+            r1[w] = _mm256_loadu_ps((const float *)(b[8 + w] + k + 16 * h));
+        }
+        t8x8(r0, o0);
+        t8x8(r1, o1);
+        for (int p = 0; p < 8; p++)
+            t[8 * h + p] = pq_bprep2(_mm256_castps_si256(o0[p]), _mm256_castps_si256(o1[p]));
     }
-    t8x8(r0, o0);
-    t8x8(r1, o1);
-    for (int p = 0; p < 8; p++) t[p] = pq_bprep2(_mm256_castps_si256(o0[p]), _mm256_castps_si256(o1[p]));
-    for (int w = 0; w < 8; w++) {
-        r0[w] = _mm256_loadu_ps((const float *)(b[w] + k + 16));
-        r1[w] = _mm256_loadu_ps((const float *)(b[8 + w] + k + 16));
-    }
-    t8x8(r0, o0);
-    t8x8(r1, o1);
-    for (int p = 0; p < 8; p++) t[8 + p] = pq_bprep2(_mm256_castps_si256(o0[p]), _mm256_castps_si256(o1[p]));
 #endif
     for (int p = 0; p < np; p++)
         for (int q = 0; q < MR; q++) {
