@@ -332,13 +332,18 @@ static const pq_fn PQ_FNS[7][5] = {{NULL}, PQ_ENTRY(1), PQ_ENTRY(2), PQ_ENTRY(3)
                                    PQ_ENTRY(4), PQ_ENTRY(5), PQ_ENTRY(6)};
 
 
-/* Few rows (a matrix-vector product, decode): no packing buffer. Per 16 columns and
-   32 k, the 16 B rows are loaded and transposed in registers (pair p of every column
-   in one vector), and each row's pair p is broadcast against it: the pq_step of the
-   packed kernel, on the same words. np pairs (<= 16) are taken; the block's words
-   come from b[c] + k (bfloat16 rows of 32 elements, or a zero-padded copy). */
+/* Few rows (a matrix-vector product, decode; M <= 8 on zmm, 4 on AVX2): no packing
+   buffer. Per 16 columns and 32 k, the 16 B rows are loaded and transposed in
+   registers (pair p of every column in one vector), and each row's pair p is
+   broadcast against it: the pq_step of the packed kernel, on the same words. np pairs
+   (<= 16) are taken; the block's words come from b[c] + k (bfloat16 rows of 32
+   elements, or a zero-padded copy). */
 #if defined(PR_ZMM) || defined(SB_AVX2)
+#ifdef PR_ZMM /* 16 transposed vectors + 8 sums fit 32 registers */
+#define PQ_SMALL_M 8
+#else
 #define PQ_SMALL_M 4
+#endif
 static inline __attribute__((always_inline)) void pq_small_block(const uint16_t *const *b, i64 k,
                                                                  const uint16_t *const *a, i64 ka,
                                                                  int np, pq_acc *acc, const int MR) {
@@ -398,7 +403,13 @@ typedef void (*pq_small_fn)(const uint16_t *const *, const uint16_t *const *, i6
 #define PQ_SMALL_DEF(MR) \
     static void pq_small_##MR(const uint16_t *const *a, const uint16_t *const *b, i64 K, float *s) { pq_small(a, b, K, s, MR); }
 PQ_SMALL_DEF(1) PQ_SMALL_DEF(2) PQ_SMALL_DEF(3) PQ_SMALL_DEF(4)
+#if PQ_SMALL_M == 8
+PQ_SMALL_DEF(5) PQ_SMALL_DEF(6) PQ_SMALL_DEF(7) PQ_SMALL_DEF(8)
+static const pq_small_fn PQ_SMALLS[PQ_SMALL_M + 1] = {NULL, pq_small_1, pq_small_2, pq_small_3, pq_small_4,
+                                                      pq_small_5, pq_small_6, pq_small_7, pq_small_8};
+#else
 static const pq_small_fn PQ_SMALLS[PQ_SMALL_M + 1] = {NULL, pq_small_1, pq_small_2, pq_small_3, pq_small_4};
+#endif
 #else
 #define PQ_SMALL_M 0
 #endif

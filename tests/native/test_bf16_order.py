@@ -67,7 +67,8 @@ def bf16_values(rng: np.random.Generator, n: int, tiny: bool) -> torch.Tensor:
 
 @pytest.mark.parametrize("K", [2, 31, 32, 45, 96, 301, 600])  # K == 1 is SEQ (uses_dot_order)
 @pytest.mark.parametrize("tiny", [False, True], ids=["normal", "tiny"])
-@pytest.mark.parametrize("M", [3, 7], ids=["few_rows", "packed"])  # the two PAIR kernels
+# M <= 4 (8 on the AVX-512 paths) runs the few-row kernel, more rows the packed one
+@pytest.mark.parametrize("M", [3, 7, 11], ids=["m3", "m7", "m11"])
 def test_linear_computes_the_pair_order_exactly(K, tiny, M, isa):
     rng = np.random.default_rng(K + 1000 * tiny)
     x, w = bf16_values(rng, M * K, tiny).view(M, K), bf16_values(rng, 5 * K, tiny).view(5, K)
