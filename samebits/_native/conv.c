@@ -316,9 +316,8 @@ SB_API void SB_FN(sb_pad_cl)(const void *x, const i64 *meta, void *dst, int dt, 
                         if (dt == F32) {
                             _mm256_storeu_ps((float *)d + at, t[l]);
                         } else {
-                            __m256i v = _mm256_castps_si256(t[l]); /* 16-bit values, zero-extended */
                             _mm_storeu_si128((__m128i *)((uint16_t *)d + at),
-                                             _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+                                             v8_narrow16(_mm256_castps_si256(t[l])));
                         }
                     }
                     continue;

@@ -336,16 +336,16 @@ static const pq_fn PQ_FNS[7][5] = {{NULL}, PQ_ENTRY(1), PQ_ENTRY(2), PQ_ENTRY(3)
    buffer. Per 16 columns and 32 k, the 16 B rows are loaded and transposed in
    registers (pair p of every column in one vector), and each row's pair p is
    broadcast against it: the pq_step of the packed kernel, on the same words. np pairs
-   (<= 16) are taken; the block's words come from b[c] + k (bfloat16 rows of 32
-   elements, or a zero-padded copy). */
+   (<= 16) are taken; the block's words come from b[c] + k and a[r] + k (bfloat16
+   rows of 32 elements, or zero-padded copies). */
 #if defined(PR_ZMM) || defined(SB_AVX2)
 #ifdef PR_ZMM /* 16 transposed vectors + 8 sums fit 32 registers */
 #define PQ_SMALL_M 8
 #else
 #define PQ_SMALL_M 4
 #endif
-static inline __attribute__((always_inline)) void pq_small_block(const uint16_t *const *b, i64 k,
-                                                                 const uint16_t *const *a, i64 ka,
+static inline __attribute__((always_inline)) void pq_small_block(const uint16_t *const *b,
+                                                                 const uint16_t *const *a, i64 k,
                                                                  int np, pq_acc *acc, const int MR) {
     pq_b t[16];
 #ifdef PR_ZMM
@@ -369,7 +369,7 @@ static inline __attribute__((always_inline)) void pq_small_block(const uint16_t 
     for (int p = 0; p < np; p++)
         for (int q = 0; q < MR; q++) {
             uint32_t w;
-            memcpy(&w, a[q] + ka + 2 * p, 4);
+            memcpy(&w, a[q] + k + 2 * p, 4);
             acc[q] = pq_step(acc[q], pq_abcast(w), t[p]);
         }
 }
@@ -380,7 +380,7 @@ static inline __attribute__((always_inline)) void pq_small(const uint16_t *const
     pq_acc acc[PQ_SMALL_M];
     for (int q = 0; q < MR; q++) acc[q] = pq_zero();
     i64 k = 0;
-    for (; k + 32 <= K; k += 32) pq_small_block(b, k, a, k, 16, acc, MR);
+    for (; k + 32 <= K; k += 32) pq_small_block(b, a, k, 16, acc, MR);
     if (k < K) { /* the last block, zero-padded copies; only its ceil((K - k) / 2) pairs run */
         uint16_t tb[16][32], ta[PQ_SMALL_M][34];
         const uint16_t *pb[16], *pa[PQ_SMALL_M];
@@ -395,7 +395,7 @@ static inline __attribute__((always_inline)) void pq_small(const uint16_t *const
             memcpy(ta[q], a[q] + k, n * 2);
             pa[q] = ta[q];
         }
-        pq_small_block(pb, 0, pa, 0, (int)((n + 1) / 2), acc, MR);
+        pq_small_block(pb, pa, 0, (int)((n + 1) / 2), acc, MR);
     }
     for (int q = 0; q < MR; q++) pq_st(s + 16 * q, acc[q]);
 }
@@ -425,16 +425,9 @@ static void pq_emit(const float *x, const float *bias, i64 n, void *C, i64 at, i
         v8_store_dt(C, at + c, y, cbf ? BF16 : F32);
     }
 #endif
-    for (; c < n; c++) {
-        float y = bias ? pr_bias(x[c], bias[c]) : x[c];
-        if (cbf) ((uint16_t *)C)[at + c] = f2bf(y);
-        else ((float *)C)[at + c] = y;
-    }
+    for (; c < n; c++) st(C, at + c, bias ? pr_bias(x[c], bias[c]) : x[c], cbf ? BF16 : F32);
 }
 
-/* (batch, M, K) x (batch, N, K), both bfloat16 rows in place (or B K-major with
-   bkmaj: (batch, K, N), rows ldb apart); C float32, or bfloat16 with om->cbf (each
-   result rounded once, as .to() would) */
 /* the sums s (mc rows of lds) of rows i0.., columns j0.. of one batch item: + bias,
    then to Cb through the output map */
 static void pq_out(const struct omap *om, const float *s, i64 lds, i64 i0, i64 mc, i64 j0, i64 nc,
@@ -477,11 +470,8 @@ static void pq_out(const struct omap *om, const float *s, i64 lds, i64 i0, i64 m
                 pq_emit(x + c, bias ? bb + c : NULL, nc - c, Cb, at, (int)om->cbf);
                 continue;
             }
-            for (i64 q = c; q < nc; q++, at += om->sj) { /* a column stride */
-                float y = bias ? pr_bias(x[q], bb[q]) : x[q];
-                if (om->cbf) ((uint16_t *)Cb)[at] = f2bf(y);
-                else ((float *)Cb)[at] = y;
-            }
+            for (i64 q = c; q < nc; q++, at += om->sj) /* a column stride */
+                st(Cb, at, bias ? pr_bias(x[q], bb[q]) : x[q], om->cbf ? BF16 : F32);
         }
     }
 }
@@ -512,6 +502,9 @@ static void pair_small(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i6
 }
 #endif
 
+/* (batch, M, K) x (batch, N, K), both bfloat16 rows in place (or B K-major with
+   bkmaj: (batch, K, N), rows ldb apart); C float32, or bfloat16 with om->cbf (each
+   result rounded once, as .to() would) */
 static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ldb, int bkmaj, i64 sb,
                      float *C, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
                      int th, const struct omap *om) {

@@ -163,6 +163,10 @@ static inline v8 v8_load_n(const void *p, i64 i, int n, int dt) {
 }
 static inline void v8_store(float *p, v8 v) { _mm256_storeu_ps(p, v); }
 static inline void v8_store_n(float *p, v8 v, int n) { _mm256_maskstore_ps(p, v8_mask(n), v); }
+/* 8 lanes of 16-bit values held zero-extended in 32 bits, narrowed to 8 x 16 bits */
+static inline __m128i v8_narrow16(__m256i r) {
+    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+}
 /* f2bf on 8 lanes: round half to even, NaN quieted; the bits of the scalar f2bf */
 static inline __m128i v8_f2bf(v8 v) {
     __m256i u = _mm256_castps_si256(v);
@@ -171,8 +175,7 @@ static inline __m128i v8_f2bf(v8 v) {
     __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
     __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd)), 16);
     __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
-    r = _mm256_blendv_epi8(r, q, nan);
-    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    return v8_narrow16(_mm256_blendv_epi8(r, q, nan));
 }
 /* full store of 8 elements as dt (bfloat16: rounded as st() rounds) */
 static inline void v8_store_dt(void *p, i64 i, v8 v, int dt) {
