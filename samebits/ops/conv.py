@@ -160,7 +160,7 @@ def _scratch_buffer(numel: int, dtype: torch.dtype) -> torch.Tensor:
     buffer per call cost about 1 ms of page faults on a 56x56x64 batch of 8 (a sixth
     of the convolution); the thread keeps the largest one it needed instead, and
     releases it when the thread ends."""
-    nbytes = numel * torch.empty((), dtype=dtype).element_size()
+    nbytes = numel * dtype.itemsize
     buf = getattr(_scratch, "buf", None)
     if buf is None or buf.numel() < nbytes:
         buf = _scratch.buf = torch.empty(nbytes, dtype=torch.uint8)
@@ -371,16 +371,14 @@ def _pointwise_pair(x, wk, b, groups, osz) -> torch.Tensor:
     xv, dt = native_view(x)
     wv, _ = native_view(wk)
     bv, bdt = native_view(b) if b is not None else (None, 0)
-    rows = (ctypes.c_int64 * 10)(cog, cog, 0, P, 1, 0, 0, 0, 0, 3)
     for g in range(groups):
-        status = _native.lib().sb_gemm_map(
+        _gemm_map(
             wv.data_ptr() + g * cog * Cg * 2, Cg, 1, 0,
-            xv.data_ptr() + g * Cg * P * 2, P, 1, C * P,
-            out.data_ptr() + g * cog * P * 2, 0, Co * P, N, cog, P, Cg,
-            None if bv is None else bv.data_ptr() + g * cog * bv.element_size(), bdt,
-            dt, 1, _native.nthreads(), rows,
+            xv.data_ptr() + g * Cg * P * 2, P, C * P,
+            out.data_ptr() + g * cog * P * 2, Co * P, N, cog, P, Cg,
+            None if bv is None else bv[g * cog : (g + 1) * cog], bdt, dt,
+            (cog, cog, 0, P, 1, 0, 0, 0, 0, 3), w_kmajor=True,
         )  # fmt: skip
-        _check_status(status)
     return out
 
 
@@ -494,16 +492,20 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) ->
     return out
 
 
-def _gemm_map(a, lda, ka, sa, w, ldw, sw, c, sc, batch, M, N, K, bias, bdt, dt, omap) -> None:
+def _gemm_map(
+    a, lda, ka, sa, w, ldw, sw, c, sc, batch, M, N, K, bias, bdt, dt, omap, w_kmajor=False
+) -> None:
     """C = A (M, K) @ W (N, K).T (+ bias) per batch item, DOT (float32) or PAIR
     (bfloat16) order over K, each result placed by ``omap`` (wq, keep, so, si, sj,
-    ioff, arun, astride, awq, cbf): see struct omap in samebits/_native/gemm.c. W is
-    K-contiguous with row stride ``ldw``; A is K-contiguous (ka == 1), in runs of
+    ioff, arun, astride, awq, flags): see struct omap in samebits/_native/gemm.c. W is
+    K-contiguous with row stride ``ldw``, or with ``w_kmajor`` (PAIR only) K-major:
+    element (k, j) at W[k * ldw + j]. A is K-contiguous (ka == 1), in runs of
     arun elements astride apart when arun > 0, or, for float32, M-contiguous
     (lda == 1, k stride ka; with awq > 0, row R at (R // awq) * sa + R % awq)."""
     m = (ctypes.c_int64 * 10)(*omap)
+    bk, bn = (ldw, 1) if w_kmajor else (1, ldw)
     status = _native.lib().sb_gemm_map(
-        a, lda, ka, sa, w, 1, ldw, sw, c, 0, sc, batch, M, N, K,
+        a, lda, ka, sa, w, bk, bn, sw, c, 0, sc, batch, M, N, K,
         None if bias is None else bias.data_ptr(), bdt, dt, 1, _native.nthreads(), m,
     )  # fmt: skip
     _check_status(status)
