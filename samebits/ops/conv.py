@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from samebits import _native
 from samebits.errors import UnsupportedInputError
 from samebits.ops._common import check_float, is_exact_dtype, native_view
-from samebits.ops.matmul import _check_status
+from samebits.ops.matmul import _check_status, _gemm_map
 
 COL_BYTES = 16 << 20  # im2col chunk: rows of about this many bytes (few chunks: each
 # chunk is two parallel regions, and a busy machine can delay a region by a time slice)
@@ -490,25 +490,6 @@ def _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl) ->
                 c0, 0, 1, r1 - r0, cog, K, bg, bdt, dt, (wrap, wrap, so, si, sj, r0, 0, 0, 0, cbf),
             )  # fmt: skip
     return out
-
-
-def _gemm_map(
-    a, lda, ka, sa, w, ldw, sw, c, sc, batch, M, N, K, bias, bdt, dt, omap, w_kmajor=False
-) -> None:
-    """C = A (M, K) @ W (N, K).T (+ bias) per batch item, DOT (float32) or PAIR
-    (bfloat16) order over K, each result placed by ``omap`` (wq, keep, so, si, sj,
-    ioff, arun, astride, awq, flags): see struct omap in samebits/_native/gemm.c. W is
-    K-contiguous with row stride ``ldw``, or with ``w_kmajor`` (PAIR only) K-major:
-    element (k, j) at W[k * ldw + j]. A is K-contiguous (ka == 1), in runs of
-    arun elements astride apart when arun > 0, or, for float32, M-contiguous
-    (lda == 1, k stride ka; with awq > 0, row R at (R // awq) * sa + R % awq)."""
-    m = (ctypes.c_int64 * 10)(*omap)
-    bk, bn = (ldw, 1) if w_kmajor else (1, ldw)
-    status = _native.lib().sb_gemm_map(
-        a, lda, ka, sa, w, bk, bn, sw, c, 0, sc, batch, M, N, K,
-        None if bias is None else bias.data_ptr(), bdt, dt, 1, _native.nthreads(), m,
-    )  # fmt: skip
-    _check_status(status)
 
 
 def _reference(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

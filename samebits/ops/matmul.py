@@ -307,15 +307,11 @@ def _linear_direct(x, weight, bias, dtype) -> torch.Tensor | None:
     code = _native.dtype_code(dtype)
     if dtype == torch.bfloat16:  # the PAIR kernel rounds each result once, as .to() would
         out = torch.empty(M, N, dtype=dtype)
-        rows = (ctypes.c_int64 * 10)(M, M, 0, N, 1, 0, 0, 0, 0, 1)  # row-major, bf16 C
-        status = _native.lib().sb_gemm_map(
-            x.data_ptr(), K, 1, 0,
-            weight.data_ptr(), 1, weight.stride(0), 0,
-            out.data_ptr(), N, M * N, 1, M, N, K,
-            None if bias is None else bias.data_ptr(), code,
-            code, 1, _native.nthreads(), rows,
+        _gemm_map(
+            x.data_ptr(), K, 1, 0, weight.data_ptr(), weight.stride(0), 0,
+            out.data_ptr(), M * N, 1, M, N, K, bias, code, code,
+            (M, M, 0, N, 1, 0, 0, 0, 0, 1),  # row-major, bf16 C
         )  # fmt: skip
-        _check_status(status)
         return out
     out = torch.empty(M, N, dtype=torch.float32)
     status = _native.lib().sb_gemm(
@@ -327,6 +323,25 @@ def _linear_direct(x, weight, bias, dtype) -> torch.Tensor | None:
     )  # fmt: skip
     _check_status(status)
     return out
+
+
+def _gemm_map(
+    a, lda, ka, sa, w, ldw, sw, c, sc, batch, M, N, K, bias, bdt, dt, omap, w_kmajor=False
+) -> None:
+    """C = A (M, K) @ W (N, K).T (+ bias) per batch item, DOT (float32) or PAIR
+    (bfloat16) order over K, each result placed by ``omap`` (wq, keep, so, si, sj,
+    ioff, arun, astride, awq, flags): see struct omap in samebits/_native/gemm.c. W is
+    K-contiguous with row stride ``ldw``, or with ``w_kmajor`` (PAIR only) K-major:
+    element (k, j) at W[k * ldw + j]. A is K-contiguous (ka == 1), in runs of
+    arun elements astride apart when arun > 0, or, for float32, M-contiguous
+    (lda == 1, k stride ka; with awq > 0, row R at (R // awq) * sa + R % awq)."""
+    m = (ctypes.c_int64 * 10)(*omap)
+    bk, bn = (ldw, 1) if w_kmajor else (1, ldw)
+    status = _native.lib().sb_gemm_map(
+        a, lda, ka, sa, w, bk, bn, sw, c, 0, sc, batch, M, N, K,
+        None if bias is None else bias.data_ptr(), bdt, dt, 1, _native.nthreads(), m,
+    )  # fmt: skip
+    _check_status(status)
 
 
 def _reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

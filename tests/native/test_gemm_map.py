@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from samebits import _native
-from samebits.ops.conv import _gemm_map
+from samebits.ops.matmul import _gemm_map
 
 
 def rnd(*shape, seed=0, dtype=torch.float32):
