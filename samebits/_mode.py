@@ -809,7 +809,8 @@ def _uninstall_locked() -> None:
     global _lib
     _lib._destroy()
     _lib = None
-    _fallbacks.clear()
+    # _fallbacks stays: a thread outside the mode may already have been dispatched to
+    # a wrapper, which then calls torch's kernel through it (the next install refills it)
 
 
 def uninstall_if_idle() -> bool:

@@ -258,3 +258,29 @@ def test_a_forked_child_gets_torchs_kernels_back():
         os._exit(0 if not _mode.installed() else 1)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_uninstall_while_a_thread_outside_the_mode_is_inside_a_wrapper(monkeypatch):
+    """The uninstall timer may fire while another thread, outside the mode, has already
+    been dispatched to a samebits wrapper: that call must still reach torch's own
+    kernel (it once raised KeyError: its fallback had been dropped). The timer's
+    uninstall is run at the worst moment: after dispatch, before the fallback."""
+    assert restored_after_exit()
+    a, w = torch.randn(5, 64), torch.randn(32, 64)
+    native = F.layer_norm(a, (64,), w[0], w[1])
+    monkeypatch.setenv("SAMEBITS_UNINSTALL_DELAY_S", "60")
+    with samebits.batch_invariant():
+        pass
+    assert _mode.installed()
+    real = _mode.is_batch_invariant
+    fired = []
+
+    def timer_fires_now() -> bool:
+        fired.append(_mode.uninstall_if_idle())
+        return real()
+
+    monkeypatch.setattr(_mode, "is_batch_invariant", timer_fires_now)
+    out = F.layer_norm(a, (64,), w[0], w[1])
+    monkeypatch.setattr(_mode, "is_batch_invariant", real)
+    assert fired == [True] and not _mode.installed()
+    assert torch.equal(out, native)
