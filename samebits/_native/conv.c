@@ -55,14 +55,6 @@ static inline __attribute__((always_inline)) void dw_block_full(const void *x, c
 
 #ifdef __AVX512F__
 /* AVX-512: the full block on 16 channels per zmm, the same operations per output */
-static inline __m512 dw_zload(const void *p, i64 i, const int dt) {
-    if (dt == BF16) {
-        __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i));
-        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    }
-    return _mm512_loadu_ps((const float *)p + i);
-}
-
 static inline __attribute__((always_inline)) void dw_block16(const void *x, const void *w,
                                                              i64 xoff0, i64 xstep,
                                                              const i64 *tapoff, i64 taps, i64 c,
@@ -70,10 +62,10 @@ static inline __attribute__((always_inline)) void dw_block16(const void *x, cons
                                                              __m512 acc[DW_OW]) {
     for (int q = 0; q < DW_OW; q++) acc[q] = _mm512_setzero_ps();
     for (i64 t = 0; t < taps; t++) {
-        __m512 wv = dw_zload(w, t * C + c, dt);
+        __m512 wv = z16_load(w, t * C + c, dt);
         i64 o = xoff0 + tapoff[t] + c;
         for (int q = 0; q < DW_OW; q++)
-            acc[q] = _mm512_fmadd_ps(dw_zload(x, o + q * xstep, dt), wv, acc[q]);
+            acc[q] = _mm512_fmadd_ps(z16_load(x, o + q * xstep, dt), wv, acc[q]);
     }
 }
 #endif
@@ -105,7 +97,7 @@ SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, 
                     dw_block16(x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, F32, acc);
                 else
                     dw_block16(x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, BF16, acc);
-                __m512 bv = bias ? dw_zload(bias, c, wdt) : _mm512_setzero_ps();
+                __m512 bv = bias ? z16_load(bias, c, wdt) : _mm512_setzero_ps();
                 for (int q = 0; q < DW_OW; q++)
                     _mm512_storeu_ps(orow + (ow0 + q) * C + c,
                                      bias ? _mm512_add_ps(acc[q], bv) : acc[q]);

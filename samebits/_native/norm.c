@@ -79,6 +79,42 @@ SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y,
    to y's dtype. Batch norm (ss = 0) and group norm (ss = C) normalize with it, NCHW
    (inner = H * W) and channels-last (outer = N * H * W, inner = 1) alike. Each element
    is computed on its own, so blocks and threads never change a bit. */
+/* y[i] = x[i] * s + t for n elements of one row: s, t per element (sv, tv: the
+   channels-last rows) or one pair for the row; two float32 roundings, then dt_out's */
+static inline __attribute__((always_inline)) void affine_run(const void *x, void *y, i64 base, i64 n,
+                                                             const float *sv, const float *tv,
+                                                             float s, float t, const int dt_in,
+                                                             const int dt_out) {
+    i64 i = 0;
+#ifdef __AVX512F__
+    for (; i + 16 <= n; i += 16) {
+        __m512 sc = sv ? _mm512_loadu_ps(sv + i) : _mm512_set1_ps(s);
+        __m512 sh = tv ? _mm512_loadu_ps(tv + i) : _mm512_set1_ps(t);
+        z16_store_dt(y, base + i, _mm512_add_ps(_mm512_mul_ps(z16_load(x, base + i, dt_in), sc), sh), dt_out);
+    }
+#endif
+#ifdef SB_AVX2
+    for (; i + 8 <= n; i += 8) {
+        v8 sc = sv ? _mm256_loadu_ps(sv + i) : _mm256_set1_ps(s);
+        v8 sh = tv ? _mm256_loadu_ps(tv + i) : _mm256_set1_ps(t);
+        v8_store_dt(y, base + i, _mm256_add_ps(_mm256_mul_ps(v8_load(x, base + i, dt_in), sc), sh), dt_out);
+    }
+#endif
+    for (; i < n; i++) {
+        float v = ld(x, base + i, dt_in) * (sv ? sv[i] : s);
+        st(y, base + i, v + (tv ? tv[i] : t), dt_out);
+    }
+}
+
+/* affine_run with the dtypes as compile-time constants */
+static void affine_run_dt(const void *x, void *y, i64 base, i64 n, const float *sv,
+                          const float *tv, float s, float t, int dt_in, int dt_out) {
+    if (dt_in == F32 && dt_out == F32) affine_run(x, y, base, n, sv, tv, s, t, F32, F32);
+    else if (dt_in == BF16 && dt_out == BF16) affine_run(x, y, base, n, sv, tv, s, t, BF16, BF16);
+    else if (dt_in == F32) affine_run(x, y, base, n, sv, tv, s, t, F32, BF16);
+    else affine_run(x, y, base, n, sv, tv, s, t, BF16, F32);
+}
+
 SB_API void SB_FN(sb_affine)(const void *x, void *y, const float *scale, const float *shift,
                              i64 outer, i64 C, i64 inner, i64 ss, int dt_in, int dt_out,
                              int nthreads) {
@@ -86,53 +122,14 @@ SB_API void SB_FN(sb_affine)(const void *x, void *y, const float *scale, const f
     int th = threads_for(rows * inner, nthreads);
     if (inner == 1) { /* channels-last: one row of C channels per position */
 #pragma omp parallel for schedule(static) num_threads(th)
-        for (i64 o = 0; o < outer; o++) {
-            const float *s = scale + o * ss, *t = shift + o * ss;
-            i64 base = o * C;
-            if (dt_in == F32 && dt_out == F32) {
-                const float *xr = (const float *)x + base;
-                float *yr = (float *)y + base;
-                for (i64 c = 0; c < C; c++) {
-                    float v = xr[c] * s[c];
-                    yr[c] = v + t[c];
-                }
-            } else {
-                i64 c = 0;
-#ifdef SB_AVX2
-                for (; c + 8 <= C; c += 8)
-                    v8_store_dt(y, base + c, _mm256_add_ps(_mm256_mul_ps(v8_load(x, base + c, dt_in), _mm256_loadu_ps(s + c)),
-                                                           _mm256_loadu_ps(t + c)), dt_out);
-#endif
-                for (; c < C; c++) {
-                    float v = ld(x, base + c, dt_in) * s[c];
-                    st(y, base + c, v + t[c], dt_out);
-                }
-            }
-        }
+        for (i64 o = 0; o < outer; o++)
+            affine_run_dt(x, y, o * C, C, scale + o * ss, shift + o * ss, 0.0f, 0.0f, dt_in, dt_out);
         return;
     }
 #pragma omp parallel for schedule(static) num_threads(th)
     for (i64 r = 0; r < rows; r++) {
-        i64 o = r / C, c = r % C, base = r * inner;
-        const float s = scale[o * ss + c], t = shift[o * ss + c];
-        if (dt_in == F32 && dt_out == F32) {
-            const float *xr = (const float *)x + base;
-            float *yr = (float *)y + base;
-            for (i64 i = 0; i < inner; i++) {
-                float v = xr[i] * s;
-                yr[i] = v + t;
-            }
-        } else {
-            i64 i = 0;
-#ifdef SB_AVX2
-            for (; i + 8 <= inner; i += 8) /* the same multiply, then add, on 8 lanes */
-                v8_store_dt(y, base + i, _mm256_add_ps(_mm256_mul_ps(v8_load(x, base + i, dt_in), _mm256_set1_ps(s)),
-                                                       _mm256_set1_ps(t)), dt_out);
-#endif
-            for (; i < inner; i++) {
-                float v = ld(x, base + i, dt_in) * s;
-                st(y, base + i, v + t, dt_out);
-            }
-        }
+        i64 o = r / C, c = r % C;
+        affine_run_dt(x, y, r * inner, inner, NULL, NULL, scale[o * ss + c], shift[o * ss + c],
+                      dt_in, dt_out);
     }
 }

@@ -182,6 +182,31 @@ static inline void v8_store_dt(void *p, i64 i, v8 v, int dt) {
     if (dt == BF16) _mm_storeu_si128((__m128i *)((uint16_t *)p + i), v8_f2bf(v));
     else _mm256_storeu_ps((float *)p + i, v);
 }
+#ifdef __AVX512F__
+/* 16 lanes on AVX-512: a full load of 16 elements as float32, and a full store as dt
+   (bfloat16 rounded as v8_f2bf rounds: the same bits lane for lane) */
+static inline __m512 z16_load(const void *p, i64 i, const int dt) {
+    if (dt == BF16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    return _mm512_loadu_ps((const float *)p + i);
+}
+static inline void z16_store_dt(void *p, i64 i, __m512 v, const int dt) {
+    if (dt != BF16) {
+        _mm512_storeu_ps((float *)p + i, v);
+        return;
+    }
+    __m512i u = _mm512_castps_si512(v);
+    __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
+    __m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    _mm256_storeu_si256((__m256i *)((uint16_t *)p + i),
+                        _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, q)));
+}
+#endif
 static inline float v8_tree(v8 v) {
     /* ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) */
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* l0+l4 .. l3+l7 */

@@ -135,17 +135,19 @@ def _torch_affine(x, scale, shift, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "per_item", "strided"])
-def test_native_affine_gives_the_bits_of_two_ieee_ops(layout, dtype):
+@pytest.mark.parametrize("shape", [(3, 5, 7, 6), (2, 45, 3, 5)], ids=str)
+def test_native_affine_gives_the_bits_of_two_ieee_ops(layout, dtype, shape):
     """Batch and group norm's last step on every ISA path: special values included
-    (inf, nan, denormals, values that round to bfloat16 infinity)."""
+    (inf, nan, denormals, values that round to bfloat16 infinity). Rows of 42 and 45
+    (channels-last) elements run the 16-lane, 8-lane and scalar parts of a row."""
     from samebits import _native
 
-    x = rnd(3, 5, 7, 6, seed=1) * 4
+    x = rnd(*shape, seed=1) * 4
     flat = x.view(-1)
     flat[:6] = torch.tensor([float("inf"), -float("inf"), float("nan"), 1e-40, -3e38, 3.4e38])
     x = x.to(dtype)
     per_item = layout == "per_item"
-    scale = rnd(*((3, 5) if per_item else (5,)), seed=2) * 2
+    scale = rnd(*(shape[:2] if per_item else shape[1:2]), seed=2) * 2
     shift = rnd(*scale.shape, seed=3)
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
