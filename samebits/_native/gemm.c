@@ -398,10 +398,11 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
    every kernel row straight from its padded input (an implicit im2col). Runs are a
    multiple of the order's block (8 for DOT, a pair for PAIR) and K blocks never
    straddle them, so every output gets the operations it gets from the same A copied out.
-   map[9] holds flags (PAIR only): 1 (cbf), C is bfloat16: each result is rounded once,
+   map[9] holds flags: 1 (cbf, PAIR only), C is bfloat16: each result is rounded once,
    as torch's .to(torch.bfloat16) would, and C's strides count bfloat16 elements;
    2 (rbias), the bias is indexed by the row i instead of the column j (a product
-   computed transposed: out^T = W @ X, so a convolution's channels are rows).
+   computed transposed: out^T = W @ X, so a convolution's channels are rows; DOT
+   only with a K-major B, element (k, j) at B[k * bk + j]).
    An M-contiguous float32 A (lda == 1) may wrap too (awq > 0, batch 1): row R at
    (R / awq) * sa + R % awq, so one GEMM spans a batch of NCHW images.
    Neither the map nor the runs change how a result is computed. */
@@ -457,6 +458,32 @@ static void pack_lanes_t(const char *X, i64 ldk, i64 wq, i64 ws, int dt, i64 r0,
                 for (; w < rows; w++) d[w] = ld(X, base[w] + k * ldk, dt);
             }
             for (; w < W; w++) d[w] = 0.0f;
+        }
+}
+
+/* lane-major packing of a K-major operand (B of a product computed transposed:
+   element (k, column c) at X[k * ldk + c0 + c]): dst[l][k'][16] = X[k0 + 8k' + l][c0 ..
+   c0 + cols), zeros past K and past cols; the same dst as pack_lanes with W = 16 */
+static void pack_lanes_kmajor(const char *X, i64 ldk, int dt, i64 c0, int cols, i64 k0, i64 kc,
+                              i64 K, float *dst) {
+    i64 D = (kc + 7) / 8;
+    for (int l = 0; l < 8; l++)
+        for (i64 kb = 0; kb < D; kb++) {
+            i64 k = k0 + 8 * kb + l;
+            float *d = dst + (l * D + kb) * GNR;
+            int c = 0;
+            if (k < K) {
+                i64 src = k * ldk + c0;
+#ifdef SB_AVX2
+                if (cols == GNR) {
+                    v8_store(d, v8_load(X, src, dt));
+                    v8_store(d + 8, v8_load(X, src + 8, dt));
+                    continue;
+                }
+#endif
+                for (; c < cols; c++) d[c] = ld(X, src + c, dt);
+            }
+            for (; c < GNR; c++) d[c] = 0.0f;
         }
 }
 
@@ -547,9 +574,9 @@ static i64 next_tile(struct run *runs, int nth, int tid) {
     return t;
 }
 
-static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 ldb, i64 sb,
-                       float *C, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
-                       int dt, int th, const struct omap *om, int *oom) {
+static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 ldb, int bkm,
+                       i64 sb, float *C, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias,
+                       int bdt, int dt, int th, const struct omap *om, int *oom) {
     /* even tiles (threads take equal runs of them): as few as DMC x DNC allows */
     i64 mt = (M + DMC - 1) / DMC, nt = (N + DNC - 1) / DNC;
     i64 MC = ((M + mt - 1) / mt + GMR - 1) / GMR * GMR, NC = ((N + nt - 1) / nt + GNR - 1) / GNR * GNR;
@@ -603,8 +630,11 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                     i64 D = (kc + 7) / 8;
                     for (i64 pp = 0; pp < npan; pp++) {
                         int w = (int)(nc - pp * GNR < GNR ? nc - pp * GNR : GNR);
-                        pack_lanes((const char *)Bb, ldb, dt, j0 + pp * GNR, w, GNR, k0, kc, K,
-                                   pb + k0 * NC + pp * GNR * 8 * D);
+                        float *dst = pb + k0 * NC + pp * GNR * 8 * D;
+                        if (bkm) /* K-major B (ldb between k rows) */
+                            pack_lanes_kmajor((const char *)Bb, ldb, dt, j0 + pp * GNR, w, k0, kc, K, dst);
+                        else
+                            pack_lanes((const char *)Bb, ldb, dt, j0 + pp * GNR, w, GNR, k0, kc, K, dst);
                     }
                 }
                 packed = sb ? bj : tj;
@@ -687,7 +717,10 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                                                   v8_add(v8_add(L[1], L[5]), v8_add(L[3], L[7])));
                                     int n = w - 8 * v < 8 ? w - 8 * v : 8;
                                     i64 j = j0 + pu * GNR + 8 * v;
-                                    if (bias) x = v8_add(x, v8_load_n(bias, j, n, bdt));
+                                    if (bias && om->rbias) /* transposed: per row */
+                                        x = v8_add(x, v8_set1(ld(bias, i0 + qq * GMR + r, bdt)));
+                                    else if (bias)
+                                        x = v8_add(x, v8_load_n(bias, j, n, bdt));
                                     float *c = Cb + row + j * om->sj;
                                     if (om->sj == 1) {
                                         if (n == 8) v8_store(c, x);
@@ -732,7 +765,7 @@ SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void
     int pair = order == 1 && dt == BF16;
     if (map) {
         if (order == 0 || map[0] <= 0 || map[1] < 0 || map[5] < 0 || map[6] < 0 || map[8] < 0 ||
-            (map[9] != 0 && ((map[9] & ~3) || !pair)))
+            (map[9] & ~3) || ((map[9] & 1) && !pair))
             return -2;
         struct omap m = {map[0], map[1], map[2], map[3], map[4], map[5],
                          map[6], map[7], map[8], map[9] & 1, (map[9] >> 1) & 1};
@@ -749,14 +782,15 @@ SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void
     }
     if (order == 1 || order == 2) {
         int mcontig = map && ka != 1 && lda == 1 && dt == F32;
-        if ((ka != 1 && !mcontig) || bk != 1) return -2;
+        int bkm = map && bk != 1 && bn == 1; /* K-major B: a product computed transposed */
+        if ((ka != 1 && !mcontig) || (bk != 1 && !bkm) || (om.rbias && !bkm)) return -2;
         int oom = 0;
         /* the in-place kernel also wins for narrow outputs of moderate height */
         if (!map && (M <= DOT_SMALL_M || (N <= DOT_NARROW_N && M <= DOT_NARROW_M)))
             dot_small(A, lda, sa, B, bn, sb, C, ldc, sc, batch, M, N, K, bias, bdt, dt, th);
         else
-            dot_packed(A, lda, mcontig ? ka : 1, sa, B, bn, sb, C, sc, batch, M, N, K, bias, bdt,
-                       dt, th, &om, &oom);
+            dot_packed(A, lda, mcontig ? ka : 1, sa, B, bkm ? bk : bn, bkm, sb, C, sc, batch, M, N,
+                       K, bias, bdt, dt, th, &om, &oom);
         return oom ? -1 : 0;
     }
     if (map) return -2;

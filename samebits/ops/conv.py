@@ -323,9 +323,12 @@ def _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl) -> torch
 
 def _pointwise_nchw(x, weight, bias, groups) -> torch.Tensor:
     """A 1x1, stride-1, unpadded convolution of a contiguous NCDHW input, read and
-    written in place. float32: one GEMM of N x P rows (position p of image n reads
-    x[n, :, p], channel by channel) in the GEMM path's DOT order over the input
-    channels, each result stored at out[n, co, p]. bfloat16: see _pointwise_pair."""
+    written in place: bfloat16, and float32 with many positions and output channels,
+    computed transposed (_pointwise_t); other float32 as one GEMM of N x P rows
+    (position p of image n reads x[n, :, p], channel by channel), each result stored
+    at out[n, co, p]. The same bits either way; the choice is speed only (float32
+    transposed measured faster from 128 positions and 128 output channels, slower
+    at 7x7 = 49 positions, where 15 of its 64 columns of 16-column panels are idle)."""
     N, C = x.shape[:2]
     osz = list(x.shape[2:])
     P = math.prod(osz)
@@ -333,14 +336,12 @@ def _pointwise_nchw(x, weight, bias, groups) -> torch.Tensor:
     cog = Co // groups
     wk = weight.reshape(Co, Cg).contiguous()
     b = None if bias is None else bias.contiguous()
-    if x.dtype == torch.bfloat16:
-        return _pointwise_pair(x, wk, b, groups, osz)
+    if x.dtype == torch.bfloat16 or (P >= 128 and cog >= 128):
+        return _pointwise_t(x, wk, b, groups, osz)
     out = torch.empty(N, Co, *osz, dtype=torch.float32)
     if not out.numel():
         return out
     e = x.element_size()
-    # A (N * P rows, Cg): M-contiguous, rows wrapping per image; at P == 1 simply
-    # K-contiguous rows, one per image
     lda, ka, awq = (C, 1, 0) if P == 1 else (1, P, P)
     for g in range(groups):
         _gemm_map(
@@ -354,30 +355,32 @@ def _pointwise_nchw(x, weight, bias, groups) -> torch.Tensor:
     return out
 
 
-def _pointwise_pair(x, wk, b, groups, osz) -> torch.Tensor:
-    """The bfloat16 1x1 convolution of an NCDHW input, computed transposed: per image,
-    out[n] (Co, P) = W (Co, Cin) @ x[n] (Cin, P), a PAIR GEMM whose rows are the output
+def _pointwise_t(x, wk, b, groups, osz) -> torch.Tensor:
+    """The 1x1 convolution of an NCDHW input, computed transposed: per image,
+    out[n] (Co, P) = W (Co, Cin) @ x[n] (Cin, P), a GEMM whose rows are the output
     channels and whose B is the image itself, read K-major (one row of positions per
-    input channel). Per output it is the PAIR chain over the input channels with the
-    factors of each product swapped, which IEEE multiplication does not notice: the
-    bits of the channels-last path. The bias is indexed by row (flag 2) and each result
-    is rounded to bfloat16 once (flag 1)."""
+    input channel). Per output it is the chain of the GEMM path's order (DOT for
+    float32, PAIR for bfloat16) over the input channels with the factors of each
+    product swapped, which IEEE multiplication does not notice: the bits of the
+    channels-last path. The bias is indexed by row (flag 2); a bfloat16 result is
+    rounded once (flag 1)."""
     N, C = x.shape[:2]
     Co, Cg = wk.shape
     cog, P = Co // groups, math.prod(osz)
-    out = torch.empty(N, Co, *osz, dtype=torch.bfloat16)
+    out = torch.empty(N, Co, *osz, dtype=x.dtype)
     if not out.numel():
         return out
     xv, dt = native_view(x)
     wv, _ = native_view(wk)
     bv, bdt = native_view(b) if b is not None else (None, 0)
+    e = x.element_size()
     for g in range(groups):
         _gemm_map(
-            wv.data_ptr() + g * cog * Cg * 2, Cg, 1, 0,
-            xv.data_ptr() + g * Cg * P * 2, P, C * P,
-            out.data_ptr() + g * cog * P * 2, Co * P, N, cog, P, Cg,
+            wv.data_ptr() + g * cog * Cg * e, Cg, 1, 0,
+            xv.data_ptr() + g * Cg * P * e, P, C * P,
+            out.data_ptr() + g * cog * P * e, Co * P, N, cog, P, Cg,
             None if bv is None else bv[g * cog : (g + 1) * cog], bdt, dt,
-            (cog, cog, 0, P, 1, 0, 0, 0, 0, 3), w_kmajor=True,
+            (cog, cog, 0, P, 1, 0, 0, 0, 0, 2 | int(dt == _BF16)), w_kmajor=True,
         )  # fmt: skip
     return out
 

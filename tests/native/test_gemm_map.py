@@ -149,31 +149,34 @@ def test_bfloat16_output_is_the_float32_result_rounded_once(isa):
     assert torch.equal(got.transpose(1, 2), want)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("shape", [(2, 13, 70, 37), (1, 40, 301, 100), (3, 5, 7, 17)])
-def test_k_major_b_with_row_bias_gives_the_transposed_bits(shape, isa):
-    """PAIR with B K-major (an NCHW image: element (k, p) at k * P + p) and the bias per
-    row (flag 2), bfloat16 out (flag 1): out = W @ X + b[:, None] has, per element, the
-    bits of the channels-last product X.T @ W.T + b (factors swapped, same chain)."""
+def test_k_major_b_with_row_bias_gives_the_transposed_bits(shape, dtype, isa):
+    """DOT (float32) and PAIR (bfloat16) with B K-major (an NCHW image: element (k, p)
+    at k * P + p) and the bias per row (flag 2), bfloat16 out (flag 1): out = W @ X +
+    b[:, None] has, per element, the bits of the channels-last product X.T @ W.T + b
+    (factors swapped, same chain)."""
     B, Co, K, P = shape
-    w, x = rnd(Co, K, seed=21, dtype=torch.bfloat16), rnd(B, K, P, seed=22, dtype=torch.bfloat16)
-    bias = rnd(Co, seed=23).bfloat16()
-    want = plain(x.transpose(1, 2).contiguous(), w, bias).to(torch.bfloat16)  # (B, P, Co)
-    got = torch.empty(B, Co, P, dtype=torch.bfloat16)
-    bf = _native.dtype_code(torch.bfloat16)
-    m = (ctypes.c_int64 * 10)(Co, Co, 0, P, 1, 0, 0, 0, 0, 3)
+    w, x = rnd(Co, K, seed=21, dtype=dtype), rnd(B, K, P, seed=22, dtype=dtype)
+    bias = rnd(Co, seed=23).to(dtype)
+    want = plain(x.transpose(1, 2).contiguous(), w, bias).to(dtype)  # (B, P, Co)
+    got = torch.empty(B, Co, P, dtype=dtype)
+    dt = _native.dtype_code(dtype)
+    m = (ctypes.c_int64 * 10)(Co, Co, 0, P, 1, 0, 0, 0, 0, 2 | (dtype == torch.bfloat16))
     status = _native.lib().sb_gemm_map(
         w.data_ptr(), K, 1, 0, x.data_ptr(), P, 1, K * P, got.data_ptr(), 0, Co * P, B, Co, P, K,
-        bias.data_ptr(), bf, bf, 1, _native.nthreads(), m,
+        bias.data_ptr(), dt, dt, 1, _native.nthreads(), m,
     )  # fmt: skip
     assert status == 0
-    assert torch.equal(got.transpose(1, 2).view(torch.int16), want.view(torch.int16))
+    assert torch.equal(got.transpose(1, 2), want)
 
 
 def test_unknown_map_flags_are_refused(isa):
     a, w, out = rnd(8, 8).bfloat16(), rnd(4, 8).bfloat16(), torch.empty(8, 4)
     bf, f32 = _native.dtype_code(torch.bfloat16), _native.dtype_code(torch.float32)
     args = (a.data_ptr(), 8, 1, 0, w.data_ptr(), 1, 8, 0, out.data_ptr(), 4, 0, 1, 8, 4, 8, None, 0)
-    for flags, dt in ((4, bf), (2, f32), (3, f32)):  # flags above 3; flags on float32 (DOT)
+    # flags above 3; a row bias with a K-contiguous B, or bfloat16 C, on float32 (DOT)
+    for flags, dt in ((4, bf), (2, f32), (3, f32)):
         m = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 0, 0, 0, flags)
         a32 = rnd(8, 8) if dt == f32 else a
         w32 = rnd(4, 8) if dt == f32 else w

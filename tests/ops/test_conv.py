@@ -32,6 +32,9 @@ CONFIGS = {
     "2d_pointwise_1x1_image": ((16, 1, 1), (8, 16, 1, 1), dict()),
     "2d_pointwise_odd_cin": ((7, 9, 8), (10, 7, 1, 1), dict()),
     "2d_pointwise_deep": ((300, 5, 7), (20, 300, 1, 1), dict()),  # K blocks of 256
+    # float32 NCHW computed transposed (>= 128 positions and output channels), with
+    # partial row and column panels
+    "2d_pointwise_transposed": ((40, 12, 11), (130, 40, 1, 1), dict()),
     "2d_patchify": ((3, 16, 16), (12, 3, 4, 4), dict(stride=4)),
     "2d_rows": ((16, 12, 11), (12, 16, 3, 3), dict(padding=1)),
     "2d_rows_dil_h_nobias": (
