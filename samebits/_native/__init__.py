@@ -34,7 +34,7 @@ from samebits._native import _build
 from samebits._native._build import ISA_NEEDS, ISAS
 from samebits.errors import NativeBuildError
 
-ABI_VERSION = 9  # sb_common.h's SB_ABI_VERSION
+ABI_VERSION = 10  # sb_common.h's SB_ABI_VERSION
 
 F32, BF16 = 0, 1
 I64, INT, P, DBL, FLT = (
@@ -53,7 +53,7 @@ _GEMM_ARGS = [P, I64, I64, I64, P, I64, I64, I64, P, I64, I64, I64, I64, I64, I6
 # prototypes are the source, and tests/native/test_abi.py checks this table against them.
 SIGNATURES: dict[str, tuple[list, object]] = {
     "sb_gemm": (_GEMM_ARGS, INT),
-    "sb_gemm_map": ([*_GEMM_ARGS, P], INT),  # + the output map (7 int64)
+    "sb_gemm_map": ([*_GEMM_ARGS, P], INT),  # + the output map (12 int64: struct omap)
     "sb_sum": ([P, I64, I64, I64, P, INT, P, INT, INT], None),
     "sb_sum_all": ([P, I64, INT, INT, P], INT),
     "sb_unary_scalar": ([P, P, I64, INT], None),

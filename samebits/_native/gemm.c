@@ -405,14 +405,31 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
    only with a K-major B, element (k, j) at B[k * bk + j]).
    An M-contiguous float32 A (lda == 1) may wrap too (awq > 0, batch 1): row R at
    (R / awq) * sa + R % awq, so one GEMM spans a batch of NCHW images.
+   A K-contiguous A's rows may come in groups (map[10] = aw > 0, map[11] = aws): row i
+   at (i / aw) * aws + (i % aw) * lda, so a convolution's row of output positions
+   (aw = OW of them, lda = stride x Cin apart) and the next (aws apart) are read in
+   place with no junk rows between them.
    Neither the map nor the runs change how a result is computed. */
 struct omap {
-    i64 wq, keep, so, si, sj, ioff, arun, astride, awq, cbf, rbias;
+    i64 wq, keep, so, si, sj, ioff, arun, astride, awq, cbf, rbias, aw, aws;
 };
 
 static inline struct omap omap_plain(i64 M, i64 ldc, i64 K) {
-    struct omap m = {M > 0 ? M : 1, M > 0 ? M : 1, 0, ldc, 1, 0, K > 0 ? K : 1, 0, 0, 0, 0};
+    struct omap m = {M > 0 ? M : 1, M > 0 ? M : 1, 0, ldc, 1, 0, K > 0 ? K : 1, 0, 0, 0, 0, 0, 0};
     return m;
+}
+
+/* out[x] = where row i0 + x of a K-contiguous A starts, for x < n */
+static inline void omap_arows(const struct omap *m, i64 lda, i64 i0, i64 n, i64 *out) {
+    if (!m->aw) {
+        for (i64 x = 0; x < n; x++) out[x] = (i0 + x) * lda;
+        return;
+    }
+    i64 q = i0 / m->aw, r = i0 % m->aw;
+    for (i64 x = 0; x < n; x++) {
+        out[x] = q * m->aws + r * lda;
+        if (++r == m->aw) r = 0, q++;
+    }
 }
 
 /* where A's element k0 of a row starts, relative to the row */
@@ -487,11 +504,13 @@ static void pack_lanes_kmajor(const char *X, i64 ldk, int dt, i64 c0, int cols, 
         }
 }
 
-/* lane-major packing: dst[l][k'][W] = X[row w][k0 + 8k' + l] (0 past K), rows
-   at stride ld, W = 6 (A panels) or 16 (B panels), `rows` valid of W. */
-static void pack_lanes(const char *X, i64 ld, int dt, i64 r0, int rows, const int W, i64 k0,
-                       i64 kc, i64 K, float *dst) {
-    i64 D = (kc + 7) / 8;
+/* lane-major packing: dst[l][k'][W] = X[row w][k0 + 8k' + l] (0 past K), row w at
+   (r0 + w) * ld, or at roff[w] when roff is given; W = 6 (A panels) or 16 (B panels),
+   `rows` valid of W. */
+static void pack_lanes(const char *X, i64 ld, const i64 *roff, int dt, i64 r0, int rows,
+                       const int W, i64 k0, i64 kc, i64 K, float *dst) {
+    i64 D = (kc + 7) / 8, ro[GNR];
+    for (int w = 0; w < rows; w++) ro[w] = roff ? roff[w] : (r0 + w) * ld;
     int w0 = 0;
 #ifdef SB_AVX2
     /* 8 rows at a time: load 8 k of each, transpose, so vector l holds lane l */
@@ -502,17 +521,16 @@ static void pack_lanes(const char *X, i64 ld, int dt, i64 r0, int rows, const in
             i64 k = k0 + 8 * kb;
             int nk = k + 8 <= K ? 8 : (int)(K - k);
             __m256 r[8];
-            i64 base = (r0 + w0) * ld + k;
+            const i64 *rb = ro + w0;
             if (n == 8 && nk == 8 && dt == F32) {
-                const float *x = (const float *)X + base;
-                for (int w = 0; w < 8; w++) r[w] = _mm256_loadu_ps(x + w * ld);
+                for (int w = 0; w < 8; w++) r[w] = _mm256_loadu_ps((const float *)X + rb[w] + k);
             } else if (n == 8 && nk == 8) {
-                for (int w = 0; w < 8; w++) r[w] = v8_load(X, base + w * ld, BF16);
+                for (int w = 0; w < 8; w++) r[w] = v8_load(X, rb[w] + k, BF16);
             } else {
                 for (int w = 0; w < 8; w++)
                     r[w] = w >= n ? _mm256_setzero_ps()
-                                  : (nk == 8 ? v8_load(X, base + w * ld, dt)
-                                             : v8_load_n(X, base + w * ld, nk, dt));
+                                  : (nk == 8 ? v8_load(X, rb[w] + k, dt)
+                                             : v8_load_n(X, rb[w] + k, nk, dt));
             }
             __m256 o[8];
             t8x8(r, o);
@@ -534,7 +552,7 @@ static void pack_lanes(const char *X, i64 ld, int dt, i64 r0, int rows, const in
             for (i64 q = 0; q < 8 * D; q++) dst[q * W + w] = 0.0f; /* [l][k'] flattened */
             continue;
         }
-        i64 base = (r0 + w) * ld;
+        i64 base = ro[w];
         for (i64 kb = 0; kb < D; kb++) {
             i64 k = k0 + 8 * kb;
             v8 v = k + 8 <= K ? v8_load(X, base + k, dt) : v8_load_n(X, base + k, (int)(K - k), dt);
@@ -622,8 +640,16 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
             i64 i0 = ti * MC, mc = M - i0 < MC ? M - i0 : MC;
             i64 j0 = tj * NC, nc = N - j0 < NC ? N - j0 : NC;
             i64 npan = (nc + GNR - 1) / GNR, mpan = (mc + GMR - 1) / GMR;
-            i64 rowoff[DMC + GMR];
+            i64 rowoff[DMC + GMR], aoff[DMC + GMR];
             omap_rows(om, i0, mc, rowoff);
+            /* where A's rows start; a panel is read in place (direct) only when its
+               rows are evenly lda apart, else packed (rows in groups: see omap) */
+            unsigned char pk[DMC / GMR + 1];
+            if (ka == 1) omap_arows(om, lda, i0, mc, aoff);
+            for (i64 qq = 0; qq < mpan; qq++) {
+                int h = (int)(mc - qq * GMR < GMR ? mc - qq * GMR : GMR);
+                pk[qq] = !direct || aoff[qq * GMR + h - 1] - aoff[qq * GMR] != (h - 1) * lda;
+            }
             if (packed != (sb ? bj : tj)) {
                 for (i64 k0 = 0, kc; k0 < K; k0 += kc) {
                     kc = omap_kblock(om, k0, K, DKC);
@@ -634,7 +660,7 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                         if (bkm) /* K-major B (ldb between k rows) */
                             pack_lanes_kmajor((const char *)Bb, ldb, dt, j0 + pp * GNR, w, k0, kc, K, dst);
                         else
-                            pack_lanes((const char *)Bb, ldb, dt, j0 + pp * GNR, w, GNR, k0, kc, K, dst);
+                            pack_lanes((const char *)Bb, ldb, NULL, dt, j0 + pp * GNR, w, GNR, k0, kc, K, dst);
                     }
                 }
                 packed = sb ? bj : tj;
@@ -644,17 +670,16 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                 i64 D = (kc + 7) / 8, ak = omap_a(om, k0) - k0; /* A's k0 at row + k0 + ak */
                 int first = k0 == 0;
                 const float *pbk = pb + k0 * NC;
-                if (!direct)
-                    for (i64 qq = 0; qq < mpan; qq++) {
-                        int h = (int)(mc - qq * GMR < GMR ? mc - qq * GMR : GMR);
-                        if (ka == 1)
-                            pack_lanes((const char *)Ab + ak * (i64)e, lda, dt, i0 + qq * GMR, h,
-                                       GMR, k0, kc, K, pa + qq * GMR * 8 * D);
-                        else /* M-contiguous A (lda == 1) */
-                            pack_lanes_t((const char *)Ab, ka, om->awq ? om->awq : M, sa, dt,
-                                         i0 + qq * GMR, h, GMR, k0, kc,
-                                         K, pa + qq * GMR * 8 * D);
-                    }
+                for (i64 qq = 0; qq < mpan; qq++) {
+                    int h = (int)(mc - qq * GMR < GMR ? mc - qq * GMR : GMR);
+                    if (!pk[qq]) continue;
+                    if (ka == 1)
+                        pack_lanes((const char *)Ab + ak * (i64)e, lda, aoff + qq * GMR, dt,
+                                   i0 + qq * GMR, h, GMR, k0, kc, K, pa + qq * GMR * 8 * D);
+                    else /* M-contiguous A (lda == 1) */
+                        pack_lanes_t((const char *)Ab, ka, om->awq ? om->awq : M, sa, dt,
+                                     i0 + qq * GMR, h, GMR, k0, kc, K, pa + qq * GMR * 8 * D);
+                }
                 for (i64 pp = 0; pp < npan;) {
                     /* two column panels at once where the path has zmm and both are full */
                     int two = 0;
@@ -672,8 +697,8 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                             if (two && h == GMR) {
                                 float *lb1 = lb + mpan * 8 * GMR * GNR;
                                 const float *pb1 = pbu + GNR * 8 * D;
-                                if (direct) {
-                                    const float *a = (const float *)Ab + (i0 + qq * GMR) * lda + k0 + ak;
+                                if (!pk[qq]) {
+                                    const float *a = (const float *)Ab + aoff[qq * GMR] + k0 + ak;
                                     for (int l = 0; l < 8; l++)
                                         lane2_6(a + l, lda, pbu + l * D * GNR, pb1 + l * D * GNR,
                                                 (kc - l + 7) / 8, lb + l * GMR * GNR,
@@ -688,8 +713,8 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                                 continue;
                             }
 #endif
-                            if (direct) {
-                                const float *a = (const float *)Ab + (i0 + qq * GMR) * lda + k0 + ak;
+                            if (!pk[qq]) {
+                                const float *a = (const float *)Ab + aoff[qq * GMR] + k0 + ak;
                                 for (int l = 0; l < 8; l++)
                                     LANES[h](a + l, lda, pbu + l * D * GNR, (kc - l + 7) / 8,
                                              lb + l * GMR * GNR, first);
@@ -753,7 +778,7 @@ SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B,
 }
 
 /* sb_gemm with an output map and A runs (struct omap: map = {wq, keep, so, si, sj,
-   ioff, arun, astride, awq, flags}; arun, awq, flags 0: none), for the DOT and PAIR orders (ldc is then
+   ioff, arun, astride, awq, flags, aw, aws}; arun, awq, flags, aw 0: none), for the DOT and PAIR orders (ldc is then
    unused); with a map, float32 A may also be M-contiguous (lda == 1, element (i, k)
    at A[i + k * ka]; no runs). */
 SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 bn,
@@ -767,9 +792,10 @@ SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void
         if (order == 0 || map[0] <= 0 || map[1] < 0 || map[5] < 0 || map[6] < 0 || map[8] < 0 ||
             (map[9] & ~3) || ((map[9] & 1) && !pair))
             return -2;
-        struct omap m = {map[0], map[1], map[2], map[3], map[4], map[5],
-                         map[6], map[7], map[8], map[9] & 1, (map[9] >> 1) & 1};
+        struct omap m = {map[0], map[1], map[2], map[3],  map[4],          map[5],  map[6],
+                         map[7], map[8], map[9] & 1, (map[9] >> 1) & 1, map[10], map[11]};
         if (m.awq && (batch != 1 || ka == 1)) return -2;
+        if (m.aw < 0 || (m.aw && ka != 1)) return -2;
         if (m.arun == 0) m.arun = om.arun, m.astride = om.astride; /* one run: the row */
         else if (ka != 1 || K % m.arun || m.arun % (pair ? 2 : 8)) return -2;
         om = m;

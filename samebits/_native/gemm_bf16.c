@@ -509,7 +509,7 @@ static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 
                      float *C, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
                      int th, const struct omap *om) {
 #if PQ_SMALL_M
-    if (M <= PQ_SMALL_M && !bkmaj && om->arun >= K) {
+    if (M <= PQ_SMALL_M && !bkmaj && om->arun >= K && !om->aw) {
         pair_small(A, lda, sa, B, ldb, sb, C, sc, batch, M, N, K, bias, bdt, th, om);
         return 0;
     }
@@ -544,6 +544,8 @@ static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 
             i64 j0 = tj * NB, nc = N - j0 < NB ? N - j0 : NB;
             i64 npan = (nc + 15) / 16, lds = npan * 16;
             const uint16_t *Ab = A + bi * sa, *Bb = B + bi * sb;
+            i64 aoff[PQ_MB];
+            omap_arows(om, lda, i0, mc, aoff);
             if (K <= 0) memset(s, 0, sizeof(float) * (size_t)(mc * lds)); /* empty sums: +0 */
             for (i64 k0 = 0, kc; k0 < K; k0 += kc) {
                 kc = omap_kblock(om, k0, K, PQ_KC);
@@ -557,7 +559,7 @@ static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 
                     for (i64 r0 = 0; r0 < mc; r0 += PQ_MR) {
                         int mr = (int)(mc - r0 < PQ_MR ? mc - r0 : PQ_MR);
                         const uint16_t *ap[PQ_MR];
-                        for (int r = 0; r < mr; r++) ap[r] = Ab + (i0 + r0 + r) * lda + ak;
+                        for (int r = 0; r < mr; r++) ap[r] = Ab + aoff[r0 + r] + ak;
                         PQ_FNS[mr][nv](ap, bp, np * 16, np, (int)(kc & 1), s + r0 * lds + pg * 16,
                                        lds, k0 == 0);
                     }

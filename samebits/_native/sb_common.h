@@ -62,7 +62,7 @@ enum { F32 = 0, BF16 = 1 };
    prototypes below are the ABI: samebits/_native/_loader.py binds them through its
    ctypes table, and tests/native/test_abi.py checks that table against this list.
    Bump SB_ABI_VERSION whenever one changes. */
-#define SB_ABI_VERSION 9
+#define SB_ABI_VERSION 10
 #ifndef SB_ISA
 #define SB_ISA portable
 #endif

@@ -10,7 +10,7 @@ channels-last. Reduction order, for output (n, co, position):
   order (bfloat16) over K (see samebits/ops/matmul.py). How the rows are read never
   changes that order: copied out by chunks of rows (chunks and threads split rows
   only, never K); read in place from the padded input, one run of kw x cin per kernel
-  row (groups == 1, conv1d or stride-1 conv2d: _implicit_conv); or, for a 1x1 float32
+  row (groups == 1, conv1d or conv2d without width dilation: _implicit_conv); or, for a 1x1
   convolution of an NCHW input, the input itself read channel by channel.
 * **TAP path** (one input channel per group: depthwise): acc = +0, one fused
   multiply-add per tap in (kd, kh, kw) order, then + bias (samebits/_native/conv.c).
@@ -260,63 +260,54 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
 def _implicit_apply(x, ks, Cg, stride, dilation, groups, padding) -> bool:
     """Whether the GEMM can read its im2col rows straight from the padded input: one
     image row of KW taps x C channels is one contiguous run (groups == 1, no width
-    dilation), output rows are "wide" rows of the input (stride 1, or conv1d), runs
-    are whole blocks of the order (8 k for DOT, a pair for PAIR), and no more than an
-    eighth of the wide rows' columns are junk (at 7x7, explicit im2col rows measured
-    faster). The order is the GEMM path's either way; this only saves the copy."""
+    dilation, conv1d or conv2d), runs are whole blocks of the order (8 k for DOT,
+    a pair for PAIR) and output rows are 12 positions or more. A 1x1 stride-1
+    convolution needs no copy at all and goes elsewhere. The order is the GEMM path's either way; this only saves the copy."""
     if not (groups == 1 and ks[0] == 1 and x.shape[2] == 1 and dilation[2] == 1):
         return False
-    if ks[1] * ks[2] == 1 or ks[2] * Cg % (2 if x.dtype == torch.bfloat16 else 8):
+    if ks[1] * ks[2] == 1 and stride == [1, 1, 1]:
         return False
-    if not (stride[1:] == [1, 1] or (ks[1] == 1 and x.shape[3] == 1)):
-        return False
-    s, wp = stride[2], x.shape[4] + 2 * padding[2]
-    wq, ow = -(-wp // s), (wp - ks[2]) // s + 1
-    return ow > 0 and 8 * (wq - ow) <= wq
+    ow = (x.shape[4] + 2 * padding[2] - ks[2]) // stride[2] + 1
+    # short output rows (7x7 images) measured faster copied out: most of the kernels'
+    # 6-row panels then straddle two output rows
+    return ow >= 12 and ks[2] * Cg % (2 if x.dtype == torch.bfloat16 else 8) == 0
 
 
 def _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl) -> torch.Tensor:
     """The GEMM path's order for conv1d/conv2d with groups == 1, its im2col rows read
     in place: A's row for output (oh, ow) is KH runs of KW x Cin elements of the padded
     channels-last input, one per kernel row (sb_gemm_map's A runs), so K is in (kh, kw,
-    cin) order exactly as im2col lays it out.
-
-    Output rows are laid out "wide" (Wq = Wp / s columns, the last Wq - OW of them
-    junk and not stored), so row r starts at r * s * Cin in the input: one strided
-    GEMM covers every image (batch stride Hp * Wp * Cin). That needs stride 1, or a
-    single output row (conv1d, where the stride s is any)."""
+    cin) order exactly as im2col lays it out. Rows come in groups of OW, one per output
+    row (the map's aw, aws): within a group they are sw x Cin apart, and group oh
+    starts at oh x sh padded input rows; one GEMM covers every image (batch stride
+    Hp * Wp * Cin)."""
     N, C, _, H, W = x.shape
     Co, _, _, KH, KW = weight.shape
-    s, sh, dh = stride[2], stride[1], dilation[1]
+    sh, sw, dh = stride[1], stride[2], dilation[1]
     ph, pw = padding[1], padding[2]
     Hp, Wp = H + 2 * ph, W + 2 * pw
-    Wp2 = -(-Wp // s) * s  # a multiple of the stride
-    Wq = Wp2 // s
     OH = (Hp - dh * (KH - 1) - 1) // sh + 1
-    OW = (Wp - KW) // s + 1
+    OW = (Wp - KW) // sw + 1
     if OH <= 0 or OW <= 0:
         raise UnsupportedInputError(
             f"aten::convolution: kernel {(KH, KW)} is larger than the padded input {(Hp, Wp)}"
         )
     xd, dt = native_view(x.new_empty(0))
-    # (N, Hp, Wp2, C), zero borders, plus one row of slack that junk columns may read
-    buf = _scratch_buffer(N * Hp * Wp2 * C + Wp2 * C, xd.dtype)
-    _pad_cl(x[:, :, 0], ph, pw, Hp, Wp2, buf)
-    buf[N * Hp * Wp2 * C :].zero_()
+    buf = _scratch_buffer(N * Hp * Wp * C, xd.dtype)  # (N, Hp, Wp, C), zero borders
+    _pad_cl(x[:, :, 0], ph, pw, Hp, Wp, buf)
     wk, wdt = native_view(_taps_first(weight))  # (Co, KH * KW * C)
     if wdt != dt:
         raise UnsupportedInputError(
             f"aten::convolution: input {x.dtype} and weight {weight.dtype} differ in dtype"
         )
     b, bdt = (None, 0) if bias is None else native_view(bias.to(weight.dtype).contiguous())
-    M, K = OH * Wq, KH * KW * C
+    M, K = OH * OW, KH * KW * C
     out = _empty_out(N, Co, [1, OH, OW], keep_cl, dt)
-    # wide row r = (oh, ow) -> output (oh, ow) if ow < OW; column j -> channel j
-    so, si, sj = (OW * Co, Co, 1) if keep_cl else (OW, 1, OH * OW)
+    si, sj = (Co, 1) if keep_cl else (1, M)  # row r = (oh, ow) -> output; column j -> channel j
     _gemm_map(
-        buf.data_ptr(), s * C, 1, Hp * Wp2 * C, wk.data_ptr(), K, 0,
-        out.data_ptr(), Co * OH * OW, N, M, Co, K, b, bdt, dt,
-        (Wq, OW, so, si, sj, 0, KW * C, dh * Wp2 * C, 0, int(dt == _BF16)),
+        buf.data_ptr(), sw * C, 1, Hp * Wp * C, wk.data_ptr(), K, 0,
+        out.data_ptr(), Co * M, N, M, Co, K, b, bdt, dt,
+        (M, M, 0, si, sj, 0, KW * C, dh * Wp * C, 0, int(dt == _BF16), OW, sh * Wp * C),
     )  # fmt: skip
     return out  # (N, Co, 1, OH, OW)
 

@@ -325,17 +325,25 @@ def _linear_direct(x, weight, bias, dtype) -> torch.Tensor | None:
     return out
 
 
+def omap_array(omap) -> ctypes.Array:
+    """sb_gemm_map's map argument: struct omap's 12 int64 (wq, keep, so, si, sj, ioff,
+    arun, astride, awq, flags, aw, aws); the ones not given are 0 (none)."""
+    if len(omap) > 12:
+        raise ValueError(f"an output map has 12 entries, got {len(omap)}")
+    return (ctypes.c_int64 * 12)(*omap)
+
+
 def _gemm_map(
     a, lda, ka, sa, w, ldw, sw, c, sc, batch, M, N, K, bias, bdt, dt, omap, w_kmajor=False
 ) -> None:
     """C = A (M, K) @ W (N, K).T (+ bias) per batch item, DOT (float32) or PAIR
     (bfloat16) order over K, each result placed by ``omap`` (wq, keep, so, si, sj,
-    ioff, arun, astride, awq, flags): see struct omap in samebits/_native/gemm.c. W is
+    ioff, arun, astride, awq, flags, aw, aws; the last ones may be left out): see struct omap in samebits/_native/gemm.c. W is
     K-contiguous with row stride ``ldw``, or with ``w_kmajor`` K-major:
     element (k, j) at W[k * ldw + j]. A is K-contiguous (ka == 1), in runs of
     arun elements astride apart when arun > 0, or, for float32, M-contiguous
     (lda == 1, k stride ka; with awq > 0, row R at (R // awq) * sa + R % awq)."""
-    m = (ctypes.c_int64 * 10)(*omap)
+    m = omap_array(omap)
     bk, bn = (ldw, 1) if w_kmajor else (1, ldw)
     status = _native.lib().sb_gemm_map(
         a, lda, ka, sa, w, bk, bn, sw, c, 0, sc, batch, M, N, K,

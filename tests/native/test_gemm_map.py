@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from samebits import _native
-from samebits.ops.matmul import _gemm_map
+from samebits.ops.matmul import _gemm_map, omap_array
 
 
 def rnd(*shape, seed=0, dtype=torch.float32):
@@ -110,9 +110,40 @@ def test_a_in_runs_gives_the_bits_of_the_copied_rows(runs, dtype, isa):
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("group", [(7, 3), (13, 5), (4, 1), (6, 2)], ids=str)
+def test_a_rows_in_groups_give_the_bits_of_the_copied_rows(group, dtype, isa):
+    """Rows in groups (aw, aws: a convolution's output rows, no junk rows between
+    them) == the same rows copied out, two batch items; groups of 7 and 13 split
+    the kernels' 6-row panels (packed there, read in place elsewhere), with runs."""
+    aw, sw = group
+    B, M, N, L, nruns = 2, 61, 37, 24, 2
+    K, lda, astride = L * nruns, 8 * sw, 24 * 8
+    aws = lda * aw + 40  # a gap after each group
+    per_item = (M // aw + 1) * aws + astride * nruns + L
+    src = rnd(B * per_item, seed=14, dtype=dtype)
+    rows = torch.stack([
+        torch.stack([
+            torch.cat([
+                src[b * per_item + (i // aw) * aws + (i % aw) * lda + r * astride:][:L]
+                for r in range(nruns)
+            ])
+            for i in range(M)
+        ])
+        for b in range(B)
+    ])  # fmt: skip
+    w, bias = rnd(N, K, seed=15, dtype=dtype), rnd(N, seed=16).to(dtype)
+    want = plain(rows.contiguous(), w, bias)
+    got = torch.empty(B, M, N)
+    dt = _native.dtype_code(dtype)
+    _gemm_map(src.data_ptr(), lda, 1, per_item, w.data_ptr(), K, 0, got.data_ptr(), M * N, B, M,
+              N, K, bias, dt, dt, (M, M, 0, N, 1, 0, L, astride, 0, 0, aw, aws))  # fmt: skip
+    assert torch.equal(got, want)
+
+
 def test_unsupported_combinations_are_refused(isa):
     a, w, out = rnd(8, 8), rnd(4, 8), torch.empty(8, 4)
-    m = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 0, 0, 0, 0)
+    m = omap_array((8, 8, 0, 4, 1, 0, 0, 0, 0, 0))
     lib = _native.lib()
     f32, bf16 = _native.dtype_code(torch.float32), _native.dtype_code(torch.bfloat16)
     args = (a.data_ptr(), 8, 1, 0, w.data_ptr(), 1, 8, 0, out.data_ptr(), 4, 0, 1, 8, 4, 8, None, 0)
@@ -120,17 +151,22 @@ def test_unsupported_combinations_are_refused(isa):
     ab = a.bfloat16()
     mt = (a.data_ptr(), 1, 8, 0)  # M-contiguous A
     assert lib.sb_gemm_map(ab.data_ptr(), *mt[1:], *args[4:], bf16, 1, 1, m) == -2
-    bad = (ctypes.c_int64 * 10)(0, 8, 0, 4, 1, 0, 0, 0, 0, 0)
+    bad = omap_array((0, 8, 0, 4, 1, 0, 0, 0, 0, 0))
     assert lib.sb_gemm_map(*args, f32, 1, 1, bad) == -2  # wq 0
-    odd_run = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 4, 8, 0, 0)  # a run not a multiple of 8
+    odd_run = omap_array((8, 8, 0, 4, 1, 0, 4, 8, 0, 0))  # a run not a multiple of 8
     assert lib.sb_gemm_map(*args, f32, 1, 1, odd_run) == -2
-    pair_run = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 1, 8, 0, 0)  # a PAIR run splits a pair
+    pair_run = omap_array((8, 8, 0, 4, 1, 0, 1, 8, 0, 0))  # a PAIR run splits a pair
     ab, wb = a.bfloat16(), w.bfloat16()
     pargs = (ab.data_ptr(), *args[1:4], wb.data_ptr(), *args[5:])
     assert lib.sb_gemm_map(*pargs, bf16, 1, 1, pair_run) == -2
-    wrap_k = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 0, 0, 4, 0)  # awq needs an M-contiguous A
+    wrap_k = omap_array((8, 8, 0, 4, 1, 0, 0, 0, 4, 0))  # awq needs an M-contiguous A
     assert lib.sb_gemm_map(*args, f32, 1, 1, wrap_k) == -2
-    bf_out = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 0, 0, 0, 1)  # bf16 C: PAIR only
+    bf_out = omap_array((8, 8, 0, 4, 1, 0, 0, 0, 0, 1))  # bf16 C: PAIR only
+    assert lib.sb_gemm_map(*args, f32, 1, 1, bf_out) == -2
+    neg_group = omap_array((8, 8, 0, 4, 1, 0, 0, 0, 0, 0, -1, 0))
+    assert lib.sb_gemm_map(*args, f32, 1, 1, neg_group) == -2
+    mt_group = omap_array((8, 8, 0, 4, 1, 0, 0, 0, 8, 0, 2, 0))  # groups of an M-contiguous A
+    assert lib.sb_gemm_map(*mt, *args[4:], f32, 1, 1, mt_group) == -2
     assert lib.sb_gemm_map(*args, f32, 1, 1, bf_out) == -2
     assert lib.sb_gemm_map(*args, f32, 1, 1, m) == 0
 
@@ -162,7 +198,7 @@ def test_k_major_b_with_row_bias_gives_the_transposed_bits(shape, dtype, isa):
     want = plain(x.transpose(1, 2).contiguous(), w, bias).to(dtype)  # (B, P, Co)
     got = torch.empty(B, Co, P, dtype=dtype)
     dt = _native.dtype_code(dtype)
-    m = (ctypes.c_int64 * 10)(Co, Co, 0, P, 1, 0, 0, 0, 0, 2 | (dtype == torch.bfloat16))
+    m = omap_array((Co, Co, 0, P, 1, 0, 0, 0, 0, 2 | (dtype == torch.bfloat16)))
     status = _native.lib().sb_gemm_map(
         w.data_ptr(), K, 1, 0, x.data_ptr(), P, 1, K * P, got.data_ptr(), 0, Co * P, B, Co, P, K,
         bias.data_ptr(), dt, dt, 1, _native.nthreads(), m,
@@ -177,7 +213,7 @@ def test_unknown_map_flags_are_refused(isa):
     args = (a.data_ptr(), 8, 1, 0, w.data_ptr(), 1, 8, 0, out.data_ptr(), 4, 0, 1, 8, 4, 8, None, 0)
     # flags above 3; a row bias with a K-contiguous B, or bfloat16 C, on float32 (DOT)
     for flags, dt in ((4, bf), (2, f32), (3, f32)):
-        m = (ctypes.c_int64 * 10)(8, 8, 0, 4, 1, 0, 0, 0, 0, flags)
+        m = omap_array((8, 8, 0, 4, 1, 0, 0, 0, 0, flags))
         a32 = rnd(8, 8) if dt == f32 else a
         w32 = rnd(4, 8) if dt == f32 else w
         call = (a32.data_ptr(), *args[1:4], w32.data_ptr(), *args[5:])

@@ -36,13 +36,16 @@ CONFIGS = {
     # partial row and column panels
     "2d_pointwise_transposed": ((40, 12, 11), (130, 40, 1, 1), dict()),
     "2d_patchify": ((3, 16, 16), (12, 3, 4, 4), dict(stride=4)),
-    "2d_rows": ((16, 12, 11), (12, 16, 3, 3), dict(padding=1)),
+    "2d_rows": ((16, 12, 13), (12, 16, 3, 3), dict(padding=1)),  # read in place (OW >= 12)
     "2d_rows_dil_h_nobias": (
-        (12, 13, 9),
+        (12, 13, 13),
         (8, 12, 3, 4),
         dict(padding=(2, 1), dilation=(2, 1), bias=False),
     ),
     "1d_rows_stride": ((32, 41), (16, 32, 3), dict(stride=2, padding=1)),
+    # read in place with strides: output rows of 14 and 13 split the 6-row panels
+    "2d_rows_stride2": ((16, 15, 27), (24, 16, 3, 3), dict(stride=2, padding=1)),
+    "2d_pointwise_stride2": ((16, 9, 25), (20, 16, 1, 1), dict(stride=2)),
     "1d_rows_k2s2": ((16, 30), (16, 16, 2), dict(stride=2)),
     "3d": ((3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=1, stride=(1, 2, 1))),
     "3d_depthwise": ((4, 5, 5, 5), (4, 1, 3, 3, 3), dict(groups=4, padding=1)),
@@ -201,3 +204,25 @@ def test_padded_channels_last_copy_moves_every_bit(dtype, layout, isa):
     want[:, ph : ph + H, pw : pw + W] = x.permute(0, 2, 3, 1)
     assert same_bits(buf[: N * Hp * Wq * C].view(N, Hp, Wq, C), want)
     assert torch.equal(buf[N * Hp * Wq * C :], torch.full((5,), 7.0, dtype=dtype))  # no overrun
+
+
+READ_IN_PLACE = ["1d_rows_stride", "1d_rows_k2s2", "2d_rows", "2d_rows_dil_h_nobias",
+                 "2d_rows_stride2", "2d_pointwise_stride2"]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", READ_IN_PLACE)
+def test_rows_read_in_place_give_the_bits_of_copied_rows(name, dtype, isa, monkeypatch):
+    """_implicit_conv (im2col rows read from the padded input, in groups of one output
+    row) and the im2col copy are two ways of reading the same rows: the same bits."""
+    item, f, _, _, _ = setup(name, dtype)
+    x = rnd(3, *item, seed=6).to(dtype)
+    used = []
+    real = conv._implicit_conv
+    monkeypatch.setattr(conv, "_implicit_conv", lambda *a: used.append(1) or real(*a))
+    with samebits.batch_invariant():
+        in_place = f(x)
+        assert used, name  # the configuration does take that path
+        monkeypatch.setattr(conv, "_implicit_apply", lambda *a: False)
+        copied = f(x)
+    assert len(used) == 1 and same_bits(in_place, copied)
