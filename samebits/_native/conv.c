@@ -54,20 +54,47 @@ static inline __attribute__((always_inline)) void dw_block_full(const void *x, c
 }
 
 #ifdef __AVX512F__
-/* AVX-512: the full block on 16 channels per zmm, the same operations per output */
+/* AVX-512: NW (1..DW_OW) outputs on 16 channels per zmm, the same operations per output;
+   then + bias and stored (float32) */
 static inline __attribute__((always_inline)) void dw_block16(const void *x, const void *w,
-                                                             i64 xoff0, i64 xstep,
-                                                             const i64 *tapoff, i64 taps, i64 c,
-                                                             i64 C, const int dt,
-                                                             __m512 acc[DW_OW]) {
-    for (int q = 0; q < DW_OW; q++) acc[q] = _mm512_setzero_ps();
+                                                             const void *bias, int wdt, i64 xoff0,
+                                                             i64 xstep, const i64 *tapoff, i64 taps,
+                                                             i64 c, i64 C, const int dt, const int NW,
+                                                             float *orow) {
+    __m512 acc[DW_OW];
+    for (int q = 0; q < NW; q++) acc[q] = _mm512_setzero_ps();
     for (i64 t = 0; t < taps; t++) {
         __m512 wv = z16_load(w, t * C + c, dt);
         i64 o = xoff0 + tapoff[t] + c;
-        for (int q = 0; q < DW_OW; q++)
+        for (int q = 0; q < NW; q++)
             acc[q] = _mm512_fmadd_ps(z16_load(x, o + q * xstep, dt), wv, acc[q]);
     }
+    __m512 bv = bias ? z16_load(bias, c, wdt) : _mm512_setzero_ps();
+    for (int q = 0; q < NW; q++)
+        _mm512_storeu_ps(orow + q * C + c, bias ? _mm512_add_ps(acc[q], bv) : acc[q]);
 }
+
+#define DW16(NW)                                                                                   \
+    static void dw16_##NW(const void *x, const void *w, const void *bias, int wdt, i64 xoff0,      \
+                          i64 xstep, const i64 *tapoff, i64 taps, i64 c, i64 C, int dt,            \
+                          float *orow) {                                                           \
+        if (dt == BF16)                                                                            \
+            dw_block16(x, w, bias, wdt, xoff0, xstep, tapoff, taps, c, C, BF16, NW, orow);         \
+        else                                                                                       \
+            dw_block16(x, w, bias, wdt, xoff0, xstep, tapoff, taps, c, C, F32, NW, orow);          \
+    }
+DW16(1)
+DW16(2)
+DW16(3)
+DW16(4)
+DW16(5)
+DW16(6)
+DW16(7)
+DW16(8)
+typedef void (*dw16_fn)(const void *, const void *, const void *, int, i64, i64, const i64 *, i64,
+                        i64, i64, int, float *);
+static const dw16_fn DW16S[DW_OW + 1] = {NULL, dw16_1, dw16_2, dw16_3, dw16_4,
+                                         dw16_5, dw16_6, dw16_7, dw16_8};
 #endif
 
 SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, float *out,
@@ -91,17 +118,9 @@ SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, 
             int nw = (int)(OW - ow0 < DW_OW ? OW - ow0 : DW_OW);
             i64 c = 0;
 #ifdef __AVX512F__
-            for (; nw == DW_OW && dt == wdt && c + 16 <= C; c += 16) {
-                __m512 acc[DW_OW];
-                if (dt == F32)
-                    dw_block16(x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, F32, acc);
-                else
-                    dw_block16(x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, BF16, acc);
-                __m512 bv = bias ? z16_load(bias, c, wdt) : _mm512_setzero_ps();
-                for (int q = 0; q < DW_OW; q++)
-                    _mm512_storeu_ps(orow + (ow0 + q) * C + c,
-                                     bias ? _mm512_add_ps(acc[q], bv) : acc[q]);
-            }
+            for (; dt == wdt && c + 16 <= C; c += 16) /* any row remainder nw */
+                DW16S[nw](x, w, bias, wdt, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, dt,
+                          orow + ow0 * C);
 #endif
             for (; c < C; c += 8) {
                 int nc = (int)(C - c < 8 ? C - c : 8);
@@ -160,6 +179,23 @@ static inline __attribute__((always_inline)) void dwn_block(const float *xb, i64
     }
 }
 
+#ifdef __AVX512F__
+/* AVX-512: DWZ zmm of 16 outputs at flat positions f0 .. f0 + 16 DWZ - 1 of the padded
+   plane (stride 1): output f reads xb[f + tapoff[t]]; eight independent FMA chains per
+   tap, the same operations per output as dwn_block */
+#define DWZ 8
+static inline __attribute__((always_inline)) void dwz_block(const float *xb, const float *wt,
+                                                            const i64 *tapoff, i64 taps,
+                                                            __m512 acc[DWZ]) {
+    for (int q = 0; q < DWZ; q++) acc[q] = _mm512_setzero_ps();
+    for (i64 t = 0; t < taps; t++) {
+        __m512 wv = _mm512_set1_ps(wt[t]);
+        const float *xt = xb + tapoff[t];
+        for (int q = 0; q < DWZ; q++) acc[q] = _mm512_fmadd_ps(_mm512_loadu_ps(xt + 16 * q), wv, acc[q]);
+    }
+}
+#endif
+
 /* n (1..8) results to out[at..] as odt (bfloat16 rounded once) */
 static inline void dwn_store(void *out, i64 at, v8 r, int n, int odt) {
     if (n == 8) {
@@ -180,9 +216,9 @@ SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bi
     int odt = (int)meta[21]; /* out: float32, or bfloat16 (each result rounded once) */
     i64 Dp = D + 2 * pd, Hp = H + 2 * ph, Wp = W + 2 * pw, taps = KD * KH * KW;
     i64 mult = Co / Cin, planes = N * Co;
-    size_t cap = (size_t)(Dp * Hp * Wp + DWN_OW * sw + 64);
+    size_t cap = (size_t)(Dp * Hp * Wp + DWN_OW * sw + 16 * 8 + 64);
     int th = threads_for(planes * OD * OH * OW * taps, nthreads);
-    int oom = 0;
+    int oom = 0, chunk = dyn_chunk(planes, th); /* small planes: one grab per plane cost more than its work */
 #pragma omp parallel num_threads(th)
     {
         float *pad = (float *)calloc(cap, sizeof(float));
@@ -193,7 +229,7 @@ SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bi
             oom = 1;
         }
         if (tapoff) tap_offsets(tapoff, KD, KH, KW, dd, dh, dw, Hp, Wp, 1);
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, chunk)
         for (i64 pl = 0; pl < planes; pl++) {
             if (!pad || !wt || !tapoff) continue;
             i64 n = pl / Co, o = pl % Co, ci = o / mult;
@@ -213,6 +249,39 @@ SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bi
             for (i64 t = 0; t < taps; t++) wt[t] = ld(w, o * taps + t, wdt);
             float b = bias ? ld(bias, o, wdt) : 0.0f;
             i64 op = pl * OD * OH * OW;
+#ifdef __AVX512F__
+            if (sd == 1 && sh == 1 && sw == 1) {
+                /* every stride-1 plane as wide rows (see below), 16 DWZ outputs a block;
+                   a vector's lanes that cross a row end are stored in runs */
+                i64 F = ((OD - 1) * Hp + OH - 1) * Wp + OW, ow = 0, oh = 0, od = 0;
+                size_t e = esz(odt);
+                for (i64 f0 = 0; f0 < F; f0 += 16 * DWZ) {
+                    __m512 acc[DWZ];
+                    dwz_block(pad + f0, wt, tapoff, taps, acc);
+                    for (int q = 0; q < DWZ; q++) {
+                        __m512 r = bias ? _mm512_add_ps(acc[q], _mm512_set1_ps(b)) : acc[q];
+                        if (ow + 16 <= OW && oh < OH && od < OD) { /* inside one row */
+                            z16_store_dt(out, op + (od * OH + oh) * OW + ow, r, odt);
+                            ow += 16;
+                            continue;
+                        }
+                        float tmp[16];
+                        z16_store_dt(tmp, 0, r, odt); /* 16 values as odt */
+                        for (int l = 0; l < 16;) { /* runs of lanes within one row */
+                            int run = (int)(Wp - ow < 16 - l ? Wp - ow : 16 - l);
+                            i64 keep = OW - ow < run ? OW - ow : run;
+                            if (keep > 0 && oh < OH && od < OD)
+                                memcpy((char *)out + (op + (od * OH + oh) * OW + ow) * e,
+                                       (const char *)tmp + l * e, (size_t)keep * e);
+                            l += run;
+                            ow += run;
+                            if (ow == Wp) ow = 0, ++oh == Hp ? (oh = 0, od++) : 0;
+                        }
+                    }
+                }
+                continue;
+            }
+#endif
             if (sd == 1 && sh == 1 && sw == 1 && OW < DWN_OW) {
                 /* small planes, wide rows: output (od, oh, ow) sits at flat
                    f = (od Hp + oh) Wp + ow of the padded plane and reads

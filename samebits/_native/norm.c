@@ -6,38 +6,43 @@ SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y,
              float *rstd_out, i64 rows, i64 R, double eps, int kind, int dt, int wdt,
              int nthreads) {
     int th = threads_for(rows * R * 4, nthreads);
-    i64 blocks = (rows + 15) / 16;
+    i64 blocks = (rows + 31) / 32;
 #pragma omp parallel for schedule(dynamic, dyn_chunk(blocks, th)) num_threads(th)
     for (i64 bk = 0; bk < blocks; bk++) {
-        i64 r0 = bk * 16, n = rows - r0 < 16 ? rows - r0 : 16;
-        double mean[16] = {0}, ss[16] = {0};
-#ifdef SB_AVX2
-        int fast = n == 16 && dt == F32;
-#else
-        int fast = 0;
-#endif
+        i64 r0 = bk * 32, n = rows - r0 < 32 ? rows - r0 : 32;
+        double mean[32] = {0}, ss[32] = {0};
         if (kind == 0) {
-#ifdef SB_AVX2
-            if (fast) rowsum16_f32((const float *)x + r0 * R, R, NULL, 0, mean);
-#endif
-            if (!fast) {
-                rowsum8(x, r0, n < 8 ? n : 8, R, NULL, 0, dt, mean);
-                if (n > 8) rowsum8(x, r0 + 8, n - 8, R, NULL, 0, dt, mean + 8);
-            }
+            rowsums(x, r0, n, R, NULL, 0, dt, mean);
             for (i64 r = 0; r < n; r++) mean[r] = R > 0 ? mean[r] / (double)R : 0.0;
         }
-#ifdef SB_AVX2
-        if (fast) rowsum16_f32((const float *)x + r0 * R, R, mean, 1, ss);
-#endif
-        if (!fast) {
-            rowsum8(x, r0, n < 8 ? n : 8, R, mean, 1, dt, ss);
-            if (n > 8) rowsum8(x, r0 + 8, n - 8, R, mean + 8, 1, dt, ss + 8);
-        }
+        rowsums(x, r0, n, R, mean, 1, dt, ss);
         for (i64 r = 0; r < n; r++) {
             i64 base = (r0 + r) * R;
             double var = R > 0 ? ss[r] / (double)R : 0.0;
             double rstd = 1.0 / sqrt(var + eps);
             i64 k = 0;
+#ifdef __AVX512F__
+            { /* the same operations sixteen at a time */
+                __m512d mv = _mm512_set1_pd(mean[r]), sv = _mm512_set1_pd(rstd);
+                for (; k + 16 <= R; k += 16) {
+                    __m512 xv = z16_load(x, base + k, dt);
+                    __m512d v0 = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(xv)), mv), sv);
+                    __m512d v1 = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(xv, 1)), mv), sv);
+                    if (w) {
+                        __m512 wv = z16_load(w, k, wdt);
+                        v0 = _mm512_mul_pd(v0, _mm512_cvtps_pd(_mm512_castps512_ps256(wv)));
+                        v1 = _mm512_mul_pd(v1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(wv, 1)));
+                    }
+                    if (b) {
+                        __m512 bv = z16_load(b, k, wdt);
+                        v0 = _mm512_add_pd(v0, _mm512_cvtps_pd(_mm512_castps512_ps256(bv)));
+                        v1 = _mm512_add_pd(v1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(bv, 1)));
+                    }
+                    __m512 o = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(v0)), _mm512_cvtpd_ps(v1), 1);
+                    z16_store_dt(y, base + k, o, dt);
+                }
+            }
+#endif
 #ifdef SB_AVX2
             /* ((x - mean) * rstd) * w + b in double, eight at a time, rounded once to
                float, then to y's dtype as st() rounds */

@@ -4,9 +4,12 @@
    run side by side (8x8 in-register transposes on AVX2, plain loops otherwise);
    every path performs the same double operations per row. */
 #ifdef SB_AVX2
-/* The SUM order for 16 float32 rows: rowsum8's operations, two groups of 8 rows
-   side by side so that four independent add chains hide the add latency. */
-static void rowsum16_f32(const float *x, i64 R, const double *cen, int square, double *out16) {
+/* The SUM order for 16 rows (float32 or bfloat16, rows R apart from x[o0 * R]):
+   rowsum8's operations, two groups of 8 rows side by side so that four independent
+   add chains hide the add latency. */
+static inline __attribute__((always_inline)) void rowsum16(const void *x, i64 o0, i64 R,
+                                                           const double *cen, int square,
+                                                           const int dt, double *out16) {
     double c[16] = {0};
     if (cen)
         for (int r = 0; r < 16; r++) c[r] = cen[r];
@@ -20,7 +23,7 @@ static void rowsum16_f32(const float *x, i64 R, const double *cen, int square, d
         __m256 col[2][8];
         for (int h = 0; h < 2; h++) {
             __m256 r[8];
-            for (int w = 0; w < 8; w++) r[w] = _mm256_loadu_ps(x + (8 * h + w) * R + k);
+            for (int w = 0; w < 8; w++) r[w] = v8_load(x, (o0 + 8 * h + w) * R + k, dt);
             t8x8(r, col[h]);
         }
         for (int q = 0; q < 8; q++)
@@ -38,9 +41,15 @@ static void rowsum16_f32(const float *x, i64 R, const double *cen, int square, d
     for (int g = 0; g < 4; g++) _mm256_storeu_pd(out16 + 4 * g, acc[g]);
     for (; k < R; k++)
         for (int r = 0; r < 16; r++) {
-            double v = (double)x[r * R + k] - c[r];
+            double v = (double)ld(x, (o0 + r) * R + k, dt) - c[r];
             out16[r] += square ? v * v : v;
         }
+}
+
+static void rowsum16_dt(const void *x, i64 o0, i64 R, const double *cen, int square, int dt,
+                        double *out16) {
+    if (dt == BF16) rowsum16(x, o0, R, cen, square, BF16, out16);
+    else rowsum16(x, o0, R, cen, square, F32, out16);
 }
 #endif
 
@@ -81,17 +90,71 @@ static void rowsum8(const void *x, i64 o0, i64 n, i64 R, const double *cen, int 
         for (i64 r = 0; r < n; r++) out8[r] = acc[r];
 }
 
+#ifdef __AVX512F__
+/* The SUM order for 32 rows on AVX-512: rowsum8's operations, one zmm of eight double
+   sums per group of 8 rows, four groups (four independent add chains) */
+static inline __attribute__((always_inline)) void rowsum32(const void *x, i64 o0, i64 R,
+                                                           const double *cen, int square,
+                                                           const int dt, double *out32) {
+    double c[32] = {0};
+    if (cen)
+        for (int r = 0; r < 32; r++) c[r] = cen[r];
+    __m512d acc[4], cv[4];
+    for (int g = 0; g < 4; g++) {
+        acc[g] = _mm512_setzero_pd();
+        cv[g] = _mm512_loadu_pd(c + 8 * g);
+    }
+    i64 k = 0;
+    for (; k + 8 <= R; k += 8)
+        for (int g = 0; g < 4; g++) {
+            __m256 r[8], col[8]; /* col[q]: element k + q of the group's 8 rows */
+            for (int w = 0; w < 8; w++) r[w] = v8_load(x, (o0 + 8 * g + w) * R + k, dt);
+            t8x8(r, col);
+            for (int q = 0; q < 8; q++) {
+                __m512d a = _mm512_sub_pd(_mm512_cvtps_pd(col[q]), cv[g]);
+                if (square) a = _mm512_mul_pd(a, a);
+                acc[g] = _mm512_add_pd(acc[g], a);
+            }
+        }
+    for (int g = 0; g < 4; g++) _mm512_storeu_pd(out32 + 8 * g, acc[g]);
+    for (; k < R; k++)
+        for (int r = 0; r < 32; r++) {
+            double v = (double)ld(x, (o0 + r) * R + k, dt) - c[r];
+            out32[r] += square ? v * v : v;
+        }
+}
+#endif
+
+/* The SUM order for rows o0 .. o0 + n - 1 (out[r], after subtracting cen[r] if given,
+   squared if asked), by the widest kernel the path has: rows are independent, so
+   how many run side by side never changes a bit */
+static void rowsums(const void *x, i64 o0, i64 n, i64 R, const double *cen, int square, int dt,
+                    double *out) {
+    i64 r = 0;
+#ifdef __AVX512F__
+    for (; r + 32 <= n; r += 32) {
+        if (dt == BF16) rowsum32(x, o0 + r, R, cen ? cen + r : NULL, square, BF16, out + r);
+        else rowsum32(x, o0 + r, R, cen ? cen + r : NULL, square, F32, out + r);
+    }
+#endif
+#ifdef SB_AVX2
+    for (; r + 16 <= n; r += 16) rowsum16_dt(x, o0 + r, R, cen ? cen + r : NULL, square, dt, out + r);
+#endif
+    for (; r < n; r += 8)
+        rowsum8(x, o0 + r, n - r < 8 ? n - r : 8, R, cen ? cen + r : NULL, square, dt, out + r);
+}
+
 /* x viewed as (outer, R, inner), contiguous. out[o][j] = SUM_k f(x[o][k][j]),
    f = identity (p=1) or square (p=2), after subtracting center[o][j] if given. */
 SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const double *center, int square,
             double *out, int dt, int nthreads) {
     int th = threads_for(outer * R * inner, nthreads);
     if (inner == 1) {
-        i64 blocks = (outer + 7) / 8;
+        i64 blocks = (outer + 31) / 32;
 #pragma omp parallel for schedule(dynamic, dyn_chunk(blocks, th)) num_threads(th)
         for (i64 bk = 0; bk < blocks; bk++) {
-            i64 o0 = bk * 8, n = outer - o0 < 8 ? outer - o0 : 8;
-            rowsum8(x, o0, n, R, center ? center + o0 : NULL, square, dt, out + o0);
+            i64 o0 = bk * 32, n = outer - o0 < 32 ? outer - o0 : 32;
+            rowsums(x, o0, n, R, center ? center + o0 : NULL, square, dt, out + o0);
         }
         return;
     }
