@@ -25,6 +25,9 @@ CONFIGS = {
     "2d_grouped": ((8, 9, 10), (12, 2, 3, 3), dict(groups=4, padding=1)),
     "2d_depthwise": ((10, 12, 9), (10, 1, 7, 7), dict(groups=10, padding=3)),
     "2d_depthwise_mult": ((4, 11, 11), (8, 1, 3, 3), dict(groups=4, stride=2, padding=1)),
+    # NCHW planes with rows over 14 positions: the per-plane kernel (wide rows)
+    "2d_depthwise_planes": ((6, 9, 40), (6, 1, 5, 5), dict(groups=6, padding=2)),
+    "2d_depthwise_planes_s2": ((5, 12, 37), (5, 1, 3, 3), dict(groups=5, stride=2, padding=1)),
     "2d_pointwise": ((16, 7, 6), (24, 16, 1, 1), dict()),
     "2d_pointwise_grouped": ((8, 7, 6), (12, 2, 1, 1), dict(groups=4)),
     "2d_pointwise_padded": ((6, 5, 4), (4, 6, 1, 1), dict(padding=1)),
@@ -226,3 +229,20 @@ def test_rows_read_in_place_give_the_bits_of_copied_rows(name, dtype, isa, monke
         monkeypatch.setattr(conv, "_implicit_apply", lambda *a: False)
         copied = f(x)
     assert len(used) == 1 and same_bits(in_place, copied)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", ["2d_depthwise", "2d_depthwise_planes", "2d_depthwise_planes_s2",
+                                  "3d_depthwise"])
+def test_depthwise_planes_give_the_bits_of_channels_last(name, dtype, isa, monkeypatch):
+    """An NCHW depthwise convolution runs per plane or through the channels-last kernel
+    by its row length: the same TAP order either way, so the same bits."""
+    item, f, _, _, _ = setup(name, dtype)
+    x = rnd(3, *item, seed=7).to(dtype)
+    with samebits.batch_invariant():
+        monkeypatch.setattr(conv, "_small_planes", lambda *a: False)
+        planes = f(x)
+        monkeypatch.setattr(conv, "_small_planes", lambda *a: True)
+        channels_last = f(x)
+    assert planes.is_contiguous() and channels_last.is_contiguous()
+    assert same_bits(planes, channels_last)
