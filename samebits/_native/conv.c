@@ -1,13 +1,14 @@
 /* ------------------------------------------------------------- depthwise conv */
 /* One input channel per output channel (groups == channels), channels-last:
-   x (N, D, H, W, C) already padded, w (KD*KH*KW, C), out (N, OD, OH, OW, C) fp32.
-   meta = {N, D, H, W, C, KD, KH, KW, sd, sh, sw, dd, dh, dw, OD, OH, OW}.
+   x (N, D, H, W, C) already padded, w (KD*KH*KW, C); out (N, OD, OH, OW, C) float32,
+   or with meta[17] = 1 out (N, C, OD, OH, OW) in dtype meta[18] (bfloat16 rounded once).
+   meta = {N, D, H, W, C, KD, KH, KW, sd, sh, sw, dd, dh, dw, OD, OH, OW, nchw, odt}.
 
    Order TAP, for output (n, od, oh, ow, c): acc = +0; acc = fma(x, w[t][c], acc)
    for the taps t = (kd, kh, kw) in row-major order; then acc + bias[c]. Vector
    lanes carry different channels (and blocks of four ow carry different outputs),
    never parts of one sum, so every ISA path and every thread split give the same
-   bits. Threads take whole (n, od, oh) output rows. */
+   bits. Threads take whole blocks of channels of an (n, od) output plane. */
 
 #define DW_OW 8
 
@@ -53,14 +54,42 @@ static inline __attribute__((always_inline)) void dw_block_full(const void *x, c
     }
 }
 
+/* where a depthwise block's outputs go: channels-last float32 (o: output (q, channel
+   c + l) at o[q * C + l]), or NCHW in odt (o unused: output (q, channel c + l) at
+   element at + l * plane + q of out) */
+struct dw_dst {
+    float *o;
+    void *out;
+    i64 at, plane;
+    int nchw, odt;
+};
+
 #ifdef __AVX512F__
+/* n (1..8) outputs of 8 consecutive channels, r[q] = output q of the 8 channels, to
+   NCHW: transposed in registers, each channel's run stored at once */
+static inline void dw_store8_nchw(const __m256 r[8], int n, int nc, const struct dw_dst *d,
+                                  i64 l0) {
+    __m256 t[8];
+    t8x8(r, t); /* t[l]: outputs 0..7 of channel l */
+    for (int l = 0; l < nc; l++) {
+        i64 at = d->at + (l0 + l) * d->plane;
+        if (n == 8) {
+            v8_store_dt(d->out, at, t[l], d->odt);
+        } else {
+            float v[8];
+            v8_store(v, t[l]);
+            for (int q = 0; q < n; q++) st(d->out, at + q, v[q], d->odt);
+        }
+    }
+}
+
 /* AVX-512: NW (1..DW_OW) outputs on 16 channels per zmm, the same operations per output;
-   then + bias and stored (float32) */
+   then + bias and stored */
 static inline __attribute__((always_inline)) void dw_block16(const void *x, const void *w,
                                                              const void *bias, int wdt, i64 xoff0,
                                                              i64 xstep, const i64 *tapoff, i64 taps,
                                                              i64 c, i64 C, const int dt, const int NW,
-                                                             float *orow) {
+                                                             const struct dw_dst *d) {
     __m512 acc[DW_OW];
     for (int q = 0; q < NW; q++) acc[q] = _mm512_setzero_ps();
     for (i64 t = 0; t < taps; t++) {
@@ -71,17 +100,28 @@ static inline __attribute__((always_inline)) void dw_block16(const void *x, cons
     }
     __m512 bv = bias ? z16_load(bias, c, wdt) : _mm512_setzero_ps();
     for (int q = 0; q < NW; q++)
-        _mm512_storeu_ps(orow + q * C + c, bias ? _mm512_add_ps(acc[q], bv) : acc[q]);
+        if (bias) acc[q] = _mm512_add_ps(acc[q], bv);
+    if (!d->nchw) {
+        for (int q = 0; q < NW; q++) _mm512_storeu_ps(d->o + q * C, acc[q]);
+        return;
+    }
+    for (int h = 0; h < 2; h++) {
+        __m256 r[8];
+        for (int q = 0; q < 8; q++)
+            r[q] = q >= NW ? _mm256_setzero_ps()
+                           : (h ? _mm512_extractf32x8_ps(acc[q], 1) : _mm512_castps512_ps256(acc[q]));
+        dw_store8_nchw(r, NW, 8, d, 8 * h);
+    }
 }
 
 #define DW16(NW)                                                                                   \
     static void dw16_##NW(const void *x, const void *w, const void *bias, int wdt, i64 xoff0,      \
                           i64 xstep, const i64 *tapoff, i64 taps, i64 c, i64 C, int dt,            \
-                          float *orow) {                                                           \
+                          const struct dw_dst *d) {                                                \
         if (dt == BF16)                                                                            \
-            dw_block16(x, w, bias, wdt, xoff0, xstep, tapoff, taps, c, C, BF16, NW, orow);         \
+            dw_block16(x, w, bias, wdt, xoff0, xstep, tapoff, taps, c, C, BF16, NW, d);            \
         else                                                                                       \
-            dw_block16(x, w, bias, wdt, xoff0, xstep, tapoff, taps, c, C, F32, NW, orow);          \
+            dw_block16(x, w, bias, wdt, xoff0, xstep, tapoff, taps, c, C, F32, NW, d);             \
     }
 DW16(1)
 DW16(2)
@@ -92,54 +132,76 @@ DW16(6)
 DW16(7)
 DW16(8)
 typedef void (*dw16_fn)(const void *, const void *, const void *, int, i64, i64, const i64 *, i64,
-                        i64, i64, int, float *);
+                        i64, i64, int, const struct dw_dst *);
 static const dw16_fn DW16S[DW_OW + 1] = {NULL, dw16_1, dw16_2, dw16_3, dw16_4,
                                          dw16_5, dw16_6, dw16_7, dw16_8};
 #endif
 
-SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, float *out,
+SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, void *out,
                                 const i64 *meta, int dt, int wdt, int nthreads) {
     i64 N = meta[0], D = meta[1], H = meta[2], W = meta[3], C = meta[4];
     i64 KD = meta[5], KH = meta[6], KW = meta[7];
     i64 sd = meta[8], sh = meta[9], sw = meta[10], dd = meta[11], dh = meta[12], dw = meta[13];
     i64 OD = meta[14], OH = meta[15], OW = meta[16];
-    i64 taps = KD * KH * KW;
+    int nchw = (int)meta[17], odt = nchw ? (int)meta[18] : F32;
+    i64 taps = KD * KH * KW, plane = OD * OH * OW;
     i64 *tapoff = (i64 *)malloc((size_t)(taps > 0 ? taps : 1) * sizeof(i64));
     if (!tapoff) return;
     tap_offsets(tapoff, KD, KH, KW, dd, dh, dw, H, W, C);
-    i64 rows = N * OD * OH;
-    int th = threads_for(rows * OW * C * taps, nthreads);
-#pragma omp parallel for schedule(dynamic, dyn_chunk(rows, th)) num_threads(th)
-    for (i64 r = 0; r < rows; r++) {
-        i64 oh = r % OH, od = (r / OH) % OD, n = r / (OH * OD);
-        i64 xrow = ((n * D + od * sd) * H + oh * sh) * W * C;
-        float *orow = out + r * OW * C;
-        for (i64 ow0 = 0; ow0 < OW; ow0 += DW_OW) {
-            int nw = (int)(OW - ow0 < DW_OW ? OW - ow0 : DW_OW);
-            i64 c = 0;
+    /* tasks: (n, od, block of channels), each running every output row of its block,
+       so the block's input (16 channels of the padded plane: 64 bytes a position)
+       stays in L1 from one output row to the next */
 #ifdef __AVX512F__
-            for (; dt == wdt && c + 16 <= C; c += 16) /* any row remainder nw */
-                DW16S[nw](x, w, bias, wdt, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, dt,
-                          orow + ow0 * C);
+    const i64 CW = 16;
+#else
+    const i64 CW = 8;
 #endif
-            for (; c < C; c += 8) {
-                int nc = (int)(C - c < 8 ? C - c : 8);
-                v8 acc[DW_OW];
-                int full = nc == 8 && nw == DW_OW && dt == wdt;
-                if (full && dt == F32)
-                    dw_block_full(x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, F32, acc);
-                else if (full && dt == BF16)
-                    dw_block_full(x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, BF16, acc);
-                else
-                    dw_block((const char *)x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, nc,
-                             C, dt, wdt, nw, acc);
-                v8 bv = v8_zero();
-                if (bias) bv = nc == 8 ? v8_load(bias, c, wdt) : v8_load_n(bias, c, nc, wdt);
-                for (int q = 0; q < nw; q++) {
-                    v8 s = bias ? v8_add(acc[q], bv) : acc[q];
-                    float *o = orow + (ow0 + q) * C + c;
-                    if (nc == 8) v8_store(o, s);
-                    else v8_store_n(o, s, nc);
+    i64 cbs = (C + CW - 1) / CW, tasks = N * OD * cbs;
+    int th = threads_for(N * OD * OH * OW * C * taps, nthreads);
+#pragma omp parallel for schedule(dynamic, dyn_chunk(tasks, th)) num_threads(th)
+    for (i64 task = 0; task < tasks; task++) {
+        i64 cb = task % cbs, od = (task / cbs) % OD, n = task / (cbs * OD);
+        i64 c0 = cb * CW, c1 = c0 + CW < C ? c0 + CW : C;
+        for (i64 oh = 0; oh < OH; oh++) {
+            i64 xrow = ((n * D + od * sd) * H + oh * sh) * W * C;
+            i64 pos = (od * OH + oh) * OW; /* of the row's first output in its plane */
+            float *orow = (float *)out + ((n * OD + od) * OH + oh) * OW * C;
+            for (i64 ow0 = 0; ow0 < OW; ow0 += DW_OW) {
+                int nw = (int)(OW - ow0 < DW_OW ? OW - ow0 : DW_OW);
+                i64 c = c0;
+                struct dw_dst d = {orow + ow0 * C + c, out, (n * C + c) * plane + pos + ow0, plane, nchw, odt};
+#ifdef __AVX512F__
+                if (dt == wdt && c1 - c0 == 16) { /* any row remainder nw */
+                    DW16S[nw](x, w, bias, wdt, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, dt, &d);
+                    continue;
+                }
+#endif
+                for (; c < c1; c += 8) {
+                    int nc = (int)(c1 - c < 8 ? c1 - c : 8);
+                    v8 acc[DW_OW];
+                    int full = nc == 8 && nw == DW_OW && dt == wdt;
+                    if (full && dt == F32)
+                        dw_block_full(x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, F32, acc);
+                    else if (full && dt == BF16)
+                        dw_block_full(x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, BF16, acc);
+                    else
+                        dw_block((const char *)x, w, xrow + ow0 * sw * C, sw * C, tapoff, taps, c,
+                                 nc, C, dt, wdt, nw, acc);
+                    v8 bv = v8_zero();
+                    if (bias) bv = nc == 8 ? v8_load(bias, c, wdt) : v8_load_n(bias, c, nc, wdt);
+                    for (int q = 0; q < nw; q++) {
+                        v8 s = bias ? v8_add(acc[q], bv) : acc[q];
+                        if (nchw) {
+                            float v[8];
+                            v8_store(v, s);
+                            for (int l = 0; l < nc; l++)
+                                st(out, (n * C + c + l) * plane + pos + ow0 + q, v[l], odt);
+                            continue;
+                        }
+                        float *o = orow + (ow0 + q) * C + c;
+                        if (nc == 8) v8_store(o, s);
+                        else v8_store_n(o, s, nc);
+                    }
                 }
             }
         }
@@ -363,16 +425,24 @@ SB_API void SB_FN(sb_pad_cl)(const void *x, const i64 *meta, void *dst, int dt, 
             for (i64 c0 = 0; c0 < C; c0 += 8) {
                 i64 nw = W - w0 < 8 ? W - w0 : 8, nc = C - c0 < 8 ? C - c0 : 8;
 #ifdef SB_AVX2
-                if (nw == 8 && nc == 8 && sw == 1) { /* 8 channels x 8 positions, transposed */
+                if (nc == 8 && sw == 1) { /* 8 channels x nw positions, transposed */
                     __m256 r[8], t[8];
                     for (int q = 0; q < 8; q++) {
                         i64 at = src + (c0 + q) * sc + w0;
+                        if (nw < 8) { /* the row's last positions: bits moved, zeros after */
+                            uint32_t b[8] = {0};
+                            if (dt == F32) memcpy(b, (const float *)x + at, (size_t)nw * 4);
+                            else
+                                for (int l = 0; l < nw; l++) b[l] = ((const uint16_t *)x)[at + l];
+                            r[q] = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)b));
+                            continue;
+                        }
                         r[q] = dt == F32 ? _mm256_loadu_ps((const float *)x + at)
                                          : _mm256_castsi256_ps(_mm256_cvtepu16_epi32(
                                                _mm_loadu_si128((const __m128i *)((const uint16_t *)x + at))));
                     }
                     t8x8(r, t); /* t[l]: the 8 channels at position w0 + l */
-                    for (int l = 0; l < 8; l++) {
+                    for (int l = 0; l < nw; l++) {
                         i64 at = (w0 + l) * C + c0;
                         if (dt == F32) {
                             _mm256_storeu_ps((float *)d + at, t[l]);

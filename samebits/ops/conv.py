@@ -250,11 +250,9 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
             f"aten::convolution: kernel {tuple(ks)} is larger than the padded input "
             f"{tuple(xcl.shape[1:4])}"
         )
-    if Cg == 1:
-        out = _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt)
-        out = out.permute(0, 4, 1, 2, 3)  # (N, Co, OD, OH, OW), channels-last in memory
-        # NCHW: one copy, rounded to the input's dtype on the way (as convolution() would)
-        return out if keep_cl else out.to(x.dtype, memory_format=torch.contiguous_format)
+    if Cg == 1:  # (N, Co, OD, OH, OW): channels-last in memory, or NCHW in x's dtype
+        nchw = None if keep_cl else (x.dtype if x.dtype in _PAD_NATIVE else torch.float32)
+        return _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt, nchw)
     return _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl)
 
 
@@ -385,8 +383,11 @@ def _pointwise_t(x, wk, b, groups, osz) -> torch.Tensor:
     return out
 
 
-def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Tensor:
-    """TAP order; a channel multiplier m > 1 repeats each input channel m times."""
+def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt, nchw_dtype=None):
+    """TAP order; a channel multiplier m > 1 repeats each input channel m times.
+    Returns (N, Co, OD, OH, OW): float32 and channels-last in memory, or, with
+    ``nchw_dtype``, contiguous in that dtype (the kernel stores it so, each result
+    rounded once)."""
     N = xcl.shape[0]
     Co = weight.shape[0]
     if Co != groups:
@@ -395,10 +396,15 @@ def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt) -> torch.Te
     b = None
     if bias is not None:
         b, bdt = native_view(bias.to(w.dtype).contiguous())
-    out = torch.empty(N, *osz, Co, dtype=torch.float32)  # (N, OD, OH, OW, Co)
+    if nchw_dtype is None:
+        out = torch.empty(N, *osz, Co, dtype=torch.float32).permute(0, 4, 1, 2, 3)
+    else:
+        out = torch.empty(N, Co, *osz, dtype=nchw_dtype)
     meta = torch.tensor(
-        [N, *xcl.shape[1:4], Co, *weight.shape[2:], *stride, *dilation, *osz], dtype=torch.int64
-    )
+        [N, *xcl.shape[1:4], Co, *weight.shape[2:], *stride, *dilation, *osz,
+         int(nchw_dtype is not None), _native.dtype_code(out.dtype)],
+        dtype=torch.int64,
+    )  # fmt: skip
     if out.numel():
         _native.lib().sb_depthwise(
             xcl.data_ptr(),
