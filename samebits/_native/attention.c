@@ -137,6 +137,47 @@ static inline __attribute__((always_inline)) void attn_pv(const float *p0, const
     }
 }
 
+#ifdef __AVX512F__
+/* AVX-512: NR (1..4) rows' outputs, columns [c0, c0 + 64) (four zmm, masked past Dv),
+   SEQ over keys [j0, end) of p * v from +0, float32 v. A row whose own keys end
+   before `end` has p = 0 exactly on the rest (the caller zeroes them), and
+   fma(0, v, acc) == acc (acc, a sum from +0, is never -0; v finite): the operations
+   of attn_pv on every output. */
+static inline __attribute__((always_inline)) void attn_pv4(const float *const p[4], const float *vb,
+                                                           i64 vrs, i64 j0, i64 end, i64 c0, i64 Dv,
+                                                           const int NR, float *const o[4]) {
+    __mmask16 mk[4];
+    for (int c = 0; c < 4; c++) {
+        i64 n = Dv - c0 - 16 * c;
+        mk[c] = n >= 16 ? (__mmask16)0xffff : (n <= 0 ? 0 : (__mmask16)((1u << n) - 1));
+    }
+    __m512 acc[4][4];
+    for (int r = 0; r < NR; r++)
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+    for (i64 j = j0; j < end; j++) {
+        const float *vr = vb + j * vrs + c0;
+        __m512 x[4];
+        for (int c = 0; c < 4; c++) x[c] = _mm512_maskz_loadu_ps(mk[c], vr + 16 * c);
+        for (int r = 0; r < NR; r++) {
+            __m512 w = _mm512_set1_ps(p[r][j]);
+            for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(w, x[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int c = 0; c < 4; c++) _mm512_mask_storeu_ps(o[r] + c0 + 16 * c, mk[c], acc[r][c]);
+}
+
+static void attn_pv4_n(const float *const p[4], const float *vb, i64 vrs, i64 j0, i64 end, i64 c0,
+                       i64 Dv, int nr, float *const o[4]) {
+    switch (nr) {
+    case 4: attn_pv4(p, vb, vrs, j0, end, c0, Dv, 4, o); break;
+    case 3: attn_pv4(p, vb, vrs, j0, end, c0, Dv, 3, o); break;
+    case 2: attn_pv4(p, vb, vrs, j0, end, c0, Dv, 2, o); break;
+    default: attn_pv4(p, vb, vrs, j0, end, c0, Dv, 1, o); break;
+    }
+}
+#endif
+
 /* n rows of width w at row stride rs -> compact float32 rows */
 static void pack_rows(const char *x, i64 rs, int dt, i64 n, i64 w, float *dst) {
     for (i64 j = 0; j < n; j++) {
@@ -255,11 +296,15 @@ SB_API int SB_FN(sb_attention)(const void *q, const void *k, const void *v, cons
             i64 krs = kst[nb], vrs = vst[nb];
             int kdt = dt, vdt = dt;
             i64 Sneed = mkind == M_CAUSAL && t1 < S ? t1 : S;
-            if (krs != D && t1 - t0 > 1) {
+            int pv4 = 0;
+#ifdef __AVX512F__
+            pv4 = t1 - t0 > 1; /* several rows share the keys and values: float32, compact, once */
+#endif
+            if ((krs != D || (pv4 && dt == BF16)) && t1 - t0 > 1) {
                 pack_rows(kb, krs, dt, Sneed, D, kbuf);
                 kb = (const char *)kbuf, krs = D, kdt = F32;
             }
-            if (vrs != Dv && t1 - t0 > 1) {
+            if ((vrs != Dv || (pv4 && dt == BF16)) && t1 - t0 > 1) {
                 pack_rows(vb, vrs, dt, Sneed, Dv, vbuf);
                 vb = (const char *)vbuf, vrs = Dv, vdt = F32;
             }
@@ -380,6 +425,26 @@ SB_API int SB_FN(sb_attention)(const void *q, const void *k, const void *v, cons
                     for (i64 j = Lo[r]; j < Hi[r]; j++) s[j] = (float)((double)s[j] * inv);
                 }
             }
+#ifdef __AVX512F__
+            if (pv4 && vdt == F32) { /* out rows: four at a time, 64 columns a pass */
+                for (int r = 0; r < nr; r += 4) {
+                    int n4 = nr - r < 4 ? nr - r : 4;
+                    i64 j0 = Lo[r], end = Hi[r];
+                    const float *pr[4];
+                    float *orr[4];
+                    for (int u = 0; u < 4; u++) {
+                        int ru = r + (u < n4 ? u : 0);
+                        pr[u] = sc + (i64)ru * S8;
+                        orr[u] = out + ((b * L) + i0 + ru) * Dv;
+                        j0 = Lo[ru] < j0 ? Lo[ru] : j0;
+                        end = Hi[ru] > end ? Hi[ru] : end;
+                    }
+                    for (i64 c0 = 0; c0 < Dv; c0 += 64)
+                        attn_pv4_n(pr, (const float *)vb, vrs, j0, end, c0, Dv, n4, orr);
+                }
+                continue;
+            }
+#endif
             /* out rows: SEQ over keys, 32 columns (4 vectors) of two rows at a time */
             for (int r = 0; r < nr; r += 2) {
                 int two = r + 1 < nr;
