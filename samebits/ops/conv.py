@@ -10,8 +10,9 @@ channels-last. Reduction order, for output (n, co, position):
   order (bfloat16) over K (see samebits/ops/matmul.py). How the rows are read never
   changes that order: copied out by chunks of rows (chunks and threads split rows
   only, never K); read in place from the padded input, one run of kw x cin per kernel
-  row (groups == 1, conv1d or conv2d without width dilation: _implicit_conv); or, for a 1x1
-  convolution of an NCHW input, the input itself read channel by channel.
+  row (groups == 1, conv1d or conv2d without width dilation: _implicit_conv); or, for a
+  1x1 convolution of an NCHW input, the input itself, read channel by channel or, with
+  the product transposed, as the GEMM's K-major B (_pointwise_t).
 * **TAP path** (one input channel per group: depthwise): acc = +0, one fused
   multiply-add per tap in (kd, kh, kw) order, then + bias (samebits/_native/conv.c).
 
@@ -269,7 +270,8 @@ def _implicit_apply(x, ks, Cg, stride, dilation, groups, padding) -> bool:
     image row of KW taps x C channels is one contiguous run (groups == 1, no width
     dilation, conv1d or conv2d), runs are whole blocks of the order (8 k for DOT,
     a pair for PAIR) and output rows are 12 positions or more. A 1x1 stride-1
-    convolution needs no copy at all and goes elsewhere. The order is the GEMM path's either way; this only saves the copy."""
+    convolution needs no copy at all and goes elsewhere. The order is the GEMM path's
+    either way; this only saves the copy."""
     if not (groups == 1 and ks[0] == 1 and x.shape[2] == 1 and dilation[2] == 1):
         return False
     if ks[1] * ks[2] == 1 and stride == [1, 1, 1]:

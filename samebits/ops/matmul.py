@@ -338,11 +338,12 @@ def _gemm_map(
 ) -> None:
     """C = A (M, K) @ W (N, K).T (+ bias) per batch item, DOT (float32) or PAIR
     (bfloat16) order over K, each result placed by ``omap`` (wq, keep, so, si, sj,
-    ioff, arun, astride, awq, flags, aw, aws; the last ones may be left out): see struct omap in samebits/_native/gemm.c. W is
-    K-contiguous with row stride ``ldw``, or with ``w_kmajor`` K-major:
-    element (k, j) at W[k * ldw + j]. A is K-contiguous (ka == 1), in runs of
-    arun elements astride apart when arun > 0, or, for float32, M-contiguous
-    (lda == 1, k stride ka; with awq > 0, row R at (R // awq) * sa + R % awq)."""
+    ioff, arun, astride, awq, flags, aw, aws; the last ones may be left out): see
+    struct omap in samebits/_native/gemm.c. W is K-contiguous with row stride ``ldw``,
+    or with ``w_kmajor`` K-major: element (k, j) at W[k * ldw + j]. A is K-contiguous
+    (ka == 1), in runs of arun elements astride apart when arun > 0, its rows in groups
+    of aw (aws apart) when aw > 0; or, for float32, M-contiguous (lda == 1, k stride
+    ka; with awq > 0, row R at (R // awq) * sa + R % awq)."""
     m = omap_array(omap)
     bk, bn = (ldw, 1) if w_kmajor else (1, ldw)
     status = _native.lib().sb_gemm_map(

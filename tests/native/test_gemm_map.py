@@ -2,8 +2,6 @@
 change them. Each case is compared bit for bit with plain sb_gemm, whose order the
 rest of the suite checks, and with a float64 reference within tolerance."""
 
-import ctypes
-
 import pytest
 import torch
 

@@ -232,8 +232,9 @@ def test_rows_read_in_place_give_the_bits_of_copied_rows(name, dtype, isa, monke
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("name", ["2d_depthwise", "2d_depthwise_planes", "2d_depthwise_planes_s2",
-                                  "3d_depthwise"])
+@pytest.mark.parametrize(
+    "name", ["2d_depthwise", "2d_depthwise_planes", "2d_depthwise_planes_s2", "3d_depthwise"]
+)
 def test_depthwise_planes_give_the_bits_of_channels_last(name, dtype, isa, monkeypatch):
     """An NCHW depthwise convolution runs per plane or through the channels-last kernel
     by its row length: the same TAP order either way, so the same bits."""
