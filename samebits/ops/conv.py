@@ -230,17 +230,22 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
             f"aten::convolution: input has {C} channels, weight {tuple(weight.shape)} "
             f"with groups={groups} expects {Cg * groups}"
         )
-    if _implicit_apply(x, ks, Cg, stride, dilation, groups, padding):
-        return _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl)
-    if (
+    pointwise = (
         Cg > 1
-        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and math.prod(x.shape[2:]) > 1))
+        and x.dtype in _PAD_NATIVE
         and not keep_cl
         and ks == [1, 1, 1]
-        and stride == [1, 1, 1]
         and not any(padding)
         and x.is_contiguous()
-    ):
+    )
+    if pointwise and stride != [1, 1, 1]:
+        # a strided 1x1 convolution reads every s-th position: those, copied out, are
+        # a stride-1 convolution's input (the same products, in the same order)
+        x = x[:, :, :: stride[0], :: stride[1], :: stride[2]].contiguous()
+        stride = [1, 1, 1]
+    if _implicit_apply(x, ks, Cg, stride, dilation, groups, padding):
+        return _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl)
+    if pointwise and (x.dtype == torch.float32 or math.prod(x.shape[2:]) > 1):
         return _pointwise_nchw(x, weight, bias, groups)
     if Cg == 1 and not keep_cl and x.is_contiguous() and not _small_planes(x, ks, stride, padding):
         return _depthwise_nchw(x, weight, bias, stride, padding, dilation)

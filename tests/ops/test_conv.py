@@ -48,6 +48,8 @@ CONFIGS = {
     "1d_rows_stride": ((32, 41), (16, 32, 3), dict(stride=2, padding=1)),
     # read in place with strides: output rows of 14 and 13 split the 6-row panels
     "2d_rows_stride2": ((16, 15, 27), (24, 16, 3, 3), dict(stride=2, padding=1)),
+    "2d_pointwise_stride2_padded": ((16, 9, 25), (20, 16, 1, 1), dict(stride=2, padding=1)),
+    # NCHW: every other position copied out, then a stride-1 1x1 convolution
     "2d_pointwise_stride2": ((16, 9, 25), (20, 16, 1, 1), dict(stride=2)),
     "1d_rows_k2s2": ((16, 30), (16, 16, 2), dict(stride=2)),
     "3d": ((3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=1, stride=(1, 2, 1))),
@@ -210,7 +212,7 @@ def test_padded_channels_last_copy_moves_every_bit(dtype, layout, isa):
 
 
 READ_IN_PLACE = ["1d_rows_stride", "1d_rows_k2s2", "2d_rows", "2d_rows_dil_h_nobias",
-                 "2d_rows_stride2", "2d_pointwise_stride2"]  # fmt: skip
+                 "2d_rows_stride2", "2d_pointwise_stride2_padded"]  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
