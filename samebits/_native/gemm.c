@@ -217,45 +217,55 @@ static const int WIDE_NP[4] = {0, 4, 2, 2};
 
 #if defined(__AVX512F__)
 #define SB_ZMM 1
-/* AVX-512: six rows x two full 16-column panels, one zmm per row and panel, so twelve
-   independent FMA chains (a 16-column panel in one zmm gives only six). Per output the
-   operations of micro_rows / micro_lane exactly: C (or +0), one fma per k, + bias.
+/* AVX-512: six rows x NP (2 or 4) full 16-column panels, one zmm per row and panel,
+   so 6 NP independent FMA chains (a 16-column panel in one zmm gives only six), and
+   per k NP panel loads and six broadcasts feed 6 NP FMAs (four panels: 10 loads per
+   24 FMAs instead of 8 per 12). Per output the operations of micro_rows / micro_lane
+   exactly: C (or +0), one fma per k, + bias.
    A element (r, k) is a[r * ars + k * aks]: packed panels (ars 1, aks GMR) or rows
-   read in place by the DOT lanes (ars lda, aks 8). */
-static inline __attribute__((always_inline)) void zmm_rows2(const float *a, i64 ars, i64 aks,
-                                                            const float *bp0, const float *bp1,
-                                                            i64 kc, float *C0, float *C1, i64 ldc,
-                                                            int first, const float *bias0,
-                                                            const float *bias1) {
-    __m512 acc[GMR][2];
-    for (int r = 0; r < GMR; r++) {
-        acc[r][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(C0 + r * ldc);
-        acc[r][1] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(C1 + r * ldc);
-    }
+   read in place by the DOT lanes (ars lda, aks 8). Panel u: B at bp[u], C at Cp[u],
+   bias bias[u] (or none). */
+static inline __attribute__((always_inline)) void zmm_rows(const float *a, i64 ars, i64 aks,
+                                                           const float *const bp[4], i64 kc,
+                                                           float *const Cp[4], i64 ldc, int first,
+                                                           const float *const bias[4], const int NP) {
+    __m512 acc[GMR][4];
+    for (int r = 0; r < GMR; r++)
+        for (int u = 0; u < NP; u++)
+            acc[r][u] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(Cp[u] + r * ldc);
     for (i64 k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_loadu_ps(bp0 + k * GNR), b1 = _mm512_loadu_ps(bp1 + k * GNR);
+        __m512 b[4];
+        for (int u = 0; u < NP; u++) b[u] = _mm512_loadu_ps(bp[u] + k * GNR);
         for (int r = 0; r < GMR; r++) {
             __m512 av = _mm512_set1_ps(a[r * ars + k * aks]);
-            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+            for (int u = 0; u < NP; u++) acc[r][u] = _mm512_fmadd_ps(av, b[u], acc[r][u]);
         }
     }
-    for (int r = 0; r < GMR; r++) {
-        if (bias0) acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(bias0));
-        if (bias1) acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(bias1));
-        _mm512_storeu_ps(C0 + r * ldc, acc[r][0]);
-        _mm512_storeu_ps(C1 + r * ldc, acc[r][1]);
-    }
+    for (int r = 0; r < GMR; r++)
+        for (int u = 0; u < NP; u++) {
+            if (bias && bias[u]) acc[r][u] = _mm512_add_ps(acc[r][u], _mm512_loadu_ps(bias[u]));
+            _mm512_storeu_ps(Cp[u] + r * ldc, acc[r][u]);
+        }
 }
 
 static void micro2_6(const float *ap, const float *bp0, const float *bp1, i64 kc, float *C0,
                      float *C1, i64 ldc, int first, const float *bias0, const float *bias1) {
-    zmm_rows2(ap, 1, GMR, bp0, bp1, kc, C0, C1, ldc, first, bias0, bias1);
+    const float *bp[4] = {bp0, bp1}, *bias[4] = {bias0, bias1};
+    float *Cp[4] = {C0, C1};
+    zmm_rows(ap, 1, GMR, bp, kc, Cp, ldc, first, bias, 2);
 }
 
-static void lane2_6(const float *a, i64 lda, const float *bp0, const float *bp1, i64 kc,
-                    float *C0, float *C1, int first) {
-    zmm_rows2(a, lda, 8, bp0, bp1, kc, C0, C1, GNR, first, NULL, NULL);
+/* the DOT path's kernels (no bias: the lanes go to the tree), on NP = 2 or 4 panels */
+static void micro_n6(const float *ap, const float *const bp[4], i64 kc, float *const Cp[4],
+                     int first, int np) {
+    if (np == 4) zmm_rows(ap, 1, GMR, bp, kc, Cp, GNR, first, NULL, 4);
+    else zmm_rows(ap, 1, GMR, bp, kc, Cp, GNR, first, NULL, 2);
+}
+
+static void lane_n6(const float *a, i64 lda, const float *const bp[4], i64 kc, float *const Cp[4],
+                    int first, int np) {
+    if (np == 4) zmm_rows(a, lda, 8, bp, kc, Cp, GNR, first, NULL, 4);
+    else zmm_rows(a, lda, 8, bp, kc, Cp, GNR, first, NULL, 2);
 }
 #endif
 
@@ -681,53 +691,51 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                                      i0 + qq * GMR, h, GMR, k0, kc, K, pa + qq * GMR * 8 * D);
                 }
                 for (i64 pp = 0; pp < npan;) {
-                    /* two column panels at once where the path has zmm and both are full */
-                    int two = 0;
+                    /* two or four column panels at once where the path has zmm and they
+                       are full */
+                    int np = 1;
 #ifdef SB_ZMM
-                    two = pp + 1 < npan && nc - (pp + 1) * GNR >= GNR;
+                    if (pp + 3 < npan && nc - (pp + 3) * GNR >= GNR) np = 4;
+                    else if (pp + 1 < npan && nc - (pp + 1) * GNR >= GNR) np = 2;
 #endif
                     for (i64 qq = 0; qq < mpan; qq++) {
                         int h = (int)(mc - qq * GMR < GMR ? mc - qq * GMR : GMR);
-                        for (int u = 0; u <= two; u++) {
-                            if (u == 1 && h == GMR) break; /* done together with u == 0 */
-                            i64 pu = pp + u;
-                            float *lb = lanes + (pu * mpan + qq) * 8 * GMR * GNR;
-                            const float *pbu = pbk + pu * GNR * 8 * D;
 #ifdef SB_ZMM
-                            if (two && h == GMR) {
-                                float *lb1 = lb + mpan * 8 * GMR * GNR;
-                                const float *pb1 = pbu + GNR * 8 * D;
+                        if (np > 1 && h == GMR) {
+                            for (int l = 0; l < 8; l++) {
+                                const float *bp[4];
+                                float *Cp[4];
+                                for (int u = 0; u < np; u++) {
+                                    bp[u] = pbk + (pp + u) * GNR * 8 * D + l * D * GNR;
+                                    Cp[u] = lanes + ((pp + u) * mpan + qq) * 8 * GMR * GNR + l * GMR * GNR;
+                                }
+                                if (!pk[qq])
+                                    lane_n6((const float *)Ab + aoff[qq * GMR] + k0 + ak + l, lda, bp,
+                                            (kc - l + 7) / 8, Cp, first, np);
+                                else
+                                    micro_n6(pa + qq * GMR * 8 * D + l * D * GMR, bp, D, Cp, first, np);
+                            }
+                        } else
+#endif
+                            for (int u = 0; u < np; u++) {
+                                i64 pu = pp + u;
+                                float *lb = lanes + (pu * mpan + qq) * 8 * GMR * GNR;
+                                const float *pbu = pbk + pu * GNR * 8 * D;
                                 if (!pk[qq]) {
                                     const float *a = (const float *)Ab + aoff[qq * GMR] + k0 + ak;
                                     for (int l = 0; l < 8; l++)
-                                        lane2_6(a + l, lda, pbu + l * D * GNR, pb1 + l * D * GNR,
-                                                (kc - l + 7) / 8, lb + l * GMR * GNR,
-                                                lb1 + l * GMR * GNR, first);
+                                        LANES[h](a + l, lda, pbu + l * D * GNR, (kc - l + 7) / 8,
+                                                 lb + l * GMR * GNR, first);
                                 } else {
                                     for (int l = 0; l < 8; l++)
-                                        micro2_6(pa + qq * GMR * 8 * D + l * D * GMR,
-                                                 pbu + l * D * GNR, pb1 + l * D * GNR, D,
-                                                 lb + l * GMR * GNR, lb1 + l * GMR * GNR, GNR,
-                                                 first, NULL, NULL);
+                                        MICROS[h](pa + qq * GMR * 8 * D + l * D * GMR, pbu + l * D * GNR,
+                                                  D, lb + l * GMR * GNR, GNR, GNR, first, NULL);
                                 }
-                                continue;
                             }
-#endif
-                            if (!pk[qq]) {
-                                const float *a = (const float *)Ab + aoff[qq * GMR] + k0 + ak;
-                                for (int l = 0; l < 8; l++)
-                                    LANES[h](a + l, lda, pbu + l * D * GNR, (kc - l + 7) / 8,
-                                             lb + l * GMR * GNR, first);
-                            } else {
-                                for (int l = 0; l < 8; l++)
-                                    MICROS[h](pa + qq * GMR * 8 * D + l * D * GMR, pbu + l * D * GNR,
-                                              D, lb + l * GMR * GNR, GNR, GNR, first, NULL);
-                            }
-                        }
                         if (k0 + kc < K) continue;
                         /* last block: the lane tree while the lanes are in L1, 8 outputs
                            per vector, then + bias */
-                        for (int u = 0; u <= two; u++) {
+                        for (int u = 0; u < np; u++) {
                             i64 pu = pp + u;
                             int w = (int)(nc - pu * GNR < GNR ? nc - pu * GNR : GNR);
                             float *lb = lanes + (pu * mpan + qq) * 8 * GMR * GNR;
@@ -759,7 +767,7 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                             }
                         }
                     }
-                    pp += 1 + two;
+                    pp += np;
                 }
             }
         }
