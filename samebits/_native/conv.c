@@ -253,6 +253,9 @@ static inline __attribute__((always_inline)) void dwz_block(const float *xb, con
     for (i64 t = 0; t < taps; t++) {
         __m512 wv = _mm512_set1_ps(wt[t]);
         const float *xt = xb + tapoff[t];
+        /* one base register, the eight loads at constant offsets from it (GCC otherwise
+           kept eight index registers, spilling some to xmm, per tap) */
+        __asm__("" : "+r"(xt));
         for (int q = 0; q < DWZ; q++) acc[q] = _mm512_fmadd_ps(_mm512_loadu_ps(xt + 16 * q), wv, acc[q]);
     }
 }
