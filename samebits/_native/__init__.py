@@ -63,7 +63,7 @@ SIGNATURES: dict[str, tuple[list, object]] = {
     "sb_norm": ([P, P, P, P, P, P, I64, I64, DBL, INT, INT, INT, INT], None),
     "sb_affine": ([P, P, P, P, I64, I64, I64, I64, INT, INT, INT], None),
     "sb_exact_acc": ([P, I64, I64, I64, INT, P, P, INT], None),
-    "sb_depthwise": ([P, P, P, P, P, INT, INT, INT], None),
+    "sb_depthwise": ([P, P, P, P, P, INT, INT, INT], INT),
     "sb_depthwise_nchw": ([P, P, P, P, P, INT, INT, INT], INT),
     "sb_im2col": ([P, P, I64, I64, P, INT, INT], None),
     "sb_pad_cl": ([P, P, P, INT, INT], None),

@@ -83,45 +83,45 @@ static inline void dw_store8_nchw(const __m256 r[8], int n, int nc, const struct
     }
 }
 
-/* AVX-512: NW (1..DW_OW) outputs on 16 channels per zmm, the same operations per output;
-   then + bias and stored */
-static inline __attribute__((always_inline)) void dw_block16(const void *x, const void *w,
-                                                             const void *bias, int wdt, i64 xoff0,
-                                                             i64 xstep, const i64 *tapoff, i64 taps,
-                                                             i64 c, i64 C, const int dt, const int NW,
+/* AVX-512: NW (1..DW_OW) outputs of a block of 16 channels, the same operations per
+   output: xb is the block's compact float32 copy (16 channels a position, so its
+   positions fill every L1 set: in the full tensor they sit C channels apart, which
+   for C = 384 or 768 maps them all to 8 or 4 of the 64 sets), wb its weights (taps,
+   16), bb its bias. Lanes past the block's nc channels are zeros and are not stored. */
+static inline __attribute__((always_inline)) void dw_block16(const float *xb, const float *wb,
+                                                             const float *bb, i64 xoff0, i64 xstep,
+                                                             const i64 *tapoff, i64 taps, int nc,
+                                                             i64 C, const int NW,
                                                              const struct dw_dst *d) {
     __m512 acc[DW_OW];
     for (int q = 0; q < NW; q++) acc[q] = _mm512_setzero_ps();
     for (i64 t = 0; t < taps; t++) {
-        __m512 wv = z16_load(w, t * C + c, dt);
-        i64 o = xoff0 + tapoff[t] + c;
+        __m512 wv = _mm512_loadu_ps(wb + 16 * t);
+        const float *xt = xb + xoff0 + tapoff[t];
+        __asm__("" : "+r"(xt)); /* one base register, constant offsets (see dwz_block) */
         for (int q = 0; q < NW; q++)
-            acc[q] = _mm512_fmadd_ps(z16_load(x, o + q * xstep, dt), wv, acc[q]);
+            acc[q] = _mm512_fmadd_ps(_mm512_loadu_ps(xt + q * xstep), wv, acc[q]);
     }
-    __m512 bv = bias ? z16_load(bias, c, wdt) : _mm512_setzero_ps();
-    for (int q = 0; q < NW; q++)
-        if (bias) acc[q] = _mm512_add_ps(acc[q], bv);
+    if (bb)
+        for (int q = 0; q < NW; q++) acc[q] = _mm512_add_ps(acc[q], _mm512_loadu_ps(bb));
     if (!d->nchw) {
-        for (int q = 0; q < NW; q++) _mm512_storeu_ps(d->o + q * C, acc[q]);
+        __mmask16 m = (__mmask16)((1u << nc) - 1);
+        for (int q = 0; q < NW; q++) _mm512_mask_storeu_ps(d->o + q * C, m, acc[q]);
         return;
     }
-    for (int h = 0; h < 2; h++) {
+    for (int h = 0; h < 2 && 8 * h < nc; h++) {
         __m256 r[8];
         for (int q = 0; q < 8; q++)
             r[q] = q >= NW ? _mm256_setzero_ps()
                            : (h ? _mm512_extractf32x8_ps(acc[q], 1) : _mm512_castps512_ps256(acc[q]));
-        dw_store8_nchw(r, NW, 8, d, 8 * h);
+        dw_store8_nchw(r, NW, nc - 8 * h < 8 ? nc - 8 * h : 8, d, 8 * h);
     }
 }
 
 #define DW16(NW)                                                                                   \
-    static void dw16_##NW(const void *x, const void *w, const void *bias, int wdt, i64 xoff0,      \
-                          i64 xstep, const i64 *tapoff, i64 taps, i64 c, i64 C, int dt,            \
-                          const struct dw_dst *d) {                                                \
-        if (dt == BF16)                                                                            \
-            dw_block16(x, w, bias, wdt, xoff0, xstep, tapoff, taps, c, C, BF16, NW, d);            \
-        else                                                                                       \
-            dw_block16(x, w, bias, wdt, xoff0, xstep, tapoff, taps, c, C, F32, NW, d);             \
+    static void dw16_##NW(const float *xb, const float *wb, const float *bb, i64 xoff0, i64 xstep, \
+                          const i64 *tapoff, i64 taps, int nc, i64 C, const struct dw_dst *d) {    \
+        dw_block16(xb, wb, bb, xoff0, xstep, tapoff, taps, nc, C, NW, d);                          \
     }
 DW16(1)
 DW16(2)
@@ -131,14 +131,35 @@ DW16(5)
 DW16(6)
 DW16(7)
 DW16(8)
-typedef void (*dw16_fn)(const void *, const void *, const void *, int, i64, i64, const i64 *, i64,
-                        i64, i64, int, const struct dw_dst *);
+typedef void (*dw16_fn)(const float *, const float *, const float *, i64, i64, const i64 *, i64,
+                        int, i64, const struct dw_dst *);
 static const dw16_fn DW16S[DW_OW + 1] = {NULL, dw16_1, dw16_2, dw16_3, dw16_4,
                                          dw16_5, dw16_6, dw16_7, dw16_8};
+
+/* the compact copy of channels [c0, c0 + nc) of item n's padded input (P positions
+   C channels apart, from element base) as float32, 16 a position, zeros past nc;
+   the block's weights (taps, 16) and bias likewise */
+static void dw_gather16(const void *x, i64 base, i64 P, i64 C, i64 c0, int nc, int dt,
+                        const void *w, const void *bias, int wdt, i64 taps, float *xb, float *wb,
+                        float *bb) {
+    __mmask16 m = (__mmask16)((1u << nc) - 1);
+    for (i64 p = 0; p < P; p++) {
+        i64 at = base + p * C + c0;
+        __m512 v = dt == BF16
+                       ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                             _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)x + at)), 16))
+                       : _mm512_maskz_loadu_ps(m, (const float *)x + at);
+        _mm512_storeu_ps(xb + 16 * p, v);
+    }
+    for (i64 t = 0; t < taps; t++)
+        for (int l = 0; l < 16; l++) wb[16 * t + l] = l < nc ? ld(w, t * C + c0 + l, wdt) : 0.0f;
+    if (bias)
+        for (int l = 0; l < 16; l++) bb[l] = l < nc ? ld(bias, c0 + l, wdt) : 0.0f;
+}
 #endif
 
-SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, void *out,
-                                const i64 *meta, int dt, int wdt, int nthreads) {
+SB_API int SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, void *out,
+                               const i64 *meta, int dt, int wdt, int nthreads) {
     i64 N = meta[0], D = meta[1], H = meta[2], W = meta[3], C = meta[4];
     i64 KD = meta[5], KH = meta[6], KW = meta[7];
     i64 sd = meta[8], sh = meta[9], sw = meta[10], dd = meta[11], dh = meta[12], dw = meta[13];
@@ -146,7 +167,8 @@ SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, 
     int nchw = (int)meta[17], odt = nchw ? (int)meta[18] : F32;
     i64 taps = KD * KH * KW, plane = OD * OH * OW;
     i64 *tapoff = (i64 *)malloc((size_t)(taps > 0 ? taps : 1) * sizeof(i64));
-    if (!tapoff) return;
+    int oom = !tapoff;
+    if (oom) return -1;
     tap_offsets(tapoff, KD, KH, KW, dd, dh, dw, H, W, C);
     /* tasks: (n, od, block of channels), each running every output row of its block,
        so the block's input (16 channels of the padded plane: 64 bytes a position)
@@ -158,6 +180,48 @@ SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, 
 #endif
     i64 cbs = (C + CW - 1) / CW, tasks = N * OD * cbs;
     int th = threads_for(N * OD * OH * OW * C * taps, nthreads);
+#ifdef __AVX512F__
+    /* the block's compact copy: the D x H x W padded positions of one item */
+    i64 P = D * H * W, *tapc = (i64 *)malloc((size_t)(taps > 0 ? taps : 1) * sizeof(i64));
+    if (!tapc) {
+        free(tapoff);
+        return -1;
+    }
+    tap_offsets(tapc, KD, KH, KW, dd, dh, dw, H, W, 16);
+    tasks = N * cbs; /* every od of the item from one copy */
+#pragma omp parallel num_threads(th)
+    {
+        float *xb = (float *)aligned_alloc(64, (size_t)(P * 16 + 16) * sizeof(float));
+        float *wb = (float *)aligned_alloc(64, (size_t)(taps * 16 + 16) * sizeof(float)), bb[16];
+        if (!xb || !wb) {
+#pragma omp atomic write
+            oom = 1;
+        }
+#pragma omp for schedule(dynamic, dyn_chunk(tasks, th))
+        for (i64 task = 0; task < tasks; task++) {
+            if (!xb || !wb) continue;
+            i64 cb = task % cbs, n = task / cbs, c0 = cb * CW;
+            int nc = (int)(C - c0 < CW ? C - c0 : CW);
+            dw_gather16(x, n * P * C, P, C, c0, nc, dt, w, bias, wdt, taps, xb, wb, bb);
+            for (i64 od = 0; od < OD; od++)
+                for (i64 oh = 0; oh < OH; oh++) {
+                    i64 xrow = ((od * sd) * H + oh * sh) * W * 16;
+                    i64 pos = (od * OH + oh) * OW; /* of the row's first output in its plane */
+                    float *orow = (float *)out + ((n * OD + od) * OH + oh) * OW * C;
+                    for (i64 ow0 = 0; ow0 < OW; ow0 += DW_OW) {
+                        int nw = (int)(OW - ow0 < DW_OW ? OW - ow0 : DW_OW);
+                        struct dw_dst d = {orow + ow0 * C + c0, out, (n * C + c0) * plane + pos + ow0,
+                                           plane, nchw, odt};
+                        DW16S[nw](xb, wb, bias ? bb : NULL, xrow + ow0 * sw * 16, sw * 16, tapc, taps,
+                                  nc, C, &d);
+                    }
+                }
+        }
+        free(xb);
+        free(wb);
+    }
+    free(tapc);
+#else
 #pragma omp parallel for schedule(dynamic, dyn_chunk(tasks, th)) num_threads(th)
     for (i64 task = 0; task < tasks; task++) {
         i64 cb = task % cbs, od = (task / cbs) % OD, n = task / (cbs * OD);
@@ -168,15 +232,7 @@ SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, 
             float *orow = (float *)out + ((n * OD + od) * OH + oh) * OW * C;
             for (i64 ow0 = 0; ow0 < OW; ow0 += DW_OW) {
                 int nw = (int)(OW - ow0 < DW_OW ? OW - ow0 : DW_OW);
-                i64 c = c0;
-                struct dw_dst d = {orow + ow0 * C + c, out, (n * C + c) * plane + pos + ow0, plane, nchw, odt};
-#ifdef __AVX512F__
-                if (dt == wdt && c1 - c0 == 16) { /* any row remainder nw */
-                    DW16S[nw](x, w, bias, wdt, xrow + ow0 * sw * C, sw * C, tapoff, taps, c, C, dt, &d);
-                    continue;
-                }
-#endif
-                for (; c < c1; c += 8) {
+                for (i64 c = c0; c < c1; c += 8) {
                     int nc = (int)(c1 - c < 8 ? c1 - c : 8);
                     v8 acc[DW_OW];
                     int full = nc == 8 && nw == DW_OW && dt == wdt;
@@ -206,7 +262,9 @@ SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, 
             }
         }
     }
+#endif
     free(tapoff);
+    return oom ? -1 : 0;
 }
 
 /* The TAP order for NCDHW input and output: x (N, Cin, D, H, W) unpadded, w (Co, taps),

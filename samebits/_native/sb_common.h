@@ -97,8 +97,9 @@ SB_API void SB_FN(sb_affine)(const void *x, void *y, const float *scale, const f
                              int nthreads);
 SB_API void SB_FN(sb_exact_acc)(const void *x, i64 outer, i64 R, i64 inner, int dt, int64_t *out,
                                 int32_t *flags, int nthreads);
-SB_API void SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, void *out,
-                                const i64 *meta, int dt, int wdt, int nthreads);
+/* returns 0, or -1 when a work buffer cannot be allocated */
+SB_API int SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, void *out,
+                               const i64 *meta, int dt, int wdt, int nthreads);
 /* returns 0, or -1 when a work buffer cannot be allocated */
 SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bias, void *out,
                                     const i64 *meta, int dt, int wdt, int nthreads);

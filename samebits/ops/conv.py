@@ -413,16 +413,11 @@ def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt, nchw_dtype=
         dtype=torch.int64,
     )  # fmt: skip
     if out.numel():
-        _native.lib().sb_depthwise(
-            xcl.data_ptr(),
-            w.data_ptr(),
-            None if b is None else b.data_ptr(),
-            out.data_ptr(),
-            meta.data_ptr(),
-            dt,
-            wdt,
-            _native.nthreads(),
-        )
+        status = _native.lib().sb_depthwise(
+            xcl.data_ptr(), w.data_ptr(), None if b is None else b.data_ptr(), out.data_ptr(),
+            meta.data_ptr(), dt, wdt, _native.nthreads(),
+        )  # fmt: skip
+        _check_status(status)
     return out
 
 
