@@ -2,7 +2,10 @@
 /* One input channel per output channel (groups == channels), channels-last:
    x (N, D, H, W, C) already padded, w (KD*KH*KW, C); out (N, OD, OH, OW, C) float32,
    or with meta[17] = 1 out (N, C, OD, OH, OW) in dtype meta[18] (bfloat16 rounded once).
-   meta = {N, D, H, W, C, KD, KH, KW, sd, sh, sw, dd, dh, dw, OD, OH, OW, nchw, odt}.
+   With meta[19] = 1 (AVX-512 paths only; -2 elsewhere) x is the unpadded NCDHW input
+   instead, padded here by meta[20..22] = pd, ph, pw (D, H, W are the padded sizes).
+   meta = {N, D, H, W, C, KD, KH, KW, sd, sh, sw, dd, dh, dw, OD, OH, OW, nchw, odt,
+           xnchw, pd, ph, pw}.
 
    Order TAP, for output (n, od, oh, ow, c): acc = +0; acc = fma(x, w[t][c], acc)
    for the taps t = (kd, kh, kw) in row-major order; then acc + bias[c]. Vector
@@ -136,12 +139,11 @@ typedef void (*dw16_fn)(const float *, const float *, const float *, i64, i64, c
 static const dw16_fn DW16S[DW_OW + 1] = {NULL, dw16_1, dw16_2, dw16_3, dw16_4,
                                          dw16_5, dw16_6, dw16_7, dw16_8};
 
-/* the compact copy of channels [c0, c0 + nc) of item n's padded input (P positions
-   C channels apart, from element base) as float32, 16 a position, zeros past nc;
-   the block's weights (taps, 16) and bias likewise */
-static void dw_gather16(const void *x, i64 base, i64 P, i64 C, i64 c0, int nc, int dt,
-                        const void *w, const void *bias, int wdt, i64 taps, float *xb, float *wb,
-                        float *bb) {
+/* the compact copy of channels [c0, c0 + nc) of an item's padded channels-last input
+   (P positions C channels apart, from element base) as float32, 16 a position, zeros
+   past nc */
+static void dw_gather16_cl(const void *x, i64 base, i64 P, i64 C, i64 c0, int nc, int dt,
+                           float *xb) {
     __mmask16 m = (__mmask16)((1u << nc) - 1);
     for (i64 p = 0; p < P; p++) {
         i64 at = base + p * C + c0;
@@ -151,6 +153,43 @@ static void dw_gather16(const void *x, i64 base, i64 P, i64 C, i64 c0, int nc, i
                        : _mm512_maskz_loadu_ps(m, (const float *)x + at);
         _mm512_storeu_ps(xb + 16 * p, v);
     }
+}
+
+/* the same block from item n of an unpadded NCDHW input (D0 x H0 x W0 planes, padded
+   here to D x H x W by pd, ph, pw): 8 positions x 8 channels transposed in registers */
+static void dw_gather16_nchw(const void *x, i64 n, i64 C, i64 D, i64 H, i64 W, i64 pd, i64 ph,
+                             i64 pw, i64 c0, int nc, int dt, float *xb) {
+    i64 D0 = D - 2 * pd, H0 = H - 2 * ph, W0 = W - 2 * pw, cs = D0 * H0 * W0;
+    for (i64 d = 0; d < D; d++)
+        for (i64 h = 0; h < H; h++) {
+            float *row = xb + (d * H + h) * W * 16;
+            if (d < pd || d >= pd + D0 || h < ph || h >= ph + H0) {
+                memset(row, 0, (size_t)W * 64);
+                continue;
+            }
+            memset(row, 0, (size_t)pw * 64);
+            memset(row + (pw + W0) * 16, 0, (size_t)(W - pw - W0) * 64);
+            i64 src = ((n * C + c0) * D0 + d - pd) * H0 * W0 + (h - ph) * W0;
+            for (i64 w0 = 0; w0 < W0; w0 += 8) {
+                int nw = (int)(W0 - w0 < 8 ? W0 - w0 : 8);
+                for (int half = 0; half < 2; half++) {
+                    __m256 r[8], t[8];
+                    for (int l = 0; l < 8; l++) {
+                        int ch = 8 * half + l;
+                        i64 at = src + ch * cs + w0;
+                        r[l] = ch >= nc ? _mm256_setzero_ps()
+                                        : (nw == 8 ? v8_load(x, at, dt) : v8_load_n(x, at, nw, dt));
+                    }
+                    t8x8(r, t); /* t[q]: channels 8 half .. 8 half + 7 at position w0 + q */
+                    for (int q = 0; q < nw; q++) _mm256_storeu_ps(row + (pw + w0 + q) * 16 + 8 * half, t[q]);
+                }
+            }
+        }
+}
+
+/* the block's weights (taps, 16) and bias, float32, zeros past nc */
+static void dw_weights16(const void *w, const void *bias, int wdt, i64 taps, i64 C, i64 c0, int nc,
+                         float *wb, float *bb) {
     for (i64 t = 0; t < taps; t++)
         for (int l = 0; l < 16; l++) wb[16 * t + l] = l < nc ? ld(w, t * C + c0 + l, wdt) : 0.0f;
     if (bias)
@@ -164,8 +203,11 @@ SB_API int SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, v
     i64 KD = meta[5], KH = meta[6], KW = meta[7];
     i64 sd = meta[8], sh = meta[9], sw = meta[10], dd = meta[11], dh = meta[12], dw = meta[13];
     i64 OD = meta[14], OH = meta[15], OW = meta[16];
-    int nchw = (int)meta[17], odt = nchw ? (int)meta[18] : F32;
+    int nchw = (int)meta[17], odt = nchw ? (int)meta[18] : F32, xnchw = (int)meta[19];
     i64 taps = KD * KH * KW, plane = OD * OH * OW;
+#ifndef __AVX512F__
+    if (xnchw) return -2;
+#endif
     i64 *tapoff = (i64 *)malloc((size_t)(taps > 0 ? taps : 1) * sizeof(i64));
     int oom = !tapoff;
     if (oom) return -1;
@@ -202,7 +244,9 @@ SB_API int SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, v
             if (!xb || !wb) continue;
             i64 cb = task % cbs, n = task / cbs, c0 = cb * CW;
             int nc = (int)(C - c0 < CW ? C - c0 : CW);
-            dw_gather16(x, n * P * C, P, C, c0, nc, dt, w, bias, wdt, taps, xb, wb, bb);
+            if (xnchw) dw_gather16_nchw(x, n, C, D, H, W, meta[20], meta[21], meta[22], c0, nc, dt, xb);
+            else dw_gather16_cl(x, n * P * C, P, C, c0, nc, dt, xb);
+            dw_weights16(w, bias, wdt, taps, C, c0, nc, wb, bb);
             for (i64 od = 0; od < OD; od++)
                 for (i64 oh = 0; oh < OH; oh++) {
                     i64 xrow = ((od * sd) * H + oh * sh) * W * 16;

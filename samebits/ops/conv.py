@@ -247,8 +247,15 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
         return _implicit_conv(x, weight, bias, stride, padding, dilation, keep_cl)
     if pointwise and (x.dtype == torch.float32 or math.prod(x.shape[2:]) > 1):
         return _pointwise_nchw(x, weight, bias, groups)
-    if Cg == 1 and not keep_cl and x.is_contiguous() and not _small_planes(x, ks, stride, padding):
-        return _depthwise_nchw(x, weight, bias, stride, padding, dilation)
+    if Cg == 1 and not keep_cl and x.is_contiguous():
+        if not _small_planes(x, ks, stride, padding):
+            return _depthwise_nchw(x, weight, bias, stride, padding, dilation)
+        if (
+            x.dtype in _PAD_NATIVE
+            and weight.shape[0] == C
+            and _native.lib().isa.startswith("avx512")
+        ):
+            return _depthwise_blocks(x, weight, bias, stride, padding, dilation)
     xcl, dt = native_view(_padded_cl(x, padding))  # (N, Dp, Hp, Wp, C): exact zeros at fixed taps
     osz = [(xcl.shape[1 + i] - dilation[i] * (ks[i] - 1) - 1) // stride[i] + 1 for i in range(3)]
     if any(o <= 0 for o in osz):
@@ -263,11 +270,15 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
 
 
 def _small_planes(x, ks, stride, padding) -> bool:
-    """Depthwise output rows of 14 positions or fewer (ConvNeXt's and MobileNet's 14x14
-    and 7x7 stages): the channels-last kernel (16 channels per vector) measured faster
-    on them, copies included, than the per-plane one, whose vectors run along rows."""
+    """Whether an NCHW depthwise convolution runs through the channels-last kernel
+    (vectors across channels) rather than per plane (vectors along rows). Measured
+    faster, copies included: for output rows of 14 positions or fewer (ConvNeXt's and
+    MobileNet's 14x14 and 7x7 stages), and on the AVX-512 paths, which copy each block
+    of 16 channels compactly, for kernels of 25 taps or more at any size (ConvNeXt's
+    7x7); 3x3 kernels on large planes run faster per plane."""
     ow = (x.shape[4] + 2 * padding[2] - ks[2]) // stride[2] + 1
-    return ow <= 14
+    wide = math.prod(ks) >= 25 and _native.lib().isa.startswith("avx512")
+    return ow <= 14 or wide
 
 
 def _implicit_apply(x, ks, Cg, stride, dilation, groups, padding) -> bool:
@@ -390,11 +401,12 @@ def _pointwise_t(x, wk, b, groups, osz) -> torch.Tensor:
     return out
 
 
-def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt, nchw_dtype=None):
+def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt, nchw_dtype=None, pads=None):
     """TAP order; a channel multiplier m > 1 repeats each input channel m times.
     Returns (N, Co, OD, OH, OW): float32 and channels-last in memory, or, with
     ``nchw_dtype``, contiguous in that dtype (the kernel stores it so, each result
-    rounded once)."""
+    rounded once). With ``pads`` (AVX-512 paths), ``xcl`` is the unpadded NCDHW input
+    and the kernel pads each block of 16 channels itself."""
     N = xcl.shape[0]
     Co = weight.shape[0]
     if Co != groups:
@@ -407,9 +419,14 @@ def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt, nchw_dtype=
         out = torch.empty(N, *osz, Co, dtype=torch.float32).permute(0, 4, 1, 2, 3)
     else:
         out = torch.empty(N, Co, *osz, dtype=nchw_dtype)
+    x_nchw = pads is not None
+    if x_nchw:  # the padded sizes
+        dims = [s + 2 * p for s, p in zip(xcl.shape[2:], pads, strict=True)]
+    else:
+        dims, pads = list(xcl.shape[1:4]), [0, 0, 0]
     meta = torch.tensor(
-        [N, *xcl.shape[1:4], Co, *weight.shape[2:], *stride, *dilation, *osz,
-         int(nchw_dtype is not None), _native.dtype_code(out.dtype)],
+        [N, *dims, Co, *weight.shape[2:], *stride, *dilation, *osz,
+         int(nchw_dtype is not None), _native.dtype_code(out.dtype), int(x_nchw), *pads],
         dtype=torch.int64,
     )  # fmt: skip
     if out.numel():
@@ -419,6 +436,26 @@ def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt, nchw_dtype=
         )  # fmt: skip
         _check_status(status)
     return out
+
+
+def _depthwise_blocks(x, weight, bias, stride, padding, dilation) -> torch.Tensor:
+    """TAP order on an NCDHW input through the channels-last kernel, which copies each
+    block of 16 channels of an item, padded, into a compact buffer itself (AVX-512
+    paths): no padded channels-last copy of the whole input, NCDHW output in x's dtype."""
+    ks = list(weight.shape[2:])
+    osz = [
+        (s + 2 * p - d * (k - 1) - 1) // st + 1
+        for s, p, d, k, st in zip(x.shape[2:], padding, dilation, ks, stride, strict=True)
+    ]
+    if any(o <= 0 for o in osz):
+        raise UnsupportedInputError(
+            f"aten::convolution: kernel {tuple(ks)} is larger than the padded input "
+            f"{tuple(s + 2 * p for s, p in zip(x.shape[2:], padding, strict=True))}"
+        )
+    xd, dt = native_view(x)
+    return _depthwise(
+        xd, weight, bias, stride, dilation, osz, weight.shape[0], dt, x.dtype, padding
+    )
 
 
 def _depthwise_nchw(x, weight, bias, stride, padding, dilation) -> torch.Tensor:
