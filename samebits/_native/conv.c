@@ -212,9 +212,10 @@ SB_API int SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, v
     int oom = !tapoff;
     if (oom) return -1;
     tap_offsets(tapoff, KD, KH, KW, dd, dh, dw, H, W, C);
-    /* tasks: (n, od, block of channels), each running every output row of its block,
-       so the block's input (16 channels of the padded plane: 64 bytes a position)
-       stays in L1 from one output row to the next */
+    /* tasks: blocks of channels of an item, each running every output row of its block,
+       so the block's input stays in L1 from one output row to the next: on AVX-512
+       (n, block of 16), every od from one compact copy of the block (tapc, below);
+       elsewhere (n, od, block of 8) read in place (tapoff) */
 #ifdef __AVX512F__
     const i64 CW = 16;
 #else
