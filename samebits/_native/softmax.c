@@ -54,7 +54,25 @@ SB_API int SB_FN(sb_softmax)(const void *x, void *y, i64 rows, i64 R, int mode, 
                 i64 base = (r0 + r) * R;
                 float mx = -INFINITY;
                 int nan = 0;
-                for (i64 k = 0; k < R; k++) {
+                i64 k = 0;
+#ifdef __AVX512F__
+                /* the max 16 lanes at a time: exact in any order; NaN never taken (it is
+                   max's first operand), only flagged. Which zero a max of +-0 keeps cannot
+                   change an output: exp(x - max) is 1 for both, and a log_softmax row
+                   with two zeros sums to 2 or more, so (x - max) - log(sum) is -log(sum). */
+                if (R >= 16) {
+                    __m512 vm = _mm512_set1_ps(-INFINITY);
+                    __mmask16 bad = 0;
+                    for (; k + 16 <= R; k += 16) {
+                        __m512 v = z16_load(x, base + k, dt_in);
+                        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                        vm = _mm512_max_ps(v, vm);
+                    }
+                    mx = _mm512_reduce_max_ps(vm);
+                    nan = bad != 0;
+                }
+#endif
+                for (; k < R; k++) {
                     float v = ld(x, base + k, dt_in);
                     nan |= v != v;
                     mx = v > mx ? v : mx;
