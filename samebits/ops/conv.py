@@ -438,10 +438,9 @@ def _depthwise(xcl, weight, bias, stride, dilation, osz, groups, dt, nchw_dtype=
     return out
 
 
-def _depthwise_blocks(x, weight, bias, stride, padding, dilation) -> torch.Tensor:
-    """TAP order on an NCDHW input through the channels-last kernel, which copies each
-    block of 16 channels of an item, padded, into a compact buffer itself (AVX-512
-    paths): no padded channels-last copy of the whole input, NCDHW output in x's dtype."""
+def _nchw_out_size(x, weight, stride, padding, dilation) -> list[int]:
+    """(OD, OH, OW) of a convolution of an unpadded NCDHW input, or the error naming
+    a kernel larger than the padded input."""
     ks = list(weight.shape[2:])
     osz = [
         (s + 2 * p - d * (k - 1) - 1) // st + 1
@@ -452,6 +451,14 @@ def _depthwise_blocks(x, weight, bias, stride, padding, dilation) -> torch.Tenso
             f"aten::convolution: kernel {tuple(ks)} is larger than the padded input "
             f"{tuple(s + 2 * p for s, p in zip(x.shape[2:], padding, strict=True))}"
         )
+    return osz
+
+
+def _depthwise_blocks(x, weight, bias, stride, padding, dilation) -> torch.Tensor:
+    """TAP order on an NCDHW input through the channels-last kernel, which copies each
+    block of 16 channels of an item, padded, into a compact buffer itself (AVX-512
+    paths): no padded channels-last copy of the whole input, NCDHW output in x's dtype."""
+    osz = _nchw_out_size(x, weight, stride, padding, dilation)
     xd, dt = native_view(x)
     return _depthwise(
         xd, weight, bias, stride, dilation, osz, weight.shape[0], dt, x.dtype, padding
@@ -464,15 +471,7 @@ def _depthwise_nchw(x, weight, bias, stride, padding, dilation) -> torch.Tensor:
     N, Cin, D, H, W = x.shape
     Co = weight.shape[0]
     ks = list(weight.shape[2:])
-    osz = [
-        (s + 2 * p - d * (k - 1) - 1) // st + 1
-        for s, p, d, k, st in zip((D, H, W), padding, dilation, ks, stride, strict=True)
-    ]
-    if any(o <= 0 for o in osz):
-        raise UnsupportedInputError(
-            f"aten::convolution: kernel {tuple(ks)} is larger than the padded input "
-            f"{tuple(s + 2 * p for s, p in zip((D, H, W), padding, strict=True))}"
-        )
+    osz = _nchw_out_size(x, weight, stride, padding, dilation)
     xd, dt = native_view(x)
     w, wdt = native_view(weight.reshape(Co, -1).contiguous())  # (Co, taps)
     b = None if bias is None else native_view(bias.to(w.dtype).contiguous())[0]
