@@ -9,8 +9,8 @@
 
    Order TAP, for output (n, od, oh, ow, c): acc = +0; acc = fma(x, w[t][c], acc)
    for the taps t = (kd, kh, kw) in row-major order; then acc + bias[c]. Vector
-   lanes carry different channels (and blocks of four ow carry different outputs),
-   never parts of one sum, so every ISA path and every thread split give the same
+   lanes carry different channels (and blocks of up to DW_OW ow carry different
+   outputs), never parts of one sum, so every ISA path and every thread split give the same
    bits. Threads take whole blocks of channels of an (n, od) output plane. */
 
 #define DW_OW 8
@@ -208,30 +208,24 @@ SB_API int SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, v
 #ifndef __AVX512F__
     if (xnchw) return -2;
 #endif
+    /* tasks: blocks of channels of an item, each running every output row of its block,
+       so the block's input stays in L1 from one output row to the next: on AVX-512
+       (n, block of 16), every od from one compact copy of the block, whose positions
+       are 16 floats apart; elsewhere (n, od, block of 8) read in place, C apart */
+#ifdef __AVX512F__
+    const i64 CW = 16, xc = 16;
+#else
+    const i64 CW = 8, xc = C;
+#endif
     i64 *tapoff = (i64 *)malloc((size_t)(taps > 0 ? taps : 1) * sizeof(i64));
     int oom = !tapoff;
     if (oom) return -1;
-    tap_offsets(tapoff, KD, KH, KW, dd, dh, dw, H, W, C);
-    /* tasks: blocks of channels of an item, each running every output row of its block,
-       so the block's input stays in L1 from one output row to the next: on AVX-512
-       (n, block of 16), every od from one compact copy of the block (tapc, below);
-       elsewhere (n, od, block of 8) read in place (tapoff) */
-#ifdef __AVX512F__
-    const i64 CW = 16;
-#else
-    const i64 CW = 8;
-#endif
+    tap_offsets(tapoff, KD, KH, KW, dd, dh, dw, H, W, xc);
     i64 cbs = (C + CW - 1) / CW, tasks = N * OD * cbs;
     int th = threads_for(N * OD * OH * OW * C * taps, nthreads);
 #ifdef __AVX512F__
-    /* the block's compact copy: the D x H x W padded positions of one item */
-    i64 P = D * H * W, *tapc = (i64 *)malloc((size_t)(taps > 0 ? taps : 1) * sizeof(i64));
-    if (!tapc) {
-        free(tapoff);
-        return -1;
-    }
-    tap_offsets(tapc, KD, KH, KW, dd, dh, dw, H, W, 16);
-    tasks = N * cbs; /* every od of the item from one copy */
+    i64 P = D * H * W; /* the block's compact copy: the padded positions of one item */
+    tasks = N * cbs;   /* every od of the item from one copy */
 #pragma omp parallel num_threads(th)
     {
         float *xb = (float *)aligned_alloc(64, (size_t)(P * 16 + 16) * sizeof(float));
@@ -257,7 +251,7 @@ SB_API int SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, v
                         int nw = (int)(OW - ow0 < DW_OW ? OW - ow0 : DW_OW);
                         struct dw_dst d = {orow + ow0 * C + c0, out, (n * C + c0) * plane + pos + ow0,
                                            plane, nchw, odt};
-                        DW16S[nw](xb, wb, bias ? bb : NULL, xrow + ow0 * sw * 16, sw * 16, tapc, taps,
+                        DW16S[nw](xb, wb, bias ? bb : NULL, xrow + ow0 * sw * 16, sw * 16, tapoff, taps,
                                   nc, C, &d);
                     }
                 }
@@ -265,7 +259,6 @@ SB_API int SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, v
         free(xb);
         free(wb);
     }
-    free(tapc);
 #else
 #pragma omp parallel for schedule(dynamic, dyn_chunk(tasks, th)) num_threads(th)
     for (i64 task = 0; task < tasks; task++) {
