@@ -255,17 +255,12 @@ static void micro2_6(const float *ap, const float *bp0, const float *bp1, i64 kc
     zmm_rows(ap, 1, GMR, bp, kc, Cp, ldc, first, bias, 2);
 }
 
-/* the DOT path's kernels (no bias: the lanes go to the tree), on NP = 2 or 4 panels */
-static void micro_n6(const float *ap, const float *const bp[4], i64 kc, float *const Cp[4],
-                     int first, int np) {
-    if (np == 4) zmm_rows(ap, 1, GMR, bp, kc, Cp, GNR, first, NULL, 4);
-    else zmm_rows(ap, 1, GMR, bp, kc, Cp, GNR, first, NULL, 2);
-}
-
-static void lane_n6(const float *a, i64 lda, const float *const bp[4], i64 kc, float *const Cp[4],
-                    int first, int np) {
-    if (np == 4) zmm_rows(a, lda, 8, bp, kc, Cp, GNR, first, NULL, 4);
-    else zmm_rows(a, lda, 8, bp, kc, Cp, GNR, first, NULL, 2);
+/* the DOT path's kernel (no bias: the lanes go to the tree) on NP = 2 or 4 panels, A
+   packed (ars 1, aks GMR) or read in place (ars lda, aks 8) */
+static void zmm_rows_n6(const float *a, i64 ars, i64 aks, const float *const bp[4], i64 kc,
+                        float *const Cp[4], int first, int np) {
+    if (np == 4) zmm_rows(a, ars, aks, bp, kc, Cp, GNR, first, NULL, 4);
+    else zmm_rows(a, ars, aks, bp, kc, Cp, GNR, first, NULL, 2);
 }
 #endif
 
@@ -710,10 +705,11 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
                                     Cp[u] = lanes + ((pp + u) * mpan + qq) * 8 * GMR * GNR + l * GMR * GNR;
                                 }
                                 if (!pk[qq])
-                                    lane_n6((const float *)Ab + aoff[qq * GMR] + k0 + ak + l, lda, bp,
-                                            (kc - l + 7) / 8, Cp, first, np);
+                                    zmm_rows_n6((const float *)Ab + aoff[qq * GMR] + k0 + ak + l, lda, 8,
+                                                bp, (kc - l + 7) / 8, Cp, first, np);
                                 else
-                                    micro_n6(pa + qq * GMR * 8 * D + l * D * GMR, bp, D, Cp, first, np);
+                                    zmm_rows_n6(pa + qq * GMR * 8 * D + l * D * GMR, 1, GMR, bp, D, Cp,
+                                                first, np);
                             }
                         } else
 #endif
