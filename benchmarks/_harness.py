@@ -46,8 +46,9 @@ def kernel_path() -> str:
     """The ISA path the mode's kernels run (SAMEBITS_ISA picks another)."""
     info = samebits.native_info()
     return (
-        f"{info['isa']} path (CPU has {', '.join(info['available'])}; "
+        f"{info['isa']} path (CPU has {', '.join(info['available'] + info['explicit'])}; "
         f"SAMEBITS_ISA={info['requested']}), build {info['build']}"
+        + ("" if info["portable"] else ", NOT PORTABLE: bits valid on this CPU model only")
     )
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
+from samebits import _native
 from samebits._native_ok import NATIVE_OK
 from samebits.errors import NotInvariantError
 from samebits.ops import (
@@ -438,10 +439,14 @@ _NATIVE_OK: dict[str, str] = NATIVE_OK
 
 
 # ------------------------------------------------------------- thread state
+_NO_ISA = object()  # a frame that did not choose a kernel path
+
+
 @dataclass(frozen=True)
 class _Frame:
     enabled: bool
     on_unsupported: str
+    isa_token: object = _NO_ISA
 
 
 class _Local(threading.local):
@@ -855,22 +860,43 @@ class batch_invariant(contextlib.ContextDecorator):
     ``on_unsupported``: "raise" (default) raises NotInvariantError when a
     reduction-bearing op without an invariant kernel runs; "warn" emits a
     NotInvariantWarning and runs the native (variant) kernel.
+
+    ``isa``: the kernel path this thread's ops run on inside the block (default: the
+    process's, ``SAMEBITS_ISA`` or the best portable one). ``"amx"`` runs bfloat16
+    products on AMX tiles: invariant on that CPU, bits not reproducible on others
+    (see ``samebits.native_info``). A path this CPU lacks raises NativeBuildError on
+    entry.
     """
 
-    def __init__(self, enabled: bool = True, *, on_unsupported: str = "raise") -> None:
+    def __init__(
+        self, enabled: bool = True, *, on_unsupported: str = "raise", isa: str | None = None
+    ) -> None:
         if on_unsupported not in POLICIES:
             raise ValueError(f"on_unsupported={on_unsupported!r}; expected one of {POLICIES}")
+        if isa is not None and not isinstance(isa, str):
+            raise TypeError(f"isa must be a kernel path name or None, not {type(isa).__name__}")
         self.enabled = bool(enabled)
         self.on_unsupported = on_unsupported
+        self.isa = isa
 
     def __enter__(self) -> batch_invariant:
-        if self.enabled:
-            _acquire()
-        _tls.stack.append(_Frame(self.enabled, self.on_unsupported))
+        token = _NO_ISA
+        if self.isa is not None:
+            token = _native.push_isa(self.isa)
+        try:
+            if self.enabled:
+                _acquire()
+        except BaseException:
+            if token is not _NO_ISA:
+                _native.pop_isa(token)
+            raise
+        _tls.stack.append(_Frame(self.enabled, self.on_unsupported, token))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         frame = _tls.stack.pop()
+        if frame.isa_token is not _NO_ISA:
+            _native.pop_isa(frame.isa_token)
         if frame.enabled:
             _release()
         cause = _not_invariant_cause(exc)

@@ -8,9 +8,12 @@ Where the library comes from, in order:
    compiler, under a name that is the build id: a hash of the sources, the flags of
    every path and the compiler's version and target.
 
-Which path runs: ``SAMEBITS_ISA`` = ``auto`` (default: the best path this CPU has),
-``portable``, ``avx2`` or ``avx512``. Every path gives the same bits; the choice is
-about speed, and ``native_info()`` reports it. The CPU's features come from CPUID, read
+Which path runs: ``SAMEBITS_ISA`` = ``auto`` (default: the best portable path this CPU
+has), ``portable``, ``avx2``, ``avx512``, ``avx512_bf16``, or ``amx``. The portable
+paths give the same bits; the choice among them is about speed, and ``native_info()``
+reports it. ``amx`` runs bfloat16 products on AMX tiles: invariant on the CPU, but its
+bits differ from the portable paths' (TDPBF16PS rounds in an undocumented way), so
+only an explicit request selects it and ``native_info()["portable"]`` says so. The CPU's features come from CPUID, read
 by the library's baseline code before a path is chosen.
 
 OpenMP: the library is not linked against an OpenMP runtime. torch's own libgomp is
@@ -31,7 +34,7 @@ from pathlib import Path
 import torch
 
 from samebits._native import _build
-from samebits._native._build import ISA_NEEDS, ISAS
+from samebits._native._build import BUILT, EXPLICIT, ISA_NEEDS, ISAS, TEST_PATHS
 from samebits.errors import NativeBuildError
 
 ABI_VERSION = 10  # sb_common.h's SB_ABI_VERSION
@@ -168,9 +171,10 @@ def _missing(isa: str, features: frozenset[str]) -> list[str]:
 
 def _requested() -> str:
     want = os.environ.get("SAMEBITS_ISA", "auto").strip().lower() or "auto"
-    if want != "auto" and want not in ISAS:
+    if want != "auto" and want not in ISAS + EXPLICIT:
         raise NativeBuildError(
-            f"SAMEBITS_ISA={want!r} is not a kernel path: expected auto or one of {', '.join(ISAS)}"
+            f"SAMEBITS_ISA={want!r} is not a kernel path: expected auto or one of "
+            f"{', '.join(ISAS + EXPLICIT)}"
         )
     return want
 
@@ -179,7 +183,7 @@ def _check_path(isa: str, features: frozenset[str]) -> None:
     """Raise NativeBuildError naming the CPU features ``isa`` needs and ``features`` lacks."""
     missing = _missing(isa, features)
     if missing:
-        have = [p for p in ISAS if not _missing(p, features)]
+        have = [p for p in ISAS + EXPLICIT if not _missing(p, features)]
         raise NativeBuildError(
             f"the {isa!r} kernel path needs CPU features this CPU lacks: {', '.join(missing)} "
             f"(paths available here: {', '.join(have)})"
@@ -225,8 +229,25 @@ def _pair_probe(dll: ctypes.CDLL) -> bool:
     return outs[0] == outs[1] and outs[0][0] == 0
 
 
+def _amx_enable(dll: ctypes.CDLL) -> None:
+    """Linux lets a process use AMX tiles only once it asks (arch_prctl); ask once."""
+    if _state.get("amx_enabled"):
+        return
+    dll.sb_amx_enable.restype = ctypes.c_int
+    err = dll.sb_amx_enable()
+    if err:
+        raise NativeBuildError(
+            f"the 'amx' kernel path is not usable: the OS refused the AMX tile state "
+            f"(arch_prctl ARCH_REQ_XCOMP_PERM: {os.strerror(err)}); Linux 5.16 or later "
+            "grants it"
+        )
+    _state["amx_enabled"] = True
+
+
 def _kernels_for(isa: str) -> Kernels:
     _check_path(isa, _state["features"])
+    if isa == "amx":
+        _amx_enable(_state["dll"])
     cache = _state.setdefault("kernels", {})
     if isa not in cache:
         cache[isa] = Kernels(_state["dll"], isa)
@@ -243,10 +264,13 @@ def _ensure() -> None:
         _load_library()
         features = _cpu_features(_state["dll"])
         paths = [isa for isa in ISAS if not _missing(isa, features)]
+        refused = {}
         if "avx512_bf16" in paths and not _pair_probe(_state["dll"]):
             paths.remove("avx512_bf16")
-            _state["refused"] = {"avx512_bf16": PAIR_MISMATCH}
-        _state.update(features=features, paths=paths)
+            refused["avx512_bf16"] = PAIR_MISMATCH
+            # the AMX paths run the same instruction wherever tiles are not used
+            refused.update((p, PAIR_MISMATCH) for p in EXPLICIT + TEST_PATHS if not _missing(p, features))
+        _state.update(features=features, paths=paths, refused=refused)
         isa = paths[-1] if want == "auto" else want
         _state["active"] = _kernels_for(isa)
         _state["isa"] = isa
@@ -262,38 +286,57 @@ def lib() -> Kernels:
     return _state["active"]
 
 
+def push_isa(isa: str) -> Kernels | None:
+    """Run this thread's kernels on path ``isa`` until ``pop_isa`` gets the token
+    returned (NativeBuildError, and no change, if this CPU cannot run it)."""
+    _ensure()
+    known = BUILT
+    if isa not in known:
+        raise NativeBuildError(f"{isa!r} is not a kernel path: expected one of {', '.join(known)}")
+    prev = getattr(_forced, "kernels", None)
+    _forced.kernels = _kernels_for(isa)
+    return prev
+
+
+def pop_isa(token: Kernels | None) -> None:
+    """Undo the ``push_isa`` that returned ``token``."""
+    _forced.kernels = token
+
+
 @contextlib.contextmanager
 def use_isa(isa: str) -> Iterator[None]:
     """Run this thread's kernels on one path for a block (tests compare paths with it)."""
-    _ensure()
-    if isa not in ISAS:
-        raise NativeBuildError(f"{isa!r} is not a kernel path: expected one of {', '.join(ISAS)}")
-    prev = getattr(_forced, "kernels", None)
-    _forced.kernels = _kernels_for(isa)
+    token = push_isa(isa)
     try:
         yield
     finally:
-        _forced.kernels = prev
+        pop_isa(token)
 
 
 def native_info() -> dict[str, object]:
-    """The kernel library in use: ``isa`` (the path running), ``available`` (the paths
-    this CPU supports), ``requested`` (``SAMEBITS_ISA``), ``build`` (the library's id:
-    source and flags/compiler hashes), ``source`` ("prebuilt" or "cache"), ``path``,
+    """The kernel library in use: ``isa`` (the path running in this thread),
+    ``available`` (the portable paths this CPU supports, which ``auto`` picks from),
+    ``explicit`` (the non-portable paths this CPU can run when asked: ``amx``),
+    ``requested`` (``SAMEBITS_ISA``), ``build`` (the library's id: source and
+    flags/compiler hashes), ``source`` ("prebuilt" or "cache"), ``path``,
     ``cpu_features``, ``refused`` (paths the CPU has but that are not used, with the
-    reason: avx512_bf16 where the instruction fails the PAIR order's probe) and ``portable`` (whether the path's bits are the same on every
-    CPU: true for every path so far)."""
+    reason: avx512_bf16 where the instruction fails the PAIR order's probe) and
+    ``portable`` (whether the running path's bits are the same on every CPU: false
+    for ``amx``)."""
     _ensure()
+    refused = _state.get("refused", {})
+    isa = lib().isa
     return {
-        "isa": lib().isa,
+        "isa": isa,
         "available": list(_state["paths"]),
+        "explicit": [p for p in EXPLICIT if not _missing(p, _state["features"]) and p not in refused],
         "requested": _requested(),
         "build": _state["build"],
         "source": _state["source"],
         "path": _state["path"],
         "cpu_features": sorted(_state["features"]),
-        "refused": dict(_state.get("refused", {})),
-        "portable": True,
+        "refused": {p: why for p, why in refused.items() if p not in TEST_PATHS},
+        "portable": isa not in EXPLICIT,
     }
 
 

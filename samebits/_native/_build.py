@@ -21,9 +21,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 LIB_NAME = "libsamebits_kernels.so"
 
-# The ISA paths, worst to best. "amx" (batch-invariant, not portable) will be an
-# explicit choice after these; "auto" never picks a non-portable path.
+# The portable ISA paths (the same bits on each), worst to best: "auto" picks among these.
 ISAS = ("portable", "avx2", "avx512", "avx512_bf16")
+# Paths that are never picked by "auto": "amx" (bfloat16 products on AMX tiles:
+# batch-invariant on a CPU with AMX, its bits not reproducible elsewhere), chosen with
+# SAMEBITS_ISA=amx or batch_invariant(isa="amx"); and "amx_sim", a test double of it
+# (the AMX kernel, its tile instructions computed in C with the portable order's steps),
+# which only samebits._native.use_isa selects.
+EXPLICIT = ("amx",)
+TEST_PATHS = ("amx_sim",)
+BUILT = ISAS + EXPLICIT + TEST_PATHS
 
 # -ffp-contract=off: only explicit fma() / fmadd intrinsics fuse, identically on every
 # path. -fno-trapping-math and -fno-math-errno let GCC if-convert and vectorize;
@@ -48,6 +55,8 @@ ISA_FLAGS: dict[str, tuple[str, ...]] = {
     "avx2": _AVX2,
     "avx512": _AVX512,
     "avx512_bf16": _AVX512 + ("-mavx512bf16",),
+    "amx": _AVX512 + ("-mavx512bf16", "-mamx-tile", "-mamx-bf16", "-DSB_AMX=1"),
+    "amx_sim": _AVX512 + ("-mavx512bf16", "-DSB_AMX=1", "-DSB_AMX_SIM=1"),
 }
 # CPU features (names from dispatch.c's bits) each path needs, the OS's register
 # state included
@@ -69,6 +78,8 @@ ISA_NEEDS: dict[str, tuple[str, ...]] = {
     ),
 }
 ISA_NEEDS["avx512_bf16"] = ISA_NEEDS["avx512"] + ("avx512_bf16",)
+ISA_NEEDS["amx"] = ISA_NEEDS["avx512_bf16"] + ("amx_tile", "amx_bf16", "os_amx")
+ISA_NEEDS["amx_sim"] = ISA_NEEDS["avx512_bf16"]
 # The OpenMP runtime is not linked: the loader binds the GOMP symbols to the libgomp
 # torch already loaded, so one thread pool serves both (torch.set_num_threads sizes ours).
 LINK_FLAGS = ("-shared", "-lm")
@@ -144,7 +155,7 @@ def compile_library(out: Path, cc: str | None = None) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         objs, cmds = [], []
-        for isa in ISAS:
+        for isa in BUILT:
             obj = os.path.join(tmp, f"kernels_{isa}.o")
             defs = [f"-DSB_ISA={isa}"]
             cmds.append(

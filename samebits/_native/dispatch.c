@@ -2,9 +2,14 @@
    (CPUID and XGETBV), compiled for baseline x86-64 so that it runs on any CPU before
    a path is chosen. The Python loader maps the bits below to flag names and picks
    the best path whose flags are all present (or the one SAMEBITS_ISA asks for). */
+#include <errno.h>
 #include <stdint.h>
 
 #include "sb_common.h"
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #ifndef SB_BUILD_ID
 #define SB_BUILD_ID "unknown"
@@ -70,6 +75,20 @@ SB_API uint64_t sb_cpu_features(void) {
 #else
 SB_API uint64_t sb_cpu_features(void) { return 0; }
 #endif
+
+/* Ask Linux for the AMX tile data state (arch_prctl ARCH_REQ_XCOMP_PERM with
+   XFEATURE_XTILEDATA), which a process must do once before any thread executes a
+   tile instruction; 0, or the errno of the refusal (ENOSYS where there is no such
+   request: another OS, or an x86-64 kernel before 5.16, which has no AMX support). */
+SB_API int sb_amx_enable(void) {
+#if defined(__linux__) && defined(__x86_64__) && defined(SYS_arch_prctl)
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0)
+        return 0;
+    return errno ? errno : EINVAL;
+#else
+    return ENOSYS;
+#endif
+}
 
 /* The size of the team an OpenMP region asking for n threads really gets, or with
    n <= 0 the team of a region that asks for nothing (the runtime's default, which

@@ -266,8 +266,8 @@ static void zmm_rows_n6(const float *a, i64 ars, i64 aks, const float *const bp[
 
 /* Per-thread packing buffers, allocated once per thread and kept: a fresh
    allocation per call would cost page faults on every small product. */
-static _Thread_local float *tl_pack[5];
-static _Thread_local size_t tl_cap[5];
+static _Thread_local float *tl_pack[8];
+static _Thread_local size_t tl_cap[8];
 static float *pack_buffer(int which, size_t n) {
     if (tl_cap[which] < n) {
         free(tl_pack[which]);

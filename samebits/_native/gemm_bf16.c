@@ -52,6 +52,48 @@ static inline unsigned pr_ftz_on(void) {
 static inline void pr_ftz_off(unsigned old) { _mm_setcsr(old); }
 #endif
 
+/* the PAIR order's steps in software, without MXCSR: the portable path's, and the
+   AMX test double's (gemm_amx.c) */
+#if !defined(PR_MXCSR) || defined(SB_AMX_SIM)
+static inline float pr_daz(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) == 0) {
+        u &= 0x80000000u;
+        memcpy(&x, &u, 4);
+    }
+    return x;
+}
+/* fma(a, b, c) rounded once to float32 with DAZ and FTZ (tiny after rounding). The
+   product of two bfloat16 values and its sum with a float are computed in double;
+   round-to-odd (from the TwoSum error) makes the final rounding to float exact. */
+static inline float pr_fma(float a, float b, float c) {
+    double p = (double)pr_daz(a) * (double)pr_daz(b), cd = c, s = p + cd;
+    if (s != s) return (float)s;
+    if (s - s == 0) { /* finite */
+        double bp = s - cd, err = (p - bp) + (cd - (s - bp));
+        if (err != 0) {
+            uint64_t bits;
+            memcpy(&bits, &s, 8);
+            if (!(bits & 1)) bits += (err > 0) == (s > 0) ? 1 : (uint64_t)-1;
+            memcpy(&s, &bits, 8);
+        }
+    }
+    if (fabs(s) < 0x1p-100) { /* round to 24 bits as if the exponent had no floor */
+        float r = (float)(s * 0x1p64);
+        if (fabsf(r) < 0x1p-62f) return r < 0 || (r == 0 && signbit(r)) ? -0.0f : 0.0f;
+        return (float)((double)r * 0x1p-64);
+    }
+    return (float)s;
+}
+/* a + b with DAZ and FTZ (an exact sum below the smallest normal is representable,
+   so flushing after the add is flushing after rounding) */
+static inline float pr_add(float a, float b) {
+    float r = pr_daz(a) + pr_daz(b);
+    return fabsf(r) < 0x1p-126f ? copysignf(0.0f, r) : r;
+}
+#endif
+
 /* pq_acc: the running sums of 16 outputs (one panel); pq_b: one pair of each of
    the panel's 16 columns; pq_a: one pair of one A row, for every lane */
 #ifdef PR_ZMM
@@ -120,43 +162,6 @@ static inline pq_acc pq_step(pq_acc acc, pq_a a, pq_b b) {
 }
 #else
 /* portable: the same steps in software, without MXCSR */
-static inline float pr_daz(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if ((u & 0x7f800000u) == 0) {
-        u &= 0x80000000u;
-        memcpy(&x, &u, 4);
-    }
-    return x;
-}
-/* fma(a, b, c) rounded once to float32 with DAZ and FTZ (tiny after rounding). The
-   product of two bfloat16 values and its sum with a float are computed in double;
-   round-to-odd (from the TwoSum error) makes the final rounding to float exact. */
-static float pr_fma(float a, float b, float c) {
-    double p = (double)pr_daz(a) * (double)pr_daz(b), cd = c, s = p + cd;
-    if (s != s) return (float)s;
-    if (s - s == 0) { /* finite */
-        double bp = s - cd, err = (p - bp) + (cd - (s - bp));
-        if (err != 0) {
-            uint64_t bits;
-            memcpy(&bits, &s, 8);
-            if (!(bits & 1)) bits += (err > 0) == (s > 0) ? 1 : (uint64_t)-1;
-            memcpy(&s, &bits, 8);
-        }
-    }
-    if (fabs(s) < 0x1p-100) { /* round to 24 bits as if the exponent had no floor */
-        float r = (float)(s * 0x1p64);
-        if (fabsf(r) < 0x1p-62f) return r < 0 || (r == 0 && signbit(r)) ? -0.0f : 0.0f;
-        return (float)((double)r * 0x1p-64);
-    }
-    return (float)s;
-}
-/* a + b with DAZ and FTZ (an exact sum below the smallest normal is representable,
-   so flushing after the add is flushing after rounding) */
-static float pr_add(float a, float b) {
-    float r = pr_daz(a) + pr_daz(b);
-    return fabsf(r) < 0x1p-126f ? copysignf(0.0f, r) : r;
-}
 typedef struct { float x[16]; } pq_acc;
 typedef struct { const uint32_t *p; } pq_b;
 typedef uint32_t pq_a;
@@ -502,12 +507,18 @@ static void pair_small(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i6
 }
 #endif
 
+#include "gemm_amx.c"
+
 /* (batch, M, K) x (batch, N, K), both bfloat16 rows in place (or B K-major with
    bkmaj: (batch, K, N), rows ldb apart); C float32, or bfloat16 with om->cbf (each
    result rounded once, as .to() would) */
 static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ldb, int bkmaj, i64 sb,
                      float *C, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
                      int th, const struct omap *om) {
+#ifdef SB_AMX
+    if (!bkmaj && om->arun >= K)
+        return ax_gemm(A, lda, sa, B, ldb, sb, C, sc, batch, M, N, K, bias, bdt, th, om);
+#endif
 #if PQ_SMALL_M
     if (M <= PQ_SMALL_M && !bkmaj && om->arun >= K && !om->aw) {
         pair_small(A, lda, sa, B, ldb, sb, C, sc, batch, M, N, K, bias, bdt, th, om);

@@ -4,9 +4,11 @@ Fields are grouped by section; ``BIT_FIELDS`` marks the ones that can change out
 bits (software versions, BLAS, the samebits kernel build and its compiler, libm,
 ISA, threads, determinism flags, the mode, GPU). Under the mode (both sides taken
 in ``batch_invariant()``) the thread count, the CPU's ISA flags, torch's dispatch
-level and the kernel path (portable, avx2, avx512) do not change bits: every
-reduction has a fixed order, and every kernel path gives the same bits
-(tests/native); ``MODE_FREE_FIELDS`` lists them.
+level and the kernel path (portable, avx2, avx512, avx512_bf16) do not change bits:
+every reduction has a fixed order, and every portable kernel path gives the same bits
+(tests/native); ``MODE_FREE_FIELDS`` lists them. The non-portable ``amx`` path's bits
+hold on one CPU model only: ``kernels.bits`` (a bit field) is ``"portable"``, or
+``"amx on <CPU model>"``.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ def _kernels() -> dict[str, Any]:
     return {
         "build": info["build"],
         "path": info["isa"],
+        # what the path's bits are reproducible across: every CPU, or this CPU model
+        "bits": "portable" if info["portable"] else f"{info['isa']} on {_cpu()['model']}",
         "source": info["source"],
         "compiler": _compiler(),
         "libm": f"{libc} {version}".strip() or None,
@@ -161,6 +165,7 @@ BIT_FIELDS = (
     "versions.samebits",
     "build.",
     "kernels.build",  # the compiled kernels themselves
+    "kernels.bits",  # portable, or a non-portable path (amx) and the CPU model
     "kernels.compiler",  # (in the build id too)
     "kernels.libm",  # torch's scalar math outside the kernels (tails, uncovered ops)
     "cpu.isa",
@@ -174,7 +179,8 @@ BIT_FIELDS = (
 
 
 # Bit-affecting outside the mode, not under it (see the module docstring).
-# (kernels.path is in neither list: every path gives the same bits, in the mode or not)
+# (kernels.path is in neither list: every portable path gives the same bits, in the mode
+# or not; kernels.bits names a non-portable one)
 MODE_FREE_FIELDS = ("threads.", "cpu.isa", "cpu.torch_capability")
 
 
