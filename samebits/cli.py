@@ -128,7 +128,11 @@ def _cmd_env(args: argparse.Namespace) -> int:
         info = native_info()
         print(
             f"  kernels: {info['isa']} path (available here: {', '.join(info['available'])}"
-            + (f"; explicit, not portable: {', '.join(info['explicit'])}" if info["explicit"] else "")
+            + (
+                f"; explicit, not portable: {', '.join(info['explicit'])}"
+                if info["explicit"]
+                else ""
+            )
             + f"; SAMEBITS_ISA={info['requested']}), build {info['build']} ({info['source']})"
         )
         for k, v in fp.flatten(data).items():

@@ -269,7 +269,9 @@ def _ensure() -> None:
             paths.remove("avx512_bf16")
             refused["avx512_bf16"] = PAIR_MISMATCH
             # the AMX paths run the same instruction wherever tiles are not used
-            refused.update((p, PAIR_MISMATCH) for p in EXPLICIT + TEST_PATHS if not _missing(p, features))
+            refused.update(
+                (p, PAIR_MISMATCH) for p in EXPLICIT + TEST_PATHS if not _missing(p, features)
+            )
         _state.update(features=features, paths=paths, refused=refused)
         isa = paths[-1] if want == "auto" else want
         _state["active"] = _kernels_for(isa)
@@ -329,7 +331,9 @@ def native_info() -> dict[str, object]:
     return {
         "isa": isa,
         "available": list(_state["paths"]),
-        "explicit": [p for p in EXPLICIT if not _missing(p, _state["features"]) and p not in refused],
+        "explicit": [
+            p for p in EXPLICIT if not _missing(p, _state["features"]) and p not in refused
+        ],
         "requested": _requested(),
         "build": _state["build"],
         "source": _state["source"],

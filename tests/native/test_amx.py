@@ -24,8 +24,9 @@ from tests.conftest import TOL, same_bits
 
 INFO = _native.native_info()
 HAS_AMX = "amx" in INFO["explicit"]
-CAN_SIM = not _native._missing("amx_sim", _native._state["features"]) and "amx_sim" not in (
-    _native._state["refused"]
+CAN_SIM = (
+    not _native._missing("amx_sim", _native._state["features"])
+    and "amx_sim" not in (_native._state["refused"])
 )
 sim_only = pytest.mark.skipif(not CAN_SIM, reason="the AMX test double needs AVX512_BF16")
 amx_only = pytest.mark.skipif(not HAS_AMX, reason="this CPU (or OS) has no AMX")
