@@ -62,23 +62,30 @@ static void ax_dp(int c, int a, int b) {
 static void ax_config(void) {}
 static void ax_release(void) {}
 #else
-#define AX_LOAD(t, p, s) _tile_loadd(t, p, s)
-#define AX_STORE(t, p, s) _tile_stored(t, p, s)
-#define AX_ZERO(t) _tile_zero(t)
-#define AX_DP(c, a, b) _tile_dpbf16ps(c, a, b)
-/* palette 1, tiles 0-7 all 16 rows x 64 bytes (the layout of ldtilecfg's operand) */
+/* Own asm for the loads and the configuration: GCC's _tile_loadd declares no memory
+   read (so stores into the packing buffers could move past it) and its
+   _tile_loadconfig only the first 8 bytes of the 64 it reads. */
+#define AX_LOAD(t, p, s) \
+    __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"((const void *)(p)), "r"((long)(s)) : "memory")
+#define AX_STORE(t, p, s) \
+    __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"((void *)(p)), "r"((long)(s)) : "memory")
+#define AX_ZERO(t) __asm__ volatile("tilezero %%tmm" #t ::)
+/* tmm c += tmm a (rows of W pairs) . tmm b (pairs x columns of x) */
+#define AX_DP(c, a, b) __asm__ volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+struct ax_cfg { /* ldtilecfg's operand */
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+/* palette 1, tiles 0-7 all 16 rows x 64 bytes */
 static void ax_config(void) {
-    struct {
-        uint8_t palette, start_row, reserved[14];
-        uint16_t colsb[16];
-        uint8_t rows[16];
-    } cfg;
+    struct ax_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
-    _tile_loadconfig(&cfg);
+    __asm__ volatile("ldtilecfg %0" ::"m"(cfg) : "memory");
 }
-static void ax_release(void) { _tile_release(); }
+static void ax_release(void) { __asm__ volatile("tilerelease" ::: "memory"); }
 #endif
 
 /* Pack rows [0, mc) of x (row r at X + xoff[r]) over k in [k0, k0 + kc) into B tiles:
