@@ -179,6 +179,60 @@ SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const doub
 }
 
 #define CHUNK 4096
+/* The ALL order of one chunk: eight double lanes, lane q summing elements q, q + 8, ...
+   in order, then the lane tree */
+static double chunk_sum(const void *x, i64 a, i64 b, int dt) {
+    double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    i64 i = a;
+    for (; i + 8 <= b; i += 8)
+        for (int q = 0; q < 8; q++) l[q] += (double)ld(x, i + q, dt);
+    for (int q = 0; i + q < b; q++) l[q] += (double)ld(x, i + q, dt);
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+#ifdef SB_AVX2
+/* ALL_NC full chunks from c0 side by side: chunk_sum's operations, one chunk's eight
+   lanes in one zmm (two ymm on AVX2), so ALL_NC chunks are that many independent add
+   chains (one chunk alone is latency-bound) */
+#ifdef __AVX512F__
+#define ALL_NC 8
+#else
+#define ALL_NC 4
+#endif
+static inline __attribute__((always_inline)) void chunk_sums(const void *x, i64 c0, const int dt,
+                                                             double *part) {
+#ifdef __AVX512F__
+    __m512d acc[ALL_NC];
+    for (int c = 0; c < ALL_NC; c++) acc[c] = _mm512_setzero_pd();
+    for (i64 i = 0; i < CHUNK; i += 8)
+        for (int c = 0; c < ALL_NC; c++)
+            acc[c] = _mm512_add_pd(acc[c], _mm512_cvtps_pd(v8_load(x, (c0 + c) * CHUNK + i, dt)));
+    for (int c = 0; c < ALL_NC; c++) {
+        double l[8];
+        _mm512_storeu_pd(l, acc[c]);
+        part[c] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    }
+#else
+    __m256d lo[ALL_NC], hi[ALL_NC];
+    for (int c = 0; c < ALL_NC; c++) lo[c] = hi[c] = _mm256_setzero_pd();
+    for (i64 i = 0; i < CHUNK; i += 8)
+        for (int c = 0; c < ALL_NC; c++) {
+            __m256 v = v8_load(x, (c0 + c) * CHUNK + i, dt);
+            lo[c] = _mm256_add_pd(lo[c], _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+            hi[c] = _mm256_add_pd(hi[c], _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+        }
+    for (int c = 0; c < ALL_NC; c++) {
+        double l[8];
+        _mm256_storeu_pd(l, lo[c]);
+        _mm256_storeu_pd(l + 4, hi[c]);
+        part[c] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    }
+#endif
+}
+#else
+#define ALL_NC 1
+#endif
+
 SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double *out) {
     i64 chunks = (n + CHUNK - 1) / CHUNK;
     *out = 0.0;
@@ -186,15 +240,19 @@ SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double 
     double *part = (double *)malloc((size_t)chunks * sizeof(double));
     if (!part) return -1;
     int th = threads_for(n, nthreads);
-#pragma omp parallel for schedule(dynamic, dyn_chunk(chunks, th)) num_threads(th)
-    for (i64 c = 0; c < chunks; c++) {
-        i64 a = c * CHUNK, b = a + CHUNK < n ? a + CHUNK : n;
-        double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        i64 i = a;
-        for (; i + 8 <= b; i += 8)
-            for (int q = 0; q < 8; q++) l[q] += (double)ld(x, i + q, dt);
-        for (int q = 0; i + q < b; q++) l[q] += (double)ld(x, i + q, dt);
-        part[c] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    /* groups of ALL_NC full chunks, then the rest one by one */
+    i64 groups = ALL_NC > 1 ? (n / CHUNK) / ALL_NC : 0, tasks = groups + (chunks - groups * ALL_NC);
+#pragma omp parallel for schedule(dynamic, dyn_chunk(tasks, th)) num_threads(th)
+    for (i64 t = 0; t < tasks; t++) {
+#ifdef SB_AVX2
+        if (t < groups) {
+            if (dt == BF16) chunk_sums(x, t * ALL_NC, BF16, part + t * ALL_NC);
+            else chunk_sums(x, t * ALL_NC, F32, part + t * ALL_NC);
+            continue;
+        }
+#endif
+        i64 c = groups * ALL_NC + (t - groups), a = c * CHUNK, b = a + CHUNK < n ? a + CHUNK : n;
+        part[c] = chunk_sum(x, a, b, dt);
     }
     double s = 0.0;
     for (i64 c = 0; c < chunks; c++) s += part[c];

@@ -65,6 +65,36 @@ def test_sum_is_sequential_so_zero_padding_is_free():
             assert same_bits(torch.cat([z, x, z]).sum(0), alone)
 
 
+def all_order(x: torch.Tensor) -> float:
+    """The ALL order in plain Python: 4096-element chunks, each in eight double lanes
+    summed in order, the lane tree, then the chunks left to right."""
+    v = x.reshape(-1).double().tolist()
+    total = 0.0
+    for a in range(0, len(v), 4096):
+        lanes = [0.0] * 8
+        for i, e in enumerate(v[a : a + 4096]):
+            lanes[i % 8] += e
+        l0, l1, l2, l3, l4, l5, l6, l7 = lanes
+        total += ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))
+    return total
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_whole_sum_is_the_all_order_on_every_path(dtype, isa, threads):
+    """Full chunks run several side by side, the rest one by one: both the order's bits.
+    Large values of mixed signs make every double rounding count."""
+    g = torch.Generator().manual_seed(7)
+    n = 8 * 4096 * 2 + 5 * 4096 + 77  # two groups of 8 (or four of 4), 5 full chunks, a tail
+    x = (torch.randn(n, generator=g) * torch.exp(torch.randn(n, generator=g) * 8)).to(dtype)
+    want = all_order(x)
+    for nt in (1, 2):
+        threads(nt)
+        got = reductions.sum_all(x, keep_f64=True)  # the double before its one rounding
+        assert got.item() == want, (isa, nt)
+        with samebits.batch_invariant():
+            assert same_bits(x.sum(), torch.tensor(want, dtype=torch.float64).to(dtype))
+
+
 def test_empty_reductions_follow_torch():
     e = torch.empty(0, 3)
     with samebits.batch_invariant():
