@@ -106,6 +106,7 @@ static inline __attribute__((always_inline)) void rowsum32(const void *x, i64 o0
     }
     i64 k = 0;
     for (; k + 8 <= R; k += 8)
+#pragma GCC unroll 4 /* the sums stay in registers: four chains the core overlaps */
         for (int g = 0; g < 4; g++) {
             __m256 r[8], col[8]; /* col[q]: element k + q of the group's 8 rows */
             for (int w = 0; w < 8; w++) r[w] = v8_load(x, (o0 + 8 * g + w) * R + k, dt);
