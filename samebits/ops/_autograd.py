@@ -110,11 +110,23 @@ class _Recompute(torch.autograd.Function):
         return (None, None, None, None, *(next(got) if need else None for need in needs))
 
 
+def _wants_grad(x) -> bool:
+    if isinstance(x, torch.Tensor):
+        return x.requires_grad
+    if isinstance(x, (list, tuple)):
+        return any(_wants_grad(a) for a in x)
+    if isinstance(x, dict):
+        return any(_wants_grad(a) for a in x.values())
+    return False
+
+
 def needs_grad(args, kwargs) -> bool:
+    """Whether any tensor among the arguments (lists, tuples and dicts searched)
+    requires grad, with grad mode on. A plain walk: torch's tree_flatten cost ~20 us
+    per call, more than a decode step's attention kernel."""
     if not torch.is_grad_enabled():
         return False
-    leaves = tree_flatten((args, kwargs))[0]
-    return any(isinstance(a, torch.Tensor) and a.requires_grad for a in leaves)
+    return _wants_grad(args) or _wants_grad(kwargs)
 
 
 def with_grad(ref: Callable, fast: Callable, args, kwargs):
