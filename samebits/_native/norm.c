@@ -2,11 +2,48 @@
 /* rows of length R. kind 0: layer norm (mean, var), 1: rms norm.
    Statistics: SUM order in double. y = (x - mean) * rstd * w + b in double,
    rounded once. mean_out / rstd_out (fp32) may be NULL. */
+#ifdef __AVX512F__
+/* sb_norm's normalization of one row, 16 at a time, with w and b already doubles (wd,
+   bd; NULL when absent): ((x - mean) * rstd) * w + b in double, rounded once to float,
+   then as st() rounds. Returns where it stopped (the rest: 16 at a time as before). */
+static inline __attribute__((always_inline)) i64 norm_row16_wd(const void *x, void *y, i64 base, i64 R,
+                                                               __m512d mv, __m512d sv, const double *wd,
+                                                               const double *bd, const int dt) {
+    i64 k = 0;
+    for (; k + 16 <= R; k += 16) {
+        __m512 xv = z16_load(x, base + k, dt);
+        __m512d v0 = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(xv)), mv), sv);
+        __m512d v1 = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(xv, 1)), mv), sv);
+        if (wd) {
+            v0 = _mm512_mul_pd(v0, _mm512_loadu_pd(wd + k));
+            v1 = _mm512_mul_pd(v1, _mm512_loadu_pd(wd + k + 8));
+        }
+        if (bd) {
+            v0 = _mm512_add_pd(v0, _mm512_loadu_pd(bd + k));
+            v1 = _mm512_add_pd(v1, _mm512_loadu_pd(bd + k + 8));
+        }
+        __m512 o = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(v0)), _mm512_cvtpd_ps(v1), 1);
+        z16_store_dt(y, base + k, o, dt);
+    }
+    return k;
+}
+#endif
+
 SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y, float *mean_out,
              float *rstd_out, i64 rows, i64 R, double eps, int kind, int dt, int wdt,
              int nthreads) {
     int th = threads_for(rows * R * 4, nthreads);
     i64 blocks = (rows + 31) / 32;
+#ifdef __AVX512F__
+    /* w and b as doubles once per call (exact), instead of converting them per row;
+       without the buffer, per row as before (the same values) */
+    double *wd = (w || b) && R > 0 ? (double *)malloc((size_t)R * 2 * sizeof(double)) : NULL;
+    if (wd)
+        for (i64 k = 0; k < R; k++) {
+            wd[k] = w ? (double)ld(w, k, wdt) : 1.0;
+            wd[R + k] = b ? (double)ld(b, k, wdt) : 0.0;
+        }
+#endif
 #pragma omp parallel for schedule(dynamic, dyn_chunk(blocks, th)) num_threads(th)
     for (i64 bk = 0; bk < blocks; bk++) {
         i64 r0 = bk * 32, n = rows - r0 < 32 ? rows - r0 : 32;
@@ -24,6 +61,8 @@ SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y,
 #ifdef __AVX512F__
             { /* the same operations sixteen at a time */
                 __m512d mv = _mm512_set1_pd(mean[r]), sv = _mm512_set1_pd(rstd);
+                if (wd && dt == BF16) k = norm_row16_wd(x, y, base, R, mv, sv, w ? wd : NULL, b ? wd + R : NULL, BF16);
+                else if (wd) k = norm_row16_wd(x, y, base, R, mv, sv, w ? wd : NULL, b ? wd + R : NULL, F32);
                 for (; k + 16 <= R; k += 16) {
                     __m512 xv = z16_load(x, base + k, dt);
                     __m512d v0 = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(xv)), mv), sv);
@@ -76,6 +115,9 @@ SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y,
             if (rstd_out) rstd_out[r0 + r] = (float)rstd;
         }
     }
+#ifdef __AVX512F__
+    free(wd);
+#endif
 }
 
 /* ------------------------------------------------------ per-channel affine */
