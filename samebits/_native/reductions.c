@@ -112,7 +112,8 @@ static inline __attribute__((always_inline)) void rowsum32(const void *x, i64 o0
             for (int w = 0; w < 8; w++) r[w] = v8_load(x, (o0 + 8 * g + w) * R + k, dt);
             t8x8(r, col);
             for (int q = 0; q < 8; q++) {
-                __m512d a = _mm512_sub_pd(_mm512_cvtps_pd(col[q]), cv[g]);
+                __m512d a = _mm512_cvtps_pd(col[q]);
+                if (cen) a = _mm512_sub_pd(a, cv[g]); /* v - (+0) would be v */
                 if (square) a = _mm512_mul_pd(a, a);
                 acc[g] = _mm512_add_pd(acc[g], a);
             }
@@ -145,6 +146,32 @@ static void rowsums(const void *x, i64 o0, i64 n, i64 R, const double *cen, int 
         rowsum8(x, o0 + r, n - r < 8 ? n - r : 8, R, cen ? cen + r : NULL, square, dt, out + r);
 }
 
+/* The SUM order for n <= 64 columns j0.. of one (R, inner) slab: out[j] = sequential
+   double sum over k of f(x[k][j0 + j] - c[j]). The columns are independent chains;
+   with n and dt constants (64 columns, one dtype) the compiler runs them as vectors. */
+static inline __attribute__((always_inline)) void colsums(const void *x, i64 R, i64 inner, i64 j0,
+                                                          const i64 n, const double *cen, int square,
+                                                          const int dt, double *out) {
+    double acc[64], c[64];
+    for (i64 j = 0; j < n; j++) {
+        acc[j] = 0.0;
+        c[j] = cen ? cen[j] : 0.0;
+    }
+    for (i64 k = 0; k < R; k++) {
+        i64 base = k * inner + j0;
+        if (square)
+            for (i64 j = 0; j < n; j++) {
+                double v = (double)ld(x, base + j, dt) - c[j];
+                acc[j] += v * v;
+            }
+        else if (cen)
+            for (i64 j = 0; j < n; j++) acc[j] += (double)ld(x, base + j, dt) - c[j];
+        else /* v - (+0) is v, -0 and NaN included */
+            for (i64 j = 0; j < n; j++) acc[j] += (double)ld(x, base + j, dt);
+    }
+    for (i64 j = 0; j < n; j++) out[j] = acc[j];
+}
+
 /* x viewed as (outer, R, inner), contiguous. out[o][j] = SUM_k f(x[o][k][j]),
    f = identity (p=1) or square (p=2), after subtracting center[o][j] if given. */
 SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const double *center, int square,
@@ -163,19 +190,12 @@ SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const doub
 #pragma omp parallel for schedule(dynamic, dyn_chunk(tasks, th)) num_threads(th)
     for (i64 t = 0; t < tasks; t++) {
         i64 o = t / jb, j0 = (t % jb) * 64, n = inner - j0 < 64 ? inner - j0 : 64;
-        double acc[64], c[64];
-        for (i64 j = 0; j < n; j++) {
-            acc[j] = 0.0;
-            c[j] = center ? center[o * inner + j0 + j] : 0.0;
-        }
-        for (i64 k = 0; k < R; k++) {
-            i64 base = (o * R + k) * inner + j0;
-            for (i64 j = 0; j < n; j++) {
-                double v = (double)ld(x, base + j, dt) - c[j];
-                acc[j] += square ? v * v : v;
-            }
-        }
-        for (i64 j = 0; j < n; j++) out[o * inner + j0 + j] = acc[j];
+        const double *c = center ? center + o * inner + j0 : NULL;
+        double *dst = out + o * inner + j0;
+        const void *xo = (const char *)x + o * R * inner * (dt == BF16 ? 2 : 4);
+        if (n == 64 && dt == BF16) colsums(xo, R, inner, j0, 64, c, square, BF16, dst);
+        else if (n == 64) colsums(xo, R, inner, j0, 64, c, square, F32, dst);
+        else colsums(xo, R, inner, j0, n, c, square, dt, dst);
     }
 }
 
