@@ -82,14 +82,16 @@ def scaled_dot_product_attention(
 MAX_FUSED_HEAD_DIM = 256
 
 
-def _batch_strides(t: torch.Tensor, batch: tuple[int, ...]) -> list[int]:
-    """Strides of ``t`` broadcast to ``batch`` (0 where broadcast)."""
+def _batch_strides(t: torch.Tensor, batch: tuple[int, ...], meta: list[int]) -> None:
+    """Append to ``meta`` the strides of ``t`` broadcast to ``batch`` (0 where broadcast)
+    and its row stride."""
     shape, stride = t.shape, t.stride()
     lead = len(batch) - (len(shape) - 2)
-    return [
+    meta.extend(
         0 if i < lead or (shape[i - lead] == 1 and n != 1) else stride[i - lead]
         for i, n in enumerate(batch)
-    ]
+    )
+    meta.append(stride[-2])
 
 
 def _fused(query, key, value, mask, is_causal, scale, batch, rep):
@@ -98,24 +100,27 @@ def _fused(query, key, value, mask, is_causal, scale, batch, rep):
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (query, key, value))
     B = math.prod(batch)
     out = torch.empty(B, L, Dv, dtype=torch.float32)
-    mkind, m, mst = (3 if is_causal else 0), None, [0] * (len(batch) + 2)
-    if mask is not None:
+    meta = [len(batch), L, S, D, Dv, rep, *batch]
+    for t in (q, k, v):
+        _batch_strides(t, batch, meta)
+    mkind, m = (3 if is_causal else 0), None
+    if mask is None:
+        meta.extend([0] * (len(batch) + 2))
+    else:
         if mask.dtype == torch.bool:
             mkind, m = 1, mask
         else:
             mkind, m = 2, mask if mask.dtype == torch.float32 else mask.float()
-        mst = _batch_strides(m, batch) + [m.stride(-2), m.stride(-1)]
-    meta = array.array("q", [len(batch), L, S, D, Dv, rep, *batch])
-    for t in (q, k, v):
-        meta.extend(_batch_strides(t, batch) + [t.stride(-2)])
-    meta.extend(mst)
+        _batch_strides(m, batch, meta)
+        meta.append(m.stride(-1))
     if B and L:
+        meta_arr = array.array("q", meta)
         status = _native.lib().sb_attention(
             q.data_ptr(),
             k.data_ptr(),
             v.data_ptr(),
             ptr(m),
-            meta.buffer_info()[0],
+            meta_arr.buffer_info()[0],
             mkind,
             out.data_ptr(),
             scale,
