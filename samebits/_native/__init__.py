@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import glob
 import os
 import threading
@@ -235,6 +236,14 @@ def _amx_enable(dll: ctypes.CDLL) -> None:
         return
     dll.sb_amx_enable.restype = ctypes.c_int
     err = dll.sb_amx_enable()
+    if err == errno.ENOSPC:
+        raise NativeBuildError(
+            "the 'amx' kernel path is not usable: the OS refused the AMX tile state "
+            "(arch_prctl ARCH_REQ_XCOMP_PERM: ENOSPC) because an alternate signal stack "
+            "installed in this process is too small for it (e.g. Python 3.10.0-3.10.3's "
+            "faulthandler, bpo-46968): enable the path before installing that stack, or "
+            "update Python"
+        )
     if err:
         raise NativeBuildError(
             f"the 'amx' kernel path is not usable: the OS refused the AMX tile state "
@@ -268,10 +277,19 @@ def _ensure() -> None:
         if "avx512_bf16" in paths and not _pair_probe(_state["dll"]):
             paths.remove("avx512_bf16")
             refused["avx512_bf16"] = PAIR_MISMATCH
-            # the AMX paths run the same instruction wherever tiles are not used
-            refused.update(
-                (p, PAIR_MISMATCH) for p in EXPLICIT + TEST_PATHS if not _missing(p, features)
-            )
+        dll = _state["dll"]
+        for p in EXPLICIT:
+            if _missing(p, features):
+                continue
+            if not hasattr(dll, f"sb_gemm_{p}"):
+                refused[p] = (
+                    "this kernel library was built without it (the assembler lacks the "
+                    "AMX instructions: binutils 2.36 or later has them)"
+                )
+            elif p == "amx":
+                dll.sb_amx_palette_ok.restype = ctypes.c_int
+                if not dll.sb_amx_palette_ok():
+                    refused[p] = "the CPU's tile palette 1 is not 8 tiles of 16 rows x 64 bytes"
         _state.update(features=features, paths=paths, refused=refused)
         isa = paths[-1] if want == "auto" else want
         _state["active"] = _kernels_for(isa)

@@ -55,8 +55,11 @@ ISA_FLAGS: dict[str, tuple[str, ...]] = {
     "avx2": _AVX2,
     "avx512": _AVX512,
     "avx512_bf16": _AVX512 + ("-mavx512bf16",),
-    "amx": _AVX512 + ("-mavx512bf16", "-mamx-tile", "-mamx-bf16", "-DSB_AMX=1"),
-    "amx_sim": _AVX512 + ("-mavx512bf16", "-DSB_AMX=1", "-DSB_AMX_SIM=1"),
+    # AMX: the avx512 path (which emulates VDPBF16PS, so the amx path never depends on
+    # that instruction) plus the tile kernel, written in inline asm: no -mamx flags,
+    # only an assembler that knows the mnemonics (binutils 2.36 or later)
+    "amx": _AVX512 + ("-DSB_AMX=1",),
+    "amx_sim": _AVX512 + ("-DSB_AMX=1", "-DSB_AMX_SIM=1"),
 }
 # CPU features (names from dispatch.c's bits) each path needs, the OS's register
 # state included
@@ -78,8 +81,11 @@ ISA_NEEDS: dict[str, tuple[str, ...]] = {
     ),
 }
 ISA_NEEDS["avx512_bf16"] = ISA_NEEDS["avx512"] + ("avx512_bf16",)
-ISA_NEEDS["amx"] = ISA_NEEDS["avx512_bf16"] + ("amx_tile", "amx_bf16", "os_amx")
-ISA_NEEDS["amx_sim"] = ISA_NEEDS["avx512_bf16"]
+ISA_NEEDS["amx"] = ISA_NEEDS["avx512"] + ("amx_tile", "amx_bf16", "os_amx")
+ISA_NEEDS["amx_sim"] = ISA_NEEDS["avx512"]
+# Paths a toolchain may fail to build (an assembler without the AMX mnemonics): the
+# library is then linked without them, and the loader reports the path as not built.
+OPTIONAL = ("amx",)
 # The OpenMP runtime is not linked: the loader binds the GOMP symbols to the libgomp
 # torch already loaded, so one thread pool serves both (torch.set_num_threads sizes ours).
 LINK_FLAGS = ("-shared", "-lm")
@@ -133,16 +139,21 @@ def build_id(cc_version: str) -> str:
     return f"{source_hash()}-{hashlib.sha256(flags).hexdigest()[:8]}"
 
 
-def _run(cmds: list[list[str]]) -> None:
-    """Run compile commands side by side; raise with the first failure's stderr."""
+def _run(cmds: list[list[str]], optional: tuple[list[str], ...] = ()) -> list[list[str]]:
+    """Run compile commands side by side; raise with the failures' stderr if a command
+    not in ``optional`` fails; return the optional commands that failed."""
     procs = [(cmd, subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)) for cmd in cmds]
-    errors = []
+    errors, dropped = [], []
     for cmd, p in procs:
         _, err = p.communicate()
         if p.returncode != 0:
-            errors.append(f"{' '.join(cmd)}\n{err.strip()}")
+            if any(cmd is o for o in optional):
+                dropped.append(cmd)
+            else:
+                errors.append(f"{' '.join(cmd)}\n{err.strip()}")
     if errors:
         raise BuildError("building samebits kernels failed:\n" + "\n".join(errors))
+    return dropped
 
 
 def compile_library(out: Path, cc: str | None = None) -> str:
@@ -154,20 +165,21 @@ def compile_library(out: Path, cc: str | None = None) -> str:
     bid = build_id(compiler_version(cc))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        objs, cmds = [], []
+        objs, cmds, optional = [], [], []
         for isa in BUILT:
             obj = os.path.join(tmp, f"kernels_{isa}.o")
             defs = [f"-DSB_ISA={isa}"]
-            cmds.append(
-                [cc, *BASE_FLAGS, *ISA_FLAGS[isa], *defs, "-c", str(HERE / "kernels.c"), "-o", obj]
-            )
+            cmd = [cc, *BASE_FLAGS, *ISA_FLAGS[isa], *defs, "-c", str(HERE / "kernels.c"), "-o", obj]
+            (optional if isa in OPTIONAL else cmds).append(cmd)
             objs.append(obj)
         obj = os.path.join(tmp, "dispatch.o")
         cmds.append(
             [cc, *BASE_FLAGS, f'-DSB_BUILD_ID="{bid}"', "-c", str(HERE / "dispatch.c"), "-o", obj]
         )
         objs.append(obj)
-        _run(cmds)
+        # an optional path that fails to build is left out of the library
+        for cmd in _run(cmds + optional, tuple(optional)):
+            objs.remove(cmd[-1])
         so = os.path.join(tmp, LIB_NAME)
         _run([[cc, *objs, "-o", so, *LINK_FLAGS]])
         os.replace(so, out)

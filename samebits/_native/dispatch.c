@@ -78,8 +78,9 @@ SB_API uint64_t sb_cpu_features(void) { return 0; }
 
 /* Ask Linux for the AMX tile data state (arch_prctl ARCH_REQ_XCOMP_PERM with
    XFEATURE_XTILEDATA), which a process must do once before any thread executes a
-   tile instruction; 0, or the errno of the refusal (ENOSYS where there is no such
-   request: another OS, or an x86-64 kernel before 5.16, which has no AMX support). */
+   tile instruction; 0, or the errno of the refusal: EINVAL from a kernel before 5.16
+   (no such request, no AMX support), ENOSPC when an alternate signal stack already
+   installed is too small for the tile state, ENOSYS on another OS. */
 SB_API int sb_amx_enable(void) {
 #if defined(__linux__) && defined(__x86_64__) && defined(SYS_arch_prctl)
     if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0)
@@ -87,6 +88,26 @@ SB_API int sb_amx_enable(void) {
     return errno ? errno : EINVAL;
 #else
     return ENOSYS;
+#endif
+}
+
+/* Whether palette 1 of the tile unit has the shape the AMX kernel configures
+   (8 tiles of 16 rows x 64 bytes; CPUID leaf 0x1D) and its multiplier takes 16 rows
+   of 64 bytes (leaf 0x1E): 1, else 0. */
+SB_API int sb_amx_palette_ok(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d, max;
+    if (!__get_cpuid(0, &max, &b, &c, &d) || max < 0x1e) return 0;
+    __cpuid_count(0x1d, 0, a, b, c, d);
+    if (a < 1) return 0; /* no palette 1 */
+    __cpuid_count(0x1d, 1, a, b, c, d);
+    unsigned bytes_per_row = b & 0xffff, names = b >> 16, rows = c & 0xffff;
+    if (bytes_per_row < 64 || names < 8 || rows < 16) return 0;
+    __cpuid_count(0x1e, 0, a, b, c, d);
+    unsigned maxk = b & 0xff, maxn = (b >> 8) & 0xffff;
+    return maxk >= 16 && maxn >= 64;
+#else
+    return 0;
 #endif
 }
 

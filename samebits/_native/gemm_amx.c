@@ -1,11 +1,15 @@
 /* ------------------------------------------------------------- gemm amx */
 /* The AMX path (SAMEBITS_ISA=amx): bfloat16 x @ W.T on AMX tiles, TDPBF16PS.
 
-   Not portable. TDPBF16PS does not compute the PAIR order (measured on a Xeon with
-   AMX: 44-91% of its results match any documented order of its roundings), and its
-   arithmetic is undocumented, so these bits exist only on CPUs with AMX. What the
-   path keeps is invariance on such a CPU: an output's bits depend on its own row of
-   A, its own row of W and K, never on M, the batch, the threads or the tiles.
+   Not portable. TDPBF16PS does not compute the PAIR order: on a Xeon with AMX
+   (measured with small C programs when this path was specified; this kernel itself
+   has not yet run on AMX hardware) 44-91% of its results matched each candidate
+   order of roundings, the SDM's pseudocode (even and odd products in separate
+   chains, C added once per instruction) included, so these bits exist only on CPUs
+   with AMX. What the path keeps is invariance on such a CPU: an output's bits depend
+   on its own row of A, its own row of W and K, never on M, the batch, the threads or
+   the tiles (given that an element's result does not depend on where it sits in the
+   tile, which tests/native/test_amx.py checks where the CPU has AMX).
 
    Order, per output (i, j): one float32 accumulator, +0 at first, then one
    TDPBF16PS per 32 k (16 pairs) in increasing k, the last chunk padded with zeros
@@ -13,7 +17,8 @@
    one fixed shape (16 rows x 64 bytes) and every chunk starts at a multiple of 32,
    whatever M, N and the task split are; an output is always the same element of
    the same instruction's computation, its row and column positions in the tile
-   aside (a row alone in a 1-row tile and in a 16-row tile measured equal).
+   aside (a row alone in a 1-row tile and in a 16-row tile measured equal in that
+   specification's experiment).
 
    Roles: W is the tile A (16 output columns x 32 k, loaded in place, stride ldb)
    and x the tile B (16 pairs x 16 rows: x's 32-bit pairs transposed, packed per

@@ -23,12 +23,19 @@ from samebits.record import fingerprint as fp
 from tests.conftest import TOL, same_bits
 
 INFO = _native.native_info()
-HAS_AMX = "amx" in INFO["explicit"]
-CAN_SIM = (
-    not _native._missing("amx_sim", _native._state["features"])
-    and "amx_sim" not in (_native._state["refused"])
-)
-sim_only = pytest.mark.skipif(not CAN_SIM, reason="the AMX test double needs AVX512_BF16")
+
+
+def _usable(isa: str) -> bool:
+    try:
+        _native.pop_isa(_native.push_isa(isa))
+    except NativeBuildError:
+        return False
+    return True
+
+
+HAS_AMX = _usable("amx")  # the CPU, the OS and this build all allow it
+CAN_SIM = _usable("amx_sim")
+sim_only = pytest.mark.skipif(not CAN_SIM, reason="the AMX test double needs AVX-512")
 amx_only = pytest.mark.skipif(not HAS_AMX, reason="this CPU (or OS) has no AMX")
 
 
@@ -155,9 +162,12 @@ def test_batch_invariant_isa_is_per_thread_and_restored():
         samebits.batch_invariant(isa=3)
 
 
-@pytest.mark.skipif(HAS_AMX, reason="this CPU has AMX")
+MISSING = [f for f in _native.ISA_NEEDS["amx"] if f not in INFO["cpu_features"]]
+
+
+@pytest.mark.skipif(not MISSING, reason="this CPU has every feature the amx path needs")
 def test_amx_refused_with_the_missing_features():
-    missing = [f for f in _native.ISA_NEEDS["amx"] if f not in INFO["cpu_features"]]
+    missing = MISSING
     with pytest.raises(NativeBuildError, match="needs CPU features this CPU lacks: " + missing[0]):
         with samebits.batch_invariant(isa="amx"):
             pass
@@ -170,6 +180,19 @@ def test_amx_refused_with_the_missing_features():
         text=True,
     )
     assert out.returncode != 0 and "'amx' kernel path needs CPU features" in out.stderr
+
+
+def test_a_path_the_toolchain_cannot_build_is_left_out():
+    """An optional object (amx: an assembler without the AMX mnemonics) that fails to
+    compile is dropped and the rest still builds; a required one that fails raises."""
+    from samebits._native import _build
+
+    ok = [sys.executable, "-c", "pass"]
+    bad = [sys.executable, "-c", "raise SystemExit(1)"]
+    assert _build._run([ok, bad], optional=(bad,)) == [bad]
+    with pytest.raises(_build.BuildError, match="building samebits kernels failed"):
+        _build._run([list(bad), ok], optional=(bad,))
+    assert _build.OPTIONAL == ("amx",)
 
 
 def test_fingerprint_names_whether_the_bits_are_portable():
