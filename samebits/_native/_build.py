@@ -169,7 +169,16 @@ def compile_library(out: Path, cc: str | None = None) -> str:
         for isa in BUILT:
             obj = os.path.join(tmp, f"kernels_{isa}.o")
             defs = [f"-DSB_ISA={isa}"]
-            cmd = [cc, *BASE_FLAGS, *ISA_FLAGS[isa], *defs, "-c", str(HERE / "kernels.c"), "-o", obj]
+            cmd = [
+                cc,
+                *BASE_FLAGS,
+                *ISA_FLAGS[isa],
+                *defs,
+                "-c",
+                str(HERE / "kernels.c"),
+                "-o",
+                obj,
+            ]
             (optional if isa in OPTIONAL else cmds).append(cmd)
             objs.append(obj)
         obj = os.path.join(tmp, "dispatch.o")
