@@ -21,9 +21,9 @@
    specification's experiment).
 
    Roles: W is the tile A (16 output columns x 32 k, loaded in place, stride ldb)
-   and x the tile B (16 pairs x 16 rows: x's 32-bit pairs transposed, packed per
-   task), so C's tiles hold outputs transposed (16 columns j x 16 rows i). W needs
-   no packing, which is what decode (M = 1) reads most; x is packed per K block.
+   and x the tile B (16 pairs x 16 rows: x's 32-bit pairs transposed, packed once
+   per task), so C's tiles hold outputs transposed (16 columns j x 16 rows i). W needs
+   no packing, which is what decode (M = 1) reads most; x is packed once per task.
    A tile of W past N or past K is copied into a zero-padded buffer.
 
    SB_AMX_SIM (a test double): the same kernel with each tile instruction computed
@@ -34,7 +34,7 @@
 #ifdef SB_AMX
 
 #define AX_MB 128 /* rows of x per task (a multiple of 32, <= PQ_MB) */
-#define AX_NB 128 /* columns per task (a multiple of 32, <= PQ_NB) */
+#define AX_NB 128 /* columns per block of a task (a multiple of 32, <= PQ_NB) */
 #define AX_KC 512 /* k per block (a multiple of 32) */
 
 #ifdef SB_AMX_SIM
@@ -95,7 +95,8 @@ static void ax_release(void) { __asm__ volatile("tilerelease" ::: "memory"); }
 
 /* Pack rows [0, mc) of x (row r at X + xoff[r]) over k in [k0, k0 + kc) into B tiles:
    xp[(mt * kt_n + kt) * 256 + p * 16 + c] = the pair at k0 + 32 kt + 2p of row
-   16 mt + c (low half the even k); zeros past mc and past K. Only words move. */
+   16 mt + c (low half the even k), kt_n = ceil(kc / 32); zeros past mc and past K.
+   Only words move. */
 static void ax_pack_x(const uint16_t *X, const i64 *xoff, i64 mc, i64 k0, i64 kc, i64 K, uint32_t *xp) {
     i64 kt_n = (kc + 31) / 32, mt_n = (mc + 15) / 16;
     for (i64 mt = 0; mt < mt_n; mt++)
@@ -147,22 +148,26 @@ static void ax_w_tiles(const uint16_t *W, i64 ldb, i64 j0, i64 nc, i64 N, i64 k0
         }
 }
 
-/* pair_gemm's arguments with B K-contiguous and every A row one run */
+/* pair_gemm's arguments with B K-contiguous and every A row one run.
+   Tasks: (batch item, up to AX_MB rows, a range of columns as wide as the thread
+   count allows). A task packs its rows of x once over all of K (its tiles are then
+   read from L2 by every column block), and walks its columns AX_NB at a time: per
+   512-k block, 32 x 32 outputs (four C tiles) at a time, the sums waiting in sT
+   (float32, exact) between blocks. */
 static int ax_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ldb, i64 sb, float *C,
                    i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt, int th,
                    const struct omap *om) {
-    i64 mt = (M + AX_MB - 1) / AX_MB, NB = AX_NB, nt = (N + NB - 1) / NB;
-    while (th > 1 && batch * mt * nt < 4 * th && NB > 32) { /* more, narrower tasks */
-        NB /= 2;
-        nt = (N + NB - 1) / NB;
-    }
+    i64 mt = (M + AX_MB - 1) / AX_MB, ktot = (K + 31) / 32;
+    /* column ranges (multiples of 32) so that there are about 4 tasks per thread */
+    i64 split = th > 1 && batch * mt < 4 * th ? (4 * th + batch * mt - 1) / (batch * mt) : 1;
+    i64 NR = ((N + split - 1) / split + 31) / 32 * 32, nt = (N + NR - 1) / NR;
     i64 tasks = batch * mt * nt;
     int oom = 0;
 #pragma omp parallel num_threads(th)
     {
         /* sT: C's tiles (column j rows of AX_MB floats); s: the same outputs by row i */
         float *sT = pack_buffer(5, (size_t)2 * AX_MB * AX_NB);
-        uint32_t *xp = (uint32_t *)pack_buffer(6, (size_t)AX_MB * AX_KC / 2);
+        uint32_t *xp = (uint32_t *)pack_buffer(6, (size_t)(AX_MB / 16) * (size_t)(ktot > 0 ? ktot : 1) * 256);
         uint16_t *pad = (uint16_t *)pack_buffer(7, (size_t)(AX_NB / 16) * (AX_KC / 32) * 256);
         const uint16_t *wat[(AX_NB / 16) * (AX_KC / 32)];
         i64 wst[(AX_NB / 16) * (AX_KC / 32)], xoff[AX_MB];
@@ -178,61 +183,63 @@ static int ax_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ld
             if (!sT || !xp || !pad) continue;
             i64 bi = t / (mt * nt), rest = t % (mt * nt), ti = rest / nt, tj = rest % nt;
             i64 i0 = ti * AX_MB, mc = M - i0 < AX_MB ? M - i0 : AX_MB;
-            i64 j0 = tj * NB, nc = N - j0 < NB ? N - j0 : NB;
+            i64 jr = tj * NR, jend = jr + NR < N ? jr + NR : N;
             const uint16_t *Ab = A + bi * sa, *Bb = B + bi * sb;
             float *s = sT + AX_MB * AX_NB;
             omap_arows(om, lda, i0, mc, xoff);
-            for (i64 k0 = 0; k0 < K || k0 == 0; k0 += AX_KC) {
-                i64 kc = K - k0 < AX_KC ? K - k0 : AX_KC, kt_n = (kc + 31) / 32;
-                if (kc > 0) {
-                    ax_pack_x(Ab, xoff, mc, k0, kc, K, xp);
-                    ax_w_tiles(Bb, ldb, j0, nc, N, k0, kc, K, pad, wat, wst);
-                }
-                for (i64 mm = 0; mm < mc; mm += 32) {
-                    int two_m = mc - mm > 16; /* x rows in the second 16 */
-                    for (i64 nn = 0; nn < nc; nn += 32) {
-                        int two_n = nc - nn > 16;
-                        /* tile 0: (j nn.., i mm..), 1: (j nn.., i mm + 16..), 2 and 3: j nn + 16.. */
-                        float *c0 = sT + nn * AX_MB + mm, *c2 = c0 + 16 * AX_MB;
-                        const i64 cs = AX_MB * 4;
-                        if (k0 == 0) {
-                            AX_ZERO(0);
-                            AX_ZERO(1);
-                            AX_ZERO(2);
-                            AX_ZERO(3);
-                        } else {
-                            AX_LOAD(0, c0, cs);
-                            if (two_m) AX_LOAD(1, c0 + 16, cs);
-                            if (two_n) AX_LOAD(2, c2, cs);
-                            if (two_n && two_m) AX_LOAD(3, c2 + 16, cs);
-                        }
-                        for (i64 kt = 0; kt < kt_n; kt++) {
-                            i64 w0 = (nn / 16) * kt_n + kt, w1 = w0 + kt_n;
-                            const uint32_t *x0 = xp + ((mm / 16) * kt_n + kt) * 256;
-                            AX_LOAD(4, wat[w0], wst[w0]);
-                            AX_LOAD(6, x0, 64);
-                            AX_DP(0, 4, 6);
-                            if (two_m) {
-                                AX_LOAD(7, x0 + kt_n * 256, 64);
-                                AX_DP(1, 4, 7);
+            if (K > 0) ax_pack_x(Ab, xoff, mc, 0, K, K, xp); /* tile (mt, kt) at (mt * ktot + kt) * 256 */
+            for (i64 j0 = jr; j0 < jend; j0 += AX_NB) {
+                i64 nc = jend - j0 < AX_NB ? jend - j0 : AX_NB;
+                for (i64 k0 = 0; k0 < K || k0 == 0; k0 += AX_KC) {
+                    i64 kc = K - k0 < AX_KC ? K - k0 : AX_KC, kt_n = (kc + 31) / 32;
+                    if (kc > 0) ax_w_tiles(Bb, ldb, j0, nc, N, k0, kc, K, pad, wat, wst);
+                    for (i64 mm = 0; mm < mc; mm += 32) {
+                        int two_m = mc - mm > 16; /* x rows in the second 16 */
+                        const uint32_t *xm = xp + ((mm / 16) * ktot + k0 / 32) * 256;
+                        for (i64 nn = 0; nn < nc; nn += 32) {
+                            int two_n = nc - nn > 16;
+                            /* tile 0: (j nn.., i mm..), 1: (j nn.., i mm + 16..), 2 and 3: j nn + 16.. */
+                            float *c0 = sT + nn * AX_MB + mm, *c2 = c0 + 16 * AX_MB;
+                            const i64 cs = AX_MB * 4;
+                            if (k0 == 0) {
+                                AX_ZERO(0);
+                                AX_ZERO(1);
+                                AX_ZERO(2);
+                                AX_ZERO(3);
+                            } else {
+                                AX_LOAD(0, c0, cs);
+                                if (two_m) AX_LOAD(1, c0 + 16, cs);
+                                if (two_n) AX_LOAD(2, c2, cs);
+                                if (two_n && two_m) AX_LOAD(3, c2 + 16, cs);
                             }
-                            if (two_n) {
-                                AX_LOAD(5, wat[w1], wst[w1]);
-                                AX_DP(2, 5, 6);
-                                if (two_m) AX_DP(3, 5, 7);
+                            for (i64 kt = 0; kt < kt_n; kt++) {
+                                i64 w0 = (nn / 16) * kt_n + kt, w1 = w0 + kt_n;
+                                const uint32_t *x0 = xm + kt * 256;
+                                AX_LOAD(4, wat[w0], wst[w0]);
+                                AX_LOAD(6, x0, 64);
+                                AX_DP(0, 4, 6);
+                                if (two_m) {
+                                    AX_LOAD(7, x0 + ktot * 256, 64);
+                                    AX_DP(1, 4, 7);
+                                }
+                                if (two_n) {
+                                    AX_LOAD(5, wat[w1], wst[w1]);
+                                    AX_DP(2, 5, 6);
+                                    if (two_m) AX_DP(3, 5, 7);
+                                }
                             }
+                            AX_STORE(0, c0, cs);
+                            if (two_m) AX_STORE(1, c0 + 16, cs);
+                            if (two_n) AX_STORE(2, c2, cs);
+                            if (two_n && two_m) AX_STORE(3, c2 + 16, cs);
                         }
-                        AX_STORE(0, c0, cs);
-                        if (two_m) AX_STORE(1, c0 + 16, cs);
-                        if (two_n) AX_STORE(2, c2, cs);
-                        if (two_n && two_m) AX_STORE(3, c2 + 16, cs);
                     }
+                    if (kc <= 0) break;
                 }
-                if (kc <= 0) break;
+                for (i64 r = 0; r < mc; r++) /* by row: s[r][c] = sT[c][r] */
+                    for (i64 c = 0; c < nc; c++) s[r * AX_NB + c] = sT[c * AX_MB + r];
+                pq_out(om, s, AX_NB, i0, mc, j0, nc, bias, bdt, (char *)C + bi * sc * (om->cbf ? 2 : 4), bb);
             }
-            for (i64 r = 0; r < mc; r++) /* by row: s[r][c] = sT[c][r] */
-                for (i64 c = 0; c < nc; c++) s[r * AX_NB + c] = sT[c * AX_MB + r];
-            pq_out(om, s, AX_NB, i0, mc, j0, nc, bias, bdt, (char *)C + bi * sc * (om->cbf ? 2 : 4), bb);
         }
         if (sT && xp && pad) ax_release();
         pr_ftz_off(old);

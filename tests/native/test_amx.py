@@ -64,6 +64,8 @@ SHAPES = [
     (40, 300, 700),
     (130, 50, 96),
     (5, 129, 1030),
+    (130, 300, 1100),  # two row tasks, column ranges of several 128 blocks, three k blocks
+    (257, 520, 513),
 ]
 
 
