@@ -4,11 +4,40 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import httpx
 import pytest
 import torch
+
+
+class ThreadClients:
+    """One httpx.Client per thread, all closed on exit. Dozens of threads sharing one
+    client's connection pool hit a race in it: a thread read a socket another had
+    closed (httpcore.ReadError: [Errno 9] Bad file descriptor), failing a test that
+    is about the server."""
+
+    def __init__(self, **kwargs) -> None:
+        self.kwargs = kwargs
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.clients: list[httpx.Client] = []
+
+    def get(self) -> httpx.Client:
+        c = getattr(self.local, "client", None)
+        if c is None:
+            c = self.local.client = httpx.Client(**self.kwargs)
+            with self.lock:
+                self.clients.append(c)
+        return c
+
+    def __enter__(self) -> "ThreadClients":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for c in self.clients:
+            c.close()
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.serve.conftest import Server
+from tests.serve.conftest import Server, ThreadClients
 
 PROMPTS = ["Hello", "The quick brown fox", "a", "Once upon a time", "samebits", "zq", "xyz"]
 
@@ -110,8 +110,8 @@ def test_load_with_faults_loses_and_crosses_nothing(faulty):
     watcher = threading.Thread(target=watch_health)
     watcher.start()
     t0 = time.monotonic()
-    with ThreadPoolExecutor(24) as pool:
-        results = list(pool.map(lambda kb: call(client, url, *kb), plan))
+    with ThreadClients(timeout=120) as clients, ThreadPoolExecutor(24) as pool:
+        results = list(pool.map(lambda kb: call(clients.get(), url, *kb), plan))
     took = time.monotonic() - t0
 
     counts = {"200": 0, "500 boom": 0, "stream died": 0, "gave up": 0, "hangups": 0}

@@ -10,6 +10,8 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.serve.conftest import ThreadClients
+
 AUTH = {"Authorization": "Bearer sekret"}
 TEXTS = [
     "hello",
@@ -82,8 +84,10 @@ def test_500_concurrent_embedding_requests_match_alone(minilm_server):
         }
         reqs = [emb_request(i) for i in range(500)]
 
+    with ThreadClients(timeout=120) as clients:
+
         def send(r):
-            return r, c.post(url, json=r)
+            return r, clients.get().post(url, json=r)
 
         with ThreadPoolExecutor(48) as pool:
             results = list(pool.map(send, reqs))
@@ -107,8 +111,8 @@ def test_500_concurrent_completions_greedy_and_seeded_match_alone(llama_server):
     with httpx.Client(timeout=300) as c:
         uniq = {repr(sorted(r.items())): r for r in reqs}
         alone = {k: complete(c, url, r) for k, r in uniq.items()}
-        with ThreadPoolExecutor(48) as pool:
-            results = list(pool.map(lambda r: (r, complete(c, url, r)), reqs))
+    with ThreadClients(timeout=300) as clients, ThreadPoolExecutor(48) as pool:
+        results = list(pool.map(lambda r: (r, complete(clients.get(), url, r)), reqs))
     mismatched = 0
     sampled = 0
     for req, resp in results:
