@@ -4,6 +4,10 @@
 (`SAMEBITS_ISA=portable python benchmarks/bench_linear.py --quick`: the portable path
 is far slower, bfloat16 most of all).
 
+`--onednn-fp32` times native float32 with oneDNN's linear (AVX-512 code on any CPU that
+has AVX-512) instead of torch's default MKL, whose AVX2 code is what runs on AMD CPUs:
+on an AMD CPU with AVX-512 it stands in for what a Xeon's MKL (AVX-512) runs.
+
 Ratio = native time / invariant time (median of interleaved repeats); 1.00 is parity,
 above 1 the invariant kernel is faster. Also: thread scaling of a large-M linear
 under the mode (1 -> 2 threads), checked bitwise identical across thread counts.
@@ -22,7 +26,7 @@ import torch.nn.functional as F
 import samebits
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import geomean, header, ratio, table  # noqa: E402
+from _harness import _time, geomean, header, interleaved, ratio, table  # noqa: E402
 
 MS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 KNS = ((384, 1536), (1536, 384), (1024, 4096), (4096, 1024), (4096, 11008))
@@ -32,17 +36,55 @@ QUICK_MS = (1, 8, 64, 256)
 QUICK_KNS = ((384, 1536), (4096, 1024))
 
 
-def grid(ms: tuple[int, ...] = MS, kns: tuple[tuple[int, int], ...] = KNS) -> list[float]:
+def onednn_ratio(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, repeats: int = 5) -> float:
+    """oneDNN's float32 linear (operands converted once, outside the timing) against
+    F.linear under the mode, interleaved."""
+    xm, wm, bm = x.to_mkldnn(), w.to_mkldnn(), b.to_mkldnn()
+
+    def native():
+        return torch._C._nn.mkldnn_linear(xm, wm, bm)
+
+    def inv():
+        return F.linear(x, w, b)
+
+    native()
+    with samebits.batch_invariant():
+        inv()
+    inner = 1
+    while _time(native) * inner < 0.02 and inner < 1 << 12:
+        inner *= 2
+
+    def loop(fn):
+        def run():
+            for _ in range(inner):
+                fn()
+
+        return run
+
+    def invariant() -> float:
+        with samebits.batch_invariant():
+            return _time(loop(inv))
+
+    return interleaved(lambda: _time(loop(native)), invariant, repeats)
+
+
+def grid(
+    ms: tuple[int, ...] = MS, kns: tuple[tuple[int, int], ...] = KNS, onednn: bool = False
+) -> list[float]:
     g = torch.Generator().manual_seed(0)
     rows, ratios = [], []
     for dtype in (torch.float32, torch.bfloat16):
         for K, N in kns:
             w = torch.randn(N, K, generator=g).to(dtype)
             b = torch.randn(N, generator=g).to(dtype)
-            row = [f"{str(dtype).split('.')[1]} K={K} N={N}"]
+            vs = " vs oneDNN" if onednn and dtype == torch.float32 else ""
+            row = [f"{str(dtype).split('.')[1]} K={K} N={N}{vs}"]
             for M in ms:
                 x = torch.randn(M, K, generator=g).to(dtype)
-                r = ratio(lambda x=x, w=w, b=b: F.linear(x, w, b), repeats=5)
+                if vs:
+                    r = onednn_ratio(x, w, b)
+                else:
+                    r = ratio(lambda x=x, w=w, b=b: F.linear(x, w, b), repeats=5)
                 ratios.append(r)
                 row.append(f"{r:.2f}")
             rows.append(row)
@@ -82,10 +124,11 @@ def scaling(M: int = 1024, K: int = 1024, N: int = 4096, repeats: int = 5) -> No
 
 def main() -> None:
     print(header("bench_linear: F.linear invariant / native speed ratio"))
+    onednn = "--onednn-fp32" in sys.argv[1:]
     if "--quick" in sys.argv[1:]:
-        grid(QUICK_MS, QUICK_KNS)
+        grid(QUICK_MS, QUICK_KNS, onednn)
         return
-    grid()
+    grid(onednn=onednn)
     scaling()
 
 

@@ -328,6 +328,77 @@ static void dot_1x8_f32(const void *const *a, const void *const *b, float *out[1
 static void dot_1x8_bf16(const void *const *a, const void *const *b, float *out[1], i64 K) { dot_micro_1x8(a, b, out, K, BF16); }
 
 
+#ifdef __AVX512F__
+/* float32 DOT on AVX-512, rows read in place: MR rows x 8 columns per call. A zmm
+   holds the eight lanes of two outputs (columns 2p and 2p + 1 of one row): A's eight
+   k broadcast to both halves, B's two rows side by side, so one FMA does both outputs'
+   lane steps. Each lane runs exactly dot_micro's chain (the last block zero-padded),
+   then the same tree. out[r * 8 + c]. */
+static inline __attribute__((always_inline)) void dotz_micro(const float *const *a, const float *const *b,
+                                                             float *out, i64 K, const int MR) {
+    __m512 acc[4][4];
+    for (int r = 0; r < MR; r++)
+        for (int p = 0; p < 4; p++) acc[r][p] = _mm512_setzero_ps();
+    i64 k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m512 bv[4];
+        for (int p = 0; p < 4; p++)
+            bv[p] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(b[2 * p] + k)),
+                                       _mm256_loadu_ps(b[2 * p + 1] + k), 1);
+        for (int r = 0; r < MR; r++) {
+            __m512 av = _mm512_broadcast_f32x8(_mm256_loadu_ps(a[r] + k));
+            for (int p = 0; p < 4; p++) acc[r][p] = _mm512_fmadd_ps(av, bv[p], acc[r][p]);
+        }
+    }
+    if (k < K) { /* the last block, zeros past K */
+        __mmask8 m = (__mmask8)((1u << (K - k)) - 1);
+        __m512 bv[4];
+        for (int p = 0; p < 4; p++)
+            bv[p] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(m, b[2 * p] + k)),
+                                       _mm256_maskz_loadu_ps(m, b[2 * p + 1] + k), 1);
+        for (int r = 0; r < MR; r++) {
+            __m512 av = _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps(m, a[r] + k));
+            for (int p = 0; p < 4; p++) acc[r][p] = _mm512_fmadd_ps(av, bv[p], acc[r][p]);
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int p = 0; p < 4; p++) {
+            float l[16];
+            _mm512_storeu_ps(l, acc[r][p]);
+            for (int h = 0; h < 2; h++) { /* v8_tree's order */
+                const float *x = l + 8 * h;
+                out[r * 8 + 2 * p + h] = ((x[0] + x[4]) + (x[2] + x[6])) + ((x[1] + x[5]) + (x[3] + x[7]));
+            }
+        }
+}
+typedef void (*dotz_fn)(const float *const *, const float *const *, float *, i64);
+#define DOTZ_DEF(MR) \
+    static void dotz_##MR(const float *const *a, const float *const *b, float *out, i64 K) { dotz_micro(a, b, out, K, MR); }
+DOTZ_DEF(1) DOTZ_DEF(2) DOTZ_DEF(3) DOTZ_DEF(4)
+static const dotz_fn DOTZ[5] = {NULL, dotz_1, dotz_2, dotz_3, dotz_4};
+
+/* dot_small's float32 tile [i0, i1) x [j0, j1) on AVX-512 */
+static void dotz_tile(const float *Ab, i64 lda, const float *Bb, i64 ldb, float *Cb, i64 ldc, i64 i0,
+                      i64 i1, i64 j0, i64 j1, i64 K, const void *bias, int bdt) {
+    for (i64 j = j0; j < j1; j += 8) {
+        const float *bp[8];
+        int nc = (int)(j1 - j < 8 ? j1 - j : 8);
+        /* missing columns reuse column j; their results are discarded */
+        for (int c = 0; c < 8; c++) bp[c] = Bb + (j + (c < nc ? c : 0)) * ldb;
+        for (i64 i = i0; i < i1; i += 4) {
+            int mr = (int)(i1 - i < 4 ? i1 - i : 4);
+            const float *ap[4];
+            for (int r = 0; r < mr; r++) ap[r] = Ab + (i + r) * lda;
+            float o[32];
+            DOTZ[mr](ap, bp, o, K);
+            for (int r = 0; r < mr; r++)
+                for (int c = 0; c < nc; c++)
+                    Cb[(i + r) * ldc + j + c] = bias ? o[r * 8 + c] + ld(bias, j + c, bdt) : o[r * 8 + c];
+        }
+    }
+}
+#endif
+
 /* (batch, M, K) x (batch, N, K) rows in place; C = tree(lanes) [+ bias] */
 static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i64 sb, float *C,
                       i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
@@ -338,6 +409,9 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
     NB -= NB % 8;
     i64 MB = NB - NB % 3;
     if (MB < 3) MB = 3;
+#ifdef __AVX512F__
+    if (dt == F32) MB = NB; /* dotz_tile's groups of 4 rows (NB is a multiple of 8) */
+#endif
     i64 mt = (M + MB - 1) / MB, nt = (N + NB - 1) / NB, tiles = batch * mt * nt;
     size_t e = esz(dt);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(th) /* tiles differ in size */
@@ -348,6 +422,12 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
         float *Cb = C + bi * sc;
         i64 i0 = ti * MB, i1 = i0 + MB < M ? i0 + MB : M;
         i64 j0 = tj * NB, j1 = j0 + NB < N ? j0 + NB : N;
+#ifdef __AVX512F__
+        if (dt == F32) {
+            dotz_tile((const float *)Ab, lda, (const float *)Bb, ldb, Cb, ldc, i0, i1, j0, j1, K, bias, bdt);
+            continue;
+        }
+#endif
         i64 i3 = i0 + (i1 - i0) / 3 * 3; /* rows [i0, i3) in triples, the rest one by one */
         for (i64 j = j0; j < j1 && i0 < i3; j += 4) {
             const void *bp[4];
@@ -384,6 +464,7 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
 #define DOT_SMALL_M 16
 #define DOT_NARROW_N 512
 #define DOT_NARROW_M 32
+#define DOT_MID_M 64
 #ifndef DKC
 #define DKC 512 /* k per block, a multiple of 8: 64 per lane */
 #endif
@@ -815,8 +896,14 @@ SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void
         int bkm = map && bk != 1 && bn == 1; /* K-major B: a product computed transposed */
         if ((ka != 1 && !mcontig) || (bk != 1 && !bkm) || (om.rbias && !bkm)) return -2;
         int oom = 0;
-        /* the in-place kernel also wins for narrow outputs of moderate height */
-        if (!map && (M <= DOT_SMALL_M || (N <= DOT_NARROW_N && M <= DOT_NARROW_M)))
+        /* the in-place kernel also wins for narrow outputs of moderate height, and on
+           AVX-512 (float32, two outputs per zmm) up to DOT_MID_M rows when K is long
+           and B fits in 16 MiB (measured against the packed kernel, AMD Zen 5) */
+        int mid = 0;
+#ifdef __AVX512F__
+        mid = dt == F32 && M <= DOT_MID_M && K >= 1024 && N * K <= (4 << 20);
+#endif
+        if (!map && (M <= DOT_SMALL_M || (N <= DOT_NARROW_N && M <= DOT_NARROW_M) || mid))
             dot_small(A, lda, sa, B, bn, sb, C, ldc, sc, batch, M, N, K, bias, bdt, dt, th);
         else
             dot_packed(A, lda, mcontig ? ka : 1, sa, B, bkm ? bk : bn, bkm, sb, C, sc, batch, M, N,
