@@ -72,7 +72,7 @@ def grid(
     ms: tuple[int, ...] = MS, kns: tuple[tuple[int, int], ...] = KNS, onednn: bool = False
 ) -> list[float]:
     g = torch.Generator().manual_seed(0)
-    rows, ratios = [], []
+    rows, ratios, per_dtype = [], [], {}
     for dtype in (torch.float32, torch.bfloat16):
         for K, N in kns:
             w = torch.randn(N, K, generator=g).to(dtype)
@@ -86,6 +86,7 @@ def grid(
                 else:
                     r = ratio(lambda x=x, w=w, b=b: F.linear(x, w, b), repeats=5)
                 ratios.append(r)
+                per_dtype.setdefault(row[0].split()[0] + vs, []).append(r)
                 row.append(f"{r:.2f}")
             rows.append(row)
     print(table(rows, ["shape \\ M", *map(str, ms)]))
@@ -93,6 +94,8 @@ def grid(
         f"\nlinear over the grid ({len(ratios)} points): geometric mean {geomean(ratios):.2f}, "
         f"minimum {min(ratios):.2f}"
     )
+    for name, rs in per_dtype.items():
+        print(f"  {name}: geometric mean {geomean(rs):.2f}, minimum {min(rs):.2f}")
     return ratios
 
 
