@@ -423,7 +423,7 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
         i64 i0 = ti * MB, i1 = i0 + MB < M ? i0 + MB : M;
         i64 j0 = tj * NB, j1 = j0 + NB < N ? j0 + NB : N;
 #ifdef __AVX512F__
-        if (dt == F32) {
+        if (dt == F32 && i1 - i0 > 1) { /* (one row: the ymm kernel below reads B faster) */
             dotz_tile((const float *)Ab, lda, (const float *)Bb, ldb, Cb, ldc, i0, i1, j0, j1, K, bias, bdt);
             continue;
         }
