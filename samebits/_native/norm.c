@@ -37,7 +37,7 @@ SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y,
 #ifdef __AVX512F__
     /* w and b as doubles once per call (exact), instead of converting them per row;
        without the buffer, per row as before (the same values) */
-    double *wd = (w || b) && R > 0 ? (double *)malloc((size_t)R * 2 * sizeof(double)) : NULL;
+    double *wd = (w || b) && R > 0 && rows > 0 ? (double *)malloc((size_t)R * 2 * sizeof(double)) : NULL;
     if (wd)
         for (i64 k = 0; k < R; k++) {
             wd[k] = w ? (double)ld(w, k, wdt) : 1.0;

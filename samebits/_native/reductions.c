@@ -192,7 +192,7 @@ SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const doub
         i64 o = t / jb, j0 = (t % jb) * 64, n = inner - j0 < 64 ? inner - j0 : 64;
         const double *c = center ? center + o * inner + j0 : NULL;
         double *dst = out + o * inner + j0;
-        const void *xo = (const char *)x + o * R * inner * (dt == BF16 ? 2 : 4);
+        const void *xo = (const char *)x + o * R * inner * (i64)esz(dt);
         if (n == 64 && dt == BF16) colsums(xo, R, inner, j0, 64, c, square, BF16, dst);
         else if (n == 64) colsums(xo, R, inner, j0, 64, c, square, F32, dst);
         else colsums(xo, R, inner, j0, n, c, square, dt, dst);
@@ -261,8 +261,11 @@ SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double 
     double *part = (double *)malloc((size_t)chunks * sizeof(double));
     if (!part) return -1;
     int th = threads_for(n, nthreads);
-    /* groups of ALL_NC full chunks, then the rest one by one */
-    i64 groups = ALL_NC > 1 ? (n / CHUNK) / ALL_NC : 0, tasks = groups + (chunks - groups * ALL_NC);
+    /* groups of ALL_NC full chunks, then the rest one by one; no groups when there
+       would be too few of them to give every thread two */
+    i64 groups = ALL_NC > 1 ? (n / CHUNK) / ALL_NC : 0;
+    if (groups < 2 * th) groups = 0;
+    i64 tasks = groups + (chunks - groups * ALL_NC);
 #pragma omp parallel for schedule(dynamic, dyn_chunk(tasks, th)) num_threads(th)
     for (i64 t = 0; t < tasks; t++) {
 #ifdef SB_AVX2

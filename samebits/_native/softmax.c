@@ -104,7 +104,9 @@ static inline __attribute__((always_inline)) void softmax_block(const void *x, v
 SB_API int SB_FN(sb_softmax)(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in, int dt_out,
                 int nthreads) {
     int th = threads_for(rows * R * 8, nthreads), oom = 0;
-    i64 nb = softmax_rows(R), blocks = (rows + nb - 1) / nb;
+    i64 nb = softmax_rows(R);
+    while (nb > 8 && (rows + nb - 1) / nb < 2 * th) nb /= 2; /* two blocks per thread */
+    i64 blocks = (rows + nb - 1) / nb;
 #pragma omp parallel num_threads(th)
     {
         float *e = (float *)malloc((size_t)(R > 0 ? R : 1) * (size_t)nb * sizeof(float));

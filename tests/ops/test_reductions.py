@@ -84,7 +84,7 @@ def test_whole_sum_is_the_all_order_on_every_path(dtype, isa, threads):
     """Full chunks run several side by side, the rest one by one: both the order's bits.
     Large values of mixed signs make every double rounding count."""
     g = torch.Generator().manual_seed(7)
-    n = 8 * 4096 * 2 + 5 * 4096 + 77  # two groups of 8 (or four of 4), 5 full chunks, a tail
+    n = 8 * 4096 * 5 + 5 * 4096 + 77  # groups of 8 (or 4) full chunks, 5 more, a tail
     x = (torch.randn(n, generator=g) * torch.exp(torch.randn(n, generator=g) * 8)).to(dtype)
     want = all_order(x)
     for nt in (1, 2):
