@@ -41,7 +41,11 @@ def test_every_path_exports_every_function():
     _native.lib()
     dll = _native._state["dll"]
     assert set(_native.ISAS) < set(_native.BUILT) and "amx" in _native.BUILT
+    from samebits._native import _build
+
     for isa in _native.BUILT:
+        if isa in _build.OPTIONAL and not hasattr(dll, f"sb_gemm_{isa}"):
+            continue  # left out by a toolchain that cannot build it (test_amx covers the rule)
         for name in _native.SIGNATURES:
             assert hasattr(dll, f"{name}_{isa}"), f"{name}_{isa}"
 
