@@ -78,7 +78,18 @@ static inline __attribute__((always_inline)) void softmax_block(const void *x, v
         state[r] = (nan || mx == INFINITY || (mx == -INFINITY && mode != 2)) ? 1
                    : (mx == -INFINITY ? 2 : 0);
         float *er = e + (i64)r * R;
-        for (i64 k = 0; k < R; k++) er[k] = f_exp(ld(x, base + k, dt_in) - mx);
+        i64 k0 = 0;
+#ifdef __AVX512F__
+        /* f_exp's operations, eight zmm side by side (unary.c's fwn_exp) */
+        const __m512 mv = _mm512_set1_ps(mx);
+        for (; k0 + 128 <= R; k0 += 128) {
+            __m512 v[8];
+            for (int u = 0; u < 8; u++) v[u] = _mm512_sub_ps(z16_load(x, base + k0 + 16 * u, dt_in), mv);
+            fwn_exp(v, v, 8);
+            for (int u = 0; u < 8; u++) _mm512_storeu_ps(er + k0 + 16 * u, v[u]);
+        }
+#endif
+        for (i64 k = k0; k < R; k++) er[k] = f_exp(ld(x, base + k, dt_in) - mx);
     }
     double s[32], ls[32];
     rowsums(e, 0, nr, R, NULL, 0, F32, s); /* the SUM order: sequential in double */
