@@ -200,6 +200,11 @@ SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const doub
 }
 
 #define CHUNK 4096
+/* the ALL order's lane tree over a chunk's eight double lanes */
+static inline double lane_tree8(const double l[8]) {
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
 /* The ALL order of one chunk: eight double lanes, lane q summing elements q, q + 8, ...
    in order, then the lane tree */
 static double chunk_sum(const void *x, i64 a, i64 b, int dt) {
@@ -208,7 +213,7 @@ static double chunk_sum(const void *x, i64 a, i64 b, int dt) {
     for (; i + 8 <= b; i += 8)
         for (int q = 0; q < 8; q++) l[q] += (double)ld(x, i + q, dt);
     for (int q = 0; i + q < b; q++) l[q] += (double)ld(x, i + q, dt);
-    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    return lane_tree8(l);
 }
 
 #ifdef SB_AVX2
@@ -231,7 +236,7 @@ static inline __attribute__((always_inline)) void chunk_sums(const void *x, i64 
     for (int c = 0; c < ALL_NC; c++) {
         double l[8];
         _mm512_storeu_pd(l, acc[c]);
-        part[c] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+        part[c] = lane_tree8(l);
     }
 #else
     __m256d lo[ALL_NC], hi[ALL_NC];
@@ -246,7 +251,7 @@ static inline __attribute__((always_inline)) void chunk_sums(const void *x, i64 
         double l[8];
         _mm256_storeu_pd(l, lo[c]);
         _mm256_storeu_pd(l + 4, hi[c]);
-        part[c] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+        part[c] = lane_tree8(l);
     }
 #endif
 }
