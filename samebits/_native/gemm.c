@@ -363,12 +363,8 @@ static inline __attribute__((always_inline)) void dotz_micro(const float *const 
     }
     for (int r = 0; r < MR; r++)
         for (int p = 0; p < 4; p++) {
-            float l[16];
-            _mm512_storeu_ps(l, acc[r][p]);
-            for (int h = 0; h < 2; h++) { /* v8_tree's order */
-                const float *x = l + 8 * h;
-                out[r * 8 + 2 * p + h] = ((x[0] + x[4]) + (x[2] + x[6])) + ((x[1] + x[5]) + (x[3] + x[7]));
-            }
+            out[r * 8 + 2 * p] = v8_tree(_mm512_castps512_ps256(acc[r][p]));
+            out[r * 8 + 2 * p + 1] = v8_tree(_mm512_extractf32x8_ps(acc[r][p], 1));
         }
 }
 typedef void (*dotz_fn)(const float *const *, const float *const *, float *, i64);
