@@ -5,7 +5,8 @@
 #ifdef __AVX512F__
 /* sb_norm's normalization of one row, 16 at a time, with w and b already doubles (wd,
    bd; NULL when absent): ((x - mean) * rstd) * w + b in double, rounded once to float,
-   then as st() rounds. Returns where it stopped (the rest: 16 at a time as before). */
+   then as st() rounds. Returns where it stopped (the rest: the eight-lane and scalar
+   loops). */
 static inline __attribute__((always_inline)) i64 norm_row16_wd(const void *x, void *y, i64 base, i64 R,
                                                                __m512d mv, __m512d sv, const double *wd,
                                                                const double *bd, const int dt) {
@@ -35,8 +36,7 @@ SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y,
     int th = threads_for(rows * R * 4, nthreads);
     i64 blocks = (rows + 31) / 32;
 #ifdef __AVX512F__
-    /* w and b as doubles once per call (exact), instead of converting them per row;
-       without the buffer, per row as before (the same values) */
+    /* w and b as doubles once per call (exact), instead of converting them per row */
     double *wd = (w || b) && R > 0 && rows > 0 ? (double *)malloc((size_t)R * 2 * sizeof(double)) : NULL;
     if (wd)
         for (i64 k = 0; k < R; k++) {
@@ -59,27 +59,13 @@ SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y,
             double rstd = 1.0 / sqrt(var + eps);
             i64 k = 0;
 #ifdef __AVX512F__
-            { /* the same operations sixteen at a time */
+            /* sixteen at a time; without the weight buffer (not allocated) the
+               eight-lane loop below does the same operations */
+            if (wd || (!w && !b)) {
                 __m512d mv = _mm512_set1_pd(mean[r]), sv = _mm512_set1_pd(rstd);
-                if (wd && dt == BF16) k = norm_row16_wd(x, y, base, R, mv, sv, w ? wd : NULL, b ? wd + R : NULL, BF16);
-                else if (wd) k = norm_row16_wd(x, y, base, R, mv, sv, w ? wd : NULL, b ? wd + R : NULL, F32);
-                for (; k + 16 <= R; k += 16) {
-                    __m512 xv = z16_load(x, base + k, dt);
-                    __m512d v0 = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(xv)), mv), sv);
-                    __m512d v1 = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(xv, 1)), mv), sv);
-                    if (w) {
-                        __m512 wv = z16_load(w, k, wdt);
-                        v0 = _mm512_mul_pd(v0, _mm512_cvtps_pd(_mm512_castps512_ps256(wv)));
-                        v1 = _mm512_mul_pd(v1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(wv, 1)));
-                    }
-                    if (b) {
-                        __m512 bv = z16_load(b, k, wdt);
-                        v0 = _mm512_add_pd(v0, _mm512_cvtps_pd(_mm512_castps512_ps256(bv)));
-                        v1 = _mm512_add_pd(v1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(bv, 1)));
-                    }
-                    __m512 o = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(v0)), _mm512_cvtpd_ps(v1), 1);
-                    z16_store_dt(y, base + k, o, dt);
-                }
+                const double *wr = w ? wd : NULL, *br = b ? wd + R : NULL;
+                k = dt == BF16 ? norm_row16_wd(x, y, base, R, mv, sv, wr, br, BF16)
+                               : norm_row16_wd(x, y, base, R, mv, sv, wr, br, F32);
             }
 #endif
 #ifdef SB_AVX2
