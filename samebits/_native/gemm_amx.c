@@ -93,16 +93,16 @@ static void ax_config(void) {
 static void ax_release(void) { __asm__ volatile("tilerelease" ::: "memory"); }
 #endif
 
-/* Pack rows [0, mc) of x (row r at X + xoff[r]) over k in [k0, k0 + kc) into B tiles:
-   xp[(mt * kt_n + kt) * 256 + p * 16 + c] = the pair at k0 + 32 kt + 2p of row
-   16 mt + c (low half the even k), kt_n = ceil(kc / 32); zeros past mc and past K.
-   Only words move. */
-static void ax_pack_x(const uint16_t *X, const i64 *xoff, i64 mc, i64 k0, i64 kc, i64 K, uint32_t *xp) {
-    i64 kt_n = (kc + 31) / 32, mt_n = (mc + 15) / 16;
+/* Pack rows [0, mc) of x (row r at X + xoff[r]) over all of K into B tiles:
+   xp[(mt * kt_n + kt) * 256 + p * 16 + c] = the pair at 32 kt + 2p of row 16 mt + c
+   (low half the even k), kt_n = ceil(K / 32); zeros past mc and past K. Only words
+   move. */
+static void ax_pack_x(const uint16_t *X, const i64 *xoff, i64 mc, i64 K, uint32_t *xp) {
+    i64 kt_n = (K + 31) / 32, mt_n = (mc + 15) / 16;
     for (i64 mt = 0; mt < mt_n; mt++)
         for (i64 kt = 0; kt < kt_n; kt++) {
             uint32_t *d = xp + (mt * kt_n + kt) * 256;
-            i64 k = k0 + 32 * kt, rows = mc - 16 * mt < 16 ? mc - 16 * mt : 16;
+            i64 k = 32 * kt, rows = mc - 16 * mt < 16 ? mc - 16 * mt : 16;
 #ifdef PR_ZMM
             if (rows == 16 && k + 32 <= K) { /* 16 rows x 16 pairs: one transpose */
                 __m512i r[16];
@@ -187,7 +187,7 @@ static int ax_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ld
             const uint16_t *Ab = A + bi * sa, *Bb = B + bi * sb;
             float *s = sT + AX_MB * AX_NB;
             omap_arows(om, lda, i0, mc, xoff);
-            if (K > 0) ax_pack_x(Ab, xoff, mc, 0, K, K, xp); /* tile (mt, kt) at (mt * ktot + kt) * 256 */
+            if (K > 0) ax_pack_x(Ab, xoff, mc, K, xp); /* tile (mt, kt) at (mt * ktot + kt) * 256 */
             for (i64 j0 = jr; j0 < jend; j0 += AX_NB) {
                 i64 nc = jend - j0 < AX_NB ? jend - j0 : AX_NB;
                 for (i64 k0 = 0; k0 < K || k0 == 0; k0 += AX_KC) {
