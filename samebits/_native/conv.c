@@ -145,14 +145,7 @@ static const dw16_fn DW16S[DW_OW + 1] = {NULL, dw16_1, dw16_2, dw16_3, dw16_4,
 static void dw_gather16_cl(const void *x, i64 base, i64 P, i64 C, i64 c0, int nc, int dt,
                            float *xb) {
     __mmask16 m = (__mmask16)((1u << nc) - 1);
-    for (i64 p = 0; p < P; p++) {
-        i64 at = base + p * C + c0;
-        __m512 v = dt == BF16
-                       ? _mm512_castsi512_ps(_mm512_slli_epi32(
-                             _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)x + at)), 16))
-                       : _mm512_maskz_loadu_ps(m, (const float *)x + at);
-        _mm512_storeu_ps(xb + 16 * p, v);
-    }
+    for (i64 p = 0; p < P; p++) _mm512_storeu_ps(xb + 16 * p, z16_load_mask(x, base + p * C + c0, m, dt));
 }
 
 /* the same block from item n of an unpadded NCDHW input (D0 x H0 x W0 planes, padded

@@ -193,6 +193,14 @@ static inline __m512 z16_load(const void *p, i64 i, const int dt) {
     }
     return _mm512_loadu_ps((const float *)p + i);
 }
+/* z16_load of the lanes in mask m only, zeros in the others */
+static inline __m512 z16_load_mask(const void *p, i64 i, __mmask16 m, const int dt) {
+    if (dt == BF16) {
+        __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    return _mm512_maskz_loadu_ps(m, (const float *)p + i);
+}
 static inline void z16_store_dt(void *p, i64 i, __m512 v, const int dt) {
     if (dt != BF16) {
         _mm512_storeu_ps((float *)p + i, v);
