@@ -248,13 +248,12 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
     if pointwise and (x.dtype == torch.float32 or math.prod(x.shape[2:]) > 1):
         return _pointwise_nchw(x, weight, bias, groups)
     if Cg == 1 and not keep_cl and x.is_contiguous():
-        if not _small_planes(x, ks, stride, padding):
+        # the AVX-512 paths' channels-last kernel copies each block of 16 channels
+        # compactly, padding an NCHW input itself
+        blocks = _native.lib().isa.startswith("avx512")
+        if not _small_planes(x, ks, stride, padding, blocks):
             return _depthwise_nchw(x, weight, bias, stride, padding, dilation)
-        if (
-            x.dtype in _PAD_NATIVE
-            and weight.shape[0] == C
-            and _native.lib().isa.startswith("avx512")
-        ):
+        if x.dtype in _PAD_NATIVE and weight.shape[0] == C and blocks:
             return _depthwise_blocks(x, weight, bias, stride, padding, dilation)
     xcl, dt = native_view(_padded_cl(x, padding))  # (N, Dp, Hp, Wp, C): exact zeros at fixed taps
     osz = [(xcl.shape[1 + i] - dilation[i] * (ks[i] - 1) - 1) // stride[i] + 1 for i in range(3)]
@@ -269,15 +268,15 @@ def _conv3d(x, weight, bias, stride, padding, dilation, groups, keep_cl) -> torc
     return _gemm_conv(xcl, weight, bias, stride, dilation, osz, groups, dt, keep_cl)
 
 
-def _small_planes(x, ks, stride, padding) -> bool:
+def _small_planes(x, ks, stride, padding, blocks: bool) -> bool:
     """Whether an NCHW depthwise convolution runs through the channels-last kernel
     (vectors across channels) rather than per plane (vectors along rows). Measured
     faster, copies included: for output rows of 14 positions or fewer (ConvNeXt's and
-    MobileNet's 14x14 and 7x7 stages), and on the AVX-512 paths, which copy each block
-    of 16 channels compactly, for kernels of 25 taps or more at any size (ConvNeXt's
-    7x7); 3x3 kernels on large planes run faster per plane."""
+    MobileNet's 14x14 and 7x7 stages), and with ``blocks`` (the AVX-512 paths, which
+    copy each block of 16 channels compactly) for kernels of 25 taps or more at any
+    size (ConvNeXt's 7x7); 3x3 kernels on large planes run faster per plane."""
     ow = (x.shape[4] + 2 * padding[2] - ks[2]) // stride[2] + 1
-    wide = math.prod(ks) >= 25 and _native.lib().isa.startswith("avx512")
+    wide = math.prod(ks) >= 25 and blocks
     return ow <= 14 or wide
 
 
