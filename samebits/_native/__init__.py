@@ -38,7 +38,7 @@ from samebits._native import _build
 from samebits._native._build import BUILT, EXPLICIT, ISA_NEEDS, ISAS
 from samebits.errors import NativeBuildError
 
-ABI_VERSION = 10  # sb_common.h's SB_ABI_VERSION
+ABI_VERSION = 11  # sb_common.h's SB_ABI_VERSION
 
 F32, BF16 = 0, 1
 I64, INT, P, DBL, FLT = (
@@ -62,6 +62,8 @@ SIGNATURES: dict[str, tuple[list, object]] = {
     "sb_sum_all": ([P, I64, INT, INT, P], INT),
     "sb_unary_scalar": ([P, P, I64, INT], None),
     "sb_unary": ([P, P, I64, INT, INT, INT], None),
+    "sb_pw_ops": ([], ctypes.c_char_p),
+    "sb_pointwise": ([INT, I64, P, P, P, P, P, P, INT, P, INT, INT], INT),
     "sb_softmax": ([P, P, I64, I64, INT, INT, INT, INT], INT),
     "sb_attention": ([P, P, P, P, P, INT, P, FLT, INT, INT], INT),
     "sb_norm": ([P, P, P, P, P, P, I64, I64, DBL, INT, INT, INT, INT], None),

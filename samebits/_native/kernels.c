@@ -6,6 +6,7 @@
 #include "gemm.c"
 #include "reductions.c"
 #include "unary.c"
+#include "pointwise.c"
 #include "softmax.c"
 #include "attention.c"
 #include "norm.c"

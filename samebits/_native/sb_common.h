@@ -62,7 +62,7 @@ enum { F32 = 0, BF16 = 1 };
    prototypes below are the ABI: samebits/_native/_loader.py binds them through its
    ctypes table, and tests/native/test_abi.py checks that table against this list.
    Bump SB_ABI_VERSION whenever one changes. */
-#define SB_ABI_VERSION 10
+#define SB_ABI_VERSION 11
 #ifndef SB_ISA
 #define SB_ISA portable
 #endif
@@ -84,6 +84,10 @@ SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const doub
 SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double *out);
 SB_API void SB_FN(sb_unary_scalar)(const float *x, float *y, i64 n, int op);
 SB_API void SB_FN(sb_unary)(const void *x, void *y, i64 n, int op, int dt, int nthreads);
+SB_API const char *SB_FN(sb_pw_ops)(void);
+SB_API int SB_FN(sb_pointwise)(int op, i64 n, const void *x0, const void *x1, const void *x2,
+                               const int *dts, const int *strides, void *y, int odt,
+                               const double *params, int nparams, int nthreads);
 SB_API int SB_FN(sb_softmax)(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in,
                              int dt_out, int nthreads);
 SB_API int SB_FN(sb_attention)(const void *q, const void *k, const void *v, const void *mask,

@@ -1,0 +1,233 @@
+/* ------------------------------------------------------- the pointwise engine */
+/* Every floating elementwise op that is not one correctly rounded IEEE operation runs
+   here, as a fixed sequence of IEEE operations per element written once over the vector
+   layer (sb_simd.h): v_fma only where a formula says fma, no contraction, compares and
+   selects instead of branches. An element's bits therefore depend on its inputs alone:
+   not on its position in a vector, a tail or a thread's share, not on the ISA path,
+   and not on torch's dispatch level or version.
+
+   float32 is computed as written; bfloat16 inputs are widened exactly, computed in
+   float32 and rounded once at the store. A NaN result is stored as the canonical quiet
+   NaN 0x7fc00000 (x86's default NaN is negative, ARM's positive, and which operand's
+   payload survives differs), so NaN outputs have one bit pattern everywhere.
+
+   The ops are listed once, in PW_OPS: name, number of tensor operands, number of
+   scalar parameters. The Python side reads the list from sb_pw_ops() and numbers the
+   ops in its order. pw_<name> is each op's formula; its comment is the definition. */
+#include "sb_simd.h"
+#include "pointwise_math.h"
+
+/* X(name, tensor operands, scalar parameters) */
+#define PW_OPS(X)                                                                                  \
+    X(exp, 1, 0) X(expm1, 1, 0) X(tanh, 1, 0) X(erf, 1, 0) X(erfc, 1, 0) X(log1p, 1, 0)           \
+    X(sigmoid, 1, 0) X(silu, 1, 0) X(gelu, 1, 0) X(gelu_tanh, 1, 0) X(rsqrt, 1, 0)               \
+    X(elu, 1, 3) X(softplus, 1, 2) X(mish, 1, 0) X(softshrink, 1, 1) X(sinh, 1, 0)               \
+    X(cosh, 1, 0) X(atanh, 1, 0)                                                                   \
+    X(add, 2, 1) X(rsub, 2, 1) X(addcmul, 3, 1) X(addcdiv, 3, 1) X(lerp, 3, 0)
+
+/* ---- formulas (a, b, c: the tensor operands; p: the scalar parameters as float32) */
+
+/* exp (the samebits exp of unary.c: softmax and attention use the same operations) */
+VAI vfn pw_exp(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_exp(a); }
+VAI vfn pw_expm1(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_expm1(a); }
+VAI vfn pw_tanh(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_tanh(a); }
+/* erf(x) = 1 - erfc(x) */
+VAI vfn pw_erf(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return n_sub(CF(1.0f), m_erfc(a));
+}
+VAI vfn pw_erfc(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_erfc(a); }
+VAI vfn pw_log1p(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_log1p(a); }
+/* sigmoid(x) = 1 / (1 + exp(-x)) */
+VAI vfn pw_sigmoid(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return n_div(CF(1.0f), n_add(CF(1.0f), m_exp(n_neg(a))));
+}
+/* silu(x) = x / (1 + exp(-x)) */
+VAI vfn pw_silu(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return n_div(a, n_add(CF(1.0f), m_exp(n_neg(a))));
+}
+/* gelu(x) = (0.5 x) erfc(-x / sqrt 2), with -1/sqrt 2 as the float32 -0.707106781 */
+VAI vfn pw_gelu(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return n_mul(n_mul(CF(0.5f), a), m_erfc(n_mul(a, CF(-0.707106781f))));
+}
+/* gelu_tanh(x) = (0.5 x)(1 + tanh(0.797884561 fma(0.044715 x, x x, x))) */
+VAI vfn pw_gelu_tanh(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn u = n_mul(CF(0.797884561f), n_fma(n_mul(CF(0.044715f), a), n_mul(a, a), a));
+    return n_mul(n_mul(CF(0.5f), a), n_add(CF(1.0f), m_tanh(u)));
+}
+/* rsqrt(x) = 1 / sqrt(x) */
+VAI vfn pw_rsqrt(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return n_div(CF(1.0f), n_sqrt(a));
+}
+/* elu(x; p0 = scale, p1 = input_scale, p2 = alpha * scale (rounded once from double)):
+   x > 0 ? x * p0 : expm1(x * p1) * p2   (celu and selu are elu with their constants) */
+VAI vfn pw_elu(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c;
+    vfn neg = n_mul(m_expm1(n_mul(a, CF(p[1]))), CF(p[2]));
+    return n_sel(n_gt(a, n_set1(0.0f)), n_mul(a, CF(p[0])), neg);
+}
+/* softplus(x; beta, threshold): z = x * beta; z > threshold ? x : log1p(exp(z)) / beta */
+VAI vfn m_softplus(vfn a, float beta, float threshold) {
+    vfn z = n_mul(a, CF(beta));
+    vfn soft = n_div(m_log1p(m_exp(z)), CF(beta));
+    return n_sel(n_gt(z, CF(threshold)), a, soft);
+}
+VAI vfn pw_softplus(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c;
+    return m_softplus(a, p[0], p[1]);
+}
+/* mish(x) = x * tanh(softplus(x; 1, 20)) */
+VAI vfn pw_mish(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return n_mul(a, m_tanh(m_softplus(a, 1.0f, 20.0f)));
+}
+/* softshrink(x; l) = x > l ? x - l : (x < -l ? x + l : x * 0)  (x * 0 keeps NaN and sign) */
+VAI vfn pw_softshrink(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c;
+    vfn l = CF(p[0]), nl = CF(-p[0]);
+    vfn inner = n_sel(n_lt(a, nl), n_add(a, l), n_mul(a, CF(0.0f)));
+    return n_sel(n_gt(a, l), n_sub(a, l), inner);
+}
+/* sinh(x) = copysign(|x| > 20 ? (E / 2) E : (e + e / (e + 1)) / 2, x) with e = expm1(|x|),
+   E = exp(|x| / 2) (finite up to sinh's own overflow); the halvings are products by 0.5 */
+VAI vfn pw_sinh(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn x = n_abs(a), e = m_expm1(x);
+    vfn small = n_mul(CF(0.5f), n_add(e, n_div(e, n_add(e, CF(1.0f)))));
+    vfn half = m_exp(n_mul(x, CF(0.5f)));
+    return n_copysign(n_sel(n_gt(x, CF(20.0f)), n_mul(n_mul(half, CF(0.5f)), half), small), a);
+}
+/* cosh(x) = |x| > 20 ? (E / 2) E : (exp(|x|) + 1 / exp(|x|)) / 2 */
+VAI vfn pw_cosh(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn x = n_abs(a), e = m_exp(x);
+    vfn half = m_exp(n_mul(x, CF(0.5f)));
+    vfn small = n_mul(CF(0.5f), n_add(e, n_div(CF(1.0f), e)));
+    return n_sel(n_gt(x, CF(20.0f)), n_mul(n_mul(half, CF(0.5f)), half), small);
+}
+/* atanh(x) = copysign(log1p(2|x| / (1 - |x|)) / 2, x) */
+VAI vfn pw_atanh(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn x = n_abs(a);
+    return n_copysign(n_mul(CF(0.5f), m_log1p(n_div(n_mul(CF(2.0f), x), n_sub(CF(1.0f), x)))), a);
+}
+/* add(a, b; alpha) = fma(b, alpha, a): a + alpha b rounded once (sub is add with -alpha) */
+VAI vfn pw_add(vfn a, vfn b, vfn c, const float *p) { (void)c; return n_fma(b, CF(p[0]), a); }
+/* rsub(a, b; alpha) = b - alpha a = fma(a, -alpha, b) */
+VAI vfn pw_rsub(vfn a, vfn b, vfn c, const float *p) { (void)c; return n_fma(a, CF(-p[0]), b); }
+/* addcmul(a, b, c; value) = fma(b c, value, a): the product rounded, then one fma */
+VAI vfn pw_addcmul(vfn a, vfn b, vfn c, const float *p) { return n_fma(n_mul(b, c), CF(p[0]), a); }
+/* addcdiv(a, b, c; value) = fma(b / c, value, a) */
+VAI vfn pw_addcdiv(vfn a, vfn b, vfn c, const float *p) { return n_fma(n_div(b, c), CF(p[0]), a); }
+/* lerp(a, b, w) = |w| < 0.5 ? fma(w, b - a, a) : fma(a - b, 1 - w, b)  (torch's two branches,
+   each rounded once after the difference) */
+VAI vfn pw_lerp(vfn a, vfn b, vfn w, const float *p) {
+    (void)p;
+    vfn d = n_sub(b, a);
+    vfn lo = n_fma(w, d, a), hi = n_fma(n_neg(d), n_sub(CF(1.0f), w), b);
+    return n_sel(n_lt(n_abs(w), CF(0.5f)), lo, hi);
+}
+
+/* ---- the driver */
+enum {
+#define PW_ENUM(name, n, k) PW_##name,
+    PW_OPS(PW_ENUM)
+#undef PW_ENUM
+        PW_COUNT
+};
+
+static const int pw_arity[] = {
+#define PW_ARITY(name, n, k) n,
+    PW_OPS(PW_ARITY)
+#undef PW_ARITY
+};
+
+static const char pw_names[] =
+#define PW_NAME(name, n, k) #name ":" #n ":" #k ";"
+    PW_OPS(PW_NAME)
+#undef PW_NAME
+    ;
+
+/* "name:operands:params;" for each op, in the order of their codes */
+SB_API const char *SB_FN(sb_pw_ops)(void) { return pw_names; }
+
+#define PW_BLK 1024 /* elements per task: a multiple of every bundle width */
+
+/* NaN -> the canonical quiet NaN, every other value unchanged */
+VAI vfn pw_canon(vfn y) { return n_sel(n_isnan(y), n_from_bits(ni_set1(0x7fc00000)), y); }
+
+/* op on m <= PW_BLK float32 elements: o[i] = op(a[i], b[i], c[i]) */
+static void pw_block(int op, const float *a, const float *b, const float *c, float *o, int m,
+                     const float *p) {
+    int i = 0;
+    switch (op) {
+#define PW_CASE(name, n, k)                                                                        \
+    case PW_##name:                                                                                \
+        for (; i + VNW <= m; i += VNW) {                                                             \
+            vfn x = n_load(a + i), y = n > 1 ? n_load(b + i) : x, z = n > 2 ? n_load(c + i) : x;   \
+            n_store(o + i, pw_canon(pw_##name(x, y, z, p)));                                       \
+        }                                                                                          \
+        if (i < m) { /* the tail through the same body, padded with zeros */                     \
+            float ta[VNW] = {0}, tb[VNW] = {0}, tc[VNW] = {0}, to[VNW];                                \
+            memcpy(ta, a + i, (size_t)(m - i) * 4);                                                \
+            if (n > 1) memcpy(tb, b + i, (size_t)(m - i) * 4);                                     \
+            if (n > 2) memcpy(tc, c + i, (size_t)(m - i) * 4);                                     \
+            vfn x = n_load(ta), y = n_load(tb), z = n_load(tc);                                    \
+            n_store(to, pw_canon(pw_##name(x, y, z, p)));                                          \
+            memcpy(o + i, to, (size_t)(m - i) * 4);                                                \
+        }                                                                                          \
+        break;
+        PW_OPS(PW_CASE)
+#undef PW_CASE
+    }
+}
+
+/* operand j of a task as float32: the tensor itself (float32, contiguous), or widened
+   from bfloat16 into buf, or a broadcast scalar (stride 0) filled into buf */
+static const float *pw_operand(const void *x, int dt, int stride, i64 a0, int m, float *buf) {
+    if (stride == 0) {
+        float v = ld(x, 0, dt);
+        for (int i = 0; i < m; i++) buf[i] = v;
+        return buf;
+    }
+    if (dt == F32) return (const float *)x + a0;
+    const uint16_t *h = (const uint16_t *)x + a0;
+    for (int i = 0; i < m; i++) buf[i] = bf2f(h[i]);
+    return buf;
+}
+
+/* y[i] = op(x0[i], x1[i], x2[i]; params) for i < n. dts[j]: operand j's dtype (F32 or
+   BF16); strides[j]: 1 (contiguous) or 0 (one value broadcast); odt: y's dtype;
+   params: the op's scalars (double, rounded to float32 once here). Returns 0, -1 for
+   an unknown op. */
+SB_API int SB_FN(sb_pointwise)(int op, i64 n, const void *x0, const void *x1, const void *x2,
+                               const int *dts, const int *strides, void *y, int odt,
+                               const double *params, int nparams, int nthreads) {
+    if (op < 0 || op >= PW_COUNT) return -1;
+    float p[8] = {0};
+    for (int j = 0; j < nparams && j < 8; j++) p[j] = (float)params[j];
+    const void *xs[3] = {x0, x1 ? x1 : x0, x2 ? x2 : x0};
+    int th = threads_for(n * 4, nthreads);
+    i64 blocks = (n + PW_BLK - 1) / PW_BLK;
+#pragma omp parallel for schedule(dynamic, dyn_chunk(blocks, th)) num_threads(th)
+    for (i64 bk = 0; bk < blocks; bk++) {
+        float buf[3][PW_BLK], out[PW_BLK];
+        i64 a0 = bk * PW_BLK;
+        int m = (int)(n - a0 < PW_BLK ? n - a0 : PW_BLK);
+        const float *in[3];
+        for (int j = 0; j < 3; j++)
+            in[j] = j < pw_arity[op] ? pw_operand(xs[j], dts[j], strides[j], a0, m, buf[j]) : in[0];
+        float *o = odt == F32 ? (float *)y + a0 : out;
+        pw_block(op, in[0], in[1], in[2], o, m, p);
+        if (odt != F32) {
+            uint16_t *h = (uint16_t *)y + a0;
+            for (int i = 0; i < m; i++) h[i] = f2bf(out[i]);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,321 @@
+#ifndef SB_SIMD_H
+#define SB_SIMD_H
+/* The vector layer: one small set of operations on float32 vectors, with a backend per
+ * ISA path, so that a kernel body is written once and compiled for every width.
+ *
+ *   backend        lanes (VW)   chosen when the translation unit is compiled with
+ *   SB_V_AVX512    16           __AVX512F__ (the avx512, avx512_bf16 and amx paths)
+ *   SB_V_AVX2      8            __AVX2__ and __FMA__ (the avx2 path)
+ *   SB_V_NEON      4            __ARM_NEON (the neon path on aarch64)
+ *   SB_V_SCALAR    1            anything else (the portable path)
+ *
+ * Types: vf (VW floats), vi (VW int32), vm (a VW-lane mask, the result of a compare).
+ * Every operation is lane-wise and its result in a lane depends only on that lane's
+ * inputs, with the same IEEE-754 meaning on every backend:
+ *   v_add v_sub v_mul v_div v_sqrt   correctly rounded, as the C operators and sqrtf
+ *   v_fma(a, b, c)                   a * b + c rounded once (fmaf)
+ *   v_lt v_le v_gt v_ge v_eq         ordered compares: false when either lane is NaN
+ *   v_ne v_unord                     true when either lane is NaN
+ *   v_sel(m, a, b)                   m ? a : b, bit for bit (no arithmetic, so a NaN
+ *                                    or a signed zero is kept as it is)
+ *   v_rint v_floor v_ceil v_trunc    exact roundings to an integral float
+ *                                    (rint: to nearest, ties to even)
+ * There is deliberately no min/max: x86's and ARM's disagree on NaN and on -0, so a
+ * kernel writes the compare and the select it means.
+ * Integer lanes: vi_cvt(v) truncates a float to int32 and vi_tof converts back; a
+ * kernel only converts values it has bounded (x86 gives INT_MIN out of range, ARM
+ * saturates, C leaves it undefined). Shifts take constant counts.
+ *
+ * Bundles: the elementwise engine steps VN vectors side by side (a vfn holds VN vf).
+ * One vector's chain of dependent operations (a polynomial, a division) is long,
+ * and running several independent chains at once keeps the FMA units busy; GCC
+ * scalarizes the struct when everything is inlined. The n_* operations are the v_*
+ * operations applied to each of the VN vectors: the bundle size changes the schedule,
+ * never an element's operations.
+ *
+ * Compiled with -ffp-contract=off, so the only fused operation is v_fma.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define VAI static inline __attribute__((always_inline))
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define SB_V_AVX512 1
+#define VW 16
+typedef __m512 vf;
+typedef __m512i vi;
+typedef __mmask16 vm;
+VAI vf v_set1(float x) { return _mm512_set1_ps(x); }
+VAI vf v_zero(void) { return _mm512_setzero_ps(); }
+VAI vf v_load(const float *p) { return _mm512_loadu_ps(p); }
+VAI void v_store(float *p, vf v) { _mm512_storeu_ps(p, v); }
+VAI vf v_add(vf a, vf b) { return _mm512_add_ps(a, b); }
+VAI vf v_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+VAI vf v_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+VAI vf v_div(vf a, vf b) { return _mm512_div_ps(a, b); }
+VAI vf v_sqrt(vf a) { return _mm512_sqrt_ps(a); }
+VAI vf v_fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+VAI vm v_lt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+VAI vm v_le(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
+VAI vm v_gt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+VAI vm v_ge(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+VAI vm v_eq(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+VAI vm v_ne(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ); }
+VAI vm v_unord(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q); }
+VAI vf v_sel(vm m, vf a, vf b) { return _mm512_mask_blend_ps(m, b, a); }
+VAI vm m_and(vm a, vm b) { return (vm)(a & b); }
+VAI vm m_or(vm a, vm b) { return (vm)(a | b); }
+VAI vm m_not(vm a) { return (vm)~a; }
+VAI int m_any(vm a) { return a != 0; }
+VAI vf v_rint(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+VAI vf v_floor(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+VAI vf v_ceil(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC); }
+VAI vf v_trunc(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC); }
+VAI vi v_bits(vf a) { return _mm512_castps_si512(a); }
+VAI vf v_from_bits(vi a) { return _mm512_castsi512_ps(a); }
+VAI vi vi_set1(int32_t x) { return _mm512_set1_epi32(x); }
+VAI vi vi_add(vi a, vi b) { return _mm512_add_epi32(a, b); }
+VAI vi vi_sub(vi a, vi b) { return _mm512_sub_epi32(a, b); }
+VAI vi vi_and(vi a, vi b) { return _mm512_and_si512(a, b); }
+VAI vi vi_or(vi a, vi b) { return _mm512_or_si512(a, b); }
+VAI vi vi_xor(vi a, vi b) { return _mm512_xor_si512(a, b); }
+#define vi_sll(a, n) _mm512_slli_epi32((a), (n))
+#define vi_srl(a, n) _mm512_srli_epi32((a), (n))
+#define vi_sra(a, n) _mm512_srai_epi32((a), (n))
+VAI vm vi_gt(vi a, vi b) { return _mm512_cmpgt_epi32_mask(a, b); }
+VAI vm vi_eq(vi a, vi b) { return _mm512_cmpeq_epi32_mask(a, b); }
+VAI vi vi_sel(vm m, vi a, vi b) { return _mm512_mask_blend_epi32(m, b, a); }
+VAI vi vi_cvt(vf a) { return _mm512_cvttps_epi32(a); }
+VAI vf vi_tof(vi a) { return _mm512_cvtepi32_ps(a); }
+
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define SB_V_AVX2 1
+#define VW 8
+typedef __m256 vf;
+typedef __m256i vi;
+typedef __m256 vm; /* all-ones or all-zeros lanes */
+VAI vf v_set1(float x) { return _mm256_set1_ps(x); }
+VAI vf v_zero(void) { return _mm256_setzero_ps(); }
+VAI vf v_load(const float *p) { return _mm256_loadu_ps(p); }
+VAI void v_store(float *p, vf v) { _mm256_storeu_ps(p, v); }
+VAI vf v_add(vf a, vf b) { return _mm256_add_ps(a, b); }
+VAI vf v_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+VAI vf v_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+VAI vf v_div(vf a, vf b) { return _mm256_div_ps(a, b); }
+VAI vf v_sqrt(vf a) { return _mm256_sqrt_ps(a); }
+VAI vf v_fma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+VAI vm v_lt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+VAI vm v_le(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
+VAI vm v_gt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+VAI vm v_ge(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+VAI vm v_eq(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+VAI vm v_ne(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_NEQ_UQ); }
+VAI vm v_unord(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_UNORD_Q); }
+VAI vf v_sel(vm m, vf a, vf b) { return _mm256_blendv_ps(b, a, m); }
+VAI vm m_and(vm a, vm b) { return _mm256_and_ps(a, b); }
+VAI vm m_or(vm a, vm b) { return _mm256_or_ps(a, b); }
+VAI vm m_not(vm a) { return _mm256_xor_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(-1))); }
+VAI int m_any(vm a) { return _mm256_movemask_ps(a) != 0; }
+VAI vf v_rint(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+VAI vf v_floor(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+VAI vf v_ceil(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC); }
+VAI vf v_trunc(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC); }
+VAI vi v_bits(vf a) { return _mm256_castps_si256(a); }
+VAI vf v_from_bits(vi a) { return _mm256_castsi256_ps(a); }
+VAI vi vi_set1(int32_t x) { return _mm256_set1_epi32(x); }
+VAI vi vi_add(vi a, vi b) { return _mm256_add_epi32(a, b); }
+VAI vi vi_sub(vi a, vi b) { return _mm256_sub_epi32(a, b); }
+VAI vi vi_and(vi a, vi b) { return _mm256_and_si256(a, b); }
+VAI vi vi_or(vi a, vi b) { return _mm256_or_si256(a, b); }
+VAI vi vi_xor(vi a, vi b) { return _mm256_xor_si256(a, b); }
+#define vi_sll(a, n) _mm256_slli_epi32((a), (n))
+#define vi_srl(a, n) _mm256_srli_epi32((a), (n))
+#define vi_sra(a, n) _mm256_srai_epi32((a), (n))
+VAI vm vi_gt(vi a, vi b) { return _mm256_castsi256_ps(_mm256_cmpgt_epi32(a, b)); }
+VAI vm vi_eq(vi a, vi b) { return _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)); }
+VAI vi vi_sel(vm m, vi a, vi b) {
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(b), _mm256_castsi256_ps(a), m));
+}
+VAI vi vi_cvt(vf a) { return _mm256_cvttps_epi32(a); }
+VAI vf vi_tof(vi a) { return _mm256_cvtepi32_ps(a); }
+
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#define SB_V_NEON 1
+#define VW 4
+typedef float32x4_t vf;
+typedef int32x4_t vi;
+typedef uint32x4_t vm;
+VAI vf v_set1(float x) { return vdupq_n_f32(x); }
+VAI vf v_zero(void) { return vdupq_n_f32(0.0f); }
+VAI vf v_load(const float *p) { return vld1q_f32(p); }
+VAI void v_store(float *p, vf v) { vst1q_f32(p, v); }
+VAI vf v_add(vf a, vf b) { return vaddq_f32(a, b); }
+VAI vf v_sub(vf a, vf b) { return vsubq_f32(a, b); }
+VAI vf v_mul(vf a, vf b) { return vmulq_f32(a, b); }
+VAI vf v_div(vf a, vf b) { return vdivq_f32(a, b); }
+VAI vf v_sqrt(vf a) { return vsqrtq_f32(a); }
+VAI vf v_fma(vf a, vf b, vf c) { return vfmaq_f32(c, a, b); }
+VAI vm v_lt(vf a, vf b) { return vcltq_f32(a, b); }
+VAI vm v_le(vf a, vf b) { return vcleq_f32(a, b); }
+VAI vm v_gt(vf a, vf b) { return vcgtq_f32(a, b); }
+VAI vm v_ge(vf a, vf b) { return vcgeq_f32(a, b); }
+VAI vm v_eq(vf a, vf b) { return vceqq_f32(a, b); }
+VAI vm v_ne(vf a, vf b) { return vmvnq_u32(vceqq_f32(a, b)); }
+VAI vm v_unord(vf a, vf b) { return vmvnq_u32(vandq_u32(vceqq_f32(a, a), vceqq_f32(b, b))); }
+VAI vf v_sel(vm m, vf a, vf b) { return vbslq_f32(m, a, b); }
+VAI vm m_and(vm a, vm b) { return vandq_u32(a, b); }
+VAI vm m_or(vm a, vm b) { return vorrq_u32(a, b); }
+VAI vm m_not(vm a) { return vmvnq_u32(a); }
+VAI int m_any(vm a) { return vmaxvq_u32(a) != 0; }
+VAI vf v_rint(vf a) { return vrndnq_f32(a); }
+VAI vf v_floor(vf a) { return vrndmq_f32(a); }
+VAI vf v_ceil(vf a) { return vrndpq_f32(a); }
+VAI vf v_trunc(vf a) { return vrndq_f32(a); }
+VAI vi v_bits(vf a) { return vreinterpretq_s32_f32(a); }
+VAI vf v_from_bits(vi a) { return vreinterpretq_f32_s32(a); }
+VAI vi vi_set1(int32_t x) { return vdupq_n_s32(x); }
+VAI vi vi_add(vi a, vi b) { return vaddq_s32(a, b); }
+VAI vi vi_sub(vi a, vi b) { return vsubq_s32(a, b); }
+VAI vi vi_and(vi a, vi b) { return vandq_s32(a, b); }
+VAI vi vi_or(vi a, vi b) { return vorrq_s32(a, b); }
+VAI vi vi_xor(vi a, vi b) { return veorq_s32(a, b); }
+#define vi_sll(a, n) vshlq_n_s32((a), (n))
+#define vi_srl(a, n) vreinterpretq_s32_u32(vshrq_n_u32(vreinterpretq_u32_s32(a), (n)))
+#define vi_sra(a, n) vshrq_n_s32((a), (n))
+VAI vm vi_gt(vi a, vi b) { return vcgtq_s32(a, b); }
+VAI vm vi_eq(vi a, vi b) { return vceqq_s32(a, b); }
+VAI vi vi_sel(vm m, vi a, vi b) { return vbslq_s32(m, a, b); }
+VAI vi vi_cvt(vf a) { return vcvtq_s32_f32(a); }
+VAI vf vi_tof(vi a) { return vcvtq_f32_s32(a); }
+
+#else
+#define SB_V_SCALAR 1
+#define VW 1
+typedef float vf;
+typedef int32_t vi;
+typedef int vm;
+VAI vf v_set1(float x) { return x; }
+VAI vf v_zero(void) { return 0.0f; }
+VAI vf v_load(const float *p) { return *p; }
+VAI void v_store(float *p, vf v) { *p = v; }
+VAI vf v_add(vf a, vf b) { return a + b; }
+VAI vf v_sub(vf a, vf b) { return a - b; }
+VAI vf v_mul(vf a, vf b) { return a * b; }
+VAI vf v_div(vf a, vf b) { return a / b; }
+VAI vf v_sqrt(vf a) { return sqrtf(a); }
+VAI vf v_fma(vf a, vf b, vf c) { return fmaf(a, b, c); }
+VAI vm v_lt(vf a, vf b) { return a < b; }
+VAI vm v_le(vf a, vf b) { return a <= b; }
+VAI vm v_gt(vf a, vf b) { return a > b; }
+VAI vm v_ge(vf a, vf b) { return a >= b; }
+VAI vm v_eq(vf a, vf b) { return a == b; }
+VAI vm v_ne(vf a, vf b) { return !(a == b); }
+VAI vm v_unord(vf a, vf b) { return a != a || b != b; }
+VAI vf v_sel(vm m, vf a, vf b) { return m ? a : b; }
+VAI vm m_and(vm a, vm b) { return a & b; }
+VAI vm m_or(vm a, vm b) { return a | b; }
+VAI vm m_not(vm a) { return !a; }
+VAI int m_any(vm a) { return a != 0; }
+VAI vf v_rint(vf a) { return rintf(a); }
+VAI vf v_floor(vf a) { return floorf(a); }
+VAI vf v_ceil(vf a) { return ceilf(a); }
+VAI vf v_trunc(vf a) { return truncf(a); }
+VAI vi v_bits(vf a) { vi r; memcpy(&r, &a, 4); return r; }
+VAI vf v_from_bits(vi a) { vf r; memcpy(&r, &a, 4); return r; }
+VAI vi vi_set1(int32_t x) { return x; }
+VAI vi vi_add(vi a, vi b) { return (vi)((uint32_t)a + (uint32_t)b); }
+VAI vi vi_sub(vi a, vi b) { return (vi)((uint32_t)a - (uint32_t)b); }
+VAI vi vi_and(vi a, vi b) { return a & b; }
+VAI vi vi_or(vi a, vi b) { return a | b; }
+VAI vi vi_xor(vi a, vi b) { return a ^ b; }
+#define vi_sll(a, n) ((vi)((uint32_t)(a) << (n)))
+#define vi_srl(a, n) ((vi)((uint32_t)(a) >> (n)))
+#define vi_sra(a, n) ((vi)((a) >> (n)))
+VAI vm vi_gt(vi a, vi b) { return a > b; }
+VAI vm vi_eq(vi a, vi b) { return a == b; }
+VAI vi vi_sel(vm m, vi a, vi b) { return m ? a : b; }
+VAI vi vi_cvt(vf a) { return (vi)a; }
+VAI vf vi_tof(vi a) { return (vf)a; }
+#endif
+
+/* Lane-independent helpers built from the operations above (the same on every backend) */
+VAI vf v_neg(vf a) { return v_from_bits(vi_xor(v_bits(a), vi_set1((int32_t)0x80000000u))); }
+VAI vf v_abs(vf a) { return v_from_bits(vi_and(v_bits(a), vi_set1(0x7fffffff))); }
+/* |a| with b's sign bit */
+VAI vf v_copysign(vf a, vf b) {
+    return v_from_bits(vi_or(vi_and(v_bits(a), vi_set1(0x7fffffff)),
+                             vi_and(v_bits(b), vi_set1((int32_t)0x80000000u))));
+}
+VAI vm v_isnan(vf a) { return v_ne(a, a); }
+/* 2^n for integral n in [-126, 127], exactly */
+VAI vf v_pow2i(vi n) { return v_from_bits(vi_sll(vi_add(n, vi_set1(127)), 23)); }
+
+/* ------------------------------------------------------------------ bundles */
+#ifndef VN
+#define VN 8 /* vectors per bundle, on every backend */
+#endif
+typedef struct { vf v[VN]; } vfn;
+typedef struct { vi v[VN]; } vin;
+typedef struct { vm v[VN]; } vmn;
+#define VEACH for (int u_ = 0; u_ < VN; u_++)
+#define VN_UN(name, T, R, expr) VAI R name(T a) { R r; VEACH r.v[u_] = expr; return r; }
+#define VN_BIN(name, T, R, expr) VAI R name(T a, T b) { R r; VEACH r.v[u_] = expr; return r; }
+VN_UN(n_sqrt, vfn, vfn, v_sqrt(a.v[u_]))
+VN_UN(n_neg, vfn, vfn, v_neg(a.v[u_]))
+VN_UN(n_abs, vfn, vfn, v_abs(a.v[u_]))
+VN_UN(n_rint, vfn, vfn, v_rint(a.v[u_]))
+VN_UN(n_floor, vfn, vfn, v_floor(a.v[u_]))
+VN_UN(n_ceil, vfn, vfn, v_ceil(a.v[u_]))
+VN_UN(n_trunc, vfn, vfn, v_trunc(a.v[u_]))
+VN_UN(n_isnan, vfn, vmn, v_isnan(a.v[u_]))
+VN_UN(n_bits, vfn, vin, v_bits(a.v[u_]))
+VN_UN(n_from_bits, vin, vfn, v_from_bits(a.v[u_]))
+VN_UN(n_cvt, vfn, vin, vi_cvt(a.v[u_]))
+VN_UN(n_itof, vin, vfn, vi_tof(a.v[u_]))
+VN_UN(n_pow2i, vin, vfn, v_pow2i(a.v[u_]))
+VN_UN(m_notn, vmn, vmn, m_not(a.v[u_]))
+VN_BIN(n_add, vfn, vfn, v_add(a.v[u_], b.v[u_]))
+VN_BIN(n_sub, vfn, vfn, v_sub(a.v[u_], b.v[u_]))
+VN_BIN(n_mul, vfn, vfn, v_mul(a.v[u_], b.v[u_]))
+VN_BIN(n_div, vfn, vfn, v_div(a.v[u_], b.v[u_]))
+VN_BIN(n_copysign, vfn, vfn, v_copysign(a.v[u_], b.v[u_]))
+VN_BIN(n_lt, vfn, vmn, v_lt(a.v[u_], b.v[u_]))
+VN_BIN(n_le, vfn, vmn, v_le(a.v[u_], b.v[u_]))
+VN_BIN(n_gt, vfn, vmn, v_gt(a.v[u_], b.v[u_]))
+VN_BIN(n_ge, vfn, vmn, v_ge(a.v[u_], b.v[u_]))
+VN_BIN(n_eq, vfn, vmn, v_eq(a.v[u_], b.v[u_]))
+VN_BIN(n_ne, vfn, vmn, v_ne(a.v[u_], b.v[u_]))
+VN_BIN(n_unord, vfn, vmn, v_unord(a.v[u_], b.v[u_]))
+VN_BIN(m_andn, vmn, vmn, m_and(a.v[u_], b.v[u_]))
+VN_BIN(m_orn, vmn, vmn, m_or(a.v[u_], b.v[u_]))
+VN_BIN(ni_add, vin, vin, vi_add(a.v[u_], b.v[u_]))
+VN_BIN(ni_sub, vin, vin, vi_sub(a.v[u_], b.v[u_]))
+VN_BIN(ni_and, vin, vin, vi_and(a.v[u_], b.v[u_]))
+VN_BIN(ni_or, vin, vin, vi_or(a.v[u_], b.v[u_]))
+VN_BIN(ni_xor, vin, vin, vi_xor(a.v[u_], b.v[u_]))
+VN_BIN(ni_gt, vin, vmn, vi_gt(a.v[u_], b.v[u_]))
+VN_BIN(ni_eq, vin, vmn, vi_eq(a.v[u_], b.v[u_]))
+#undef VN_UN
+#undef VN_BIN
+VAI vfn n_fma(vfn a, vfn b, vfn c) { vfn r; VEACH r.v[u_] = v_fma(a.v[u_], b.v[u_], c.v[u_]); return r; }
+VAI vfn n_sel(vmn m, vfn a, vfn b) { vfn r; VEACH r.v[u_] = v_sel(m.v[u_], a.v[u_], b.v[u_]); return r; }
+VAI vin ni_sel(vmn m, vin a, vin b) { vin r; VEACH r.v[u_] = vi_sel(m.v[u_], a.v[u_], b.v[u_]); return r; }
+VAI vfn n_set1(float x) { vfn r; VEACH r.v[u_] = v_set1(x); return r; }
+VAI vin ni_set1(int32_t x) { vin r; VEACH r.v[u_] = vi_set1(x); return r; }
+VAI int m_anyn(vmn m) { int a = 0; VEACH a |= m_any(m.v[u_]); return a; }
+#define ni_sll(a, n) ({ vin r_; VEACH r_.v[u_] = vi_sll((a).v[u_], (n)); r_; })
+#define ni_srl(a, n) ({ vin r_; VEACH r_.v[u_] = vi_srl((a).v[u_], (n)); r_; })
+#define ni_sra(a, n) ({ vin r_; VEACH r_.v[u_] = vi_sra((a).v[u_], (n)); r_; })
+/* a constant, written CF(1.5f) in a formula */
+#define CF(x) n_set1(x)
+/* float lanes of a bundle as an array (VN * VW floats), for loads and stores */
+VAI vfn n_load(const float *p) { vfn r; VEACH r.v[u_] = v_load(p + u_ * VW); return r; }
+VAI void n_store(float *p, vfn a) { VEACH v_store(p + u_ * VW, a.v[u_]); }
+#define VNW (VN * VW) /* floats per bundle */
+
+#endif /* SB_SIMD_H */
