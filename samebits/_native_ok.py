@@ -48,17 +48,21 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "isin.Scalar_Tensor", "isin.Tensor_Scalar", "isin.Tensor_Tensor",
         "histc", "bincount",
     ),
-    "one correctly rounded operation (or a fixed few) per output element, no reduction: "
-    "measured the same at every position and dispatch level": (
-        "rsub.Tensor", "_add_relu.Scalar", "_add_relu.Tensor", "_prelu_kernel",
-        "floor_divide", "floor_divide.Scalar", "hardswish",
+    "one correctly rounded operation per output element (x * w, or a select), no "
+    "reduction": ("_prelu_kernel",),
+    "floor division: fmod (exact), one subtraction, one division and exact roundings, "
+    "the same sequence in torch's vector and scalar loops": (
+        "floor_divide", "floor_divide.Scalar",
+    ),
+    "factories whose values come from their scalar arguments alone (no input tensor to "
+    "vary); measured the same at every position and dispatch level": (
         "linspace.Scalar_Tensor", "linspace.Tensor_Scalar", "linspace.Tensor_Tensor",
         "logspace.Scalar_Tensor", "logspace.Tensor_Scalar", "logspace.Tensor_Tensor",
     ),
     "CPU cumsum is a sequential scan per row (double accumulator)": ("cumsum",),
     "quantization and weight packing: elementwise rounding or layout, no reduction": (
         "quantize_per_channel", "quantize_per_tensor", "quantize_per_tensor.tensor_qparams",
-        "quantize_per_tensor_dynamic", "dequantize.self", "_make_per_channel_quantized_tensor",
+        "dequantize.self", "_make_per_channel_quantized_tensor",
         "_make_per_tensor_quantized_tensor", "_empty_per_channel_affine_quantized",
         "fake_quantize_per_channel_affine_cachemask",
         "fake_quantize_per_tensor_affine_cachemask",
@@ -70,8 +74,16 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "_standard_gamma_grad", "_fake_quantize_learnable_per_channel_affine",
         "_fake_quantize_learnable_per_tensor_affine", "glu_jvp",
     ),
-    "random sampling (seeded), which the audit reports; no reduction": (
-        "_philox_normal", "_philox_uniform",
+    "random draws made exactly from the generator's bits (integers, a permutation, bits "
+    "scaled by a power of two, or compared with p): the same draws for the same generator "
+    "state on every CPU; the audit reports random ops in eval forwards": (
+        "random", "random.from", "random.to", "randint", "randint.generator", "randint.low",
+        "randint.low_generator", "randint_like", "randint_like.Tensor",
+        "randint_like.Tensor_generator", "randint_like.generator", "randint_like.low_dtype",
+        "randint_like.low_generator_dtype", "randperm", "randperm.generator", "rand",
+        "rand.generator", "rand_like", "rand_like.generator", "bernoulli", "bernoulli.p",
+        "bernoulli.Tensor", "bernoulli_.Tensor", "bernoulli_.float", "native_dropout",
+        "_fused_dropout",
     ),
     "assertions and test ops of torch's own": (
         "_functional_assert_async.msg", "_functional_assert_scalar",
@@ -84,3 +96,47 @@ _GROUPS: dict[str, tuple[str, ...]] = {
 # fmt: on
 
 NATIVE_OK: dict[str, str] = {op: why for why, ops in _GROUPS.items() for op in ops}
+
+
+# Pointwise ops (every overload, with their in-place and out= forms) whose torch kernel
+# gives each output element as one correctly rounded IEEE-754 operation of its inputs
+# (add, sub, mul, div, sqrt: the same bits on every machine by IEEE-754), an exact
+# operation (a negation, a rounding to an integral value, fmod, a comparison, a select,
+# a cast's rounding), or integer arithmetic. The rest of the floating elementwise ops
+# run in samebits' pointwise engine (samebits/ops/pointwise.py). add, sub and mul, div
+# with a scaling or on complex numbers are guarded in samebits/_policy.py.
+_POINTWISE_GROUPS: dict[str, tuple[str, ...]] = {
+    "one correctly rounded IEEE-754 operation per element (bfloat16 and float16 are "
+    "computed in float32 and rounded once)": (
+        "sqrt", "reciprocal", "square", "true_divide", "deg2rad", "rad2deg", "leaky_relu",
+        "leaky_relu_backward",
+    ),
+    "exact per element: a sign or absolute value, a rounding to an integral value, a "
+    "remainder (fmod is exact; remainder adds the divisor once), frexp": (
+        "abs", "absolute", "neg", "negative", "positive", "floor", "ceil", "trunc", "fix",
+        "frac", "sign", "sgn", "signbit", "copysign", "nextafter", "fmod", "remainder",
+        "frexp", "conj_physical", "_conj_physical", "resolve_conj", "resolve_neg",
+    ),
+    "a comparison or a select per element (NaN and signed zeros follow IEEE-754 "
+    "compares): exact": (
+        "eq", "ne", "lt", "le", "gt", "ge", "less", "less_equal", "greater", "greater_equal",
+        "not_equal", "equal", "isnan", "isinf", "isposinf", "isneginf", "isfinite", "isreal",
+        "maximum", "minimum", "fmax", "fmin", "max", "min", "clamp", "clamp_min", "clamp_max",
+        "clip", "hardtanh", "hardtanh_backward", "relu", "relu6", "threshold",
+        "threshold_backward", "hardshrink", "hardshrink_backward", "softshrink_backward",
+        "heaviside", "where", "masked_fill", "nan_to_num", "logical_and", "logical_or",
+        "logical_xor", "logical_not",
+    ),
+    "integer and bit operations (exact)": (
+        "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "bitwise_left_shift",
+        "bitwise_right_shift", "__and__", "__or__", "__xor__", "__lshift__", "__rshift__",
+        "__iand__", "__ior__", "__ixor__", "__ilshift__", "__irshift__", "gcd", "lcm",
+    ),
+    "a copy or a cast (one correctly rounded conversion per element)": (
+        "clone", "copy", "_copy_from", "_copy_from_and_resize", "_to_copy", "to", "fill",
+        "zero", "detach", "alias", "lift_fresh", "lift_fresh_copy", "contiguous",
+    ),
+}
+NATIVE_POINTWISE: dict[str, str] = {
+    base: why for why, bases in _POINTWISE_GROUPS.items() for base in bases
+}

@@ -20,7 +20,7 @@ import math
 import torch
 
 from samebits.errors import UnsupportedInputError
-from samebits.ops import attention, elementwise, matmul, norms, reductions
+from samebits.ops import attention, pointwise, matmul, norms, reductions
 from samebits.ops._common import check_float, is_exact_dtype
 from samebits.ops.matmul import bmm_f32
 from samebits.ops.softmax import masked_softmax_f32
@@ -143,7 +143,7 @@ def transformer_encoder_layer_fwd(
 
     def ffn(x):
         h = matmul.linear(x, ffn_weight_1, ffn_bias_1)
-        h = elementwise.gelu(h) if use_gelu else torch.relu(h)
+        h = pointwise.gelu(h) if use_gelu else torch.relu(h)
         return matmul.linear(h, ffn_weight_2, ffn_bias_2)
 
     x = src

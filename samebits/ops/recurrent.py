@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from samebits.errors import NotInvariantError, UnsupportedInputError
-from samebits.ops import elementwise, matmul
+from samebits.ops import pointwise, matmul
 from samebits.ops._common import check_float, is_exact_dtype
 
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
@@ -54,21 +54,21 @@ def _cell(kind, xp, h, c, w_hh, b_hh, w_hr):
     if kind == "lstm":
         g = xp + hh
         i, f, gg, o = g.chunk(4, dim=1)
-        i, f, o = elementwise.sigmoid(i), elementwise.sigmoid(f), elementwise.sigmoid(o)
-        c = f * c + i * elementwise.tanh(gg)
-        h = o * elementwise.tanh(c)
+        i, f, o = pointwise.sigmoid(i), pointwise.sigmoid(f), pointwise.sigmoid(o)
+        c = f * c + i * pointwise.tanh(gg)
+        h = o * pointwise.tanh(c)
         if w_hr is not None:
             h = matmul.linear(h, w_hr)
         return h, c
     if kind == "gru":
         xr, xz, xn = xp.chunk(3, dim=1)
         hr, hz, hn = hh.chunk(3, dim=1)
-        r = elementwise.sigmoid(xr + hr)
-        z = elementwise.sigmoid(xz + hz)
-        n = elementwise.tanh(xn + r * hn)
+        r = pointwise.sigmoid(xr + hr)
+        z = pointwise.sigmoid(xz + hz)
+        n = pointwise.tanh(xn + r * hn)
         return n + z * (h - n), None
     s = xp + hh
-    return (elementwise.tanh(s) if kind == "rnn_tanh" else torch.relu(s)), None
+    return (pointwise.tanh(s) if kind == "rnn_tanh" else torch.relu(s)), None
 
 
 def _run_direction(kind, xp, batch_sizes, h0, c0, w_hh, b_hh, w_hr, reverse):

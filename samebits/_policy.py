@@ -1,0 +1,655 @@
+"""The op policy: what the mode does with every op of every namespace the dispatcher
+knows, and the rules that decide it. samebits._mode turns the decisions into
+registrations; nothing here touches torch.library.
+
+Under the mode an op is one of:
+
+* **covered**: a samebits kernel runs (``_COVERED``; the pointwise engine's ops come
+  from ``samebits.ops.pointwise.ATEN``);
+* **guarded**: torch's kernel runs unless a predicate on the arguments says its result
+  would vary, which raises (``_GUARDED``: ``index_put(accumulate=True)``, ``add`` with
+  ``alpha != 1`` is covered instead, ...);
+* **native**: torch's kernel runs, because each output element is, by construction,
+  data movement, a comparison, an integer result, or one correctly rounded IEEE-754
+  operation (``NATIVE_OK`` in ``_native_ok.py``, and the rules below);
+* **denied**: it raises ``NotInvariantError`` with a reason (``_DENIED`` and the
+  namespace rules);
+* **refused**: anything else, including every op a new torch version or a library adds,
+  raises ``NotInvariantError`` until someone classifies it. Integer and bool inputs
+  are exempt at run time (their arithmetic is exact), unless the op returns floats.
+
+An op's functional, in-place and ``out=`` forms share one classification
+(``family``): a rule or a table names the functional overload.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+
+from samebits._native_ok import NATIVE_OK, NATIVE_POINTWISE
+from samebits.errors import NotInvariantError
+from samebits.ops import (
+    attention,
+    channel_norms,
+    conv,
+    fused_attention,
+    matmul,
+    norms,
+    pointwise,
+    pooling,
+    recurrent,
+    reductions,
+    resample,
+    softmax,
+)
+
+# ------------------------------------------------------------------ op table
+# Each entry: aten overload name -> function taking the overload's arguments.
+# A function may return NotImplemented: "native is already invariant here"
+# (integer and bool dtypes, whose sums are exact in any order).
+
+
+def _addmm_activation(bias, a, b, *, beta=1, alpha=1, use_gelu=False):
+    out = matmul.addmm(bias, a, b, beta=beta, alpha=alpha)
+    if out is NotImplemented:
+        return out
+    return pointwise.gelu(out, approximate="tanh") if use_gelu else torch.relu(out)
+
+
+def _convolution_full(
+    x, w, b, stride, padding, dilation, transposed, output_padding, groups, *_flags
+):
+    """``aten::_convolution``: ``convolution`` plus backend flags that change nothing here."""
+    return conv.convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups)
+
+
+def _glu(x, dim=-1):
+    """a * sigmoid(b) with samebits' sigmoid (torch's differs between dispatch levels)."""
+    if not x.dtype.is_floating_point:
+        return NotImplemented
+    a, b = x.chunk(2, dim)
+    return a * pointwise.sigmoid(b)
+
+
+def _addr(m, v1, v2, *, beta=1, alpha=1):
+    """beta * m + alpha * outer(v1, v2), one rounding per operation (torch's vector
+    path fuses them at some dispatch levels and not at others)."""
+    if not m.dtype.is_floating_point:
+        return NotImplemented
+    outer = v1.unsqueeze(1) * v2.unsqueeze(0)  # (N, M), exact products rounded once
+    if alpha != 1:
+        outer = outer * alpha
+    if beta == 0:
+        return outer.expand(m.shape).clone() if outer.shape != m.shape else outer
+    return (m if beta == 1 else m * beta) + outer
+
+
+def _vdot(a, b):
+    return NotImplemented if a.dtype.is_complex else matmul.dot(a, b)
+
+
+def _sum_default(x, *, dtype=None):
+    return reductions.sum(x, None, False, dtype=dtype)
+
+
+def _mean_default(x, *, dtype=None):
+    return reductions.mean(x, None, False, dtype=dtype)
+
+
+def _corr(c):
+    return 1 if c is None else c
+
+
+def _std_mean(x, dim=None, *, correction=None, keepdim=False):
+    v, m = reductions.var_mean(x, dim, correction=_corr(correction), keepdim=keepdim)
+    return v.sqrt(), m
+
+
+def _norm_p(x, p=2, dim=None, keepdim=False, *, dtype=None):
+    p = 2 if p is None else p
+    if p != 2:
+        raise NotInvariantError(
+            "aten::norm", x.dtype, x.shape, f"only the 2-norm is covered, got p={p}"
+        )
+    return reductions.vector_norm(x, 2, dim, keepdim, dtype=dtype)
+
+
+def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
+    if ord != 2:
+        raise NotInvariantError(
+            "aten::linalg_vector_norm", x.dtype, x.shape, f"only ord=2 is covered, got ord={ord}"
+        )
+    return reductions.vector_norm(x, ord, dim, keepdim, dtype=dtype)
+
+
+_COVERED: dict[str, Callable] = {
+    "mm": matmul.mm,
+    "addmm": matmul.addmm,
+    "bmm": matmul.bmm,
+    "baddbmm": matmul.baddbmm,
+    "mv": matmul.mv,
+    "addmv": matmul.addmv,
+    "dot": matmul.dot,
+    "linear": matmul.linear,
+    "matmul": matmul.matmul,
+    "einsum": matmul.einsum,
+    "_addmm_activation": _addmm_activation,
+    "_softmax": softmax.softmax,
+    "_log_softmax": softmax.log_softmax,
+    "native_layer_norm": norms.native_layer_norm,
+    "rms_norm": norms.rms_norm,
+    "sum.dim_IntList": reductions.sum,
+    "sum": _sum_default,
+    "mean.dim": reductions.mean,
+    "mean": _mean_default,
+    "var.correction": lambda x, dim=None, *, correction=None, keepdim=False: reductions.var(
+        x, dim, correction=_corr(correction), keepdim=keepdim
+    ),
+    "std.correction": lambda x, dim=None, *, correction=None, keepdim=False: reductions.std(
+        x, dim, correction=_corr(correction), keepdim=keepdim
+    ),
+    "var_mean.correction": lambda x, dim=None, *, correction=None, keepdim=False: (
+        reductions.var_mean(x, dim, correction=_corr(correction), keepdim=keepdim)
+    ),
+    "std_mean.correction": _std_mean,
+    "linalg_vector_norm": _vector_norm,
+    "norm.ScalarOpt_dim": _norm_p,
+    "scaled_dot_product_attention": attention.scaled_dot_product_attention,
+    "convolution": conv.convolution,
+    "_convolution": _convolution_full,
+    "native_batch_norm": channel_norms.native_batch_norm,
+    "_native_batch_norm_legit_no_training": lambda x, w, b, rm, rv, momentum, eps: (
+        channel_norms.native_batch_norm(x, w, b, rm, rv, False, momentum, eps)
+    ),
+    "_batch_norm_no_update": lambda x, w, b, rm, rv, momentum, eps: (
+        *channel_norms.native_batch_norm(x, w, b, rm, rv, False, momentum, eps),
+        x.new_empty(0, dtype=torch.uint8),
+    ),
+    "native_group_norm": channel_norms.native_group_norm,
+    "_weight_norm_interface": channel_norms.weight_norm_interface,
+    "glu": _glu,
+    "addr": _addr,
+    "vdot": _vdot,
+    "avg_pool2d": functools.partial(pooling.avg_pool, nd=2),
+    "avg_pool3d": functools.partial(pooling.avg_pool, nd=3),
+    "_adaptive_avg_pool2d": functools.partial(pooling.adaptive_avg_pool, nd=2),
+    "_adaptive_avg_pool3d": functools.partial(pooling.adaptive_avg_pool, nd=3),
+    "upsample_linear1d": resample.upsample_linear1d,
+    "upsample_bilinear2d": resample.upsample_bilinear2d,
+    "upsample_trilinear3d": resample.upsample_trilinear3d,
+    "upsample_bicubic2d": resample.upsample_bicubic2d,
+    "lstm.input": recurrent.lstm_input,
+    "lstm.data": recurrent.lstm_data,
+    "gru.input": recurrent.make("gru", packed=False),
+    "gru.data": recurrent.make("gru", packed=True),
+    "rnn_tanh.input": recurrent.make("rnn_tanh", packed=False),
+    "rnn_tanh.data": recurrent.make("rnn_tanh", packed=True),
+    "rnn_relu.input": recurrent.make("rnn_relu", packed=False),
+    "rnn_relu.data": recurrent.make("rnn_relu", packed=True),
+    "_native_multi_head_attention": fused_attention.native_multi_head_attention,
+    "_transformer_encoder_layer_fwd": fused_attention.transformer_encoder_layer_fwd,
+}
+
+# Covered ops whose inputs can also be nested tensors (another dispatch key):
+# nn.TransformerEncoder with a padding mask runs its layers on nested tensors.
+_COVERED_NESTED: dict[str, Callable] = {
+    "_transformer_encoder_layer_fwd": fused_attention.transformer_encoder_layer_fwd,
+}
+
+# Reduction-bearing ops with no invariant kernel: under the mode they raise
+# NotInvariantError (or warn) when given floating-point tensors.
+_RANDOM_WHY = (
+    "torch draws it through transcendental functions (log, cos, sin, tan, exp) that it "
+    "vectorizes with SLEEF by dispatch level: torch.randn differs between "
+    "ATEN_CPU_CAPABILITY=default and avx2 (measured); draw it outside the mode, or draw "
+    "torch.rand and transform it with covered ops (e.g. Box-Muller with torch.log, "
+    "torch.cos, torch.sin, which the mode runs in its pointwise engine)"
+)
+_QUANT_WHY = (
+    "dynamic quantization takes its scale from the min/max of the whole tensor, so a "
+    "row's result depends on the other rows; quantize per row or per token instead "
+    "(scale = x.abs().amax(-1, keepdim=True) / 127), which the mode runs invariantly"
+)
+
+_DENIED: dict[str, str] = {
+    **dict.fromkeys(
+        ("normal.Tensor_Tensor", "normal.Tensor_float", "normal.float_Tensor",
+         "normal.float_float", "normal_functional", "randn", "randn.generator", "randn_like",
+         "randn_like.generator", "exponential", "cauchy", "log_normal", "geometric",
+         "poisson", "binomial", "_standard_gamma", "_sample_dirichlet", "multinomial",
+         "rrelu_with_noise", "rrelu_with_noise_functional", "_philox_normal", "normal_",
+         "exponential_", "cauchy_", "log_normal_", "geometric_"),  # fmt: skip
+        _RANDOM_WHY,
+    ),
+    "quantize_per_tensor_dynamic": _QUANT_WHY,
+    "_choose_qparams_per_tensor": _QUANT_WHY,
+    "choose_qparams_optimized": _QUANT_WHY,
+    "fbgemm_linear_int8_weight_fp32_activation": _QUANT_WHY,
+    "fbgemm_linear_quantize_weight": _QUANT_WHY,
+    "prod": "a product's rounding depends on its order",
+    "prod.dim_int": "a product's rounding depends on its order",
+    "nansum": "use torch.where(x.isnan(), 0, x).sum()",
+    "nanmean": "use a masked sum divided by a count",
+    "logsumexp": "write it as max + log(sum(exp(x - max))), which the mode covers",
+    "cumprod": "no invariant cumulative product",
+    "logcumsumexp": "no invariant kernel",
+    "trace": "use x.diagonal().sum()",
+    "addbmm": "use baddbmm(...).sum(0) or bmm",
+    "_cdist_forward": "write the distance with matmul and sum",
+    "_pdist_forward": "write the distance with matmul and sum",
+    "_embedding_bag": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
+    "nll_loss_forward": "loss reductions sum over the batch by definition",
+    "mse_loss": "loss reductions sum over the batch by definition",
+    "_scaled_dot_product_flash_attention_for_cpu": "call scaled_dot_product_attention instead",
+    "_masked_softmax": "reached inside torch's fused attention, which the mode replaces; "
+    "use softmax with a -inf mask",
+    "_upsample_bilinear2d_aa": "no invariant antialiased resampling; use antialias=False",
+    "_upsample_bicubic2d_aa": "no invariant antialiased resampling; use antialias=False",
+    "mkldnn_rnn_layer": "oneDNN's recurrent layer; reached through aten::lstm, which the mode "
+    "covers: call nn.LSTM / torch.lstm",
+    "_cholesky_solve_helper": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_det": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_eigh": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_eigvals": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_slogdet": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_solve_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "_linalg_svd": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "cholesky": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "cholesky_inverse": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "cholesky_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "geqrf": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_cholesky_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_eig": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_householder_product": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_inv_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_ldl_factor_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_ldl_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_lstsq": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_lu": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_lu_factor_ex": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_lu_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_matrix_exp": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_qr": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "linalg_solve_triangular": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "ormqr": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "triangular_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
+    "binary_cross_entropy": "loss reductions sum over the batch by definition",
+    "binary_cross_entropy_with_logits": "loss reductions sum over the batch by definition",
+    "huber_loss": "loss reductions sum over the batch by definition",
+    "smooth_l1_loss": "loss reductions sum over the batch by definition",
+    "soft_margin_loss": "loss reductions sum over the batch by definition",
+    "multi_margin_loss": "loss reductions sum over the batch by definition",
+    "multilabel_margin_loss_forward": "loss reductions sum over the batch by definition",
+    "nll_loss2d_forward": "loss reductions sum over the batch by definition",
+    "_ctc_loss": "loss reductions sum over the batch by definition",
+    "_ctc_loss.Tensor": "loss reductions sum over the batch by definition",
+    "mkldnn_convolution": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "_nnpack_spatial_convolution": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "_slow_conv2d_forward": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv3d_forward": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv_dilated2d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv_dilated3d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv_transpose2d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "slow_conv_transpose3d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "convolution_overrideable": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
+    "conv_tbc": "no invariant kernel: use F.conv1d on (batch, channels, time)",
+    "col2im": "sums overlapping patches; no invariant kernel",
+    "index_add": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "index_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "scatter_add": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "scatter.reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "scatter.value_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "scatter_reduce.two": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "_unsafe_masked_index_put_accumulate": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "segment_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "embedding_renorm": "accumulates floats into shared outputs in an order that depends on threads and indices",
+    "_embedding_bag_forward_only": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
+    "_euclidean_dist": "write the distance with matmul and sum",
+    "dist": "use torch.linalg.vector_norm(a - b)",
+    "renorm": "no invariant kernel",
+    "linalg__powsum": "only the 2-norm is covered: use torch.linalg.vector_norm(x, 2)",
+    "norm.Scalar": "use torch.linalg.vector_norm(x, 2)",
+    "norm.ScalarOpt_dtype": "use torch.linalg.vector_norm(x, 2)",
+    "norm.ScalarOpt_dim_dtype": "use torch.linalg.vector_norm(x, 2, dim)",
+    "_logcumsumexp": "no invariant kernel",
+    "_compute_linear_combination": "no invariant kernel",
+    "affine_grid_generator": "a batched matmul of the base grid; no invariant kernel",
+    "grid_sampler_2d": "not checked for invariance; no invariant kernel",
+    "grid_sampler_3d": "not checked for invariance; no invariant kernel",
+    "_grid_sampler_2d_cpu_fallback": "not checked for invariance; no invariant kernel",
+    "_upsample_lanczos2d_aa": "no invariant antialiased resampling; use antialias=False",
+    "_transform_bias_rescale_qkv": "reached inside torch's fused attention, which the mode replaces",
+    "_safe_softmax": "no invariant kernel: use softmax with a -inf mask",
+    "_weight_int8pack_mm": "a quantized matmul with float activations; no invariant kernel",
+    "_weight_int4pack_mm_for_cpu": "a quantized matmul with float activations; no invariant kernel",
+    "_dyn_quant_matmul_4bit": "a quantized matmul with float activations; no invariant kernel",
+    "_scaled_mm": "no invariant float8 matmul",
+    "_scaled_mm_v2": "no invariant float8 matmul",
+    "_grouped_mm": "no invariant grouped matmul: use bmm",
+    "quantized_lstm.input": "quantized recurrent layers: no invariant kernel",
+    "quantized_lstm.data": "quantized recurrent layers: no invariant kernel",
+    "quantized_lstm.input_legacy": "quantized recurrent layers: no invariant kernel",
+    "quantized_lstm.data_legacy": "quantized recurrent layers: no invariant kernel",
+    "quantized_gru.input": "quantized recurrent layers: no invariant kernel",
+    "quantized_gru.data": "quantized recurrent layers: no invariant kernel",
+    "quantized_gru.input_legacy": "quantized recurrent layers: no invariant kernel",
+    "quantized_gru.data_legacy": "quantized recurrent layers: no invariant kernel",
+    "_batch_norm_with_update_functional": "batch statistics depend on the whole batch by definition: call model.eval()",
+    "_native_batch_norm_legit_functional": "batch statistics depend on the whole batch by definition: call model.eval()",
+    "_native_batch_norm_legit.no_stats": "batch statistics depend on the whole batch by definition: call model.eval()",
+    "batch_norm_update_stats": "batch statistics depend on the whole batch by definition: call model.eval()",
+    "_histogramdd_from_bin_cts": "weighted histograms sum weights in a thread-dependent order",
+    "_histogramdd_from_bin_tensors": "weighted histograms sum weights in a thread-dependent order",
+    "histogram.bin_ct": "weighted histograms sum weights in a thread-dependent order",
+    "histogram.bins_tensor": "weighted histograms sum weights in a thread-dependent order",
+    "_fused_moving_avg_obs_fq_helper_functional": "a training-time quantization observer",
+    "linalg_cross": "its bits differ between torch dispatch levels; no invariant kernel",
+    "polar": "complex outputs are outside the mode",
+    "_sparse_addmm": "sparse tensors have no invariant kernel",
+    "_sparse_sum.dim": "sparse tensors have no invariant kernel",
+    "_fft_r2c": "no invariant FFT",
+    "_fft_c2r": "no invariant FFT",
+    "_fft_c2c": "no invariant FFT",
+}
+
+
+def _accumulates(x, indices, values, accumulate=False, *_rest, **kw) -> bool:
+    return bool(kw.get("accumulate", accumulate)) and x.dtype.is_floating_point
+
+
+# Ops that are a copy (invariant) in their common use and a float accumulation (order-
+# dependent for repeated indices) otherwise: native, or denied when the predicate holds.
+_ACCUMULATE_WHY = (
+    "accumulate=True sums floats at repeated indices in an order that depends on threads; "
+    "accumulate into a dense tensor with a covered op (e.g. one_hot @ values)"
+)
+
+
+def _floating_input(x, *_rest, **_kw) -> bool:
+    return isinstance(x, torch.Tensor) and x.dtype.is_floating_point
+
+
+def _complex(*args, **kwargs) -> bool:
+    return any(isinstance(a, torch.Tensor) and a.dtype.is_complex for a in args)
+
+
+_COMPLEX_WHY = (
+    "a complex product or quotient is several rounded operations, which torch fuses "
+    "differently at each dispatch level (measured: complex64 a * b and a / b differ "
+    "between ATEN_CPU_CAPABILITY=default and avx2); multiply the real and imaginary "
+    "parts as real tensors"
+)
+
+
+def _not_unit_interval(x, low=0.0, high=1.0, *_a, **kw) -> bool:
+    low, high = kw.get("from", low), kw.get("to", high)
+    return x.dtype.is_floating_point and (float(low), float(high)) != (0.0, 1.0)
+
+
+def _add_relu_scaled(x, other, alpha=1, *_a, **_k) -> bool:
+    return alpha != 1 and isinstance(x, torch.Tensor) and x.dtype.is_floating_point
+
+
+def _dynamic_scale(x, *_a, **_k) -> bool:
+    return isinstance(x, torch.Tensor) and x.dtype.is_floating_point
+
+
+_GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
+    "index_put": (_accumulates, _ACCUMULATE_WHY),
+    "_index_put_impl": (_accumulates, _ACCUMULATE_WHY),
+    "_unsafe_index_put": (_accumulates, _ACCUMULATE_WHY),
+    "put": (_accumulates, _ACCUMULATE_WHY),
+    **dict.fromkeys(
+        ("mul.Tensor", "mul.Scalar", "div.Tensor", "div.Scalar", "div.Tensor_mode",
+         "div.Scalar_mode"),  # fmt: skip
+        (_complex, _COMPLEX_WHY),
+    ),
+    "uniform": (
+        _not_unit_interval,
+        "uniform_(a, b) scales the draw by (b - a) and adds a, which torch's kernels "
+        "contract into one fused multiply-add at some dispatch levels and not at others; "
+        "draw torch.rand (0 to 1) and scale it with covered ops",
+    ),
+    "_add_relu.Tensor": (_add_relu_scaled, "add with alpha != 1 runs in the pointwise engine"),
+    "_add_relu.Scalar": (_add_relu_scaled, "add with alpha != 1 runs in the pointwise engine"),
+}
+
+
+
+# --------------------------------------------------------------- namespaces
+# Ops outside aten, by namespace: denied with the reason, or native. Any namespace not
+# named here (a library's own ops: torchvision::, torchaudio::, ...) is refused op by
+# op until someone classifies it.
+_NAMESPACES: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(
+        ("quantized", "_quantized", "quantization"),
+        (
+            "denied",
+            "quantized kernels: dynamic quantization takes its scale from the whole batch "
+            "(its min/max), and the int8 kernels requantize in vendor code whose order is not "
+            "fixed; quantize per row or per token with aten ops instead (torchao's int8 "
+            "dynamic layout: scale = amax(|x|, dim=-1) / 127, round, torch._int_mm, rescale), "
+            "which the mode runs invariantly",
+        ),
+    ),
+    **dict.fromkeys(
+        ("mkldnn", "mkldnn_prepacked", "onednn", "mkl"),
+        ("denied", "vendor (oneDNN/MKL) kernels pick their blocking and order by shape and CPU"),
+    ),
+    **dict.fromkeys(
+        ("prims", "rngprims", "debugprims", "inductor_prims", "inductor", "static_runtime"),
+        ("denied", "compiler-internal ops: run the model eagerly under the mode"),
+    ),
+    **dict.fromkeys(
+        ("c10d", "_c10d_functional", "_c10d_functional_autograd", "symm_mem", "_dtensor"),
+        (
+            "denied",
+            "collectives reduce across processes in an order the backend picks: use "
+            "samebits.distributed.all_reduce_exact",
+        ),
+    ),
+    "profiler": ("native", "records profiling events; no arithmetic"),
+}
+
+_REFUSED_WHY = (
+    "samebits has not classified this op, so it refuses it rather than risk a result that "
+    "depends on the batch, the threads or the CPU (an op a new torch or a library adds is "
+    "refused until it is classified)"
+)
+
+
+# --------------------------------------------------------------------- rules
+def schema_of(qualname: str):
+    """The FunctionSchema of ``ns::name.overload``, or None if no such op."""
+    ns, _, rest = qualname.partition("::")
+    base, _, ov = rest.partition(".")
+    try:
+        return torch._C._get_schema(f"{ns}::{base}", ov)
+    except RuntimeError:
+        return None
+
+
+def _is_tensor_type(t) -> bool:
+    return "Tensor" in str(t)
+
+
+def _tags(qualname: str) -> list:
+    ns, _, rest = qualname.partition("::")
+    base, _, ov = rest.partition(".")
+    return torch._C._get_operation_overload(f"{ns}::{base}", ov)[2]
+
+
+def _schema_rule(qualname: str, schema) -> tuple[str, str] | None:
+    """Native by the op's schema: views (every output aliases an input, nothing is
+    written), in-place changes of view metadata (``t_``, ``squeeze_``: tagged
+    inplace_view), and ops that return no tensor (sizes, scalars read out, assertions)."""
+    writes = any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
+    if writes and schema.name.endswith("_") and torch.Tag.inplace_view in _tags(qualname):
+        return "native", "changes a tensor's view metadata in place; no arithmetic"
+    if schema.returns and not writes and all(r.alias_info is not None for r in schema.returns):
+        return "native", "a view of its input (every output aliases an input); no arithmetic"
+    if not writes and not any(_is_tensor_type(r.type) for r in schema.returns):
+        return "native", "returns no tensor (a size, a flag or a scalar read out exactly)"
+    return None
+
+
+@functools.cache
+def _families() -> dict[str, str]:
+    """Every in-place and out= aten overload, mapped to the functional overload that
+    names its family (``add_.Tensor`` -> ``add.Tensor``, ``exp.out`` -> ``exp``): an
+    in-place op is its functional's name with ``_``; an out= op is the overload of the
+    same name whose positional arguments are its own (names and types), without the
+    written ones."""
+    by_base: dict[str, list[tuple[str, tuple, bool]]] = {}
+    for full in torch._C._dispatch_get_all_op_names():
+        ns, _, rest = full.partition("::")
+        if ns != "aten":
+            continue
+        base, _, ov = rest.partition(".")
+        schema = schema_of(full)
+        if schema is None:
+            continue
+        writes = any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
+        pos = tuple((a.name, str(a.type)) for a in schema.arguments if not a.kwarg_only)
+        by_base.setdefault(base, []).append((ov, pos, writes))
+    fam: dict[str, str] = {}
+    for base, overloads in by_base.items():
+        functional = {pos: ov for ov, pos, writes in overloads if not writes}
+        for ov, pos, writes in overloads:
+            if not writes:
+                continue
+            name = f"{base}.{ov}" if ov else base
+            if base.endswith("_") and not base.startswith("_"):
+                parent = base[:-1]
+                if any(o == ov and not w for o, _, w in by_base.get(parent, ())):
+                    fam[name] = f"{parent}.{ov}" if ov else parent
+            elif pos in functional:
+                f = functional[pos]
+                fam[name] = f"{base}.{f}" if f else base
+    return fam
+
+
+def _pointwise_base(name: str) -> str:
+    """``add_.Tensor`` -> ``add``: the base name NATIVE_POINTWISE lists."""
+    base = name.partition(".")[0]
+    return base[:-1] if base.endswith("_") and not base.endswith("__") else base
+
+
+@functools.cache
+def classify(qualname: str) -> tuple[str, str]:
+    """(kind, reason) for ``ns::name.overload``; kind is covered, guarded, native,
+    denied or refused."""
+    ns, _, name = qualname.partition("::")
+    if ns != "aten":
+        kind, why = _NAMESPACES.get(ns, ("refused", _REFUSED_WHY))
+        schema = schema_of(qualname)
+        if kind == "refused" and schema is not None:
+            kind, why = _schema_rule(qualname, schema) or (kind, why)
+        return kind, why
+    name = _families().get(name, name)
+    if name in _COVERED or name in pointwise.ATEN:
+        return "covered", "invariant kernel"
+    if name in _GUARDED:
+        return "guarded", _GUARDED[name][1]
+    if name in _DENIED:
+        return "denied", _DENIED[name]
+    if name in NATIVE_OK:
+        return "native", NATIVE_OK[name]
+    base = _pointwise_base(name)
+    if base in NATIVE_POINTWISE:
+        return "native", NATIVE_POINTWISE[base]
+    schema = schema_of(qualname)
+    if schema is not None:
+        rule = _schema_rule(qualname, schema)
+        if rule is not None:
+            return rule
+    return "refused", _REFUSED_WHY
+
+
+@functools.cache  # a pure function of torch's op registry
+def out_and_inplace(name: str) -> tuple[list[str], list[str]]:
+    """Existing ``.out`` and in-place overloads of a functional aten op name."""
+    base, _, overload = name.partition(".")
+    packet = getattr(torch.ops.aten, base, None)
+    outs, inplace = [], []
+    if packet is not None and (overload or "default") in packet.overloads():
+        func_schema = getattr(packet, overload or "default")._schema
+        func_args = [(a.name, str(a.type)) for a in func_schema.arguments if not a.kwarg_only]
+        for ov in packet.overloads():
+            schema = getattr(packet, ov)._schema
+            returns_alias = any(
+                a.alias_info is not None and a.alias_info.is_write for a in schema.arguments
+            )
+            if not returns_alias or ov == (overload or "default"):
+                continue
+            # the same positional arguments, names and types (pow.Scalar_out has pow's
+            # names but a Scalar base: it is not an out= form of pow.Tensor_Tensor)
+            if [(a.name, str(a.type)) for a in schema.arguments if not a.kwarg_only] == func_args:
+                outs.append(f"{base}.{ov}")
+    inplace_packet = getattr(torch.ops.aten, base + "_", None)
+    if inplace_packet is not None and not base.startswith("_"):
+        ov = overload or "default"
+        if ov in inplace_packet.overloads():
+            inplace.append(f"{base}_" + (f".{overload}" if overload else ""))
+    return outs, inplace
+
+
+def op_exists(name: str) -> bool:
+    """Whether ``name`` (an aten overload, ``base.overload``) is in this torch."""
+    return schema_of(f"aten::{name}") is not None
+
+
+def all_ops() -> list[str]:
+    """Every op the dispatcher knows now, in every namespace (``ns::name.overload``)."""
+    return sorted(
+        n if "." in n.partition("::")[2] else n for n in torch._C._dispatch_get_all_op_names()
+    )
+
+
+def covered_ops() -> dict[str, str]:
+    """Every op the dispatcher knows, in every namespace, and what the mode does with it:
+    "invariant kernel", "native, denied when: why", "native (invariant by
+    construction): why", "denied: why" or "refused: why"."""
+    words = {
+        "covered": lambda why: why,
+        "guarded": lambda why: f"native, denied when {why}",
+        "native": lambda why: f"native (invariant by construction): {why}",
+        "denied": lambda why: f"denied: {why}",
+        "refused": lambda why: f"refused: {why}",
+    }
+    table = {}
+    for full in all_ops():
+        ns, _, rest = full.partition("::")
+        qual = full if "." in rest else f"{full}"
+        kind, why = classify(qual if "." in rest else qual)
+        table[_display(full)] = words[kind](why)
+    return dict(sorted(table.items()))
+
+
+def _display(full: str) -> str:
+    """``aten::add.Tensor``; the default overload without its suffix (``aten::mm``)."""
+    return full
+
+
+def refusal(qualname: str, args, hint: str | None = None) -> NotInvariantError:
+    """The NotInvariantError for ``qualname`` called with ``args``, naming the first
+    tensor's dtype and shape."""
+    dtype, shape = describe(args)
+    if hint is None:
+        kind, hint = classify(qualname)
+    return NotInvariantError(qualname, dtype, shape, hint)
+
+
+def describe(args) -> tuple[object, object]:
+    """The dtype and shape of the first tensor in ``args`` (lists searched too)."""
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a.dtype, a.shape
+        if isinstance(a, (list, tuple)):
+            for b in a:
+                if isinstance(b, torch.Tensor):
+                    return b.dtype, b.shape
+    return None, None

@@ -1,0 +1,436 @@
+"""The pointwise engine: every floating elementwise op that is not one correctly rounded
+IEEE-754 operation, in samebits' own formula (samebits/_native/pointwise.c).
+
+One definition per op: ``ATEN`` maps each functional aten overload to a kernel built
+from a ``Spec`` (the engine op, which arguments are its operands, which are its scalar
+parameters). The mode derives the in-place and ``out=`` forms from the functional one,
+so the three forms compute the same formula.
+
+Semantics, the same for every op:
+
+* dtypes follow torch's type promotion; integer and bool inputs of an op that keeps
+  them (``add``) run torch's exact kernel, and ops that turn them into floats
+  (``exp(int)``) compute in the default float dtype, as torch does;
+* tensor operands are cast to the result dtype first (as torch's TensorIterator does);
+  Python scalars and the scalar parameters are rounded to float32 once;
+* float32 and bfloat16 are computed in float32 (bfloat16 widened exactly, the result
+  rounded once); float16 is widened to float32 exactly and the float32 result rounded
+  once to float16; float64 and complex numbers have no invariant formula and raise;
+* a NaN result is the canonical quiet NaN (bits 0x7fc00000, or its bfloat16/float16
+  rounding).
+
+Each kernel compares with ``reference`` (the op in float64) in tests.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from samebits import _native
+from samebits.errors import NotInvariantError, UnsupportedInputError
+
+
+@functools.cache
+def _codes() -> dict[str, tuple[int, int, int]]:
+    """Engine op name -> (code, operands, parameters), from the library's own list."""
+    out = {}
+    for i, entry in enumerate(_native.lib().sb_pw_ops().decode().strip(";").split(";")):
+        name, n, k = entry.split(":")
+        out[name] = (i, int(n), int(k))
+    return out
+
+
+def _is_dense(t: torch.Tensor) -> bool:
+    """Whether t's elements fill its storage span exactly once, in some order of its
+    dimensions (contiguous, channels-last, transposed...)."""
+    if t.is_contiguous():
+        return True
+    expected = 1
+    for size, stride in sorted(zip(t.shape, t.stride(), strict=True), key=lambda p: p[1]):
+        if size == 1:
+            continue
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _scalar_dtype(v) -> torch.dtype:
+    if isinstance(v, bool):
+        return torch.bool
+    if isinstance(v, int):
+        return torch.int64
+    if isinstance(v, complex):
+        return torch.complex64 if torch.get_default_dtype() == torch.float32 else torch.complex128
+    return torch.get_default_dtype()
+
+
+def _promote_group(dtypes: list[torch.dtype]) -> torch.dtype | None:
+    out = None
+    for d in dtypes:
+        out = d if out is None else torch.promote_types(out, d)
+    return out
+
+
+def _combine(higher: torch.dtype | None, lower: torch.dtype | None) -> torch.dtype | None:
+    """c10's combine_categories: a lower-priority group changes the result only when it
+    is of a higher category (bool < integer < floating < complex)."""
+    if higher is None:
+        return lower
+    if lower is None or higher.is_complex:
+        return higher
+    if lower.is_complex:
+        return higher.to_complex() if higher.is_floating_point else lower
+    if higher.is_floating_point:
+        return higher
+    if higher == torch.bool or lower.is_floating_point:
+        return torch.promote_types(higher, lower)
+    return higher
+
+
+def promote(operands: tuple) -> torch.dtype:
+    """torch's elementwise type promotion: tensors with dimensions, then 0-dim tensors,
+    then Python scalars, each group changing the result only across categories."""
+    dims = [o.dtype for o in operands if isinstance(o, torch.Tensor) and o.dim() > 0]
+    zero = [o.dtype for o in operands if isinstance(o, torch.Tensor) and o.dim() == 0]
+    wrapped = [_scalar_dtype(o) for o in operands if not isinstance(o, torch.Tensor)]
+    return _combine(_promote_group(dims), _combine(_promote_group(zero), _promote_group(wrapped)))
+
+
+def _result_dtype(op: str, operands: tuple, int_to_float: bool) -> torch.dtype | None:
+    """The dtype the op returns (torch's promotion); None for integer and bool results
+    that keep their type (torch's kernel is exact there)."""
+    tensors = [o for o in operands if isinstance(o, torch.Tensor)]
+    d = tensors[0].dtype
+    if d.is_floating_point and all(
+        (o.dtype == d) if isinstance(o, torch.Tensor) else isinstance(o, (int, float))
+        for o in operands
+    ):
+        res = d  # the common case: one floating dtype, real Python scalars
+    else:
+        res = promote(operands)
+    if res.is_complex:
+        raise NotInvariantError(
+            f"aten::{op}", res, tensors[0].shape, "complex numbers have no invariant formula"
+        )
+    if not res.is_floating_point:
+        if not int_to_float:
+            return None
+        res = torch.get_default_dtype()
+    if res == torch.float64:
+        raise NotInvariantError(
+            f"aten::{op}",
+            res,
+            tensors[0].shape,
+            "float64 has no invariant formula: compute in float32 or bfloat16",
+        )
+    return res
+
+
+def run(
+    engine_op: str,
+    operands: tuple,
+    params: tuple = (),
+    *,
+    aten: str | None = None,
+    int_to_float: bool = True,
+) -> torch.Tensor:
+    """engine_op over broadcast ``operands`` (tensors or Python numbers) with scalar
+    ``params``; NotImplemented where torch's own kernel is exact (integer results)."""
+    name = aten or engine_op
+    for o in operands:
+        if isinstance(o, torch.Tensor) and o.device.type != "cpu":
+            return NotImplemented  # the mode is CPU-only: other devices keep torch's kernels
+    res = _result_dtype(name, operands, int_to_float)
+    if res is None:
+        return NotImplemented
+    code, arity, nparams = _lookup(engine_op, name)
+    cd = torch.float32 if res == torch.float16 else res  # the dtype the engine writes
+    shape: tuple[int, ...] = ()
+    tensors = [o for o in operands if isinstance(o, torch.Tensor)]
+    if len(tensors) == 1:
+        shape = tuple(tensors[0].shape)
+    else:
+        shape = tuple(torch.broadcast_shapes(*(t.shape for t in tensors)))
+    # the layout of the output: the full-shape operands' own when they share a dense one
+    # (channels-last stays channels-last), else contiguous
+    full = [t for t in tensors if tuple(t.shape) == shape and t.numel() > 1]
+    like = full[0] if full and _is_dense(full[0]) else None
+    if like is not None and any(t.stride() != like.stride() for t in full):
+        like = None
+    keep = []  # tensors the C call reads, kept alive
+    ptrs, dts, strides = [], [], []
+    for o in operands:
+        if isinstance(o, torch.Tensor):
+            t = o if o.dtype == cd or o.dtype == res else o.to(res)
+            if t.dtype == torch.float16:
+                t = t.float()
+            if t.numel() == 1:
+                t = t.reshape(1).contiguous()
+                strides.append(0)
+            else:
+                if tuple(t.shape) != shape or like is None or t.stride() != like.stride():
+                    t = t.expand(shape).contiguous()
+                strides.append(1)
+        else:
+            t = torch.tensor([float(o)], dtype=torch.float32)
+            strides.append(0)
+        keep.append(t)
+        ptrs.append(t.data_ptr())
+        dts.append(_native.dtype_code(t.dtype))
+    if len(keep) != arity:
+        raise AssertionError(f"{engine_op} takes {arity} operands, got {len(keep)}")
+    if like is not None and all(s == 0 or k.stride() == like.stride() for k, s in zip(keep, strides, strict=True)):
+        y = torch.empty_like(like, dtype=cd)
+    else:
+        y = torch.empty(shape, dtype=cd)
+        if like is not None:  # an operand was made contiguous: every operand must be
+            keep = [k if s == 0 or k.is_contiguous() else k.contiguous() for k, s in zip(keep, strides, strict=True)]
+            ptrs = [k.data_ptr() for k in keep]
+    n = y.numel()
+    if n:
+        pv = (ctypes.c_double * max(1, nparams))(*[float(p) for p in params])
+        status = _native.lib().sb_pointwise(
+            code, n, ptrs[0], ptrs[1] if arity > 1 else None, ptrs[2] if arity > 2 else None,
+            (ctypes.c_int * 3)(*(dts + [0] * (3 - arity))),
+            (ctypes.c_int * 3)(*(strides + [0] * (3 - arity))),
+            y.data_ptr(), _native.dtype_code(cd), pv, nparams, _native.nthreads(),
+        )  # fmt: skip
+        if status != 0:
+            raise AssertionError(f"sb_pointwise({engine_op}) returned {status}")
+    return y if res == cd else y.to(res)
+
+
+def _lookup(engine_op: str, aten: str) -> tuple[int, int, int]:
+    try:
+        return _codes()[engine_op]
+    except KeyError:
+        raise NotInvariantError(
+            f"aten::{aten}", hint=f"this build of samebits' kernels has no {engine_op!r} formula"
+        ) from None
+
+
+def _c(v) -> float:
+    """A scalar parameter as the float32 value the formulas use (rounded once)."""
+    return float(torch.tensor(float(v), dtype=torch.float64).float())
+
+
+# ------------------------------------------------------------------ the ops
+@dataclass(frozen=True)
+class Spec:
+    """How an aten overload maps onto an engine op: ``operands`` picks the tensor (or
+    Python number) operands from the call's arguments, ``params`` the scalar
+    parameters (floats), ``engine`` the engine op (or a function of the arguments)."""
+
+    engine: str | Callable[..., str]
+    operands: Callable[..., tuple]
+    params: Callable[..., tuple] = lambda *a, **k: ()
+    int_to_float: bool = True
+    reference: Callable | None = None
+
+
+def _kernel(aten_name: str, spec: Spec) -> Callable:
+    def kernel(*args, **kwargs):
+        engine = spec.engine(*args, **kwargs) if callable(spec.engine) else spec.engine
+        if engine is None:
+            return NotImplemented
+        return run(
+            engine,
+            spec.operands(*args, **kwargs),
+            spec.params(*args, **kwargs),
+            aten=aten_name,
+            int_to_float=spec.int_to_float,
+        )
+
+    kernel.__name__ = f"pointwise_{aten_name.replace('.', '_')}"
+    return kernel
+
+
+def _self(x, *a, **k):
+    return (x,)
+
+
+def _two(x, y, *a, **k):
+    return (x, y)
+
+
+def _three(x, y, z, *a, **k):
+    return (x, y, z)
+
+
+def _unary(name: str, ref: Callable | None = None) -> Spec:
+    return Spec(name, _self, reference=ref)
+
+
+def _alpha_op(sign: float) -> Spec:
+    """add/sub: torch's own kernel where it is one IEEE operation (alpha == 1, or
+    integers), else fma(b, +-alpha, a)."""
+
+    def engine(x, y, alpha=1):
+        return None if alpha == 1 else "add"
+
+    return Spec(engine, _two, lambda x, y, alpha=1: (sign * float(alpha),), int_to_float=False)
+
+
+def _rsub_engine(x, y, alpha=1):
+    return None if alpha == 1 else "rsub"
+
+
+def _elu_params(x, alpha=1.0, scale=1.0, input_scale=1.0):
+    return (_c(scale), _c(input_scale), _c(float(alpha) * float(scale)))
+
+
+def _celu_params(x, alpha=1.0):
+    if float(alpha) == 0:
+        raise UnsupportedInputError("aten::celu: alpha must not be 0 (it divides the input)")
+    return _elu_params(x, alpha, 1.0, 1.0 / float(alpha))
+
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def _softshrink_params(x, lambd=0.5):
+    if float(lambd) < 0:
+        raise UnsupportedInputError(f"aten::softshrink: lambd must be >= 0, got {lambd}")
+    return (_c(lambd),)
+
+
+def _gelu_engine(x, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise UnsupportedInputError(
+            f"aten::gelu: approximate={approximate!r}, expected 'none' or 'tanh'"
+        )
+    return "gelu" if approximate == "none" else "gelu_tanh"
+
+
+def _gelu_backward_engine(g, x, approximate="none"):
+    return "gelu_backward" if _gelu_engine(x, approximate) == "gelu" else "gelu_tanh_backward"
+
+
+def _eps(eps) -> float:
+    return -1.0 if eps is None else _c(eps)
+
+
+F = torch.nn.functional
+ATEN: dict[str, Spec] = {
+    **{n: _unary(n) for n in (
+        "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "asin",
+        "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc",
+        "erfinv", "lgamma", "digamma", "sigmoid", "silu", "mish", "rsqrt", "hardswish",
+        "hardsigmoid", "sinc",
+    )},  # fmt: skip
+    "log_sigmoid_forward": Spec("logsigmoid", _self),
+    "logit": Spec("logit", _self, lambda x, eps=None: (_eps(eps),)),
+    "gelu": Spec(_gelu_engine, _self),
+    "elu": Spec("elu", _self, _elu_params),
+    "celu": Spec("elu", _self, _celu_params),
+    "selu": Spec("elu", _self, lambda x: _elu_params(x, SELU_ALPHA, SELU_SCALE)),
+    "softplus": Spec("softplus", _self, lambda x, beta=1.0, threshold=20.0: (_c(beta), _c(threshold))),
+    "softshrink": Spec("softshrink", _self, _softshrink_params),
+    "pow.Tensor_Tensor": Spec("pow", _two),
+    "pow.Tensor_Scalar": Spec("pow", _two),
+    "pow.Scalar": Spec("pow", _two),
+    "float_power.Tensor_Tensor": None,
+    "atan2": Spec("atan2", _two),
+    "logaddexp": Spec("logaddexp", _two),
+    "logaddexp2": Spec("logaddexp2", _two),
+    "hypot": Spec("hypot", _two),
+    "xlogy.Tensor": Spec("xlogy", _two),
+    "xlogy.Scalar_Self": Spec("xlogy", _two),
+    "xlogy.Scalar_Other": Spec("xlogy", _two),
+    "special_xlog1py": Spec("xlog1py", _two),
+    "special_xlog1py.self_scalar": Spec("xlog1py", _two),
+    "special_xlog1py.other_scalar": Spec("xlog1py", _two),
+    "add.Tensor": _alpha_op(1.0),
+    "add.Scalar": _alpha_op(1.0),
+    "sub.Tensor": _alpha_op(-1.0),
+    "sub.Scalar": _alpha_op(-1.0),
+    "rsub.Tensor": Spec(_rsub_engine, _two, lambda x, y, alpha=1: (float(alpha),), int_to_float=False),
+    "rsub.Scalar": Spec(_rsub_engine, _two, lambda x, y, alpha=1: (float(alpha),), int_to_float=False),
+    "addcmul": Spec("addcmul", _three, lambda x, a, b, value=1: (float(value),), int_to_float=False),
+    "addcdiv": Spec("addcdiv", _three, lambda x, a, b, value=1: (float(value),), int_to_float=False),
+    "lerp.Scalar": Spec("lerp", _three, int_to_float=False),
+    "lerp.Tensor": Spec("lerp", _three, int_to_float=False),
+    # backward ops: operand a is the incoming gradient
+    "silu_backward": Spec("silu_backward", _two),
+    "gelu_backward": Spec(_gelu_backward_engine, _two),
+    "sigmoid_backward": Spec("sigmoid_backward", _two),
+    "tanh_backward": Spec("tanh_backward", _two),
+    "softplus_backward": Spec(
+        "softplus_backward", _two, lambda g, x, beta, threshold: (_c(beta), _c(threshold))
+    ),
+    "elu_backward": Spec(
+        "elu_backward",
+        lambda g, alpha, scale, input_scale, is_result, v: (g, v),
+        lambda g, alpha, scale, input_scale, is_result, v: (
+            _c(alpha), _c(scale), _c(input_scale), 1.0 if is_result else 0.0
+        ),
+    ),
+    "log_sigmoid_backward": Spec("logsigmoid_backward", lambda g, x, buffer: (g, x)),
+    "hardswish_backward": Spec("hardswish_backward", _two),
+    "hardsigmoid_backward": Spec("hardsigmoid_backward", _two),
+    "mish_backward": Spec("mish_backward", _two),
+    "logit_backward": Spec("logit_backward", _two, lambda g, x, eps=None: (_eps(eps),)),
+}
+del ATEN["float_power.Tensor_Tensor"]
+KERNELS: dict[str, Callable] = {name: _kernel(name, spec) for name, spec in ATEN.items()}
+
+
+# --------------------------------------------------- helpers for other kernels
+def _one(name: str, x: torch.Tensor, *params) -> torch.Tensor:
+    return run(name, (x,), params)
+
+
+def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    return run(_gelu_engine(x, approximate), (x,), aten="gelu")
+
+
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    return _one("sigmoid", x)
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    return _one("tanh", x)
+
+
+def silu(x: torch.Tensor) -> torch.Tensor:
+    return _one("silu", x)
+
+
+def exp(x: torch.Tensor) -> torch.Tensor:
+    return _one("exp", x)
+
+
+def log(x: torch.Tensor) -> torch.Tensor:
+    return _one("log", x)
+
+
+# -------------------------------------------------------------- references
+def reference(aten_name: str, *args, **kwargs) -> torch.Tensor:
+    """The op in float64 (torch's own kernel), rounded to the result dtype: what the
+    engine's formula approximates."""
+    op = _aten(aten_name)
+
+    def up(a):
+        return a.double() if isinstance(a, torch.Tensor) and a.dtype.is_floating_point else a
+
+    out = op(*[up(a) for a in args], **{k: up(v) for k, v in kwargs.items()})
+    first = next(a for a in args if isinstance(a, torch.Tensor))
+    if isinstance(out, tuple):
+        out = out[0]
+    dtype = first.dtype if first.dtype.is_floating_point else torch.get_default_dtype()
+    return out.to(dtype)
+
+
+def _aten(name: str):
+    base, _, ov = name.partition(".")
+    return getattr(getattr(torch.ops.aten, base), ov or "default")
+
+
+_ = math  # (math used by callers' constants)
