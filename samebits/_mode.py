@@ -148,7 +148,26 @@ def _refuse(op, qualname: str, why: str, keyset, args, kwargs):
         raise err
     warnings.warn(str(err), NotInvariantWarning, stacklevel=4)
     with _mode_off():
-        return op.redispatch(keyset & _BELOW, *args, **kwargs)
+        return _torch_kernel(op, keyset, args, kwargs)
+
+
+@functools.cache
+def _tensor_args(op) -> tuple[tuple[int, str], ...]:
+    """(position, name) of the Tensor arguments of an op's schema."""
+    return tuple((i, a.name) for i, a in enumerate(op._schema.arguments) if str(a.type) == "Tensor")
+
+
+def _torch_kernel(op, keyset, args, kwargs):
+    """torch's own kernel below the mode key. A Python number given for a Tensor
+    argument (torch hands a Python kernel its wrapped numbers as numbers, and
+    redispatch cannot take them back) goes through a fresh call with the mode key
+    excluded, which wraps it again."""
+    for i, name in _tensor_args(op):
+        v = args[i] if i < len(args) else kwargs.get(name)
+        if isinstance(v, (int, float, complex, bool)):
+            with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(_KEY)):
+                return op(*args, **kwargs)
+    return op.redispatch(keyset & _BELOW, *args, **kwargs)
 
 
 @functools.cache
@@ -161,9 +180,8 @@ def _overload(qualname: str):
 def _covered_kernel(qualname: str, fn: Callable, variant: str) -> Callable:
     def kernel(keyset, *args, **kwargs):
         op = _overload(qualname)
-        below = keyset & _BELOW
         if not _on_cpu(keyset):
-            return op.redispatch(below, *args, **kwargs)
+            return _torch_kernel(op, keyset, args, kwargs)
         call_kwargs = dict(kwargs)
         out = call_kwargs.pop("out", None) if variant == "out" else None
         try:
@@ -173,9 +191,9 @@ def _covered_kernel(qualname: str, fn: Callable, variant: str) -> Callable:
                 raise
             warnings.warn(str(err), NotInvariantWarning, stacklevel=3)
             with _mode_off():
-                return op.redispatch(below, *args, **kwargs)
+                return _torch_kernel(op, keyset, args, kwargs)
         if res is NotImplemented:
-            return op.redispatch(below, *args, **kwargs)
+            return _torch_kernel(op, keyset, args, kwargs)
         if variant == "out":
             results = res if isinstance(res, tuple) else (res,)
             outs = out if isinstance(out, (tuple, list)) else (out,)
@@ -197,7 +215,7 @@ def _deny_kernel(qualname: str, why: str) -> Callable:
     def kernel(keyset, *args, **kwargs):
         op = _overload(qualname)  # made on the first call: most denied ops never run
         if not _on_cpu(keyset) or not _has_float(args, kwargs):
-            return op.redispatch(keyset & _BELOW, *args, **kwargs)
+            return _torch_kernel(op, keyset, args, kwargs)
         return _refuse(op, qualname, why, keyset, args, kwargs)
 
     return kernel
@@ -208,7 +226,14 @@ def _guard_kernel(qualname: str, when: Callable[..., bool], why: str) -> Callabl
         op = _overload(qualname)
         if _on_cpu(keyset) and when(*args, **kwargs):
             return _refuse(op, qualname, why, keyset, args, kwargs)
-        return op.redispatch(keyset & _BELOW, *args, **kwargs)
+        return _torch_kernel(op, keyset, args, kwargs)
+
+    return kernel
+
+
+def _native_kernel(qualname: str) -> Callable:
+    def kernel(keyset, *args, **kwargs):
+        return _torch_kernel(_overload(qualname), keyset, args, kwargs)
 
     return kernel
 
@@ -216,30 +241,23 @@ def _guard_kernel(qualname: str, when: Callable[..., bool], why: str) -> Callabl
 def _fallback(keyset, op, *args, **kwargs):
     """Every op without a registration on the mode key: refused unless its inputs and
     outputs hold no floating-point tensor (integer and bool arithmetic is exact)."""
-    below = keyset & _BELOW
     if not _on_cpu(keyset):
-        return op.redispatch(below, *args, **kwargs)
+        return _torch_kernel(op, keyset, args, kwargs)
     qualname = op.name()
     if "::" not in qualname:
         qualname = f"aten::{qualname}"
     kind, why = _policy.classify(qualname)
     if kind == "native":  # classified after the registrations were made
-        return op.redispatch(below, *args, **kwargs)
+        return _torch_kernel(op, keyset, args, kwargs)
     if not _has_float(args, kwargs):
-        out = op.redispatch(below, *args, **kwargs)
+        out = _torch_kernel(op, keyset, args, kwargs)
         if not _floating(out if isinstance(out, (list, tuple)) else (out,)):
             return out
         why = f"it returns floating-point values computed from integers; {why}"
     return _refuse(op, qualname, why, keyset, args, kwargs)
 
 
-def _registered(*keys: str) -> frozenset[str]:
-    """The ops (``ns::name.overload``; the default overload without a suffix) with a
-    kernel for any of ``keys``."""
-    out: set[str] = set()
-    for key in keys:
-        out.update(torch._C._dispatch_get_registrations_for_dispatch_key(key))
-    return frozenset(out)
+_registered = _policy.registered
 
 
 def _variant(name: str) -> str:
@@ -262,6 +280,7 @@ def _key_plan() -> tuple[tuple[str, str, object], ...]:
     key, from the policy's classification of every op the dispatcher knows."""
     plan = []
     backends = _registered("CPU", "QuantizedCPU")
+    selects = _registered("BackendSelect")
     explicits = _registered("CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional")
     for qualname in _policy.all_ops():
         kind, why = _policy.classify(qualname)
@@ -272,14 +291,20 @@ def _key_plan() -> tuple[tuple[str, str, object], ...]:
         elif not (backend or explicit):
             continue  # a composite: it decomposes into ops classified on their own
         elif kind == "native":
-            plan.append((qualname, None))
+            if qualname not in selects:
+                plan.append((qualname, None))  # a fallthrough: torch's kernel at no cost
+            elif not explicit:
+                # an op with a BackendSelect kernel redispatches with every key this
+                # thread includes, past any fallthrough, so it gets a kernel that calls
+                # torch's (with a composite kernel it needs none: that kernel runs here)
+                plan.append((qualname, _native_kernel(qualname)))
         elif kind == "guarded":
             when, why = _policy._GUARDED[_policy._families().get(name, name)]
             plan.append((qualname, _guard_kernel(qualname, when, why)))
-        elif kind == "denied" or explicit:
-            # a refused op with a composite kernel would run that composite here
+        elif kind == "denied":
             plan.append((qualname, _deny_kernel(qualname, why)))
-        # refused ops with only a CPU kernel reach the fallback
+        # composites run their composite kernel on the key (the key counts as a backend);
+        # refused ops, which have only a backend kernel, reach the fallback
     return tuple(plan)
 
 
@@ -398,12 +423,14 @@ def covered_ops() -> dict[str, str]:
 
 
 # ------------------------------------------------------------ torch.compile
-# Inductor generates its own reductions (and dynamo traces past the CPU kernels above),
-# so a model compiled under the mode would get other bits than the mode's. Compiling
-# while this thread is in the mode is refused: dynamo runs its compile-start callbacks,
-# and ours raises (it is registered once dynamo is loaded, and is inert outside the mode). Dynamo wraps the error in its own exception; batch_invariant's exit
-# re-raises the NotInvariantError itself. A model compiled *before* entering the mode
-# keeps its compiled graph: see the README's limits.
+# Inductor generates its own kernels and reductions, so a compiled graph computes other
+# bits than the mode's. In a thread in the mode, compiled functions and modules run
+# eagerly instead, through the mode's kernels: dynamo asks _callback_from_stance which
+# frame callback to install for each call of a compiled function, and ours answers
+# "none" (the "force_eager" stance) when the calling thread holds the mode key, so
+# another thread's compiled calls are untouched. A model compiled before entering the
+# mode therefore gets the eager mode's bits inside it. Should a compile start in the
+# mode anyway (a torch whose dynamo lacks that function), it is refused.
 _COMPILE_WHY = (
     "inductor generates its own kernels and reductions, which the mode cannot fix; "
     "run the model uncompiled under batch_invariant() (compiled code keeps native bits)"
@@ -411,25 +438,41 @@ _COMPILE_WHY = (
 
 
 def _refuse_compile(*_args) -> None:
-    if is_batch_invariant():
+    if _in_mode_key():
         raise NotInvariantError("torch.compile", hint=_COMPILE_WHY)
 
 
-_DYNAMO_CALLBACK = "torch._dynamo.callback"
-
-
-def _register(callback_module) -> None:
+def _register_callback(callback_module) -> None:
     handler = callback_module.callback_handler
     if _refuse_compile not in handler.start_callbacks:
         handler.register_start_callback(_refuse_compile)
 
 
+def _register_eval_frame(eval_frame) -> None:
+    original = getattr(eval_frame, "_callback_from_stance", None)
+    if original is None or getattr(original, "_samebits", False):
+        return
+
+    def callback_from_stance(callback):
+        return None if _in_mode_key() else original(callback)
+
+    callback_from_stance._samebits = True
+    eval_frame._callback_from_stance = callback_from_stance
+
+
+_DYNAMO_HOOKS: dict[str, Callable] = {
+    "torch._dynamo.callback": _register_callback,
+    "torch._dynamo.eval_frame": _register_eval_frame,
+}
+
+
 class _OnDynamoImport(importlib.abc.MetaPathFinder):
-    """Registers the compile hook when dynamo loads (importing it ourselves would
+    """Installs the hooks when dynamo's modules load (importing them ourselves would
     cost seconds and a burst of garbage collection on the first entry)."""
 
     def find_spec(self, name, path, target=None):
-        if name != _DYNAMO_CALLBACK:
+        hook = _DYNAMO_HOOKS.get(name)
+        if hook is None:
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None:
@@ -438,10 +481,10 @@ class _OnDynamoImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             run(module)
-            _register(module)
+            hook(module)
 
         spec.loader.exec_module = exec_module
-        if self in sys.meta_path:
+        if all(n in sys.modules or n == name for n in _DYNAMO_HOOKS) and self in sys.meta_path:
             sys.meta_path.remove(self)
         return spec
 
@@ -450,10 +493,14 @@ _on_dynamo_import = _OnDynamoImport()
 
 
 def _hook_compile() -> None:
-    """Once per process; the callback does nothing outside the mode, so it stays."""
-    if _DYNAMO_CALLBACK in sys.modules:
-        _register(sys.modules[_DYNAMO_CALLBACK])
-    elif _on_dynamo_import not in sys.meta_path:
+    """Once per process; the hooks do nothing outside the mode, so they stay."""
+    pending = False
+    for name, hook in _DYNAMO_HOOKS.items():
+        if name in sys.modules:
+            hook(sys.modules[name])
+        else:
+            pending = True
+    if pending and _on_dynamo_import not in sys.meta_path:
         sys.meta_path.insert(0, _on_dynamo_import)
 
 

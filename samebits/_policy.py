@@ -53,7 +53,12 @@ from samebits.ops import (
 
 
 def _addmm_activation(bias, a, b, *, beta=1, alpha=1, use_gelu=False):
-    out = matmul.addmm(bias, a, b, beta=beta, alpha=alpha)
+    """torch's fused linear + activation (the encoder fast path): a linear layer, so
+    linear's DOT order over the weight's input features."""
+    if beta == 1 and alpha == 1 and bias.dim() == 1:
+        out = matmul.linear(a, b.t(), bias)
+    else:
+        out = matmul.addmm(bias, a, b, beta=beta, alpha=alpha)
     if out is NotImplemented:
         return out
     return pointwise.gelu(out, approximate="tanh") if use_gelu else torch.relu(out)
@@ -216,12 +221,34 @@ _QUANT_WHY = (
 
 _DENIED: dict[str, str] = {
     **dict.fromkeys(
-        ("normal.Tensor_Tensor", "normal.Tensor_float", "normal.float_Tensor",
-         "normal.float_float", "normal_functional", "randn", "randn.generator", "randn_like",
-         "randn_like.generator", "exponential", "cauchy", "log_normal", "geometric",
-         "poisson", "binomial", "_standard_gamma", "_sample_dirichlet", "multinomial",
-         "rrelu_with_noise", "rrelu_with_noise_functional", "_philox_normal", "normal_",
-         "exponential_", "cauchy_", "log_normal_", "geometric_"),  # fmt: skip
+        (
+            "normal.Tensor_Tensor",
+            "normal.Tensor_float",
+            "normal.float_Tensor",
+            "normal.float_float",
+            "normal_functional",
+            "randn",
+            "randn.generator",
+            "randn_like",
+            "randn_like.generator",
+            "exponential",
+            "cauchy",
+            "log_normal",
+            "geometric",
+            "poisson",
+            "binomial",
+            "_standard_gamma",
+            "_sample_dirichlet",
+            "multinomial",
+            "rrelu_with_noise",
+            "rrelu_with_noise_functional",
+            "_philox_normal",
+            "normal_",
+            "exponential_",
+            "cauchy_",
+            "log_normal_",
+            "geometric_",
+        ),  # fmt: skip
         _RANDOM_WHY,
     ),
     "quantize_per_tensor_dynamic": _QUANT_WHY,
@@ -372,6 +399,25 @@ def _floating_input(x, *_rest, **_kw) -> bool:
     return isinstance(x, torch.Tensor) and x.dtype.is_floating_point
 
 
+def _fractional_range(*args, **kwargs) -> bool:
+    """arange/range with a non-integral start, end or step (the values are then rounded
+    sums, which torch's vector and scalar loops compute differently)."""
+    dtype = kwargs.get("dtype")
+    vals = [a for a in args if isinstance(a, (int, float))]
+    vals += [kwargs[k] for k in ("start", "end", "step") if isinstance(kwargs.get(k), (int, float))]
+    floating = dtype is not None and dtype.is_floating_point
+    return any(isinstance(v, float) and not v.is_integer() for v in vals) and (
+        floating or dtype is None
+    )
+
+
+_RANGE_WHY = (
+    "arange/range with a fractional start or step rounds start + i * step, which torch's "
+    "vector and scalar loops compute differently; build it from an integer arange "
+    "(torch.arange(n) * step + start) with covered ops"
+)
+
+
 def _complex(*args, **kwargs) -> bool:
     return any(isinstance(a, torch.Tensor) and a.dtype.is_complex for a in args)
 
@@ -403,8 +449,14 @@ _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
     "_unsafe_index_put": (_accumulates, _ACCUMULATE_WHY),
     "put": (_accumulates, _ACCUMULATE_WHY),
     **dict.fromkeys(
-        ("mul.Tensor", "mul.Scalar", "div.Tensor", "div.Scalar", "div.Tensor_mode",
-         "div.Scalar_mode"),  # fmt: skip
+        (
+            "mul.Tensor",
+            "mul.Scalar",
+            "div.Tensor",
+            "div.Scalar",
+            "div.Tensor_mode",
+            "div.Scalar_mode",
+        ),  # fmt: skip
         (_complex, _COMPLEX_WHY),
     ),
     "uniform": (
@@ -413,10 +465,20 @@ _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
         "contract into one fused multiply-add at some dispatch levels and not at others; "
         "draw torch.rand (0 to 1) and scale it with covered ops",
     ),
+    **dict.fromkeys(
+        (
+            "arange",
+            "arange.start",
+            "arange.start_step",
+            "arange.start_out",
+            "range",
+            "range.step",
+        ),  # fmt: skip
+        (_fractional_range, _RANGE_WHY),
+    ),
     "_add_relu.Tensor": (_add_relu_scaled, "add with alpha != 1 runs in the pointwise engine"),
     "_add_relu.Scalar": (_add_relu_scaled, "add with alpha != 1 runs in the pointwise engine"),
 }
-
 
 
 # --------------------------------------------------------------- namespaces
@@ -454,6 +516,17 @@ _NAMESPACES: dict[str, tuple[str, str]] = {
     "profiler": ("native", "records profiling events; no arithmetic"),
 }
 
+# Factories: ops with no tensor argument that fill a new tensor with a constant, leave
+# it uninitialized, or read it from a file (exact); arange and range compute start +
+# i * step, which is exact for integral start and step (guarded below).
+_FACTORIES = (
+    "empty", "empty.memory_format", "empty.names", "empty_strided", "empty_permuted",
+    "zeros", "zeros.names", "ones", "ones.names", "full", "full.names", "scalar_tensor",
+    "eye", "eye.m", "_efficientzerotensor", "_empty_affine_quantized",
+    "_empty_per_channel_affine_quantized", "empty_quantized", "from_file", "tril_indices",
+    "triu_indices", "_make_dep_token",
+)  # fmt: skip
+
 _REFUSED_WHY = (
     "samebits has not classified this op, so it refuses it rather than risk a result that "
     "depends on the batch, the threads or the CPU (an op a new torch or a library adds is "
@@ -489,6 +562,8 @@ def _schema_rule(qualname: str, schema) -> tuple[str, str] | None:
     writes = any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
     if writes and schema.name.endswith("_") and torch.Tag.inplace_view in _tags(qualname):
         return "native", "changes a tensor's view metadata in place; no arithmetic"
+    if schema.name.endswith("_copy") and torch.Tag.view_copy in _tags(qualname):
+        return "native", "the copy of a view: data movement, no arithmetic"
     if schema.returns and not writes and all(r.alias_info is not None for r in schema.returns):
         return "native", "a view of its input (every output aliases an input); no arithmetic"
     if not writes and not any(_is_tensor_type(r.type) for r in schema.returns):
@@ -522,10 +597,12 @@ def _families() -> dict[str, str]:
             if not writes:
                 continue
             name = f"{base}.{ov}" if ov else base
-            if base.endswith("_") and not base.startswith("_"):
+            if base.endswith("_") and not base.endswith("__"):
                 parent = base[:-1]
-                if any(o == ov and not w for o, _, w in by_base.get(parent, ())):
-                    fam[name] = f"{parent}.{ov}" if ov else parent
+                match = [o for o, p, w in by_base.get(parent, ()) if not w and o == ov]
+                match = match or [o for o, p, w in by_base.get(parent, ()) if not w and p == pos]
+                if match:
+                    fam[name] = f"{parent}.{match[0]}" if match[0] else parent
             elif pos in functional:
                 f = functional[pos]
                 fam[name] = f"{base}.{f}" if f else base
@@ -541,7 +618,8 @@ def _pointwise_base(name: str) -> str:
 @functools.cache
 def classify(qualname: str) -> tuple[str, str]:
     """(kind, reason) for ``ns::name.overload``; kind is covered, guarded, native,
-    denied or refused."""
+    denied, composite (an unclassified op whose composite kernel calls other ops) or
+    refused."""
     ns, _, name = qualname.partition("::")
     if ns != "aten":
         kind, why = _NAMESPACES.get(ns, ("refused", _REFUSED_WHY))
@@ -558,6 +636,8 @@ def classify(qualname: str) -> tuple[str, str]:
         return "denied", _DENIED[name]
     if name in NATIVE_OK:
         return "native", NATIVE_OK[name]
+    if name in _FACTORIES:
+        return "native", "a factory: a constant fill, uninitialized memory or a file's bytes"
     base = _pointwise_base(name)
     if base in NATIVE_POINTWISE:
         return "native", NATIVE_POINTWISE[base]
@@ -566,7 +646,27 @@ def classify(qualname: str) -> tuple[str, str]:
         rule = _schema_rule(qualname, schema)
         if rule is not None:
             return rule
+    if qualname in registered(
+        "CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional"
+    ):
+        return "composite", _COMPOSITE_WHY
     return "refused", _REFUSED_WHY
+
+
+_COMPOSITE_WHY = (
+    "a composite: torch's backend-independent kernel runs as the ops it calls, each of "
+    "which the mode classifies on its own"
+)
+
+
+@functools.cache
+def registered(*keys: str) -> frozenset[str]:
+    """The ops (``ns::name.overload``; the default overload without a suffix) with a
+    kernel for any of the dispatch keys ``keys`` (in this torch, at first call)."""
+    out: set[str] = set()
+    for key in keys:
+        out.update(torch._C._dispatch_get_registrations_for_dispatch_key(key))
+    return frozenset(out)
 
 
 @functools.cache  # a pure function of torch's op registry
@@ -618,6 +718,7 @@ def covered_ops() -> dict[str, str]:
         "guarded": lambda why: f"native, denied when {why}",
         "native": lambda why: f"native (invariant by construction): {why}",
         "denied": lambda why: f"denied: {why}",
+        "composite": lambda why: f"composite: {why}",
         "refused": lambda why: f"refused: {why}",
     }
     table = {}

@@ -20,7 +20,7 @@ import math
 import torch
 
 from samebits.errors import UnsupportedInputError
-from samebits.ops import attention, pointwise, matmul, norms, reductions
+from samebits.ops import attention, matmul, norms, pointwise, reductions
 from samebits.ops._common import check_float, is_exact_dtype
 from samebits.ops.matmul import bmm_f32
 from samebits.ops.softmax import masked_softmax_f32

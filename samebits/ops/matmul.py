@@ -1,15 +1,20 @@
 """Invariant matrix products: mm, addmm, bmm, baddbmm, mv, addmv, dot, linear.
 
-Reduction order over K, for output (i, j), is chosen by the layout of B alone,
-which never depends on M or on padding:
+Reduction order over K, for output (i, j), is chosen by the role of the reduced
+dimension, which the op names, never by strides, contiguity or which sizes are 1:
 
-* B K-contiguous (weights in ``x @ W.T``, keys in ``q @ k.T``): **DOT** order,
-  eight fused-multiply-add lanes over k = l, l+8, ... then a fixed lane tree;
-  in bfloat16 the **PAIR** order instead, what one lane of AVX512_BF16's VDPBF16PS
-  computes: one accumulator over the pairs of k in order, two FMAs per pair (odd k
-  first) with denormals flushed. CPUs without the instruction emulate it to the bit.
-* otherwise (``p @ v``, ``x @ W`` with W of shape (K, N)): **SEQ** order, one
-  fused multiply-add per k in increasing k. Zero terms (masked keys, padding
+* ``linear`` reduces over a weight's input features: **DOT** order, eight
+  fused-multiply-add lanes over k = l, l+8, ... then a fixed lane tree; in bfloat16
+  the **PAIR** order instead, what one lane of AVX512_BF16's VDPBF16PS computes: one
+  accumulator over the pairs of k in order, two FMAs per pair (odd k first) with
+  denormals flushed. CPUs without the instruction emulate it to the bit. The weight is
+  read in place (it is K-contiguous in ``x @ W.T``), which is what makes DOT fast.
+* every generic product (``mm``, ``addmm``, ``bmm``, ``baddbmm``, ``mv``, ``addmv``,
+  ``dot``, ``matmul``, ``einsum``) reduces over an index whose role the op does not know
+  (features, keys, or the batch itself when it sits in B's columns): **SEQ** order, one
+  fused multiply-add per k in increasing k, from +0. An output's chain depends on its
+  own row of A and column of B alone, so the batch may sit on any axis (rows of A,
+  columns of B, the batch of bmm) at any size, and zero terms (masked keys, padding
   along K) add nothing, so attention written as matmuls stays padding-invariant.
 
 Threads split the output tiles only; K is never split. Accumulation is float32;
@@ -28,15 +33,6 @@ from samebits.errors import UnsupportedInputError
 from samebits.ops._common import NATIVE, broadcast_shapes, check_float, is_exact_dtype, native_view
 
 
-def uses_dot_order(b: torch.Tensor) -> bool:
-    """DOT order iff B's K axis is unit-stride (a transposed weight, or keys in q @ k.T).
-
-    Decided on B's layout alone, which a model fixes independently of M and padding.
-    With K == 1 both orders give the single product, so the choice is moot.
-    """
-    return b.stride(-2) == 1 and b.size(-2) > 1
-
-
 def bmm_f32(
     a: torch.Tensor, b: torch.Tensor, order: str | None = None, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -44,7 +40,7 @@ def bmm_f32(
 
     Strides are passed through as they are (batch stride 0 broadcasts); the kernel
     packs blocks of both operands itself, so weights are never copied. ``order``
-    forces "dot", "seq" or "lanes"; by default B's layout decides (see uses_dot_order).
+    is "seq" (the default: generic products), "dot" (linear's weights) or "lanes".
     In bfloat16, "dot" is the PAIR order (VDPBF16PS's, see gemm_bf16.c) and "lanes"
     the eight-lane float32 DOT order that the fused attention kernel's scores use;
     in float32 the two are the same.
@@ -59,7 +55,7 @@ def bmm_f32(
         return out.zero_()
     if order not in (None, "dot", "seq", "lanes"):
         raise ValueError(f"order must be 'dot', 'seq' or 'lanes', not {order!r}")
-    dot = uses_dot_order(b) if order is None else order != "seq"
+    dot = order not in (None, "seq")
     a, dt = native_view(a)
     b, dtb = native_view(b)
     if dt != dtb:
@@ -199,11 +195,9 @@ def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Batched ``torch.matmul`` (both operands >= 2-D, one of them > 2-D), with the
-    order chosen from B's layout *as given*. torch's own matmul folds the batch dims
-    first, and that reshape copies B (losing its unit K stride, so SEQ instead of DOT)
-    for some batch sizes and not for others: a transposed key of shape (1, H, D, S)
-    folds without a copy, (3, H, D, S) with one. Other ranks go to mm / mv / dot."""
+    """Batched ``torch.matmul`` (both operands >= 2-D, one of them > 2-D) as one batched
+    product in SEQ order, broadcasting the batch dims without folding them into M.
+    Other ranks go to mm / mv / dot."""
     if is_exact_dtype(a.dtype) or a.dim() < 2 or b.dim() < 2 or (a.dim() == 2 and b.dim() == 2):
         return NotImplemented
     dtype = check_float("aten::matmul", a, b)
@@ -212,20 +206,17 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise UnsupportedInputError(
             f"aten::matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not chain"
         )
-    order = "dot" if uses_dot_order(b) else "seq"
     batch = broadcast_shapes("aten::matmul", tuple(a.shape[:-2]), tuple(b.shape[:-2]))
     a3 = a.expand(*batch, M, K).reshape(-1, M, K)  # (B*, M, K)
     b3 = b.expand(*batch, K, N).reshape(-1, K, N)  # (B*, K, N)
-    return _finish(bmm_f32(a3, b3, order=order), dtype).view(*batch, M, N)
+    return _finish(bmm_f32(a3, b3), dtype).view(*batch, M, N)
 
 
 def einsum(equation: str, tensors, *, path=None) -> torch.Tensor:
-    """Two-operand ``torch.einsum`` as one batched product, the order chosen from B's
-    layout as given: DOT iff B's innermost contracted index (contracted indices taken
-    in B's subscript order) is unit-stride. torch's own einsum permutes and folds the
-    operands first, which, like matmul's fold, copied for some batch sizes only.
-    Other forms (one or three operands, ellipsis, repeated or summed-out indices) go
-    to torch's decomposition into covered ops."""
+    """Two-operand ``torch.einsum`` as one batched product in SEQ order (the
+    contracted indices flattened in B's subscript order). Other forms (one or three
+    operands, ellipsis, repeated or summed-out indices) go to torch's decomposition
+    into covered ops."""
     if len(tensors) != 2 or "..." in equation or is_exact_dtype(tensors[0].dtype):
         return NotImplemented
     a, b = tensors
@@ -254,13 +245,11 @@ def einsum(equation: str, tensors, *, path=None) -> torch.Tensor:
     M = math.prod(size[c] for c in free_a)
     N = math.prod(size[c] for c in free_b)
     K = math.prod(size[c] for c in contracted)
-    inner = b.stride(ib.index(contracted[-1])) if contracted else 0
-    order = "dot" if contracted and inner == 1 and K > 1 else "seq"
     a_p = a.permute([ia.index(c) for c in batch + free_a + contracted])
     b_p = b.permute([ib.index(c) for c in batch + contracted + free_b])
     a3 = a_p.expand(*bsz, *a_p.shape[len(batch) :]).reshape(-1, M, K)  # (B*, M, K)
     b3 = b_p.expand(*bsz, *b_p.shape[len(batch) :]).reshape(-1, K, N)  # (B*, K, N)
-    res = _finish(bmm_f32(a3, b3, order=order), dtype)
+    res = _finish(bmm_f32(a3, b3), dtype)
     res = res.view(*bsz, *[size[c] for c in free_a], *[size[c] for c in free_b])
     have = batch + free_a + free_b
     return res.permute([have.index(c) for c in out])
@@ -281,7 +270,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         return out.view(*lead, weight.size(0))
     x2 = x.reshape(1, -1, x.size(-1))  # (1, M, K)
     fused = _row_bias(bias, weight.size(0), 1, 1)
-    acc = bmm_f32(x2, weight.t().unsqueeze(0), bias=fused)[0]  # (M, N)
+    acc = bmm_f32(x2, weight.t().unsqueeze(0), order="dot", bias=fused)[0]  # (M, N)
     out = _finish(acc, dtype) if fused is not None else _finish(acc, dtype, bias)
     return out.view(*lead, weight.size(0))
 
@@ -295,7 +284,6 @@ def _linear_direct(x, weight, bias, dtype) -> torch.Tensor | None:
     if (
         dtype not in NATIVE
         or weight.dtype != dtype
-        or K < 2  # K == 1 takes the SEQ order (uses_dot_order)
         or weight.stride(1) != 1
         or not x.is_contiguous()
         or x.numel() == 0

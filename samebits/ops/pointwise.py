@@ -186,12 +186,17 @@ def run(
         dts.append(_native.dtype_code(t.dtype))
     if len(keep) != arity:
         raise AssertionError(f"{engine_op} takes {arity} operands, got {len(keep)}")
-    if like is not None and all(s == 0 or k.stride() == like.stride() for k, s in zip(keep, strides, strict=True)):
+    if like is not None and all(
+        s == 0 or k.stride() == like.stride() for k, s in zip(keep, strides, strict=True)
+    ):
         y = torch.empty_like(like, dtype=cd)
     else:
         y = torch.empty(shape, dtype=cd)
         if like is not None:  # an operand was made contiguous: every operand must be
-            keep = [k if s == 0 or k.is_contiguous() else k.contiguous() for k, s in zip(keep, strides, strict=True)]
+            keep = [
+                k if s == 0 or k.is_contiguous() else k.contiguous()
+                for k, s in zip(keep, strides, strict=True)
+            ]
             ptrs = [k.data_ptr() for k in keep]
     n = y.numel()
     if n:
@@ -319,19 +324,51 @@ def _eps(eps) -> float:
 
 F = torch.nn.functional
 ATEN: dict[str, Spec] = {
-    **{n: _unary(n) for n in (
-        "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "asin",
-        "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "erf", "erfc",
-        "erfinv", "lgamma", "digamma", "sigmoid", "silu", "mish", "rsqrt", "hardswish",
-        "hardsigmoid", "sinc",
-    )},  # fmt: skip
+    **{
+        n: _unary(n)
+        for n in (
+            "exp",
+            "exp2",
+            "expm1",
+            "log",
+            "log2",
+            "log10",
+            "log1p",
+            "sin",
+            "cos",
+            "tan",
+            "asin",
+            "acos",
+            "atan",
+            "sinh",
+            "cosh",
+            "tanh",
+            "asinh",
+            "acosh",
+            "atanh",
+            "erf",
+            "erfc",
+            "erfinv",
+            "lgamma",
+            "digamma",
+            "sigmoid",
+            "silu",
+            "mish",
+            "rsqrt",
+            "hardswish",
+            "hardsigmoid",
+            "sinc",
+        )
+    },  # fmt: skip
     "log_sigmoid_forward": Spec("logsigmoid", _self),
     "logit": Spec("logit", _self, lambda x, eps=None: (_eps(eps),)),
     "gelu": Spec(_gelu_engine, _self),
     "elu": Spec("elu", _self, _elu_params),
     "celu": Spec("elu", _self, _celu_params),
     "selu": Spec("elu", _self, lambda x: _elu_params(x, SELU_ALPHA, SELU_SCALE)),
-    "softplus": Spec("softplus", _self, lambda x, beta=1.0, threshold=20.0: (_c(beta), _c(threshold))),
+    "softplus": Spec(
+        "softplus", _self, lambda x, beta=1.0, threshold=20.0: (_c(beta), _c(threshold))
+    ),
     "softshrink": Spec("softshrink", _self, _softshrink_params),
     "pow.Tensor_Tensor": Spec("pow", _two),
     "pow.Tensor_Scalar": Spec("pow", _two),
@@ -351,10 +388,18 @@ ATEN: dict[str, Spec] = {
     "add.Scalar": _alpha_op(1.0),
     "sub.Tensor": _alpha_op(-1.0),
     "sub.Scalar": _alpha_op(-1.0),
-    "rsub.Tensor": Spec(_rsub_engine, _two, lambda x, y, alpha=1: (float(alpha),), int_to_float=False),
-    "rsub.Scalar": Spec(_rsub_engine, _two, lambda x, y, alpha=1: (float(alpha),), int_to_float=False),
-    "addcmul": Spec("addcmul", _three, lambda x, a, b, value=1: (float(value),), int_to_float=False),
-    "addcdiv": Spec("addcdiv", _three, lambda x, a, b, value=1: (float(value),), int_to_float=False),
+    "rsub.Tensor": Spec(
+        _rsub_engine, _two, lambda x, y, alpha=1: (float(alpha),), int_to_float=False
+    ),
+    "rsub.Scalar": Spec(
+        _rsub_engine, _two, lambda x, y, alpha=1: (float(alpha),), int_to_float=False
+    ),
+    "addcmul": Spec(
+        "addcmul", _three, lambda x, a, b, value=1: (float(value),), int_to_float=False
+    ),
+    "addcdiv": Spec(
+        "addcdiv", _three, lambda x, a, b, value=1: (float(value),), int_to_float=False
+    ),
     "lerp.Scalar": Spec("lerp", _three, int_to_float=False),
     "lerp.Tensor": Spec("lerp", _three, int_to_float=False),
     # backward ops: operand a is the incoming gradient
@@ -369,7 +414,10 @@ ATEN: dict[str, Spec] = {
         "elu_backward",
         lambda g, alpha, scale, input_scale, is_result, v: (g, v),
         lambda g, alpha, scale, input_scale, is_result, v: (
-            _c(alpha), _c(scale), _c(input_scale), 1.0 if is_result else 0.0
+            _c(alpha),
+            _c(scale),
+            _c(input_scale),
+            1.0 if is_result else 0.0,
         ),
     ),
     "log_sigmoid_backward": Spec("logsigmoid_backward", lambda g, x, buffer: (g, x)),

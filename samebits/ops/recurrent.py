@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from samebits.errors import NotInvariantError, UnsupportedInputError
-from samebits.ops import pointwise, matmul
+from samebits.ops import matmul, pointwise
 from samebits.ops._common import check_float, is_exact_dtype
 
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}

@@ -91,8 +91,8 @@ def sum(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype 
     out_dtype = dtype or x.dtype
     x = x if x.dtype.is_floating_point else x.to(out_dtype)
     check_float("aten::sum", x)
-    if dim is None and not keepdim:
-        return sum_all(x).to(out_dtype)
+    if dim is None and not keepdim:  # the double sum rounded once, to out_dtype
+        return sum_all(x, keep_f64=True).to(out_dtype)
     dims = _dims(x, dim)
     return _restore(_sum_f64(x, dims), x, dims, keepdim).to(out_dtype)
 
