@@ -260,18 +260,20 @@ def _fallback(keyset, op, *args, **kwargs):
 _registered = _policy.registered
 
 
+_COVERED_TABLES = (_policy._COVERED, _policy.pointwise.KERNELS)
+
+
 def _variant(name: str) -> str:
     """functional, out or inplace: how ``name`` relates to the table entry of its family."""
-    if name in _policy._COVERED or name in _policy.pointwise.KERNELS:
+    if _policy.table_name(name, *_COVERED_TABLES) == name:
         return "functional"
-    family = _policy._families().get(name, name)
-    outs, _ = _policy.out_and_inplace(family)
-    return "out" if name in outs else "inplace"
+    schema = _policy.schema_of(f"aten::{name}")
+    return "inplace" if schema.name.endswith("_") else "out"
 
 
 def _covered_fn(name: str) -> Callable:
-    family = _policy._families().get(name, name)
-    return _policy._COVERED.get(family) or _policy.pointwise.KERNELS[family]
+    key = _policy.table_name(name, *_COVERED_TABLES)
+    return _policy._COVERED.get(key) or _policy.pointwise.KERNELS[key]
 
 
 @functools.cache
@@ -299,7 +301,7 @@ def _key_plan() -> tuple[tuple[str, str, object], ...]:
                 # torch's (with a composite kernel it needs none: that kernel runs here)
                 plan.append((qualname, _native_kernel(qualname)))
         elif kind == "guarded":
-            when, why = _policy._GUARDED[_policy._families().get(name, name)]
+            when, why = _policy._GUARDED[_policy.table_name(name, _policy._GUARDED)]
             plan.append((qualname, _guard_kernel(qualname, when, why)))
         elif kind == "denied":
             plan.append((qualname, _deny_kernel(qualname, why)))

@@ -43,7 +43,10 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "_nested_from_padded_and_nested_example", "_nested_tensor_size",
         "_nested_tensor_strides", "_nested_tensor_storage_offsets", "int_repr",
         "q_per_channel_scales", "q_per_channel_zero_points", "dequantize.tensors",
-        "quantize_per_tensor.tensors", "round",
+        "quantize_per_tensor.tensors", "round", "narrow_copy.out", "eye.out", "eye.m_out",
+        "_nested_from_padded_tensor", "_nested_get_jagged_dummy", "_nested_get_lengths",
+        "_nested_get_max_seqlen", "_nested_get_min_seqlen", "_nested_get_offsets",
+        "_convert_weight_to_int4pack", "record_stream",
     ),
     "compares or orders elements (max, min, sort, search, count): exact in any order; "
     "ties resolve by index": (
@@ -52,7 +55,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "median", "median.dim", "nanmedian", "nanmedian.dim", "mode", "cummax", "cummin",
         "max_pool2d_with_indices", "max_pool3d_with_indices", "adaptive_max_pool2d",
         "adaptive_max_pool3d", "fractional_max_pool2d", "fractional_max_pool3d",
-        "max_unpool2d", "max_unpool3d", "unique_consecutive", "unique_dim",
+        "max_unpool2d", "max_unpool3d", "_cummax_helper", "_cummin_helper", "unique_consecutive", "unique_dim",
         "unique_dim_consecutive", "_unique", "_unique2", "nonzero", "nonzero_static",
         "count_nonzero", "count_nonzero.dim_IntList", "all", "all.dim", "all.dims", "any",
         "any.dim", "any.dims", "_is_all_true", "_is_any_true", "bucketize.Scalar",
@@ -95,7 +98,8 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "randint_like.low_generator_dtype", "randperm", "randperm.generator", "rand",
         "rand.generator", "rand_like", "rand_like.generator", "bernoulli", "bernoulli.p",
         "bernoulli.Tensor", "bernoulli_.Tensor", "bernoulli_.float", "native_dropout",
-        "_fused_dropout",
+        "_fused_dropout", "randperm.generator_out", "_philox_key_fold_in",
+        "_philox_key_split", "_philox_uniform_",
     ),
     "assertions and test ops of torch's own": (
         "_functional_assert_async.msg", "_functional_assert_scalar",

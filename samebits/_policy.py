@@ -219,7 +219,42 @@ _QUANT_WHY = (
     "(scale = x.abs().amax(-1, keepdim=True) / 127), which the mode runs invariantly"
 )
 
+_STATS_WHY = "batch statistics depend on the whole batch by definition: call model.eval()"
+_DTYPE_MM_WHY = (
+    "a product with a different output dtype (out_dtype) has no invariant kernel: compute "
+    "in the input dtype and cast the result"
+)
+
 _DENIED: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "_batch_norm_with_update",
+            "batch_norm_elemt",
+            "batch_norm_gather_stats",
+            "batch_norm_gather_stats_with_counts",
+            "batch_norm_stats",
+        ),  # fmt: skip
+        _STATS_WHY,
+    ),
+    **dict.fromkeys(("mm.dtype", "bmm.dtype", "addmm.dtype", "baddbmm.dtype"), _DTYPE_MM_WHY),
+    "_masked_scale": "dropout in training mode (a random mask): call model.eval()",
+    "rrelu_with_noise_": "rrelu in training mode draws random slopes: call model.eval()",
+    "rrelu_with_noise.out": "rrelu in training mode draws random slopes: call model.eval()",
+    "_batch_norm_with_update.out": _STATS_WHY,
+    "_histogramdd_bin_edges": "its bin edges are computed in torch's vector loop; no invariant kernel",
+    "_nested_tensor_softmax_with_shape": "softmax over a nested tensor: no invariant kernel; pad it",
+    "_scaled_grouped_mm": "no invariant float8 grouped matmul",
+    "_scaled_grouped_mm_v2": "no invariant float8 grouped matmul",
+    "linspace.out": (
+        "linspace computes start + i * step (or end - (n - 1 - i) * step) in torch's vector "
+        "and scalar loops, which round differently; build it from an integer arange"
+    ),
+    "logspace.out": "logspace raises a base to linspace's values in torch's loops; no invariant kernel",
+    "native_norm": "use torch.linalg.vector_norm, which the mode covers",
+    "native_norm.ScalarOpt_dim_dtype": "use torch.linalg.vector_norm, which the mode covers",
+    "linalg_eigvals.out": "LAPACK-style factorizations block and thread their reductions; no invariant kernel",
+    "adaptive_avg_pool2d.out": "call adaptive_avg_pool2d without out=, which the mode covers",
+    "adaptive_avg_pool3d.out": "call adaptive_avg_pool3d without out=, which the mode covers",
     **dict.fromkeys(
         (
             "normal.Tensor_Tensor",
@@ -471,9 +506,11 @@ _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
             "arange.start",
             "arange.start_step",
             "arange.start_out",
+            "arange.out",
             "range",
             "range.step",
-        ),  # fmt: skip
+            "range.out",
+        ),
         (_fractional_range, _RANGE_WHY),
     ),
     "_add_relu.Tensor": (_add_relu_scaled, "add with alpha != 1 runs in the pointwise engine"),
@@ -514,6 +551,10 @@ _NAMESPACES: dict[str, tuple[str, str]] = {
         ),
     ),
     "profiler": ("native", "records profiling events; no arithmetic"),
+    "export": ("native", "torch.export's tensor-subclass plumbing; no arithmetic"),
+    "sparse": ("denied", "quantized sparse kernels (qlinear): no invariant kernel"),
+    "_test": ("denied", "torch's own test ops"),
+    "_native": ("denied", "torch-internal native ops, reached only from compiled code"),
 }
 
 # Factories: ops with no tensor argument that fill a new tensor with a constant, leave
@@ -578,7 +619,7 @@ def _families() -> dict[str, str]:
     in-place op is its functional's name with ``_``; an out= op is the overload of the
     same name whose positional arguments are its own (names and types), without the
     written ones."""
-    by_base: dict[str, list[tuple[str, tuple, bool]]] = {}
+    by_base: dict[str, list[tuple[str, tuple, tuple, bool]]] = {}
     for full in torch._C._dispatch_get_all_op_names():
         ns, _, rest = full.partition("::")
         if ns != "aten":
@@ -587,26 +628,38 @@ def _families() -> dict[str, str]:
         schema = schema_of(full)
         if schema is None:
             continue
-        writes = any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
-        pos = tuple((a.name, str(a.type)) for a in schema.arguments if not a.kwarg_only)
-        by_base.setdefault(base, []).append((ov, pos, writes))
+        args = schema.arguments
+        written = [a.alias_info is not None and a.alias_info.is_write for a in args]
+        every = tuple((a.name, str(a.type)) for a in args)  # alias annotations dropped
+        unwritten = tuple(sig for sig, w in zip(every, written, strict=True) if not w)
+        by_base.setdefault(base, []).append((ov, every, unwritten, any(written)))
     fam: dict[str, str] = {}
     for base, overloads in by_base.items():
-        functional = {pos: ov for ov, pos, writes in overloads if not writes}
-        for ov, pos, writes in overloads:
+        # an out= form's arguments, less the written ones, are its functional's
+        functional = {every: ov for ov, every, _, writes in overloads if not writes}
+        for ov, every, unwritten, writes in overloads:
             if not writes:
                 continue
             name = f"{base}.{ov}" if ov else base
             if base.endswith("_") and not base.endswith("__"):
+                # an in-place form: the functional of the same name without "_" and the
+                # same arguments (its own self is written)
                 parent = base[:-1]
-                match = [o for o, p, w in by_base.get(parent, ()) if not w and o == ov]
-                match = match or [o for o, p, w in by_base.get(parent, ()) if not w and p == pos]
+                match = [o for o, e, _, w in by_base.get(parent, ()) if not w and e == every]
                 if match:
                     fam[name] = f"{parent}.{match[0]}" if match[0] else parent
-            elif pos in functional:
-                f = functional[pos]
+            elif unwritten in functional:
+                f = functional[unwritten]
                 fam[name] = f"{base}.{f}" if f else base
     return fam
+
+
+def table_name(name: str, *tables) -> str:
+    """The key under which ``name`` (an aten overload) is found in ``tables``: its own,
+    else its family's (see _families)."""
+    if any(name in t for t in tables):
+        return name
+    return _families().get(name, name)
 
 
 def _pointwise_base(name: str) -> str:
@@ -627,17 +680,18 @@ def classify(qualname: str) -> tuple[str, str]:
         if kind == "refused" and schema is not None:
             kind, why = _schema_rule(qualname, schema) or (kind, why)
         return kind, why
-    name = _families().get(name, name)
-    if name in _COVERED or name in pointwise.ATEN:
-        return "covered", "invariant kernel"
-    if name in _GUARDED:
-        return "guarded", _GUARDED[name][1]
-    if name in _DENIED:
-        return "denied", _DENIED[name]
-    if name in NATIVE_OK:
-        return "native", NATIVE_OK[name]
-    if name in _FACTORIES:
-        return "native", "a factory: a constant fill, uninitialized memory or a file's bytes"
+    own, name = name, _families().get(name, name)
+    for n in dict.fromkeys((own, name)):  # the overload's own entry, then its family's
+        if n in _COVERED or n in pointwise.ATEN:
+            return "covered", "invariant kernel"
+        if n in _GUARDED:
+            return "guarded", _GUARDED[n][1]
+        if n in _DENIED:
+            return "denied", _DENIED[n]
+        if n in NATIVE_OK:
+            return "native", NATIVE_OK[n]
+        if n in _FACTORIES:
+            return "native", "a factory: a constant fill, uninitialized memory or a file's bytes"
     base = _pointwise_base(name)
     if base in NATIVE_POINTWISE:
         return "native", NATIVE_POINTWISE[base]
@@ -646,12 +700,65 @@ def classify(qualname: str) -> tuple[str, str]:
         rule = _schema_rule(qualname, schema)
         if rule is not None:
             return rule
+    bare = name.partition(".")[0]
+    for matches, why in _NAME_RULES:
+        if matches(bare):
+            return "denied", why
     if qualname in registered(
-        "CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional"
+        "CompositeImplicitAutograd",
+        "CompositeExplicitAutograd",
+        "CompositeExplicitAutogradNonFunctional",
     ):
         return "composite", _COMPOSITE_WHY
+    if torch.Tag.pointwise in _tags(qualname) or torch.Tag.pointwise in _tags(f"aten::{name}"):
+        return "denied", _FORMULA_WHY
     return "refused", _REFUSED_WHY
 
+
+# Name rules, for whole classes of ops: (predicate on the base name, reason), denied.
+_BACKEND_PREFIXES = (
+    "cudnn_", "_cudnn", "miopen_", "mps_", "_mps", "mkldnn_", "_mkldnn", "_triton",
+    "_efficient_attention", "_flash_attention", "_scaled_dot_product_", "_cslt",
+    "_sparse_semi_structured", "_to_sparse_semi_structured", "_fill_mem_eff",
+    "lstm_mps", "_lstm_mps", "_thnn_fused", "_conv_depthwise2d", "conv_depthwise3d",
+    "_nnpack", "thnn_conv", "slow_conv",
+)  # fmt: skip
+_NAME_RULES: tuple[tuple[Callable[[str], bool], str], ...] = (
+    (
+        lambda b: b.startswith(_BACKEND_PREFIXES),
+        "a backend's own kernel (cuDNN, MIOpen, MPS, oneDNN, Triton, fused attention or "
+        "convolution backends): the mode covers the op that dispatches to it "
+        "(scaled_dot_product_attention, convolution, linear, lstm)",
+    ),
+    (
+        lambda b: "sparse" in b or b in ("_coalesce", "hspmm", "sspaddmm", "_to_dense", "_spsolve"),
+        "sparse tensors have no invariant kernel: convert with .to_dense()",
+    ),
+    (
+        lambda b: "_backward" in b,
+        "a backward kernel without an invariant formula yet: its gradient sums over "
+        "positions, windows or rows in an order torch picks by shape and threads",
+    ),
+    (
+        lambda b: b.startswith(("_fused_adam", "_fused_sgd", "_fused_adagrad")),
+        "a fused optimizer step: use the optimizer with fused=False and foreach=False, whose "
+        "ops the mode runs",
+    ),
+    (
+        lambda b: (
+            b.startswith(("quantized_", "_weight_int4pack", "_mixed_dtypes_linear"))
+            or "fake_quant" in b
+            or "_fq_helper" in b
+        ),
+        "a quantized kernel whose requantization order is not fixed: quantize per row with "
+        "aten ops (see samebits.covered_ops()['quantized::linear_dynamic'])",
+    ),
+)
+_FORMULA_WHY = (
+    "a floating elementwise function without a samebits formula yet (torch computes it "
+    "with a libm or SLEEF routine whose bits depend on the CPU and on the element's "
+    "position in the vector loop)"
+)
 
 _COMPOSITE_WHY = (
     "a composite: torch's backend-independent kernel runs as the ops it calls, each of "
