@@ -177,9 +177,12 @@ def _overload(qualname: str):
     return getattr(getattr(getattr(torch.ops, ns), base), ov or "default")
 
 
-def _covered_kernel(qualname: str, fn: Callable, variant: str) -> Callable:
+def _covered_kernel(qualname: str, variant: str) -> Callable:
+    name = qualname.partition("::")[2]
+
     def kernel(keyset, *args, **kwargs):
         op = _overload(qualname)
+        fn = _covered_fn(name)  # looked up per call: the table is the one source
         if not _on_cpu(keyset):
             return _torch_kernel(op, keyset, args, kwargs)
         call_kwargs = dict(kwargs)
@@ -289,7 +292,7 @@ def _key_plan() -> tuple[tuple[str, str, object], ...]:
         backend, explicit = qualname in backends, qualname in explicits
         ns, _, name = qualname.partition("::")
         if kind == "covered":
-            plan.append((qualname, _covered_kernel(qualname, _covered_fn(name), _variant(name))))
+            plan.append((qualname, _covered_kernel(qualname, _variant(name))))
         elif not (backend or explicit):
             continue  # a composite: it decomposes into ops classified on their own
         elif kind == "native":

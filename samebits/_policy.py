@@ -543,12 +543,24 @@ _NAMESPACES: dict[str, tuple[str, str]] = {
         ("denied", "compiler-internal ops: run the model eagerly under the mode"),
     ),
     **dict.fromkeys(
-        ("c10d", "_c10d_functional", "_c10d_functional_autograd", "symm_mem", "_dtensor"),
+        ("c10d", "_c10d_functional", "_c10d_functional_autograd", "c10d_functional",
+         "symm_mem", "_dtensor", "fsdp"),  # fmt: skip
         (
             "denied",
             "collectives reduce across processes in an order the backend picks: use "
             "samebits.distributed.all_reduce_exact",
         ),
+    ),
+    **dict.fromkeys(
+        ("onnx", "onnx_symbolic"),
+        ("denied", "ONNX export's symbolic ops: run the model eagerly under the mode"),
+    ),
+    "flex_lib": ("denied", "flex attention internals: call scaled_dot_product_attention"),
+    "_inductor_test": ("denied", "torch's own test ops"),
+    "transformers": (
+        "denied",
+        "transformers' own kernels (the grouped matmul fallback of its MoE layers) have no "
+        "invariant kernel",
     ),
     "profiler": ("native", "records profiling events; no arithmetic"),
     "export": ("native", "torch.export's tensor-subclass plumbing; no arithmetic"),

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import samebits
-from samebits import _mode
+from samebits import _mode, _policy
 from samebits.errors import NotInvariantError
 
 x = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -19,20 +19,40 @@ def restored_after_exit() -> bool:
 
 
 def table(op: str) -> str:
-    return torch._C._dispatch_dump(op)
+    """An op's registrations, but those on the mode key (which stay once made: no thread
+    outside the mode reaches them)."""
+    dump = torch._C._dispatch_dump(op).splitlines()
+    return "\n".join(line for line in dump if not line.startswith(_mode.KEY_NAME + ":"))
 
 
 def test_enter_exit_restores_exactly_what_was_registered():
     assert restored_after_exit()  # (an earlier test's exit may still be within the delay)
-    before = {
-        op: table(op)
-        for op in ("aten::mm", "aten::linear", "aten::sum.dim_IntList", "aten::logcumsumexp")
-    }
+    ops = ("aten::mm", "aten::linear", "aten::sum.dim_IntList", "aten::logcumsumexp")
+    before = {op: table(op) for op in ops}
     with samebits.batch_invariant():
         assert samebits.is_batch_invariant() and _mode.installed()
-        assert table("aten::mm") != before["aten::mm"]
+        assert table("aten::linear") != before["aten::linear"]  # the autograd layer
+        assert torch._C._dispatch_tls_is_dispatch_key_included(_mode._KEY)
+    assert not torch._C._dispatch_tls_is_dispatch_key_included(_mode._KEY)
     assert restored_after_exit()
     assert {op: table(op) for op in before} == before
+
+
+def test_the_mode_key_is_this_threads_alone():
+    """Only a thread inside the mode has the key; its kernels are where the mode lives."""
+    seen = {}
+
+    def other():
+        seen["other"] = torch._C._dispatch_tls_is_dispatch_key_included(_mode._KEY)
+
+    with samebits.batch_invariant():
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert torch._C._dispatch_tls_is_dispatch_key_included(_mode._KEY)
+        dump = torch._C._dispatch_dump("aten::mm")
+        assert f"{_mode.KEY_NAME}: registered at" in dump and "samebits" in dump
+    assert seen == {"other": False}
 
 
 def test_nesting_and_reentry_keep_depth():
@@ -75,13 +95,13 @@ def test_other_threads_keep_native_kernels_and_do_not_inherit(monkeypatch):
     a, w = torch.randn(64, 384), torch.randn(1536, 384)
     native = F.linear(a[:1], w)  # before anything is installed
     calls = []
-    original = _mode._COVERED["linear"]
+    original = _policy._COVERED["linear"]
 
     def spy(*args, **kwargs):  # samebits' linear, noting the thread that reached it
         calls.append(threading.current_thread().name)
         return original(*args, **kwargs)
 
-    monkeypatch.setitem(_mode._COVERED, "linear", spy)
+    monkeypatch.setitem(_policy._COVERED, "linear", spy)
 
     def holder():
         with samebits.batch_invariant():
@@ -262,25 +282,26 @@ def test_a_forked_child_gets_torchs_kernels_back():
 
 def test_uninstall_while_a_thread_outside_the_mode_is_inside_a_wrapper(monkeypatch):
     """The uninstall timer may fire while another thread, outside the mode, has already
-    been dispatched to a samebits wrapper: that call must still reach torch's own
-    kernel (it once raised KeyError: its fallback had been dropped). The timer's
-    uninstall is run at the worst moment: after dispatch, before the fallback."""
+    been dispatched to a samebits wrapper of the autograd layer: that call must still
+    reach torch's own kernel (it once raised KeyError: its fallback had been dropped).
+    The timer's uninstall is run at the worst moment: after dispatch, before the
+    fallback."""
     assert restored_after_exit()
     a, w = torch.randn(5, 64), torch.randn(32, 64)
-    native = F.layer_norm(a, (64,), w[0], w[1])
+    native = F.linear(a, w)
     monkeypatch.setenv("SAMEBITS_UNINSTALL_DELAY_S", "60")
     with samebits.batch_invariant():
         pass
     assert _mode.installed()
-    real = _mode.is_batch_invariant
+    real = _mode._in_mode_key
     fired = []
 
     def timer_fires_now() -> bool:
         fired.append(_mode.uninstall_if_idle())
         return real()
 
-    monkeypatch.setattr(_mode, "is_batch_invariant", timer_fires_now)
-    out = F.layer_norm(a, (64,), w[0], w[1])
-    monkeypatch.setattr(_mode, "is_batch_invariant", real)
+    monkeypatch.setattr(_mode, "_in_mode_key", timer_fires_now)
+    out = F.linear(a, w)
+    monkeypatch.setattr(_mode, "_in_mode_key", real)
     assert fired == [True] and not _mode.installed()
     assert torch.equal(out, native)

@@ -1,93 +1,106 @@
-"""No silent variance: every aten op in torch's registry that runs on CPU, takes a
-floating-point tensor and is not pointwise, view, in-place, out=, backward or random
-(the ops that can reduce) is covered by an invariant kernel, denied, or listed as
-invariant by construction with its reason. The list comes from the registry, so a new
-torch that adds such an op fails here until it is classified."""
+"""The registry sweep: every op the dispatcher knows, in every namespace, after importing
+torch, transformers and sentence-transformers (and torchvision and torchaudio where they
+are installed), is classified by samebits/_policy.py: covered, guarded, native, denied,
+or a composite. An op no rule or table names is "refused" (it raises under the mode),
+and this sweep fails on it: a new torch version's new op fails here until someone
+classifies it, while under the mode it already raises."""
+
+import importlib.util
 
 import pytest
 import torch
 
 import samebits
-from samebits import _mode
+from samebits import _mode, _policy
+from samebits.errors import NotInvariantError
 
-TENSORS = ("Tensor", "Tensor?", "Tensor[]", "Tensor?[]")
-SKIP_TAGS = (
-    torch.Tag.pointwise,
-    torch.Tag.nondeterministic_seeded,
-    torch.Tag.inplace_view,
-    torch.Tag.view_copy,
-)
+OPTIONAL = ("torchvision", "torchaudio")
 
 
-def reducing_cpu_ops() -> list[str]:
-    """aten ops (overload names, as the mode's tables spell them) that can reduce."""
-    assert _mode.uninstall_if_idle(), "the registry must be read with the mode off"
-    out = []
-    for full in torch._C._dispatch_get_all_op_names():
-        if not full.startswith("aten::"):
-            continue
-        base, _, ov = full[len("aten::") :].partition(".")
-        packet = getattr(torch.ops.aten, base, None)
-        op = getattr(packet, ov or "default", None) if packet is not None else None
-        if op is None or "backward" in base:
-            continue
-        schema = op._schema
-        if any(t in op.tags for t in SKIP_TAGS):
-            continue
-        if any(r.alias_info is not None for r in schema.returns):
-            continue  # views and aliases
-        if any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments):
-            continue  # out= and in-place variants: the mode handles them with their op
-        if not any(str(a.type) in TENSORS for a in schema.arguments):
-            continue  # factories
-        if not any(str(r.type) in TENSORS for r in schema.returns):
-            continue
-        has = torch._C._dispatch_has_kernel_for_dispatch_key
-        if not (has(full, "CPU") or has(full, "CompositeExplicitAutograd")):
-            continue  # composite ops decompose into ops this list already holds
-        out.append(full[len("aten::") :])
-    return sorted(out)
+def _import_the_libraries() -> list[str]:
+    import sentence_transformers  # noqa: F401
+    import transformers  # noqa: F401
+
+    present = []
+    for name in OPTIONAL:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+            present.append(name)
+    return present
 
 
-def unclassified(ops, covered, denied, native_ok) -> list[str]:
-    return [op for op in ops if op not in covered and op not in denied and op not in native_ok]
-
-
-def test_the_sweep_finds_the_reducing_ops():
-    ops = reducing_cpu_ops()
-    assert len(ops) > 300
-    for op in ("convolution", "mm", "sum.dim_IntList", "native_group_norm", "mkldnn_rnn_layer",
-               "_native_multi_head_attention", "avg_pool2d", "prod"):  # fmt: skip
-        assert op in ops
-    for op in ("add.Tensor", "exp", "view", "sum.IntList_out", "convolution_backward"):
-        assert op not in ops
-
-
-def test_every_reducing_op_is_covered_denied_or_invariant_by_construction():
-    covered = {**_mode._COVERED, **_mode._GUARDED}
-    missing = unclassified(reducing_cpu_ops(), covered, _mode._DENIED, _mode._NATIVE_OK)
-    assert not missing, (
-        f"classify these ops in samebits/_mode.py or samebits/_native_ok.py: {missing}"
+def test_every_op_of_every_namespace_is_classified():
+    _import_the_libraries()
+    ops = _policy.all_ops()
+    namespaces = {q.partition("::")[0] for q in ops}
+    assert {"aten", "quantized", "prims"} <= namespaces and len(ops) > 3000
+    unclassified = [q for q in ops if _policy.classify(q)[0] == "refused"]
+    assert not unclassified, (
+        f"classify these ops in samebits/_policy.py or samebits/_native_ok.py: {unclassified}"
     )
 
 
-def test_the_sweep_would_have_caught_the_silent_lstm():
-    """Before issue 16, nn.LSTM ran aten::mkldnn_rnn_layer, neither covered nor denied."""
-    covered = {k: v for k, v in _mode._COVERED.items() if not k.startswith(("lstm", "gru", "rnn"))}
-    denied = {k: v for k, v in _mode._DENIED.items() if k != "mkldnn_rnn_layer"}
-    assert "mkldnn_rnn_layer" in unclassified(reducing_cpu_ops(), covered, denied, _mode._NATIVE_OK)
+def test_the_classification_of_known_ops():
+    assert _policy.classify("aten::mm")[0] == "covered"
+    assert _policy.classify("aten::mm.out")[0] == "covered"  # its family's
+    assert _policy.classify("aten::exp_")[0] == "covered"
+    assert _policy.classify("aten::add.Tensor")[0] == "covered"  # alpha != 1: the engine
+    assert _policy.classify("aten::mul.Tensor")[0] == "guarded"  # complex: refused
+    assert _policy.classify("aten::view")[0] == "native"  # a view, by its schema
+    assert _policy.classify("aten::sqrt.out")[0] == "native"  # one IEEE operation
+    assert _policy.classify("aten::cat")[0] == "native"
+    assert _policy.classify("aten::prod")[0] == "denied"
+    assert _policy.classify("aten::special_bessel_j0.out")[0] == "denied"  # no formula
+    assert _policy.classify("aten::layer_norm")[0] == "composite"
+    assert _policy.classify("quantized::linear_dynamic")[0] == "denied"
+    assert _policy.classify("aten::quantize_per_tensor_dynamic")[0] == "denied"
+
+
+def test_an_op_taken_out_of_the_tables_falls_to_refused(monkeypatch):
+    """A rule never lets an unlisted reducing op through: without its table entry,
+    prod (a CPU kernel, no rule) is refused, not native."""
+    monkeypatch.delitem(_policy._DENIED, "prod")
+    _policy.classify.cache_clear()
+    try:
+        assert _policy.classify("aten::prod")[0] == "refused"
+    finally:
+        monkeypatch.undo()
+        _policy.classify.cache_clear()
+
+
+def test_a_new_library_op_is_refused_under_the_mode_and_integers_pass():
+    """An op a library registers after the mode was first entered reaches the mode key's
+    fallback: refused with floats, torch's kernel with integers."""
+    with samebits.batch_invariant():
+        pass  # the mode key's registrations exist before the library does
+    lib = torch.library.Library("samebits_sweep_test", "DEF")
+    lib.define("scaled_sum(Tensor x) -> Tensor")
+    lib.impl("scaled_sum", lambda x: (x * 3).sum(-1, keepdim=True), "CPU")
+    try:
+        op = torch.ops.samebits_sweep_test.scaled_sum
+        x = torch.arange(12).reshape(3, 4)
+        assert _policy.classify("samebits_sweep_test::scaled_sum")[0] == "refused"
+        with samebits.batch_invariant():
+            assert op(x).tolist() == [[18], [66], [114]]  # integers: exact, native
+            with pytest.raises(NotInvariantError, match="samebits_sweep_test::scaled_sum"):
+                op(x.float())
+        assert op(x.float()).tolist() == [[18.0], [66.0], [114.0]]  # outside: untouched
+    finally:
+        lib._destroy()
 
 
 def test_every_table_entry_names_an_existing_op_and_has_a_reason():
-    for name in [*_mode._COVERED, *_mode._DENIED, *_mode._NATIVE_OK, *_mode._GUARDED]:
-        assert _mode._op_exists(name), name
-    assert all(why.strip() for why in [*_mode._DENIED.values(), *_mode._NATIVE_OK.values()])
-    tables = [_mode._COVERED, _mode._DENIED, _mode._NATIVE_OK, _mode._GUARDED]
+    tables = [_policy._COVERED, _policy._DENIED, _policy.NATIVE_OK, _policy._GUARDED]
+    for name in [n for t in tables for n in t]:
+        assert _policy.op_exists(name), name
+    assert all(why.strip() for why in [*_policy._DENIED.values(), *_policy.NATIVE_OK.values()])
     assert sum(len(t) for t in tables) == len(set().union(*tables))  # each op in one table
     table = samebits.covered_ops()
     assert table["aten::mkldnn_rnn_layer"].startswith("denied")
     assert table["aten::lstm.input"] == "invariant kernel"
     assert table["aten::gather"].startswith("native (invariant by construction)")
+    assert table["quantized::linear_dynamic"].startswith("denied")
+    assert list(table) == sorted(table)
 
 
 def test_accumulating_index_put_is_denied_and_plain_index_put_runs():
@@ -100,3 +113,18 @@ def test_accumulating_index_put_is_denied_and_plain_index_put_runs():
             x.index_put_((idx,), torch.ones(3), accumulate=True)
     assert y.tolist() == [0, 1, 0, 1, 0] and x.tolist() == [0, 2, 0, 2, 0]
     assert samebits.covered_ops()["aten::index_put"].startswith("native, denied when")
+
+
+def test_registrations_cover_every_classified_op_with_a_kernel():
+    """Each covered, guarded, native or denied op with a CPU kernel has its registration
+    on the mode key: no such op reaches the fallback (which would refuse it)."""
+    planned = {q for q, _ in _mode._key_plan()}
+    backends = _policy.registered("CPU", "QuantizedCPU")
+    missing = [
+        q
+        for q in _policy.all_ops()
+        if q in backends
+        and q not in planned
+        and _policy.classify(q)[0] in ("covered", "guarded", "native", "denied")
+    ]
+    assert not missing, missing
