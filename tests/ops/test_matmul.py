@@ -19,10 +19,11 @@ def rnd(*shape, dtype=torch.float32, seed=0):
 def test_mm_matches_reference_both_orders(m, k, n, dtype):
     a, b = rnd(m, k, dtype=dtype), rnd(k, n, dtype=dtype, seed=1)
     ref = matmul._reference(a, b)
-    torch.testing.assert_close(matmul.mm(a, b), ref, **TOL[dtype])  # SEQ (b is N-contiguous)
-    bt = b.t().contiguous().t()  # same values, K-contiguous: DOT
-    assert matmul.uses_dot_order(bt) or k == 1
-    torch.testing.assert_close(matmul.mm(a, bt), ref, **TOL[dtype])
+    torch.testing.assert_close(matmul.mm(a, b), ref, **TOL[dtype])  # SEQ (a generic product)
+    bt = b.t().contiguous().t()  # same values, K-contiguous: still SEQ, the same bits
+    assert same_bits(matmul.mm(a, bt), matmul.mm(a, b))
+    dot = matmul.bmm_f32(a.unsqueeze(0), bt.unsqueeze(0), order="dot")[0].to(dtype)  # linear's
+    torch.testing.assert_close(dot, ref, **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DT, ids=str)
@@ -109,12 +110,18 @@ def test_out_and_inplace_variants_are_covered():
         assert same_bits(one[0], ref[1])
 
 
-def test_cat_path_linear_equals_addmm_and_matmul():
-    """linear, addmm with W.T and x @ W.T all reach the same DOT kernel."""
+def test_generic_products_share_one_order_whatever_the_layout():
+    """addmm and matmul are generic products: SEQ order, the same bits for W.T as a view
+    or as a contiguous copy. linear (the weight's role) keeps its own DOT order."""
     x, w = rnd(7, 40), rnd(12, 40, seed=1)
     with samebits.batch_invariant():
-        a, b, c = F.linear(x, w), torch.addmm(torch.zeros(12), x, w.t()), x @ w.t()
-    assert same_bits(a, c) and same_bits(a, b)
+        b, c = torch.addmm(torch.zeros(12), x, w.t()), x @ w.t()
+        d = x @ w.t().contiguous()
+        a = F.linear(x, w)
+    assert same_bits(b, c) and same_bits(c, d)
+    seq = matmul.bmm_f32(x.unsqueeze(0), w.t().unsqueeze(0), order="seq")[0]
+    dot = matmul.bmm_f32(x.unsqueeze(0), w.t().unsqueeze(0), order="dot")[0]
+    assert same_bits(c, seq) and same_bits(a, dot)
 
 
 @pytest.mark.parametrize("k", [3, 9, 517, 1029])
@@ -131,8 +138,8 @@ def test_float32_rows_read_in_place_have_the_packed_bits(k):
     wide[:, :k] = x
     strided = wide[:, :k]  # row stride 4096 + k floats: the packing path
     assert strided.stride(0) >= 2048 and x.stride(0) < 2048 and x.stride(0) % 1024
-    direct = matmul.bmm_f32(x.unsqueeze(0), w.t().unsqueeze(0))[0]
-    packed = matmul.bmm_f32(strided.unsqueeze(0), w.t().unsqueeze(0))[0]
+    direct = matmul.bmm_f32(x.unsqueeze(0), w.t().unsqueeze(0), order="dot")[0]
+    packed = matmul.bmm_f32(strided.unsqueeze(0), w.t().unsqueeze(0), order="dot")[0]
     assert same_bits(direct, packed)
     assert direct[3].eq(0).all() and not direct[3].signbit().any()  # +0, as the packed zeros give
 
@@ -148,18 +155,17 @@ def test_every_kernel_path_gives_the_same_row_bits(order, k, dtype, threads):
     w = rnd(n, k, dtype=dtype, seed=1)  # (N, K): w.t() is K-contiguous, DOT order
     bias = rnd(n, dtype=dtype, seed=2)
     b = w.t() if order == "dot" else w.t().contiguous()
-    assert matmul.uses_dot_order(b) == (order == "dot")
-    full = matmul.bmm_f32(x.unsqueeze(0), b.unsqueeze(0), bias=bias)[0]
+    full = matmul.bmm_f32(x.unsqueeze(0), b.unsqueeze(0), order=order, bias=bias)[0]
     tol = dict(TOL[torch.float32])
     tol["atol"] *= max(1.0, k / 1024)  # float32 sums of k products: error grows with k
     torch.testing.assert_close(full, (x.double() @ b.double() + bias.double()).float(), **tol)
     # 17..64 rows with K >= 1024 run the in-place kernel on AVX-512 too (float32)
     for lo, hi in [(0, 1), (5, 7), (10, 14), (20, 28), (30, 43), (69, 70), (0, 40), (6, 70)]:
-        part = matmul.bmm_f32(x[lo:hi].unsqueeze(0), b.unsqueeze(0), bias=bias)[0]
+        part = matmul.bmm_f32(x[lo:hi].unsqueeze(0), b.unsqueeze(0), order=order, bias=bias)[0]
         assert same_bits(part, full[lo:hi]), (lo, hi)
     for t in (1, 3):
         threads(t)
-        again = matmul.bmm_f32(x.unsqueeze(0), b.unsqueeze(0), bias=bias)[0]
+        again = matmul.bmm_f32(x.unsqueeze(0), b.unsqueeze(0), order=order, bias=bias)[0]
         assert same_bits(again, full), t
 
 
@@ -171,7 +177,7 @@ def test_linear_fast_path_has_the_general_paths_bits(m, k, n, dtype):
     x, w, b = rnd(m, k, dtype=dtype), rnd(n, k, dtype=dtype, seed=1), rnd(n, dtype=dtype, seed=2)
     fast = matmul.linear(x, w, b)
     assert matmul._linear_direct(x, w, b, dtype) is not None
-    general = matmul.bmm_f32(x.unsqueeze(0), w.t().unsqueeze(0), bias=b)[0].to(dtype)
+    general = matmul.bmm_f32(x.unsqueeze(0), w.t().unsqueeze(0), order="dot", bias=b)[0].to(dtype)
     assert fast.dtype == dtype
     assert same_bits(fast, general)
     if m > 1:  # strided rows take the general path through linear itself
@@ -184,8 +190,9 @@ def test_linear_fast_path_has_the_general_paths_bits(m, k, n, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_batched_matmul_with_a_transposed_key_is_batch_invariant(dtype, threads):
     """Eager attention's q @ k.transpose(-1, -2) on a (B, S, H, D) projection: torch's
-    matmul folds (1, H, D, S) without a copy and (3, H, D, S) with one, which changed
-    the order with the batch size; the mode decides on the operands as given."""
+    matmul folds (1, H, D, S) without a copy and (3, H, D, S) with one, which once
+    changed the order with the batch size; the order is now the generic products' SEQ
+    whatever the layout."""
     g = torch.Generator().manual_seed(0)
     B, S, H, D = 5, 10, 4, 8
     k = torch.randn(B, S, H * D, generator=g).to(dtype).view(B, S, H, D).transpose(1, 2)
@@ -236,3 +243,50 @@ def test_einsum_forms_match_float64(eq, shapes):
         out = torch.einsum(eq, *ops)
     ref = torch.einsum(eq, *[o.double() for o in ops]).float()
     torch.testing.assert_close(out, ref, **TOL[torch.float32])
+
+
+# -------------------------------------------------- the batch on every axis
+# The order of a product comes from the role of the reduced dimension (linear: the
+# weight's input features, DOT/PAIR; every generic product: SEQ), never from strides,
+# contiguity or which sizes are 1. So an item's outputs have the same bits wherever the
+# batch sits: rows of A, columns of B, the batch of bmm, at 1, 2 and 9 items, and
+# whatever layout the batch's tensor has.
+AXES = {
+    # name: (build the batched call from items stacked along dim 0, how to slice item i)
+    "mm rows of A": (lambda X, W: torch.mm(X, W.t()), lambda y, i: y[i]),
+    "mm columns of B": (lambda X, W: torch.mm(W, X.t()), lambda y, i: y[:, i]),
+    "mm columns of B (contiguous)": (
+        lambda X, W: torch.mm(W, X.t().contiguous()),
+        lambda y, i: y[:, i],
+    ),
+    "matmul columns of B": (lambda X, W: torch.matmul(W, X.t()), lambda y, i: y[:, i]),
+    "matmul rows of A": (lambda X, W: torch.matmul(X.unsqueeze(1), W.t()), lambda y, i: y[i, 0]),
+    "bmm batch": (
+        lambda X, W: torch.bmm(X.view(X.size(0), 4, 8), W[:8, :4].expand(X.size(0), 8, 4)),
+        lambda y, i: y[i],
+    ),
+    "einsum columns": (lambda X, W: torch.einsum("nk,mk->mn", X, W), lambda y, i: y[:, i]),
+    "linear rows": (lambda X, W: F.linear(X, W), lambda y, i: y[i]),
+    "mv": (lambda X, W: torch.stack([torch.mv(W, x) for x in X], 1), lambda y, i: y[:, i]),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("axis", sorted(AXES))
+def test_an_item_has_the_same_bits_wherever_the_batch_sits(axis, dtype, threads):
+    batched, item = AXES[axis]
+    g = torch.Generator().manual_seed(7)
+    W = torch.randn(24, 32, generator=g).to(dtype)  # (M, K) weight-like
+    X = torch.randn(9, 32, generator=g).to(dtype)  # 9 items of K features
+    with samebits.batch_invariant():
+        threads(1)
+        alone = [item(batched(X[i : i + 1], W), 0) for i in range(9)]
+        for n in (1, 2, 9):
+            for t in (1, 2):
+                threads(t)
+                out = batched(X[:n], W)
+                for i in range(n):
+                    assert same_bits(item(out, i), alone[i]), (axis, n, t, i)
+        # the batch as a transposed view: the same items, another layout
+        out = batched(X.t().contiguous().t(), W)
+        assert all(same_bits(item(out, i), alone[i]) for i in range(9))
