@@ -92,8 +92,16 @@ def minilm_server():
     s.stop()
 
 
-def make_tiny_llama(path) -> None:
-    """A random-weight LlamaForCausalLM with a character-level tokenizer, saved as an HF directory."""
+# a chat template over the character-level vocabulary (<|role|> is plain text to it)
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def make_tiny_llama(path, chat_template: str | None = None) -> None:
+    """A random-weight LlamaForCausalLM with a character-level tokenizer, saved as an
+    HF directory; with ``chat_template``, its tokenizer has that chat template."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -109,6 +117,8 @@ def make_tiny_llama(path) -> None:
         pad_token="<pad>",
         unk_token="<unk>",
     )
+    if chat_template is not None:
+        fast.chat_template = chat_template
     fast.save_pretrained(path)
     cfg = LlamaConfig(
         vocab_size=128,
