@@ -223,3 +223,20 @@ def run_continuous(engine, plan, prefix=None, max_batch: int = 8):
             await asyncio.to_thread(b.stop)
 
     return asyncio.run(go())
+
+
+@pytest.fixture(scope="session")
+def chat_server(chat_llama_dir):
+    """The tiny chat Llama served with continuous batching and a prefix cache of
+    4-token blocks (so the tests' short prompts share blocks)."""
+    s = Server(
+        "--model",
+        str(chat_llama_dir),
+        "--max-batch-size",
+        "16",
+        "--prefix-block-tokens",
+        "4",
+        env={"SAMEBITS_API_KEY": "sekret"},
+    )
+    yield s
+    s.stop()
