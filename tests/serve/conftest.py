@@ -99,9 +99,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def make_tiny_llama(path, chat_template: str | None = None) -> None:
+def make_tiny_llama(path, chat_template: str | None = None, **config) -> None:
     """A random-weight LlamaForCausalLM with a character-level tokenizer, saved as an
-    HF directory; with ``chat_template``, its tokenizer has that chat template."""
+    HF directory; with ``chat_template``, its tokenizer has that chat template;
+    ``config`` overrides LlamaConfig fields (the benchmark's larger model)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -132,6 +133,8 @@ def make_tiny_llama(path, chat_template: str | None = None) -> None:
         eos_token_id=2,
         pad_token_id=0,
     )
+    for key, value in config.items():
+        setattr(cfg, key, value)
     torch.manual_seed(0)
     LlamaForCausalLM(cfg).save_pretrained(path)
 
