@@ -37,10 +37,18 @@ class DecodeBatch:
 
 
 def make_cache(layers: list[tuple[torch.Tensor, torch.Tensor]] | None):
-    """An HF DynamicCache holding ``layers`` (or empty)."""
+    """An HF DynamicCache holding ``layers`` as they are (or empty). Its layers take
+    the tensors without a copy (DynamicCache(ddp_cache_data=...) would concatenate
+    each onto an empty one), and the model's next update concatenates onto them."""
     from transformers import DynamicCache
 
-    return DynamicCache(ddp_cache_data=layers) if layers else DynamicCache()
+    if not layers:
+        return DynamicCache()
+    cache = DynamicCache(ddp_cache_data=[(None, None)] * len(layers))
+    for layer, (k, v) in zip(cache.layers, layers, strict=True):
+        layer.lazy_initialization(k, v)
+        layer.keys, layer.values = k, v
+    return cache
 
 
 def cache_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:

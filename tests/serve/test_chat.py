@@ -200,6 +200,26 @@ def test_completions_logprobs_legacy_shape_and_trainer_parity(client, name, trai
         assert torch.equal(torch.tensor(lp.token_logprobs, dtype=torch.float32), want)
 
 
+def test_streamed_completion_logprobs_equal_non_streamed(client, name):
+    kw = dict(
+        model=name, prompt="Once upon", max_tokens=12, temperature=1.0, seed=8, n=2, logprobs=2
+    )
+    ref = client.completions.create(**kw)
+    got = {0: {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}}
+    got[1] = {k: [] for k in got[0]}
+    text = {0: "", 1: ""}
+    for chunk in client.completions.create(**kw, stream=True):
+        for ch in chunk.choices:
+            text[ch.index] += ch.text
+            if ch.logprobs is not None:
+                for k in got[ch.index]:
+                    got[ch.index][k] += getattr(ch.logprobs, k)
+    for i, ch in enumerate(ref.choices):
+        assert text[i] == ch.text
+        assert got[i] == {k: getattr(ch.logprobs, k) for k in got[i]}
+        assert len(got[i]["tokens"]) == len(sb(ref)["tokens"][i]) > 0
+
+
 def test_the_prefix_cache_serves_a_shared_system_prompt(chat_server, client, name):
     before = httpx.get(chat_server.url + "/health").json()["prefix_cache"]["hit_tokens"]
     for q in ("What is a fox?", "Why is the sky blue?"):
