@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from samebits.serve._completion import Completion
+from samebits.serve._engines import length_groups
 from samebits.serve._prefix import PrefixCache
 
 
@@ -121,8 +122,6 @@ def prefill(
     A prompt whose leading blocks are in ``prefix`` starts from their keys and values
     and runs only the rest (chunked prefill: the same bits as a full one). Prompts are
     grouped into passes by how many tokens each still needs (length_groups)."""
-    from samebits.serve._engines import length_groups
-
     uniq: dict[tuple[int, ...], int] = {}
     for c in rows:
         uniq.setdefault(tuple(c.prompt_ids), len(uniq))

@@ -26,9 +26,12 @@ async def health(req):
         "in_flight": state.counter.n,
     }
     if engine.kind == "completions":
-        body["batching"] = state.config.batching if hasattr(batcher, "steps") else "static"
-        body["running"] = len(getattr(batcher, "works", ()))
-        prefix = getattr(batcher, "prefix", None)
+        from samebits.serve._continuous import ContinuousBatcher
+
+        continuous = isinstance(batcher, ContinuousBatcher)
+        body["batching"] = "continuous" if continuous else "static"
+        body["running"] = len(batcher.works) if continuous else 0
+        prefix = batcher.prefix if continuous else None
         if prefix is not None:
             body["prefix_cache"] = {
                 "blocks": len(prefix.blocks),
