@@ -171,5 +171,9 @@ class ContinuousBatcher(Batcher):
         )
 
     def _finish_alone(self, works: list[_Work], e: Exception) -> None:
+        """Rows whose prefill or step raised: each run again alone (see Batcher._alone)."""
         for w, result, error in self._alone([w for w in works if not w.cancelled], e):
-            _deliver(w, _set_exc, error) if error is not None else _deliver(w, _set, result)
+            if error is not None:
+                _deliver(w, _set_exc, error)
+            else:
+                _deliver(w, _set, result)
