@@ -280,7 +280,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "samebits serve needs the serve extra: pip install 'samebits[serve]'", file=sys.stderr
         )
         return EXIT_USAGE
-    from samebits.serve import ServeConfig, serve
+    from samebits.serve import serve
 
     if args.max_batch_size < 1 or args.max_wait_ms < 0 or args.max_idle_ms < 0:
         raise UsageError("--max-batch-size must be >= 1, --max-wait-ms and --max-idle-ms >= 0")
@@ -294,23 +294,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     if args.drain_timeout_s < 0:
         raise UsageError("--drain-timeout-s must be >= 0")
-    serve(
-        ServeConfig(
-            model=args.model,
-            host=args.host,
-            port=args.port,
-            max_batch_size=args.max_batch_size,
-            max_wait_ms=args.max_wait_ms,
-            max_idle_ms=args.max_idle_ms,
-            api_key=_api_key(args),
-            max_items=args.max_items,
-            max_tokens=args.max_tokens,
-            max_body_bytes=args.max_body_bytes,
-            max_queue=args.max_queue,
-            drain_timeout_s=args.drain_timeout_s,
-        )
-    )
+    if args.prefix_cache_mb < 0 or args.prefix_block_tokens < 1:
+        raise UsageError("--prefix-cache-mb must be >= 0 (0: off), --prefix-block-tokens >= 1")
+    serve(serve_config(args))
     return EXIT_OK
+
+
+def serve_config(args: argparse.Namespace):
+    """The ServeConfig of parsed ``serve`` arguments: each field from the flag of its
+    name (the key from --api-key-file, SAMEBITS_API_KEY or --api-key)."""
+    from dataclasses import fields
+
+    from samebits.serve import ServeConfig
+
+    kw = {f.name: getattr(args, f.name) for f in fields(ServeConfig) if f.name != "api_key"}
+    return ServeConfig(**kw, api_key=_api_key(args))
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
@@ -413,7 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
-    srv.add_argument("--max-batch-size", type=int, default=32)
+    srv.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=32,
+        help="embeddings: items per batch; completions: rows decoding at once (default 32)",
+    )
     srv.add_argument("--max-wait-ms", type=float, default=5.0)
     srv.add_argument(
         "--max-idle-ms",
@@ -452,6 +455,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="on SIGTERM: stop accepting, let in-flight requests finish this long, exit 0",
+    )
+    srv.add_argument(
+        "--batching",
+        choices=["continuous", "static"],
+        default="continuous",
+        help="completions: rows join and leave the decode batch every step (continuous, "
+        "default), or a batch decodes until its longest row ends (static)",
+    )
+    srv.add_argument(
+        "--prefix-cache-mb",
+        type=float,
+        default=256.0,
+        help="memory for the keys and values of cached prompt prefixes, LRU (0: off; default 256)",
+    )
+    srv.add_argument(
+        "--prefix-block-tokens",
+        type=int,
+        default=16,
+        help="prefixes are cached and matched in blocks of this many tokens (default 16)",
+    )
+    srv.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="a causal LM's dtype (default auto: as loaded)",
     )
     srv.set_defaults(func=_cmd_serve)
     return p

@@ -1,6 +1,7 @@
 """``samebits serve``: an OpenAI-compatible server whose answers never depend on batching."""
 
-from samebits.serve._app import ServeConfig, create_app
+from samebits.serve._app import create_app
+from samebits.serve._config import ServeConfig
 
 __all__ = ["ServeConfig", "create_app", "serve"]
 
@@ -20,7 +21,7 @@ def serve(config: ServeConfig) -> None:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    engine = load_engine(config.model)
+    engine = load_engine(config.model, config.dtype)
     app = create_app(engine, config)
     log.info(
         '{"event": "listening", "host": "%s", "port": %d, "model": "%s", "kind": "%s"}',

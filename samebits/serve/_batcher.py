@@ -280,18 +280,22 @@ class Batcher:
         self.dropped += 1
         log.info(json.dumps({"event": "dropped", "reason": "client gone", "total": self.dropped}))
 
-    def _engine_run(self, items: list[Any]) -> list[Any]:
+    def _prepare(self, items: list[Any]) -> None:
+        """Before items run: the test faults (an item that raises, a slow item), and a
+        retried completion back to its prompt."""
         marker = self.faults.fail_item
         if marker and any(marker in _text_of(it) for it in items):
             raise RuntimeError(f"injected item fault ({marker!r})")
         slow = self.faults.slow_item
         for it in items:
-            if slow and slow in _text_of(it) and not getattr(it, "_slowed", False):
-                inner = it.on_token
-                it.on_token = lambda tok, d, f=inner: (time.sleep(0.05), f and f(tok, d))
-                it._slowed = True
+            slowed = isinstance(getattr(it, "on_token", None), _Slow)
+            if slow and slow in _text_of(it) and hasattr(it, "on_token") and not slowed:
+                it.on_token = _Slow(it.on_token)
             if hasattr(it, "reset"):
                 it.reset()  # a retried completion starts from its prompt again
+
+    def _engine_run(self, items: list[Any]) -> list[Any]:
+        self._prepare(items)
         return self.engine.run(items)
 
     def _run(self, batch: list[_Work]) -> None:
@@ -346,6 +350,18 @@ class Batcher:
 
     def _failed(self, e: Exception) -> ItemFailed:
         return ItemFailed(log_error("item_failed", e))
+
+
+class _Slow:
+    """The slow-item fault: the item's token callback sleeps 50 ms per token."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def __call__(self, event) -> None:
+        time.sleep(0.05)
+        if self.inner is not None:
+            self.inner(event)
 
 
 def _deliver(w: _Work, fn, value: Any) -> None:

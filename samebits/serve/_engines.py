@@ -1,15 +1,14 @@
-"""The work a batch does: embeddings (sentence-transformers) and completions
-(a Hugging Face causal LM with a KV cache). Both run inside the batcher's worker
-thread, which holds ``batch_invariant()``: an item's result has the same bits in
-any batch, so batching never changes an answer."""
+"""The work a batch does: embeddings (sentence-transformers) here, completions (a
+Hugging Face causal LM with a KV cache) in _generate. Both run inside the batcher's
+worker thread, which holds ``batch_invariant()``: an item's result has the same bits
+in any batch, so batching never changes an answer."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -259,174 +258,12 @@ def length_groups(
     return groups[::-1]
 
 
-@dataclass
-class Completion:
-    """One prompt to complete, with its decoding settings."""
-
-    prompt_ids: list[int]
-    max_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    on_token: Callable[[int, str], None] | None = None  # streaming callback (worker thread)
-    prompt: str = ""
-    tokens: list[int] = field(default_factory=list)
-    text: str = ""
-    finish_reason: str | None = None
-    cancelled: bool = False  # set from the event loop when the client went away
-    sent: int = 0  # characters of text already given to on_token (kept across reset())
-
-    def reset(self) -> None:
-        """Back to the prompt alone, for a run again (the batcher's retry item by item).
-        ``sent`` stays: the run again gives the same text, so nothing is sent twice."""
-        self.tokens, self.text, self.finish_reason = [], "", None
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def held_back(text: str, stops: list[str]) -> int:
-    """How many trailing characters of ``text`` a stream must hold back: the longest
-    tail that is a proper prefix of a stop string (the next token may complete the
-    stop string, and the non-streamed text drops it), or a trailing U+FFFD (an
-    incomplete UTF-8 sequence the next token may complete)."""
-    keep = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, len(text)), keep, -1):
-            if text.endswith(s[:k]):
-                keep = k
-                break
-    if text.endswith("\ufffd"):
-        keep = max(keep, len(text) - len(text.rstrip("\ufffd")))
-    return keep
-
-
-def gumbel_noise(seed: int, step: int, vocab: int) -> torch.Tensor:
-    """Counter-based noise: a function of (seed, step) only, never of the batch."""
-    key = hashlib.sha256(f"samebits:{seed}:{step}".encode()).digest()
-    g = torch.Generator().manual_seed(int.from_bytes(key[:8], "little") & ((1 << 63) - 1))
-    u = torch.rand(vocab, generator=g, dtype=torch.float64).clamp_(1e-300, 1.0 - 1e-16)
-    return -torch.log(-torch.log(u))
-
-
-def choose(logits: torch.Tensor, c: Completion, step: int) -> int:
-    """Greedy argmax at temperature 0; otherwise Gumbel-max over the top-p set,
-    which samples from softmax(logits / T) with noise keyed by (seed, step)."""
-    if c.temperature <= 0:
-        return int(torch.argmax(logits))
-    from samebits._mode import batch_invariant
-
-    with batch_invariant(False):  # one item's own logits: float64 math, no batch involved
-        return _sample(logits, c, step)
-
-
-def _sample(logits: torch.Tensor, c: Completion, step: int) -> int:
-    z = logits.double() / c.temperature
-    if c.top_p < 1.0:
-        order = torch.argsort(z, descending=True, stable=True)
-        p = torch.softmax(z[order], -1)
-        keep = (p.cumsum(-1) - p) < c.top_p  # the smallest prefix reaching top_p
-        mask = torch.full_like(z, float("-inf"))
-        mask[order[keep]] = 0.0
-        z = z + mask
-    return int(torch.argmax(z + gumbel_noise(c.seed or 0, step, z.numel())))
-
-
-class CompletionEngine:
-    kind = "completions"
-
-    def __init__(self, model, tokenizer, name: str, max_context: int | None = None) -> None:
-        self.model, self.tok, self.name = model.eval(), tokenizer, name
-        cfg = model.config
-        self.max_context = max_context or int(getattr(cfg, "max_position_embeddings", 2048))
-        self.eos = getattr(tokenizer, "eos_token_id", None)
-        if self.eos is None:
-            self.eos = getattr(cfg, "eos_token_id", None)
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (self.eos or 0)
-        self.tok_lock = threading.Lock()  # see EmbeddingEngine.tok_lock
-
-    def encode(self, prompt: str) -> list[int]:
-        with self.tok_lock:
-            ids = self.tok(prompt, add_special_tokens=True)["input_ids"]
-        if not ids:
-            raise RequestError("prompt encodes to no tokens")
-        return list(ids)
-
-    def decode(self, ids: list[int]) -> str:
-        with self.tok_lock:
-            return self.tok.decode(ids, skip_special_tokens=True)
-
-    @torch.inference_mode()
-    def run(self, items: list[Completion]) -> list[Completion]:
-        from transformers import DynamicCache
-
-        n, L = len(items), max(len(c.prompt_ids) for c in items)
-        ids = torch.full((n, L), self.pad, dtype=torch.long)
-        mask = torch.zeros((n, L), dtype=torch.long)
-        for i, c in enumerate(items):  # left padding: every row's last token is at L - 1
-            ids[i, L - len(c.prompt_ids) :] = torch.tensor(c.prompt_ids)
-            mask[i, L - len(c.prompt_ids) :] = 1
-        cache = DynamicCache()
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self._step(ids, mask, pos, cache)
-        steps = max(c.max_tokens for c in items)
-        for step in range(steps):
-            nxt = []
-            for i, c in enumerate(items):
-                if c.cancelled and c.finish_reason is None:
-                    c.finish_reason = "cancelled"  # its client went away: stop decoding it
-                if c.finish_reason is not None:
-                    nxt.append(self.pad)
-                    continue
-                tok = choose(logits[i], c, step)
-                c.tokens.append(tok)
-                self._advance(c, tok)
-                nxt.append(tok)
-            if all(c.finish_reason is not None for c in items):
-                break
-            mask = torch.cat([mask, torch.ones(n, 1, dtype=torch.long)], 1)
-            pos = pos[:, -1:] + 1
-            logits = self._step(torch.tensor(nxt)[:, None], mask, pos, cache)
-        for c in items:
-            c.finish_reason = c.finish_reason or "length"
-        return items
-
-    def _step(
-        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache
-    ) -> torch.Tensor:
-        """One forward over the cache; the float32 logits of each row's last position."""
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=pos,
-            past_key_values=cache,
-            use_cache=True,
-        )
-        return out.logits[:, -1].float()
-
-    def _advance(self, c: Completion, tok: int) -> None:
-        if self.eos is not None and tok == self.eos:
-            c.tokens.pop()
-            c.finish_reason = "stop"
-            return
-        text = self.decode(c.tokens)
-        ats = [at for at in (text.find(s) for s in c.stop) if at >= 0]
-        if ats:
-            c.text, c.finish_reason = text[: min(ats)], "stop"
-        else:
-            c.text = text
-            if len(c.tokens) >= c.max_tokens:
-                c.finish_reason = "length"
-            elif len(c.prompt_ids) + len(c.tokens) >= self.max_context:
-                c.finish_reason = "length"
-        # stream what can no longer change: all of it once finished, else all but a
-        # tail that may still turn into a stop string (see held_back)
-        end = len(c.text) if c.finish_reason else len(c.text) - held_back(c.text, c.stop)
-        if c.on_token and end > c.sent:
-            delta, c.sent = c.text[c.sent : end], end
-            c.on_token(tok, delta)
-
-
-def load_engine(spec: str):
-    """--model minilm | a sentence-transformers directory | a causal LM directory."""
+def load_engine(spec: str, dtype: str = "auto"):
+    """--model minilm | a sentence-transformers directory | a causal LM directory;
+    --dtype auto (as loaded) | float32 | bfloat16 for a causal LM."""
     from pathlib import Path
 
     from samebits.models import (
@@ -435,17 +272,25 @@ def load_engine(spec: str):
         load_causal_lm,
         load_sentence_model,
     )
+    from samebits.serve._generate import CompletionEngine
 
-    if spec == "minilm":
-        return EmbeddingEngine(load_sentence_model(), "minilm")
+    if dtype != "auto" and dtype not in DTYPES:
+        raise ModelLoadError(f"--dtype {dtype!r}: expected auto, {', '.join(DTYPES)}")
     path = Path(spec)
-    if not path.is_dir():
+    if spec != "minilm" and not path.is_dir():
         raise ModelLoadError(f"--model {spec!r}: expected 'minilm' or a local model directory")
-    if is_sentence_model_dir(path):
-        return EmbeddingEngine(load_sentence_model(path), path.name)
+    if spec == "minilm" or is_sentence_model_dir(path):
+        if dtype != "auto":
+            raise ModelLoadError(
+                f"--dtype {dtype}: only a causal LM takes --dtype; {spec!r} is not one"
+            )
+        st = load_sentence_model() if spec == "minilm" else load_sentence_model(path)
+        return EmbeddingEngine(st, "minilm" if spec == "minilm" else path.name)
     model, tok = load_causal_lm(path)
     if tok is None:
         raise ModelLoadError(f"{spec!r} has no tokenizer: serving completions needs one")
+    if dtype != "auto":
+        model = model.to(DTYPES[dtype])
     return CompletionEngine(model, tok, path.name)
 
 

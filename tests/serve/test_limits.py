@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from samebits.serve._engines import held_back
+from samebits.serve._completion import held_back
 from tests.serve.conftest import Server
 
 KEY = "file-sekret"

@@ -226,7 +226,11 @@ def test_bad_embedding_requests(minilm_server, body, status, fragment):
         ({"prompt": "x", "temperature": -1}, AUTH, 422, "temperature"),
         ({"prompt": "x" * 300}, AUTH, 400, "context"),
         ({"max_tokens": 3}, AUTH, 422, "prompt"),
-        ({"prompt": "x", "n": 2}, AUTH, 422, "n"),
+        ({"prompt": "x", "n": 0}, AUTH, 422, "n"),
+        ({"prompt": "x", "n": 3000}, AUTH, 422, "n"),
+        ({"prompt": "x", "stop": ["ok", ""]}, AUTH, 400, "stop[1] is an empty string"),
+        ({"prompt": "x", "logprobs": 21}, AUTH, 422, "logprobs"),
+        ({"prompt": "x", "seed": 2**64}, AUTH, 422, "seed"),
     ],
 )
 def test_bad_completion_requests(llama_server, body, headers, status, fragment):
