@@ -175,6 +175,8 @@ _COVERED: dict[str, Callable] = {
     ),
     "native_group_norm": channel_norms.native_group_norm,
     "_weight_norm_interface": channel_norms.weight_norm_interface,
+    # randn and randn_like are composites: torch.empty(...).normal_()
+    "normal_": pointwise.normal_,
     "glu": _glu,
     "addr": _addr,
     "vdot": _vdot,
@@ -262,10 +264,6 @@ _DENIED: dict[str, str] = {
             "normal.float_Tensor",
             "normal.float_float",
             "normal_functional",
-            "randn",
-            "randn.generator",
-            "randn_like",
-            "randn_like.generator",
             "exponential",
             "cauchy",
             "log_normal",
@@ -278,7 +276,6 @@ _DENIED: dict[str, str] = {
             "rrelu_with_noise",
             "rrelu_with_noise_functional",
             "_philox_normal",
-            "normal_",
             "exponential_",
             "cauchy_",
             "log_normal_",
@@ -543,8 +540,15 @@ _NAMESPACES: dict[str, tuple[str, str]] = {
         ("denied", "compiler-internal ops: run the model eagerly under the mode"),
     ),
     **dict.fromkeys(
-        ("c10d", "_c10d_functional", "_c10d_functional_autograd", "c10d_functional",
-         "symm_mem", "_dtensor", "fsdp"),  # fmt: skip
+        (
+            "c10d",
+            "_c10d_functional",
+            "_c10d_functional_autograd",
+            "c10d_functional",
+            "symm_mem",
+            "_dtensor",
+            "fsdp",
+        ),  # fmt: skip
         (
             "denied",
             "collectives reduce across processes in an order the backend picks: use "

@@ -31,8 +31,26 @@ def inputs(dtype: torch.dtype) -> list[torch.Tensor]:
     """Three operands over wide ranges with the special values in them."""
     g = torch.Generator().manual_seed(11)
     special = torch.tensor(
-        [0.0, -0.0, 1.0, -1.0, 0.5, 2.0, float("inf"), -float("inf"), float("nan"), 1e-30, 88.0,
-         -90.0, 3.0, -2.5, 1e-3, 0.999, -0.999, 1e4]  # fmt: skip
+        [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.5,
+            2.0,
+            float("inf"),
+            -float("inf"),
+            float("nan"),
+            1e-30,
+            88.0,
+            -90.0,
+            3.0,
+            -2.5,
+            1e-3,
+            0.999,
+            -0.999,
+            1e4,
+        ]  # fmt: skip
     )
     out = []
     for k, scale in enumerate((3.0, 1.5, 0.7)):

@@ -62,7 +62,7 @@ SIGNATURES: dict[str, tuple[list, object]] = {
     "sb_sum_all": ([P, I64, INT, INT, P], INT),
     "sb_unary_scalar": ([P, P, I64, INT], None),
     "sb_unary": ([P, P, I64, INT, INT, INT], None),
-    "sb_pw_ops": ([], ctypes.c_char_p),
+    "sb_pw_ops": ([P, I64], I64),
     "sb_pointwise": ([INT, I64, P, P, P, P, P, P, INT, P, INT, INT], INT),
     "sb_softmax": ([P, P, I64, I64, INT, INT, INT, INT], INT),
     "sb_attention": ([P, P, P, P, P, INT, P, FLT, INT, INT], INT),

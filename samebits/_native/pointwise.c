@@ -153,8 +153,13 @@ static const char pw_names[] =
 #undef PW_NAME
     ;
 
-/* "name:operands:params;" for each op, in the order of their codes */
-SB_API const char *SB_FN(sb_pw_ops)(void) { return pw_names; }
+/* "name:operands:params;" for each op, in the order of their codes, written to buf
+   (NUL-terminated when it fits in cap bytes); returns the length without the NUL */
+SB_API i64 SB_FN(sb_pw_ops)(char *buf, i64 cap) {
+    i64 n = (i64)sizeof(pw_names) - 1;
+    if (buf && cap > n) memcpy(buf, pw_names, (size_t)n + 1);
+    return n;
+}
 
 #define PW_BLK 1024 /* elements per task: a multiple of every bundle width */
 

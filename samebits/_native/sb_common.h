@@ -84,7 +84,7 @@ SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const doub
 SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double *out);
 SB_API void SB_FN(sb_unary_scalar)(const float *x, float *y, i64 n, int op);
 SB_API void SB_FN(sb_unary)(const void *x, void *y, i64 n, int op, int dt, int nthreads);
-SB_API const char *SB_FN(sb_pw_ops)(void);
+SB_API i64 SB_FN(sb_pw_ops)(char *buf, i64 cap);
 SB_API int SB_FN(sb_pointwise)(int op, i64 n, const void *x0, const void *x1, const void *x2,
                                const int *dts, const int *strides, void *y, int odt,
                                const double *params, int nparams, int nthreads);

@@ -39,8 +39,11 @@ from samebits.errors import NotInvariantError, UnsupportedInputError
 @functools.cache
 def _codes() -> dict[str, tuple[int, int, int]]:
     """Engine op name -> (code, operands, parameters), from the library's own list."""
+    lib = _native.lib()
+    buf = ctypes.create_string_buffer(lib.sb_pw_ops(None, 0) + 1)
+    lib.sb_pw_ops(buf, len(buf))
     out = {}
-    for i, entry in enumerate(_native.lib().sb_pw_ops().decode().strip(";").split(";")):
+    for i, entry in enumerate(buf.value.decode().strip(";").split(";")):
         name, n, k = entry.split(":")
         out[name] = (i, int(n), int(k))
     return out
@@ -428,6 +431,23 @@ ATEN: dict[str, Spec] = {
 }
 del ATEN["float_power.Tensor_Tensor"]
 KERNELS: dict[str, Callable] = {name: _kernel(name, spec) for name, spec in ATEN.items()}
+
+
+# ------------------------------------------------------------- normal draws
+def normal_(x: torch.Tensor, mean=0.0, std=1.0, *, generator=None) -> torch.Tensor:
+    """``x.normal_(mean, std)``: samebits' normal sampler, the same draws on every CPU.
+
+    Each element takes two uniform draws from the generator (torch's uniform_, exact:
+    its bits scaled by a power of two) and the engine's Box-Muller formula:
+    ``fma(sqrt(-2 log(1 - u1)) * cospi(2 u2), std, mean)``. The values differ from
+    torch's own normal_ (which transforms its draws with SLEEF, differently at each
+    dispatch level); they follow the generator's state like torch's do."""
+    if not x.dtype.is_floating_point:
+        return NotImplemented
+    u = torch.empty((2, *x.shape), dtype=torch.float32)  # (2, *x.shape): two draws each
+    u.uniform_(0.0, 1.0, generator=generator)
+    z = run("normal", (u[0], u[1]), (_c(mean), _c(std)), aten="normal_")
+    return x.copy_(z)
 
 
 # --------------------------------------------------- helpers for other kernels

@@ -65,7 +65,7 @@ def bf16_values(rng: np.random.Generator, n: int, tiny: bool) -> torch.Tensor:
     return x.to(torch.bfloat16)
 
 
-@pytest.mark.parametrize("K", [2, 31, 32, 45, 96, 301, 600])  
+@pytest.mark.parametrize("K", [2, 31, 32, 45, 96, 301, 600])
 @pytest.mark.parametrize("tiny", [False, True], ids=["normal", "tiny"])
 # M <= 4 (8 on the AVX-512 paths) runs the few-row kernel, more rows the packed one
 @pytest.mark.parametrize("M", [3, 7, 11], ids=["m3", "m7", "m11"])
