@@ -4,6 +4,11 @@ The C kernels are plain C with no Python or torch API, so the build needs a C co
 and the standard library only: torch stays out of the build environment. The compile
 itself is samebits/_native/_build.py, the same code the loader uses to build into its
 cache, so a wheel's library and a cached one are built with the same flags.
+
+Cross-building: with CC naming a compiler for another architecture (e.g.
+``CC=aarch64-linux-gnu-gcc``), the library holds that architecture's paths and the
+wheel is tagged for it (``manylinux2014_aarch64``: tools/aarch64/wheel.sh checks that
+the library needs no glibc symbol newer than 2.17).
 """
 
 import importlib.util
@@ -43,6 +48,10 @@ class PlatformWheel(bdist_wheel):
 
     def get_tag(self):
         _, _, plat = super().get_tag()
+        b = _builder()
+        arch = b.target_arch(b.compiler())
+        if arch != b.host_arch():  # a cross compiler: the target's platform
+            plat = f"manylinux2014_{arch}"
         return "py3", "none", plat  # ctypes, not the Python C API
 
 

@@ -9,12 +9,14 @@ Where the library comes from, in order:
    every path and the compiler's version and target.
 
 Which path runs: ``SAMEBITS_ISA`` = ``auto`` (default: the best portable path this CPU
-has), ``portable``, ``avx2``, ``avx512``, ``avx512_bf16``, or ``amx``. The portable
+has), ``portable``, ``avx2``, ``avx512``, ``avx512_bf16``, or ``amx`` on x86-64;
+``portable`` or ``neon`` on aarch64. The portable
 paths give the same bits; the choice among them is about speed, and ``native_info()``
 reports it. ``amx`` runs bfloat16 products on AMX tiles: invariant on the CPU, but its
 bits differ from the portable paths' (TDPBF16PS rounds in an undocumented way), so
-only an explicit request selects it and ``native_info()["portable"]`` says so. The CPU's features come from CPUID, read
-by the library's baseline code before a path is chosen.
+only an explicit request selects it and ``native_info()["portable"]`` says so. The CPU's
+features come from CPUID (x86-64) or the kernel's HWCAP words (aarch64), read by the
+library's baseline code before a path is chosen.
 
 OpenMP: the library is not linked against an OpenMP runtime. torch's own libgomp is
 made global before the library is opened, so the library's parallel regions run in
@@ -34,52 +36,24 @@ from pathlib import Path
 
 import torch
 
-from samebits._native import _build
+from samebits._native import _build, _decls
 from samebits._native._build import BUILT, EXPLICIT, ISA_NEEDS, ISAS
 from samebits.errors import NativeBuildError
 
-ABI_VERSION = 11  # sb_common.h's SB_ABI_VERSION
-
 F32, BF16 = 0, 1
-I64, INT, P, DBL, FLT = (
-    ctypes.c_int64,
-    ctypes.c_int,
-    ctypes.c_void_p,
-    ctypes.c_double,
-    ctypes.c_float,
-)
 
-# sb_gemm's arguments: A, lda, ka, sa, B, bk, bn, sb, C, ldc, sc, batch, M, N, K, bias,
-# bdt, dt, order, nthreads
-_GEMM_ARGS = [P, I64, I64, I64, P, I64, I64, I64, P, I64, I64, I64, I64, I64, I64, P] + [INT] * 4
-
-# The exported functions of each path (name -> (argtypes, restype)); sb_common.h's
-# prototypes are the source, and tests/native/test_abi.py checks this table against them.
+# The exported functions of each path (name -> (argtypes, restype)) and the ABI
+# version, both from the one list in _decls.py that sb_kernels.h is generated from.
+ABI_VERSION = _decls.abi_version()
 SIGNATURES: dict[str, tuple[list, object]] = {
-    "sb_gemm": (_GEMM_ARGS, INT),
-    "sb_gemm_map": ([*_GEMM_ARGS, P], INT),  # + the output map (12 int64: struct omap)
-    "sb_sum": ([P, I64, I64, I64, P, INT, P, INT, INT], None),
-    "sb_sum_all": ([P, I64, INT, INT, P], INT),
-    "sb_unary_scalar": ([P, P, I64, INT], None),
-    "sb_unary": ([P, P, I64, INT, INT, INT], None),
-    "sb_pw_ops": ([P, I64], I64),
-    "sb_pointwise": ([INT, I64, P, P, P, P, P, P, INT, P, INT, INT], INT),
-    "sb_softmax": ([P, P, I64, I64, INT, INT, INT, INT], INT),
-    "sb_attention": ([P, P, P, P, P, INT, P, FLT, INT, INT], INT),
-    "sb_norm": ([P, P, P, P, P, P, I64, I64, DBL, INT, INT, INT, INT], None),
-    "sb_affine": ([P, P, P, P, I64, I64, I64, I64, INT, INT, INT], None),
-    "sb_exact_acc": ([P, I64, I64, I64, INT, P, P, INT], None),
-    "sb_depthwise": ([P, P, P, P, P, INT, INT, INT], INT),
-    "sb_depthwise_nchw": ([P, P, P, P, P, INT, INT, INT], INT),
-    "sb_im2col": ([P, P, I64, I64, P, INT, INT], None),
-    "sb_pad_cl": ([P, P, P, INT, INT], None),
-    "sb_exact_dot": ([P, P, I64, INT, P, P], None),
+    name: ([getattr(ctypes, a) for a in args], res and getattr(ctypes, res))
+    for name, (args, res) in _decls.signatures().items()
 }
 # bit i of sb_cpu_features() (dispatch.c's CF_* enum, in order)
 FEATURE_BITS = (
     "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512cd", "avx512bw",
     "avx512vl", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16", "os_avx",
-    "os_avx512", "os_amx",
+    "os_avx512", "os_amx", "fp", "asimd", "asimddp", "bf16", "sve",
 )  # fmt: skip
 
 _lock = threading.Lock()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -21,24 +22,56 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 LIB_NAME = "libsamebits_kernels.so"
 
-# The portable ISA paths (the same bits on each), worst to best: "auto" picks among these.
-ISAS = ("portable", "avx2", "avx512", "avx512_bf16")
-# Paths that are never picked by "auto": "amx" (bfloat16 products on AMX tiles:
-# batch-invariant on a CPU with AMX, its bits not reproducible elsewhere), chosen with
-# SAMEBITS_ISA=amx or batch_invariant(isa="amx"); and "amx_sim", a test double of it
-# (the AMX kernel, its tile instructions computed in C with the portable order's steps),
-# which only samebits._native.use_isa selects.
-EXPLICIT = ("amx",)
-TEST_PATHS = ("amx_sim",)
+# Paths per target architecture. x86-64: the portable ISA paths (the same bits on each),
+# worst to best, which "auto" picks among; "amx" (bfloat16 products on AMX tiles:
+# batch-invariant on a CPU with AMX, its bits not reproducible elsewhere), chosen only
+# with SAMEBITS_ISA=amx or batch_invariant(isa="amx"); and "amx_sim", a test double of
+# it (the AMX kernel, its tile instructions computed in C with the portable order's
+# steps), which only samebits._native.use_isa selects. aarch64: portable (plain C, no
+# Advanced SIMD) and neon (ASIMD, which every ARMv8-A Linux CPU has).
+ARCH_PATHS: dict[str, dict[str, tuple[str, ...]]] = {
+    "x86_64": {
+        "isas": ("portable", "avx2", "avx512", "avx512_bf16"),
+        "explicit": ("amx",),
+        "test": ("amx_sim",),
+    },
+    "aarch64": {"isas": ("portable", "neon"), "explicit": (), "test": ()},
+}
+
+
+def host_arch() -> str:
+    """The architecture this Python runs on, as ARCH_PATHS names it."""
+    m = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
+
+
+def _arch_key(arch: str) -> str:
+    if arch not in ARCH_PATHS:
+        raise BuildError(
+            f"samebits' kernels have no build for the {arch!r} architecture "
+            f"(built for: {', '.join(ARCH_PATHS)})"
+        )
+    return arch
+
+
+def built_paths(arch: str) -> tuple[str, ...]:
+    """Every path the library for ``arch`` holds, in build order."""
+    a = ARCH_PATHS[_arch_key(arch)]
+    return a["isas"] + a["explicit"] + a["test"]
+
+
+_HOST = ARCH_PATHS.get(host_arch(), ARCH_PATHS["x86_64"])
+ISAS = _HOST["isas"]
+EXPLICIT = _HOST["explicit"]
+TEST_PATHS = _HOST["test"]
 BUILT = ISAS + EXPLICIT + TEST_PATHS
 
 # -ffp-contract=off: only explicit fma() / fmadd intrinsics fuse, identically on every
 # path. -fno-trapping-math and -fno-math-errno let GCC if-convert and vectorize;
-# neither changes an IEEE result. -march=x86-64: the baseline every path starts from.
-BASE_FLAGS = (
+# neither changes an IEEE result. -march: the baseline every path of the architecture
+# starts from (x86-64; ARMv8-A, whose Advanced SIMD the portable path turns off).
+COMMON_FLAGS = (
     "-O3",
-    "-march=x86-64",
-    "-mtune=generic",
     "-ffp-contract=off",
     "-fno-fast-math",
     "-fno-trapping-math",
@@ -48,6 +81,10 @@ BASE_FLAGS = (
     "-fvisibility=hidden",
     "-g0",
 )
+ARCH_FLAGS = {
+    "x86_64": ("-march=x86-64", "-mtune=generic"),
+    "aarch64": ("-march=armv8-a", "-mtune=generic"),
+}
 _AVX2 = ("-mavx", "-mavx2", "-mfma", "-mf16c")
 _AVX512 = _AVX2 + ("-mavx512f", "-mavx512dq", "-mavx512cd", "-mavx512bw", "-mavx512vl")
 ISA_FLAGS: dict[str, tuple[str, ...]] = {
@@ -60,7 +97,11 @@ ISA_FLAGS: dict[str, tuple[str, ...]] = {
     # only an assembler that knows the mnemonics (binutils 2.36 or later)
     "amx": _AVX512 + ("-DSB_AMX=1",),
     "amx_sim": _AVX512 + ("-DSB_AMX=1", "-DSB_AMX_SIM=1"),
+    # ARMv8-A's Advanced SIMD is on by default; the portable path is scalar C
+    "neon": (),
 }
+# per architecture where a path's flags differ from ISA_FLAGS
+ARCH_ISA_FLAGS = {"aarch64": {"portable": ("-march=armv8-a+nosimd",)}}
 # CPU features (names from dispatch.c's bits) each path needs, the OS's register
 # state included
 ISA_NEEDS: dict[str, tuple[str, ...]] = {
@@ -79,6 +120,7 @@ ISA_NEEDS: dict[str, tuple[str, ...]] = {
         "avx512vl",
         "os_avx512",
     ),
+    "neon": ("fp", "asimd"),
 }
 ISA_NEEDS["avx512_bf16"] = ISA_NEEDS["avx512"] + ("avx512_bf16",)
 ISA_NEEDS["amx"] = ISA_NEEDS["avx512"] + ("amx_tile", "amx_bf16", "os_amx")
@@ -89,6 +131,12 @@ OPTIONAL = ("amx",)
 # The OpenMP runtime is not linked: the loader binds the GOMP symbols to the libgomp
 # torch already loaded, so one thread pool serves both (torch.set_num_threads sizes ours).
 LINK_FLAGS = ("-shared", "-lm")
+
+
+def flags(arch: str, isa: str) -> tuple[str, ...]:
+    """The compile flags of one path's object for ``arch``."""
+    base = COMMON_FLAGS[:1] + ARCH_FLAGS[_arch_key(arch)] + COMMON_FLAGS[1:]
+    return base + ARCH_ISA_FLAGS.get(arch, {}).get(isa, ISA_FLAGS[isa])
 
 
 class BuildError(RuntimeError):
@@ -133,10 +181,23 @@ def compiler_version(cc: str) -> str:
     return f"{first} ({machine.stdout.strip()})"
 
 
+def target_arch(cc: str) -> str:
+    """The architecture ``cc`` compiles for (``cc -dumpmachine``: x86_64-linux-gnu,
+    aarch64-linux-gnu), so a cross compiler builds the other architecture's paths."""
+    try:
+        out = subprocess.run([cc, "-dumpmachine"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise BuildError(f"cannot run the C compiler {cc!r}: {err}") from err
+    machine = out.stdout.strip().split("-")[0]
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
 def build_id(cc_version: str) -> str:
-    """``<source hash>-<flags and compiler hash>``: names one compiled library."""
-    flags = repr((BASE_FLAGS, sorted(ISA_FLAGS.items()), LINK_FLAGS, cc_version)).encode()
-    return f"{source_hash()}-{hashlib.sha256(flags).hexdigest()[:8]}"
+    """``<source hash>-<flags and compiler hash>``: names one compiled library (the
+    compiler's target is part of ``cc_version``, so its architecture is too)."""
+    every = sorted((a, i, flags(a, i)) for a in ARCH_PATHS for i in built_paths(a))
+    blob = repr((every, LINK_FLAGS, cc_version)).encode()
+    return f"{source_hash()}-{hashlib.sha256(blob).hexdigest()[:8]}"
 
 
 def _run(cmds: list[list[str]], optional: tuple[list[str], ...] = ()) -> list[list[str]]:
@@ -163,16 +224,16 @@ def compile_library(out: Path, cc: str | None = None) -> str:
     """
     cc = cc or compiler()
     bid = build_id(compiler_version(cc))
+    arch = target_arch(cc)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         objs, cmds, optional = [], [], []
-        for isa in BUILT:
+        for isa in built_paths(arch):
             obj = os.path.join(tmp, f"kernels_{isa}.o")
             defs = [f"-DSB_ISA={isa}"]
             cmd = [
                 cc,
-                *BASE_FLAGS,
-                *ISA_FLAGS[isa],
+                *flags(arch, isa),
                 *defs,
                 "-c",
                 str(HERE / "kernels.c"),
@@ -183,7 +244,15 @@ def compile_library(out: Path, cc: str | None = None) -> str:
             objs.append(obj)
         obj = os.path.join(tmp, "dispatch.o")
         cmds.append(
-            [cc, *BASE_FLAGS, f'-DSB_BUILD_ID="{bid}"', "-c", str(HERE / "dispatch.c"), "-o", obj]
+            [
+                cc,
+                *flags(arch, "portable"),
+                f'-DSB_BUILD_ID="{bid}"',
+                "-c",
+                str(HERE / "dispatch.c"),
+                "-o",
+                obj,
+            ]
         )
         objs.append(obj)
         # an optional path that fails to build is left out of the library

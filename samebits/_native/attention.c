@@ -164,7 +164,7 @@ static inline __attribute__((always_inline)) void attn_pv4(const float *const p[
         }
     }
     for (int r = 0; r < NR; r++)
-        for (int c = 0; c < 4; c++) _mm512_mask_storeu_ps(o[r] + c0 + 16 * c, mk[c], acc[r][c]);
+        for (int c = 0; c < 4; c++) _mm512_mask_storeu_ps(o[r] + c0 + 16 * c, mk[c], z16_canon(acc[r][c]));
 }
 
 static void attn_pv4_n(const float *const p[4], const float *vb, i64 vrs, i64 j0, i64 end, i64 c0,

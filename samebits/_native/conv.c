@@ -109,7 +109,7 @@ static inline __attribute__((always_inline)) void dw_block16(const float *xb, co
         for (int q = 0; q < NW; q++) acc[q] = _mm512_add_ps(acc[q], _mm512_loadu_ps(bb));
     if (!d->nchw) {
         __mmask16 m = (__mmask16)((1u << nc) - 1);
-        for (int q = 0; q < NW; q++) _mm512_mask_storeu_ps(d->o + q * C, m, acc[q]);
+        for (int q = 0; q < NW; q++) _mm512_mask_storeu_ps(d->o + q * C, m, z16_canon(acc[q]));
         return;
     }
     for (int h = 0; h < 2 && 8 * h < nc; h++) {

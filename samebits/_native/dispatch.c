@@ -1,6 +1,7 @@
 /* What every ISA path shares: the ABI version, the build id, and the CPU's features
-   (CPUID and XGETBV), compiled for baseline x86-64 so that it runs on any CPU before
-   a path is chosen. The Python loader maps the bits below to flag names and picks
+   (x86-64: CPUID and XGETBV; aarch64: the kernel's HWCAP words), compiled with the
+   portable path's flags so that it runs on any CPU of the architecture before a path
+   is chosen. The Python loader maps the bits below to flag names and picks
    the best path whose flags are all present (or the one SAMEBITS_ISA asks for). */
 #include <errno.h>
 #include <stdint.h>
@@ -9,6 +10,9 @@
 #if defined(__linux__) && defined(__x86_64__)
 #include <sys/syscall.h>
 #include <unistd.h>
+#endif
+#if defined(__linux__) && defined(__aarch64__)
+#include <sys/auxv.h>
 #endif
 
 #ifndef SB_BUILD_ID
@@ -20,6 +24,8 @@ enum {
     CF_SSE42 = 0, CF_AVX, CF_AVX2, CF_FMA, CF_F16C, CF_AVX512F, CF_AVX512DQ, CF_AVX512CD,
     CF_AVX512BW, CF_AVX512VL, CF_AVX512_BF16, CF_AVX512_FP16, CF_AMX_TILE, CF_AMX_BF16,
     CF_AMX_FP16, CF_OS_AVX, CF_OS_AVX512, CF_OS_AMX,
+    /* aarch64 (HWCAP / HWCAP2 bits of Linux's asm/hwcap.h) */
+    CF_FP, CF_ASIMD, CF_ASIMDDP, CF_BF16, CF_SVE,
 };
 
 int sb_last_threads = 0;
@@ -70,6 +76,19 @@ SB_API uint64_t sb_cpu_features(void) {
             if (a1 & (1u << 21)) f |= 1ull << CF_AMX_FP16;
         }
     }
+    return f;
+}
+#elif defined(__aarch64__) && defined(__linux__)
+/* Linux reports the CPU's features in the auxiliary vector: AT_HWCAP bit 0 FP, 1 ASIMD,
+   20 ASIMDDP, 22 SVE; AT_HWCAP2 bit 14 BF16. (Under qemu-user, the emulated CPU's.) */
+SB_API uint64_t sb_cpu_features(void) {
+    unsigned long h = getauxval(AT_HWCAP), h2 = getauxval(AT_HWCAP2);
+    uint64_t f = 0;
+    if (h & (1ul << 0)) f |= 1ull << CF_FP;
+    if (h & (1ul << 1)) f |= 1ull << CF_ASIMD;
+    if (h & (1ul << 20)) f |= 1ull << CF_ASIMDDP;
+    if (h & (1ul << 22)) f |= 1ull << CF_SVE;
+    if (h2 & (1ul << 14)) f |= 1ull << CF_BF16;
     return f;
 }
 #else

@@ -244,7 +244,7 @@ static inline __attribute__((always_inline)) void zmm_rows(const float *a, i64 a
     for (int r = 0; r < GMR; r++)
         for (int u = 0; u < NP; u++) {
             if (bias && bias[u]) acc[r][u] = _mm512_add_ps(acc[r][u], _mm512_loadu_ps(bias[u]));
-            _mm512_storeu_ps(Cp[u] + r * ldc, acc[r][u]);
+            _mm512_storeu_ps(Cp[u] + r * ldc, z16_canon(acc[r][u]));
         }
 }
 
@@ -389,7 +389,7 @@ static void dotz_tile(const float *Ab, i64 lda, const float *Bb, i64 ldb, float 
             DOTZ[mr](ap, bp, o, K);
             for (int r = 0; r < mr; r++)
                 for (int c = 0; c < nc; c++)
-                    Cb[(i + r) * ldc + j + c] = bias ? o[r * 8 + c] + ld(bias, j + c, bdt) : o[r * 8 + c];
+                    Cb[(i + r) * ldc + j + c] = canon(bias ? o[r * 8 + c] + ld(bias, j + c, bdt) : o[r * 8 + c]);
         }
     }
 }
@@ -437,7 +437,7 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
                 (dt == BF16 ? dot_3x4_bf16 : dot_3x4_f32)(ap, bp, op, K);
                 for (int r = 0; r < 3; r++)
                     for (int c = 0; c < nc; c++)
-                        Cb[(i + r) * ldc + j + c] = bias ? o[r][c] + ld(bias, j + c, bdt) : o[r][c];
+                        Cb[(i + r) * ldc + j + c] = canon(bias ? o[r][c] + ld(bias, j + c, bdt) : o[r][c]);
             }
         }
         for (i64 i = i3; i < i1; i++) {
@@ -450,7 +450,7 @@ static void dot_small(const void *A, i64 lda, i64 sa, const void *B, i64 ldb, i6
                 float *op[1] = {o[0]};
                 (dt == BF16 ? dot_1x8_bf16 : dot_1x8_f32)(ap, bp, op, K);
                 for (int c = 0; c < nc; c++)
-                    Cb[i * ldc + j + c] = bias ? o[0][c] + ld(bias, j + c, bdt) : o[0][c];
+                    Cb[i * ldc + j + c] = canon(bias ? o[0][c] + ld(bias, j + c, bdt) : o[0][c]);
             }
         }
     }

