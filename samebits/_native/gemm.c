@@ -847,7 +847,10 @@ static void dot_packed(const void *A, i64 lda, i64 ka, i64 sa, const void *B, i6
     }
 }
 
-#include "gemm_bf16.c"
+/* the PAIR order (gemm_bf16.c, included after this file by kernels.c) */
+static int pair_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ldb, int bkmaj, i64 sb,
+                     float *C, i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt,
+                     int th, const struct omap *om);
 
 /* order 0: SEQ, any strides. order 1: DOT (float32) or PAIR (bfloat16), order 2:
    DOT for either dtype (attention's scores); 1 and 2 need ka == 1 and bk == 1. */

@@ -507,7 +507,12 @@ static void pair_small(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i6
 }
 #endif
 
-#include "gemm_amx.c"
+#ifdef SB_AMX
+/* the AMX kernel (gemm_amx.c, included after this file by kernels.c) */
+static int ax_gemm(const uint16_t *A, i64 lda, i64 sa, const uint16_t *B, i64 ldb, i64 sb, float *C,
+                   i64 sc, i64 batch, i64 M, i64 N, i64 K, const void *bias, int bdt, int th,
+                   const struct omap *om);
+#endif
 
 /* (batch, M, K) x (batch, N, K), both bfloat16 rows in place (or B K-major with
    bkmaj: (batch, K, N), rows ldb apart); C float32, or bfloat16 with om->cbf (each

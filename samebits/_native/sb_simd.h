@@ -318,4 +318,130 @@ VAI vfn n_load(const float *p) { vfn r; VEACH r.v[u_] = v_load(p + u_ * VW); ret
 VAI void n_store(float *p, vfn a) { VEACH v_store(p + u_ * VW, a.v[u_]); }
 #define VNW (VN * VW) /* floats per bundle */
 
+/* ------------------------------------------- rows of float32 or bfloat16, doubles */
+/* Additions for the kernels outside the pointwise engine (norm.c):
+ *   v_load_dt(p, i, dt)     VW elements of a float32 (dt 0) or bfloat16 (dt 1) row from
+ *                           element i, as float32 (bfloat16 widened exactly)
+ *   v_store_dt(p, i, v, dt) VW lanes stored as dt: float32 with every NaN made the
+ *                           canonical 0x7fc00000, bfloat16 rounded half to even with a
+ *                           NaN stored as 0x7fc0 (the bits of sb_common.h's st())
+ *   vd2                     the VW lanes of a vf as doubles (two double vectors)
+ *   vd2_from(v) / vd2_to(d) exact widening / rounding to nearest float32 (as a C cast)
+ *   vd2_set1, vd2_add, vd2_sub, vd2_mul   correctly rounded double operations */
+#if defined(SB_V_AVX512)
+typedef struct { __m512d lo, hi; } vd2;
+VAI vf v_load_dt(const void *p, int64_t i, const int dt) {
+    if (dt == 1)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i))), 16));
+    return _mm512_loadu_ps((const float *)p + i);
+}
+VAI void v_store_dt(void *p, int64_t i, vf v, const int dt) {
+    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    if (dt != 1) {
+        _mm512_storeu_ps((float *)p + i, _mm512_mask_mov_ps(v, nan, _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000))));
+        return;
+    }
+    __m512i u = _mm512_castps_si512(v);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
+    _mm256_storeu_si256((__m256i *)((uint16_t *)p + i),
+                        _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, _mm512_set1_epi32(0x7fc0))));
+}
+VAI vd2 vd2_from(vf v) {
+    vd2 r = {_mm512_cvtps_pd(_mm512_castps512_ps256(v)), _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1))};
+    return r;
+}
+VAI vf vd2_to(vd2 d) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(d.lo)), _mm512_cvtpd_ps(d.hi), 1);
+}
+VAI vd2 vd2_set1(double x) { vd2 r = {_mm512_set1_pd(x), _mm512_set1_pd(x)}; return r; }
+VAI vd2 vd2_add(vd2 a, vd2 b) { vd2 r = {_mm512_add_pd(a.lo, b.lo), _mm512_add_pd(a.hi, b.hi)}; return r; }
+VAI vd2 vd2_sub(vd2 a, vd2 b) { vd2 r = {_mm512_sub_pd(a.lo, b.lo), _mm512_sub_pd(a.hi, b.hi)}; return r; }
+VAI vd2 vd2_mul(vd2 a, vd2 b) { vd2 r = {_mm512_mul_pd(a.lo, b.lo), _mm512_mul_pd(a.hi, b.hi)}; return r; }
+
+#elif defined(SB_V_AVX2)
+typedef struct { __m256d lo, hi; } vd2;
+VAI vf v_load_dt(const void *p, int64_t i, const int dt) {
+    if (dt == 1)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i))), 16));
+    return _mm256_loadu_ps((const float *)p + i);
+}
+VAI void v_store_dt(void *p, int64_t i, vf v, const int dt) {
+    __m256 nanf = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+    if (dt != 1) {
+        _mm256_storeu_ps((float *)p + i, _mm256_blendv_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000)), nanf));
+        return;
+    }
+    __m256i u = _mm256_castps_si256(v);
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd)), 16);
+    r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc0), _mm256_castps_si256(nanf));
+    _mm_storeu_si128((__m128i *)((uint16_t *)p + i),
+                     _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+}
+VAI vd2 vd2_from(vf v) {
+    vd2 r = {_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))};
+    return r;
+}
+VAI vf vd2_to(vd2 d) { return _mm256_set_m128(_mm256_cvtpd_ps(d.hi), _mm256_cvtpd_ps(d.lo)); }
+VAI vd2 vd2_set1(double x) { vd2 r = {_mm256_set1_pd(x), _mm256_set1_pd(x)}; return r; }
+VAI vd2 vd2_add(vd2 a, vd2 b) { vd2 r = {_mm256_add_pd(a.lo, b.lo), _mm256_add_pd(a.hi, b.hi)}; return r; }
+VAI vd2 vd2_sub(vd2 a, vd2 b) { vd2 r = {_mm256_sub_pd(a.lo, b.lo), _mm256_sub_pd(a.hi, b.hi)}; return r; }
+VAI vd2 vd2_mul(vd2 a, vd2 b) { vd2 r = {_mm256_mul_pd(a.lo, b.lo), _mm256_mul_pd(a.hi, b.hi)}; return r; }
+
+#elif defined(SB_V_NEON)
+typedef struct { float64x2_t lo, hi; } vd2;
+VAI vf v_load_dt(const void *p, int64_t i, const int dt) {
+    if (dt == 1) return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)p + i), 16));
+    return vld1q_f32((const float *)p + i);
+}
+VAI void v_store_dt(void *p, int64_t i, vf v, const int dt) {
+    uint32x4_t ok = vceqq_f32(v, v);
+    if (dt != 1) {
+        vst1q_f32((float *)p + i, vbslq_f32(ok, v, vreinterpretq_f32_u32(vdupq_n_u32(0x7fc00000u))));
+        return;
+    }
+    uint32x4_t u = vreinterpretq_u32_f32(v);
+    uint32x4_t odd = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
+    uint32x4_t r = vshrq_n_u32(vaddq_u32(u, vaddq_u32(vdupq_n_u32(0x7fff), odd)), 16);
+    vst1_u16((uint16_t *)p + i, vmovn_u32(vbslq_u32(ok, r, vdupq_n_u32(0x7fc0))));
+}
+VAI vd2 vd2_from(vf v) { vd2 r = {vcvt_f64_f32(vget_low_f32(v)), vcvt_high_f64_f32(v)}; return r; }
+VAI vf vd2_to(vd2 d) { return vcvt_high_f32_f64(vcvt_f32_f64(d.lo), d.hi); }
+VAI vd2 vd2_set1(double x) { vd2 r = {vdupq_n_f64(x), vdupq_n_f64(x)}; return r; }
+VAI vd2 vd2_add(vd2 a, vd2 b) { vd2 r = {vaddq_f64(a.lo, b.lo), vaddq_f64(a.hi, b.hi)}; return r; }
+VAI vd2 vd2_sub(vd2 a, vd2 b) { vd2 r = {vsubq_f64(a.lo, b.lo), vsubq_f64(a.hi, b.hi)}; return r; }
+VAI vd2 vd2_mul(vd2 a, vd2 b) { vd2 r = {vmulq_f64(a.lo, b.lo), vmulq_f64(a.hi, b.hi)}; return r; }
+
+#else
+typedef struct { double x; } vd2;
+VAI vf v_load_dt(const void *p, int64_t i, const int dt) {
+    if (dt == 1) {
+        uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    return ((const float *)p)[i];
+}
+VAI void v_store_dt(void *p, int64_t i, vf v, const int dt) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    int nan = (u & 0x7fffffffu) > 0x7f800000u;
+    if (dt != 1) {
+        ((float *)p)[i] = nan ? __builtin_nanf("") : v;
+        return;
+    }
+    ((uint16_t *)p)[i] = nan ? 0x7fc0 : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+VAI vd2 vd2_from(vf v) { vd2 r = {(double)v}; return r; }
+VAI vf vd2_to(vd2 d) { return (float)d.x; }
+VAI vd2 vd2_set1(double x) { vd2 r = {x}; return r; }
+VAI vd2 vd2_add(vd2 a, vd2 b) { vd2 r = {a.x + b.x}; return r; }
+VAI vd2 vd2_sub(vd2 a, vd2 b) { vd2 r = {a.x - b.x}; return r; }
+VAI vd2 vd2_mul(vd2 a, vd2 b) { vd2 r = {a.x * b.x}; return r; }
+#endif
+
 #endif /* SB_SIMD_H */
