@@ -79,3 +79,30 @@ def broadcast_shapes(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
                 d = sh[j]
         out.append(d)
     return tuple(out)
+
+
+# The canonical quiet NaN of each floating dtype, as the integer of its bits
+_CANON_NAN = {
+    torch.float32: (torch.int32, 0x7FC00000),
+    torch.bfloat16: (torch.int16, 0x7FC0),
+    torch.float16: (torch.int16, 0x7E00),
+}
+
+
+def canonical_nan(t: torch.Tensor) -> torch.Tensor:
+    """t with every NaN made the canonical quiet NaN, in place (t returned). The kernels
+    store canonical NaNs; torch's own ops after them do not: a NaN an op creates is
+    negative on x86 and positive on ARM, and torch's vectorized float32 -> bfloat16
+    conversion writes 0xffff at the avx2/avx512 dispatch levels but 0x7fc0 at default."""
+    if t.dtype in _CANON_NAN and t.numel():
+        itype, bits = _CANON_NAN[t.dtype]
+        mask = t.isnan()
+        t.view(itype).masked_fill_(mask, bits)
+    return t
+
+
+def narrow(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """t converted to dtype (one rounding), its NaNs canonical (see canonical_nan)."""
+    if t.dtype == dtype:
+        return t
+    return canonical_nan(t.to(dtype))

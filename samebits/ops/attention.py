@@ -21,7 +21,7 @@ import torch
 
 from samebits import _native
 from samebits.errors import NotInvariantError, UnsupportedInputError
-from samebits.ops._common import broadcast_shapes, check_float, ptr
+from samebits.ops._common import broadcast_shapes, check_float, narrow, ptr
 from samebits.ops.matmul import bmm_f32
 from samebits.ops.softmax import masked_softmax_f32
 
@@ -129,7 +129,7 @@ def _fused(query, key, value, mask, is_causal, scale, batch, rep):
         )
         if status == -1:
             raise MemoryError("samebits attention: could not allocate its score buffers")
-    return out.to(query.dtype).view(*batch, L, Dv)
+    return narrow(out, query.dtype).view(*batch, L, Dv)
 
 
 def _unfused(query, key, value, mask, is_causal, scale, batch, rep):
@@ -156,7 +156,7 @@ def _unfused(query, key, value, mask, is_causal, scale, batch, rep):
             s = s + mask.float()
     p = masked_softmax_f32(s)  # (B*, L, S)
     out = bmm_f32(p, v.float(), order="seq")  # (B*, L, Dv)
-    return out.to(query.dtype).view(*batch, L, value.size(-1))
+    return narrow(out, query.dtype).view(*batch, L, value.size(-1))
 
 
 def _reference(query, key, value, attn_mask=None, is_causal=False, scale=None):

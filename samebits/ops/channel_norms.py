@@ -25,7 +25,7 @@ import torch
 
 from samebits import _native
 from samebits.errors import NotInvariantError, UnsupportedInputError
-from samebits.ops._common import check_float, is_exact_dtype
+from samebits.ops._common import check_float, is_exact_dtype, narrow
 from samebits.ops.reductions import _sum_f64, _var_f64
 
 
@@ -47,7 +47,7 @@ def _affine(x, scale, shift, dtype) -> torch.Tensor:
         shape = (*(scale.shape if per_item else (1, C)), *[1] * (x.dim() - 2))
         y = x * scale.reshape(shape)  # float32 by type promotion
         y += shift.reshape(shape)
-        return y if dtype == torch.float32 else y.to(dtype)
+        return narrow(y, dtype)
     y = torch.empty_like(x, dtype=dtype)
     s, t = scale.contiguous(), shift.contiguous()
     _native.lib().sb_affine(

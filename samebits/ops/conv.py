@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from samebits import _native
 from samebits.errors import UnsupportedInputError
-from samebits.ops._common import check_float, is_exact_dtype, native_view
+from samebits.ops._common import check_float, is_exact_dtype, narrow, native_view
 from samebits.ops.matmul import _check_status, _gemm_map
 
 COL_BYTES = 16 << 20  # im2col chunk: rows of about this many bytes (few chunks: each
@@ -95,7 +95,7 @@ def convolution(
         int(groups),
         keep_cl,
     )  # (N, Co, OD, OH, OW) float32
-    out = out.reshape(*out.shape[:2], *out.shape[5 - nd :]).to(dtype)
+    out = narrow(out.reshape(*out.shape[:2], *out.shape[5 - nd :]), dtype)
     return out[0] if unbatched else out
 
 

@@ -42,7 +42,7 @@ import torch
 
 from samebits import _native
 from samebits.errors import UnsupportedInputError
-from samebits.ops._common import check_float, native_view
+from samebits.ops._common import check_float, narrow, native_view
 
 GELU, GELU_TANH, SILU, SIGMOID, EXP, TANH, RSQRT, ERF, EXPM1, LOG1P = range(10)
 
@@ -62,7 +62,7 @@ def _run(xc: torch.Tensor, code: int) -> torch.Tensor:
 def _unary(op_name: str, x: torch.Tensor, code: int) -> torch.Tensor:
     dtype = check_float(op_name, x)
     xc, _ = native_view(x.contiguous())
-    return _run(xc, code).to(dtype).view(x.shape)
+    return narrow(_run(xc, code), dtype).view(x.shape)
 
 
 def gelu(x: torch.Tensor, *, approximate: str = "none") -> torch.Tensor:
@@ -102,7 +102,7 @@ def _activation(op_name: str, x: torch.Tensor, fn) -> torch.Tensor:
     """fn on x in float32 (bfloat16 and float16 read exactly), rounded once."""
     dtype = check_float(op_name, x)
     y = fn(x.float())
-    return y if dtype == torch.float32 else y.to(dtype)
+    return narrow(y, dtype)
 
 
 def _c(v) -> float:

@@ -30,7 +30,15 @@ import torch
 
 from samebits import _native
 from samebits.errors import UnsupportedInputError
-from samebits.ops._common import NATIVE, broadcast_shapes, check_float, is_exact_dtype, native_view
+from samebits.ops._common import (
+    NATIVE,
+    broadcast_shapes,
+    canonical_nan,
+    check_float,
+    is_exact_dtype,
+    narrow,
+    native_view,
+)
 
 
 def bmm_f32(
@@ -115,14 +123,17 @@ def _finish(
     alpha: float = 1,
 ) -> torch.Tensor:
     """beta * bias + alpha * acc, each step one correctly rounded op, then one rounding."""
+    post = False  # torch's own ops ran after the kernel: their NaNs are the CPU's
     if alpha != 1:
-        acc = acc * alpha
+        acc, post = acc * alpha, True
     if bias is not None and beta != 0:
         b = bias.float()
         if beta != 1:
             b = b * beta
-        acc = acc + b
-    return acc if dtype == torch.float32 else acc.to(dtype)
+        acc, post = acc + b, True
+    if dtype != torch.float32:
+        return narrow(acc, dtype)
+    return canonical_nan(acc) if post else acc
 
 
 def _check(op: str, a: torch.Tensor, b: torch.Tensor, adim: int, bdim: int) -> torch.dtype:

@@ -15,7 +15,7 @@ import torch
 
 from samebits import _native
 from samebits.errors import UnsupportedInputError
-from samebits.ops._common import check_float, native_view, ptr
+from samebits.ops._common import check_float, narrow, native_view, ptr
 
 LAYER, RMS = 0, 1
 
@@ -65,7 +65,7 @@ def _norm(op: str, x: torch.Tensor, shape, weight, bias, eps: float, kind: int):
             _native.nthreads(),
         )
     stat_shape = list(x.shape[: x.dim() - len(shape)]) + [1] * len(shape)
-    return y.to(dtype), mean.view(stat_shape), rstd.view(stat_shape)
+    return narrow(y, dtype), mean.view(stat_shape), rstd.view(stat_shape)
 
 
 def native_layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):

@@ -21,7 +21,7 @@ import torch
 
 from samebits import _native
 from samebits.errors import UnsupportedInputError
-from samebits.ops._common import check_float, is_exact_dtype, native_view
+from samebits.ops._common import check_float, is_exact_dtype, narrow, native_view
 
 
 def _dims(x: torch.Tensor, dim: int | Sequence[int] | None) -> list[int]:
@@ -92,9 +92,9 @@ def sum(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype 
     x = x if x.dtype.is_floating_point else x.to(out_dtype)
     check_float("aten::sum", x)
     if dim is None and not keepdim:  # the double sum rounded once, to out_dtype
-        return sum_all(x, keep_f64=True).to(out_dtype)
+        return narrow(sum_all(x, keep_f64=True), out_dtype)
     dims = _dims(x, dim)
-    return _restore(_sum_f64(x, dims), x, dims, keepdim).to(out_dtype)
+    return narrow(_restore(_sum_f64(x, dims), x, dims, keepdim), out_dtype)
 
 
 def mean(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype | None = None):
@@ -103,13 +103,14 @@ def mean(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype
     check_float("aten::mean", x)
     if dim is None and not keepdim:
         n = x.numel()
-        return (
-            sum_all(x, keep_f64=True) / n if n else torch.tensor(math.nan, dtype=torch.float64)
-        ).to(out_dtype)
+        return narrow(
+            sum_all(x, keep_f64=True) / n if n else torch.tensor(math.nan, dtype=torch.float64),
+            out_dtype,
+        )
     dims = _dims(x, dim)
     n = math.prod(x.size(d) for d in dims) if x.dim() else 1
     res = _sum_f64(x, dims) / n if n else torch.full(_kept(x, dims), math.nan, dtype=torch.float64)
-    return _restore(res, x, dims, keepdim).to(out_dtype)
+    return narrow(_restore(res, x, dims, keepdim), out_dtype)
 
 
 def _kept(x: torch.Tensor, dims: list[int]) -> list[int]:
@@ -131,7 +132,10 @@ def _var_f64(
 def var_mean(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = False):
     check_float("aten::var_mean", x)
     v, m, dims = _var_f64(x, dim, correction)
-    return (_restore(v, x, dims, keepdim).to(x.dtype), _restore(m, x, dims, keepdim).to(x.dtype))
+    return (
+        narrow(_restore(v, x, dims, keepdim), x.dtype),
+        narrow(_restore(m, x, dims, keepdim), x.dtype),
+    )
 
 
 def var(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = False):
@@ -142,7 +146,7 @@ def var(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = Fal
 def std(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = False):
     check_float("aten::std", x)
     v, _, dims = _var_f64(x, dim, correction)
-    return _restore(torch.sqrt(v), x, dims, keepdim).to(x.dtype)
+    return narrow(_restore(torch.sqrt(v), x, dims, keepdim), x.dtype)
 
 
 def vector_norm(
@@ -159,7 +163,7 @@ def vector_norm(
         return NotImplemented
     dims = _dims(x, dim)
     res = torch.sqrt(_sum_f64(x, dims, square=True))
-    return _restore(res, x, dims, keepdim).to(dtype or x.dtype)
+    return narrow(_restore(res, x, dims, keepdim), dtype or x.dtype)
 
 
 def sum_all(x: torch.Tensor, keep_f64: bool = False) -> torch.Tensor:
@@ -172,7 +176,7 @@ def sum_all(x: torch.Tensor, keep_f64: bool = False) -> torch.Tensor:
     if status == -1:
         raise MemoryError(f"samebits sum: cannot allocate partial sums for {xc.numel()} values")
     res = torch.tensor(s.value, dtype=torch.float64)
-    return res if keep_f64 else res.to(x.dtype)
+    return res if keep_f64 else narrow(res, x.dtype)
 
 
 def _reference_sum(x: torch.Tensor, dim=None, keepdim: bool = False) -> torch.Tensor:
