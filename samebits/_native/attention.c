@@ -352,27 +352,17 @@ SB_API int SB_FN(sb_attention)(const void *q, const void *k, const void *v, cons
                         for (i64 j = g0; j < g1; j++) s[j] = s[j] + m[j * mcs];
                 }
                 /* the max is exact in any order (its zero sign does not change s - max) */
-                float m = -INFINITY;
                 int nan = 0;
-                i64 j = g0;
-#ifdef SB_AVX2
-                if (n >= 8) {
-                    v8 vm = _mm256_set1_ps(-INFINITY), bad = _mm256_setzero_ps();
-                    for (; j + 8 <= g1; j += 8) {
-                        v8 x = _mm256_loadu_ps(s + j);
-                        bad = _mm256_or_ps(bad, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-                        vm = _mm256_max_ps(vm, x);
-                    }
-                    float t[8];
-                    _mm256_storeu_ps(t, vm);
-                    for (int l = 0; l < 8; l++) m = t[l] > m ? t[l] : m;
-                    nan = !_mm256_testz_ps(bad, bad);
-                }
-#endif
-                for (; j < g1; j++) {
+                i64 j;
+#if VW > 1
+                float m = uv_row_max(s, g0, g1 - g0, F32, &nan);
+#else
+                float m = -INFINITY;
+                for (j = g0; j < g1; j++) {
                     nan |= s[j] != s[j];
                     m = s[j] > m ? s[j] : m;
                 }
+#endif
                 state[r] = (nan || m == INFINITY) ? 1 : (m == -INFINITY ? 2 : 0);
                 /* [lo, hi): the keys not at -inf. Outside it every e is exp(-inf) = 0
                    exactly, so the exp, the sums, the division and p @ v run over it
@@ -388,12 +378,11 @@ SB_API int SB_FN(sb_attention)(const void *q, const void *k, const void *v, cons
                     lo = 0, hi = S;
                 }
                 Lo[r] = lo, Hi[r] = hi;
-                j = lo;
-#ifdef SB_AVX2
-                for (; j + 8 <= hi; j += 8)
-                    _mm256_storeu_ps(s + j, fv_exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), _mm256_set1_ps(m))));
+#if VW > 1
+                uv_exp_shifted(s, lo, hi - lo, m, s + lo, F32); /* in place */
+#else
+                for (j = lo; j < hi; j++) s[j] = f_exp(s[j] - m);
 #endif
-                for (; j < hi; j++) s[j] = f_exp(s[j] - m);
                 sum[r] = 0.0;
             }
             /* the sums: one sequential chain per row, the rows side by side, over the

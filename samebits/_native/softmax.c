@@ -49,47 +49,27 @@ static inline __attribute__((always_inline)) void softmax_block(const void *x, v
     int state[32]; /* 0 normal, 1 all NaN, 2 all zero */
     for (int r = 0; r < nr; r++) {
         i64 base = (r0 + r) * R;
+        int nan;
+#if VW > 1
+        float mx = uv_row_max(x, base, R, dt_in, &nan);
+#else
         float mx = -INFINITY;
-        int nan = 0;
-        i64 k = 0;
-#ifdef __AVX512F__
-        /* the max 16 lanes at a time: exact in any order; NaN never taken (it is
-           max's first operand), only flagged. Which zero a max of +-0 keeps cannot
-           change an output: exp(x - max) is 1 for both, and a log_softmax row
-           with two zeros sums to 2 or more, so (x - max) - log(sum) is -log(sum). */
-        if (R >= 16) {
-            __m512 vm = _mm512_set1_ps(-INFINITY);
-            __mmask16 bad = 0;
-            for (; k + 16 <= R; k += 16) {
-                __m512 v = z16_load(x, base + k, dt_in);
-                bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-                vm = _mm512_max_ps(v, vm);
-            }
-            mx = _mm512_reduce_max_ps(vm);
-            nan = bad != 0;
-        }
-#endif
-        for (; k < R; k++) {
+        nan = 0;
+        for (i64 k = 0; k < R; k++) {
             float v = ld(x, base + k, dt_in);
             nan |= v != v;
             mx = v > mx ? v : mx;
         }
+#endif
         m[r] = mx;
         state[r] = (nan || mx == INFINITY || (mx == -INFINITY && mode != 2)) ? 1
                    : (mx == -INFINITY ? 2 : 0);
         float *er = e + (i64)r * R;
-        i64 k0 = 0;
-#ifdef __AVX512F__
-        /* f_exp's operations, eight zmm side by side (unary.c's fwn_exp) */
-        const __m512 mv = _mm512_set1_ps(mx);
-        for (; k0 + 128 <= R; k0 += 128) {
-            __m512 v[8];
-            for (int u = 0; u < 8; u++) v[u] = _mm512_sub_ps(z16_load(x, base + k0 + 16 * u, dt_in), mv);
-            fwn_exp(v, v, 8);
-            for (int u = 0; u < 8; u++) _mm512_storeu_ps(er + k0 + 16 * u, v[u]);
-        }
+#if VW > 1
+        uv_exp_shifted(x, base, R, mx, er, dt_in); /* f_exp's operations on vectors */
+#else
+        for (i64 k = 0; k < R; k++) er[k] = f_exp(ld(x, base + k, dt_in) - mx);
 #endif
-        for (i64 k = k0; k < R; k++) er[k] = f_exp(ld(x, base + k, dt_in) - mx);
     }
     double s[32], ls[32];
     rowsums(e, 0, nr, R, NULL, 0, F32, s); /* the SUM order: sequential in double */

@@ -101,67 +101,21 @@ static inline float f_log1p(float y) {
 enum { U_GELU = 0, U_GELU_TANH, U_SILU, U_SIGMOID, U_EXP, U_TANH, U_RSQRT, U_ERF, U_EXPM1, U_LOG1P, U_COUNT };
 #define UBLK 512
 
-#ifdef SB_AVX2
-/* The same functions on 8 lanes, written with intrinsics: operation for
-   operation the float sequences above (a select is a compare and a blend, with
-   the same comparison, so NaN takes the same side). GCC's auto-vectorized
-   versions of the scalar code ran 3-5x slower.
-   Each function takes `nv` vectors (nv <= UNV, a constant at every call site)
-   and runs every step on all of them before the next step. One vector's chain
-   (division, polynomials, exp) is long and serial, and out-of-order execution
-   could not overlap enough of the next vector's to hide it: stepping four
-   vectors side by side made gelu ~1.6x faster in L1; on AVX-512 eight zmm side by
-   side ran gelu 1.3x faster than four (AMD Zen 5), though the compiler then spills.
-   The lanes compute exactly what one vector does; nv changes the schedule, never an
-   operation. */
-#define UNV 8 /* vectors per step of unary_block, on both widths (measured fastest) */
-#define EACH for (int u = 0; u < nv; u++)
-#define AI static inline __attribute__((always_inline))
-
-/* 8 lanes (ymm): fv_exp, fvn_unary, ... (attention.c uses fv_exp) */
-#define VT __m256
-#define VIT __m256i
-#define VF(op) _mm256_##op##_ps
-#define VI(op) _mm256_##op##_epi32
-#define VCASTI _mm256_castsi256_ps
-#define VC(x) _mm256_set1_ps(x)
-#define VCMP _mm256_cmp_ps
-#define VSEL(c, a, b) _mm256_blendv_ps((b), (a), (c)) /* c ? a : b */
-#define FV(name) fv_##name
-#define FVN(name) fvn_##name
-#include "unary_vec.h" /* undefines its parameters */
-
-#ifdef __AVX512F__
-/* 16 lanes (zmm): fw_exp, fwn_unary, ... */
-#define VT __m512
-#define VIT __m512i
-#define VF(op) _mm512_##op##_ps
-#define VI(op) _mm512_##op##_epi32
-#define VCASTI _mm512_castsi512_ps
-#define VC(x) _mm512_set1_ps(x)
-#define VCMP _mm512_cmp_ps_mask
-#define VSEL(c, a, b) _mm512_mask_blend_ps((c), (b), (a)) /* c ? a : b */
-#define FV(name) fw_##name
-#define FVN(name) fwn_##name
-#include "unary_vec.h" /* undefines its parameters */
-#endif
+#include "sb_simd.h"
+#if VW > 1
+/* The same functions on the vector layer's VW lanes (unary_vec.h): operation for
+   operation the float sequences above. GCC's auto-vectorized versions of the scalar
+   code ran 3-5x slower. */
+#define UNV 8 /* vectors per step of unary_block, on every width (measured fastest) */
+#include "unary_vec.h"
 
 /* src -> dst (may be the same) through the vector path, UNV vectors at a time,
-   then single vectors; the tail is padded, not scalar. The widest vectors the path
-   has: 16 lanes on AVX-512, 8 on AVX2. */
-#ifdef __AVX512F__
-#define UW 16
-#define UVT __m512
-#define ULOAD _mm512_loadu_ps
-#define USTORE _mm512_storeu_ps
-#define UN(name) fwn_##name
-#else
-#define UW 8
-#define UVT __m256
-#define ULOAD _mm256_loadu_ps
-#define USTORE _mm256_storeu_ps
-#define UN(name) fvn_##name
-#endif
+   then single vectors; the tail is padded, not scalar. */
+#define UW VW
+#define UVT vf
+#define ULOAD v_load
+#define USTORE v_store
+#define UN(name) uvn_##name
 #define UNARY_CASE(OP)                                                                             \
     case OP:                                                                                       \
         for (; i + UW * UNV <= n; i += UW * UNV) {                                                 \
@@ -210,8 +164,6 @@ static void unary_block(const float *src, float *dst, int n, int op) {
 #undef ULOAD
 #undef USTORE
 #undef UN
-#undef EACH
-#undef AI
 #endif
 
 /* the scalar sequences, element by element: the non-AVX2 build's kernel and,
@@ -254,7 +206,7 @@ static void unary_block_scalar(float *v, int n, int op) {
         break;
     }
 }
-#ifndef SB_AVX2
+#if VW == 1
 static void unary_block(const float *src, float *dst, int n, int op) {
     memmove(dst, src, (size_t)n * 4);
     unary_block_scalar(dst, n, op);
@@ -315,15 +267,11 @@ SB_API void SB_FN(sb_unary)(const void *x, void *y, i64 n, int op, int dt, int n
         int m = (int)(n - a < UBLK ? n - a : UBLK);
         if (dt == BF16) {
             int i = 0;
-#ifdef SB_AVX2
-            for (; i + 8 <= m; i += 8) v8_store(v + i, v8_load(x, a + i, BF16));
-#endif
+            for (; i + VW <= m; i += VW) v_store(v + i, v_load_dt(x, a + i, BF16));
             for (; i < m; i++) v[i] = bf2f(((const uint16_t *)x)[a + i]);
             unary_block(v, v, m, op);
             i = 0;
-#ifdef SB_AVX2
-            for (; i + 8 <= m; i += 8) v8_store_dt(y, a + i, v8_load(v, i, F32), BF16);
-#endif
+            for (; i + VW <= m; i += VW) v_store_dt(y, a + i, v_load(v + i), BF16);
             for (; i < m; i++) ((uint16_t *)y)[a + i] = f2bf(v[i]);
         } else {
             float *ya = (float *)y + a;
