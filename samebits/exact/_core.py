@@ -13,6 +13,7 @@ import torch
 from samebits import _native
 from samebits.errors import UnsupportedInputError
 from samebits.exact._round import FORMATS, NCH, finish, normalize
+from samebits.ops._common import narrow
 
 _CODES = {"float32": 0, "bfloat16": 1, "float64": 2, "float16": 3}
 
@@ -89,7 +90,7 @@ def states(t: torch.Tensor, dims: Sequence[int]) -> tuple[np.ndarray, np.ndarray
 def _wrap(
     values: np.ndarray, shape: list[int], like: torch.Tensor, kind: str, keep: list[int] | None
 ):
-    out = torch.from_numpy(values).reshape(shape).to(like.dtype)
+    out = narrow(torch.from_numpy(values).reshape(shape), like.dtype)  # canonical NaNs
     if keep is not None:
         out = out.reshape(keep)
     if kind == "numpy":
