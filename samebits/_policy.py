@@ -33,6 +33,7 @@ from samebits._native_ok import NATIVE_OK, NATIVE_POINTWISE
 from samebits.errors import NotInvariantError
 from samebits.ops import (
     attention,
+    backward,
     channel_norms,
     conv,
     fused_attention,
@@ -175,6 +176,10 @@ _COVERED: dict[str, Callable] = {
     ),
     "native_group_norm": channel_norms.native_group_norm,
     "_weight_norm_interface": channel_norms.weight_norm_interface,
+    "_softmax_backward_data": backward.softmax_backward_data,
+    "_log_softmax_backward_data": backward.log_softmax_backward_data,
+    "native_layer_norm_backward": backward.native_layer_norm_backward,
+    "embedding_dense_backward": backward.embedding_dense_backward,
     # randn and randn_like are composites: torch.empty(...).normal_()
     "normal_": pointwise.normal_,
     "glu": _glu,
