@@ -23,7 +23,11 @@
     X(sigmoid, 1, 0) X(silu, 1, 0) X(gelu, 1, 0) X(gelu_tanh, 1, 0) X(rsqrt, 1, 0)               \
     X(elu, 1, 3) X(softplus, 1, 2) X(mish, 1, 0) X(softshrink, 1, 1) X(sinh, 1, 0)               \
     X(cosh, 1, 0) X(atanh, 1, 0)                                                                   \
-    X(add, 2, 1) X(rsub, 2, 1) X(addcmul, 3, 1) X(addcdiv, 3, 1) X(lerp, 3, 0)
+    X(add, 2, 1) X(rsub, 2, 1) X(addcmul, 3, 1) X(addcdiv, 3, 1) X(lerp, 3, 0)                  \
+    X(exp2, 1, 0) X(log, 1, 0) X(log2, 1, 0) X(log10, 1, 0) X(logsigmoid, 1, 0)                  \
+    X(hardswish, 1, 0) X(hardsigmoid, 1, 0) X(logit, 1, 1)                                       \
+    X(pow, 2, 0) X(logaddexp, 2, 0) X(logaddexp2, 2, 0) X(xlogy, 2, 0) X(xlog1py, 2, 0)          \
+    X(hypot, 2, 0)
 
 /* ---- formulas (a, b, c: the tensor operands; p: the scalar parameters as float32) */
 
@@ -133,6 +137,147 @@ VAI vfn pw_lerp(vfn a, vfn b, vfn w, const float *p) {
     return n_sel(n_lt(n_abs(w), CF(0.5f)), lo, hi);
 }
 
+/* ---- exponentials and logarithms (pointwise_math.h: m_log2_df, m_exp2_df) */
+/* exp2(x) = 2^x */
+VAI vfn pw_exp2(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return m_exp2_df(a, CF(0.0f));
+}
+/* log_b(x) = k log_b(2) + ln m log_b(e) in double-float (m_ln_mant, m_log_b), rounded once */
+#define PW_LOG(name, base)                                                                         \
+    VAI vfn pw_##name(vfn a, vfn b, vfn c, const float *p) {                                       \
+        (void)b, (void)c, (void)p;                                                                 \
+        vfn k;                                                                                     \
+        vdf lnm = m_ln_mant(a, CF(0.0f), 0, 0, &k);                                                   \
+        return m_log_special(a, df_round(m_log_b(k, lnm, base)));                                 \
+    }
+PW_LOG(log, LOG_E)
+PW_LOG(log2, LOG_2)
+PW_LOG(log10, LOG_10)
+#undef PW_LOG
+/* x ln(xh + xl) as x ln_hi + x ln_lo, one fma; xh's log special values where xh is
+   not positive and finite (xlogy, xlog1py) */
+VAI vfn m_x_ln(vfn x, vfn xh, vfn xl) {
+    vdf l = m_ln_df(xh, xl, 1);
+    vmn fin = m_andn(n_gt(xh, CF(0.0f)), n_lt(xh, CF(INFINITY)));
+    return n_fma(x, m_log_special(xh, l.hi), n_mul(x, n_sel(fin, l.lo, CF(0.0f))));
+}
+/* xlogy(x, y) = y NaN ? NaN : (x == 0 ? 0 : x log y) */
+VAI vfn pw_xlogy(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn r = n_sel(n_eq(a, CF(0.0f)), CF(0.0f), m_x_ln(a, b, CF(0.0f)));
+    return n_sel(n_isnan(b), b, r);
+}
+/* xlog1py(x, y) = y NaN ? NaN : (x == 0 ? 0 : x log(1 + y)), 1 + y as an exact hi + lo */
+VAI vfn pw_xlog1py(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vdf u = df_two_sum(CF(1.0f), b);
+    vfn r = n_sel(n_eq(b, CF(INFINITY)), n_mul(a, b), m_x_ln(a, u.hi, u.lo));
+    r = n_sel(n_eq(a, CF(0.0f)), CF(0.0f), r);
+    return n_sel(n_isnan(b), b, r);
+}
+/* logit(x; eps) = log(z / (1 - z)), z = x clamped to [eps, 1 - eps] when eps >= 0 (torch's
+   x < lo ? lo : (x > hi ? hi : x), hi = 1 - eps in float32); the quotient in
+   double-float, so logit is accurate near x = 1/2 */
+VAI vfn pw_logit(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c;
+    if (p[0] >= 0.0f) {
+        vfn lo = CF(p[0]), hi = CF(1.0f - p[0]);
+        a = n_sel(n_lt(a, lo), lo, n_sel(n_gt(a, hi), hi, a));
+    }
+    vdf q = df_div(df_make(a, CF(0.0f)), df_two_sum(CF(1.0f), n_neg(a)));
+    return m_log_special(q.hi, df_round(m_ln_df(q.hi, q.lo, 1)));
+}
+/* logsigmoid(x) = min(x, 0) - log1p(exp(-|x|))  (torch's formula) */
+VAI vfn pw_logsigmoid(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn m = n_sel(n_lt(a, CF(0.0f)), a, CF(0.0f));
+    return n_sub(m, m_log1p(m_exp(n_neg(n_abs(a)))));
+}
+/* clamp(x + 3, 0, 6): compares and selects, NaN kept */
+VAI vfn m_relu6_shift3(vfn a) {
+    vfn t = n_add(a, CF(3.0f));
+    t = n_sel(n_lt(t, CF(0.0f)), CF(0.0f), t);
+    return n_sel(n_gt(t, CF(6.0f)), CF(6.0f), t);
+}
+/* hardswish(x) = (x clamp(x + 3, 0, 6)) / 6 */
+VAI vfn pw_hardswish(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return n_div(n_mul(a, m_relu6_shift3(a)), CF(6.0f));
+}
+/* hardsigmoid(x) = clamp(x + 3, 0, 6) / 6 */
+VAI vfn pw_hardsigmoid(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return n_div(m_relu6_shift3(a), CF(6.0f));
+}
+/* pow(x, y), one formula for every form (tensor or scalar exponent or base), C99 Annex F:
+   |x|^y = exp2(y log2|x|) with log2 and the product in double-float; negative x: odd
+   integer y negates, non-integer y gives NaN (finite x); then, per element,
+   y = 2: x x, 3: (x x) x, 1: x, -1: 1 / x, -2: 1 / (x x), 0.5: sqrt|x|, -0.5: 1 / sqrt|x|
+   (|x| so that pow(-0, .5) = +0 and pow(-inf, .5) = +inf as C99 says; torch's scalar-exponent
+   path gives sqrt's -0 and NaN there), y = 0 or x = 1: 1 (even for NaN). */
+VAI vfn pw_pow(vfn x, vfn y, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn ax = n_abs(x);
+    vdf l = m_log2_df(ax);
+    vmn fin = m_andn(n_gt(ax, CF(0.0f)), n_lt(ax, CF(INFINITY)));
+    l = df_make(m_log_special(ax, l.hi), n_sel(fin, l.lo, CF(0.0f)));
+    vdf t = df_two_prod(y, l.hi);
+    t.lo = n_fma(y, l.lo, t.lo);
+    vfn r = m_exp2_df(t.hi, t.lo);
+    vmn yint = n_eq(n_trunc(y), y);                                /* +-inf count as even */
+    vfn hy = n_mul(y, CF(0.5f));
+    vmn yodd = m_andn(yint, n_ne(n_trunc(hy), hy));
+    vmn xneg = ni_gt(ni_set1(0), n_bits(x));                        /* sign bit, -0 included */
+    r = n_sel(m_andn(xneg, yodd), n_neg(r), r);
+    vfn x2 = n_mul(x, x), sq = n_sqrt(ax);
+    r = n_sel(n_eq(y, CF(2.0f)), x2, r);
+    r = n_sel(n_eq(y, CF(3.0f)), n_mul(x2, x), r);
+    r = n_sel(n_eq(y, CF(1.0f)), x, r);
+    r = n_sel(n_eq(y, CF(-1.0f)), n_div(CF(1.0f), x), r);
+    r = n_sel(n_eq(y, CF(-2.0f)), n_div(CF(1.0f), x2), r);
+    r = n_sel(n_eq(y, CF(0.5f)), sq, r);
+    r = n_sel(n_eq(y, CF(-0.5f)), n_div(CF(1.0f), sq), r);
+    vmn negfin = m_andn(n_lt(x, CF(0.0f)), n_gt(x, CF(-INFINITY)));
+    r = n_sel(m_andn(negfin, m_notn(yint)), CF(NAN), r);
+    return n_sel(m_orn(n_eq(y, CF(0.0f)), n_eq(x, CF(1.0f))), CF(1.0f), r);
+}
+/* max(a, b) by compare and select, and torch's a == b == +-inf case of logaddexp */
+VAI vfn m_max_sel(vfn a, vfn b) { return n_sel(n_gt(a, b), a, b); }
+VAI vmn m_same_inf(vfn a, vfn b) { return m_andn(n_eq(a, b), n_eq(n_abs(a), CF(INFINITY))); }
+/* logaddexp(a, b) = a == b == +-inf ? a : max(a, b) + log1p(exp(-|a - b|)) */
+VAI vfn pw_logaddexp(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn r = n_add(m_max_sel(a, b), m_log1p(m_exp(n_neg(n_abs(n_sub(a, b))))));
+    return n_sel(m_same_inf(a, b), a, r);
+}
+/* logaddexp2(a, b) = a == b == +-inf ? a : max(a, b) + log1p(exp2(-|a - b|)) log2(e) */
+VAI vfn pw_logaddexp2(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn e = m_exp2_df(n_neg(n_abs(n_sub(a, b))), CF(0.0f));
+    vfn r = n_add(m_max_sel(a, b), n_mul(m_log1p(e), CF(0x1.715476p+0f)));
+    return n_sel(m_same_inf(a, b), a, r);
+}
+/* hypot(a, b) = sqrt(a^2 + b^2), the squares and their sum in double-float after scaling
+   both by 2^-70 (larger above 2^60) or 2^70 (below 2^-60), so nothing overflows or
+   underflows; +inf if either is infinite (even with a NaN), else NaN if either is NaN */
+VAI vfn pw_hypot(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn ax = n_abs(a), ay = n_abs(b);
+    vmn xbig = n_gt(ax, ay);
+    vfn hi = n_sel(xbig, ax, ay), lo = n_sel(xbig, ay, ax);
+    vmn up = n_lt(hi, CF(0x1p-60f)), down = n_gt(hi, CF(0x1p60f));
+    vfn sc = n_sel(up, CF(0x1p70f), n_sel(down, CF(0x1p-70f), CF(1.0f)));
+    vfn un = n_sel(up, CF(0x1p-70f), n_sel(down, CF(0x1p70f), CF(1.0f)));
+    hi = n_mul(hi, sc), lo = n_mul(lo, sc);
+    vdf s = df_add(df_two_prod(hi, hi), df_two_prod(lo, lo));
+    vdf r = df_sqrt(s);
+    vfn h = df_round(df_make(n_mul(r.hi, un), n_mul(r.lo, un)));
+    h = n_sel(n_eq(hi, CF(0.0f)), CF(0.0f), h);
+    h = n_sel(n_unord(a, b), CF(NAN), h);
+    return n_sel(m_orn(n_eq(ax, CF(INFINITY)), n_eq(ay, CF(INFINITY))), CF(INFINITY), h);
+}
+
 /* ---- the driver */
 enum {
 #define PW_ENUM(name, n, k) PW_##name,
@@ -161,29 +306,39 @@ SB_API const char *SB_FN(sb_pw_ops)(void) { return pw_names; }
 /* NaN -> the canonical quiet NaN, every other value unchanged */
 VAI vfn pw_canon(vfn y) { return n_sel(n_isnan(y), n_from_bits(ni_set1(0x7fc00000)), y); }
 
-/* op on m <= PW_BLK float32 elements: o[i] = op(a[i], b[i], c[i]) */
-static void pw_block(int op, const float *a, const float *b, const float *c, float *o, int m,
-                     const float *p) {
-    int i = 0;
-    switch (op) {
-#define PW_CASE(name, n, k)                                                                        \
-    case PW_##name:                                                                                \
-        for (; i + VNW <= m; i += VNW) {                                                             \
+/* pw_run_<name>: the op on m float32 elements, m a multiple of the bundle width */
+#define PW_RUN(name, n, k)                                                                         \
+    static void pw_run_##name(const float *a, const float *b, const float *c, float *o, int m,    \
+                              const float *p) {                                                    \
+        for (int i = 0; i < m; i += VNW) {                                                         \
             vfn x = n_load(a + i), y = n > 1 ? n_load(b + i) : x, z = n > 2 ? n_load(c + i) : x;   \
             n_store(o + i, pw_canon(pw_##name(x, y, z, p)));                                       \
         }                                                                                          \
-        if (i < m) { /* the tail through the same body, padded with zeros */                     \
-            float ta[VNW] = {0}, tb[VNW] = {0}, tc[VNW] = {0}, to[VNW];                                \
-            memcpy(ta, a + i, (size_t)(m - i) * 4);                                                \
-            if (n > 1) memcpy(tb, b + i, (size_t)(m - i) * 4);                                     \
-            if (n > 2) memcpy(tc, c + i, (size_t)(m - i) * 4);                                     \
-            vfn x = n_load(ta), y = n_load(tb), z = n_load(tc);                                    \
-            n_store(to, pw_canon(pw_##name(x, y, z, p)));                                          \
-            memcpy(o + i, to, (size_t)(m - i) * 4);                                                \
-        }                                                                                          \
-        break;
-        PW_OPS(PW_CASE)
-#undef PW_CASE
+    }
+PW_OPS(PW_RUN)
+#undef PW_RUN
+
+typedef void (*pw_run_fn)(const float *, const float *, const float *, float *, int, const float *);
+static const pw_run_fn pw_run[] = {
+#define PW_PTR(name, n, k) pw_run_##name,
+    PW_OPS(PW_PTR)
+#undef PW_PTR
+};
+
+/* op on m <= PW_BLK float32 elements: o[i] = op(a[i], b[i], c[i]); the tail runs through
+   the same body, padded with zeros */
+static void pw_block(int op, const float *a, const float *b, const float *c, float *o, int m,
+                     const float *p) {
+    int full = m - m % VNW;
+    if (full) pw_run[op](a, b, c, o, full, p);
+    if (full < m) {
+        int t = m - full, n = pw_arity[op];
+        float ta[VNW] = {0}, tb[VNW] = {0}, tc[VNW] = {0}, to[VNW];
+        memcpy(ta, a + full, (size_t)t * 4);
+        if (n > 1) memcpy(tb, b + full, (size_t)t * 4);
+        if (n > 2) memcpy(tc, c + full, (size_t)t * 4);
+        pw_run[op](ta, tb, tc, to, VNW, p);
+        memcpy(o + full, to, (size_t)t * 4);
     }
 }
 
