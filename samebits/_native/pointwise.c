@@ -16,6 +16,7 @@
    ops in its order. pw_<name> is each op's formula; its comment is the definition. */
 #include "sb_simd.h"
 #include "pointwise_math.h"
+#include "pointwise_trig.h"
 
 /* X(name, tensor operands, scalar parameters) */
 #define PW_OPS(X)                                                                                  \
@@ -27,7 +28,8 @@
     X(exp2, 1, 0) X(log, 1, 0) X(log2, 1, 0) X(log10, 1, 0) X(logsigmoid, 1, 0)                  \
     X(hardswish, 1, 0) X(hardsigmoid, 1, 0) X(logit, 1, 1)                                       \
     X(pow, 2, 0) X(logaddexp, 2, 0) X(logaddexp2, 2, 0) X(xlogy, 2, 0) X(xlog1py, 2, 0)          \
-    X(hypot, 2, 0)
+    X(hypot, 2, 0) X(sin, 1, 0) X(cos, 1, 0) X(tan, 1, 0) X(asin, 1, 0) X(acos, 1, 0)             \
+    X(atan, 1, 0) X(asinh, 1, 0) X(acosh, 1, 0) X(sinc, 1, 0) X(atan2, 2, 0)
 
 /* ---- formulas (a, b, c: the tensor operands; p: the scalar parameters as float32) */
 
@@ -276,6 +278,114 @@ VAI vfn pw_hypot(vfn a, vfn b, vfn c, const float *p) {
     h = n_sel(n_eq(hi, CF(0.0f)), CF(0.0f), h);
     h = n_sel(n_unord(a, b), CF(NAN), h);
     return n_sel(m_orn(n_eq(ax, CF(INFINITY)), n_eq(ay, CF(INFINITY))), CF(INFINITY), h);
+}
+
+/* ---- trigonometric (pointwise_trig.h) */
+/* NaN where x is +-inf or NaN, else y */
+VAI vfn m_finite_or_nan(vfn x, vfn y) { return n_sel(n_lt(n_abs(x), CF(INFINITY)), y, CF(NAN)); }
+/* sin(x): x = q pi/2 + r (m_rem_pio2), sin x = +-sin r or +-cos r by q (m_sin_q), rounded
+   once; sin(+-0) = +-0 */
+VAI vfn pw_sin(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn q;
+    vdf r = m_rem_pio2(a, &q), s, co;
+    m_sincos(r, &s, &co);
+    vfn y = n_sel(n_eq(a, CF(0.0f)), a, df_round(m_sin_q(s, co, q)));
+    return m_finite_or_nan(a, y);
+}
+/* cos(x): as sin, with m_cos_q */
+VAI vfn pw_cos(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn q;
+    vdf r = m_rem_pio2(a, &q), s, co;
+    m_sincos(r, &s, &co);
+    return m_finite_or_nan(a, df_round(m_cos_q(s, co, q)));
+}
+/* tan(x) = sin r / cos r (q even) or -cos r / sin r (q odd), the quotient in double-float,
+   rounded once; tan(+-0) = +-0 */
+VAI vfn pw_tan(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn q;
+    vdf r = m_rem_pio2(a, &q), s, co;
+    m_sincos(r, &s, &co);
+    vmn odd = m_orn(n_eq(q, CF(1.0f)), n_eq(q, CF(3.0f)));
+    s = df_norm(s), co = df_norm(co);
+    vdf t = df_div(df_sel(odd, co, s), df_sel(odd, s, co));
+    vfn y = df_round(df_sel(odd, df_neg(t), t));
+    return m_finite_or_nan(a, n_sel(n_eq(a, CF(0.0f)), a, y));
+}
+/* sinc(x) = sin(pi x) / (pi x), sin(pi x) after the exact reduction m_rem_half, the
+   quotient in double-float; 1 for |x| < 2^-14 (1 - (pi x)^2/6 rounds to 1), 0 for
+   |x| >= 2^24 (integers), NaN at +-inf */
+VAI vfn pw_sinc(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn q;
+    vdf r = m_rem_half(a, &q), s, co;
+    m_sincos(r, &s, &co);
+    vfn y = df_round(df_div(df_norm(m_sin_q(s, co, q)), df_mul_f(DF_PI, a)));
+    y = n_sel(n_ge(n_abs(a), CF(0x1p24f)), CF(0.0f), y);
+    return m_finite_or_nan(a, n_sel(n_lt(n_abs(a), CF(0x1p-14f)), CF(1.0f), y));
+}
+/* asin(x) = sign(x) (|x| <= 1/2 ? asin t : pi/2 - 2 asin t), t from m_asin_t */
+VAI vfn pw_asin(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn ax = n_abs(a);
+    vmn big = n_gt(ax, CF(0.5f));
+    vfn y = m_pi4_plus(n_sel(big, CF(2.0f), CF(0.0f)), n_sel(big, CF(-2.0f), CF(1.0f)), m_asin_t(ax, big));
+    return n_copysign(y, a);
+}
+/* acos(x) = |x| <= 1/2: pi/2 - sign(x) asin t; x > 1/2: 2 asin t; x < -1/2: pi - 2 asin t */
+VAI vfn pw_acos(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn ax = n_abs(a);
+    vmn big = n_gt(ax, CF(0.5f)), neg = n_lt(a, CF(0.0f));
+    vfn k = n_sel(big, n_sel(neg, CF(4.0f), CF(0.0f)), CF(2.0f));
+    vfn g = n_sel(big, n_sel(neg, CF(-2.0f), CF(2.0f)), n_sel(neg, CF(1.0f), CF(-1.0f)));
+    return m_pi4_plus(k, g, m_asin_t(ax, big));
+}
+/* atan(x) = atan2(x, 1) */
+VAI vfn pw_atan(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return m_atan2(a, CF(1.0f));
+}
+/* atan2(y, x): m_atan2 (C99 Annex F signed zeros and infinities) */
+VAI vfn pw_atan2(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    return m_atan2(a, b);
+}
+/* ln(w) + (big ? ln 2 : 0) for w = hi + lo, rounded once (asinh, acosh) */
+VAI vfn m_ln_plus_ln2(vdf w, vmn big) {
+    vdf l = m_ln_df(w.hi, w.lo, 1);
+    return df_round(df_sel(big, df_add(l, DF_LN2), l));
+}
+/* asinh(x) = sign(x) ln(a + sqrt(a^2 + 1)), a = |x|, the argument in double-float;
+   a > 2^12: ln(a) + ln 2 (the dropped 1/(4a^2) is below 2^-26 of it); a < 2^-12: a
+   (the dropped a^3/6 is below 2^-25 of it); +-inf and NaN kept */
+VAI vfn pw_asinh(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn ax = n_abs(a);
+    vmn huge = n_gt(ax, CF(0x1p12f));
+    vfn as = n_sel(huge, CF(1.0f), ax);
+    vdf sq = df_two_prod(as, as), w2 = df_two_sum(CF(1.0f), sq.hi);
+    w2.lo = n_add(w2.lo, sq.lo);
+    vdf rt = df_sqrt(w2), w = df_two_sum(as, rt.hi);
+    w.lo = n_add(w.lo, rt.lo);
+    vfn y = m_ln_plus_ln2(df_sel(huge, df_make(ax, CF(0.0f)), w), huge);
+    y = n_sel(n_lt(ax, CF(0x1p-12f)), ax, n_sel(n_eq(ax, CF(INFINITY)), ax, y));
+    return n_sel(n_isnan(a), a, n_copysign(y, a));
+}
+/* acosh(x) = ln(x + sqrt((x - 1)(x + 1))), x - 1 exact, the rest in double-float;
+   x > 2^12: ln(x) + ln 2; NaN below 1, +inf at +inf */
+VAI vfn pw_acosh(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vmn huge = n_gt(a, CF(0x1p12f));
+    vfn xs = n_sel(huge, CF(2.0f), a);
+    vdf rt = df_sqrt(df_mul_f(df_two_sum(xs, CF(1.0f)), n_sub(xs, CF(1.0f))));
+    vdf w = df_two_sum(xs, rt.hi);
+    w.lo = n_add(w.lo, rt.lo);
+    vfn y = m_ln_plus_ln2(df_sel(huge, df_make(a, CF(0.0f)), w), huge);
+    y = n_sel(n_eq(a, CF(INFINITY)), a, y);
+    return n_sel(n_ge(a, CF(1.0f)), y, CF(NAN));
 }
 
 /* ---- the driver */

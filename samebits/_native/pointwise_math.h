@@ -146,21 +146,25 @@ VAI vdf df_sel(vmn m, vdf a, vdf b) { return df_make(n_sel(m, a.hi, b.hi), n_sel
 VAI vfn df_round(vdf a) { return n_add(a.hi, a.lo); }
 /* a constant hi + lo, written DF(0x1.62e43p-1f, -0x1.05c61p-29f) */
 #define DF(h, l) df_make(CF(h), CF(l))
-/* n / d as hi + lo, hi within 2 ulp of the quotient (not renormalized): one division,
-   the residual n - hi d by fma */
+/* a renormalized: hi the rounded sum (Fast2Sum; |a.lo| <= |a.hi|) */
+VAI vdf df_norm(vdf a) { return df_fast_sum(a.hi, a.lo); }
+/* n / d as hi + lo for normalized n and d (|lo| <= ulp(hi)), hi within 2 ulp of the
+   quotient (not renormalized): one division, the residual n - hi d by fma */
 VAI vdf df_div(vdf n, vdf d) {
     vfn rcp = n_div(CF(1.0f), d.hi);
     vfn qh = n_mul(n.hi, rcp);
     vfn res = n_sub(n_fma(n_neg(qh), d.hi, n.hi), n_sub(n_mul(qh, d.lo), n.lo));
     return df_make(qh, n_mul(res, rcp));
 }
-/* sqrt(a) for a > 0 as hi + lo: one sqrt, its residual by fma over one division */
+/* sqrt(a) for a >= 0 as hi + lo: one sqrt, its residual by fma over one division */
 VAI vdf df_sqrt(vdf a) {
     vfn h = n_sqrt(a.hi);
-    return df_make(h, n_div(n_add(n_fma(n_neg(h), h, a.hi), a.lo), n_add(h, h)));
+    vfn l = n_div(n_add(n_fma(n_neg(h), h, a.hi), a.lo), n_add(h, h));
+    return df_make(h, n_sel(n_eq(h, CF(0.0f)), CF(0.0f), l));
 }
 
 /* -------------------------------------------------------------- log2, exp2 */
+#define DF_LN2 DF(0x1.62e43p-1f, -0x1.05c61p-29f)
 /* ln m for x = xh + xl = m 2^k, xh > 0 finite (subnormals included), |xl| <= ulp(xh)
    (xl is ignored when has_lo = 0), m in [sqrt(1/2), sqrt(2)); k is returned in *k (as a
    float). Other xh give garbage: callers select their special values.
