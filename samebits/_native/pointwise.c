@@ -16,6 +16,7 @@
    ops in its order. pw_<name> is each op's formula; its comment is the definition. */
 #include "sb_simd.h"
 #include "pointwise_math.h"
+#include "pointwise_trig.h"
 
 /* X(name, tensor operands, scalar parameters) */
 #define PW_OPS(X)                                                                                  \
@@ -23,7 +24,12 @@
     X(sigmoid, 1, 0) X(silu, 1, 0) X(gelu, 1, 0) X(gelu_tanh, 1, 0) X(rsqrt, 1, 0)               \
     X(elu, 1, 3) X(softplus, 1, 2) X(mish, 1, 0) X(softshrink, 1, 1) X(sinh, 1, 0)               \
     X(cosh, 1, 0) X(atanh, 1, 0)                                                                   \
-    X(add, 2, 1) X(rsub, 2, 1) X(addcmul, 3, 1) X(addcdiv, 3, 1) X(lerp, 3, 0)
+    X(add, 2, 1) X(rsub, 2, 1) X(addcmul, 3, 1) X(addcdiv, 3, 1) X(lerp, 3, 0)                  \
+    X(exp2, 1, 0) X(log, 1, 0) X(log2, 1, 0) X(log10, 1, 0) X(logsigmoid, 1, 0)                  \
+    X(hardswish, 1, 0) X(hardsigmoid, 1, 0) X(logit, 1, 1)                                       \
+    X(pow, 2, 0) X(logaddexp, 2, 0) X(logaddexp2, 2, 0) X(xlogy, 2, 0) X(xlog1py, 2, 0)          \
+    X(hypot, 2, 0) X(sin, 1, 0) X(cos, 1, 0) X(tan, 1, 0) X(asin, 1, 0) X(acos, 1, 0)             \
+    X(atan, 1, 0) X(asinh, 1, 0) X(acosh, 1, 0) X(sinc, 1, 0) X(atan2, 2, 0)
 
 /* ---- formulas (a, b, c: the tensor operands; p: the scalar parameters as float32) */
 
@@ -133,6 +139,255 @@ VAI vfn pw_lerp(vfn a, vfn b, vfn w, const float *p) {
     return n_sel(n_lt(n_abs(w), CF(0.5f)), lo, hi);
 }
 
+/* ---- exponentials and logarithms (pointwise_math.h: m_log2_df, m_exp2_df) */
+/* exp2(x) = 2^x */
+VAI vfn pw_exp2(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return m_exp2_df(a, CF(0.0f));
+}
+/* log_b(x) = k log_b(2) + ln m log_b(e) in double-float (m_ln_mant, m_log_b), rounded once */
+#define PW_LOG(name, base)                                                                         \
+    VAI vfn pw_##name(vfn a, vfn b, vfn c, const float *p) {                                       \
+        (void)b, (void)c, (void)p;                                                                 \
+        vfn k;                                                                                     \
+        vdf lnm = m_ln_mant(a, CF(0.0f), 0, 0, &k);                                                   \
+        return m_log_special(a, df_round(m_log_b(k, lnm, base)));                                 \
+    }
+PW_LOG(log, LOG_E)
+PW_LOG(log2, LOG_2)
+PW_LOG(log10, LOG_10)
+#undef PW_LOG
+/* x ln(xh + xl) as x ln_hi + x ln_lo, one fma; xh's log special values where xh is
+   not positive and finite (xlogy, xlog1py) */
+VAI vfn m_x_ln(vfn x, vfn xh, vfn xl) {
+    vdf l = m_ln_df(xh, xl, 1);
+    vmn fin = m_andn(n_gt(xh, CF(0.0f)), n_lt(xh, CF(INFINITY)));
+    return n_fma(x, m_log_special(xh, l.hi), n_mul(x, n_sel(fin, l.lo, CF(0.0f))));
+}
+/* xlogy(x, y) = y NaN ? NaN : (x == 0 ? 0 : x log y) */
+VAI vfn pw_xlogy(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn r = n_sel(n_eq(a, CF(0.0f)), CF(0.0f), m_x_ln(a, b, CF(0.0f)));
+    return n_sel(n_isnan(b), b, r);
+}
+/* xlog1py(x, y) = y NaN ? NaN : (x == 0 ? 0 : x log(1 + y)), 1 + y as an exact hi + lo */
+VAI vfn pw_xlog1py(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vdf u = df_two_sum(CF(1.0f), b);
+    vfn r = n_sel(n_eq(b, CF(INFINITY)), n_mul(a, b), m_x_ln(a, u.hi, u.lo));
+    r = n_sel(n_eq(a, CF(0.0f)), CF(0.0f), r);
+    return n_sel(n_isnan(b), b, r);
+}
+/* logit(x; eps) = log(z / (1 - z)), z = x clamped to [eps, 1 - eps] when eps >= 0 (torch's
+   x < lo ? lo : (x > hi ? hi : x), hi = 1 - eps in float32); the quotient in
+   double-float, so logit is accurate near x = 1/2 */
+VAI vfn pw_logit(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c;
+    if (p[0] >= 0.0f) {
+        vfn lo = CF(p[0]), hi = CF(1.0f - p[0]);
+        a = n_sel(n_lt(a, lo), lo, n_sel(n_gt(a, hi), hi, a));
+    }
+    vdf q = df_div(df_make(a, CF(0.0f)), df_two_sum(CF(1.0f), n_neg(a)));
+    return m_log_special(q.hi, df_round(m_ln_df(q.hi, q.lo, 1)));
+}
+/* logsigmoid(x) = min(x, 0) - log1p(exp(-|x|))  (torch's formula) */
+VAI vfn pw_logsigmoid(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn m = n_sel(n_lt(a, CF(0.0f)), a, CF(0.0f));
+    return n_sub(m, m_log1p(m_exp(n_neg(n_abs(a)))));
+}
+/* clamp(x + 3, 0, 6): compares and selects, NaN kept */
+VAI vfn m_relu6_shift3(vfn a) {
+    vfn t = n_add(a, CF(3.0f));
+    t = n_sel(n_lt(t, CF(0.0f)), CF(0.0f), t);
+    return n_sel(n_gt(t, CF(6.0f)), CF(6.0f), t);
+}
+/* hardswish(x) = (x clamp(x + 3, 0, 6)) / 6 */
+VAI vfn pw_hardswish(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return n_div(n_mul(a, m_relu6_shift3(a)), CF(6.0f));
+}
+/* hardsigmoid(x) = clamp(x + 3, 0, 6) / 6 */
+VAI vfn pw_hardsigmoid(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return n_div(m_relu6_shift3(a), CF(6.0f));
+}
+/* pow(x, y), one formula for every form (tensor or scalar exponent or base), C99 Annex F:
+   |x|^y = exp2(y log2|x|) with log2 and the product in double-float; negative x: odd
+   integer y negates, non-integer y gives NaN (finite x); then, per element,
+   y = 2: x x, 3: (x x) x, 1: x, -1: 1 / x, -2: 1 / (x x), 0.5: sqrt|x|, -0.5: 1 / sqrt|x|
+   (|x| so that pow(-0, .5) = +0 and pow(-inf, .5) = +inf as C99 says; torch's scalar-exponent
+   path gives sqrt's -0 and NaN there), y = 0 or x = 1: 1 (even for NaN). */
+VAI vfn pw_pow(vfn x, vfn y, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn ax = n_abs(x);
+    vdf l = m_log2_df(ax);
+    vmn fin = m_andn(n_gt(ax, CF(0.0f)), n_lt(ax, CF(INFINITY)));
+    l = df_make(m_log_special(ax, l.hi), n_sel(fin, l.lo, CF(0.0f)));
+    vdf t = df_two_prod(y, l.hi);
+    t.lo = n_fma(y, l.lo, t.lo);
+    vfn r = m_exp2_df(t.hi, t.lo);
+    vmn yint = n_eq(n_trunc(y), y);                                /* +-inf count as even */
+    vfn hy = n_mul(y, CF(0.5f));
+    vmn yodd = m_andn(yint, n_ne(n_trunc(hy), hy));
+    vmn xneg = ni_gt(ni_set1(0), n_bits(x));                        /* sign bit, -0 included */
+    r = n_sel(m_andn(xneg, yodd), n_neg(r), r);
+    vfn x2 = n_mul(x, x), sq = n_sqrt(ax);
+    r = n_sel(n_eq(y, CF(2.0f)), x2, r);
+    r = n_sel(n_eq(y, CF(3.0f)), n_mul(x2, x), r);
+    r = n_sel(n_eq(y, CF(1.0f)), x, r);
+    r = n_sel(n_eq(y, CF(-1.0f)), n_div(CF(1.0f), x), r);
+    r = n_sel(n_eq(y, CF(-2.0f)), n_div(CF(1.0f), x2), r);
+    r = n_sel(n_eq(y, CF(0.5f)), sq, r);
+    r = n_sel(n_eq(y, CF(-0.5f)), n_div(CF(1.0f), sq), r);
+    vmn negfin = m_andn(n_lt(x, CF(0.0f)), n_gt(x, CF(-INFINITY)));
+    r = n_sel(m_andn(negfin, m_notn(yint)), CF(NAN), r);
+    return n_sel(m_orn(n_eq(y, CF(0.0f)), n_eq(x, CF(1.0f))), CF(1.0f), r);
+}
+/* max(a, b) by compare and select, and torch's a == b == +-inf case of logaddexp */
+VAI vfn m_max_sel(vfn a, vfn b) { return n_sel(n_gt(a, b), a, b); }
+VAI vmn m_same_inf(vfn a, vfn b) { return m_andn(n_eq(a, b), n_eq(n_abs(a), CF(INFINITY))); }
+/* logaddexp(a, b) = a == b == +-inf ? a : max(a, b) + log1p(exp(-|a - b|)) */
+VAI vfn pw_logaddexp(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn r = n_add(m_max_sel(a, b), m_log1p(m_exp(n_neg(n_abs(n_sub(a, b))))));
+    return n_sel(m_same_inf(a, b), a, r);
+}
+/* logaddexp2(a, b) = a == b == +-inf ? a : max(a, b) + log1p(exp2(-|a - b|)) log2(e) */
+VAI vfn pw_logaddexp2(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn e = m_exp2_df(n_neg(n_abs(n_sub(a, b))), CF(0.0f));
+    vfn r = n_add(m_max_sel(a, b), n_mul(m_log1p(e), CF(0x1.715476p+0f)));
+    return n_sel(m_same_inf(a, b), a, r);
+}
+/* hypot(a, b) = sqrt(a^2 + b^2), the squares and their sum in double-float after scaling
+   both by 2^-70 (larger above 2^60) or 2^70 (below 2^-60), so nothing overflows or
+   underflows; +inf if either is infinite (even with a NaN), else NaN if either is NaN */
+VAI vfn pw_hypot(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn ax = n_abs(a), ay = n_abs(b);
+    vmn xbig = n_gt(ax, ay);
+    vfn hi = n_sel(xbig, ax, ay), lo = n_sel(xbig, ay, ax);
+    vmn up = n_lt(hi, CF(0x1p-60f)), down = n_gt(hi, CF(0x1p60f));
+    vfn sc = n_sel(up, CF(0x1p70f), n_sel(down, CF(0x1p-70f), CF(1.0f)));
+    vfn un = n_sel(up, CF(0x1p-70f), n_sel(down, CF(0x1p70f), CF(1.0f)));
+    hi = n_mul(hi, sc), lo = n_mul(lo, sc);
+    vdf s = df_add(df_two_prod(hi, hi), df_two_prod(lo, lo));
+    vdf r = df_sqrt(s);
+    vfn h = df_round(df_make(n_mul(r.hi, un), n_mul(r.lo, un)));
+    h = n_sel(n_eq(hi, CF(0.0f)), CF(0.0f), h);
+    h = n_sel(n_unord(a, b), CF(NAN), h);
+    return n_sel(m_orn(n_eq(ax, CF(INFINITY)), n_eq(ay, CF(INFINITY))), CF(INFINITY), h);
+}
+
+/* ---- trigonometric (pointwise_trig.h) */
+/* NaN where x is +-inf or NaN, else y */
+VAI vfn m_finite_or_nan(vfn x, vfn y) { return n_sel(n_lt(n_abs(x), CF(INFINITY)), y, CF(NAN)); }
+/* sin(x): x = q pi/2 + r (m_rem_pio2), sin x = +-sin r or +-cos r by q (m_sin_q), rounded
+   once; sin(+-0) = +-0 */
+VAI vfn pw_sin(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn q;
+    vdf r = m_rem_pio2(a, &q), s, co;
+    m_sincos(r, &s, &co);
+    vfn y = n_sel(n_eq(a, CF(0.0f)), a, df_round(m_sin_q(s, co, q)));
+    return m_finite_or_nan(a, y);
+}
+/* cos(x): as sin, with m_cos_q */
+VAI vfn pw_cos(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn q;
+    vdf r = m_rem_pio2(a, &q), s, co;
+    m_sincos(r, &s, &co);
+    return m_finite_or_nan(a, df_round(m_cos_q(s, co, q)));
+}
+/* tan(x) = sin r / cos r (q even) or -cos r / sin r (q odd), the quotient in double-float,
+   rounded once; tan(+-0) = +-0 */
+VAI vfn pw_tan(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn q;
+    vdf r = m_rem_pio2(a, &q), s, co;
+    m_sincos(r, &s, &co);
+    vmn odd = m_orn(n_eq(q, CF(1.0f)), n_eq(q, CF(3.0f)));
+    s = df_norm(s), co = df_norm(co);
+    vdf t = df_div(df_sel(odd, co, s), df_sel(odd, s, co));
+    vfn y = df_round(df_sel(odd, df_neg(t), t));
+    return m_finite_or_nan(a, n_sel(n_eq(a, CF(0.0f)), a, y));
+}
+/* sinc(x) = sin(pi x) / (pi x), sin(pi x) after the exact reduction m_rem_half, the
+   quotient in double-float; 1 for |x| < 2^-14 (1 - (pi x)^2/6 rounds to 1), 0 for
+   |x| >= 2^24 (integers), NaN at +-inf */
+VAI vfn pw_sinc(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn q;
+    vdf r = m_rem_half(a, &q), s, co;
+    m_sincos(r, &s, &co);
+    vfn y = df_round(df_div(df_norm(m_sin_q(s, co, q)), df_mul_f(DF_PI, a)));
+    y = n_sel(n_ge(n_abs(a), CF(0x1p24f)), CF(0.0f), y);
+    return m_finite_or_nan(a, n_sel(n_lt(n_abs(a), CF(0x1p-14f)), CF(1.0f), y));
+}
+/* asin(x) = sign(x) (|x| <= 1/2 ? asin t : pi/2 - 2 asin t), t from m_asin_t */
+VAI vfn pw_asin(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn ax = n_abs(a);
+    vmn big = n_gt(ax, CF(0.5f));
+    vfn y = m_pi4_plus(n_sel(big, CF(2.0f), CF(0.0f)), n_sel(big, CF(-2.0f), CF(1.0f)), m_asin_t(ax, big));
+    return n_copysign(y, a);
+}
+/* acos(x) = |x| <= 1/2: pi/2 - sign(x) asin t; x > 1/2: 2 asin t; x < -1/2: pi - 2 asin t */
+VAI vfn pw_acos(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn ax = n_abs(a);
+    vmn big = n_gt(ax, CF(0.5f)), neg = n_lt(a, CF(0.0f));
+    vfn k = n_sel(big, n_sel(neg, CF(4.0f), CF(0.0f)), CF(2.0f));
+    vfn g = n_sel(big, n_sel(neg, CF(-2.0f), CF(2.0f)), n_sel(neg, CF(1.0f), CF(-1.0f)));
+    return m_pi4_plus(k, g, m_asin_t(ax, big));
+}
+/* atan(x) = atan2(x, 1) */
+VAI vfn pw_atan(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return m_atan2(a, CF(1.0f));
+}
+/* atan2(y, x): m_atan2 (C99 Annex F signed zeros and infinities) */
+VAI vfn pw_atan2(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    return m_atan2(a, b);
+}
+/* ln(w) + (big ? ln 2 : 0) for w = hi + lo, rounded once (asinh, acosh) */
+VAI vfn m_ln_plus_ln2(vdf w, vmn big) {
+    vdf l = m_ln_df(w.hi, w.lo, 1);
+    return df_round(df_sel(big, df_add(l, DF_LN2), l));
+}
+/* asinh(x) = sign(x) ln(a + sqrt(a^2 + 1)), a = |x|, the argument in double-float;
+   a > 2^12: ln(a) + ln 2 (the dropped 1/(4a^2) is below 2^-26 of it); a < 2^-12: a
+   (the dropped a^3/6 is below 2^-25 of it); +-inf and NaN kept */
+VAI vfn pw_asinh(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn ax = n_abs(a);
+    vmn huge = n_gt(ax, CF(0x1p12f));
+    vfn as = n_sel(huge, CF(1.0f), ax);
+    vdf sq = df_two_prod(as, as), w2 = df_two_sum(CF(1.0f), sq.hi);
+    w2.lo = n_add(w2.lo, sq.lo);
+    vdf rt = df_sqrt(w2), w = df_two_sum(as, rt.hi);
+    w.lo = n_add(w.lo, rt.lo);
+    vfn y = m_ln_plus_ln2(df_sel(huge, df_make(ax, CF(0.0f)), w), huge);
+    y = n_sel(n_lt(ax, CF(0x1p-12f)), ax, n_sel(n_eq(ax, CF(INFINITY)), ax, y));
+    return n_sel(n_isnan(a), a, n_copysign(y, a));
+}
+/* acosh(x) = ln(x + sqrt((x - 1)(x + 1))), x - 1 exact, the rest in double-float;
+   x > 2^12: ln(x) + ln 2; NaN below 1, +inf at +inf */
+VAI vfn pw_acosh(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vmn huge = n_gt(a, CF(0x1p12f));
+    vfn xs = n_sel(huge, CF(2.0f), a);
+    vdf rt = df_sqrt(df_mul_f(df_two_sum(xs, CF(1.0f)), n_sub(xs, CF(1.0f))));
+    vdf w = df_two_sum(xs, rt.hi);
+    w.lo = n_add(w.lo, rt.lo);
+    vfn y = m_ln_plus_ln2(df_sel(huge, df_make(a, CF(0.0f)), w), huge);
+    y = n_sel(n_eq(a, CF(INFINITY)), a, y);
+    return n_sel(n_ge(a, CF(1.0f)), y, CF(NAN));
+}
+
 /* ---- the driver */
 enum {
 #define PW_ENUM(name, n, k) PW_##name,
@@ -166,29 +421,39 @@ SB_API i64 SB_FN(sb_pw_ops)(char *buf, i64 cap) {
 /* NaN -> the canonical quiet NaN, every other value unchanged */
 VAI vfn pw_canon(vfn y) { return n_sel(n_isnan(y), n_from_bits(ni_set1(0x7fc00000)), y); }
 
-/* op on m <= PW_BLK float32 elements: o[i] = op(a[i], b[i], c[i]) */
-static void pw_block(int op, const float *a, const float *b, const float *c, float *o, int m,
-                     const float *p) {
-    int i = 0;
-    switch (op) {
-#define PW_CASE(name, n, k)                                                                        \
-    case PW_##name:                                                                                \
-        for (; i + VNW <= m; i += VNW) {                                                             \
+/* pw_run_<name>: the op on m float32 elements, m a multiple of the bundle width */
+#define PW_RUN(name, n, k)                                                                         \
+    static void pw_run_##name(const float *a, const float *b, const float *c, float *o, int m,    \
+                              const float *p) {                                                    \
+        for (int i = 0; i < m; i += VNW) {                                                         \
             vfn x = n_load(a + i), y = n > 1 ? n_load(b + i) : x, z = n > 2 ? n_load(c + i) : x;   \
             n_store(o + i, pw_canon(pw_##name(x, y, z, p)));                                       \
         }                                                                                          \
-        if (i < m) { /* the tail through the same body, padded with zeros */                     \
-            float ta[VNW] = {0}, tb[VNW] = {0}, tc[VNW] = {0}, to[VNW];                                \
-            memcpy(ta, a + i, (size_t)(m - i) * 4);                                                \
-            if (n > 1) memcpy(tb, b + i, (size_t)(m - i) * 4);                                     \
-            if (n > 2) memcpy(tc, c + i, (size_t)(m - i) * 4);                                     \
-            vfn x = n_load(ta), y = n_load(tb), z = n_load(tc);                                    \
-            n_store(to, pw_canon(pw_##name(x, y, z, p)));                                          \
-            memcpy(o + i, to, (size_t)(m - i) * 4);                                                \
-        }                                                                                          \
-        break;
-        PW_OPS(PW_CASE)
-#undef PW_CASE
+    }
+PW_OPS(PW_RUN)
+#undef PW_RUN
+
+typedef void (*pw_run_fn)(const float *, const float *, const float *, float *, int, const float *);
+static const pw_run_fn pw_run[] = {
+#define PW_PTR(name, n, k) pw_run_##name,
+    PW_OPS(PW_PTR)
+#undef PW_PTR
+};
+
+/* op on m <= PW_BLK float32 elements: o[i] = op(a[i], b[i], c[i]); the tail runs through
+   the same body, padded with zeros */
+static void pw_block(int op, const float *a, const float *b, const float *c, float *o, int m,
+                     const float *p) {
+    int full = m - m % VNW;
+    if (full) pw_run[op](a, b, c, o, full, p);
+    if (full < m) {
+        int t = m - full, n = pw_arity[op];
+        float ta[VNW] = {0}, tb[VNW] = {0}, tc[VNW] = {0}, to[VNW];
+        memcpy(ta, a + full, (size_t)t * 4);
+        if (n > 1) memcpy(tb, b + full, (size_t)t * 4);
+        if (n > 2) memcpy(tc, c + full, (size_t)t * 4);
+        pw_run[op](ta, tb, tc, to, VNW, p);
+        memcpy(o + full, to, (size_t)t * 4);
     }
 }
 
