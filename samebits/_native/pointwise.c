@@ -29,7 +29,8 @@
     X(hardswish, 1, 0) X(hardsigmoid, 1, 0) X(logit, 1, 1)                                       \
     X(pow, 2, 0) X(logaddexp, 2, 0) X(logaddexp2, 2, 0) X(xlogy, 2, 0) X(xlog1py, 2, 0)          \
     X(hypot, 2, 0) X(sin, 1, 0) X(cos, 1, 0) X(tan, 1, 0) X(asin, 1, 0) X(acos, 1, 0)             \
-    X(atan, 1, 0) X(asinh, 1, 0) X(acosh, 1, 0) X(sinc, 1, 0) X(atan2, 2, 0)
+    X(atan, 1, 0) X(asinh, 1, 0) X(acosh, 1, 0) X(sinc, 1, 0) X(atan2, 2, 0)                 \
+    X(normal, 2, 2)
 
 /* ---- formulas (a, b, c: the tensor operands; p: the scalar parameters as float32) */
 
@@ -386,6 +387,15 @@ VAI vfn pw_acosh(vfn a, vfn b, vfn c, const float *p) {
     vfn y = m_ln_plus_ln2(df_sel(huge, df_make(a, CF(0.0f)), w), huge);
     y = n_sel(n_eq(a, CF(INFINITY)), a, y);
     return n_sel(n_ge(a, CF(1.0f)), y, CF(NAN));
+}
+
+/* normal(u1, u2; mean, std) = fma(sqrt(-2 log(1 - u1)) * cos(6.28318548 u2), std, mean):
+   Box-Muller on two uniform draws in [0, 1) (1 - u1 is exact, in (0, 1]); samebits'
+   normal_ draws u1 and u2 with torch's uniform_ */
+VAI vfn pw_normal(vfn a, vfn b, vfn c, const float *p) {
+    vfn r = n_sqrt(n_mul(CF(-2.0f), pw_log(n_sub(CF(1.0f), a), b, c, p)));
+    vfn t = pw_cos(n_mul(CF(6.28318548f), b), b, c, p);
+    return n_fma(n_mul(r, t), CF(p[1]), CF(p[0]));
 }
 
 /* ---- the driver */
