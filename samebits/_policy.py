@@ -182,6 +182,7 @@ _COVERED: dict[str, Callable] = {
     "embedding_dense_backward": backward.embedding_dense_backward,
     # randn and randn_like are composites: torch.empty(...).normal_()
     "normal_": pointwise.normal_,
+    "uniform_": pointwise.uniform_,
     "glu": _glu,
     "addr": _addr,
     "vdot": _vdot,
@@ -455,23 +456,6 @@ _RANGE_WHY = (
 )
 
 
-def _complex(*args, **kwargs) -> bool:
-    return any(isinstance(a, torch.Tensor) and a.dtype.is_complex for a in args)
-
-
-_COMPLEX_WHY = (
-    "a complex product or quotient is several rounded operations, which torch fuses "
-    "differently at each dispatch level (measured: complex64 a * b and a / b differ "
-    "between ATEN_CPU_CAPABILITY=default and avx2); multiply the real and imaginary "
-    "parts as real tensors"
-)
-
-
-def _not_unit_interval(x, low=0.0, high=1.0, *_a, **kw) -> bool:
-    low, high = kw.get("from", low), kw.get("to", high)
-    return x.dtype.is_floating_point and (float(low), float(high)) != (0.0, 1.0)
-
-
 def _add_relu_scaled(x, other, alpha=1, *_a, **_k) -> bool:
     return alpha != 1 and isinstance(x, torch.Tensor) and x.dtype.is_floating_point
 
@@ -485,23 +469,6 @@ _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
     "_index_put_impl": (_accumulates, _ACCUMULATE_WHY),
     "_unsafe_index_put": (_accumulates, _ACCUMULATE_WHY),
     "put": (_accumulates, _ACCUMULATE_WHY),
-    **dict.fromkeys(
-        (
-            "mul.Tensor",
-            "mul.Scalar",
-            "div.Tensor",
-            "div.Scalar",
-            "div.Tensor_mode",
-            "div.Scalar_mode",
-        ),  # fmt: skip
-        (_complex, _COMPLEX_WHY),
-    ),
-    "uniform": (
-        _not_unit_interval,
-        "uniform_(a, b) scales the draw by (b - a) and adds a, which torch's kernels "
-        "contract into one fused multiply-add at some dispatch levels and not at others; "
-        "draw torch.rand (0 to 1) and scale it with covered ops",
-    ),
     **dict.fromkeys(
         (
             "arange",

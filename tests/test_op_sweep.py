@@ -45,7 +45,7 @@ def test_the_classification_of_known_ops():
     assert _policy.classify("aten::mm.out")[0] == "covered"  # its family's
     assert _policy.classify("aten::exp_")[0] == "covered"
     assert _policy.classify("aten::add.Tensor")[0] == "covered"  # alpha != 1: the engine
-    assert _policy.classify("aten::mul.Tensor")[0] == "guarded"  # complex: refused
+    assert _policy.classify("aten::mul.Tensor")[0] == "covered"  # bf16 x scalar: the engine
     assert _policy.classify("aten::view")[0] == "native"  # a view, by its schema
     assert _policy.classify("aten::sqrt.out")[0] == "native"  # one IEEE operation
     assert _policy.classify("aten::cat")[0] == "native"

@@ -30,7 +30,7 @@
     X(pow, 2, 0) X(logaddexp, 2, 0) X(logaddexp2, 2, 0) X(xlogy, 2, 0) X(xlog1py, 2, 0)          \
     X(hypot, 2, 0) X(sin, 1, 0) X(cos, 1, 0) X(tan, 1, 0) X(asin, 1, 0) X(acos, 1, 0)             \
     X(atan, 1, 0) X(asinh, 1, 0) X(acosh, 1, 0) X(sinc, 1, 0) X(atan2, 2, 0)                 \
-    X(normal, 2, 2)
+    X(normal, 2, 2) X(mul, 2, 0) X(div, 2, 0)
 
 /* ---- formulas (a, b, c: the tensor operands; p: the scalar parameters as float32) */
 
@@ -397,6 +397,12 @@ VAI vfn pw_normal(vfn a, vfn b, vfn c, const float *p) {
     vfn t = pw_cos(n_mul(CF(6.28318548f), b), b, c, p);
     return n_fma(n_mul(r, t), CF(p[1]), CF(p[0]));
 }
+
+/* mul(a, b) = a * b and div(a, b) = a / b in float32 (for bfloat16 and float16 results
+   with a scalar operand: the scalar rounded to float32, as every form of the op takes it,
+   and the result rounded once) */
+VAI vfn pw_mul(vfn a, vfn b, vfn c, const float *p) { (void)c, (void)p; return n_mul(a, b); }
+VAI vfn pw_div(vfn a, vfn b, vfn c, const float *p) { (void)c, (void)p; return n_div(a, b); }
 
 /* ---- the driver */
 enum {

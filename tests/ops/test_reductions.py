@@ -56,6 +56,28 @@ def test_vector_norm_and_dtype_arg():
     assert total.dtype == torch.float32 and total.item() == 12 and ints.item() == 45
 
 
+@pytest.mark.parametrize("dim", [None, 0, 1])
+def test_a_float64_sum_of_float32_data_accumulates_in_float64(dim):
+    """x.sum(dtype=torch.float64) of float32 values is a float64 sum (whole-tensor and
+    along dims), never a float32 sum widened afterwards: float32 rounding would be off
+    by millions of float64 ulp here. Invariant to the thread count and to rows."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(64, 1000, generator=g) * torch.logspace(-3, 3, 1000)  # wide magnitudes
+    exact = x.double().sum() if dim is None else x.double().sum(dim)
+    with samebits.batch_invariant():
+        got = x.sum(dtype=torch.float64) if dim is None else x.sum(dim, dtype=torch.float64)
+        f32 = x.sum() if dim is None else x.sum(dim)
+    assert got.dtype == torch.float64
+    rel = ((got - exact).abs() / exact.abs().clamp(min=1e-300)).max().item()
+    assert rel < 1e-12, rel
+    widened = ((f32.double() - exact).abs() / exact.abs().clamp(min=1e-300)).max().item()
+    assert widened > 1e-9  # the float32 sum is measurably off: this test would see it
+    if dim == 1:
+        with samebits.batch_invariant():
+            row = x[5:6].sum(1, dtype=torch.float64)
+        assert same_bits(row, got[5:6])
+
+
 def test_sum_is_sequential_so_zero_padding_is_free():
     x = rnd(10)
     with samebits.batch_invariant():
