@@ -39,6 +39,7 @@ def __getattr__(name: str):
         return importlib.import_module(f"samebits.{name}")
     raise AttributeError(f"module 'samebits' has no attribute {name!r}")
 
+
 __all__ = [
     "AuditError",
     "AuditReport",

@@ -36,6 +36,7 @@ from samebits.ops import (
     backward,
     channel_norms,
     conv,
+    conv_backward,
     fused_attention,
     matmul,
     norms,
@@ -180,6 +181,7 @@ _COVERED: dict[str, Callable] = {
     "_log_softmax_backward_data": backward.log_softmax_backward_data,
     "native_layer_norm_backward": backward.native_layer_norm_backward,
     "embedding_dense_backward": backward.embedding_dense_backward,
+    "convolution_backward": conv_backward.convolution_backward,
     # randn and randn_like are composites: torch.empty(...).normal_()
     "normal_": pointwise.normal_,
     "uniform_": pointwise.uniform_,

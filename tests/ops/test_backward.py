@@ -94,3 +94,38 @@ def test_a_sequences_gradients_are_the_same_alone_and_in_a_padded_batch(dtype):
         batch2 = grads(moved, 2, 5)
     for a, b, c in zip(alone, batch, batch2, strict=True):
         assert same_bits(a, b) and same_bits(a, c)
+
+
+CONVS = [  # (dims, stride, padding, dilation, groups, kernel)
+    (1, 3, 2, 1, 1, 3), (2, 1, 1, 1, 1, 3), (2, 2, 1, 2, 2, 3), (2, 8, 0, 1, 1, 8),
+    (3, 1, 1, 1, 1, 3),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", CONVS, ids=str)
+def test_convolution_backward_matches_torch_and_a_samples_gradients_are_its_own(case, dtype):
+    nd, stride, pad, dil, groups, k = case
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 4, *([12] * nd), generator=g).to(dtype)
+    w = torch.randn(6, 4 // groups, *([k] * nd), generator=g).to(dtype)
+    b = torch.randn(6, generator=g).to(dtype)
+
+    def grads(xs, row):
+        ps = [t.clone().requires_grad_() for t in (xs, w, b)]
+        y = conv(*ps, stride, pad, dil, groups)
+        (y[row] ** 2).sum().backward()
+        return ps[0].grad[row], ps[1].grad, ps[2].grad
+
+    with samebits.batch_invariant():
+        alone = grads(x[2:3], 0)
+        batch = grads(x, 2)
+    for a, c in zip(alone, batch, strict=True):
+        assert same_bits(a, c)
+    ps = [t.double().requires_grad_() for t in (x, w, b)]
+    (conv(*ps, stride, pad, dil, groups)[2] ** 2).sum().backward()
+    tol = TOL[dtype] if dtype == torch.float32 else dict(rtol=2e-2, atol=5e-2)
+    for got, ref in zip(batch, (ps[0].grad[2], ps[1].grad, ps[2].grad), strict=True):
+        scale = ref.abs().max().item()
+        torch.testing.assert_close(got.double() / scale, ref / scale, **tol)
