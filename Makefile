@@ -33,16 +33,16 @@ test: $(STAMP)
 #   make test-torch TORCH=2.15.0
 # builds .venv-torch-<version> (torch from PyPI, the CUDA build, several GB; this
 # machine's global pip constraint caps torch, so the install lifts it with
-# PIP_CONSTRAINT=), every other package at constraints.txt's versions.
+# PIP_CONSTRAINT=/dev/null), every other package at constraints.txt's versions.
 TVENV = .venv-torch-$(TORCH)
 test-torch:
 	@test -n "$(TORCH)" || { echo "usage: make test-torch TORCH=2.15.0"; exit 2; }
 	@test -x $(TVENV)/bin/python || $(PY) -m venv $(TVENV)
 	@test -f $(TVENV)/.installed || { \
 	  grep -v '^torch==' constraints.txt > $(TVENV)/constraints.txt && \
-	  PIP_CONSTRAINT= $(TVENV)/bin/python -m pip install -q --disable-pip-version-check \
+	  PIP_CONSTRAINT=/dev/null $(TVENV)/bin/python -m pip install -q --disable-pip-version-check \
 	    torch==$(TORCH) numpy && \
-	  PIP_CONSTRAINT= $(TVENV)/bin/python -m pip install -q --disable-pip-version-check \
+	  PIP_CONSTRAINT=/dev/null $(TVENV)/bin/python -m pip install -q --disable-pip-version-check \
 	    -c $(TVENV)/constraints.txt -e '.[all]' && \
 	  $(TVENV)/bin/python -c "import torch; assert torch.__version__.startswith('$(TORCH)'), torch.__version__" && \
 	  touch $(TVENV)/.installed; }
