@@ -275,8 +275,14 @@ def _variant(name: str) -> str:
 
 
 def _covered_fn(name: str) -> Callable:
-    key = _policy.table_name(name, *_COVERED_TABLES)
-    return _policy._COVERED.get(key) or _policy.pointwise.KERNELS[key]
+    """The table's function for ``name`` or its family (looked up per call, cheaply: the
+    tables are the one source, and tests replace entries)."""
+    covered, kernels = _COVERED_TABLES
+    fn = covered.get(name) or kernels.get(name)
+    if fn is None:
+        family = _policy._families().get(name, name)
+        fn = covered.get(family) or kernels[family]
+    return fn
 
 
 @functools.cache
