@@ -17,6 +17,7 @@
 #include "sb_simd.h"
 #include "pointwise_math.h"
 #include "pointwise_trig.h"
+#include "pointwise_gamma.h"
 
 /* X(name, tensor operands, scalar parameters) */
 #define PW_OPS(X)                                                                                  \
@@ -29,7 +30,8 @@
     X(hardswish, 1, 0) X(hardsigmoid, 1, 0) X(logit, 1, 1)                                       \
     X(pow, 2, 0) X(logaddexp, 2, 0) X(logaddexp2, 2, 0) X(xlogy, 2, 0) X(xlog1py, 2, 0)          \
     X(hypot, 2, 0) X(sin, 1, 0) X(cos, 1, 0) X(tan, 1, 0) X(asin, 1, 0) X(acos, 1, 0)             \
-    X(atan, 1, 0) X(asinh, 1, 0) X(acosh, 1, 0) X(sinc, 1, 0) X(atan2, 2, 0)
+    X(atan, 1, 0) X(asinh, 1, 0) X(acosh, 1, 0) X(sinc, 1, 0) X(atan2, 2, 0) X(erfinv, 1, 0)       \
+    X(lgamma, 1, 0) X(digamma, 1, 0)
 
 /* ---- formulas (a, b, c: the tensor operands; p: the scalar parameters as float32) */
 
@@ -387,6 +389,11 @@ VAI vfn pw_acosh(vfn a, vfn b, vfn c, const float *p) {
     y = n_sel(n_eq(a, CF(INFINITY)), a, y);
     return n_sel(n_ge(a, CF(1.0f)), y, CF(NAN));
 }
+
+/* ---- special functions (pointwise_gamma.h) */
+VAI vfn pw_erfinv(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_erfinv(a); }
+VAI vfn pw_lgamma(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_lgamma(a); }
+VAI vfn pw_digamma(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_digamma(a); }
 
 /* ---- the driver */
 enum {
