@@ -164,32 +164,46 @@ VAI vfn m_digamma(vfn x) {
 }
 
 /* erfinv(x) = x P(w), w = -ln(1 - x^2) (1 - x^2 by one fma; w and sqrt(w) in
-   double-float, so t below carries no error of theirs), P a degree-7 fit of
-   erfinv(x) / x on five pieces (Giles' variables, narrower pieces so the constant term
-   dominates each): t = w - 1/2 (w < 1), w - 7/4 (w < 5/2), w - 15/4 (w < 5), sqrt(w) - 5/2
-   (sqrt(w) < 2.8), sqrt(w) - 3.4; relative error below 2^-28.4; each constant term in
-   double-float so x P = x c0hi + x (c0lo + t Q(t)), one rounding. erfinv(+-1) = +-inf, NaN
-   for |x| > 1, erfinv(+-0) = +-0, NaN kept. */
+   double-float, so t below carries no error of theirs), P a fit of erfinv(x) / x on four
+   pieces (Giles' variables, narrower pieces so the constant term dominates each):
+   t = w - 1 (w < 2), w - 7/2 (w < 5), sqrt(w) - 5/2 (sqrt(w) < 2.8), sqrt(w) - 3.4, of
+   degrees 8, 8, 7, 7 (relative error below 2^-28.4); each constant term in double-float so
+   x P = x c0hi + x (c0lo + t Q(t)), one rounding. erfinv(+-1) = +-inf, NaN for |x| > 1,
+   erfinv(+-0) = +-0, NaN kept. */
 VAI vfn m_erfinv(vfn x) {
     vfn om = n_fma(n_neg(x), x, CF(1.0f));
     vdf w = df_neg(df_norm(m_ln_df(n_sel(n_gt(om, CF(0.0f)), om, CF(1.0f)), CF(0.0f), 0)));
-    vdf sw = df_sqrt(w);
-    vmn ma = n_lt(w.hi, CF(1.0f)), mb = n_lt(w.hi, CF(2.5f)), mc = n_lt(w.hi, CF(5.0f));
-    vmn md = n_lt(sw.hi, CF(2.8f));
-#define EI(a, b, c, d, e) n_sel(ma, CF(a), n_sel(mb, CF(b), n_sel(mc, CF(c), n_sel(md, CF(d), CF(e)))))
-    vdf v = df_sel(mc, w, sw);                                     /* t from w or sqrt(w) in double-float */
-    vfn t = n_add(n_sub(v.hi, EI(0.5f, 1.75f, 3.75f, 2.5f, 3.4f)), v.lo);
-    vfn q = n_fma(t, EI(1.210100550e-06f, -3.450787460e-07f, 2.569458672e-07f, 1.983546186e-03f, -2.686788212e-04f),
-                  EI(-1.602256589e-06f, -5.171476460e-06f, 8.922571126e-09f, -2.124024555e-03f, 6.544559728e-04f));
-    q = n_fma(q, t, EI(4.629198884e-05f, 1.573220288e-05f, -1.600618452e-05f, -5.083345342e-03f, -9.968396043e-04f));
-    q = n_fma(q, t, EI(-8.422405699e-06f, 2.016932849e-04f, 1.387189695e-04f, 1.870633662e-02f, 1.497606747e-03f));
-    q = n_fma(q, t, EI(-2.471731510e-03f, -1.901924843e-03f, -3.326511651e-04f, -3.116500005e-02f, -2.577024978e-03f));
-    q = n_fma(q, t, EI(7.914107293e-03f, -6.195268361e-04f, -7.021080703e-03f, 3.519036993e-02f, 3.969489131e-03f));
-    q = n_fma(q, t, EI(2.417624891e-01f, 2.504215539e-01f, 2.319192290e-01f, 9.822731614e-01f, 1.006646752e+00f));
-    vfn tail = n_fma(q, t, EI(-4.704281764e-08f, -1.691738483e-08f, -3.523344105e-08f, -3.863112497e-09f, -1.109491876e-07f));
-    vfn y = n_fma(x, EI(1.004822731e+00f, 1.314677477e+00f, 1.801242828e+00f, 2.335945368e+00f, 3.234783888e+00f),
-                  n_mul(x, tail));
-#undef EI
+    vmn ma = n_lt(w.hi, CF(2.0f)), mb = n_lt(w.hi, CF(5.0f));
+    vfn y;
+    /* the Horner steps, with EI(a, b, d, e) giving each piece's coefficient */
+#define ERFINV_POLY(EI)                                                                            \
+    do {                                                                                           \
+        vfn t = n_add(n_sub(v.hi, EI(1.0f, 3.5f, 2.5f, 3.4f)), v.lo);                              \
+        vfn q = n_fma(t, EI(1.259022326e-07f, -3.346504585e-08f, 0.0f, 0.0f),                      \
+                      EI(-4.996202279e-07f, 3.108387716e-07f, 1.983546186e-03f, -2.686788212e-04f)); \
+        q = n_fma(q, t, EI(-4.288082437e-06f, -3.877405845e-07f, -2.124024555e-03f, 6.544559728e-04f)); \
+        q = n_fma(q, t, EI(3.810111230e-05f, -1.576653449e-05f, -5.083345342e-03f, -9.968396043e-04f)); \
+        q = n_fma(q, t, EI(1.001286655e-04f, 1.585661666e-04f, 1.870633662e-02f, 1.497606747e-03f)); \
+        q = n_fma(q, t, EI(-2.376322169e-03f, -4.813144624e-04f, -3.116500005e-02f, -2.577024978e-03f)); \
+        q = n_fma(q, t, EI(4.250708502e-03f, -6.717068143e-03f, 3.519036993e-02f, 3.969489131e-03f)); \
+        q = n_fma(q, t, EI(2.478328645e-01f, 2.353584170e-01f, 9.822731614e-01f, 1.006646752e+00f)); \
+        vfn tail = n_fma(q, t, EI(-1.695577545e-08f, 3.391311454e-09f, -3.863112497e-09f, -1.109491876e-07f)); \
+        y = n_fma(x, EI(1.127374411e+00f, 1.742829919e+00f, 2.335945368e+00f, 3.234783888e+00f),   \
+                  n_mul(x, tail));                                                                 \
+    } while (0)
+#define EI2(a, b, d, e) n_sel(ma, CF(a), CF(b))
+#define EI4(a, b, d, e) n_sel(ma, CF(a), n_sel(mb, CF(b), n_sel(md, CF(d), CF(e))))
+    if (m_anyn(m_notn(mb))) {
+        vdf sw = df_sqrt(w), v = df_sel(mb, w, sw);
+        vmn md = n_lt(sw.hi, CF(2.8f));
+        ERFINV_POLY(EI4);
+    } else { /* no lane in the sqrt pieces: EI4 reduces to EI2, the same bits */
+        vdf v = w;
+        ERFINV_POLY(EI2);
+    }
+#undef EI2
+#undef EI4
+#undef ERFINV_POLY
     vfn ax = n_abs(x);
     y = n_sel(n_eq(ax, CF(1.0f)), n_copysign(CF(INFINITY), x), y);
     return n_sel(n_gt(ax, CF(1.0f)), CF(NAN), n_sel(n_isnan(x), x, y));
