@@ -17,6 +17,7 @@
 #include "sb_simd.h"
 #include "pointwise_math.h"
 #include "pointwise_trig.h"
+#include "pointwise_gamma.h"
 
 /* X(name, tensor operands, scalar parameters) */
 #define PW_OPS(X)                                                                                  \
@@ -29,7 +30,12 @@
     X(hardswish, 1, 0) X(hardsigmoid, 1, 0) X(logit, 1, 1)                                       \
     X(pow, 2, 0) X(logaddexp, 2, 0) X(logaddexp2, 2, 0) X(xlogy, 2, 0) X(xlog1py, 2, 0)          \
     X(hypot, 2, 0) X(sin, 1, 0) X(cos, 1, 0) X(tan, 1, 0) X(asin, 1, 0) X(acos, 1, 0)             \
-    X(atan, 1, 0) X(asinh, 1, 0) X(acosh, 1, 0) X(sinc, 1, 0) X(atan2, 2, 0)                 \
+    X(atan, 1, 0) X(asinh, 1, 0) X(acosh, 1, 0) X(sinc, 1, 0) X(atan2, 2, 0) X(erfinv, 1, 0)       \
+    X(lgamma, 1, 0) X(digamma, 1, 0)                                                               \
+    X(silu_backward, 2, 0) X(gelu_backward, 2, 0) X(gelu_tanh_backward, 2, 0)                        \
+    X(sigmoid_backward, 2, 0) X(tanh_backward, 2, 0) X(softplus_backward, 2, 2)                      \
+    X(elu_backward, 2, 4) X(logsigmoid_backward, 2, 0) X(hardswish_backward, 2, 0)                   \
+    X(hardsigmoid_backward, 2, 0) X(mish_backward, 2, 0) X(logit_backward, 2, 1)                     \
     X(normal, 2, 2) X(mul, 2, 0) X(div, 2, 0)
 
 /* ---- formulas (a, b, c: the tensor operands; p: the scalar parameters as float32) */
@@ -46,10 +52,8 @@ VAI vfn pw_erf(vfn a, vfn b, vfn c, const float *p) {
 VAI vfn pw_erfc(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_erfc(a); }
 VAI vfn pw_log1p(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_log1p(a); }
 /* sigmoid(x) = 1 / (1 + exp(-x)) */
-VAI vfn pw_sigmoid(vfn a, vfn b, vfn c, const float *p) {
-    (void)b, (void)c, (void)p;
-    return n_div(CF(1.0f), n_add(CF(1.0f), m_exp(n_neg(a))));
-}
+VAI vfn m_sigmoid(vfn x) { return n_div(CF(1.0f), n_add(CF(1.0f), m_exp(n_neg(x)))); }
+VAI vfn pw_sigmoid(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_sigmoid(a); }
 /* silu(x) = x / (1 + exp(-x)) */
 VAI vfn pw_silu(vfn a, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
@@ -387,6 +391,109 @@ VAI vfn pw_acosh(vfn a, vfn b, vfn c, const float *p) {
     vfn y = m_ln_plus_ln2(df_sel(huge, df_make(a, CF(0.0f)), w), huge);
     y = n_sel(n_eq(a, CF(INFINITY)), a, y);
     return n_sel(n_ge(a, CF(1.0f)), y, CF(NAN));
+}
+
+/* ---- special functions (pointwise_gamma.h) */
+VAI vfn pw_erfinv(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_erfinv(a); }
+VAI vfn pw_lgamma(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_lgamma(a); }
+VAI vfn pw_digamma(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_digamma(a); }
+
+/* ---- backward ops: a = the incoming gradient g, b = the forward input x (or output y).
+   Each is torch's derivative formula (aten/src/ATen/native/cpu/Activation.cpp,
+   BinaryOpsKernel.cpp) in the same order of operations, over the engine's own exp, tanh,
+   erfc and softplus, so it is the derivative of the engine's forward formula. Where
+   torch's vector body and scalar tail disagree (NaN or -0 inputs), the vector body's
+   choice is taken unless noted. */
+/* silu_backward(g, x) = (g s)(1 + x (1 - s)), s = sigmoid(x) */
+VAI vfn pw_silu_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn s = m_sigmoid(x);
+    return n_mul(n_mul(g, s), n_add(CF(1.0f), n_mul(x, n_sub(CF(1.0f), s))));
+}
+/* gelu_backward(g, x) = g (cdf + x pdf), cdf = 0.5 erfc(-x / sqrt 2) (pw_gelu's form),
+   pdf = (1 / sqrt(2 pi)) exp((x x) (-1/2)) */
+VAI vfn pw_gelu_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn cdf = n_mul(CF(0.5f), m_erfc(n_mul(x, CF(-0.707106781f))));
+    vfn pdf = n_mul(CF(0.398942280f), m_exp(n_mul(n_mul(x, x), CF(-0.5f))));
+    return n_mul(g, n_add(cdf, n_mul(x, pdf)));
+}
+/* gelu_tanh_backward(g, x) = g (0.5 (1 + t) + ((0.5 x)(1 - t t)) k (1 + 0.134145 x x)),
+   t = tanh(u), u and k = 0.797884561 as in pw_gelu_tanh (0.134145 = 3 * 0.044715) */
+VAI vfn pw_gelu_tanh_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn x2 = n_mul(x, x);
+    vfn t = m_tanh(n_mul(CF(0.797884561f), n_fma(n_mul(CF(0.044715f), x), x2, x)));
+    vfn left_d = n_mul(CF(0.5f), n_add(CF(1.0f), t));
+    vfn inner_d = n_mul(CF(0.797884561f), n_add(CF(1.0f), n_mul(CF(0.134145f), x2)));
+    vfn right_d = n_mul(n_mul(n_mul(CF(0.5f), x), n_sub(CF(1.0f), n_mul(t, t))), inner_d);
+    return n_mul(g, n_add(left_d, right_d));
+}
+/* sigmoid_backward(g, y) = (g (1 - y)) y */
+VAI vfn pw_sigmoid_backward(vfn g, vfn y, vfn c, const float *p) {
+    (void)c, (void)p;
+    return n_mul(n_mul(g, n_sub(CF(1.0f), y)), y);
+}
+/* tanh_backward(g, y) = g fma(-y, y, 1): 1 - y^2 rounded once (torch's AVX2 build contracts
+   it to the same fma) */
+VAI vfn pw_tanh_backward(vfn g, vfn y, vfn c, const float *p) {
+    (void)c, (void)p;
+    return n_mul(g, n_fma(n_neg(y), y, CF(1.0f)));
+}
+/* softplus_backward(g, x; beta, threshold) = x beta > threshold ? g : (g z) / (z + 1),
+   z = exp(x beta) */
+VAI vfn pw_softplus_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c;
+    vfn xb = n_mul(x, CF(p[0])), z = m_exp(xb);
+    return n_sel(n_gt(xb, CF(p[1])), g, n_div(n_mul(g, z), n_add(z, CF(1.0f))));
+}
+/* elu_backward(g, v; alpha, scale, input_scale, is_result), negcoef = alpha scale (in
+   float32, as torch): v > 0 ? g scale :
+   is_result ? (g input_scale)(v + negcoef) : ((g input_scale) negcoef) exp(v input_scale) */
+VAI vfn pw_elu_backward(vfn g, vfn v, vfn c, const float *p) {
+    (void)c;
+    vfn neg = CF(p[0] * p[1]), gi = n_mul(g, CF(p[2]));
+    vfn inner = p[3] != 0.0f ? n_mul(gi, n_add(v, neg)) : n_mul(n_mul(gi, neg), m_exp(n_mul(v, CF(p[2]))));
+    return n_sel(n_gt(v, CF(0.0f)), n_mul(g, CF(p[1])), inner);
+}
+/* logsigmoid_backward(g, x) = (m - s z / (1 + z)) g, z = exp(-|x|), m = x < 0 ? 1 : 0,
+   s = x < 0 ? 1 : -1 */
+VAI vfn pw_logsigmoid_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vmn neg = n_lt(x, CF(0.0f));
+    vfn z = m_exp(n_neg(n_abs(x)));
+    vfn d = n_sub(n_sel(neg, CF(1.0f), CF(0.0f)), n_mul(n_sel(neg, CF(1.0f), CF(-1.0f)), n_div(z, n_add(CF(1.0f), z))));
+    return n_mul(d, g);
+}
+/* hardswish_backward(g, x) = x <= -3 ? 0 : (x >= 3 ? g : g (x / 3 + 1/2)) */
+VAI vfn pw_hardswish_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn mid = n_mul(g, n_add(n_div(x, CF(3.0f)), CF(0.5f)));
+    return n_sel(n_le(x, CF(-3.0f)), CF(0.0f), n_sel(n_ge(x, CF(3.0f)), g, mid));
+}
+/* hardsigmoid_backward(g, x) = -3 < x < 3 ? g (1/6 in float32) : 0 */
+VAI vfn pw_hardsigmoid_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vmn in = m_andn(n_gt(x, CF(-3.0f)), n_lt(x, CF(3.0f)));
+    return n_sel(in, n_mul(g, CF(1.0f / 6.0f)), CF(0.0f));
+}
+/* mish_backward(g, x) = g (t + (x s)(1 - t t)), s = sigmoid(x), t = tanh(softplus(x)) with
+   pw_mish's softplus (beta 1, threshold 20) */
+VAI vfn pw_mish_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn s = m_sigmoid(x), t = m_tanh(m_softplus(x, 1.0f, 20.0f));
+    return n_mul(g, n_add(t, n_mul(n_mul(x, s), n_sub(CF(1.0f), n_mul(t, t)))));
+}
+/* logit_backward(g, x; eps) = g / (x (1 - x)) inside the domain, which is [0, 1] for
+   eps < 0 (NaN outside) and [eps, 1 - eps] for eps >= 0 (0 outside); a NaN x gives NaN
+   (torch's scalar tail; its vector body gives 0 when eps >= 0), and x = -0 gives
+   g / -0 (torch's scalar tail has g * inf there) */
+VAI vfn pw_logit_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c;
+    vfn d = n_div(g, n_mul(x, n_sub(CF(1.0f), x)));
+    float lo = p[0] < 0.0f ? 0.0f : p[0], hi = p[0] < 0.0f ? 1.0f : 1.0f - p[0];
+    vmn out = m_orn(n_lt(x, CF(lo)), n_gt(x, CF(hi)));
+    return n_sel(out, CF(p[0] < 0.0f ? NAN : 0.0f), d);
 }
 
 /* normal(u1, u2; mean, std) = fma(sqrt(-2 log(1 - u1)) * cos(6.28318548 u2), std, mean):
