@@ -364,9 +364,7 @@ _DENIED: dict[str, str] = {
     "convolution_overrideable": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
     "conv_tbc": "no invariant kernel: use F.conv1d on (batch, channels, time)",
     "col2im": "sums overlapping patches; no invariant kernel",
-    "index_add": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "index_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
-    "scatter_add": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "scatter.reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "scatter.value_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "scatter_reduce.two": "accumulates floats into shared outputs in an order that depends on threads and indices",
@@ -458,6 +456,32 @@ _RANGE_WHY = (
 )
 
 
+def _scatter_collides(x, dim, index, src, *_a, **_k) -> bool:
+    """Whether two source elements land on one output element (along ``dim``, within a
+    slice): only then does scatter_add sum floats, in an order torch's threads pick.
+    Without collisions each output is x + one source value: one rounding."""
+    if not (isinstance(x, torch.Tensor) and x.dtype.is_floating_point) or index.numel() == 0:
+        return False
+    if index.size(dim) == 1:
+        return False
+    s = index.sort(dim).values
+    return bool(s.diff(dim=dim).eq(0).any())
+
+
+def _index_add_collides(x, dim, index, source, *_a, alpha=1, **_k) -> bool:
+    """index_add sums floats where an index repeats (and scales by alpha)."""
+    if not (isinstance(x, torch.Tensor) and x.dtype.is_floating_point):
+        return False
+    return alpha != 1 or index.numel() != index.unique().numel()
+
+
+_COLLIDE_WHY = (
+    "its indices repeat, so it sums floats into one output in an order that depends on "
+    "threads and indices; accumulate into a dense tensor with a covered op "
+    "(e.g. one_hot(index).T @ values)"
+)
+
+
 def _add_relu_scaled(x, other, alpha=1, *_a, **_k) -> bool:
     return alpha != 1 and isinstance(x, torch.Tensor) and x.dtype.is_floating_point
 
@@ -471,6 +495,8 @@ _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
     "_index_put_impl": (_accumulates, _ACCUMULATE_WHY),
     "_unsafe_index_put": (_accumulates, _ACCUMULATE_WHY),
     "put": (_accumulates, _ACCUMULATE_WHY),
+    "scatter_add": (_scatter_collides, _COLLIDE_WHY),
+    "index_add": (_index_add_collides, _COLLIDE_WHY),
     **dict.fromkeys(
         (
             "arange",
