@@ -422,13 +422,25 @@ _DENIED: dict[str, str] = {
 
 
 def _accumulates(x, indices, values, accumulate=False, *_rest, **kw) -> bool:
-    return bool(kw.get("accumulate", accumulate)) and x.dtype.is_floating_point
+    """index_put(accumulate=True) sums floats only where two indexed positions coincide
+    (without that, each position gets x + one value: one rounding)."""
+    if not (bool(kw.get("accumulate", accumulate)) and x.dtype.is_floating_point):
+        return False
+    if isinstance(indices, torch.Tensor):  # put(): flat indices
+        return indices.numel() != indices.unique().numel()
+    idx = [i for i in indices if i is not None]
+    if not idx or any(i.dtype == torch.bool for i in idx):
+        return any(i.dtype != torch.bool for i in idx)  # masks pick each position once
+    if len([i for i in indices]) != len(idx):
+        return True  # sliced dims between indexed ones: do not reason about overlap
+    flat = torch.stack([i.reshape(-1) for i in torch.broadcast_tensors(*idx)])  # (k, n)
+    return flat.size(1) != torch.unique(flat, dim=1).size(1)
 
 
 # Ops that are a copy (invariant) in their common use and a float accumulation (order-
 # dependent for repeated indices) otherwise: native, or denied when the predicate holds.
 _ACCUMULATE_WHY = (
-    "accumulate=True sums floats at repeated indices in an order that depends on threads; "
+    "accumulate=True with repeated indices sums floats in an order that depends on threads; "
     "accumulate into a dense tensor with a covered op (e.g. one_hot @ values)"
 )
 
