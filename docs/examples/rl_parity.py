@@ -125,7 +125,9 @@ def trainer_step(
         grad_norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in model.parameters()
                                    if p.grad is not None))  # fmt: skip
         opt.step()
-        moved = sum(not torch.equal(a, p.detach()) for a, p in zip(before, model.parameters()))
+        moved = sum(
+            not torch.equal(a, p.detach()) for a, p in zip(before, model.parameters(), strict=True)
+        )
     assert all(t.requires_grad for t in out)  # a training forward, not inference
     step = {"loss": float(loss.detach()), "grad_norm": float(grad_norm), "moved": moved}
     return [t.detach().tolist() for t in out], step
