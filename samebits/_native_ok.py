@@ -99,6 +99,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "rand.generator", "rand_like", "rand_like.generator", "bernoulli", "bernoulli.p",
         "bernoulli.Tensor", "bernoulli_.Tensor", "bernoulli_.float", "native_dropout",
         "_fused_dropout", "randperm.generator_out", "_philox_key_fold_in",
+        "_philox_key_fold_in.Tensor", "_philox_randint_",
         "_philox_key_split", "_philox_uniform_",
     ),
     "assertions and test ops of torch's own": (

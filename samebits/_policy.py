@@ -263,6 +263,8 @@ _DENIED: dict[str, str] = {
     "native_norm": "use torch.linalg.vector_norm, which the mode covers",
     "native_norm.ScalarOpt_dim_dtype": "use torch.linalg.vector_norm, which the mode covers",
     "linalg_eigvals.out": "LAPACK-style factorizations block and thread their reductions; no invariant kernel",
+    "linalg_matrix_sqrth": "LAPACK-style factorizations block and thread their reductions; no invariant kernel",
+    "linalg_polar": "LAPACK-style factorizations block and thread their reductions; no invariant kernel",
     "adaptive_avg_pool2d.out": "call adaptive_avg_pool2d without out=, which the mode covers",
     "adaptive_avg_pool3d.out": "call adaptive_avg_pool3d without out=, which the mode covers",
     **dict.fromkeys(
@@ -393,6 +395,7 @@ _DENIED: dict[str, str] = {
     "_dyn_quant_matmul_4bit": "a quantized matmul with float activations; no invariant kernel",
     "_scaled_mm": "no invariant float8 matmul",
     "_scaled_mm_v2": "no invariant float8 matmul",
+    "_scaled_addmm": "no invariant float8 matmul",
     "_grouped_mm": "no invariant grouped matmul: use bmm",
     "quantized_lstm.input": "quantized recurrent layers: no invariant kernel",
     "quantized_lstm.data": "quantized recurrent layers: no invariant kernel",
@@ -572,6 +575,7 @@ _NAMESPACES: dict[str, tuple[str, str]] = {
         ("denied", "ONNX export's symbolic ops: run the model eagerly under the mode"),
     ),
     "flex_lib": ("denied", "flex attention internals: call scaled_dot_product_attention"),
+    "flex_gemm": ("denied", "compiled (flex) GEMM internals: run the model eagerly under the mode"),
     "_inductor_test": ("denied", "torch's own test ops"),
     "transformers": (
         "denied",
