@@ -501,10 +501,6 @@ def _add_relu_scaled(x, other, alpha=1, *_a, **_k) -> bool:
     return alpha != 1 and isinstance(x, torch.Tensor) and x.dtype.is_floating_point
 
 
-def _dynamic_scale(x, *_a, **_k) -> bool:
-    return isinstance(x, torch.Tensor) and x.dtype.is_floating_point
-
-
 _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
     "index_put": (_accumulates, _ACCUMULATE_WHY),
     "_index_put_impl": (_accumulates, _ACCUMULATE_WHY),
@@ -843,9 +839,7 @@ def op_exists(name: str) -> bool:
 
 def all_ops() -> list[str]:
     """Every op the dispatcher knows now, in every namespace (``ns::name.overload``)."""
-    return sorted(
-        n if "." in n.partition("::")[2] else n for n in torch._C._dispatch_get_all_op_names()
-    )
+    return sorted(torch._C._dispatch_get_all_op_names())
 
 
 def covered_ops() -> dict[str, str]:
@@ -861,17 +855,10 @@ def covered_ops() -> dict[str, str]:
         "refused": lambda why: f"refused: {why}",
     }
     table = {}
-    for full in all_ops():
-        ns, _, rest = full.partition("::")
-        qual = full if "." in rest else f"{full}"
-        kind, why = classify(qual if "." in rest else qual)
-        table[_display(full)] = words[kind](why)
+    for full in all_ops():  # default overloads are named without a suffix (aten::mm)
+        kind, why = classify(full)
+        table[full] = words[kind](why)
     return dict(sorted(table.items()))
-
-
-def _display(full: str) -> str:
-    """``aten::add.Tensor``; the default overload without its suffix (``aten::mm``)."""
-    return full
 
 
 def refusal(qualname: str, args, hint: str | None = None) -> NotInvariantError:
