@@ -242,6 +242,16 @@ VAI vdf m_log2_df(vfn x) {
     return m_log_b(k, lnm, LOG_2);
 }
 
+/* log_b(1 + e) for e >= 0 as hi + lo (the LOG_E or LOG_2 constants): 1 + e as an exact
+   hi + lo into the ln core; e log_b(e) below 2^-60 (log1p(e) = e there, and e would
+   underflow inside the core) */
+VAI vdf m_log1p_b(vfn e, float c2h, float c2l, float ceh, float cel) {
+    vdf u = df_two_sum(CF(1.0f), e);
+    vfn k;
+    vdf lnm = m_ln_mant(u.hi, u.lo, 1, 0, &k);
+    return df_sel(n_lt(e, CF(0x1p-60f)), df_mul_f(DF(ceh, cel), e), m_log_b(k, lnm, c2h, c2l, ceh, cel));
+}
+
 /* log's special values on a result r computed for x > 0: +inf at +inf, -inf at +-0,
    NaN below 0, a NaN input kept */
 VAI vfn m_log_special(vfn x, vfn r) {
