@@ -29,7 +29,7 @@ def main() -> int:
     rows = []
     for case in CASES:
         r = measure(case, n)
-        params = f" {case.params}" if case.params else ""
+        params = f" ({', '.join(f'{v:.4g}' for v in case.params)})" if case.params else ""
         where = ", ".join(f"{w:.9g}" for w in r.where)
         rows.append(
             [
