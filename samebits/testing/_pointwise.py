@@ -285,6 +285,42 @@ CASES: tuple[Case, ...] = (
 )  # fmt: skip
 
 
+# parameter sets each parametrized op is checked with (bits across paths, positions)
+PARAMS: dict[str, list[tuple[float, ...]]] = {
+    "logit": [(-1.0,), (0.0,), (0.25,)],
+    "softplus_backward": [(1.0, 20.0), (2.0, 5.0)],
+    "elu_backward": [
+        (1.0, 1.0, 1.0, 0.0),
+        (1.0, 1.0, 1.0, 1.0),
+        (1.6732632423543772, 1.0507009873554805, 1.0, 0.0),
+    ],
+    "logit_backward": [(-1.0,), (0.1,)],
+}
+
+
+def params_of(name: str) -> list[tuple[float, ...]]:
+    return PARAMS.get(name, [()])
+
+
+def operands(name: str, n: int = 1 << 17) -> tuple[torch.Tensor, ...]:
+    """Inputs for bit checks: the whole line (spread: every exponent, both signs, NaNs,
+    SPECIALS), the op's accuracy-case domains, and for a binary op every pair of
+    SPECIALS."""
+    arity = ops()[name][1]
+    cols = [[spread(n, seed=j + 1)] for j in range(arity)]
+    for case in CASES:
+        if case.op == name:
+            xs = case.inputs(4096)
+            m = min(x.numel() for x in xs)
+            for j in range(arity):
+                cols[j].append(xs[j][:m])
+    if arity == 2:
+        s = torch.tensor(SPECIALS)
+        cols[0].append(s.repeat_interleave(len(s)))
+        cols[1].append(s.repeat(len(s)))
+    return tuple(torch.cat(c) for c in cols)
+
+
 @dataclass(frozen=True)
 class Result:
     case: Case

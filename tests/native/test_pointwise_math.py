@@ -22,7 +22,9 @@ from samebits.testing._pointwise import (
     CASES,
     SPECIALS,
     measure,
+    operands,
     ops,
+    params_of,
     pointwise,
     spread,
 )
@@ -50,22 +52,6 @@ NEW_OPS = {
     "elu_backward": (2, 4),
     "logit_backward": (2, 1),
 }
-# parameter sets each parametrized op runs with
-PARAMS = {
-    "logit": [(-1.0,), (0.0,), (0.25,)],
-    "softplus_backward": [(1.0, 20.0), (2.0, 5.0)],
-    "elu_backward": [
-        (1.0, 1.0, 1.0, 0.0),
-        (1.0, 1.0, 1.0, 1.0),
-        (1.6732632423543772, 1.0507009873554805, 1.0, 0.0),
-    ],
-    "logit_backward": [(-1.0,), (0.1,)],
-}
-N = 1 << 17
-
-
-def params_of(name: str) -> list[tuple[float, ...]]:
-    return PARAMS.get(name, [()])
 
 
 def bits(t: torch.Tensor) -> torch.Tensor:
@@ -74,24 +60,6 @@ def bits(t: torch.Tensor) -> torch.Tensor:
 
 def same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.dtype == b.dtype and torch.equal(bits(a), bits(b))
-
-
-def operands(name: str) -> tuple[torch.Tensor, ...]:
-    """The whole line (spread: every exponent, both signs, NaNs, specials), the op's
-    accuracy-case domains, and for a binary op every pair of SPECIALS."""
-    n = ops()[name][1]
-    cols = [[spread(N, seed=j + 1)] for j in range(n)]
-    for case in CASES:
-        if case.op == name:
-            xs = case.inputs(4096)
-            m = min(x.numel() for x in xs)
-            for j in range(n):
-                cols[j].append(xs[j][:m])
-    if n == 2:
-        s = torch.tensor(SPECIALS)
-        cols[0].append(s.repeat_interleave(len(s)))
-        cols[1].append(s.repeat(len(s)))
-    return tuple(torch.cat(c) for c in cols)
 
 
 def test_the_ops_are_listed_with_their_arity():
