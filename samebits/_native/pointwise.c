@@ -21,20 +21,20 @@
 
 /* X(name, tensor operands, scalar parameters) */
 #define PW_OPS(X)                                                                                  \
-    X(exp, 1, 0) X(expm1, 1, 0) X(tanh, 1, 0) X(erf, 1, 0) X(erfc, 1, 0) X(log1p, 1, 0)           \
-    X(sigmoid, 1, 0) X(silu, 1, 0) X(gelu, 1, 0) X(gelu_tanh, 1, 0) X(rsqrt, 1, 0)               \
-    X(elu, 1, 3) X(softplus, 1, 2) X(mish, 1, 0) X(softshrink, 1, 1) X(sinh, 1, 0)               \
+    X(exp, 1, 0) X(expm1, 1, 0) X(tanh, 1, 0) X(erf, 1, 0) X(erfc, 1, 0) X(log1p, 1, 0)            \
+    X(sigmoid, 1, 0) X(silu, 1, 0) X(gelu, 1, 0) X(gelu_tanh, 1, 0) X(rsqrt, 1, 0)                 \
+    X(elu, 1, 3) X(softplus, 1, 2) X(mish, 1, 0) X(softshrink, 1, 1) X(sinh, 1, 0)                 \
     X(cosh, 1, 0) X(atanh, 1, 0)                                                                   \
-    X(add, 2, 1) X(rsub, 2, 1) X(addcmul, 3, 1) X(addcdiv, 3, 1) X(lerp, 3, 0)                  \
-    X(exp2, 1, 0) X(log, 1, 0) X(log2, 1, 0) X(log10, 1, 0) X(logsigmoid, 1, 0)                  \
-    X(hardswish, 1, 0) X(hardsigmoid, 1, 0) X(logit, 1, 1)                                       \
-    X(pow, 2, 0) X(logaddexp, 2, 0) X(logaddexp2, 2, 0) X(xlogy, 2, 0) X(xlog1py, 2, 0)          \
-    X(hypot, 2, 0) X(sin, 1, 0) X(cos, 1, 0) X(tan, 1, 0) X(asin, 1, 0) X(acos, 1, 0)             \
+    X(add, 2, 1) X(rsub, 2, 1) X(addcmul, 3, 1) X(addcdiv, 3, 1) X(lerp, 3, 0)                     \
+    X(exp2, 1, 0) X(log, 1, 0) X(log2, 1, 0) X(log10, 1, 0) X(logsigmoid, 1, 0)                    \
+    X(hardswish, 1, 0) X(hardsigmoid, 1, 0) X(logit, 1, 1)                                         \
+    X(pow, 2, 0) X(logaddexp, 2, 0) X(logaddexp2, 2, 0) X(xlogy, 2, 0) X(xlog1py, 2, 0)            \
+    X(hypot, 2, 0) X(sin, 1, 0) X(cos, 1, 0) X(tan, 1, 0) X(asin, 1, 0) X(acos, 1, 0)              \
     X(atan, 1, 0) X(asinh, 1, 0) X(acosh, 1, 0) X(sinc, 1, 0) X(atan2, 2, 0) X(erfinv, 1, 0)       \
     X(lgamma, 1, 0) X(digamma, 1, 0)                                                               \
-    X(silu_backward, 2, 0) X(gelu_backward, 2, 0) X(gelu_tanh_backward, 2, 0)                        \
-    X(sigmoid_backward, 2, 0) X(tanh_backward, 2, 0) X(softplus_backward, 2, 2)                      \
-    X(elu_backward, 2, 4) X(logsigmoid_backward, 2, 0) X(hardswish_backward, 2, 0)                   \
+    X(silu_backward, 2, 0) X(gelu_backward, 2, 0) X(gelu_tanh_backward, 2, 0)                      \
+    X(sigmoid_backward, 2, 0) X(tanh_backward, 2, 0) X(softplus_backward, 2, 2)                    \
+    X(elu_backward, 2, 4) X(logsigmoid_backward, 2, 0) X(hardswish_backward, 2, 0)                 \
     X(hardsigmoid_backward, 2, 0) X(mish_backward, 2, 0) X(logit_backward, 2, 1)
 
 /* ---- formulas (a, b, c: the tensor operands; p: the scalar parameters as float32) */

@@ -224,7 +224,8 @@ VAI vdf m_log_b(vfn k, vdf lnm, float c2h, float c2l, float ceh, float cel) {
     r.lo = n_add(r.lo, n_fma(k, CF(c2l), p.lo));
     return r;
 }
-/* the constants of m_log_b for ln, log2 and log10 (ln 2 and log10 2 split fdlibm's way) */
+/* the constants of m_log_b for ln, log2 and log10 (ln 2 and log10 2 split with hi of at most
+   16 bits, so k c2h is exact for every exponent k) */
 #define LOG_E 0x1.62e4p-1f, 0x1.7f7d1cp-20f, 1.0f, 0.0f
 #define LOG_2 1.0f, 0.0f, 0x1.715476p+0f, 0x1.4ae0cp-26f
 #define LOG_10 0x1.344p-2f, 0x1.3509f8p-18f, 0x1.bcb7b2p-2f, -0x1.5b235ep-27f
