@@ -34,6 +34,7 @@ import torch
 
 from samebits import _native
 from samebits.errors import NotInvariantError, UnsupportedInputError
+from samebits.ops._common import ieee_sqrt
 
 
 @functools.cache
@@ -478,6 +479,18 @@ def _log_sigmoid_forward(x: torch.Tensor):
 
 
 KERNELS["log_sigmoid_forward"] = _log_sigmoid_forward
+
+
+def _sqrt(x: torch.Tensor) -> torch.Tensor:
+    """sqrt: the engine's (correctly rounded) for float32/bfloat16/float16; float64, which
+    the engine does not take, is IEEE-754's sqrt too (numpy's): one correctly rounded
+    operation either way, unlike torch's own."""
+    if x.dtype == torch.float64 and x.device.type == "cpu":
+        return ieee_sqrt(x)
+    return run("sqrt", (x,), (), aten="sqrt")
+
+
+KERNELS["sqrt"] = _sqrt
 
 
 # ------------------------------------------------------------- normal draws

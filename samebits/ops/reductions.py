@@ -21,7 +21,7 @@ import torch
 
 from samebits import _native
 from samebits.errors import UnsupportedInputError
-from samebits.ops._common import check_float, is_exact_dtype, native_view
+from samebits.ops._common import check_float, ieee_sqrt, is_exact_dtype, native_view
 
 
 def _dims(x: torch.Tensor, dim: int | Sequence[int] | None) -> list[int]:
@@ -142,7 +142,7 @@ def var(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = Fal
 def std(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = False):
     check_float("aten::std", x)
     v, _, dims = _var_f64(x, dim, correction)
-    return _restore(torch.sqrt(v), x, dims, keepdim).to(x.dtype)
+    return _restore(ieee_sqrt(v), x, dims, keepdim).to(x.dtype)
 
 
 def vector_norm(
@@ -158,7 +158,7 @@ def vector_norm(
     if ord != 2:
         return NotImplemented
     dims = _dims(x, dim)
-    res = torch.sqrt(_sum_f64(x, dims, square=True))
+    res = ieee_sqrt(_sum_f64(x, dims, square=True))
     return _restore(res, x, dims, keepdim).to(dtype or x.dtype)
 
 

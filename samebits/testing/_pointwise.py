@@ -12,7 +12,6 @@ leave those neighbourhoods out, and say so in ``domain``.
 from __future__ import annotations
 
 import ctypes
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,17 +33,11 @@ SPECIALS = (
 
 
 def ops() -> dict[str, tuple[int, int, int]]:
-    """name -> (op code, tensor operands, scalar parameters), from sb_pw_ops()."""
-    return _parse_ops(_native.lib().sb_pw_ops())
+    """name -> (op code, tensor operands, scalar parameters), from sb_pw_ops() (the
+    engine's own parse of it: one reader of the list)."""
+    from samebits.ops.pointwise import _codes
 
-
-@functools.cache
-def _parse_ops(listing: bytes) -> dict[str, tuple[int, int, int]]:
-    out = {}
-    for code, item in enumerate(x for x in listing.decode().split(";") if x):
-        name, n, k = item.split(":")
-        out[name] = (code, int(n), int(k))
-    return out
+    return _codes()
 
 
 def pointwise(
