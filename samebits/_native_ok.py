@@ -180,8 +180,6 @@ _POINTWISE_GROUPS: dict[str, tuple[str, ...]] = {
         "isreal",
         "maximum",
         "minimum",
-        "fmax",
-        "fmin",
         "max",
         "min",
         "clamp",

@@ -36,7 +36,7 @@
     X(sigmoid_backward, 2, 0) X(tanh_backward, 2, 0) X(softplus_backward, 2, 2)                      \
     X(elu_backward, 2, 4) X(logsigmoid_backward, 2, 0) X(hardswish_backward, 2, 0)                   \
     X(hardsigmoid_backward, 2, 0) X(mish_backward, 2, 0) X(logit_backward, 2, 1)                     \
-    X(normal, 2, 2) X(mul, 2, 0) X(div, 2, 0) X(sqrt, 1, 0)
+    X(normal, 2, 2) X(mul, 2, 0) X(div, 2, 0) X(sqrt, 1, 0) X(fmax, 2, 0) X(fmin, 2, 0)
 
 /* ---- formulas (a, b, c: the tensor operands; p: the scalar parameters as float32) */
 
@@ -531,6 +531,22 @@ VAI vfn pw_normal(vfn a, vfn b, vfn c, const float *p) {
 /* sqrt(x), correctly rounded (torch 2.13's float32 sqrt on CPU is not: about 16% of
    values in [0, 10) are 1 ulp off, measured) */
 VAI vfn pw_sqrt(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return n_sqrt(a); }
+/* fmax(a, b), fmin(a, b): IEEE-754's maximumNumber and minimumNumber: a NaN operand
+   gives the other, +0 counts as greater than -0 (torch's own pick a zero's sign by
+   dtype, dispatch level and position in the vector loop, measured) */
+VAI vmn m_signbit(vfn a) { return n_lt(n_copysign(CF(1.0f), a), CF(0.0f)); }
+VAI vfn pw_fmax(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn tie = n_sel(m_signbit(a), b, a);
+    vfn m = n_sel(n_gt(a, b), a, n_sel(n_gt(b, a), b, tie));
+    return n_sel(n_isnan(b), a, n_sel(n_isnan(a), b, m));
+}
+VAI vfn pw_fmin(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn tie = n_sel(m_signbit(a), a, b);
+    vfn m = n_sel(n_lt(a, b), a, n_sel(n_lt(b, a), b, tie));
+    return n_sel(n_isnan(b), a, n_sel(n_isnan(a), b, m));
+}
 VAI vfn pw_mul(vfn a, vfn b, vfn c, const float *p) { (void)c, (void)p; return n_mul(a, b); }
 VAI vfn pw_div(vfn a, vfn b, vfn c, const float *p) { (void)c, (void)p; return n_div(a, b); }
 

@@ -409,6 +409,8 @@ ATEN: dict[str, Spec] = {
     "pow.Scalar": Spec("pow", _two),
     "float_power.Tensor_Tensor": None,
     "atan2": Spec("atan2", _two),
+    "fmax": Spec("fmax", _two, int_to_float=False),
+    "fmin": Spec("fmin", _two, int_to_float=False),
     "logaddexp": Spec("logaddexp", _two),
     "logaddexp2": Spec("logaddexp2", _two),
     "hypot": Spec("hypot", _two),
