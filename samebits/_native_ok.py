@@ -61,7 +61,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "any.dim", "any.dims", "_is_all_true", "_is_any_true", "bucketize.Scalar",
         "bucketize.Tensor", "searchsorted.Scalar", "searchsorted.Tensor",
         "isin.Scalar_Tensor", "isin.Tensor_Scalar", "isin.Tensor_Tensor",
-        "histc", "bincount",
+        "bincount",
     ),
     "one correctly rounded operation per output element (x * w, or a select), no "
     "reduction": ("_prelu_kernel",),
