@@ -37,9 +37,11 @@ from samebits.ops import (
     channel_norms,
     conv,
     conv_backward,
+    distances,
     fused_attention,
     grouped_mm,
     histogram,
+    losses,
     matmul,
     norms,
     pointwise,
@@ -118,20 +120,19 @@ def _std_mean(x, dim=None, *, correction=None, keepdim=False):
 
 
 def _norm_p(x, p=2, dim=None, keepdim=False, *, dtype=None):
-    p = 2 if p is None else p
-    if p != 2:
-        raise NotInvariantError(
-            "aten::norm", x.dtype, x.shape, f"only the 2-norm is covered, got p={p}"
-        )
-    return reductions.vector_norm(x, 2, dim, keepdim, dtype=dtype)
+    """``torch.norm``'s overloads: a vector norm (p None is 2)."""
+    return reductions.vector_norm(x, 2 if p is None else p, dim, keepdim, dtype=dtype)
 
 
-def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
-    if ord != 2:
-        raise NotInvariantError(
-            "aten::linalg_vector_norm", x.dtype, x.shape, f"only ord=2 is covered, got ord={ord}"
-        )
-    return reductions.vector_norm(x, ord, dim, keepdim, dtype=dtype)
+def _renorm(x, p, dim, maxnorm):
+    """Each slice along ``dim`` scaled by ``maxnorm / (norm + 1e-7)`` where its p-norm
+    (float32, samebits' vector_norm over the other dims) exceeds ``maxnorm``, as torch."""
+    if not x.dtype.is_floating_point:
+        return NotImplemented
+    dims = [d for d in range(x.dim()) if d != dim % x.dim()]
+    n = reductions.vector_norm(x, p, dims, True, dtype=torch.float32)
+    factor = torch.where(n > maxnorm, float(maxnorm) / (n + 1e-7), 1.0)
+    return (x.float() * factor).to(x.dtype)
 
 
 _COVERED: dict[str, Callable] = {
@@ -148,6 +149,11 @@ _COVERED: dict[str, Callable] = {
     "_addmm_activation": _addmm_activation,
     "_grouped_mm": grouped_mm.grouped_mm,
     "histc": histogram.histc,
+    "cross_entropy_loss": losses.cross_entropy_loss,
+    "nll_loss_forward": losses.nll_loss_forward,
+    "nll_loss2d_forward": losses.nll_loss2d_forward,
+    "nll_loss_backward": losses.nll_loss_backward,
+    "nll_loss2d_backward": losses.nll_loss_backward,
     "_softmax": softmax.softmax,
     "_log_softmax": softmax.log_softmax,
     "native_layer_norm": norms.native_layer_norm,
@@ -166,8 +172,19 @@ _COVERED: dict[str, Callable] = {
         reductions.var_mean(x, dim, correction=_corr(correction), keepdim=keepdim)
     ),
     "std_mean.correction": _std_mean,
-    "linalg_vector_norm": _vector_norm,
+    "linalg_vector_norm": reductions.vector_norm,
+    "linalg__powsum": reductions.powsum,
     "norm.ScalarOpt_dim": _norm_p,
+    "norm.Scalar": _norm_p,
+    "norm.ScalarOpt_dtype": _norm_p,
+    "norm.ScalarOpt_dim_dtype": _norm_p,
+    "dist": lambda a, b, p=2: reductions.vector_norm(a - b, p),
+    "renorm": _renorm,
+    "logsumexp": reductions.logsumexp,
+    "cdist": distances.cdist,
+    "_cdist_forward": distances.cdist,
+    "_cdist_backward": distances.cdist_backward,
+    "_euclidean_dist": distances.euclidean_dist,
     "scaled_dot_product_attention": attention.scaled_dot_product_attention,
     "convolution": conv.convolution,
     "_convolution": _convolution_full,
@@ -304,15 +321,12 @@ _DENIED: dict[str, str] = {
     "prod.dim_int": "a product's rounding depends on its order",
     "nansum": "use torch.where(x.isnan(), 0, x).sum()",
     "nanmean": "use a masked sum divided by a count",
-    "logsumexp": "write it as max + log(sum(exp(x - max))), which the mode covers",
     "cumprod": "no invariant cumulative product",
     "logcumsumexp": "no invariant kernel",
     "trace": "use x.diagonal().sum()",
     "addbmm": "use baddbmm(...).sum(0) or bmm",
-    "_cdist_forward": "write the distance with matmul and sum",
     "_pdist_forward": "write the distance with matmul and sum",
     "_embedding_bag": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
-    "nll_loss_forward": "loss reductions sum over the batch by definition",
     "mse_loss": "loss reductions sum over the batch by definition",
     "_scaled_dot_product_flash_attention_for_cpu": "call scaled_dot_product_attention instead",
     "_masked_softmax": "reached inside torch's fused attention, which the mode replaces; "
@@ -354,7 +368,6 @@ _DENIED: dict[str, str] = {
     "soft_margin_loss": "loss reductions sum over the batch by definition",
     "multi_margin_loss": "loss reductions sum over the batch by definition",
     "multilabel_margin_loss_forward": "loss reductions sum over the batch by definition",
-    "nll_loss2d_forward": "loss reductions sum over the batch by definition",
     "_ctc_loss": "loss reductions sum over the batch by definition",
     "_ctc_loss.Tensor": "loss reductions sum over the batch by definition",
     "mkldnn_convolution": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
@@ -378,13 +391,6 @@ _DENIED: dict[str, str] = {
     "segment_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "embedding_renorm": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "_embedding_bag_forward_only": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
-    "_euclidean_dist": "write the distance with matmul and sum",
-    "dist": "use torch.linalg.vector_norm(a - b)",
-    "renorm": "no invariant kernel",
-    "linalg__powsum": "only the 2-norm is covered: use torch.linalg.vector_norm(x, 2)",
-    "norm.Scalar": "use torch.linalg.vector_norm(x, 2)",
-    "norm.ScalarOpt_dtype": "use torch.linalg.vector_norm(x, 2)",
-    "norm.ScalarOpt_dim_dtype": "use torch.linalg.vector_norm(x, 2, dim)",
     "_logcumsumexp": "no invariant kernel",
     "_compute_linear_combination": "no invariant kernel",
     "affine_grid_generator": "a batched matmul of the base grid; no invariant kernel",

@@ -1,3 +1,4 @@
+import functools
 import math
 
 import pytest
@@ -50,10 +51,116 @@ def test_vector_norm_and_dtype_arg():
         n = torch.linalg.vector_norm(x, dim=1)
         total = torch.ones(3, 4, dtype=torch.int64).sum(dtype=torch.float32)
         ints = torch.arange(10).sum()
-        with pytest.raises(NotInvariantError, match="ord=1"):
-            torch.linalg.vector_norm(x, ord=1)
+        wide = torch.linalg.vector_norm(x, 1, dtype=torch.float64)
+        with pytest.raises(NotInvariantError, match="ord=3 with dtype=float64"):
+            torch.linalg.vector_norm(x, 3, dtype=torch.float64)
     torch.testing.assert_close(n, x.double().norm(dim=1).float())
     assert total.dtype == torch.float32 and total.item() == 12 and ints.item() == 45
+    assert wide.dtype == torch.float64 and wide.item() == x.double().abs().sum().item()
+
+
+ORDS = [2, 1, math.inf, -math.inf, 0, 3, 0.5, -1.5]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("ord", ORDS, ids=str)
+def test_p_norms_match_float64_in_every_form(dtype, ord):
+    x = rnd(4, 6, 5, dtype=dtype)
+    x[0, 0, 0] = 0
+    for dim, keepdim in ((None, False), (1, True), ((0, 2), False)):
+        ref = torch.linalg.vector_norm(x.double(), ord, dim, keepdim).to(dtype)
+        with samebits.batch_invariant():
+            got = torch.linalg.vector_norm(x, ord, dim, keepdim)
+            legacy = torch.norm(x, ord, dim, keepdim) if dim is not None else torch.norm(x, ord)
+            out = torch.empty(0, dtype=dtype)
+            torch.linalg.vector_norm(x, ord, dim, keepdim, out=out)
+        torch.testing.assert_close(got, ref, **TOL[dtype])
+        assert same_bits(legacy, got) and same_bits(out, got), (dim, keepdim)
+    with samebits.batch_invariant():
+        d = torch.dist(x[0], x[1], ord)
+        rn = torch.renorm(x, ord, 0, 2.0) if ord > 0 else None
+    torch.testing.assert_close(
+        d, torch.dist(x[0].double(), x[1].double(), ord).to(dtype), **TOL[dtype]
+    )
+    if rn is not None:
+        torch.testing.assert_close(
+            rn, torch.renorm(x.double(), ord, 0, 2.0).to(dtype), **TOL[dtype]
+        )
+
+
+def test_matrix_norms_reach_the_covered_reductions():
+    x = rnd(3, 5, 4)
+    with samebits.batch_invariant():
+        got = [torch.linalg.matrix_norm(x, o) for o in ("fro", 1, -1, math.inf, -math.inf)]
+        got.append(torch.linalg.norm(x, dim=(1, 2)))
+        got.append(torch.ops.aten.linalg__powsum(x, 3, [2]))
+    refs = [torch.linalg.matrix_norm(x.double(), o) for o in ("fro", 1, -1, math.inf, -math.inf)]
+    refs += [torch.linalg.norm(x.double(), dim=(1, 2)), x.double().abs().pow(3).sum(2)]
+    for a, r in zip(got, refs, strict=True):
+        torch.testing.assert_close(a, r.float())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("dim", [-1, 0, (0, 2)], ids=str)
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_logsumexp_matches_float64(dtype, dim, keepdim):
+    x = rnd(4, 5, 6, dtype=dtype) * 8
+    with samebits.batch_invariant():
+        got = torch.logsumexp(x, dim, keepdim)
+        out = torch.empty(0, dtype=dtype)
+        torch.logsumexp(x, dim, keepdim, out=out)
+    torch.testing.assert_close(
+        got, torch.logsumexp(x.double(), dim, keepdim).to(dtype), **TOL[dtype]
+    )
+    assert same_bits(out, got)
+
+
+def test_logsumexp_special_rows_follow_torch():
+    inf, nan = math.inf, math.nan
+    x = torch.tensor([[-inf] * 3, [1, inf, -inf], [nan, 1, 2], [1, 2, -inf], [inf, inf, 0]])
+    with samebits.batch_invariant():
+        got = torch.logsumexp(x, 1)
+        empty = torch.logsumexp(torch.zeros(3, 0), 1)
+        ints = torch.logsumexp(torch.arange(6).view(2, 3), 1)
+    assert torch.equal(got.isnan(), torch.logsumexp(x, 1).isnan())
+    assert torch.equal(got.nan_to_num(0), torch.logsumexp(x, 1).nan_to_num(0))
+    assert torch.equal(empty, torch.full((3,), -inf)) and ints.dtype == torch.float32
+    torch.testing.assert_close(ints, torch.logsumexp(torch.arange(6.0).view(2, 3), 1))
+
+
+def test_logsumexp_masked_positions_add_nothing():
+    row = rnd(9) * 3
+    with samebits.batch_invariant():
+        alone = torch.logsumexp(row, 0)
+        for pad in (1, 4):
+            mask = torch.full((pad,), -math.inf)
+            assert same_bits(torch.logsumexp(torch.cat([mask, row, mask]), 0), alone)
+
+
+ROW_OPS = {
+    "logsumexp": lambda x: torch.logsumexp(x, -1),
+    **{f"norm_{o}": functools.partial(torch.linalg.vector_norm, ord=o, dim=-1) for o in ORDS},
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name", sorted(ROW_OPS))
+def test_a_row_has_the_same_bits_alone_and_in_a_batch(name, dtype, isa, threads):
+    op = ROW_OPS[name]
+    item = rnd(1, 37, dtype=dtype, seed=11) * 4
+    gen = torch.Generator().manual_seed(12)
+    with samebits.batch_invariant():
+        threads(1)
+        alone = op(item)
+        for t in (1, 2, 3):
+            threads(t)
+            for m in (2, 5):
+                for pos in (0, m - 1):
+                    batch = (torch.randn(m, 37, generator=gen) * 4).to(dtype)
+                    batch[pos] = item[0]
+                    assert same_bits(op(batch)[pos : pos + 1], alone), (m, pos, t)
+                    cols = op(batch.t().contiguous().t())  # a transposed layout
+                    assert same_bits(cols[pos : pos + 1], alone), (m, pos, t)
 
 
 @pytest.mark.parametrize("dim", [None, 0, 1])
