@@ -74,7 +74,10 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "linspace.Scalar_Tensor", "linspace.Tensor_Scalar", "linspace.Tensor_Tensor",
         "logspace.Scalar_Tensor", "logspace.Tensor_Scalar", "logspace.Tensor_Tensor",
     ),
-    "CPU cumsum is a sequential scan per row (double accumulator)": ("cumsum",),
+    "a sequential scan along dim per row, in torch's accumulate type (double for float32, "
+    "float for bfloat16 and float16), one row per thread, no vector body: the same bits as "
+    "an independent sequential scan at every thread count and dispatch level "
+    "(tests/ops/test_reductions.py)": ("cumsum", "cumprod"),
     "quantization and weight packing: elementwise rounding or layout, no reduction": (
         "quantize_per_channel", "quantize_per_tensor", "quantize_per_tensor.tensor_qparams",
         "dequantize.self", "_make_per_channel_quantized_tensor",

@@ -51,6 +51,7 @@ from samebits.ops import (
     recurrent,
     reductions,
     resample,
+    sampling,
     softmax,
 )
 
@@ -164,6 +165,7 @@ _COVERED: dict[str, Callable] = {
     "sum": _sum_default,
     "mean.dim": reductions.mean,
     "mean": _mean_default,
+    "nansum": reductions.nansum,
     "var.correction": lambda x, dim=None, *, correction=None, keepdim=False: reductions.var(
         x, dim, correction=_corr(correction), keepdim=keepdim
     ),
@@ -215,6 +217,7 @@ _COVERED: dict[str, Callable] = {
     # randn and randn_like are composites: torch.empty(...).normal_()
     "normal_": pointwise.normal_,
     "uniform_": pointwise.uniform_,
+    "multinomial": sampling.multinomial,
     "glu": _glu,
     "addr": _addr,
     "vdot": _vdot,
@@ -312,7 +315,6 @@ _DENIED: dict[str, str] = {
             "binomial",
             "_standard_gamma",
             "_sample_dirichlet",
-            "multinomial",
             "rrelu_with_noise",
             "rrelu_with_noise_functional",
             "_philox_normal",
@@ -330,9 +332,6 @@ _DENIED: dict[str, str] = {
     "fbgemm_linear_quantize_weight": _QUANT_WHY,
     "prod": "a product's rounding depends on its order",
     "prod.dim_int": "a product's rounding depends on its order",
-    "nansum": "use torch.where(x.isnan(), 0, x).sum()",
-    "nanmean": "use a masked sum divided by a count",
-    "cumprod": "no invariant cumulative product",
     "logcumsumexp": "no invariant kernel",
     "trace": "use x.diagonal().sum()",
     "addbmm": "use baddbmm(...).sum(0) or bmm",

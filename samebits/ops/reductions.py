@@ -99,6 +99,13 @@ def sum(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype 
     return _restore(_sum_f64(x, dims), x, dims, keepdim).to(out_dtype)
 
 
+def nansum(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype | None = None):
+    """``sum`` with NaN read as 0 (the same orders: SUM along dims, ALL for the whole)."""
+    if not x.dtype.is_floating_point:
+        return NotImplemented
+    return sum(torch.where(x.isnan(), 0.0, x), dim, keepdim, dtype=dtype)
+
+
 def mean(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype | None = None):
     out_dtype = dtype or x.dtype
     x = x if x.dtype.is_floating_point else x.to(out_dtype)
