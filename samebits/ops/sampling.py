@@ -31,16 +31,17 @@ from samebits.ops._common import check_float
 
 
 def _draw(p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """(R,) indices: the first k with cdf_k > u * total, per row of p (R, V) float64."""
+    """(R, n) indices: per row of p (R, V) float64 and draws u (R, n), the first k
+    with cdf_k > u * total."""
     cdf = p.cumsum(-1)  # (R, V), sequential in double
     total = cdf[:, -1:]
     if bool((total <= 0).any()):
         raise UnsupportedInputError(
             "aten::multinomial: a row of probabilities sums to 0 (none left to draw)"
         )
-    k = torch.searchsorted(cdf, u.unsqueeze(1) * total, right=True).squeeze(1)  # (R,)
+    k = torch.searchsorted(cdf, u * total, right=True)  # (R, n)
     # u * total may round up to total: the last category with mass then
-    last = (p > 0).cumsum(-1).argmax(-1)
+    last = (p > 0).cumsum(-1).argmax(-1, keepdim=True)
     return torch.minimum(k, last)
 
 
@@ -65,18 +66,14 @@ def multinomial(probs, num_samples: int, replacement: bool = False, *, generator
         )
     u = torch.rand(R, n, dtype=torch.float64, generator=generator)  # (R, n)
     if replacement or n == 1:
-        out = (
-            torch.stack([_draw(p, u[:, s]) for s in range(n)], 1)
-            if n > 1
-            else _draw(p, u[:, 0]).unsqueeze(1)
-        )
+        out = _draw(p, u)
     else:
         cols = []
         for s in range(n):
-            k = _draw(p, u[:, s])
+            k = _draw(p, u[:, s : s + 1])  # (R, 1)
             cols.append(k)
-            p = p.scatter(1, k.unsqueeze(1), 0.0)
-        out = torch.stack(cols, 1)
+            p = p.scatter(1, k, 0.0)
+        out = torch.cat(cols, 1)
     return out.reshape(*probs.shape[:-1], n)
 
 

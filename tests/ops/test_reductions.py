@@ -1,6 +1,7 @@
 import functools
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -236,9 +237,58 @@ def test_bad_dim():
         reductions.sum(rnd(2, 2), 3)
 
 
-def test_cumsum_native_is_sequential_and_invariant():
+def sequential_scan(x: torch.Tensor, dim: int, op: str) -> torch.Tensor:
+    """An independent scan in numpy: one element after another along dim, in torch's
+    accumulate type (double for float32, float for bfloat16 and float16)."""
+    acc = np.float64 if x.dtype == torch.float32 else np.float32
+    a = np.moveaxis(x.float().numpy().astype(acc), dim, -1)
+    out, c = np.empty_like(a), np.full(a.shape[:-1], 0 if op == "sum" else 1, dtype=acc)
+    for i in range(a.shape[-1]):
+        c = c + a[..., i] if op == "sum" else c * a[..., i]
+        out[..., i] = c
+    return torch.from_numpy(np.moveaxis(out, -1, dim).copy()).to(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("op", ["sum", "prod"])
+def test_cumsum_cumprod_are_the_sequential_scan(dtype, op, threads):
+    """cumsum and cumprod run torch's kernel under the mode (native): it must be the
+    scan of docs/design.md at every thread count and layout, with rows alone."""
+    g = torch.Generator().manual_seed(13)
+    for shape, dim in (((7, 300), -1), ((300, 7), 0), ((3, 65, 33), 1), ((2, 5000), 1)):
+        x = (torch.rand(*shape, generator=g) - 0.5) * 6
+        x = (1 + x * 0.01 if op == "prod" else x).to(dtype)
+        want = sequential_scan(x, dim, op)
+        for t in (1, 2, 3):
+            threads(t)
+            for v in (x, x.transpose(0, -1).contiguous().transpose(0, -1)):
+                with samebits.batch_invariant():
+                    got = v.cumsum(dim) if op == "sum" else v.cumprod(dim)
+                    other = 1 if dim == 0 else 0  # a row across the scanned dim
+                    part = v.narrow(other, 1, 1)
+                    row = part.cumsum(dim) if op == "sum" else part.cumprod(dim)
+                assert same_bits(got, want), (shape, t)
+                assert same_bits(row, want.narrow(other, 1, 1)), (shape, t)
+
+
+def test_cumsum_padding_is_free():
     x = rnd(2, 50)
     with samebits.batch_invariant():
         full = x.cumsum(-1)
         padded = torch.cat([torch.zeros(2, 7), x], -1).cumsum(-1)[:, 7:]
         assert same_bits(full, padded) and same_bits(x[1:].cumsum(-1)[0], full[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_nansum_reads_nan_as_zero_in_the_sum_orders(dtype, threads):
+    x = rnd(4, 9, dtype=dtype)
+    x[1, 3] = x[2, 0] = math.nan
+    clean = torch.where(x.isnan(), 0, x)
+    with samebits.batch_invariant():
+        for t in (1, 2):
+            threads(t)
+            assert same_bits(torch.nansum(x, 1), clean.sum(1))
+            assert same_bits(torch.nansum(x), clean.sum())
+            assert same_bits(torch.nansum(x[1:2], 1), clean.sum(1)[1:2])
+        mean = torch.nanmean(x, 1)
+    torch.testing.assert_close(mean, torch.nanmean(x.double(), 1).to(dtype), **TOL[dtype])
