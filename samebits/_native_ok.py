@@ -65,10 +65,6 @@ _GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "one correctly rounded operation per output element (x * w, or a select), no "
     "reduction": ("_prelu_kernel",),
-    "floor division: fmod (exact), one subtraction, one division and exact roundings, "
-    "the same sequence in torch's vector and scalar loops": (
-        "floor_divide", "floor_divide.Scalar",
-    ),
     "factories whose values come from their scalar arguments alone (no input tensor to "
     "vary); measured the same at every position and dispatch level": (
         "linspace.Scalar_Tensor", "linspace.Tensor_Scalar", "linspace.Tensor_Tensor",
