@@ -435,9 +435,12 @@ _DENIED: dict[str, str] = {
     "polar": "complex outputs are outside the mode",
     "_sparse_addmm": "sparse tensors have no invariant kernel",
     "_sparse_sum.dim": "sparse tensors have no invariant kernel",
-    "_fft_r2c": "no invariant FFT",
-    "_fft_c2r": "no invariant FFT",
-    "_fft_c2c": "no invariant FFT",
+    **dict.fromkeys(
+        ("_fft_r2c", "_fft_c2r", "_fft_c2c"),
+        "no invariant FFT (pocketfft/MKL pick their radices and vector paths by size and "
+        "CPU), and complex results are outside the mode: compute a spectrogram outside "
+        "the mode, or as frames @ a real DFT matrix (cos and sin columns) with covered ops",
+    ),
 }
 
 
@@ -555,8 +558,12 @@ _NAMESPACES: dict[str, tuple[str, str]] = {
     "_inductor_test": ("denied", "torch's own test ops"),
     "transformers": (
         "denied",
-        "transformers' own kernels (the grouped matmul fallback of its MoE layers) have no "
-        "invariant kernel",
+        "transformers' MoE fallback (grouped_mm_fallback: a loop of torch.mm, SEQ order, "
+        "where aten::_grouped_mm takes linear's order, so a token's bits would depend on "
+        "the path): transformers takes it only where torch._grouped_mm is unusable (torch "
+        "<= 2.10 with unaligned weights, or while compiling with non-bfloat16 weights); "
+        "with torch 2.13+ run eagerly, as the mode runs compiled models, it calls "
+        "aten::_grouped_mm, which the mode covers",
     ),
     "profiler": ("native", "records profiling events; no arithmetic"),
     "export": ("native", "torch.export's tensor-subclass plumbing; no arithmetic"),
