@@ -81,11 +81,11 @@ def embedding_bag(
     out = torch.zeros(B, D, dtype=dtype)
     ids = torch.zeros(B, D, dtype=torch.int64) if mode == MAX else None
     b0 = 0
-    while b0 < B:  # bags in chunks, so that (bags, longest, D) stays bounded
-        b1, longest = b0, 0
-        while b1 < B and (b1 == b0 or (b1 - b0 + 1) * max(longest, int(lengths[b1])) * D <= CHUNK):
-            longest = max(longest, int(lengths[b1]))
-            b1 += 1
+    # bags in chunks, so that (bags, longest bag, D) stays bounded
+    step = max(1, CHUNK // (D * max(1, int(lengths.max()) if B else 1)))
+    while b0 < B:
+        b1 = min(B, b0 + step)
+        longest = int(lengths[b0:b1].max())
         _chunk(weight, idx, per_sample_weights, valid, bag, slot, counts, mode, b0, b1,
                longest, out, ids)  # fmt: skip
         b0 = b1

@@ -73,7 +73,7 @@ def test_an_image_has_the_same_bits_alone_and_in_a_batch(mode, pad, dtype, isa, 
 
 
 @pytest.mark.parametrize("ac", [False, True])
-def test_affine_grid_matches_float64_and_rows_alone(ac, threads):
+def test_affine_grid_matches_float64_and_rows_alone(ac, isa, threads):
     theta, theta3 = rnd(4, 2, 3, seed=6), rnd(4, 3, 4, seed=7)
     with samebits.batch_invariant():
         threads(2)

@@ -27,7 +27,7 @@ def test_counts_match_torch(dtype, bins, lo, hi):
     assert torch.equal(got, histogram._reference(x[~x.isnan()], bins, lo, hi))
 
 
-def test_expert_counts_are_invariant(threads):
+def test_expert_counts_are_invariant(isa, threads):
     ids = torch.randint(0, 60, (97,), generator=torch.Generator().manual_seed(0)).float()
     with samebits.batch_invariant():
         threads(1)

@@ -83,10 +83,11 @@ def test_antialias_matches_float64_reference(name, dtype):
     torch.testing.assert_close(out, ref, **tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("name", sorted(AA))
-def test_antialias_rows_invariant(name, isa, threads):
+def test_antialias_rows_invariant(name, dtype, isa, threads):
     item, kw = AA[name]
-    items = rnd(5, *item, seed=4) * 100
+    items = (rnd(5, *item, seed=4) * 100).to(dtype)
     with samebits.batch_invariant():
         threads(1)
         alone = [F.interpolate(items[i : i + 1], antialias=True, **kw) for i in range(5)]
