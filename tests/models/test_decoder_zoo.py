@@ -107,3 +107,26 @@ def test_greedy_generation_is_the_same_alone_and_batched(name):
             alone = alone[0, len(p) :]  # may stop early at EOS: the batch pads on with 0
             assert torch.equal(batched[i, : alone.numel()], alone), (name, i)
             assert (batched[i, alone.numel() :] == 0).all(), (name, i)
+
+
+def test_lm_loss_is_unchanged_by_more_padding(threads):
+    """The training/eval loss (cross_entropy over shifted labels, -100 on padding) of a
+    right-padded batch has the same bits with any amount of extra padding."""
+    torch.manual_seed(0)
+    model = FAMILIES["mixtral"]().eval()
+    ps = prompts()
+
+    def loss(extra):
+        L = max(len(p) for p in ps) + extra
+        ids, am = torch.zeros(3, L, dtype=torch.long), torch.zeros(3, L, dtype=torch.long)
+        for i, p in enumerate(ps):
+            ids[i, : len(p)], am[i, : len(p)] = p, 1
+        labels = ids.masked_fill(am == 0, -100)
+        return model(input_ids=ids, attention_mask=am, labels=labels).loss
+
+    with torch.no_grad(), samebits.batch_invariant():
+        threads(1)
+        ref = loss(0)
+        threads(2)
+        for extra in (1, 4):
+            assert same_bits(loss(extra), ref), extra
