@@ -30,16 +30,18 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The suite on another torch of the supported range (pyproject's torch>=2.13,<2.16):
-#   make test-torch TORCH=2.15.0
+#   make test-torch TORCH=2.15.0 [TRANSFORMERS=5.25.0]
 # builds .venv-torch-<version> (torch from PyPI, the CUDA build, several GB; this
 # machine's global pip constraint caps torch, so the install lifts it with
 # PIP_CONSTRAINT=/dev/null), every other package at constraints.txt's versions.
-TVENV = .venv-torch-$(TORCH)
+TVENV = .venv-torch-$(TORCH)$(if $(TRANSFORMERS),-transformers-$(TRANSFORMERS))
 test-torch:
 	@test -n "$(TORCH)" || { echo "usage: make test-torch TORCH=2.15.0"; exit 2; }
 	@test -x $(TVENV)/bin/python || $(PY) -m venv $(TVENV)
 	@test -f $(TVENV)/.installed || { \
-	  grep -v '^torch==' constraints.txt > $(TVENV)/constraints.txt && \
+	  grep -v '^torch==' constraints.txt | \
+	    sed '$(if $(TRANSFORMERS),s/^transformers==.*/transformers==$(TRANSFORMERS)/)' \
+	    > $(TVENV)/constraints.txt && \
 	  PIP_CONSTRAINT=/dev/null $(TVENV)/bin/python -m pip install -q --disable-pip-version-check \
 	    torch==$(TORCH) numpy && \
 	  PIP_CONSTRAINT=/dev/null $(TVENV)/bin/python -m pip install -q --disable-pip-version-check \

@@ -322,6 +322,8 @@ _DENIED: dict[str, str] = {
     "native_norm": "use torch.linalg.vector_norm, which the mode covers",
     "native_norm.ScalarOpt_dim_dtype": "use torch.linalg.vector_norm, which the mode covers",
     "linalg_eigvals.out": "LAPACK-style factorizations block and thread their reductions; no invariant kernel",
+    "linalg_matrix_sqrth": "LAPACK-style factorizations block and thread their reductions; no invariant kernel",
+    "linalg_polar": "LAPACK-style factorizations block and thread their reductions; no invariant kernel",
     "adaptive_avg_pool2d.out": "call adaptive_avg_pool2d without out=, which the mode covers",
     "adaptive_avg_pool3d.out": "call adaptive_avg_pool3d without out=, which the mode covers",
     **dict.fromkeys(
@@ -405,9 +407,7 @@ _DENIED: dict[str, str] = {
     "slow_conv_transpose3d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
     "convolution_overrideable": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
     "conv_tbc": "no invariant kernel: use F.conv1d on (batch, channels, time)",
-    "index_add": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "index_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
-    "scatter_add": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "scatter.reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "scatter.value_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "scatter_reduce.two": "accumulates floats into shared outputs in an order that depends on threads and indices",
@@ -425,6 +425,7 @@ _DENIED: dict[str, str] = {
     "_dyn_quant_matmul_4bit": "a quantized matmul with float activations; no invariant kernel",
     "_scaled_mm": "no invariant float8 matmul",
     "_scaled_mm_v2": "no invariant float8 matmul",
+    "_scaled_addmm": "no invariant float8 matmul",
     "quantized_lstm.input": "quantized recurrent layers: no invariant kernel",
     "quantized_lstm.data": "quantized recurrent layers: no invariant kernel",
     "quantized_lstm.input_legacy": "quantized recurrent layers: no invariant kernel",
@@ -456,13 +457,25 @@ _DENIED: dict[str, str] = {
 
 
 def _accumulates(x, indices, values, accumulate=False, *_rest, **kw) -> bool:
-    return bool(kw.get("accumulate", accumulate)) and x.dtype.is_floating_point
+    """index_put(accumulate=True) sums floats only where two indexed positions coincide
+    (without that, each position gets x + one value: one rounding)."""
+    if not (bool(kw.get("accumulate", accumulate)) and x.dtype.is_floating_point):
+        return False
+    if isinstance(indices, torch.Tensor):  # put(): flat indices
+        return indices.numel() != indices.unique().numel()
+    idx = [i for i in indices if i is not None]
+    if not idx or any(i.dtype == torch.bool for i in idx):
+        return any(i.dtype != torch.bool for i in idx)  # masks pick each position once
+    if len([i for i in indices]) != len(idx):
+        return True  # sliced dims between indexed ones: do not reason about overlap
+    flat = torch.stack([i.reshape(-1) for i in torch.broadcast_tensors(*idx)])  # (k, n)
+    return flat.size(1) != torch.unique(flat, dim=1).size(1)
 
 
 # Ops that are a copy (invariant) in their common use and a float accumulation (order-
 # dependent for repeated indices) otherwise: native, or denied when the predicate holds.
 _ACCUMULATE_WHY = (
-    "accumulate=True sums floats at repeated indices in an order that depends on threads; "
+    "accumulate=True with repeated indices sums floats in an order that depends on threads; "
     "accumulate into a dense tensor with a covered op (e.g. one_hot @ values)"
 )
 
@@ -490,12 +503,34 @@ _RANGE_WHY = (
 )
 
 
+def _scatter_collides(x, dim, index, src, *_a, **_k) -> bool:
+    """Whether two source elements land on one output element (along ``dim``, within a
+    slice): only then does scatter_add sum floats, in an order torch's threads pick.
+    Without collisions each output is x + one source value: one rounding."""
+    if not (isinstance(x, torch.Tensor) and x.dtype.is_floating_point) or index.numel() == 0:
+        return False
+    if index.size(dim) == 1:
+        return False
+    s = index.sort(dim).values
+    return bool(s.diff(dim=dim).eq(0).any())
+
+
+def _index_add_collides(x, dim, index, source, *_a, alpha=1, **_k) -> bool:
+    """index_add sums floats where an index repeats (and scales by alpha)."""
+    if not (isinstance(x, torch.Tensor) and x.dtype.is_floating_point):
+        return False
+    return alpha != 1 or index.numel() != index.unique().numel()
+
+
+_COLLIDE_WHY = (
+    "its indices repeat, so it sums floats into one output in an order that depends on "
+    "threads and indices; accumulate into a dense tensor with a covered op "
+    "(e.g. one_hot(index).T @ values)"
+)
+
+
 def _add_relu_scaled(x, other, alpha=1, *_a, **_k) -> bool:
     return alpha != 1 and isinstance(x, torch.Tensor) and x.dtype.is_floating_point
-
-
-def _dynamic_scale(x, *_a, **_k) -> bool:
-    return isinstance(x, torch.Tensor) and x.dtype.is_floating_point
 
 
 _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
@@ -503,6 +538,8 @@ _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
     "_index_put_impl": (_accumulates, _ACCUMULATE_WHY),
     "_unsafe_index_put": (_accumulates, _ACCUMULATE_WHY),
     "put": (_accumulates, _ACCUMULATE_WHY),
+    "scatter_add": (_scatter_collides, _COLLIDE_WHY),
+    "index_add": (_index_add_collides, _COLLIDE_WHY),
     **dict.fromkeys(
         (
             "arange",
@@ -566,6 +603,7 @@ _NAMESPACES: dict[str, tuple[str, str]] = {
         ("denied", "ONNX export's symbolic ops: run the model eagerly under the mode"),
     ),
     "flex_lib": ("denied", "flex attention internals: call scaled_dot_product_attention"),
+    "flex_gemm": ("denied", "compiled (flex) GEMM internals: run the model eagerly under the mode"),
     "_inductor_test": ("denied", "torch's own test ops"),
     "transformers": (
         "denied",
@@ -837,9 +875,7 @@ def op_exists(name: str) -> bool:
 
 def all_ops() -> list[str]:
     """Every op the dispatcher knows now, in every namespace (``ns::name.overload``)."""
-    return sorted(
-        n if "." in n.partition("::")[2] else n for n in torch._C._dispatch_get_all_op_names()
-    )
+    return sorted(torch._C._dispatch_get_all_op_names())
 
 
 def covered_ops() -> dict[str, str]:
@@ -855,17 +891,10 @@ def covered_ops() -> dict[str, str]:
         "refused": lambda why: f"refused: {why}",
     }
     table = {}
-    for full in all_ops():
-        ns, _, rest = full.partition("::")
-        qual = full if "." in rest else f"{full}"
-        kind, why = classify(qual if "." in rest else qual)
-        table[_display(full)] = words[kind](why)
+    for full in all_ops():  # default overloads are named without a suffix (aten::mm)
+        kind, why = classify(full)
+        table[full] = words[kind](why)
     return dict(sorted(table.items()))
-
-
-def _display(full: str) -> str:
-    """``aten::add.Tensor``; the default overload without its suffix (``aten::mm``)."""
-    return full
 
 
 def refusal(qualname: str, args, hint: str | None = None) -> NotInvariantError:

@@ -111,10 +111,15 @@ def arguments(name: str, xs: list[torch.Tensor], scalar) -> tuple[list, dict] | 
 
 
 def _bits(t) -> str:
+    """The result's bits, NaNs as one pattern: torch's own kernels (the native ops) write
+    NaN with a sign and payload that differ between dispatch levels (its vectorized
+    float32 -> bfloat16 conversion writes 0xffff at avx2, 0x7fc0 at default); samebits'
+    kernels write the canonical NaN. Which elements are NaN is compared exactly."""
     if not isinstance(t, torch.Tensor):
         return repr(t)
     t = t.detach().contiguous()
     if t.dtype.is_floating_point:
+        t = torch.where(t.isnan(), torch.full_like(t, float("nan")), t)
         t = t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
     return hashlib.sha256(t.numpy().tobytes()).hexdigest()[:16]
 

@@ -23,7 +23,7 @@ VAI void m_sincospi(vfn x, vdf *s, vdf *c) {
 /* lgamma(2 + z) = z (c0 + z Q(z)) for |z| <= 1/2 as hi + lo: a degree-10 fit of
    lgamma(2 + z) / z (relative error 2^-30.6), c0 = 1 - Euler's gamma in double-float */
 VAI vdf m_lgamma2(vfn z) {
-    vfn q = n_fma(z, CF(-7.420739712e-05f), CF(8.159811114e-05f));
+    vfn q = n_fma(z, CF(-7.420738984e-05f), CF(8.159811114e-05f));
     q = n_fma(q, z, CF(-2.095193486e-04f));
     q = n_fma(q, z, CF(5.245074863e-04f));
     q = n_fma(q, z, CF(-1.194975805e-03f));
@@ -187,7 +187,7 @@ VAI vfn m_erfinv(vfn x) {
         q = n_fma(q, t, EI(-2.376322169e-03f, -4.813144624e-04f, -3.116500005e-02f, -2.577024978e-03f)); \
         q = n_fma(q, t, EI(4.250708502e-03f, -6.717068143e-03f, 3.519036993e-02f, 3.969489131e-03f)); \
         q = n_fma(q, t, EI(2.478328645e-01f, 2.353584170e-01f, 9.822731614e-01f, 1.006646752e+00f)); \
-        vfn tail = n_fma(q, t, EI(-1.695577545e-08f, 3.391311454e-09f, -3.863112497e-09f, -1.109491876e-07f)); \
+        vfn tail = n_fma(q, t, EI(-1.695577545e-08f, 3.391314118e-09f, -3.863111164e-09f, -1.109491876e-07f)); \
         y = n_fma(x, EI(1.127374411e+00f, 1.742829919e+00f, 2.335945368e+00f, 3.234783888e+00f),   \
                   n_mul(x, tail));                                                                 \
     } while (0)
@@ -205,7 +205,7 @@ VAI vfn m_erfinv(vfn x) {
 #undef EI4
 #undef ERFINV_POLY
     vfn ax = n_abs(x);
-    y = n_sel(n_eq(ax, CF(1.0f)), n_copysign(CF(INFINITY), x), y);
+    y = n_sel(n_eq(ax, CF(1.0f)), n_copysign(CF(INFINITY), x), n_sel(n_eq(x, CF(0.0f)), x, y));
     return n_sel(n_gt(ax, CF(1.0f)), CF(NAN), n_sel(n_isnan(x), x, y));
 }
 

@@ -224,7 +224,8 @@ VAI vdf m_log_b(vfn k, vdf lnm, float c2h, float c2l, float ceh, float cel) {
     r.lo = n_add(r.lo, n_fma(k, CF(c2l), p.lo));
     return r;
 }
-/* the constants of m_log_b for ln, log2 and log10 (ln 2 and log10 2 split fdlibm's way) */
+/* the constants of m_log_b for ln, log2 and log10 (ln 2 and log10 2 split with hi of at most
+   16 bits, so k c2h is exact for every exponent k) */
 #define LOG_E 0x1.62e4p-1f, 0x1.7f7d1cp-20f, 1.0f, 0.0f
 #define LOG_2 1.0f, 0.0f, 0x1.715476p+0f, 0x1.4ae0cp-26f
 #define LOG_10 0x1.344p-2f, 0x1.3509f8p-18f, 0x1.bcb7b2p-2f, -0x1.5b235ep-27f
@@ -240,6 +241,16 @@ VAI vdf m_log2_df(vfn x) {
     vfn k;
     vdf lnm = m_ln_mant(x, x, 0, 1, &k);
     return m_log_b(k, lnm, LOG_2);
+}
+
+/* log_b(1 + e) for e >= 0 as hi + lo (the LOG_E or LOG_2 constants): 1 + e as an exact
+   hi + lo into the ln core; e log_b(e) below 2^-60 (log1p(e) = e there, and e would
+   underflow inside the core) */
+VAI vdf m_log1p_b(vfn e, float c2h, float c2l, float ceh, float cel) {
+    vdf u = df_two_sum(CF(1.0f), e);
+    vfn k;
+    vdf lnm = m_ln_mant(u.hi, u.lo, 1, 0, &k);
+    return df_sel(n_lt(e, CF(0x1p-60f)), df_mul_f(DF(ceh, cel), e), m_log_b(k, lnm, c2h, c2l, ceh, cel));
 }
 
 /* log's special values on a result r computed for x > 0: +inf at +inf, -inf at +-0,

@@ -390,8 +390,9 @@ ATEN: dict[str, Spec] = {
             "hardswish",
             "hardsigmoid",
             "sinc",
+            "sqrt",
         )
-    },  # fmt: skip
+    },
     "log_sigmoid_forward": Spec("logsigmoid", _self),  # (see KERNELS below: a pair)
     "logit": Spec("logit", _self, lambda x, eps=None: (_eps(eps),)),
     "gelu": Spec(_gelu_engine, _self),
