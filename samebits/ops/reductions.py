@@ -23,7 +23,7 @@ import torch
 from samebits import _native
 from samebits.errors import NotInvariantError, UnsupportedInputError
 from samebits.ops import pointwise
-from samebits.ops._common import check_float, is_exact_dtype, native_view
+from samebits.ops._common import check_float, is_exact_dtype, native_view, sqrt_f64
 
 
 def _dims(x: torch.Tensor, dim: int | Sequence[int] | None) -> list[int]:
@@ -151,7 +151,7 @@ def var(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = Fal
 def std(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = False):
     check_float("aten::std", x)
     v, _, dims = _var_f64(x, dim, correction)
-    return _restore(torch.sqrt(v), x, dims, keepdim).to(x.dtype)
+    return _restore(sqrt_f64(v), x, dims, keepdim).to(x.dtype)
 
 
 def vector_norm(
@@ -192,7 +192,7 @@ def norm_unrounded(x: torch.Tensor, p: float, dims: list[int]) -> torch.Tensor:
     the engine's general p), reduced dims removed."""
     a = x.abs()
     if p == 2:
-        return torch.sqrt(_sum_f64(x, dims, square=True))
+        return sqrt_f64(_sum_f64(x, dims, square=True))
     if p == 1:
         return _sum_f64(a, dims)
     if math.isinf(p):
