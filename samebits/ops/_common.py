@@ -86,4 +86,4 @@ def sqrt_f64(t: torch.Tensor) -> torch.Tensor:
     """Square roots of a float64 tensor. IEEE-754 rounds sqrt correctly, so every
     implementation gives these bits; computed by numpy, outside the dispatcher, because
     under the mode torch.sqrt goes to the pointwise engine, which takes no float64."""
-    return torch.from_numpy(np.sqrt(t.detach().contiguous().numpy()))
+    return torch.from_numpy(np.asarray(np.sqrt(t.detach().contiguous().numpy())))
