@@ -61,20 +61,19 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "any.dim", "any.dims", "_is_all_true", "_is_any_true", "bucketize.Scalar",
         "bucketize.Tensor", "searchsorted.Scalar", "searchsorted.Tensor",
         "isin.Scalar_Tensor", "isin.Tensor_Scalar", "isin.Tensor_Tensor",
-        "histc", "bincount",
+        "bincount",
     ),
     "one correctly rounded operation per output element (x * w, or a select), no "
     "reduction": ("_prelu_kernel",),
-    "floor division: fmod (exact), one subtraction, one division and exact roundings, "
-    "the same sequence in torch's vector and scalar loops": (
-        "floor_divide", "floor_divide.Scalar",
-    ),
     "factories whose values come from their scalar arguments alone (no input tensor to "
     "vary); measured the same at every position and dispatch level": (
         "linspace.Scalar_Tensor", "linspace.Tensor_Scalar", "linspace.Tensor_Tensor",
         "logspace.Scalar_Tensor", "logspace.Tensor_Scalar", "logspace.Tensor_Tensor",
     ),
-    "CPU cumsum is a sequential scan per row (double accumulator)": ("cumsum",),
+    "a sequential scan along dim per row, in torch's accumulate type (double for float32, "
+    "float for bfloat16 and float16), one row per thread, no vector body: the same bits as "
+    "an independent sequential scan at every thread count and dispatch level "
+    "(tests/ops/test_reductions.py)": ("cumsum", "cumprod"),
     "quantization and weight packing: elementwise rounding or layout, no reduction": (
         "quantize_per_channel", "quantize_per_tensor", "quantize_per_tensor.tensor_qparams",
         "dequantize.self", "_make_per_channel_quantized_tensor",

@@ -37,14 +37,24 @@ from samebits.ops import (
     channel_norms,
     conv,
     conv_backward,
+    distances,
+    divmode,
+    embedding_bag,
+    fold,
     fused_attention,
+    grid_sample,
+    grouped_mm,
+    histogram,
+    losses,
     matmul,
     norms,
     pointwise,
+    pointwise_losses,
     pooling,
     recurrent,
     reductions,
     resample,
+    sampling,
     softmax,
 )
 
@@ -116,20 +126,19 @@ def _std_mean(x, dim=None, *, correction=None, keepdim=False):
 
 
 def _norm_p(x, p=2, dim=None, keepdim=False, *, dtype=None):
-    p = 2 if p is None else p
-    if p != 2:
-        raise NotInvariantError(
-            "aten::norm", x.dtype, x.shape, f"only the 2-norm is covered, got p={p}"
-        )
-    return reductions.vector_norm(x, 2, dim, keepdim, dtype=dtype)
+    """``torch.norm``'s overloads: a vector norm (p None is 2)."""
+    return reductions.vector_norm(x, 2 if p is None else p, dim, keepdim, dtype=dtype)
 
 
-def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
-    if ord != 2:
-        raise NotInvariantError(
-            "aten::linalg_vector_norm", x.dtype, x.shape, f"only ord=2 is covered, got ord={ord}"
-        )
-    return reductions.vector_norm(x, ord, dim, keepdim, dtype=dtype)
+def _renorm(x, p, dim, maxnorm):
+    """Each slice along ``dim`` scaled by ``maxnorm / (norm + 1e-7)`` where its p-norm
+    (float32, samebits' vector_norm over the other dims) exceeds ``maxnorm``, as torch."""
+    if not x.dtype.is_floating_point:
+        return NotImplemented
+    dims = [d for d in range(x.dim()) if d != dim % x.dim()]
+    n = reductions.vector_norm(x, p, dims, True, dtype=torch.float32)
+    factor = torch.where(n > maxnorm, float(maxnorm) / (n + 1e-7), 1.0)
+    return (x.float() * factor).to(x.dtype)
 
 
 _COVERED: dict[str, Callable] = {
@@ -144,6 +153,29 @@ _COVERED: dict[str, Callable] = {
     "matmul": matmul.matmul,
     "einsum": matmul.einsum,
     "_addmm_activation": _addmm_activation,
+    "_grouped_mm": grouped_mm.grouped_mm,
+    "histc": histogram.histc,
+    "cross_entropy_loss": losses.cross_entropy_loss,
+    "nll_loss_forward": losses.nll_loss_forward,
+    "nll_loss2d_forward": losses.nll_loss2d_forward,
+    "nll_loss_backward": losses.nll_loss_backward,
+    "nll_loss2d_backward": losses.nll_loss_backward,
+    **{
+        name: getattr(pointwise_losses, name)
+        for name in (
+            "mse_loss",
+            "huber_loss",
+            "smooth_l1_loss",
+            "binary_cross_entropy",
+            "binary_cross_entropy_with_logits",
+            "soft_margin_loss",
+            "mse_loss_backward",
+            "huber_loss_backward",
+            "smooth_l1_loss_backward",
+            "binary_cross_entropy_backward",
+            "soft_margin_loss_backward",
+        )  # fmt: skip
+    },
     "_softmax": softmax.softmax,
     "_log_softmax": softmax.log_softmax,
     "native_layer_norm": norms.native_layer_norm,
@@ -152,6 +184,7 @@ _COVERED: dict[str, Callable] = {
     "sum": _sum_default,
     "mean.dim": reductions.mean,
     "mean": _mean_default,
+    "nansum": reductions.nansum,
     "var.correction": lambda x, dim=None, *, correction=None, keepdim=False: reductions.var(
         x, dim, correction=_corr(correction), keepdim=keepdim
     ),
@@ -162,8 +195,26 @@ _COVERED: dict[str, Callable] = {
         reductions.var_mean(x, dim, correction=_corr(correction), keepdim=keepdim)
     ),
     "std_mean.correction": _std_mean,
-    "linalg_vector_norm": _vector_norm,
+    "linalg_vector_norm": reductions.vector_norm,
+    "linalg__powsum": reductions.powsum,
     "norm.ScalarOpt_dim": _norm_p,
+    "norm.Scalar": _norm_p,
+    "norm.ScalarOpt_dtype": _norm_p,
+    "norm.ScalarOpt_dim_dtype": _norm_p,
+    "dist": lambda a, b, p=2: reductions.vector_norm(a - b, p),
+    "renorm": _renorm,
+    "logsumexp": reductions.logsumexp,
+    "cdist": distances.cdist,
+    "_cdist_forward": distances.cdist,
+    "_cdist_backward": distances.cdist_backward,
+    "_euclidean_dist": distances.euclidean_dist,
+    "_embedding_bag": embedding_bag.embedding_bag,
+    "_embedding_bag_forward_only": embedding_bag.embedding_bag,
+    "_embedding_bag_backward": embedding_bag.embedding_bag_backward,
+    "grid_sampler_2d": grid_sample.grid_sampler,
+    "grid_sampler_3d": grid_sample.grid_sampler,
+    "affine_grid_generator": grid_sample.affine_grid_generator,
+    "_embedding_bag_per_sample_weights_backward": embedding_bag.per_sample_weights_backward,
     "scaled_dot_product_attention": attention.scaled_dot_product_attention,
     "convolution": conv.convolution,
     "_convolution": _convolution_full,
@@ -185,6 +236,12 @@ _COVERED: dict[str, Callable] = {
     # randn and randn_like are composites: torch.empty(...).normal_()
     "normal_": pointwise.normal_,
     "uniform_": pointwise.uniform_,
+    "multinomial": sampling.multinomial,
+    "div.Tensor_mode": divmode.div_mode,
+    "div.Scalar_mode": divmode.div_mode,
+    "floor_divide": divmode.floor_divide,
+    "floor_divide.Scalar": divmode.floor_divide,
+    "col2im": fold.col2im,
     "glu": _glu,
     "addr": _addr,
     "vdot": _vdot,
@@ -196,6 +253,8 @@ _COVERED: dict[str, Callable] = {
     "upsample_bilinear2d": resample.upsample_bilinear2d,
     "upsample_trilinear3d": resample.upsample_trilinear3d,
     "upsample_bicubic2d": resample.upsample_bicubic2d,
+    "_upsample_bilinear2d_aa": resample.upsample_bilinear2d_aa,
+    "_upsample_bicubic2d_aa": resample.upsample_bicubic2d_aa,
     "lstm.input": recurrent.lstm_input,
     "lstm.data": recurrent.lstm_data,
     "gru.input": recurrent.make("gru", packed=False),
@@ -282,7 +341,6 @@ _DENIED: dict[str, str] = {
             "binomial",
             "_standard_gamma",
             "_sample_dirichlet",
-            "multinomial",
             "rrelu_with_noise",
             "rrelu_with_noise_functional",
             "_philox_normal",
@@ -300,23 +358,13 @@ _DENIED: dict[str, str] = {
     "fbgemm_linear_quantize_weight": _QUANT_WHY,
     "prod": "a product's rounding depends on its order",
     "prod.dim_int": "a product's rounding depends on its order",
-    "nansum": "use torch.where(x.isnan(), 0, x).sum()",
-    "nanmean": "use a masked sum divided by a count",
-    "logsumexp": "write it as max + log(sum(exp(x - max))), which the mode covers",
-    "cumprod": "no invariant cumulative product",
     "logcumsumexp": "no invariant kernel",
     "trace": "use x.diagonal().sum()",
     "addbmm": "use baddbmm(...).sum(0) or bmm",
-    "_cdist_forward": "write the distance with matmul and sum",
     "_pdist_forward": "write the distance with matmul and sum",
-    "_embedding_bag": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
-    "nll_loss_forward": "loss reductions sum over the batch by definition",
-    "mse_loss": "loss reductions sum over the batch by definition",
     "_scaled_dot_product_flash_attention_for_cpu": "call scaled_dot_product_attention instead",
     "_masked_softmax": "reached inside torch's fused attention, which the mode replaces; "
     "use softmax with a -inf mask",
-    "_upsample_bilinear2d_aa": "no invariant antialiased resampling; use antialias=False",
-    "_upsample_bicubic2d_aa": "no invariant antialiased resampling; use antialias=False",
     "mkldnn_rnn_layer": "oneDNN's recurrent layer; reached through aten::lstm, which the mode "
     "covers: call nn.LSTM / torch.lstm",
     "_cholesky_solve_helper": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
@@ -345,14 +393,8 @@ _DENIED: dict[str, str] = {
     "linalg_solve_triangular": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
     "ormqr": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
     "triangular_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
-    "binary_cross_entropy": "loss reductions sum over the batch by definition",
-    "binary_cross_entropy_with_logits": "loss reductions sum over the batch by definition",
-    "huber_loss": "loss reductions sum over the batch by definition",
-    "smooth_l1_loss": "loss reductions sum over the batch by definition",
-    "soft_margin_loss": "loss reductions sum over the batch by definition",
     "multi_margin_loss": "loss reductions sum over the batch by definition",
     "multilabel_margin_loss_forward": "loss reductions sum over the batch by definition",
-    "nll_loss2d_forward": "loss reductions sum over the batch by definition",
     "_ctc_loss": "loss reductions sum over the batch by definition",
     "_ctc_loss.Tensor": "loss reductions sum over the batch by definition",
     "mkldnn_convolution": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
@@ -365,7 +407,6 @@ _DENIED: dict[str, str] = {
     "slow_conv_transpose3d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
     "convolution_overrideable": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
     "conv_tbc": "no invariant kernel: use F.conv1d on (batch, channels, time)",
-    "col2im": "sums overlapping patches; no invariant kernel",
     "index_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "scatter.reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "scatter.value_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
@@ -373,19 +414,8 @@ _DENIED: dict[str, str] = {
     "_unsafe_masked_index_put_accumulate": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "segment_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "embedding_renorm": "accumulates floats into shared outputs in an order that depends on threads and indices",
-    "_embedding_bag_forward_only": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
-    "_euclidean_dist": "write the distance with matmul and sum",
-    "dist": "use torch.linalg.vector_norm(a - b)",
-    "renorm": "no invariant kernel",
-    "linalg__powsum": "only the 2-norm is covered: use torch.linalg.vector_norm(x, 2)",
-    "norm.Scalar": "use torch.linalg.vector_norm(x, 2)",
-    "norm.ScalarOpt_dtype": "use torch.linalg.vector_norm(x, 2)",
-    "norm.ScalarOpt_dim_dtype": "use torch.linalg.vector_norm(x, 2, dim)",
     "_logcumsumexp": "no invariant kernel",
     "_compute_linear_combination": "no invariant kernel",
-    "affine_grid_generator": "a batched matmul of the base grid; no invariant kernel",
-    "grid_sampler_2d": "not checked for invariance; no invariant kernel",
-    "grid_sampler_3d": "not checked for invariance; no invariant kernel",
     "_grid_sampler_2d_cpu_fallback": "not checked for invariance; no invariant kernel",
     "_upsample_lanczos2d_aa": "no invariant antialiased resampling; use antialias=False",
     "_transform_bias_rescale_qkv": "reached inside torch's fused attention, which the mode replaces",
@@ -396,7 +426,6 @@ _DENIED: dict[str, str] = {
     "_scaled_mm": "no invariant float8 matmul",
     "_scaled_mm_v2": "no invariant float8 matmul",
     "_scaled_addmm": "no invariant float8 matmul",
-    "_grouped_mm": "no invariant grouped matmul: use bmm",
     "quantized_lstm.input": "quantized recurrent layers: no invariant kernel",
     "quantized_lstm.data": "quantized recurrent layers: no invariant kernel",
     "quantized_lstm.input_legacy": "quantized recurrent layers: no invariant kernel",
@@ -418,9 +447,12 @@ _DENIED: dict[str, str] = {
     "polar": "complex outputs are outside the mode",
     "_sparse_addmm": "sparse tensors have no invariant kernel",
     "_sparse_sum.dim": "sparse tensors have no invariant kernel",
-    "_fft_r2c": "no invariant FFT",
-    "_fft_c2r": "no invariant FFT",
-    "_fft_c2c": "no invariant FFT",
+    **dict.fromkeys(
+        ("_fft_r2c", "_fft_c2r", "_fft_c2c"),
+        "no invariant FFT (pocketfft/MKL pick their radices and vector paths by size and "
+        "CPU), and complex results are outside the mode: compute a spectrogram outside "
+        "the mode, or as frames @ a real DFT matrix (cos and sin columns) with covered ops",
+    ),
 }
 
 
@@ -575,8 +607,12 @@ _NAMESPACES: dict[str, tuple[str, str]] = {
     "_inductor_test": ("denied", "torch's own test ops"),
     "transformers": (
         "denied",
-        "transformers' own kernels (the grouped matmul fallback of its MoE layers) have no "
-        "invariant kernel",
+        "transformers' MoE fallback (grouped_mm_fallback: a loop of torch.mm, SEQ order, "
+        "where aten::_grouped_mm takes linear's order, so a token's bits would depend on "
+        "the path): transformers takes it only where torch._grouped_mm is unusable (torch "
+        "<= 2.10 with unaligned weights, or while compiling with non-bfloat16 weights); "
+        "with torch 2.13+ run eagerly, as the mode runs compiled models, it calls "
+        "aten::_grouped_mm, which the mode covers",
     ),
     "profiler": ("native", "records profiling events; no arithmetic"),
     "export": ("native", "torch.export's tensor-subclass plumbing; no arithmetic"),

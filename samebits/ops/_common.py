@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from samebits import _native
@@ -86,6 +87,4 @@ def ieee_sqrt(t: torch.Tensor) -> torch.Tensor:
     the tensor's dtype): torch 2.13's CPU sqrt is not correctly rounded (about 16% of
     float32 and 1% of float64 values in [0, 10) 1 ulp off, measured), so statistics
     computed in double take this one."""
-    import numpy as np
-
     return torch.from_numpy(np.sqrt(t.detach().contiguous().numpy()))
