@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test bench lint venv clean test-aarch64 test-aarch64-cpus wheel-aarch64
+.PHONY: demo test test-torch bench lint venv clean test-aarch64 test-aarch64-cpus wheel-aarch64
 
 venv: $(STAMP)
 
@@ -28,6 +28,27 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The suite on another torch of the supported range (pyproject's torch>=2.13,<2.16):
+#   make test-torch TORCH=2.15.0 [TRANSFORMERS=5.25.0]
+# builds .venv-torch-<version> (torch from PyPI, the CUDA build, several GB; this
+# machine's global pip constraint caps torch, so the install lifts it with
+# PIP_CONSTRAINT=/dev/null), every other package at constraints.txt's versions.
+TVENV = .venv-torch-$(TORCH)$(if $(TRANSFORMERS),-transformers-$(TRANSFORMERS))
+test-torch:
+	@test -n "$(TORCH)" || { echo "usage: make test-torch TORCH=2.15.0"; exit 2; }
+	@test -x $(TVENV)/bin/python || $(PY) -m venv $(TVENV)
+	@test -f $(TVENV)/.installed || { \
+	  grep -v '^torch==' constraints.txt | \
+	    sed '$(if $(TRANSFORMERS),s/^transformers==.*/transformers==$(TRANSFORMERS)/)' \
+	    > $(TVENV)/constraints.txt && \
+	  PIP_CONSTRAINT=/dev/null $(TVENV)/bin/python -m pip install -q --disable-pip-version-check \
+	    torch==$(TORCH) numpy && \
+	  PIP_CONSTRAINT=/dev/null $(TVENV)/bin/python -m pip install -q --disable-pip-version-check \
+	    -c $(TVENV)/constraints.txt -e '.[all]' && \
+	  $(TVENV)/bin/python -c "import torch; assert torch.__version__.startswith('$(TORCH)'), torch.__version__" && \
+	  touch $(TVENV)/.installed; }
+	$(TVENV)/bin/python -m pytest -q
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -26,6 +26,20 @@ from samebits.record.store import Verification, record, verify
 
 __version__ = "0.1.0"
 
+# Submodules the README spells as attributes (samebits.data.item_generator,
+# samebits.distributed.all_reduce_exact, samebits.dask.predict, samebits.testing):
+# imported on first use, so `import samebits` stays light (dask is an extra).
+_SUBMODULES = ("dask", "data", "distributed", "models", "serve", "testing")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"samebits.{name}")
+    raise AttributeError(f"module 'samebits' has no attribute {name!r}")
+
+
 __all__ = [
     "AuditError",
     "AuditReport",

@@ -177,6 +177,16 @@ def _overload(qualname: str):
     return getattr(getattr(getattr(torch.ops, ns), base), ov or "default")
 
 
+@functools.cache
+def _written(qualname: str) -> tuple[str, ...]:
+    """The names of an out= overload's written arguments (``out``; ``output`` and
+    ``total_weight`` for nll_loss_forward.output; ``out0``..``out3`` ...)."""
+    schema = _overload(qualname)._schema
+    return tuple(
+        a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write
+    )
+
+
 def _covered_kernel(qualname: str, variant: str) -> Callable:
     name = qualname.partition("::")[2]
 
@@ -186,7 +196,8 @@ def _covered_kernel(qualname: str, variant: str) -> Callable:
         if not _on_cpu(keyset):
             return _torch_kernel(op, keyset, args, kwargs)
         call_kwargs = dict(kwargs)
-        out = call_kwargs.pop("out", None) if variant == "out" else None
+        written = _written(qualname) if variant == "out" else ()
+        outs = [call_kwargs.pop(n) for n in written]  # out=, or output=, out0=, ...
         try:
             res = fn(*args, **call_kwargs)
         except NotInvariantError as err:
@@ -199,12 +210,12 @@ def _covered_kernel(qualname: str, variant: str) -> Callable:
             return _torch_kernel(op, keyset, args, kwargs)
         if variant == "out":
             results = res if isinstance(res, tuple) else (res,)
-            outs = out if isinstance(out, (tuple, list)) else (out,)
-            for o, r in zip(outs, results, strict=True):
+            flat = outs[0] if len(outs) == 1 and isinstance(outs[0], (tuple, list)) else outs
+            for o, r in zip(flat, results, strict=True):
                 if o.shape != r.shape:
                     o.resize_(r.shape)
                 o.copy_(r)
-            return out
+            return outs[0] if len(outs) == 1 else tuple(outs)
         if variant == "inplace":
             args[0].copy_(res)
             return args[0]
@@ -275,8 +286,14 @@ def _variant(name: str) -> str:
 
 
 def _covered_fn(name: str) -> Callable:
-    key = _policy.table_name(name, *_COVERED_TABLES)
-    return _policy._COVERED.get(key) or _policy.pointwise.KERNELS[key]
+    """The table's function for ``name`` or its family (looked up per call, cheaply: the
+    tables are the one source, and tests replace entries)."""
+    covered, kernels = _COVERED_TABLES
+    fn = covered.get(name) or kernels.get(name)
+    if fn is None:
+        family = _policy._families().get(name, name)
+        fn = covered.get(family) or kernels[family]
+    return fn
 
 
 @functools.cache

@@ -61,20 +61,19 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "any.dim", "any.dims", "_is_all_true", "_is_any_true", "bucketize.Scalar",
         "bucketize.Tensor", "searchsorted.Scalar", "searchsorted.Tensor",
         "isin.Scalar_Tensor", "isin.Tensor_Scalar", "isin.Tensor_Tensor",
-        "histc", "bincount",
+        "bincount",
     ),
     "one correctly rounded operation per output element (x * w, or a select), no "
     "reduction": ("_prelu_kernel",),
-    "floor division: fmod (exact), one subtraction, one division and exact roundings, "
-    "the same sequence in torch's vector and scalar loops": (
-        "floor_divide", "floor_divide.Scalar",
-    ),
     "factories whose values come from their scalar arguments alone (no input tensor to "
     "vary); measured the same at every position and dispatch level": (
         "linspace.Scalar_Tensor", "linspace.Tensor_Scalar", "linspace.Tensor_Tensor",
         "logspace.Scalar_Tensor", "logspace.Tensor_Scalar", "logspace.Tensor_Tensor",
     ),
-    "CPU cumsum is a sequential scan per row (double accumulator)": ("cumsum",),
+    "a sequential scan along dim per row, in torch's accumulate type (double for float32, "
+    "float for bfloat16 and float16), one row per thread, no vector body: the same bits as "
+    "an independent sequential scan at every thread count and dispatch level "
+    "(tests/ops/test_reductions.py)": ("cumsum", "cumprod"),
     "quantization and weight packing: elementwise rounding or layout, no reduction": (
         "quantize_per_channel", "quantize_per_tensor", "quantize_per_tensor.tensor_qparams",
         "dequantize.self", "_make_per_channel_quantized_tensor",
@@ -99,6 +98,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "rand.generator", "rand_like", "rand_like.generator", "bernoulli", "bernoulli.p",
         "bernoulli.Tensor", "bernoulli_.Tensor", "bernoulli_.float", "native_dropout",
         "_fused_dropout", "randperm.generator_out", "_philox_key_fold_in",
+        "_philox_key_fold_in.Tensor", "_philox_randint_",
         "_philox_key_split", "_philox_uniform_",
     ),
     "assertions and test ops of torch's own": (
@@ -116,7 +116,8 @@ NATIVE_OK: dict[str, str] = {op: why for why, ops in _GROUPS.items() for op in o
 
 # Pointwise ops (every overload, with their in-place and out= forms) whose torch kernel
 # gives each output element as one correctly rounded IEEE-754 operation of its inputs
-# (add, sub, mul, div, sqrt: the same bits on every machine by IEEE-754), an exact
+# (add, sub, mul, div: the same bits on every machine by IEEE-754; not sqrt: torch's
+# float32 sqrt is not correctly rounded, so the engine computes it), an exact
 # operation (a negation, a rounding to an integral value, fmod, a comparison, a select,
 # a cast's rounding), or integer arithmetic. The rest of the floating elementwise ops
 # run in samebits' pointwise engine (samebits/ops/pointwise.py). add, sub and mul, div
@@ -124,7 +125,6 @@ NATIVE_OK: dict[str, str] = {op: why for why, ops in _GROUPS.items() for op in o
 _POINTWISE_GROUPS: dict[str, tuple[str, ...]] = {
     "one correctly rounded IEEE-754 operation per element (bfloat16 and float16 are "
     "computed in float32 and rounded once)": (
-        "sqrt",
         "reciprocal",
         "square",
         "true_divide",
@@ -179,8 +179,6 @@ _POINTWISE_GROUPS: dict[str, tuple[str, ...]] = {
         "isreal",
         "maximum",
         "minimum",
-        "fmax",
-        "fmin",
         "max",
         "min",
         "clamp",

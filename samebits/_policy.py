@@ -33,16 +33,28 @@ from samebits._native_ok import NATIVE_OK, NATIVE_POINTWISE
 from samebits.errors import NotInvariantError
 from samebits.ops import (
     attention,
+    backward,
     channel_norms,
     conv,
+    conv_backward,
+    distances,
+    divmode,
+    embedding_bag,
+    fold,
     fused_attention,
+    grid_sample,
+    grouped_mm,
+    histogram,
+    losses,
     matmul,
     norms,
     pointwise,
+    pointwise_losses,
     pooling,
     recurrent,
     reductions,
     resample,
+    sampling,
     softmax,
 )
 
@@ -114,20 +126,19 @@ def _std_mean(x, dim=None, *, correction=None, keepdim=False):
 
 
 def _norm_p(x, p=2, dim=None, keepdim=False, *, dtype=None):
-    p = 2 if p is None else p
-    if p != 2:
-        raise NotInvariantError(
-            "aten::norm", x.dtype, x.shape, f"only the 2-norm is covered, got p={p}"
-        )
-    return reductions.vector_norm(x, 2, dim, keepdim, dtype=dtype)
+    """``torch.norm``'s overloads: a vector norm (p None is 2)."""
+    return reductions.vector_norm(x, 2 if p is None else p, dim, keepdim, dtype=dtype)
 
 
-def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
-    if ord != 2:
-        raise NotInvariantError(
-            "aten::linalg_vector_norm", x.dtype, x.shape, f"only ord=2 is covered, got ord={ord}"
-        )
-    return reductions.vector_norm(x, ord, dim, keepdim, dtype=dtype)
+def _renorm(x, p, dim, maxnorm):
+    """Each slice along ``dim`` scaled by ``maxnorm / (norm + 1e-7)`` where its p-norm
+    (float32, samebits' vector_norm over the other dims) exceeds ``maxnorm``, as torch."""
+    if not x.dtype.is_floating_point:
+        return NotImplemented
+    dims = [d for d in range(x.dim()) if d != dim % x.dim()]
+    n = reductions.vector_norm(x, p, dims, True, dtype=torch.float32)
+    factor = torch.where(n > maxnorm, float(maxnorm) / (n + 1e-7), 1.0)
+    return (x.float() * factor).to(x.dtype)
 
 
 _COVERED: dict[str, Callable] = {
@@ -142,6 +153,29 @@ _COVERED: dict[str, Callable] = {
     "matmul": matmul.matmul,
     "einsum": matmul.einsum,
     "_addmm_activation": _addmm_activation,
+    "_grouped_mm": grouped_mm.grouped_mm,
+    "histc": histogram.histc,
+    "cross_entropy_loss": losses.cross_entropy_loss,
+    "nll_loss_forward": losses.nll_loss_forward,
+    "nll_loss2d_forward": losses.nll_loss2d_forward,
+    "nll_loss_backward": losses.nll_loss_backward,
+    "nll_loss2d_backward": losses.nll_loss_backward,
+    **{
+        name: getattr(pointwise_losses, name)
+        for name in (
+            "mse_loss",
+            "huber_loss",
+            "smooth_l1_loss",
+            "binary_cross_entropy",
+            "binary_cross_entropy_with_logits",
+            "soft_margin_loss",
+            "mse_loss_backward",
+            "huber_loss_backward",
+            "smooth_l1_loss_backward",
+            "binary_cross_entropy_backward",
+            "soft_margin_loss_backward",
+        )  # fmt: skip
+    },
     "_softmax": softmax.softmax,
     "_log_softmax": softmax.log_softmax,
     "native_layer_norm": norms.native_layer_norm,
@@ -150,6 +184,7 @@ _COVERED: dict[str, Callable] = {
     "sum": _sum_default,
     "mean.dim": reductions.mean,
     "mean": _mean_default,
+    "nansum": reductions.nansum,
     "var.correction": lambda x, dim=None, *, correction=None, keepdim=False: reductions.var(
         x, dim, correction=_corr(correction), keepdim=keepdim
     ),
@@ -160,8 +195,26 @@ _COVERED: dict[str, Callable] = {
         reductions.var_mean(x, dim, correction=_corr(correction), keepdim=keepdim)
     ),
     "std_mean.correction": _std_mean,
-    "linalg_vector_norm": _vector_norm,
+    "linalg_vector_norm": reductions.vector_norm,
+    "linalg__powsum": reductions.powsum,
     "norm.ScalarOpt_dim": _norm_p,
+    "norm.Scalar": _norm_p,
+    "norm.ScalarOpt_dtype": _norm_p,
+    "norm.ScalarOpt_dim_dtype": _norm_p,
+    "dist": lambda a, b, p=2: reductions.vector_norm(a - b, p),
+    "renorm": _renorm,
+    "logsumexp": reductions.logsumexp,
+    "cdist": distances.cdist,
+    "_cdist_forward": distances.cdist,
+    "_cdist_backward": distances.cdist_backward,
+    "_euclidean_dist": distances.euclidean_dist,
+    "_embedding_bag": embedding_bag.embedding_bag,
+    "_embedding_bag_forward_only": embedding_bag.embedding_bag,
+    "_embedding_bag_backward": embedding_bag.embedding_bag_backward,
+    "grid_sampler_2d": grid_sample.grid_sampler,
+    "grid_sampler_3d": grid_sample.grid_sampler,
+    "affine_grid_generator": grid_sample.affine_grid_generator,
+    "_embedding_bag_per_sample_weights_backward": embedding_bag.per_sample_weights_backward,
     "scaled_dot_product_attention": attention.scaled_dot_product_attention,
     "convolution": conv.convolution,
     "_convolution": _convolution_full,
@@ -175,8 +228,20 @@ _COVERED: dict[str, Callable] = {
     ),
     "native_group_norm": channel_norms.native_group_norm,
     "_weight_norm_interface": channel_norms.weight_norm_interface,
+    "_softmax_backward_data": backward.softmax_backward_data,
+    "_log_softmax_backward_data": backward.log_softmax_backward_data,
+    "native_layer_norm_backward": backward.native_layer_norm_backward,
+    "embedding_dense_backward": backward.embedding_dense_backward,
+    "convolution_backward": conv_backward.convolution_backward,
     # randn and randn_like are composites: torch.empty(...).normal_()
     "normal_": pointwise.normal_,
+    "uniform_": pointwise.uniform_,
+    "multinomial": sampling.multinomial,
+    "div.Tensor_mode": divmode.div_mode,
+    "div.Scalar_mode": divmode.div_mode,
+    "floor_divide": divmode.floor_divide,
+    "floor_divide.Scalar": divmode.floor_divide,
+    "col2im": fold.col2im,
     "glu": _glu,
     "addr": _addr,
     "vdot": _vdot,
@@ -188,6 +253,8 @@ _COVERED: dict[str, Callable] = {
     "upsample_bilinear2d": resample.upsample_bilinear2d,
     "upsample_trilinear3d": resample.upsample_trilinear3d,
     "upsample_bicubic2d": resample.upsample_bicubic2d,
+    "_upsample_bilinear2d_aa": resample.upsample_bilinear2d_aa,
+    "_upsample_bicubic2d_aa": resample.upsample_bicubic2d_aa,
     "lstm.input": recurrent.lstm_input,
     "lstm.data": recurrent.lstm_data,
     "gru.input": recurrent.make("gru", packed=False),
@@ -255,6 +322,8 @@ _DENIED: dict[str, str] = {
     "native_norm": "use torch.linalg.vector_norm, which the mode covers",
     "native_norm.ScalarOpt_dim_dtype": "use torch.linalg.vector_norm, which the mode covers",
     "linalg_eigvals.out": "LAPACK-style factorizations block and thread their reductions; no invariant kernel",
+    "linalg_matrix_sqrth": "LAPACK-style factorizations block and thread their reductions; no invariant kernel",
+    "linalg_polar": "LAPACK-style factorizations block and thread their reductions; no invariant kernel",
     "adaptive_avg_pool2d.out": "call adaptive_avg_pool2d without out=, which the mode covers",
     "adaptive_avg_pool3d.out": "call adaptive_avg_pool3d without out=, which the mode covers",
     **dict.fromkeys(
@@ -272,7 +341,6 @@ _DENIED: dict[str, str] = {
             "binomial",
             "_standard_gamma",
             "_sample_dirichlet",
-            "multinomial",
             "rrelu_with_noise",
             "rrelu_with_noise_functional",
             "_philox_normal",
@@ -290,23 +358,13 @@ _DENIED: dict[str, str] = {
     "fbgemm_linear_quantize_weight": _QUANT_WHY,
     "prod": "a product's rounding depends on its order",
     "prod.dim_int": "a product's rounding depends on its order",
-    "nansum": "use torch.where(x.isnan(), 0, x).sum()",
-    "nanmean": "use a masked sum divided by a count",
-    "logsumexp": "write it as max + log(sum(exp(x - max))), which the mode covers",
-    "cumprod": "no invariant cumulative product",
     "logcumsumexp": "no invariant kernel",
     "trace": "use x.diagonal().sum()",
     "addbmm": "use baddbmm(...).sum(0) or bmm",
-    "_cdist_forward": "write the distance with matmul and sum",
     "_pdist_forward": "write the distance with matmul and sum",
-    "_embedding_bag": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
-    "nll_loss_forward": "loss reductions sum over the batch by definition",
-    "mse_loss": "loss reductions sum over the batch by definition",
     "_scaled_dot_product_flash_attention_for_cpu": "call scaled_dot_product_attention instead",
     "_masked_softmax": "reached inside torch's fused attention, which the mode replaces; "
     "use softmax with a -inf mask",
-    "_upsample_bilinear2d_aa": "no invariant antialiased resampling; use antialias=False",
-    "_upsample_bicubic2d_aa": "no invariant antialiased resampling; use antialias=False",
     "mkldnn_rnn_layer": "oneDNN's recurrent layer; reached through aten::lstm, which the mode "
     "covers: call nn.LSTM / torch.lstm",
     "_cholesky_solve_helper": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
@@ -335,14 +393,8 @@ _DENIED: dict[str, str] = {
     "linalg_solve_triangular": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
     "ormqr": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
     "triangular_solve": "LAPACK-style factorizations and solves block and thread their reductions; no invariant kernel",
-    "binary_cross_entropy": "loss reductions sum over the batch by definition",
-    "binary_cross_entropy_with_logits": "loss reductions sum over the batch by definition",
-    "huber_loss": "loss reductions sum over the batch by definition",
-    "smooth_l1_loss": "loss reductions sum over the batch by definition",
-    "soft_margin_loss": "loss reductions sum over the batch by definition",
     "multi_margin_loss": "loss reductions sum over the batch by definition",
     "multilabel_margin_loss_forward": "loss reductions sum over the batch by definition",
-    "nll_loss2d_forward": "loss reductions sum over the batch by definition",
     "_ctc_loss": "loss reductions sum over the batch by definition",
     "_ctc_loss.Tensor": "loss reductions sum over the batch by definition",
     "mkldnn_convolution": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
@@ -355,29 +407,15 @@ _DENIED: dict[str, str] = {
     "slow_conv_transpose3d": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
     "convolution_overrideable": "a convolution backend, reached through aten::convolution, which the mode covers: call F.conv*d",
     "conv_tbc": "no invariant kernel: use F.conv1d on (batch, channels, time)",
-    "col2im": "sums overlapping patches; no invariant kernel",
-    "index_add": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "index_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
-    "scatter_add": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "scatter.reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "scatter.value_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "scatter_reduce.two": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "_unsafe_masked_index_put_accumulate": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "segment_reduce": "accumulates floats into shared outputs in an order that depends on threads and indices",
     "embedding_renorm": "accumulates floats into shared outputs in an order that depends on threads and indices",
-    "_embedding_bag_forward_only": "sum/mean bags reduce in a thread-dependent order; use embedding + sum",
-    "_euclidean_dist": "write the distance with matmul and sum",
-    "dist": "use torch.linalg.vector_norm(a - b)",
-    "renorm": "no invariant kernel",
-    "linalg__powsum": "only the 2-norm is covered: use torch.linalg.vector_norm(x, 2)",
-    "norm.Scalar": "use torch.linalg.vector_norm(x, 2)",
-    "norm.ScalarOpt_dtype": "use torch.linalg.vector_norm(x, 2)",
-    "norm.ScalarOpt_dim_dtype": "use torch.linalg.vector_norm(x, 2, dim)",
     "_logcumsumexp": "no invariant kernel",
     "_compute_linear_combination": "no invariant kernel",
-    "affine_grid_generator": "a batched matmul of the base grid; no invariant kernel",
-    "grid_sampler_2d": "not checked for invariance; no invariant kernel",
-    "grid_sampler_3d": "not checked for invariance; no invariant kernel",
     "_grid_sampler_2d_cpu_fallback": "not checked for invariance; no invariant kernel",
     "_upsample_lanczos2d_aa": "no invariant antialiased resampling; use antialias=False",
     "_transform_bias_rescale_qkv": "reached inside torch's fused attention, which the mode replaces",
@@ -387,7 +425,7 @@ _DENIED: dict[str, str] = {
     "_dyn_quant_matmul_4bit": "a quantized matmul with float activations; no invariant kernel",
     "_scaled_mm": "no invariant float8 matmul",
     "_scaled_mm_v2": "no invariant float8 matmul",
-    "_grouped_mm": "no invariant grouped matmul: use bmm",
+    "_scaled_addmm": "no invariant float8 matmul",
     "quantized_lstm.input": "quantized recurrent layers: no invariant kernel",
     "quantized_lstm.data": "quantized recurrent layers: no invariant kernel",
     "quantized_lstm.input_legacy": "quantized recurrent layers: no invariant kernel",
@@ -409,20 +447,35 @@ _DENIED: dict[str, str] = {
     "polar": "complex outputs are outside the mode",
     "_sparse_addmm": "sparse tensors have no invariant kernel",
     "_sparse_sum.dim": "sparse tensors have no invariant kernel",
-    "_fft_r2c": "no invariant FFT",
-    "_fft_c2r": "no invariant FFT",
-    "_fft_c2c": "no invariant FFT",
+    **dict.fromkeys(
+        ("_fft_r2c", "_fft_c2r", "_fft_c2c"),
+        "no invariant FFT (pocketfft/MKL pick their radices and vector paths by size and "
+        "CPU), and complex results are outside the mode: compute a spectrogram outside "
+        "the mode, or as frames @ a real DFT matrix (cos and sin columns) with covered ops",
+    ),
 }
 
 
 def _accumulates(x, indices, values, accumulate=False, *_rest, **kw) -> bool:
-    return bool(kw.get("accumulate", accumulate)) and x.dtype.is_floating_point
+    """index_put(accumulate=True) sums floats only where two indexed positions coincide
+    (without that, each position gets x + one value: one rounding)."""
+    if not (bool(kw.get("accumulate", accumulate)) and x.dtype.is_floating_point):
+        return False
+    if isinstance(indices, torch.Tensor):  # put(): flat indices
+        return indices.numel() != indices.unique().numel()
+    idx = [i for i in indices if i is not None]
+    if not idx or any(i.dtype == torch.bool for i in idx):
+        return any(i.dtype != torch.bool for i in idx)  # masks pick each position once
+    if len([i for i in indices]) != len(idx):
+        return True  # sliced dims between indexed ones: do not reason about overlap
+    flat = torch.stack([i.reshape(-1) for i in torch.broadcast_tensors(*idx)])  # (k, n)
+    return flat.size(1) != torch.unique(flat, dim=1).size(1)
 
 
 # Ops that are a copy (invariant) in their common use and a float accumulation (order-
 # dependent for repeated indices) otherwise: native, or denied when the predicate holds.
 _ACCUMULATE_WHY = (
-    "accumulate=True sums floats at repeated indices in an order that depends on threads; "
+    "accumulate=True with repeated indices sums floats in an order that depends on threads; "
     "accumulate into a dense tensor with a covered op (e.g. one_hot @ values)"
 )
 
@@ -450,29 +503,34 @@ _RANGE_WHY = (
 )
 
 
-def _complex(*args, **kwargs) -> bool:
-    return any(isinstance(a, torch.Tensor) and a.dtype.is_complex for a in args)
+def _scatter_collides(x, dim, index, src, *_a, **_k) -> bool:
+    """Whether two source elements land on one output element (along ``dim``, within a
+    slice): only then does scatter_add sum floats, in an order torch's threads pick.
+    Without collisions each output is x + one source value: one rounding."""
+    if not (isinstance(x, torch.Tensor) and x.dtype.is_floating_point) or index.numel() == 0:
+        return False
+    if index.size(dim) == 1:
+        return False
+    s = index.sort(dim).values
+    return bool(s.diff(dim=dim).eq(0).any())
 
 
-_COMPLEX_WHY = (
-    "a complex product or quotient is several rounded operations, which torch fuses "
-    "differently at each dispatch level (measured: complex64 a * b and a / b differ "
-    "between ATEN_CPU_CAPABILITY=default and avx2); multiply the real and imaginary "
-    "parts as real tensors"
+def _index_add_collides(x, dim, index, source, *_a, alpha=1, **_k) -> bool:
+    """index_add sums floats where an index repeats (and scales by alpha)."""
+    if not (isinstance(x, torch.Tensor) and x.dtype.is_floating_point):
+        return False
+    return alpha != 1 or index.numel() != index.unique().numel()
+
+
+_COLLIDE_WHY = (
+    "its indices repeat, so it sums floats into one output in an order that depends on "
+    "threads and indices; accumulate into a dense tensor with a covered op "
+    "(e.g. one_hot(index).T @ values)"
 )
-
-
-def _not_unit_interval(x, low=0.0, high=1.0, *_a, **kw) -> bool:
-    low, high = kw.get("from", low), kw.get("to", high)
-    return x.dtype.is_floating_point and (float(low), float(high)) != (0.0, 1.0)
 
 
 def _add_relu_scaled(x, other, alpha=1, *_a, **_k) -> bool:
     return alpha != 1 and isinstance(x, torch.Tensor) and x.dtype.is_floating_point
-
-
-def _dynamic_scale(x, *_a, **_k) -> bool:
-    return isinstance(x, torch.Tensor) and x.dtype.is_floating_point
 
 
 _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
@@ -480,23 +538,8 @@ _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
     "_index_put_impl": (_accumulates, _ACCUMULATE_WHY),
     "_unsafe_index_put": (_accumulates, _ACCUMULATE_WHY),
     "put": (_accumulates, _ACCUMULATE_WHY),
-    **dict.fromkeys(
-        (
-            "mul.Tensor",
-            "mul.Scalar",
-            "div.Tensor",
-            "div.Scalar",
-            "div.Tensor_mode",
-            "div.Scalar_mode",
-        ),  # fmt: skip
-        (_complex, _COMPLEX_WHY),
-    ),
-    "uniform": (
-        _not_unit_interval,
-        "uniform_(a, b) scales the draw by (b - a) and adds a, which torch's kernels "
-        "contract into one fused multiply-add at some dispatch levels and not at others; "
-        "draw torch.rand (0 to 1) and scale it with covered ops",
-    ),
+    "scatter_add": (_scatter_collides, _COLLIDE_WHY),
+    "index_add": (_index_add_collides, _COLLIDE_WHY),
     **dict.fromkeys(
         (
             "arange",
@@ -560,11 +603,16 @@ _NAMESPACES: dict[str, tuple[str, str]] = {
         ("denied", "ONNX export's symbolic ops: run the model eagerly under the mode"),
     ),
     "flex_lib": ("denied", "flex attention internals: call scaled_dot_product_attention"),
+    "flex_gemm": ("denied", "compiled (flex) GEMM internals: run the model eagerly under the mode"),
     "_inductor_test": ("denied", "torch's own test ops"),
     "transformers": (
         "denied",
-        "transformers' own kernels (the grouped matmul fallback of its MoE layers) have no "
-        "invariant kernel",
+        "transformers' MoE fallback (grouped_mm_fallback: a loop of torch.mm, SEQ order, "
+        "where aten::_grouped_mm takes linear's order, so a token's bits would depend on "
+        "the path): transformers takes it only where torch._grouped_mm is unusable (torch "
+        "<= 2.10 with unaligned weights, or while compiling with non-bfloat16 weights); "
+        "with torch 2.13+ run eagerly, as the mode runs compiled models, it calls "
+        "aten::_grouped_mm, which the mode covers",
     ),
     "profiler": ("native", "records profiling events; no arithmetic"),
     "export": ("native", "torch.export's tensor-subclass plumbing; no arithmetic"),
@@ -827,9 +875,7 @@ def op_exists(name: str) -> bool:
 
 def all_ops() -> list[str]:
     """Every op the dispatcher knows now, in every namespace (``ns::name.overload``)."""
-    return sorted(
-        n if "." in n.partition("::")[2] else n for n in torch._C._dispatch_get_all_op_names()
-    )
+    return sorted(torch._C._dispatch_get_all_op_names())
 
 
 def covered_ops() -> dict[str, str]:
@@ -845,17 +891,10 @@ def covered_ops() -> dict[str, str]:
         "refused": lambda why: f"refused: {why}",
     }
     table = {}
-    for full in all_ops():
-        ns, _, rest = full.partition("::")
-        qual = full if "." in rest else f"{full}"
-        kind, why = classify(qual if "." in rest else qual)
-        table[_display(full)] = words[kind](why)
+    for full in all_ops():  # default overloads are named without a suffix (aten::mm)
+        kind, why = classify(full)
+        table[full] = words[kind](why)
     return dict(sorted(table.items()))
-
-
-def _display(full: str) -> str:
-    """``aten::add.Tensor``; the default overload without its suffix (``aten::mm``)."""
-    return full
 
 
 def refusal(qualname: str, args, hint: str | None = None) -> NotInvariantError:

@@ -9,6 +9,9 @@
    ``log_softmax`` of the float32 logits at each completion token's position.
 4. Compare with ``torch.equal``: at step 0 the importance ratio exp(trainer - sampler)
    is exactly 1 for every token, so on-policy training really is on-policy.
+5. The trainer takes a policy-gradient step on the group, still under the mode:
+   loss = -sum_i A_i sum_t ratio_it (group-normalized advantages A_i from a toy reward,
+   the sum of the completion's token ids), ``loss.backward()`` and one SGD step.
 
 Run: python docs/examples/rl_parity.py --model DIR [--dtype float32|bfloat16] [--n 4]
 Exit 0 when every group member is bitwise equal, 1 otherwise.
@@ -17,6 +20,7 @@ Exit 0 when every group member is bitwise equal, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import socket
@@ -79,10 +83,14 @@ def sample_group(port: int, n: int, max_tokens: int) -> dict:
     }
 
 
-def trainer_logprobs(model_dir: str, dtype: str, prompt: list[int], completions) -> list:
+def trainer_step(
+    model_dir: str, dtype: str, prompt: list[int], completions, sampler_logprobs
+) -> tuple[list, dict]:
     """The trainer's side (run in its own process): one forward over the group,
     right-padded into one batch, autograd on, under the mode; each completion token's
-    logprob from log_softmax of the float32 logits."""
+    logprob from log_softmax of the float32 logits. Then one policy-gradient step on
+    the group, under the mode. Returns the logprobs (before the step) and the step's
+    summary."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -104,14 +112,25 @@ def trainer_logprobs(model_dir: str, dtype: str, prompt: list[int], completions)
         for i, c in enumerate(completions):
             pos = torch.arange(len(prompt) - 1, len(prompt) + len(c) - 1)
             out.append(logprobs[i, pos, torch.tensor(c, dtype=torch.long)])
-        # TODO(issue 27, trainer part): the policy-gradient step goes here, under the
-        # mode, once the backward of every covered op runs under it (main's backward
-        # work), e.g. with per-choice advantages A:
-        #     ratio = torch.exp(lp - lp_sampler)  # exactly 1 at step 0, see main()
-        #     loss = -(A[i] * ratio).sum() for each choice i, summed
-        #     loss.backward(); optimizer.step(); optimizer.zero_grad()
+        # the policy-gradient step (a GRPO-like toy: reward = the sum of the token ids)
+        reward = torch.tensor([float(sum(c)) for c in completions])
+        adv = (reward - reward.mean()) / (reward.std() + 1e-6)  # (n,)
+        loss = torch.zeros(())
+        for i, lp in enumerate(out):
+            ratio = torch.exp(lp - torch.tensor(sampler_logprobs[i], dtype=torch.float32))
+            loss = loss - adv[i] * ratio.sum()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, foreach=False)
+        before = [p.detach().clone() for p in model.parameters()]
+        loss.backward()
+        grad_norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in model.parameters()
+                                   if p.grad is not None))  # fmt: skip
+        opt.step()
+        moved = sum(
+            not torch.equal(a, p.detach()) for a, p in zip(before, model.parameters(), strict=True)
+        )
     assert all(t.requires_grad for t in out)  # a training forward, not inference
-    return [t.detach().tolist() for t in out]
+    step = {"loss": float(loss.detach()), "grad_norm": float(grad_norm), "moved": moved}
+    return [t.detach().tolist() for t in out], step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             server.wait(60)
     ctx = multiprocessing.get_context("spawn")  # a fresh process: nothing shared with the server
     with ctx.Pool(1) as pool:
-        trainer = pool.apply(
-            trainer_logprobs, (args.model, args.dtype, group["prompt"], group["completions"])
+        trainer, step = pool.apply(
+            trainer_step,
+            (args.model, args.dtype, group["prompt"], group["completions"], group["logprobs"]),
         )
     equal = 0
     for k, (s, t) in enumerate(zip(group["logprobs"], trainer, strict=True)):
@@ -148,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             f"max |ratio - 1| = {float((ratio - 1).abs().max()) if len(s) else 0.0:.3g}"
         )
     print(f"{equal}/{len(trainer)} choices bitwise equal (group seed {group['seed']})")
-    return 0 if equal == len(trainer) else 1
+    ok = math.isfinite(step["grad_norm"]) and step["grad_norm"] > 0 and step["moved"] > 0
+    print(
+        f"policy-gradient step under the mode: loss {step['loss']:.4g}, "
+        f"grad norm {step['grad_norm']:.4g}, {step['moved']} parameter tensors updated"
+    )
+    return 0 if equal == len(trainer) and ok else 1
 
 
 if __name__ == "__main__":

@@ -16,14 +16,27 @@
    ops in its order. pw_<name> is each op's formula; its comment is the definition. */
 #include "sb_simd.h"
 #include "pointwise_math.h"
+#include "pointwise_trig.h"
+#include "pointwise_gamma.h"
 
 /* X(name, tensor operands, scalar parameters) */
 #define PW_OPS(X)                                                                                  \
-    X(exp, 1, 0) X(expm1, 1, 0) X(tanh, 1, 0) X(erf, 1, 0) X(erfc, 1, 0) X(log1p, 1, 0)           \
-    X(sigmoid, 1, 0) X(silu, 1, 0) X(gelu, 1, 0) X(gelu_tanh, 1, 0) X(rsqrt, 1, 0)               \
-    X(elu, 1, 3) X(softplus, 1, 2) X(mish, 1, 0) X(softshrink, 1, 1) X(sinh, 1, 0)               \
+    X(exp, 1, 0) X(expm1, 1, 0) X(tanh, 1, 0) X(erf, 1, 0) X(erfc, 1, 0) X(log1p, 1, 0)            \
+    X(sigmoid, 1, 0) X(silu, 1, 0) X(gelu, 1, 0) X(gelu_tanh, 1, 0) X(rsqrt, 1, 0)                 \
+    X(elu, 1, 3) X(softplus, 1, 2) X(mish, 1, 0) X(softshrink, 1, 1) X(sinh, 1, 0)                 \
     X(cosh, 1, 0) X(atanh, 1, 0)                                                                   \
-    X(add, 2, 1) X(rsub, 2, 1) X(addcmul, 3, 1) X(addcdiv, 3, 1) X(lerp, 3, 0)
+    X(add, 2, 1) X(rsub, 2, 1) X(addcmul, 3, 1) X(addcdiv, 3, 1) X(lerp, 3, 0)                     \
+    X(exp2, 1, 0) X(log, 1, 0) X(log2, 1, 0) X(log10, 1, 0) X(logsigmoid, 1, 0)                    \
+    X(hardswish, 1, 0) X(hardsigmoid, 1, 0) X(logit, 1, 1)                                         \
+    X(pow, 2, 0) X(logaddexp, 2, 0) X(logaddexp2, 2, 0) X(xlogy, 2, 0) X(xlog1py, 2, 0)            \
+    X(hypot, 2, 0) X(sin, 1, 0) X(cos, 1, 0) X(tan, 1, 0) X(asin, 1, 0) X(acos, 1, 0)              \
+    X(atan, 1, 0) X(asinh, 1, 0) X(acosh, 1, 0) X(sinc, 1, 0) X(atan2, 2, 0) X(erfinv, 1, 0)       \
+    X(lgamma, 1, 0) X(digamma, 1, 0)                                                               \
+    X(silu_backward, 2, 0) X(gelu_backward, 2, 0) X(gelu_tanh_backward, 2, 0)                        \
+    X(sigmoid_backward, 2, 0) X(tanh_backward, 2, 0) X(softplus_backward, 2, 2)                      \
+    X(elu_backward, 2, 4) X(logsigmoid_backward, 2, 0) X(hardswish_backward, 2, 0)                   \
+    X(hardsigmoid_backward, 2, 0) X(mish_backward, 2, 0) X(logit_backward, 2, 1)                     \
+    X(normal, 2, 2) X(mul, 2, 0) X(div, 2, 0) X(sqrt, 1, 0) X(fmax, 2, 0) X(fmin, 2, 0)
 
 /* ---- formulas (a, b, c: the tensor operands; p: the scalar parameters as float32) */
 
@@ -39,10 +52,8 @@ VAI vfn pw_erf(vfn a, vfn b, vfn c, const float *p) {
 VAI vfn pw_erfc(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_erfc(a); }
 VAI vfn pw_log1p(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_log1p(a); }
 /* sigmoid(x) = 1 / (1 + exp(-x)) */
-VAI vfn pw_sigmoid(vfn a, vfn b, vfn c, const float *p) {
-    (void)b, (void)c, (void)p;
-    return n_div(CF(1.0f), n_add(CF(1.0f), m_exp(n_neg(a))));
-}
+VAI vfn m_sigmoid(vfn x) { return n_div(CF(1.0f), n_add(CF(1.0f), m_exp(n_neg(x)))); }
+VAI vfn pw_sigmoid(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_sigmoid(a); }
 /* silu(x) = x / (1 + exp(-x)) */
 VAI vfn pw_silu(vfn a, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
@@ -133,6 +144,412 @@ VAI vfn pw_lerp(vfn a, vfn b, vfn w, const float *p) {
     return n_sel(n_lt(n_abs(w), CF(0.5f)), lo, hi);
 }
 
+/* ---- exponentials and logarithms (pointwise_math.h: m_log2_df, m_exp2_df) */
+/* exp2(x) = 2^x */
+VAI vfn pw_exp2(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return m_exp2_df(a, CF(0.0f));
+}
+/* log_b(x) = k log_b(2) + ln m log_b(e) in double-float (m_ln_mant, m_log_b), rounded once */
+#define PW_LOG(name, base)                                                                         \
+    VAI vfn pw_##name(vfn a, vfn b, vfn c, const float *p) {                                       \
+        (void)b, (void)c, (void)p;                                                                 \
+        vfn k;                                                                                     \
+        vdf lnm = m_ln_mant(a, CF(0.0f), 0, 0, &k);                                                   \
+        return m_log_special(a, df_round(m_log_b(k, lnm, base)));                                 \
+    }
+PW_LOG(log, LOG_E)
+PW_LOG(log2, LOG_2)
+PW_LOG(log10, LOG_10)
+#undef PW_LOG
+/* x ln(xh + xl) as x ln_hi + x ln_lo, one fma (x ln_hi where that is infinite); xh's log
+   special values where xh is not positive and finite (xlogy, xlog1py) */
+VAI vfn m_x_ln(vfn x, vfn xh, vfn xl) {
+    vdf l = df_norm(m_ln_df(xh, xl, 1));
+    vmn fin = m_andn(n_gt(xh, CF(0.0f)), n_lt(xh, CF(INFINITY)));
+    vfn h = m_log_special(xh, l.hi), p = n_mul(x, h);
+    vfn r = n_fma(x, h, n_mul(x, n_sel(fin, l.lo, CF(0.0f))));
+    return n_sel(n_eq(n_abs(p), CF(INFINITY)), p, r);
+}
+/* xlogy(x, y) = y NaN ? NaN : (x == 0 ? 0 : x log y) */
+VAI vfn pw_xlogy(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn r = n_sel(n_eq(a, CF(0.0f)), CF(0.0f), m_x_ln(a, b, CF(0.0f)));
+    return n_sel(n_isnan(b), b, r);
+}
+/* xlog1py(x, y) = y NaN ? NaN : (x == 0 ? 0 : x log(1 + y)), 1 + y as an exact hi + lo;
+   x y for |y| < 2^-60 (log1p(y) = y there, and y would underflow inside ln) */
+VAI vfn pw_xlog1py(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vdf u = df_two_sum(CF(1.0f), b);
+    vmn lin = m_orn(n_eq(b, CF(INFINITY)), n_lt(n_abs(b), CF(0x1p-60f)));
+    vfn r = n_sel(lin, n_mul(a, b), m_x_ln(a, u.hi, u.lo));
+    r = n_sel(n_eq(a, CF(0.0f)), CF(0.0f), r);
+    return n_sel(n_isnan(b), b, r);
+}
+/* logit(x; eps) = log(z / (1 - z)), z = x clamped to [eps, 1 - eps] when eps >= 0 (torch's
+   x < lo ? lo : (x > hi ? hi : x), hi = 1 - eps in float32); the quotient in
+   double-float, so logit is accurate near x = 1/2 */
+VAI vfn pw_logit(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c;
+    if (p[0] >= 0.0f) {
+        vfn lo = CF(p[0]), hi = CF(1.0f - p[0]);
+        a = n_sel(n_lt(a, lo), lo, n_sel(n_gt(a, hi), hi, a));
+    }
+    vdf q = df_div(df_make(a, CF(0.0f)), df_two_sum(CF(1.0f), n_neg(a)));
+    return m_log_special(q.hi, df_round(m_ln_df(q.hi, q.lo, 1)));
+}
+/* min(x, 0) - ln(1 + e) for e = exp(-|x|) or m + log_b(1 + e) for e = b^-|a - b|: the log
+   in double-float (m_log1p_b), the sum rounded once; m where m is infinite */
+VAI vfn m_plus_log1p(vfn m, vdf l) {
+    return n_sel(n_eq(n_abs(m), CF(INFINITY)), m, df_round(df_acc(l, m)));
+}
+/* logsigmoid(x) = min(x, 0) - log1p(exp(-|x|))  (torch's formula; the log1p in
+   double-float, so only exp's rounding and the final one remain) */
+VAI vfn pw_logsigmoid(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn m = n_sel(n_lt(a, CF(0.0f)), a, CF(0.0f));
+    vfn r = m_plus_log1p(m, df_neg(m_log1p_b(m_exp(n_neg(n_abs(a))), LOG_E)));
+    return n_sel(n_isnan(a), a, r);
+}
+/* clamp(x + 3, 0, 6): compares and selects, NaN kept */
+VAI vfn m_relu6_shift3(vfn a) {
+    vfn t = n_add(a, CF(3.0f));
+    t = n_sel(n_lt(t, CF(0.0f)), CF(0.0f), t);
+    return n_sel(n_gt(t, CF(6.0f)), CF(6.0f), t);
+}
+/* hardswish(x) = (x clamp(x + 3, 0, 6)) / 6 */
+VAI vfn pw_hardswish(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return n_div(n_mul(a, m_relu6_shift3(a)), CF(6.0f));
+}
+/* hardsigmoid(x) = clamp(x + 3, 0, 6) / 6 */
+VAI vfn pw_hardsigmoid(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return n_div(m_relu6_shift3(a), CF(6.0f));
+}
+/* pow(x, y), one formula for every form (tensor or scalar exponent or base), C99 Annex F:
+   |x|^y = exp2(y log2|x|) with log2 and the product in double-float; negative x: odd
+   integer y negates, non-integer y gives NaN (finite x); then, per element,
+   y = 2: x x, 3: (x x) x, 1: x, -1: 1 / x, -2: 1 / (x x), 0.5: sqrt|x|, -0.5: 1 / sqrt|x|
+   (|x| so that pow(-0, .5) = +0 and pow(-inf, .5) = +inf as C99 says; torch's scalar-exponent
+   path gives sqrt's -0 and NaN there), y = 0 or x = 1: 1 (even for NaN), x = -1 and
+   y = +-inf: 1. As in torch's scalar-exponent path, pow(x, -2) = 1 / (x x) is 0 once x x
+   overflows (|x| > 1.8e19), where the exact value would be subnormal. */
+VAI vfn pw_pow(vfn x, vfn y, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn ax = n_abs(x);
+    vdf l = m_log2_df(ax);
+    vmn fin = m_andn(n_gt(ax, CF(0.0f)), n_lt(ax, CF(INFINITY)));
+    l = df_make(m_log_special(ax, l.hi), n_sel(fin, l.lo, CF(0.0f)));
+    vdf t = df_two_prod(y, l.hi);
+    t.lo = n_fma(y, l.lo, t.lo);
+    vfn r = m_exp2_df(t.hi, t.lo);
+    vmn yint = n_eq(n_trunc(y), y);                                /* +-inf count as even */
+    vfn hy = n_mul(y, CF(0.5f));
+    vmn yodd = m_andn(yint, n_ne(n_trunc(hy), hy));
+    vmn xneg = ni_gt(ni_set1(0), n_bits(x));                        /* sign bit, -0 included */
+    r = n_sel(m_andn(xneg, yodd), n_neg(r), r);
+    vfn x2 = n_mul(x, x), sq = n_sqrt(ax);
+    r = n_sel(n_eq(y, CF(2.0f)), x2, r);
+    r = n_sel(n_eq(y, CF(3.0f)), n_mul(x2, x), r);
+    r = n_sel(n_eq(y, CF(1.0f)), x, r);
+    r = n_sel(n_eq(y, CF(-1.0f)), n_div(CF(1.0f), x), r);
+    r = n_sel(n_eq(y, CF(-2.0f)), n_div(CF(1.0f), x2), r);
+    r = n_sel(n_eq(y, CF(0.5f)), sq, r);
+    r = n_sel(n_eq(y, CF(-0.5f)), n_div(CF(1.0f), sq), r);
+    vmn negfin = m_andn(n_lt(x, CF(0.0f)), n_gt(x, CF(-INFINITY)));
+    r = n_sel(m_andn(negfin, m_notn(yint)), CF(NAN), r);
+    vmn one = m_orn(n_eq(y, CF(0.0f)), n_eq(x, CF(1.0f)));
+    one = m_orn(one, m_andn(n_eq(x, CF(-1.0f)), n_eq(n_abs(y), CF(INFINITY))));
+    return n_sel(one, CF(1.0f), r);
+}
+/* max(a, b) by compare and select, and torch's a == b == +-inf case of logaddexp */
+VAI vfn m_max_sel(vfn a, vfn b) { return n_sel(n_gt(a, b), a, b); }
+VAI vmn m_same_inf(vfn a, vfn b) { return m_andn(n_eq(a, b), n_eq(n_abs(a), CF(INFINITY))); }
+/* logaddexp(a, b) = a == b == +-inf ? a : max(a, b) + log1p(exp(-|a - b|)), the log1p in
+   double-float and the sum rounded once; NaN in, NaN out */
+VAI vfn pw_logaddexp(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn r = m_plus_log1p(m_max_sel(a, b), m_log1p_b(m_exp(n_neg(n_abs(n_sub(a, b)))), LOG_E));
+    r = n_sel(n_unord(a, b), CF(NAN), r);
+    return n_sel(m_same_inf(a, b), a, r);
+}
+/* logaddexp2(a, b) = a == b == +-inf ? a : max(a, b) + log2(1 + exp2(-|a - b|)), the log2 in
+   double-float (torch: log1p(exp2(.)) / ln 2) and the sum rounded once */
+VAI vfn pw_logaddexp2(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn e = m_exp2_df(n_neg(n_abs(n_sub(a, b))), CF(0.0f));
+    vfn r = m_plus_log1p(m_max_sel(a, b), m_log1p_b(e, LOG_2));
+    r = n_sel(n_unord(a, b), CF(NAN), r);
+    return n_sel(m_same_inf(a, b), a, r);
+}
+/* hypot(a, b) = sqrt(a^2 + b^2), the squares and their sum in double-float after scaling
+   both by 2^k (k = 127 - the larger's exponent field, in two exact factors: the larger
+   lands in [1, 2), or above 2^-23 if subnormal), so nothing overflows or underflows that
+   matters, then by 2^-k; +inf if either is infinite (even with a NaN), else NaN if either
+   is NaN */
+VAI vfn pw_hypot(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn ax = n_abs(a), ay = n_abs(b);
+    vmn xbig = n_gt(ax, ay);
+    vfn hi = n_sel(xbig, ax, ay), lo = n_sel(xbig, ay, ax);
+    vin k = ni_sub(ni_set1(127), ni_srl(n_bits(hi), 23)), k1 = ni_sra(k, 1), k2 = ni_sub(k, k1);
+    vfn s1 = n_pow2i(k1), s2 = n_pow2i(k2);
+    hi = n_mul(n_mul(hi, s1), s2), lo = n_mul(n_mul(lo, s1), s2);
+    vdf r = df_sqrt(df_add(df_two_prod(hi, hi), df_two_prod(lo, lo)));
+    vfn u1 = n_pow2i(ni_sub(ni_set1(0), k1)), u2 = n_pow2i(ni_sub(ni_set1(0), k2));
+    vfn h = df_round(df_make(n_mul(n_mul(r.hi, u1), u2), n_mul(n_mul(r.lo, u1), u2)));
+    h = n_sel(n_eq(hi, CF(0.0f)), CF(0.0f), h);
+    h = n_sel(n_unord(a, b), CF(NAN), h);
+    return n_sel(m_orn(n_eq(ax, CF(INFINITY)), n_eq(ay, CF(INFINITY))), CF(INFINITY), h);
+}
+
+/* ---- trigonometric (pointwise_trig.h) */
+/* NaN where x is +-inf or NaN, else y */
+VAI vfn m_finite_or_nan(vfn x, vfn y) { return n_sel(n_lt(n_abs(x), CF(INFINITY)), y, CF(NAN)); }
+/* sin(x): x = q pi/2 + r (m_rem_pio2), sin x = +-sin r or +-cos r by q (m_sin_q), rounded
+   once; sin(+-0) = +-0 */
+VAI vfn pw_sin(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn q;
+    vdf r = m_rem_pio2(a, &q), s, co;
+    m_sincos(r, &s, &co);
+    vfn y = n_sel(n_eq(a, CF(0.0f)), a, df_round(m_sin_q(s, co, q)));
+    return m_finite_or_nan(a, y);
+}
+/* cos(x): as sin, with m_cos_q */
+VAI vfn pw_cos(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn q;
+    vdf r = m_rem_pio2(a, &q), s, co;
+    m_sincos(r, &s, &co);
+    return m_finite_or_nan(a, df_round(m_cos_q(s, co, q)));
+}
+/* tan(x) = sin r / cos r (q even) or -cos r / sin r (q odd), the quotient in double-float,
+   rounded once; tan(+-0) = +-0 */
+VAI vfn pw_tan(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn q;
+    vdf r = m_rem_pio2(a, &q), s, co;
+    m_sincos(r, &s, &co);
+    vmn odd = m_orn(n_eq(q, CF(1.0f)), n_eq(q, CF(3.0f)));
+    s = df_norm(s), co = df_norm(co);
+    vdf t = df_div(df_sel(odd, co, s), df_sel(odd, s, co));
+    vfn y = df_round(df_sel(odd, df_neg(t), t));
+    return m_finite_or_nan(a, n_sel(n_eq(a, CF(0.0f)), a, y));
+}
+/* sinc(x) = sin(pi x) / (pi x), sin(pi x) after the exact reduction m_rem_half, the
+   quotient in double-float; 1 for |x| < 2^-14 (1 - (pi x)^2/6 rounds to 1), 0 for
+   |x| >= 2^24 (integers), NaN at +-inf */
+VAI vfn pw_sinc(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn q;
+    vdf r = m_rem_half(a, &q), s, co;
+    m_sincos(r, &s, &co);
+    vfn y = df_round(df_div(df_norm(m_sin_q(s, co, q)), df_mul_f(DF_PI, a)));
+    y = n_sel(n_ge(n_abs(a), CF(0x1p24f)), CF(0.0f), y);
+    return m_finite_or_nan(a, n_sel(n_lt(n_abs(a), CF(0x1p-14f)), CF(1.0f), y));
+}
+/* asin(x) = sign(x) (|x| <= 1/2 ? asin t : pi/2 - 2 asin t), t from m_asin_t */
+VAI vfn pw_asin(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn ax = n_abs(a);
+    vmn big = n_gt(ax, CF(0.5f));
+    vfn y = m_pi4_plus(n_sel(big, CF(2.0f), CF(0.0f)), n_sel(big, CF(-2.0f), CF(1.0f)), m_asin_t(ax, big));
+    return n_copysign(y, a);
+}
+/* acos(x) = |x| <= 1/2: pi/2 - sign(x) asin t; x > 1/2: 2 asin t; x < -1/2: pi - 2 asin t */
+VAI vfn pw_acos(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn ax = n_abs(a);
+    vmn big = n_gt(ax, CF(0.5f)), neg = n_lt(a, CF(0.0f));
+    vfn k = n_sel(big, n_sel(neg, CF(4.0f), CF(0.0f)), CF(2.0f));
+    vfn g = n_sel(big, n_sel(neg, CF(-2.0f), CF(2.0f)), n_sel(neg, CF(1.0f), CF(-1.0f)));
+    return m_pi4_plus(k, g, m_asin_t(ax, big));
+}
+/* atan(x) = atan2(x, 1) */
+VAI vfn pw_atan(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    return m_atan2(a, CF(1.0f));
+}
+/* atan2(y, x): m_atan2 (C99 Annex F signed zeros and infinities) */
+VAI vfn pw_atan2(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    return m_atan2(a, b);
+}
+/* ln(w) + (big ? ln 2 : 0) for w = hi + lo, rounded once (asinh, acosh) */
+VAI vfn m_ln_plus_ln2(vdf w, vmn big) {
+    vdf l = m_ln_df(w.hi, w.lo, 1);
+    return df_round(df_sel(big, df_add(l, DF_LN2), l));
+}
+/* asinh(x) = sign(x) ln(a + sqrt(a^2 + 1)), a = |x|, the argument in double-float;
+   a > 2^12: ln(a) + ln 2 (the dropped 1/(4a^2) is below 2^-26 of it); a < 2^-12: a
+   (the dropped a^3/6 is below 2^-25 of it); +-inf and NaN kept */
+VAI vfn pw_asinh(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vfn ax = n_abs(a);
+    vmn huge = n_gt(ax, CF(0x1p12f));
+    vfn as = n_sel(huge, CF(1.0f), ax);
+    vdf sq = df_two_prod(as, as), w2 = df_two_sum(CF(1.0f), sq.hi);
+    w2.lo = n_add(w2.lo, sq.lo);
+    vdf rt = df_sqrt(w2), w = df_two_sum(as, rt.hi);
+    w.lo = n_add(w.lo, rt.lo);
+    vfn y = m_ln_plus_ln2(df_sel(huge, df_make(ax, CF(0.0f)), w), huge);
+    y = n_sel(n_lt(ax, CF(0x1p-12f)), ax, n_sel(n_eq(ax, CF(INFINITY)), ax, y));
+    return n_sel(n_isnan(a), a, n_copysign(y, a));
+}
+/* acosh(x) = ln(x + sqrt((x - 1)(x + 1))), x - 1 exact, the rest in double-float;
+   x > 2^12: ln(x) + ln 2; NaN below 1, +inf at +inf */
+VAI vfn pw_acosh(vfn a, vfn b, vfn c, const float *p) {
+    (void)b, (void)c, (void)p;
+    vmn huge = n_gt(a, CF(0x1p12f));
+    vfn xs = n_sel(huge, CF(2.0f), a);
+    vdf rt = df_sqrt(df_mul_f(df_two_sum(xs, CF(1.0f)), n_sub(xs, CF(1.0f))));
+    vdf w = df_two_sum(xs, rt.hi);
+    w.lo = n_add(w.lo, rt.lo);
+    vfn y = m_ln_plus_ln2(df_sel(huge, df_make(a, CF(0.0f)), w), huge);
+    y = n_sel(n_eq(a, CF(INFINITY)), a, y);
+    return n_sel(n_ge(a, CF(1.0f)), y, CF(NAN));
+}
+
+/* ---- special functions (pointwise_gamma.h) */
+VAI vfn pw_erfinv(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_erfinv(a); }
+VAI vfn pw_lgamma(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_lgamma(a); }
+VAI vfn pw_digamma(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_digamma(a); }
+
+/* ---- backward ops: a = the incoming gradient g, b = the forward input x (or output y).
+   Each is torch's derivative formula (aten/src/ATen/native/cpu/Activation.cpp,
+   BinaryOpsKernel.cpp) in the same order of operations, over the engine's own exp, tanh,
+   erfc and softplus, so it is the derivative of the engine's forward formula. Where
+   torch's vector body and scalar tail disagree (NaN or -0 inputs), the vector body's
+   choice is taken unless noted. */
+/* silu_backward(g, x) = (g s)(1 + x (1 - s)), s = sigmoid(x) */
+VAI vfn pw_silu_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn s = m_sigmoid(x);
+    return n_mul(n_mul(g, s), n_add(CF(1.0f), n_mul(x, n_sub(CF(1.0f), s))));
+}
+/* gelu_backward(g, x) = g (cdf + x pdf), cdf = 0.5 erfc(-x / sqrt 2) (pw_gelu's form),
+   pdf = (1 / sqrt(2 pi)) exp((x x) (-1/2)) */
+VAI vfn pw_gelu_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn cdf = n_mul(CF(0.5f), m_erfc(n_mul(x, CF(-0.707106781f))));
+    vfn pdf = n_mul(CF(0.398942280f), m_exp(n_mul(n_mul(x, x), CF(-0.5f))));
+    return n_mul(g, n_add(cdf, n_mul(x, pdf)));
+}
+/* gelu_tanh_backward(g, x) = g (0.5 (1 + t) + ((0.5 x)(1 - t t)) k (1 + 0.134145 x x)),
+   t = tanh(u), u and k = 0.797884561 as in pw_gelu_tanh (0.134145 = 3 * 0.044715) */
+VAI vfn pw_gelu_tanh_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn x2 = n_mul(x, x);
+    vfn t = m_tanh(n_mul(CF(0.797884561f), n_fma(n_mul(CF(0.044715f), x), x2, x)));
+    vfn left_d = n_mul(CF(0.5f), n_add(CF(1.0f), t));
+    vfn inner_d = n_mul(CF(0.797884561f), n_add(CF(1.0f), n_mul(CF(0.134145f), x2)));
+    vfn right_d = n_mul(n_mul(n_mul(CF(0.5f), x), n_sub(CF(1.0f), n_mul(t, t))), inner_d);
+    return n_mul(g, n_add(left_d, right_d));
+}
+/* sigmoid_backward(g, y) = (g (1 - y)) y */
+VAI vfn pw_sigmoid_backward(vfn g, vfn y, vfn c, const float *p) {
+    (void)c, (void)p;
+    return n_mul(n_mul(g, n_sub(CF(1.0f), y)), y);
+}
+/* tanh_backward(g, y) = g fma(-y, y, 1): 1 - y^2 rounded once (torch's AVX2 build contracts
+   it to the same fma) */
+VAI vfn pw_tanh_backward(vfn g, vfn y, vfn c, const float *p) {
+    (void)c, (void)p;
+    return n_mul(g, n_fma(n_neg(y), y, CF(1.0f)));
+}
+/* softplus_backward(g, x; beta, threshold) = x beta > threshold ? g : (g z) / (z + 1),
+   z = exp(x beta) */
+VAI vfn pw_softplus_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c;
+    vfn xb = n_mul(x, CF(p[0])), z = m_exp(xb);
+    return n_sel(n_gt(xb, CF(p[1])), g, n_div(n_mul(g, z), n_add(z, CF(1.0f))));
+}
+/* elu_backward(g, v; alpha, scale, input_scale, is_result), negcoef = alpha scale (in
+   float32, as torch): v > 0 ? g scale :
+   is_result ? (g input_scale)(v + negcoef) : ((g input_scale) negcoef) exp(v input_scale) */
+VAI vfn pw_elu_backward(vfn g, vfn v, vfn c, const float *p) {
+    (void)c;
+    vfn neg = CF(p[0] * p[1]), gi = n_mul(g, CF(p[2]));
+    vfn inner = p[3] != 0.0f ? n_mul(gi, n_add(v, neg)) : n_mul(n_mul(gi, neg), m_exp(n_mul(v, CF(p[2]))));
+    return n_sel(n_gt(v, CF(0.0f)), n_mul(g, CF(p[1])), inner);
+}
+/* logsigmoid_backward(g, x) = (m - s z / (1 + z)) g, z = exp(-|x|), m = x < 0 ? 1 : 0,
+   s = x < 0 ? 1 : -1 */
+VAI vfn pw_logsigmoid_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vmn neg = n_lt(x, CF(0.0f));
+    vfn z = m_exp(n_neg(n_abs(x)));
+    vfn d = n_sub(n_sel(neg, CF(1.0f), CF(0.0f)), n_mul(n_sel(neg, CF(1.0f), CF(-1.0f)), n_div(z, n_add(CF(1.0f), z))));
+    return n_mul(d, g);
+}
+/* hardswish_backward(g, x) = x <= -3 ? 0 : (x >= 3 ? g : g (x / 3 + 1/2)) */
+VAI vfn pw_hardswish_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn mid = n_mul(g, n_add(n_div(x, CF(3.0f)), CF(0.5f)));
+    return n_sel(n_le(x, CF(-3.0f)), CF(0.0f), n_sel(n_ge(x, CF(3.0f)), g, mid));
+}
+/* hardsigmoid_backward(g, x) = -3 < x < 3 ? g (1/6 in float32) : 0 */
+VAI vfn pw_hardsigmoid_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vmn in = m_andn(n_gt(x, CF(-3.0f)), n_lt(x, CF(3.0f)));
+    return n_sel(in, n_mul(g, CF(1.0f / 6.0f)), CF(0.0f));
+}
+/* mish_backward(g, x) = g (t + (x s)(1 - t t)), s = sigmoid(x), t = tanh(softplus(x)) with
+   pw_mish's softplus (beta 1, threshold 20) */
+VAI vfn pw_mish_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn s = m_sigmoid(x), t = m_tanh(m_softplus(x, 1.0f, 20.0f));
+    return n_mul(g, n_add(t, n_mul(n_mul(x, s), n_sub(CF(1.0f), n_mul(t, t)))));
+}
+/* logit_backward(g, x; eps) = g / (x (1 - x)) inside the domain, which is [0, 1] for
+   eps < 0 (NaN outside) and [eps, 1 - eps] for eps >= 0 (0 outside); a NaN x gives NaN
+   (torch's scalar tail; its vector body gives 0 when eps >= 0), and x = -0 gives
+   g / -0 (torch's scalar tail has g * inf there) */
+VAI vfn pw_logit_backward(vfn g, vfn x, vfn c, const float *p) {
+    (void)c;
+    vfn d = n_div(g, n_mul(x, n_sub(CF(1.0f), x)));
+    float lo = p[0] < 0.0f ? 0.0f : p[0], hi = p[0] < 0.0f ? 1.0f : 1.0f - p[0];
+    vmn out = m_orn(n_lt(x, CF(lo)), n_gt(x, CF(hi)));
+    return n_sel(out, CF(p[0] < 0.0f ? NAN : 0.0f), d);
+}
+
+/* normal(u1, u2; mean, std) = fma(sqrt(-2 log(1 - u1)) * cos(6.28318548 u2), std, mean):
+   Box-Muller on two uniform draws in [0, 1) (1 - u1 is exact, in (0, 1]); samebits'
+   normal_ draws u1 and u2 with torch's uniform_ */
+VAI vfn pw_normal(vfn a, vfn b, vfn c, const float *p) {
+    vfn r = n_sqrt(n_mul(CF(-2.0f), pw_log(n_sub(CF(1.0f), a), b, c, p)));
+    vfn t = pw_cos(n_mul(CF(6.28318548f), b), b, c, p);
+    return n_fma(n_mul(r, t), CF(p[1]), CF(p[0]));
+}
+
+/* mul(a, b) = a * b and div(a, b) = a / b in float32 (for bfloat16 and float16 results
+   with a scalar operand: the scalar rounded to float32, as every form of the op takes it,
+   and the result rounded once) */
+/* sqrt(x), correctly rounded (torch 2.13's float32 sqrt on CPU is not: about 16% of
+   values in [0, 10) are 1 ulp off, measured) */
+VAI vfn pw_sqrt(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return n_sqrt(a); }
+/* fmax(a, b), fmin(a, b): IEEE-754's maximumNumber and minimumNumber: a NaN operand
+   gives the other, +0 counts as greater than -0 (torch's own pick a zero's sign by
+   dtype, dispatch level and position in the vector loop, measured) */
+VAI vmn m_signbit(vfn a) { return n_lt(n_copysign(CF(1.0f), a), CF(0.0f)); }
+VAI vfn pw_fmax(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn tie = n_sel(m_signbit(a), b, a);
+    vfn m = n_sel(n_gt(a, b), a, n_sel(n_gt(b, a), b, tie));
+    return n_sel(n_isnan(b), a, n_sel(n_isnan(a), b, m));
+}
+VAI vfn pw_fmin(vfn a, vfn b, vfn c, const float *p) {
+    (void)c, (void)p;
+    vfn tie = n_sel(m_signbit(a), a, b);
+    vfn m = n_sel(n_lt(a, b), a, n_sel(n_lt(b, a), b, tie));
+    return n_sel(n_isnan(b), a, n_sel(n_isnan(a), b, m));
+}
+VAI vfn pw_mul(vfn a, vfn b, vfn c, const float *p) { (void)c, (void)p; return n_mul(a, b); }
+VAI vfn pw_div(vfn a, vfn b, vfn c, const float *p) { (void)c, (void)p; return n_div(a, b); }
+
 /* ---- the driver */
 enum {
 #define PW_ENUM(name, n, k) PW_##name,
@@ -166,29 +583,39 @@ SB_API i64 SB_FN(sb_pw_ops)(char *buf, i64 cap) {
 /* NaN -> the canonical quiet NaN, every other value unchanged */
 VAI vfn pw_canon(vfn y) { return n_sel(n_isnan(y), n_from_bits(ni_set1(0x7fc00000)), y); }
 
-/* op on m <= PW_BLK float32 elements: o[i] = op(a[i], b[i], c[i]) */
-static void pw_block(int op, const float *a, const float *b, const float *c, float *o, int m,
-                     const float *p) {
-    int i = 0;
-    switch (op) {
-#define PW_CASE(name, n, k)                                                                        \
-    case PW_##name:                                                                                \
-        for (; i + VNW <= m; i += VNW) {                                                             \
+/* pw_run_<name>: the op on m float32 elements, m a multiple of the bundle width */
+#define PW_RUN(name, n, k)                                                                         \
+    static void pw_run_##name(const float *a, const float *b, const float *c, float *o, int m,    \
+                              const float *p) {                                                    \
+        for (int i = 0; i < m; i += VNW) {                                                         \
             vfn x = n_load(a + i), y = n > 1 ? n_load(b + i) : x, z = n > 2 ? n_load(c + i) : x;   \
             n_store(o + i, pw_canon(pw_##name(x, y, z, p)));                                       \
         }                                                                                          \
-        if (i < m) { /* the tail through the same body, padded with zeros */                     \
-            float ta[VNW] = {0}, tb[VNW] = {0}, tc[VNW] = {0}, to[VNW];                                \
-            memcpy(ta, a + i, (size_t)(m - i) * 4);                                                \
-            if (n > 1) memcpy(tb, b + i, (size_t)(m - i) * 4);                                     \
-            if (n > 2) memcpy(tc, c + i, (size_t)(m - i) * 4);                                     \
-            vfn x = n_load(ta), y = n_load(tb), z = n_load(tc);                                    \
-            n_store(to, pw_canon(pw_##name(x, y, z, p)));                                          \
-            memcpy(o + i, to, (size_t)(m - i) * 4);                                                \
-        }                                                                                          \
-        break;
-        PW_OPS(PW_CASE)
-#undef PW_CASE
+    }
+PW_OPS(PW_RUN)
+#undef PW_RUN
+
+typedef void (*pw_run_fn)(const float *, const float *, const float *, float *, int, const float *);
+static const pw_run_fn pw_run[] = {
+#define PW_PTR(name, n, k) pw_run_##name,
+    PW_OPS(PW_PTR)
+#undef PW_PTR
+};
+
+/* op on m <= PW_BLK float32 elements: o[i] = op(a[i], b[i], c[i]); the tail runs through
+   the same body, padded with zeros */
+static void pw_block(int op, const float *a, const float *b, const float *c, float *o, int m,
+                     const float *p) {
+    int full = m - m % VNW;
+    if (full) pw_run[op](a, b, c, o, full, p);
+    if (full < m) {
+        int t = m - full, n = pw_arity[op];
+        float ta[VNW] = {0}, tb[VNW] = {0}, tc[VNW] = {0}, to[VNW];
+        memcpy(ta, a + full, (size_t)t * 4);
+        if (n > 1) memcpy(tb, b + full, (size_t)t * 4);
+        if (n > 2) memcpy(tc, c + full, (size_t)t * 4);
+        pw_run[op](ta, tb, tc, to, VNW, p);
+        memcpy(o + full, to, (size_t)t * 4);
     }
 }
 

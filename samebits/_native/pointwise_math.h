@@ -1,6 +1,7 @@
 /* The math functions of the pointwise engine, on bundles (sb_simd.h), each a fixed
    sequence of float32 IEEE operations. Accuracy against a float64 reference is
-   measured by tests/native/test_pointwise_accuracy.py and listed in docs/design.md.
+   measured by tests/native/test_pointwise_math.py and benchmarks/pointwise_accuracy.py,
+   and listed in docs/design.md.
    m_<name> is the function; pointwise.c's pw_<name> turns it into an op. */
 #ifndef SB_POINTWISE_MATH_H
 #define SB_POINTWISE_MATH_H
@@ -98,6 +99,188 @@ VAI vfn m_log1p(vfn y) {
     r = n_sel(n_eq(u, CF(0.0f)), CF(-INFINITY), r);
     r = n_sel(n_lt(y, CF(-1.0f)), CF(NAN), r);
     return n_sel(n_isnan(y), y, r);
+}
+
+/* ------------------------------------------------------------ double-float */
+/* A value carried as hi + lo, |lo| at most about ulp(hi): 48 bits from float32 operations
+   (Dekker; Knuth's TwoSum). Used where one rounded float32 step would cost more than an
+   ulp of the result: log2 inside pow, the reduced argument of sin and cos, sums that
+   cancel. */
+typedef struct { vfn hi, lo; } vdf;
+VAI vdf df_make(vfn hi, vfn lo) { vdf r = {hi, lo}; return r; }
+/* s + e = a + b exactly (TwoSum) */
+VAI vdf df_two_sum(vfn a, vfn b) {
+    vfn s = n_add(a, b), bb = n_sub(s, a);
+    return df_make(s, n_add(n_sub(a, n_sub(s, bb)), n_sub(b, bb)));
+}
+/* s + e = a + b exactly, given |a| >= |b| or a == 0 (Fast2Sum) */
+VAI vdf df_fast_sum(vfn a, vfn b) {
+    vfn s = n_add(a, b);
+    return df_make(s, n_sub(b, n_sub(s, a)));
+}
+/* p + e = a b exactly (barring underflow), e by fma */
+VAI vdf df_two_prod(vfn a, vfn b) {
+    vfn p = n_mul(a, b);
+    return df_make(p, n_fma(a, b, n_neg(p)));
+}
+/* a b, dropping a.lo b.lo */
+VAI vdf df_mul(vdf a, vdf b) {
+    vdf p = df_two_prod(a.hi, b.hi);
+    p.lo = n_add(p.lo, n_add(n_mul(a.hi, b.lo), n_mul(a.lo, b.hi)));
+    return p;
+}
+/* a b for a float b */
+VAI vdf df_mul_f(vdf a, vfn b) {
+    vdf p = df_two_prod(a.hi, b);
+    p.lo = n_fma(a.lo, b, p.lo);
+    return p;
+}
+/* a + b, renormalized so that hi is the rounded sum */
+VAI vdf df_add(vdf a, vdf b) {
+    vdf s = df_two_sum(a.hi, b.hi);
+    return df_fast_sum(s.hi, n_add(s.lo, n_add(a.lo, b.lo)));
+}
+VAI vdf df_neg(vdf a) { return df_make(n_neg(a.hi), n_neg(a.lo)); }
+VAI vdf df_sel(vmn m, vdf a, vdf b) { return df_make(n_sel(m, a.hi, b.hi), n_sel(m, a.lo, b.lo)); }
+/* the float32 nearest hi + lo (one rounding) */
+VAI vfn df_round(vdf a) { return n_add(a.hi, a.lo); }
+/* a constant hi + lo, written DF(0x1.62e43p-1f, -0x1.05c61p-29f) */
+#define DF(h, l) df_make(CF(h), CF(l))
+/* a renormalized: hi the rounded sum (Fast2Sum; |a.lo| <= |a.hi|) */
+VAI vdf df_norm(vdf a) { return df_fast_sum(a.hi, a.lo); }
+/* n / d as hi + lo for normalized n and d (|lo| <= ulp(hi)), hi within 2 ulp of the
+   quotient (not renormalized): one division, the residual n - hi d by fma */
+VAI vdf df_div(vdf n, vdf d) {
+    vfn rcp = n_div(CF(1.0f), d.hi);
+    vfn qh = n_mul(n.hi, rcp);
+    vfn res = n_sub(n_fma(n_neg(qh), d.hi, n.hi), n_sub(n_mul(qh, d.lo), n.lo));
+    return df_make(qh, n_mul(res, rcp));
+}
+/* sqrt(a) for a >= 0 as hi + lo: one sqrt, its residual by fma over one division */
+VAI vdf df_sqrt(vdf a) {
+    vfn h = n_sqrt(a.hi);
+    vfn l = n_div(n_add(n_fma(n_neg(h), h, a.hi), a.lo), n_add(h, h));
+    return df_make(h, n_sel(n_eq(h, CF(0.0f)), CF(0.0f), l));
+}
+
+/* -------------------------------------------------------------- log2, exp2 */
+#define DF_LN2 DF(0x1.62e43p-1f, -0x1.05c61p-29f)
+/* ln m for x = xh + xl = m 2^k, xh > 0 finite (subnormals included), |xl| <= ulp(xh)
+   (xl is ignored when has_lo = 0), m in [sqrt(1/2), sqrt(2)); k is returned in *k (as a
+   float). Other xh give garbage: callers select their special values.
+   f = m - 1 (exact), s = f / (2 + f) in double-float (one division), and
+   ln m = 2 atanh(s) = 2s + s^3 (2/3 + s^2 Q(s^2)), Q the Taylor terms 2/5 .. 2/13 of
+   atanh (truncation < 2^-39 since s^2 < 0.0295). The s^3 (...) term is at most 2^-6.7 of
+   ln m: in float32 it leaves ln m within 2^-30 (precise = 0, enough for a rounded log);
+   precise = 1 evaluates it in double-float too, for 2^-40 (pow scales log2 by y). */
+VAI vdf m_ln_mant(vfn xh, vfn xl, int has_lo, int precise, vfn *kout) {
+    vmn sub = n_lt(xh, CF(0x1p-126f));
+    int anysub = m_anyn(sub); /* skips work that would change nothing: the bits are the same */
+    if (anysub) xh = n_mul(xh, n_sel(sub, CF(0x1p23f), CF(1.0f)));
+    vin k = ni_sra(ni_sub(n_bits(xh), ni_set1(0x3f3504f3)), 23);
+    vfn m = n_from_bits(ni_sub(n_bits(xh), ni_sll(k, 23)));       /* xh 2^-k, exactly */
+    *kout = n_itof(k);
+    if (anysub) *kout = n_sub(*kout, n_sel(sub, CF(23.0f), CF(0.0f)));
+    vfn f = n_sub(m, CF(1.0f));                                    /* exact */
+    vdf d = df_fast_sum(CF(2.0f), f), fn = df_make(f, CF(0.0f));
+    if (has_lo) { /* xl 2^-k (2^-k in two factors), added to f and to 2 + f */
+        if (anysub) xl = n_mul(xl, n_sel(sub, CF(0x1p23f), CF(1.0f)));
+        vin k1 = ni_sra(k, 1);
+        vfn ml = n_mul(n_mul(xl, n_pow2i(ni_sub(ni_set1(0), k1))), n_pow2i(ni_sub(k1, k)));
+        d.lo = n_add(d.lo, ml);
+        fn = df_two_sum(f, ml);                                    /* f + ml normalized */
+    }
+    vdf s = df_div(fn, d);
+    vfn z = n_mul(s.hi, s.hi);
+    vfn q = n_fma(z, CF(2.0f / 13), CF(2.0f / 11));
+    q = n_fma(q, z, CF(2.0f / 9));
+    q = n_fma(q, z, CF(2.0f / 7));
+    q = n_fma(q, z, CF(2.0f / 5));
+    vfn t;
+    vdf lnm;
+    if (precise) {
+        vdf s2 = df_two_prod(s.hi, s.hi);
+        s2.lo = n_fma(n_add(s.hi, s.hi), s.lo, s2.lo);
+        vdf c = df_fast_sum(CF(0x1.555556p-1f), n_mul(z, q));     /* 2/3 + z q */
+        c.lo = n_add(c.lo, CF(-0x1.555556p-26f));
+        vdf tt = df_mul(df_mul(s2, s), c);
+        lnm = df_fast_sum(n_add(s.hi, s.hi), tt.hi);
+        t = tt.lo;
+    } else {
+        t = n_mul(n_mul(s.hi, z), n_fma(z, q, CF(0x1.555556p-1f)));
+        lnm = df_make(n_add(s.hi, s.hi), CF(0.0f));
+    }
+    lnm.lo = n_add(lnm.lo, n_add(n_add(s.lo, s.lo), t));
+    return lnm;
+}
+
+/* log_b(x) = k log_b(2) + ln m log_b(e) as hi + lo, from m_ln_mant's k and ln m:
+   log_b(2) = c2h + c2l with c2h of at most 16 bits, so k c2h is exact, and log_b(e) =
+   ceh + cel (1 + 0 for ln). |k c2h| > |ln m log_b(e)| unless k = 0, so Fast2Sum adds them. */
+VAI vdf m_log_b(vfn k, vdf lnm, float c2h, float c2l, float ceh, float cel) {
+    vdf p = lnm;
+    if (ceh != 1.0f || cel != 0.0f) p = df_mul(lnm, DF(ceh, cel));
+    vdf r = df_fast_sum(n_mul(k, CF(c2h)), p.hi);
+    r.lo = n_add(r.lo, n_fma(k, CF(c2l), p.lo));
+    return r;
+}
+/* the constants of m_log_b for ln, log2 and log10 (ln 2 and log10 2 split with hi of at most
+   16 bits, so k c2h is exact for every exponent k) */
+#define LOG_E 0x1.62e4p-1f, 0x1.7f7d1cp-20f, 1.0f, 0.0f
+#define LOG_2 1.0f, 0.0f, 0x1.715476p+0f, 0x1.4ae0cp-26f
+#define LOG_10 0x1.344p-2f, 0x1.3509f8p-18f, 0x1.bcb7b2p-2f, -0x1.5b235ep-27f
+
+/* ln(xh + xl) as hi + lo (relative error below 2^-29); has_lo = 0: xl taken as 0 */
+VAI vdf m_ln_df(vfn xh, vfn xl, int has_lo) {
+    vfn k;
+    vdf lnm = m_ln_mant(xh, xl, has_lo, 0, &k);
+    return m_log_b(k, lnm, LOG_E);
+}
+/* log2(x) as hi + lo, relative error below 2^-40 (for pow) */
+VAI vdf m_log2_df(vfn x) {
+    vfn k;
+    vdf lnm = m_ln_mant(x, x, 0, 1, &k);
+    return m_log_b(k, lnm, LOG_2);
+}
+
+/* log_b(1 + e) for e >= 0 as hi + lo (the LOG_E or LOG_2 constants): 1 + e as an exact
+   hi + lo into the ln core; e log_b(e) below 2^-60 (log1p(e) = e there, and e would
+   underflow inside the core) */
+VAI vdf m_log1p_b(vfn e, float c2h, float c2l, float ceh, float cel) {
+    vdf u = df_two_sum(CF(1.0f), e);
+    vfn k;
+    vdf lnm = m_ln_mant(u.hi, u.lo, 1, 0, &k);
+    return df_sel(n_lt(e, CF(0x1p-60f)), df_mul_f(DF(ceh, cel), e), m_log_b(k, lnm, c2h, c2l, ceh, cel));
+}
+
+/* log's special values on a result r computed for x > 0: +inf at +inf, -inf at +-0,
+   NaN below 0, a NaN input kept */
+VAI vfn m_log_special(vfn x, vfn r) {
+    r = n_sel(n_eq(x, CF(INFINITY)), x, r);
+    r = n_sel(n_eq(x, CF(0.0f)), CF(-INFINITY), r);
+    r = n_sel(n_lt(x, CF(0.0f)), CF(NAN), r);
+    return n_sel(n_isnan(x), x, r);
+}
+
+/* 2^(h + l), |l| <= ulp(h): n = rint(h), r = (h - n) + l in [-0.5, 0.5] (h - n exact),
+   2^r by its Taylor polynomial of degree 7 (coefficients ln2^k / k!, truncation < 2^-28),
+   times 2^n in two exact factors (n clamped to [-160, 130], where the result is already
+   0 or +inf; l is ignored there). NaN h kept. */
+VAI vfn m_exp2_df(vfn h, vfn l) {
+    vmn in = m_andn(n_ge(h, CF(-160.0f)), n_le(h, CF(130.0f)));   /* false for NaN */
+    vfn hc = n_sel(in, h, n_sel(n_gt(h, CF(0.0f)), CF(130.0f), CF(-160.0f)));
+    vfn nf = n_rint(hc);
+    vfn r = n_add(n_sub(hc, nf), n_sel(in, l, CF(0.0f)));
+    vfn p = n_fma(CF(0x1.ffcbfcp-17f), r, CF(0x1.430912p-13f));
+    p = n_fma(p, r, CF(0x1.5d87fep-10f));
+    p = n_fma(p, r, CF(0x1.3b2ab6p-7f));
+    p = n_fma(p, r, CF(0x1.c6b08ep-5f));
+    p = n_fma(p, r, CF(0x1.ebfbep-3f));
+    p = n_fma(p, r, CF(0x1.62e43p-1f));
+    p = n_fma(p, r, CF(1.0f));
+    vin ni = n_cvt(nf), n1 = ni_sra(ni, 1), n2 = ni_sub(ni, n1);
+    vfn y = n_mul(n_mul(p, n_pow2i(n1)), n_pow2i(n2));
+    return n_sel(n_isnan(h), h, y);
 }
 
 #endif /* SB_POINTWISE_MATH_H */

@@ -25,7 +25,7 @@ import torch
 
 from samebits import _native
 from samebits.errors import NotInvariantError, UnsupportedInputError
-from samebits.ops._common import check_float, is_exact_dtype, narrow
+from samebits.ops._common import check_float, ieee_sqrt, is_exact_dtype, narrow
 from samebits.ops.reductions import _sum_f64, _var_f64
 
 
@@ -79,7 +79,7 @@ def native_batch_norm(x, weight, bias, running_mean, running_var, training, mome
             )
         dims = [0] + list(range(2, x.dim()))
         var, mean, _ = _var_f64(x, dims, correction=0)  # float64 (C,)
-        invstd = 1.0 / torch.sqrt(var + eps)
+        invstd = 1.0 / ieee_sqrt(var + eps)
         if training and running_mean is not None:
             n = x.numel() // max(C, 1)
             unbiased = var * (n / max(n - 1, 1))
@@ -89,7 +89,7 @@ def native_batch_norm(x, weight, bias, running_mean, running_var, training, mome
         save = (mean.float(), invstd.float())
     else:
         mean = running_mean.double()
-        invstd = 1.0 / torch.sqrt(running_var.double() + eps)
+        invstd = 1.0 / ieee_sqrt(running_var.double() + eps)
         save = (x.new_empty(0, dtype=torch.float32), x.new_empty(0, dtype=torch.float32))
     scale = invstd if weight is None else invstd * weight.double()
     shift = -mean * scale if bias is None else bias.double() - mean * scale
@@ -109,7 +109,7 @@ def native_group_norm(x, weight, bias, N: int, C: int, HxW: int, group: int, eps
         )
     xg = x.reshape(N, group, -1)  # (N, G, C/G * HxW)
     var, mean, _ = _var_f64(xg, [2], correction=0)  # (N, G) float64
-    rstd = 1.0 / torch.sqrt(var + eps)
+    rstd = 1.0 / ieee_sqrt(var + eps)
     cg = C // group
     r = rstd.repeat_interleave(cg, dim=1)  # (N, C)
     m = mean.repeat_interleave(cg, dim=1)
@@ -129,7 +129,7 @@ def weight_norm_interface(v, g, dim: int = 0):
     d = dim % v.dim()
     dims = [i for i in range(v.dim()) if i != d]
     shape = [1 if i in dims else v.size(i) for i in range(v.dim())]
-    norm = torch.sqrt(_sum_f64(v, dims, square=True)).reshape(shape)
+    norm = ieee_sqrt(_sum_f64(v, dims, square=True)).reshape(shape)
     w = (v.double() * (g.double() / norm)).to(dtype)
     return w, norm.to(g.dtype)
 

@@ -277,7 +277,9 @@ def _small_planes(x, ks, stride, padding, blocks: bool) -> bool:
     size (ConvNeXt's 7x7); 3x3 kernels on large planes run faster per plane."""
     ow = (x.shape[4] + 2 * padding[2] - ks[2]) // stride[2] + 1
     wide = math.prod(ks) >= 25 and blocks
-    return ow <= 14 or wide
+    # 1x1 kernels (MobileOne's and FastViT's scale branches): the per-plane kernel
+    # returned wrong values for them (garbage, NaN) on planes wider than 14
+    return ow <= 14 or wide or math.prod(ks) == 1
 
 
 def _implicit_apply(x, ks, Cg, stride, dilation, groups, padding) -> bool:

@@ -65,7 +65,13 @@ def _norm(op: str, x: torch.Tensor, shape, weight, bias, eps: float, kind: int):
             _native.nthreads(),
         )
     stat_shape = list(x.shape[: x.dim() - len(shape)]) + [1] * len(shape)
-    return narrow(y, dtype), mean.view(stat_shape), rstd.view(stat_shape)
+    # the statistics in the input's dtype, as torch's kernel returns them (its backward
+    # takes them in that dtype)
+    return (
+        narrow(y, dtype),
+        narrow(mean.view(stat_shape), dtype),
+        narrow(rstd.view(stat_shape), dtype),
+    )
 
 
 def native_layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):

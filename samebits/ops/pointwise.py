@@ -34,6 +34,7 @@ import torch
 
 from samebits import _native
 from samebits.errors import NotInvariantError, UnsupportedInputError
+from samebits.ops._common import ieee_sqrt
 
 
 @functools.cache
@@ -286,6 +287,35 @@ def _alpha_op(sign: float) -> Spec:
     return Spec(engine, _two, lambda x, y, alpha=1: (sign * float(alpha),), int_to_float=False)
 
 
+def _scaled_reduced(x, y, *_a, **_k) -> bool:
+    """A bfloat16 or float16 product or quotient with a Python scalar (or a 0-dim tensor
+    of another dtype): torch's functional and in-place forms round the scalar
+    differently, so the engine computes it (the scalar rounded to float32)."""
+    tensors = [t for t in (x, y) if isinstance(t, torch.Tensor)]
+    if any(t.dtype.is_complex for t in tensors):
+        raise NotInvariantError("aten::mul/div", tensors[0].dtype, tensors[0].shape, _COMPLEX_WHY)
+    reduced = tensors[0].dtype in (torch.bfloat16, torch.float16)
+    return reduced and (
+        len(tensors) < 2
+        or tensors[0].dtype != tensors[1].dtype
+        or (tensors[1].dim() == 0 and tensors[0].dim() > 0)
+    )
+
+
+_COMPLEX_WHY = (
+    "a complex product or quotient is several rounded operations, which torch fuses "
+    "differently at each dispatch level (measured: complex64 a * b and a / b differ "
+    "between ATEN_CPU_CAPABILITY=default and avx2); multiply the real and imaginary "
+    "parts as real tensors"
+)
+
+
+def _muldiv(name: str) -> Spec:
+    return Spec(
+        lambda x, y, *a, **k: name if _scaled_reduced(x, y) else None, _two, int_to_float=False
+    )
+
+
 def _rsub_engine(x, y, alpha=1):
     return None if alpha == 1 else "rsub"
 
@@ -361,9 +391,10 @@ ATEN: dict[str, Spec] = {
             "hardswish",
             "hardsigmoid",
             "sinc",
+            "sqrt",
         )
-    },  # fmt: skip
-    "log_sigmoid_forward": Spec("logsigmoid", _self),
+    },
+    "log_sigmoid_forward": Spec("logsigmoid", _self),  # (see KERNELS below: a pair)
     "logit": Spec("logit", _self, lambda x, eps=None: (_eps(eps),)),
     "gelu": Spec(_gelu_engine, _self),
     "elu": Spec("elu", _self, _elu_params),
@@ -378,6 +409,8 @@ ATEN: dict[str, Spec] = {
     "pow.Scalar": Spec("pow", _two),
     "float_power.Tensor_Tensor": None,
     "atan2": Spec("atan2", _two),
+    "fmax": Spec("fmax", _two, int_to_float=False),
+    "fmin": Spec("fmin", _two, int_to_float=False),
     "logaddexp": Spec("logaddexp", _two),
     "logaddexp2": Spec("logaddexp2", _two),
     "hypot": Spec("hypot", _two),
@@ -397,6 +430,10 @@ ATEN: dict[str, Spec] = {
     "rsub.Scalar": Spec(
         _rsub_engine, _two, lambda x, y, alpha=1: (float(alpha),), int_to_float=False
     ),
+    "mul.Tensor": _muldiv("mul"),
+    "mul.Scalar": _muldiv("mul"),
+    "div.Tensor": _muldiv("div"),
+    "div.Scalar": _muldiv("div"),
     "addcmul": Spec(
         "addcmul", _three, lambda x, a, b, value=1: (float(value),), int_to_float=False
     ),
@@ -433,6 +470,31 @@ del ATEN["float_power.Tensor_Tensor"]
 KERNELS: dict[str, Callable] = {name: _kernel(name, spec) for name, spec in ATEN.items()}
 
 
+def _log_sigmoid_forward(x: torch.Tensor):
+    """(logsigmoid(x), buffer): torch's kernel returns a buffer its own backward reads
+    (exp(-|x|)); samebits' backward computes from x alone, so the buffer is the
+    engine's exp(-|x|) for torch's backward outside the mode."""
+    out = run("logsigmoid", (x,), (), aten="log_sigmoid_forward")
+    if out is NotImplemented:
+        return out
+    return out, run("exp", (-x.abs(),), (), aten="log_sigmoid_forward")
+
+
+KERNELS["log_sigmoid_forward"] = _log_sigmoid_forward
+
+
+def _sqrt(x: torch.Tensor) -> torch.Tensor:
+    """sqrt: the engine's (correctly rounded) for float32/bfloat16/float16; float64, which
+    the engine does not take, is IEEE-754's sqrt too (numpy's): one correctly rounded
+    operation either way, unlike torch's own."""
+    if x.dtype == torch.float64 and x.device.type == "cpu":
+        return ieee_sqrt(x)
+    return run("sqrt", (x,), (), aten="sqrt")
+
+
+KERNELS["sqrt"] = _sqrt
+
+
 # ------------------------------------------------------------- normal draws
 def normal_(x: torch.Tensor, mean=0.0, std=1.0, *, generator=None) -> torch.Tensor:
     """``x.normal_(mean, std)``: samebits' normal sampler, the same draws on every CPU.
@@ -447,6 +509,20 @@ def normal_(x: torch.Tensor, mean=0.0, std=1.0, *, generator=None) -> torch.Tens
     u = torch.empty((2, *x.shape), dtype=torch.float32)  # (2, *x.shape): two draws each
     u.uniform_(0.0, 1.0, generator=generator)
     z = run("normal", (u[0], u[1]), (_c(mean), _c(std)), aten="normal_")
+    return x.copy_(z)
+
+
+def uniform_(x: torch.Tensor, low=0.0, high=1.0, *, generator=None, **kw) -> torch.Tensor:
+    """``x.uniform_(low, high)``: torch's draw on [0, 1) (its bits scaled by a power of
+    two, the same at every dispatch level), then ``fma(u, high - low, low)`` in float32
+    (torch's own kernel computes u * (high - low) + low, fused into one FMA at some
+    dispatch levels and not at others). [0, 1) itself is torch's draw unchanged."""
+    low, high = kw.get("from", low), kw.get("to", high)
+    if not x.dtype.is_floating_point or (float(low), float(high)) == (0.0, 1.0):
+        return NotImplemented
+    u = torch.empty(x.shape, dtype=torch.float32)
+    u.uniform_(0.0, 1.0, generator=generator)
+    z = run("add", (_c(low), u), (_c(float(high) - float(low)),), aten="uniform_")
     return x.copy_(z)
 
 

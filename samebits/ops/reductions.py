@@ -1,4 +1,5 @@
-"""Invariant sums and their relatives: sum, mean, var, std, var_mean, vector 2-norm.
+"""Invariant sums and their relatives: sum, mean, var, std, var_mean, vector p-norms,
+logsumexp.
 
 Order along reduced dims (the **SUM** order): the reduced dims are flattened in
 row-major order and summed one element after another in double precision,
@@ -20,8 +21,9 @@ from collections.abc import Sequence
 import torch
 
 from samebits import _native
-from samebits.errors import UnsupportedInputError
-from samebits.ops._common import check_float, is_exact_dtype, narrow, native_view
+from samebits.errors import NotInvariantError, UnsupportedInputError
+from samebits.ops import pointwise
+from samebits.ops._common import check_float, ieee_sqrt, is_exact_dtype, narrow, native_view
 
 
 def _dims(x: torch.Tensor, dim: int | Sequence[int] | None) -> list[int]:
@@ -97,6 +99,13 @@ def sum(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype 
     return narrow(_restore(_sum_f64(x, dims), x, dims, keepdim), out_dtype)
 
 
+def nansum(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype | None = None):
+    """``sum`` with NaN read as 0 (the same orders: SUM along dims, ALL for the whole)."""
+    if not x.dtype.is_floating_point:
+        return NotImplemented
+    return sum(torch.where(x.isnan(), 0.0, x), dim, keepdim, dtype=dtype)
+
+
 def mean(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype | None = None):
     out_dtype = dtype or x.dtype
     x = x if x.dtype.is_floating_point else x.to(out_dtype)
@@ -146,7 +155,7 @@ def var(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = Fal
 def std(x: torch.Tensor, dim=None, *, correction: float = 1, keepdim: bool = False):
     check_float("aten::std", x)
     v, _, dims = _var_f64(x, dim, correction)
-    return narrow(_restore(torch.sqrt(v), x, dims, keepdim), x.dtype)
+    return narrow(_restore(ieee_sqrt(v), x, dims, keepdim), x.dtype)
 
 
 def vector_norm(
@@ -157,13 +166,84 @@ def vector_norm(
     *,
     dtype: torch.dtype | None = None,
 ):
-    """2-norm as sqrt of the SUM-order sum of squares (other orders are not covered)."""
+    """``linalg_vector_norm``; every ord reduces ``|x|`` (x cast to ``dtype`` first):
+
+    * 2: sqrt of the SUM-order sum of squares (exact in double), rounded once;
+    * 1: the SUM-order sum of ``|x|``, rounded once;
+    * inf / -inf: the largest / smallest ``|x|`` (exact); 0: the count of non-zeros;
+    * any other p: ``pow(s, 1/p)`` by the pointwise engine, s the SUM-order sum of the
+      engine's ``pow(|x|, p)`` (float32), rounded to float32 (1/p rounded to float32).
+    """
+    out_dtype = dtype or x.dtype
+    p = float(ord)
+    if out_dtype == torch.float64 and x.dtype != torch.float64:
+        # exact in double for these ords: the sums of widened values are the same
+        if p not in (0.0, 1.0, 2.0, math.inf, -math.inf):
+            raise NotInvariantError(
+                "aten::linalg_vector_norm", x.dtype, x.shape,
+                f"ord={ord} with dtype=float64: the pointwise engine computes |x|^p in "
+                "float32; ask for a float32 result",
+            )  # fmt: skip
+    elif x.dtype != out_dtype:
+        x = x.to(out_dtype)
     check_float("aten::linalg_vector_norm", x)
-    if ord != 2:
-        return NotImplemented
     dims = _dims(x, dim)
-    res = torch.sqrt(_sum_f64(x, dims, square=True))
-    return narrow(_restore(res, x, dims, keepdim), dtype or x.dtype)
+    return narrow(_restore(norm_unrounded(x, p, dims), x, dims, keepdim), out_dtype)
+
+
+def norm_unrounded(x: torch.Tensor, p: float, dims: list[int]) -> torch.Tensor:
+    """vector_norm's value before the final rounding (float64, or float32 for inf and
+    the engine's general p), reduced dims removed."""
+    a = x.abs()
+    if p == 2:
+        return ieee_sqrt(_sum_f64(x, dims, square=True))
+    if p == 1:
+        return _sum_f64(a, dims)
+    if math.isinf(p):
+        return a.amax(dims) if p > 0 else a.amin(dims)
+    if p == 0:
+        return _sum_f64((x != 0).to(torch.float32), dims)
+    s = _sum_f64(pointwise.run("pow", (a.float(), p)), dims).float()
+    return pointwise.run("pow", (s, 1.0 / p))
+
+
+def powsum(x: torch.Tensor, ord: float = 2, dim=None, keepdim: bool = False, *, dtype=None):
+    """``linalg__powsum``: ``sum |x|^p``, the inner sum of vector_norm (same orders)."""
+    out_dtype = dtype or x.dtype
+    x = x if x.dtype == out_dtype else x.to(out_dtype)
+    check_float("aten::linalg__powsum", x)
+    p = float(ord)
+    if math.isinf(p) or p == 0:
+        return vector_norm(x, ord, dim, keepdim)
+    dims = _dims(x, dim)
+    if p == 2:
+        res = _sum_f64(x, dims, square=True)
+    elif p == 1:
+        res = _sum_f64(x.abs(), dims)
+    else:
+        res = _sum_f64(pointwise.run("pow", (x.abs().float(), p)), dims)
+    return narrow(_restore(res, x, dims, keepdim), out_dtype)
+
+
+def logsumexp(x: torch.Tensor, dim, keepdim: bool = False) -> torch.Tensor:
+    """``max + log(s)``, s the SUM-order sum of ``exp(x - max)`` (the engine's exp of the
+    float32 difference), rounded to float32 for the engine's log; the add in float32,
+    rounded once to the dtype. As torch: an infinite max counts as 0 (a row of -inf
+    gives -inf, a row with +inf gives +inf), NaN propagates, an empty row gives -inf.
+    A -inf entry (a mask) adds an exact 0, so masked positions change nothing."""
+    if not x.dtype.is_floating_point:
+        x = x.to(torch.get_default_dtype())
+    dtype = check_float("aten::logsumexp", x)
+    dims = _dims(x, dim)
+    if x.numel() == 0:
+        res = torch.full(_kept(x, dims), -math.inf, dtype=dtype)
+        return _restore(res, x, dims, keepdim)
+    xf = x.float()
+    m = xf.amax(dims, keepdim=True)
+    m = torch.where(m.abs() == math.inf, 0.0, m)
+    s = _sum_f64(pointwise.exp(xf - m), dims).float()
+    res = pointwise.log(s) + m.reshape(s.shape)
+    return narrow(_restore(res, x, dims, keepdim), dtype)
 
 
 def sum_all(x: torch.Tensor, keep_f64: bool = False) -> torch.Tensor:

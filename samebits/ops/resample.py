@@ -1,4 +1,5 @@
-"""Invariant linear, bilinear, trilinear and bicubic upsampling (``F.interpolate``).
+"""Invariant linear, bilinear, trilinear and bicubic upsampling (``F.interpolate``),
+and antialiased bilinear / bicubic (``antialias=True``).
 
 Why: ATen's upsample kernels are batch- and thread-invariant, but their vector bodies
 use fused multiply-adds at some dispatch levels and not at others, so bilinear and
@@ -10,9 +11,19 @@ dim, output o reads taps t = 0..T-1 (T = 2 linear, 4 cubic) at clamped source in
 with float32 weights computed in double and rounded once, and computes
 ``((x0 * w0 + x1 * w1) + x2 * w2) + x3 * w3`` as separate IEEE float32 multiplies and
 adds. bfloat16 and float16 are computed in float32 and rounded once at the end.
+
+Antialiased (``_upsample_bilinear2d_aa``, ``_upsample_bicubic2d_aa``; torch's and
+Pillow's windows): separable, the last dim (W) first, then H. Output o of a dim reads
+the taps ``xmin .. xmin + xsize - 1`` of its window (center ``scale * (o + 0.5)``,
+support ``T / 2 * max(scale, 1)``; T = 2 bilinear, 4 bicubic with a = -0.5), weights
+``filter((j + xmin - center + 0.5) / max(scale, 1))`` normalized by their sum, all in
+double and rounded once to float32; then ``((x0 * w0 + x1 * w1) + ...)`` in float32,
+taps in order, padded to the longest window with +0 terms.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -92,6 +103,72 @@ def upsample_trilinear3d(
 def upsample_bicubic2d(x, output_size, align_corners, scales_h=None, scales_w=None):
     return _resample(x, output_size, align_corners, [scales_h, scales_w], True,
                      "aten::upsample_bicubic2d")  # fmt: skip
+
+
+def _aa_filter(x: torch.Tensor, cubic: bool) -> torch.Tensor:
+    x = x.abs()
+    if not cubic:
+        return torch.where(x < 1, 1 - x, 0.0)
+    a = -0.5
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return torch.where(x < 1, near, torch.where(x < 2, far, 0.0))
+
+
+def _aa_taps(L: int, OUT: int, align_corners: bool, scale, cubic: bool):
+    """(indices (T, OUT) int64, weights (T, OUT) float32, real (T, OUT) bool): torch's
+    antialiased windows, T the longest window."""
+    if align_corners:
+        s = (L - 1) / (OUT - 1) if OUT > 1 else 0.0
+    else:
+        s = 1.0 / scale if scale is not None and scale > 0 else L / OUT
+    support = (4 if cubic else 2) * 0.5 * (s if s >= 1.0 else 1.0)
+    invscale = 1.0 / s if s >= 1.0 else 1.0
+    center = s * (torch.arange(OUT, dtype=torch.float64) + 0.5)
+    xmin = (center - support + 0.5).trunc().clamp(min=0).long()  # C's (int) truncates
+    xmax = (center + support + 0.5).trunc().long().clamp(max=L)
+    T = int(math.ceil(support)) * 2 + 1
+    size = (xmax - xmin).clamp(0, T)
+    T = max(1, int(size.max())) if OUT else 1
+    j = torch.arange(T, dtype=torch.int64).unsqueeze(1)  # (T, 1)
+    real = j < size  # (T, OUT)
+    w = _aa_filter((j + xmin - center + 0.5) * invscale, cubic)
+    w = torch.where(real, w, 0.0)
+    total = w[0]
+    for t in range(1, T):  # in order, in double (torch sums them in order too)
+        total = total + w[t]
+    w = torch.where(total != 0, w / total, w)
+    return (xmin + j).clamp(max=L - 1), w.float(), real
+
+
+def _resample_aa(x, output_size, align_corners, scales, cubic: bool, op: str):
+    if is_exact_dtype(x.dtype):
+        return NotImplemented  # uint8 images: torch's integer kernel (int16 weights)
+    dtype = check_float(op, x)
+    y = x.float()
+    for i in reversed(range(2)):  # W first, then H, as torch and Pillow
+        d = x.dim() - 2 + i
+        L, OUT = x.size(d), int(output_size[i])
+        idx, w, real = _aa_taps(L, OUT, bool(align_corners), scales[i] if scales else None, cubic)
+        shape = [1] * y.dim()
+        shape[d] = OUT
+        acc = None
+        for t in range(idx.size(0)):  # taps in order, one rounding per op
+            term = y.index_select(d, idx[t]) * w[t].view(shape)
+            term = torch.where(real[t].view(shape), term, 0.0)
+            acc = term if acc is None else acc + term
+        y = acc
+    return y if dtype == torch.float32 else y.to(dtype)
+
+
+def upsample_bilinear2d_aa(x, output_size, align_corners, scales_h=None, scales_w=None):
+    return _resample_aa(x, output_size, align_corners, [scales_h, scales_w], False,
+                        "aten::_upsample_bilinear2d_aa")  # fmt: skip
+
+
+def upsample_bicubic2d_aa(x, output_size, align_corners, scales_h=None, scales_w=None):
+    return _resample_aa(x, output_size, align_corners, [scales_h, scales_w], True,
+                        "aten::_upsample_bicubic2d_aa")  # fmt: skip
 
 
 def _reference(x, mode: str, **kwargs):

@@ -2,7 +2,9 @@
 each runs under the mode (nothing denied) and a batch row has the bits of the item alone.
 They caught: torch.matmul's / einsum's batch fold (Speech2Text's eager attention), a
 pooling kernel larger than its input (EfficientNet). The plain CNN runs the activations torch computes position-dependently
-(ELU, SELU, Mish, Softplus, CELU, Softshrink)."""
+(ELU, SELU, Mish, Softplus, CELU, Softshrink). The recommender pools bags of user
+history (sum, padding_idx, per_sample_weights) and item tags (mean, max) with
+nn.EmbeddingBag."""
 
 import pytest
 import torch
@@ -16,6 +18,32 @@ AUDIO = dict(
     conv_dim=(16, 16), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16,
     num_conv_pos_embedding_groups=4,
 )  # fmt: skip
+
+
+class Recommender(torch.nn.Module):
+    """A DLRM-style ranker: pooled bags of a user's history and an item's tags, an MLP."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = torch.nn.EmbeddingBag(50, 16, mode="sum", padding_idx=0)
+        self.tags = torch.nn.EmbeddingBag(30, 16, mode="mean")
+        self.top_tag = torch.nn.EmbeddingBag(30, 16, mode="max")
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(48, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)
+        )
+
+    def forward(self, history, weights, tags):
+        h = self.history(history, per_sample_weights=weights)
+        return self.mlp(torch.cat([h, self.tags(tags), self.top_tag(tags)], -1))
+
+
+def baskets(n=3):
+    g = torch.Generator().manual_seed(7)
+    history = torch.randint(1, 50, (n, 9), generator=g)
+    for i in range(n):  # right padding of different lengths
+        history[i, 9 - 2 * i :] = 0
+    return dict(history=history, weights=torch.rand(n, 9, generator=g),
+                tags=torch.randint(0, 30, (n, 4), generator=g))  # fmt: skip
 
 
 def image(n=3):
@@ -62,6 +90,7 @@ ZOO = {
         torch.nn.SELU(), torch.nn.Conv2d(8, 8, 1), torch.nn.Mish(), torch.nn.Conv2d(8, 8, 3, stride=2),
         torch.nn.Softplus(2.0), torch.nn.CELU(1.5), torch.nn.Softshrink(0.1), torch.nn.Flatten(),
         torch.nn.Linear(8 * 14 * 14, 5)), lambda n=3: dict(input=image(n)["pixel_values"])),
+    "embedding_bag_recommender": (Recommender, baskets),
 }  # fmt: skip
 
 

@@ -135,6 +135,50 @@ def sequence_model_outputs() -> dict[str, torch.Tensor]:
     return out
 
 
+def loss_and_retrieval_outputs() -> dict[str, torch.Tensor]:
+    """The kernels of issue 26 (MoE grouped GEMM, losses, distances, norms, bags, grid
+    sampling, antialiased resampling, scans, the sampler), inputs from numpy; cumsum
+    and cumprod are torch's own kernels, held to one set of bits here too."""
+    x = portable_randn(6, 24, seed=1200)
+    w = portable_randn(4, 16, 24, seed=1201)
+    offs = torch.tensor([1, 1, 4, 6], dtype=torch.int32)
+    target = torch.tensor([3, -100, 7, 0, 23, 5])
+    emb, bags = portable_randn(30, 8, seed=1202), torch.tensor([1, 4, 4, 9, 29, 0, 3])
+    img, grid = portable_randn(2, 3, 9, 11, seed=1203), portable_randn(2, 5, 6, 2, seed=1204)
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        xd = x.to(dtype)
+        out[f"grouped_mm/{dtype}"] = torch._grouped_mm(xd, w.to(dtype).transpose(1, 2), offs)
+        out[f"logsumexp/{dtype}"] = torch.logsumexp(xd * 4, -1)
+        for p in (1.0, 3.0, float("inf")):
+            out[f"norm_{p}/{dtype}"] = torch.linalg.vector_norm(xd, p, -1)
+        auto = "use_mm_for_euclid_dist_if_necessary"
+        for p, mode in ((2.0, auto), (2.0, "use_mm_for_euclid_dist"), (1.0, auto), (0.5, auto)):
+            out[f"cdist_{p}_{mode}/{dtype}"] = torch.cdist(xd, xd[:4], p, mode)
+        out[f"cross_entropy/{dtype}"] = F.cross_entropy(xd, target, reduction="none")
+        out[f"cross_entropy_smooth/{dtype}"] = F.cross_entropy(xd, target, label_smoothing=0.1)
+        e = emb.to(dtype)
+        psw = portable_randn(7, seed=1205).abs().to(dtype)
+        out[f"bag_sum/{dtype}"] = F.embedding_bag(bags, e, torch.tensor([0, 3]), mode="sum",
+                                                  per_sample_weights=psw)  # fmt: skip
+        for mode in ("mean", "max"):
+            out[f"bag_{mode}/{dtype}"] = F.embedding_bag(bags, e, torch.tensor([0, 3]), mode=mode)
+        for mode in ("bilinear", "nearest", "bicubic"):
+            out[f"grid_{mode}/{dtype}"] = F.grid_sample(
+                img.to(dtype), grid.to(dtype), mode=mode, padding_mode="reflection",
+                align_corners=False,
+            )  # fmt: skip
+        for mode in ("bilinear", "bicubic"):
+            out[f"aa_{mode}/{dtype}"] = F.interpolate(img.to(dtype), size=(4, 5), mode=mode,
+                                                      antialias=True)  # fmt: skip
+        out[f"cumsum/{dtype}"] = xd.cumsum(-1)
+        out[f"cumprod/{dtype}"] = (1 + xd * 0.01).cumprod(-1)
+        probs = torch.softmax(xd.float(), -1).to(dtype)
+        draw = torch.multinomial(probs, 3, generator=torch.Generator().manual_seed(7))
+        out[f"multinomial/{dtype}"] = draw
+    return out
+
+
 def main() -> None:
     torch.set_num_threads(2)
     with torch.inference_mode(), samebits.batch_invariant():
@@ -144,6 +188,7 @@ def main() -> None:
             **vision_op_outputs(),
             **llama_outputs(),
             **minilm_outputs(),
+            **loss_and_retrieval_outputs(),
         }
     print(
         json.dumps(

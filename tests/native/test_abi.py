@@ -26,10 +26,18 @@ def c_to_ctypes(decl: str):
     return C_TYPES[decl.split()[0]]
 
 
+def c_return(decl: str):
+    """A return type: a C string (const char *) is c_char_p, else as c_to_ctypes."""
+    if decl.replace(" ", "") == "constchar*":
+        return ctypes.c_char_p
+    return C_TYPES[decl.strip()]
+
+
 def prototypes() -> dict[str, tuple[list, object]]:
     out = {}
-    for ret, name, args in re.findall(r"SB_API (\w+) SB_FN\((\w+)\)\(([^)]*)\);", HEADER):
-        out[name] = ([c_to_ctypes(a) for a in args.split(",")], C_TYPES[ret])
+    for ret, name, args in re.findall(r"SB_API ([\w ]+\*?) ?SB_FN\((\w+)\)\(([^)]*)\);", HEADER):
+        params = [] if args.strip() == "void" else [c_to_ctypes(a) for a in args.split(",")]
+        out[name] = (params, c_return(ret))
     return out
 
 

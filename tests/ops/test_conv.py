@@ -28,6 +28,9 @@ CONFIGS = {
     # NCHW planes with rows over 14 positions: the per-plane kernel (wide rows)
     "2d_depthwise_planes": ((6, 9, 40), (6, 1, 5, 5), dict(groups=6, padding=2)),
     "2d_depthwise_planes_s2": ((5, 12, 37), (5, 1, 3, 3), dict(groups=5, stride=2, padding=1)),
+    # a 1x1 depthwise kernel (MobileOne's scale branch) on planes wider than 14: the
+    # per-plane kernel computed garbage there, so such kernels take the channels-last one
+    "2d_depthwise_1x1_wide": ((16, 16, 20), (16, 1, 1, 1), dict(groups=16)),
     "2d_pointwise": ((16, 7, 6), (24, 16, 1, 1), dict()),
     "2d_pointwise_grouped": ((8, 7, 6), (12, 2, 1, 1), dict(groups=4)),
     "2d_pointwise_padded": ((6, 5, 4), (4, 6, 1, 1), dict(padding=1)),

@@ -54,6 +54,54 @@ def test_resample_rows_invariant(name, threads):
         assert same_bits(cl[i : i + 1].contiguous(), alone[i])
 
 
-def test_antialias_is_denied():
-    with samebits.batch_invariant(), pytest.raises(samebits.NotInvariantError, match="antialias"):
-        F.interpolate(rnd(1, 2, 8, 8), scale_factor=0.5, mode="bilinear", antialias=True)
+AA = {
+    "bilinear_down": ((3, 37, 29), dict(mode="bilinear", scale_factor=0.3)),
+    "bilinear_size": ((3, 16, 15), dict(mode="bilinear", size=(7, 21))),
+    "bilinear_ac": ((2, 19, 23), dict(mode="bilinear", size=(9, 40), align_corners=True)),
+    "bicubic_down": ((2, 40, 33), dict(mode="bicubic", size=(11, 5))),
+    "bicubic_mixed": ((2, 17, 21), dict(mode="bicubic", scale_factor=(0.5, 1.7))),
+    "bicubic_one": ((2, 9, 7), dict(mode="bicubic", size=(1, 1))),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name", sorted(AA))
+def test_antialias_matches_float64_reference(name, dtype):
+    item, kw = AA[name]
+    x = rnd(2, *item, seed=3).to(dtype)
+    with samebits.batch_invariant():
+        out = F.interpolate(x, antialias=True, **kw)
+        o2 = torch.empty(0, dtype=dtype)
+        if "size" in kw and not kw.get("align_corners"):
+            op = torch.ops.aten._upsample_bilinear2d_aa if kw["mode"] == "bilinear" else None
+            op = op or torch.ops.aten._upsample_bicubic2d_aa
+            op.out(x, kw["size"], False, out=o2)
+            assert same_bits(o2, out)
+    ref = resample._reference(x, antialias=True, **kw)
+    assert out.shape == ref.shape
+    tol = TOL[dtype] if dtype == torch.float32 else dict(rtol=3e-2, atol=3e-2)
+    torch.testing.assert_close(out, ref, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", sorted(AA))
+def test_antialias_rows_invariant(name, dtype, isa, threads):
+    item, kw = AA[name]
+    items = (rnd(5, *item, seed=4) * 100).to(dtype)
+    with samebits.batch_invariant():
+        threads(1)
+        alone = [F.interpolate(items[i : i + 1], antialias=True, **kw) for i in range(5)]
+        for t in (2, 3):
+            threads(t)
+            full = F.interpolate(items, antialias=True, **kw)
+            cl = F.interpolate(items.to(memory_format=torch.channels_last), antialias=True, **kw)
+            for i in range(5):
+                assert same_bits(full[i : i + 1], alone[i]), (i, t)
+                assert same_bits(cl[i : i + 1].contiguous(), alone[i]), (i, t)
+
+
+def test_antialias_of_uint8_images_is_torchs_integer_kernel():
+    x = (torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(5)) * 255).to(torch.uint8)
+    with samebits.batch_invariant():
+        got = F.interpolate(x, size=(7, 9), mode="bilinear", antialias=True)
+    assert torch.equal(got, F.interpolate(x, size=(7, 9), mode="bilinear", antialias=True))

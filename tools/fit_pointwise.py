@@ -1,0 +1,152 @@
+"""Fit the polynomials of the pointwise engine's asin, atan, erfinv, lgamma and digamma
+(samebits/_native/pointwise_trig.h, pointwise_gamma.h) and print their float32
+coefficients, lowest degree first.
+
+Near-minimax: Lawson's iteratively reweighted least squares on a dense Chebyshev grid,
+targets from mpmath at 40 digits, relative error unless noted. Coefficients are rounded
+to float32 one at a time, lowest first, each remaining one refitted to absorb the rounding
+of those before it; where the constant term is split (hi + lo in double-float) it is kept
+unrounded and printed as the pair. The printed error is that of the rounded polynomial.
+
+    python tools/fit_pointwise.py            # every fit (about a minute)
+    python tools/fit_pointwise.py erfinv     # one family
+"""
+
+from __future__ import annotations
+
+import sys
+
+import mpmath as mp
+import numpy as np
+
+mp.mp.dps = 40
+
+
+def _lawson(V, F, W, iters):
+    n = len(F)
+    lw = np.ones(n) / n
+    c = np.zeros(V.shape[1])
+    for _ in range(iters):
+        sw = np.sqrt(lw) * W
+        c, *_ = np.linalg.lstsq(V * sw[:, None], F * sw, rcond=None)
+        err = np.abs((V @ c - F) * W)
+        lw = lw * err
+        lw /= lw.sum()
+    return c
+
+
+def fit(f, a, b, deg, weight=None, n=1500, iters=50, center=0.0, split_c0=False):
+    """p(t) = sum c_k t^k, t = x - center, x in [a, b], minimizing max |w(x) (p - f)|.
+    Returns (coefficients, max weighted error after rounding)."""
+    xs = [a + (b - a) * (1 - mp.cos(mp.pi * (i + 0.5) / n)) / 2 for i in range(n)]
+    F = np.array([float(f(x)) for x in xs])
+    W = np.array([float(weight(x)) if weight else 1.0 for x in xs])
+    V = np.vander(np.array([float(x - center) for x in xs]), deg + 1, increasing=True)
+    c = []
+    for k in range(deg + 1):
+        R = F - V[:, :k] @ np.array(c, dtype=np.float64) if k else F
+        ck = _lawson(V[:, k:], R, W, iters)[0]
+        c.append(np.float64(ck) if (k == 0 and split_c0) else np.float64(np.float32(ck)))
+    err = np.max(np.abs((V @ np.array(c) - F) * W))
+    return c, err
+
+
+def show(name, c, err, split_c0=False):
+    print(f"{name}: max error 2^{np.log2(err):.1f}")
+    if split_c0:
+        hi = np.float32(c[0])
+        lo = np.float32(c[0] - np.float64(hi))
+        print(f"    c0 = {hi:.9e}f + {lo:.9e}f")
+    print("    " + ", ".join(f"{np.float32(v):.9e}f" for v in c))
+
+
+def _xw(w):
+    """x with -ln(1 - x^2) = w"""
+    return mp.sqrt(-mp.expm1(-w))
+
+
+def erfinv_over_x(w):
+    return mp.erfinv(_xw(w)) / _xw(w) if w > 0 else mp.sqrt(mp.pi) / 2
+
+
+def fits():
+    # asin t = t + t^3 P(t^2) on t^2 in [0, 1/4]; error relative to asin t (weight z)
+    asin_p = lambda z: (mp.asin(mp.sqrt(z)) - mp.sqrt(z)) / z**1.5 if z > 0 else mp.mpf(1) / 6  # noqa: E731
+    yield (
+        "asin",
+        "asin P, degree 5",
+        fit(asin_p, mp.mpf(0), mp.mpf(0.25), 5, weight=lambda z: z),
+        False,
+    )
+    # atan u = u + u^3 A(u^2) on u^2 in [0, tan(pi/8)^2]
+    atan_a = lambda z: (mp.atan(mp.sqrt(z)) - mp.sqrt(z)) / z**1.5 if z > 0 else -mp.mpf(1) / 3  # noqa: E731
+    t8 = mp.tan(mp.pi / 8) ** 2
+    yield "atan", "atan A, degree 5", fit(atan_a, mp.mpf(0), t8, 5, weight=lambda z: z), False
+    # lgamma(2 + z) / z on [-1/2, 1/2]
+    g = lambda z: mp.loggamma(2 + z) / z if z != 0 else 1 - mp.euler  # noqa: E731
+    yield (
+        "lgamma",
+        "lgamma G, degree 10",
+        fit(g, mp.mpf(-0.5), mp.mpf(0.5), 10, weight=lambda z: 1 / g(z), split_c0=True),
+        True,
+    )
+    # digamma(u) / (u - x0) on [1, 2], in t = u - 3/2
+    x0 = mp.findroot(mp.digamma, 1.46)
+    r = lambda u: mp.digamma(u) / (u - x0) if abs(u - x0) > 1e-30 else mp.psi(1, x0)  # noqa: E731
+    yield (
+        "digamma",
+        "digamma R, degree 10",
+        fit(
+            r,
+            mp.mpf(1),
+            mp.mpf(2),
+            10,
+            center=mp.mpf(1.5),
+            weight=lambda u: 1 / r(u),
+            split_c0=True,
+        ),
+        True,
+    )
+    # erfinv(x) / x on four pieces: t = w - c (w < 2, w < 5), t = sqrt(w) - c beyond
+    for lo, hi, c, deg in [(0, 2, 1.0, 8), (2, 5, 3.5, 8)]:
+        f = lambda t, c=c: erfinv_over_x(t + c)  # noqa: E731
+        yield (
+            "erfinv",
+            f"erfinv w in [{lo}, {hi}), t = w - {c}, degree {deg}",
+            fit(
+                f,
+                mp.mpf(lo - c),
+                mp.mpf(hi - c),
+                deg,
+                weight=lambda t, f=f: 1 / f(t),
+                split_c0=True,
+            ),
+            True,
+        )
+    for lo, hi, c, deg in [(mp.sqrt(5), 2.8, 2.5, 7), (2.8, 4.01, 3.4, 7)]:
+        f = lambda t, c=c: erfinv_over_x((t + c) ** 2)  # noqa: E731
+        yield (
+            "erfinv",
+            f"erfinv sqrt(w) in [{float(lo):.3f}, {hi}), t = sqrt(w) - {c}, degree {deg}",
+            fit(
+                f,
+                mp.mpf(lo) - c,
+                mp.mpf(hi) - c,
+                deg,
+                weight=lambda t, f=f: 1 / f(t),
+                split_c0=True,
+            ),
+            True,
+        )
+
+
+def main() -> int:
+    want = set(sys.argv[1:])
+    for family, name, (c, err), split in fits():
+        if not want or family in want:
+            show(name, c, err, split)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
