@@ -93,6 +93,10 @@ def op_grid() -> dict[str, str]:
         img, cw = fill((2, 3, 12, 12), "img", 1.0, dt), fill((8, 3, 3, 3), "cw", 0.3, dt)
         dw = fill((8, 1, 3, 3), "dw", 0.3, dt)
         pos = fill((7, 96), "pos", 3.0, dt).abs() + 0.01
+        labels = (fill((6,), "labels", 1.0).abs() * 131).to(torch.int64)
+        bag_ids = (fill((20,), "bag_ids", 1.0).abs() * 40).to(torch.int64)
+        bag_offsets = torch.tensor([0, 3, 3, 11])
+        grid = fill((2, 5, 7, 2), "grid", 1.1, dt)
         with samebits.batch_invariant():
             h = F.conv2d(img, cw, padding=1)
             res = {
@@ -108,6 +112,21 @@ def op_grid() -> dict[str, str]:
                 "sdpa": F.scaled_dot_product_attention(q, k, v, is_causal=True),
                 "conv2d": h,
                 "depthwise": F.conv2d(h, dw, groups=8, padding=1),
+                "logsumexp": torch.logsumexp(s, -1),
+                "cross_entropy": torch.stack(
+                    [
+                        F.cross_entropy(s.float(), labels),
+                        F.cross_entropy(s.float(), labels, label_smoothing=0.1),
+                    ]
+                ),
+                "cdist": torch.cdist(x[:4].float(), x[4:].float()),
+                "norms": torch.stack(
+                    [torch.linalg.vector_norm(x, ord, -1) for ord in (1, 2, 3.5, float("inf"))]
+                ),
+                "embedding_bag": F.embedding_bag(
+                    bag_ids, w, bag_offsets, mode="mean"
+                ),
+                "grid_sample": F.grid_sample(img, grid, align_corners=False),
                 "elementwise": torch.stack(
                     [
                         F.gelu(x),
@@ -205,6 +224,28 @@ def whisper_encoder() -> dict[str, str]:
         return {"whisper/encoder": digest(enc(feats).last_hidden_state)}
 
 
+def moe(dtype) -> dict[str, str]:
+    """A tiny Mixtral: transformers routes its experts through aten::_grouped_mm (and
+    counts tokens per expert with histc)."""
+    import transformers
+
+    cfg = transformers.MixtralConfig(
+        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        num_local_experts=4, num_experts_per_tok=2,
+    )  # fmt: skip
+    with samebits.batch_invariant():
+        lm = fill_module(transformers.MixtralForCausalLM(cfg), "mixtral").to(dtype).eval()
+    ids = torch.zeros(2, 7, dtype=torch.long)
+    am = torch.zeros_like(ids)
+    for i, n in enumerate((7, 4)):  # left padding
+        ids[i, 7 - n :] = (torch.arange(n) * 29 + 13 * i + 3) % 127 + 1
+        am[i, 7 - n :] = 1
+    with samebits.batch_invariant(), torch.no_grad():
+        logits = lm(input_ids=ids, attention_mask=am).logits
+    return {f"mixtral/{str(dtype)[6:]}/logits": digest(logits)}
+
+
 WORKLOADS: dict[str, Callable[[], dict[str, str]]] = {
     "ops": op_grid,
     "minilm": minilm,
@@ -213,6 +254,8 @@ WORKLOADS: dict[str, Callable[[], dict[str, str]]] = {
     "cnn": cnn,
     "lstm": lstm,
     "whisper": whisper_encoder,
+    "mixtral-float32": lambda: moe(torch.float32),
+    "mixtral-bfloat16": lambda: moe(torch.bfloat16),
 }
 
 
