@@ -564,7 +564,7 @@ _GUARDED: dict[str, tuple[Callable[..., bool], str]] = {
 # op until someone classifies it.
 _NAMESPACES: dict[str, tuple[str, str]] = {
     **dict.fromkeys(
-        ("quantized", "_quantized", "quantization"),
+        ("quantized", "_quantized", "quantization", "quantized_decomposed"),
         (
             "denied",
             "quantized kernels: dynamic quantization takes its scale from the whole batch "
@@ -591,6 +591,8 @@ _NAMESPACES: dict[str, tuple[str, str]] = {
             "symm_mem",
             "_dtensor",
             "fsdp",
+            "bucketing",
+            "cplib",
         ),  # fmt: skip
         (
             "denied",
@@ -602,6 +604,17 @@ _NAMESPACES: dict[str, tuple[str, str]] = {
         ("onnx", "onnx_symbolic"),
         ("denied", "ONNX export's symbolic ops: run the model eagerly under the mode"),
     ),
+    "torch_attn": (
+        "denied",
+        "variable-length attention (flash kernels over packed sequences): call "
+        "scaled_dot_product_attention with a padding mask, which the mode covers",
+    ),
+    "torch_nn": (
+        "denied",
+        "linear + cross-entropy fused in chunks of the batch, whose size sets the order of "
+        "the loss's sum: call F.linear then F.cross_entropy, which the mode covers",
+    ),
+    "ao": ("native", "activation offloading: copies a tensor to another device and back"),
     "flex_lib": ("denied", "flex attention internals: call scaled_dot_product_attention"),
     "flex_gemm": ("denied", "compiled (flex) GEMM internals: run the model eagerly under the mode"),
     "_inductor_test": ("denied", "torch's own test ops"),

