@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The suite on another torch of the supported range (pyproject's torch>=2.13,<2.16):
-#   make test-torch TORCH=2.15.0 [TRANSFORMERS=5.25.0]
+#   make test-torch TORCH=2.15.0 [TRANSFORMERS=5.25.0] [TESTS="tests/models"]
 # builds .venv-torch-<version> (torch from PyPI, the CUDA build, several GB; this
 # machine's global pip constraint caps torch, so the install lifts it with
 # PIP_CONSTRAINT=/dev/null), every other package at constraints.txt's versions.
@@ -48,7 +48,7 @@ test-torch:
 	    -c $(TVENV)/constraints.txt -e '.[all]' && \
 	  $(TVENV)/bin/python -c "import torch; assert torch.__version__.startswith('$(TORCH)'), torch.__version__" && \
 	  touch $(TVENV)/.installed; }
-	$(TVENV)/bin/python -m pytest -q
+	$(TVENV)/bin/python -m pytest -q $(TESTS)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -296,11 +296,12 @@ def _covered_fn(name: str) -> Callable:
     return fn
 
 
-@functools.cache
-def _key_plan() -> tuple[tuple[str, str, object], ...]:
-    """(op, kind, kernel or None for a fallthrough) for every registration on the mode
-    key, from the policy's classification of every op the dispatcher knows."""
-    plan = []
+def _plan_spec() -> list[tuple]:
+    """The mode key's registrations as data: (op, tag, detail) with tag covered (detail:
+    the variant), fallthrough, native (a kernel that calls torch's), guarded (detail:
+    the guard table's key) or denied (detail: the reason). A pure function of the
+    policy's sources and torch's registry (see _plan_cache_key)."""
+    spec = []
     backends = _registered("CPU", "QuantizedCPU")
     selects = _registered("BackendSelect")
     explicits = _registered("CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional")
@@ -309,24 +310,96 @@ def _key_plan() -> tuple[tuple[str, str, object], ...]:
         backend, explicit = qualname in backends, qualname in explicits
         ns, _, name = qualname.partition("::")
         if kind == "covered":
-            plan.append((qualname, _covered_kernel(qualname, _variant(name))))
+            spec.append((qualname, "covered", _variant(name)))
         elif not (backend or explicit):
             continue  # a composite: it decomposes into ops classified on their own
         elif kind == "native":
             if qualname not in selects:
-                plan.append((qualname, None))  # a fallthrough: torch's kernel at no cost
+                spec.append((qualname, "fallthrough", ""))  # torch's kernel at no cost
             elif not explicit:
                 # an op with a BackendSelect kernel redispatches with every key this
                 # thread includes, past any fallthrough, so it gets a kernel that calls
                 # torch's (with a composite kernel it needs none: that kernel runs here)
-                plan.append((qualname, _native_kernel(qualname)))
+                spec.append((qualname, "native", ""))
         elif kind == "guarded":
-            when, why = _policy._GUARDED[_policy.table_name(name, _policy._GUARDED)]
-            plan.append((qualname, _guard_kernel(qualname, when, why)))
+            spec.append((qualname, "guarded", _policy.table_name(name, _policy._GUARDED)))
         elif kind == "denied":
-            plan.append((qualname, _deny_kernel(qualname, why)))
+            spec.append((qualname, "denied", why))
         # composites run their composite kernel on the key (the key counts as a backend);
         # refused ops, which have only a backend kernel, reach the fallback
+    return spec
+
+
+def _plan_cache_key() -> str:
+    """A hash of everything the plan is computed from: samebits' Python sources (the
+    policy, its tables, the engine's op list), torch's version and build, and torch's
+    registry as it is now (every op name, and which ops have kernels for the dispatch
+    keys the rules read), so a library that registers ops, or any edit, gives a new key."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    h.update(f"{torch.__version__} {torch.version.git_version}".encode())
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    h.update("\n".join(_policy.all_ops()).encode())
+    for key in _PLAN_KEYS:
+        h.update(key.encode() + "\n".join(sorted(_registered(key))).encode())
+    return h.hexdigest()[:32]
+
+
+# the dispatch keys whose registrations the plan and the policy's rules read
+_PLAN_KEYS = (
+    "CPU", "QuantizedCPU", "BackendSelect", "CompositeImplicitAutograd",
+    "CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional",
+)  # fmt: skip
+
+
+def _cached_plan_spec() -> list[tuple]:
+    """_plan_spec(), read from ``$SAMEBITS_CACHE/plan-<key>.json`` when a process with
+    the same sources and registry wrote it (classifying every op costs ~0.15 s, once per
+    process), else computed and written there. SAMEBITS_PLAN_CACHE=0 turns it off."""
+    import json
+
+    if os.environ.get("SAMEBITS_PLAN_CACHE", "1") == "0":
+        return _plan_spec()
+    path = _native._cache_dir() / f"plan-{_plan_cache_key()}.json"
+    try:
+        data = json.loads(path.read_text())
+        families = data["families"]
+        _policy.preload_families(families)
+        return [tuple(e) for e in data["spec"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    spec = _plan_spec()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"spec": spec, "families": _policy._families()}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache: computed again by the next process
+    return spec
+
+
+@functools.cache
+def _key_plan() -> tuple[tuple[str, object], ...]:
+    """(op, kernel or None for a fallthrough) for every registration on the mode key,
+    from the policy's classification of every op the dispatcher knows."""
+    plan = []
+    for qualname, tag, detail in _cached_plan_spec():
+        if tag == "covered":
+            plan.append((qualname, _covered_kernel(qualname, detail)))
+        elif tag == "fallthrough":
+            plan.append((qualname, None))
+        elif tag == "native":
+            plan.append((qualname, _native_kernel(qualname)))
+        elif tag == "guarded":
+            when, why = _policy._GUARDED[detail]
+            plan.append((qualname, _guard_kernel(qualname, when, why)))
+        else:
+            plan.append((qualname, _deny_kernel(qualname, detail)))
     return tuple(plan)
 
 

@@ -689,8 +689,24 @@ def _schema_rule(qualname: str, schema) -> tuple[str, str] | None:
     return None
 
 
-@functools.cache
+_FAMILIES: dict[str, str] = {}
+
+
+def preload_families(families: dict[str, str]) -> None:
+    """_families()'s result read from the mode's plan cache (keyed by torch's build and
+    registry, so it is the mapping _families would compute)."""
+    if not _FAMILIES:
+        _FAMILIES.update(families)
+
+
 def _families() -> dict[str, str]:
+    """See _compute_families; computed once per process, or read from the plan cache."""
+    if not _FAMILIES:
+        _FAMILIES.update(_compute_families())
+    return _FAMILIES
+
+
+def _compute_families() -> dict[str, str]:
     """Every in-place and out= aten overload, mapped to the functional overload that
     names its family (``add_.Tensor`` -> ``add.Tensor``, ``exp.out`` -> ``exp``): an
     in-place op is its functional's name with ``_``; an out= op is the overload of the

@@ -168,8 +168,10 @@ def test_accumulating_index_put_is_denied_and_plain_index_put_runs():
 
 def test_registrations_cover_every_classified_op_with_a_kernel():
     """Each covered, guarded, native or denied op with a CPU kernel has its registration
-    on the mode key: no such op reaches the fallback (which would refuse it)."""
-    planned = {q for q, _ in _mode._key_plan()}
+    on the mode key: no such op reaches the fallback (which would refuse it). The plan
+    of the registry as it is now (ops a library registers after the first entry reach
+    the fallback, which classifies them then)."""
+    planned = {q for q, *_ in _mode._plan_spec()}
     backends = _policy.registered("CPU", "QuantizedCPU")
     missing = [
         q
@@ -179,3 +181,22 @@ def test_registrations_cover_every_classified_op_with_a_kernel():
         and _policy.classify(q)[0] in ("covered", "guarded", "native", "denied")
     ]
     assert not missing, missing
+
+
+def test_the_plan_cache_holds_the_computed_plan(tmp_path, monkeypatch):
+    """The first entry's plan is read from $SAMEBITS_CACHE when a process with the same
+    sources and registry wrote it: what is read is what would be computed, and a new
+    op in the registry gives a new cache key (so a stale plan is never read)."""
+    monkeypatch.setenv("SAMEBITS_CACHE", str(tmp_path))
+    computed = _mode._plan_spec()
+    written = _mode._cached_plan_spec()  # computes and writes
+    files = list(tmp_path.glob("plan-*.json"))
+    assert len(files) == 1 and written == computed
+    assert _mode._cached_plan_spec() == computed  # read back
+    key = _mode._plan_cache_key()
+    lib = torch.library.Library("samebits_plan_test", "DEF")
+    lib.define("twice(Tensor x) -> Tensor")
+    try:
+        assert _mode._plan_cache_key() != key
+    finally:
+        lib._destroy()
