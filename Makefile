@@ -70,8 +70,8 @@ wheel-aarch64: $(STAMP)
 	bash tools/aarch64/wheel.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check samebits tests benchmarks docs/examples
-	$(BIN)/ruff format --check samebits tests benchmarks docs/examples
+	$(BIN)/ruff check samebits tests benchmarks docs/examples tools
+	$(BIN)/ruff format --check samebits tests benchmarks docs/examples tools
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -123,9 +123,7 @@ def op_grid() -> dict[str, str]:
                 "norms": torch.stack(
                     [torch.linalg.vector_norm(x, ord, -1) for ord in (1, 2, 3.5, float("inf"))]
                 ),
-                "embedding_bag": F.embedding_bag(
-                    bag_ids, w, bag_offsets, mode="mean"
-                ),
+                "embedding_bag": F.embedding_bag(bag_ids, w, bag_offsets, mode="mean"),
                 "grid_sample": F.grid_sample(img, grid, align_corners=False),
                 "elementwise": torch.stack(
                     [
