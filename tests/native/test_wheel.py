@@ -91,7 +91,8 @@ def test_wheel_runs_without_a_compiler_or_cache(wheel, tmp_path):
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["file"].startswith(str(target)), got["file"]  # the wheel's samebits ran
     assert got["source"] == "prebuilt"
-    assert list(cache.iterdir()) == []  # nothing compiled
+    # nothing compiled (the cache holds at most the mode's op plan, plan-*.json)
+    assert [p.name for p in cache.iterdir() if not p.name.startswith("plan-")] == []
 
     x = torch.from_numpy(np.random.default_rng(1).standard_normal((9, 200), dtype=np.float32))
     w = torch.from_numpy(np.random.default_rng(2).standard_normal((70, 200), dtype=np.float32))
