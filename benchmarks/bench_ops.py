@@ -18,7 +18,9 @@ from _harness import header, ratio, table  # noqa: E402
 
 
 def _small_ops(x, q, mask, s) -> dict:
-    """The non-matmul ops on transformer-sized inputs."""
+    """The non-matmul ops on transformer-sized inputs; the elementwise ones run in the
+    pointwise engine under the mode."""
+    pos = x.abs() + 0.5
     return {
         "softmax (12288, 128)": lambda: torch.softmax(s, -1),
         "log_softmax (12288, 128)": lambda: torch.log_softmax(s, -1),
@@ -30,6 +32,15 @@ def _small_ops(x, q, mask, s) -> dict:
         "whole sum (2048, 384)": lambda: x.sum(),
         "gelu (2048, 384)": lambda: F.gelu(x),
         "silu (2048, 384)": lambda: F.silu(x),
+        "exp (2048, 384)": lambda: torch.exp(x),
+        "tanh (2048, 384)": lambda: torch.tanh(x),
+        "sigmoid (2048, 384)": lambda: torch.sigmoid(x),
+        "erf (2048, 384)": lambda: torch.erf(x),
+        "log (2048, 384)": lambda: torch.log(pos),
+        "sin (2048, 384)": lambda: torch.sin(x),
+        "pow(x, 2.5) (2048, 384)": lambda: torch.pow(pos, 2.5),
+        "add alpha=0.3 (2048, 384)": lambda: torch.add(x, pos, alpha=0.3),
+        "sqrt (2048, 384)": lambda: torch.sqrt(pos),
         "sdpa causal (8, 12, 128, 64)": lambda: F.scaled_dot_product_attention(
             q, q, q, is_causal=True
         ),
