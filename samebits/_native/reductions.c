@@ -40,9 +40,11 @@ static inline __attribute__((always_inline)) void rowsum_g(const void *x, i64 o0
         }
 }
 
-/* rowsum_g with the dtype a compile-time constant */
-static void rowsum_dt(const void *x, i64 o0, i64 R, const double *cen, int square, int dt,
-                      const int G, double *out) {
+/* rowsum_g with the dtype a compile-time constant (and G: inlined at constant G, never
+   a clone that takes G at run time, whose loads spill) */
+static inline __attribute__((always_inline)) void rowsum_dt(const void *x, i64 o0, i64 R,
+                                                            const double *cen, int square,
+                                                            int dt, const int G, double *out) {
     if (dt == BF16) rowsum_g(x, o0, R, cen, square, BF16, G, out);
     else rowsum_g(x, o0, R, cen, square, F32, G, out);
 }
@@ -180,8 +182,9 @@ SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double 
 #pragma omp parallel for schedule(dynamic, dyn_chunk(tasks, th)) num_threads(th)
     for (i64 t = 0; t < tasks; t++) {
         if (t < groups) {
-            if (dt == BF16) chunk_sums(x, t * ALL_NC * CHUNK, CHUNK, ALL_NC, BF16, part + t * ALL_NC);
-            else chunk_sums(x, t * ALL_NC * CHUNK, CHUNK, ALL_NC, F32, part + t * ALL_NC);
+            i64 a = t * ALL_NC * CHUNK;
+            if (dt == BF16) chunk_sums(x, a, CHUNK, ALL_NC, BF16, part + t * ALL_NC);
+            else chunk_sums(x, a, CHUNK, ALL_NC, F32, part + t * ALL_NC);
             continue;
         }
         i64 c = groups * ALL_NC + (t - groups), a = c * CHUNK, b = a + CHUNK < n ? a + CHUNK : n;

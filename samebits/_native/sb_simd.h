@@ -501,13 +501,14 @@ VAI vd vd_sub(vd a, vd b) { return _mm512_sub_pd(a, b); }
 VAI vd vd_mul(vd a, vd b) { return _mm512_mul_pd(a, b); }
 VAI void vd_widen8(const void *p, int64_t i, const int dt, vd o[1]) { o[0] = _mm512_cvtps_pd(x8_load_dt(p, i, dt)); }
 VAI void vd_cols8(const void *p, int64_t i, int64_t R, const int dt, vd o[8]) {
-    __m256 r[8], u[8];
-    for (int w = 0; w < 8; w++) r[w] = x8_load_dt(p, i + w * R, dt);
-    x8_t4x8(r, u);     /* rows 0..3 */
-    x8_t4x8(r + 4, u + 4); /* rows 4..7 */
+    __m256 a[4], b[4], u[4], v[4]; /* rows 0..3 and 4..7: whole arrays stay in registers */
+    for (int w = 0; w < 4; w++) a[w] = x8_load_dt(p, i + w * R, dt);
+    x8_t4x8(a, u);
+    for (int w = 0; w < 4; w++) b[w] = x8_load_dt(p, i + (w + 4) * R, dt);
+    x8_t4x8(b, v);
     for (int q = 0; q < 4; q++) {
-        o[q] = _mm512_cvtps_pd(_mm256_permute2f128_ps(u[q], u[q + 4], 0x20));
-        o[q + 4] = _mm512_cvtps_pd(_mm256_permute2f128_ps(u[q], u[q + 4], 0x31));
+        o[q] = _mm512_cvtps_pd(_mm256_permute2f128_ps(u[q], v[q], 0x20));
+        o[q + 4] = _mm512_cvtps_pd(_mm256_permute2f128_ps(u[q], v[q], 0x31));
     }
 }
 
