@@ -9,7 +9,8 @@
  *   SB_V_NEON      4            __ARM_NEON (the neon path on aarch64)
  *   SB_V_SCALAR    1            anything else (the portable path)
  *
- * Types: vf (VW floats), vi (VW int32), vm (a VW-lane mask, the result of a compare).
+ * Types: vf (VW floats), vi (VW int32), vm (a VW-lane mask, the result of a compare);
+ * vd (VD doubles: 8, 4, 2, 1) for the reductions, at the end of the file.
  * Every operation is lane-wise and its result in a lane depends only on that lane's
  * inputs, with the same IEEE-754 meaning on every backend:
  *   v_add v_sub v_mul v_div v_sqrt   correctly rounded, as the C operators and sqrtf
@@ -474,9 +475,10 @@ VAI vd2 vd2_mul(vd2 a, vd2 b) { vd2 r = {a.x * b.x}; return r; }
 #if defined(SB_V_AVX512) || defined(SB_V_AVX2)
 /* 8 float32 or bfloat16 elements as float32 */
 VAI __m256 x8_load_dt(const void *p, int64_t i, const int dt) {
-    if (dt == 1)
-        return _mm256_castsi256_ps(_mm256_slli_epi32(
-            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i))), 16));
+    if (dt == 1) {
+        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
     return _mm256_loadu_ps((const float *)p + i);
 }
 /* four rows of 8: u[q] = (r[0][q], .., r[3][q] | r[0][q + 4], .., r[3][q + 4]) */
@@ -499,12 +501,20 @@ VAI void vd_store(double *p, vd v) { _mm512_storeu_pd(p, v); }
 VAI vd vd_add(vd a, vd b) { return _mm512_add_pd(a, b); }
 VAI vd vd_sub(vd a, vd b) { return _mm512_sub_pd(a, b); }
 VAI vd vd_mul(vd a, vd b) { return _mm512_mul_pd(a, b); }
-VAI void vd_widen8(const void *p, int64_t i, const int dt, vd o[1]) { o[0] = _mm512_cvtps_pd(x8_load_dt(p, i, dt)); }
+VAI void vd_widen8(const void *p, int64_t i, const int dt, vd o[1]) {
+    o[0] = _mm512_cvtps_pd(x8_load_dt(p, i, dt));
+}
 VAI void vd_cols8(const void *p, int64_t i, int64_t R, const int dt, vd o[8]) {
-    __m256 a[4], b[4], u[4], v[4]; /* rows 0..3 and 4..7: whole arrays stay in registers */
-    for (int w = 0; w < 4; w++) a[w] = x8_load_dt(p, i + w * R, dt);
+    /* rows 0..3 and 4..7, whole arrays (they stay in registers); rows addressed from
+       pointers to element i (an index i + w R had GCC spill the float32 rows) */
+    __m256 a[4], b[4], u[4], v[4];
+    const float *f = (const float *)p + i;
+    const uint16_t *h = (const uint16_t *)p + i;
+    for (int w = 0; w < 4; w++)
+        a[w] = dt == 1 ? x8_load_dt(h + w * R, 0, 1) : _mm256_loadu_ps(f + w * R);
     x8_t4x8(a, u);
-    for (int w = 0; w < 4; w++) b[w] = x8_load_dt(p, i + (w + 4) * R, dt);
+    for (int w = 4; w < 8; w++)
+        b[w - 4] = dt == 1 ? x8_load_dt(h + w * R, 0, 1) : _mm256_loadu_ps(f + w * R);
     x8_t4x8(b, v);
     for (int q = 0; q < 4; q++) {
         o[q] = _mm512_cvtps_pd(_mm256_permute2f128_ps(u[q], v[q], 0x20));
