@@ -1,149 +1,75 @@
 /* ----------------------------------------------------------- reductions */
-/* SUM order for n <= 8 contiguous rows of length R starting at row o0:
-   acc[r] = sequential double sum over k of f(x[o0+r][k] - c[r]). The 8 chains
-   run side by side (8x8 in-register transposes on AVX2, plain loops otherwise);
-   every path performs the same double operations per row. */
-#ifdef SB_AVX2
-/* The SUM order for 16 rows (float32 or bfloat16, rows R apart from x[o0 * R]):
-   rowsum8's operations, two groups of 8 rows side by side so that four independent
-   add chains hide the add latency. */
-static inline __attribute__((always_inline)) void rowsum16(const void *x, i64 o0, i64 R,
+/* The SUM order and the ALL order, written once over the vector layer's double vectors
+   (sb_simd.h: VD lanes, 8 on AVX-512, 4 on AVX2, 2 on NEON, 1 scalar). */
+#include "sb_simd.h"
+
+/* The SUM order for G * VD contiguous rows of length R from row o0: out[r] = sequential
+   double sum over k of f(x[o0 + r][k] - cen[r]), f = identity or square. A row's chain
+   sits in one lane of a double vector; G vectors are G independent add chains (one
+   alone is latency-bound). Eight k at a time come from each row by a transposing load
+   (vd_cols8), the rest one by one: the same double operations per row on every path,
+   whatever G and VD. */
+static inline __attribute__((always_inline)) void rowsum_g(const void *x, i64 o0, i64 R,
                                                            const double *cen, int square,
-                                                           const int dt, double *out16) {
-    double c[16] = {0};
-    if (cen)
-        for (int r = 0; r < 16; r++) c[r] = cen[r];
-    __m256d acc[4], cv[4];
-    for (int g = 0; g < 4; g++) {
-        acc[g] = _mm256_setzero_pd();
-        cv[g] = _mm256_loadu_pd(c + 4 * g);
-    }
-    i64 k = 0;
-    for (; k + 8 <= R; k += 8) {
-        __m256 col[2][8];
-        for (int h = 0; h < 2; h++) {
-            __m256 r[8];
-            for (int w = 0; w < 8; w++) r[w] = v8_load(x, (o0 + 8 * h + w) * R + k, dt);
-            t8x8(r, col[h]);
-        }
-        for (int q = 0; q < 8; q++)
-            for (int h = 0; h < 2; h++) {
-                __m256d a = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(col[h][q])), cv[2 * h]);
-                __m256d b = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(col[h][q], 1)), cv[2 * h + 1]);
-                if (square) {
-                    a = _mm256_mul_pd(a, a);
-                    b = _mm256_mul_pd(b, b);
-                }
-                acc[2 * h] = _mm256_add_pd(acc[2 * h], a);
-                acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], b);
-            }
-    }
-    for (int g = 0; g < 4; g++) _mm256_storeu_pd(out16 + 4 * g, acc[g]);
-    for (; k < R; k++)
-        for (int r = 0; r < 16; r++) {
-            double v = (double)ld(x, (o0 + r) * R + k, dt) - c[r];
-            out16[r] += square ? v * v : v;
-        }
-}
-
-static void rowsum16_dt(const void *x, i64 o0, i64 R, const double *cen, int square, int dt,
-                        double *out16) {
-    if (dt == BF16) rowsum16(x, o0, R, cen, square, BF16, out16);
-    else rowsum16(x, o0, R, cen, square, F32, out16);
-}
-#endif
-
-static void rowsum8(const void *x, i64 o0, i64 n, i64 R, const double *cen, int square, int dt,
-                double *out8) {
-        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        if (cen)
-            for (i64 r = 0; r < n; r++) c[r] = cen[r];
-        i64 k = 0;
-#ifdef SB_AVX2
-        if (n == 8) {
-            __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
-            __m256d clo = _mm256_loadu_pd(c), chi = _mm256_loadu_pd(c + 4);
-            for (; k + 8 <= R; k += 8) {
-                __m256 r[8], col[8]; /* col[q] holds element k+q of rows 0..7 */
-                for (int w = 0; w < 8; w++) r[w] = v8_load(x, (o0 + w) * R + k, dt);
-                t8x8(r, col);
-                for (int q = 0; q < 8; q++) {
-                    __m256d a = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(col[q])), clo);
-                    __m256d b = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(col[q], 1)), chi);
-                    if (square) {
-                        a = _mm256_mul_pd(a, a);
-                        b = _mm256_mul_pd(b, b);
-                    }
-                    lo = _mm256_add_pd(lo, a);
-                    hi = _mm256_add_pd(hi, b);
-                }
-            }
-            _mm256_storeu_pd(acc, lo);
-            _mm256_storeu_pd(acc + 4, hi);
-        }
-#endif
-        for (; k < R; k++)
-            for (i64 r = 0; r < n; r++) {
-                double v = (double)ld(x, (o0 + r) * R + k, dt) - c[r];
-                acc[r] += square ? v * v : v;
-            }
-        for (i64 r = 0; r < n; r++) out8[r] = acc[r];
-}
-
-#ifdef __AVX512F__
-/* The SUM order for 32 rows on AVX-512: rowsum8's operations, one zmm of eight double
-   sums per group of 8 rows, four groups (four independent add chains) */
-static inline __attribute__((always_inline)) void rowsum32(const void *x, i64 o0, i64 R,
-                                                           const double *cen, int square,
-                                                           const int dt, double *out32) {
-    double c[32] = {0};
-    if (cen)
-        for (int r = 0; r < 32; r++) c[r] = cen[r];
-    __m512d acc[4], cv[4];
-    for (int g = 0; g < 4; g++) {
-        acc[g] = _mm512_setzero_pd();
-        cv[g] = _mm512_loadu_pd(c + 8 * g);
+                                                           const int dt, const int G,
+                                                           double *out) {
+    vd acc[4], cv[4];
+    for (int g = 0; g < G; g++) {
+        acc[g] = vd_zero();
+        cv[g] = cen ? vd_load(cen + g * VD) : vd_zero();
     }
     i64 k = 0;
     for (; k + 8 <= R; k += 8)
-#pragma GCC unroll 4 /* the sums stay in registers: four chains the core overlaps */
-        for (int g = 0; g < 4; g++) {
-            __m256 r[8], col[8]; /* col[q]: element k + q of the group's 8 rows */
-            for (int w = 0; w < 8; w++) r[w] = v8_load(x, (o0 + 8 * g + w) * R + k, dt);
-            t8x8(r, col);
+#pragma GCC unroll 4 /* the sums stay in registers: G chains the core overlaps */
+        for (int g = 0; g < G; g++) {
+            vd col[8]; /* col[q]: element k + q of the chain's VD rows */
+            vd_cols8(x, (o0 + g * VD) * R + k, R, dt, col);
             for (int q = 0; q < 8; q++) {
-                __m512d a = _mm512_cvtps_pd(col[q]);
-                if (cen) a = _mm512_sub_pd(a, cv[g]); /* v - (+0) would be v */
-                if (square) a = _mm512_mul_pd(a, a);
-                acc[g] = _mm512_add_pd(acc[g], a);
+                vd a = col[q];
+                if (cen) a = vd_sub(a, cv[g]); /* v - (+0) would be v */
+                if (square) a = vd_mul(a, a);
+                acc[g] = vd_add(acc[g], a);
             }
         }
-    for (int g = 0; g < 4; g++) _mm512_storeu_pd(out32 + 8 * g, acc[g]);
+    for (int g = 0; g < G; g++) vd_store(out + g * VD, acc[g]);
     for (; k < R; k++)
-        for (int r = 0; r < 32; r++) {
-            double v = (double)ld(x, (o0 + r) * R + k, dt) - c[r];
-            out32[r] += square ? v * v : v;
+        for (int r = 0; r < G * VD; r++) {
+            double v = (double)ld(x, (o0 + r) * R + k, dt);
+            if (cen) v -= cen[r];
+            out[r] += square ? v * v : v;
         }
 }
-#endif
+
+/* rowsum_g with the dtype a compile-time constant (and G: inlined at constant G, never
+   a clone that takes G at run time, whose loads spill) */
+static inline __attribute__((always_inline)) void rowsum_dt(const void *x, i64 o0, i64 R,
+                                                            const double *cen, int square,
+                                                            int dt, const int G, double *out) {
+    if (dt == BF16) rowsum_g(x, o0, R, cen, square, BF16, G, out);
+    else rowsum_g(x, o0, R, cen, square, F32, G, out);
+}
 
 /* The SUM order for rows o0 .. o0 + n - 1 (out[r], after subtracting cen[r] if given,
-   squared if asked), by the widest kernel the path has: rows are independent, so
-   how many run side by side never changes a bit */
+   squared if asked): 4, 2 then 1 chains of VD rows, the last n % VD rows one by one.
+   Rows are independent, so how many run side by side never changes a bit. */
 static void rowsums(const void *x, i64 o0, i64 n, i64 R, const double *cen, int square, int dt,
                     double *out) {
     i64 r = 0;
-#ifdef __AVX512F__
-    for (; r + 32 <= n; r += 32) {
-        if (dt == BF16) rowsum32(x, o0 + r, R, cen ? cen + r : NULL, square, BF16, out + r);
-        else rowsum32(x, o0 + r, R, cen ? cen + r : NULL, square, F32, out + r);
+    for (int G = 4; G >= 1; G /= 2)
+        for (; r + G * VD <= n; r += G * VD) {
+            const double *c = cen ? cen + r : NULL;
+            if (G == 4) rowsum_dt(x, o0 + r, R, c, square, dt, 4, out + r);
+            else if (G == 2) rowsum_dt(x, o0 + r, R, c, square, dt, 2, out + r);
+            else rowsum_dt(x, o0 + r, R, c, square, dt, 1, out + r);
+        }
+    for (; r < n; r++) { /* fewer than VD rows */
+        double acc = 0.0, c = cen ? cen[r] : 0.0;
+        for (i64 k = 0; k < R; k++) {
+            double v = (double)ld(x, (o0 + r) * R + k, dt) - c;
+            acc += square ? v * v : v;
+        }
+        out[r] = acc;
     }
-#endif
-#ifdef SB_AVX2
-    for (; r + 16 <= n; r += 16) rowsum16_dt(x, o0 + r, R, cen ? cen + r : NULL, square, dt, out + r);
-#endif
-    for (; r < n; r += 8)
-        rowsum8(x, o0 + r, n - r < 8 ? n - r : 8, R, cen ? cen + r : NULL, square, dt, out + r);
 }
 
 /* The SUM order for n <= 64 columns j0.. of one (R, inner) slab: out[j] = sequential
@@ -207,59 +133,39 @@ static inline double lane_tree8(const double l[8]) {
     return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }
 
-/* The ALL order of one chunk: eight double lanes, lane q summing elements q, q + 8, ...
-   in order, then the lane tree */
-static double chunk_sum(const void *x, i64 a, i64 b, int dt) {
-    double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    i64 i = a;
-    for (; i + 8 <= b; i += 8)
-        for (int q = 0; q < 8; q++) l[q] += (double)ld(x, i + q, dt);
-    for (int q = 0; i + q < b; q++) l[q] += (double)ld(x, i + q, dt);
-    return lane_tree8(l);
-}
-
-#ifdef SB_AVX2
-/* ALL_NC full chunks from c0 side by side: chunk_sum's operations, one chunk's eight
-   lanes in one zmm (two ymm on AVX2), so ALL_NC chunks are that many independent add
-   chains (one chunk alone is latency-bound) */
-#ifdef __AVX512F__
+/* Chunks side by side: full chunks in groups of ALL_NC, that many independent add chains
+   (one chunk alone is latency-bound) */
+#if VD >= 8
 #define ALL_NC 8
-#else
+#elif VD >= 2
 #define ALL_NC 4
-#endif
-static inline __attribute__((always_inline)) void chunk_sums(const void *x, i64 c0, const int dt,
-                                                             double *part) {
-#ifdef __AVX512F__
-    __m512d acc[ALL_NC];
-    for (int c = 0; c < ALL_NC; c++) acc[c] = _mm512_setzero_pd();
-    for (i64 i = 0; i < CHUNK; i += 8)
-        for (int c = 0; c < ALL_NC; c++)
-            acc[c] = _mm512_add_pd(acc[c], _mm512_cvtps_pd(v8_load(x, (c0 + c) * CHUNK + i, dt)));
-    for (int c = 0; c < ALL_NC; c++) {
-        double l[8];
-        _mm512_storeu_pd(l, acc[c]);
-        part[c] = lane_tree8(l);
-    }
-#else
-    __m256d lo[ALL_NC], hi[ALL_NC];
-    for (int c = 0; c < ALL_NC; c++) lo[c] = hi[c] = _mm256_setzero_pd();
-    for (i64 i = 0; i < CHUNK; i += 8)
-        for (int c = 0; c < ALL_NC; c++) {
-            __m256 v = v8_load(x, (c0 + c) * CHUNK + i, dt);
-            lo[c] = _mm256_add_pd(lo[c], _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
-            hi[c] = _mm256_add_pd(hi[c], _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
-        }
-    for (int c = 0; c < ALL_NC; c++) {
-        double l[8];
-        _mm256_storeu_pd(l, lo[c]);
-        _mm256_storeu_pd(l + 4, hi[c]);
-        part[c] = lane_tree8(l);
-    }
-#endif
-}
 #else
 #define ALL_NC 1
 #endif
+
+/* The ALL order of NC chunks of n elements from element a, CHUNK apart (n < CHUNK only
+   for NC = 1: x's last chunk): eight double lanes per chunk (8 / VD vectors), lane q
+   summing elements q, q + 8, ... in order, then the lane tree; part[c] is chunk c's */
+static inline __attribute__((always_inline)) void chunk_sums(const void *x, i64 a, i64 n,
+                                                             const int NC, const int dt,
+                                                             double *part) {
+    vd acc[ALL_NC][8 / VD];
+    for (int c = 0; c < NC; c++)
+        for (int j = 0; j < 8 / VD; j++) acc[c][j] = vd_zero();
+    i64 i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int c = 0; c < NC; c++) {
+            vd v[8 / VD];
+            vd_widen8(x, a + c * CHUNK + i, dt, v);
+            for (int j = 0; j < 8 / VD; j++) acc[c][j] = vd_add(acc[c][j], v[j]);
+        }
+    for (int c = 0; c < NC; c++) {
+        double l[8];
+        for (int j = 0; j < 8 / VD; j++) vd_store(l + j * VD, acc[c][j]);
+        for (int q = 0; i + q < n; q++) l[q] += (double)ld(x, a + c * CHUNK + i + q, dt);
+        part[c] = lane_tree8(l);
+    }
+}
 
 SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double *out) {
     i64 chunks = (n + CHUNK - 1) / CHUNK;
@@ -275,15 +181,15 @@ SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double 
     i64 tasks = groups + (chunks - groups * ALL_NC);
 #pragma omp parallel for schedule(dynamic, dyn_chunk(tasks, th)) num_threads(th)
     for (i64 t = 0; t < tasks; t++) {
-#ifdef SB_AVX2
         if (t < groups) {
-            if (dt == BF16) chunk_sums(x, t * ALL_NC, BF16, part + t * ALL_NC);
-            else chunk_sums(x, t * ALL_NC, F32, part + t * ALL_NC);
+            i64 a = t * ALL_NC * CHUNK;
+            if (dt == BF16) chunk_sums(x, a, CHUNK, ALL_NC, BF16, part + t * ALL_NC);
+            else chunk_sums(x, a, CHUNK, ALL_NC, F32, part + t * ALL_NC);
             continue;
         }
-#endif
         i64 c = groups * ALL_NC + (t - groups), a = c * CHUNK, b = a + CHUNK < n ? a + CHUNK : n;
-        part[c] = chunk_sum(x, a, b, dt);
+        if (dt == BF16) chunk_sums(x, a, b - a, 1, BF16, part + c);
+        else chunk_sums(x, a, b - a, 1, F32, part + c);
     }
     double s = 0.0;
     for (i64 c = 0; c < chunks; c++) s += part[c];

@@ -9,7 +9,8 @@
  *   SB_V_NEON      4            __ARM_NEON (the neon path on aarch64)
  *   SB_V_SCALAR    1            anything else (the portable path)
  *
- * Types: vf (VW floats), vi (VW int32), vm (a VW-lane mask, the result of a compare).
+ * Types: vf (VW floats), vi (VW int32), vm (a VW-lane mask, the result of a compare);
+ * vd (VD doubles: 8, 4, 2, 1) for the reductions, at the end of the file.
  * Every operation is lane-wise and its result in a lane depends only on that lane's
  * inputs, with the same IEEE-754 meaning on every backend:
  *   v_add v_sub v_mul v_div v_sqrt   correctly rounded, as the C operators and sqrtf
@@ -456,6 +457,138 @@ VAI vd2 vd2_set1(double x) { vd2 r = {x}; return r; }
 VAI vd2 vd2_add(vd2 a, vd2 b) { vd2 r = {a.x + b.x}; return r; }
 VAI vd2 vd2_sub(vd2 a, vd2 b) { vd2 r = {a.x - b.x}; return r; }
 VAI vd2 vd2_mul(vd2 a, vd2 b) { vd2 r = {a.x * b.x}; return r; }
+#endif
+
+/* -------------------------------------------------- doubles, VD lanes per vector */
+/* The double vectors of the SUM and ALL orders (reductions.c): VD double lanes, a full
+ * register (8 on AVX-512, 4 on AVX2, 2 on NEON, 1 scalar).
+ *   vd_zero, vd_load, vd_store          VD doubles (unaligned)
+ *   vd_add, vd_sub, vd_mul              correctly rounded, as the C operators
+ *   vd_widen8(p, i, dt, o)              the 8 elements of a float32 or bfloat16 array
+ *                                       from i, exactly widened: o[j] lane l holds
+ *                                       element i + j VD + l (8 / VD vectors)
+ *   vd_cols8(p, i, R, dt, o)            8 elements of each of VD rows R apart, from i,
+ *                                       transposed: o[q] lane l holds element
+ *                                       i + l R + q (8 vectors)
+ * Data movement and exact widening only: every double a lane holds is the C cast of
+ * its element. */
+#if defined(SB_V_AVX512) || defined(SB_V_AVX2)
+/* 8 float32 or bfloat16 elements as float32 */
+VAI __m256 x8_load_dt(const void *p, int64_t i, const int dt) {
+    if (dt == 1) {
+        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    return _mm256_loadu_ps((const float *)p + i);
+}
+/* four rows of 8: u[q] = (r[0][q], .., r[3][q] | r[0][q + 4], .., r[3][q + 4]) */
+VAI void x8_t4x8(const __m256 r[4], __m256 u[4]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
+           t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    u[0] = _mm256_shuffle_ps(t0, t2, 0x44);
+    u[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+    u[2] = _mm256_shuffle_ps(t1, t3, 0x44);
+    u[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+}
+#endif
+
+#if defined(SB_V_AVX512)
+#define VD 8
+typedef __m512d vd;
+VAI vd vd_zero(void) { return _mm512_setzero_pd(); }
+VAI vd vd_load(const double *p) { return _mm512_loadu_pd(p); }
+VAI void vd_store(double *p, vd v) { _mm512_storeu_pd(p, v); }
+VAI vd vd_add(vd a, vd b) { return _mm512_add_pd(a, b); }
+VAI vd vd_sub(vd a, vd b) { return _mm512_sub_pd(a, b); }
+VAI vd vd_mul(vd a, vd b) { return _mm512_mul_pd(a, b); }
+VAI void vd_widen8(const void *p, int64_t i, const int dt, vd o[1]) {
+    o[0] = _mm512_cvtps_pd(x8_load_dt(p, i, dt));
+}
+VAI void vd_cols8(const void *p, int64_t i, int64_t R, const int dt, vd o[8]) {
+    /* rows 0..3 and 4..7, whole arrays (they stay in registers); rows addressed from
+       pointers to element i (an index i + w R had GCC spill the float32 rows) */
+    __m256 a[4], b[4], u[4], v[4];
+    const float *f = (const float *)p + i;
+    const uint16_t *h = (const uint16_t *)p + i;
+    for (int w = 0; w < 4; w++)
+        a[w] = dt == 1 ? x8_load_dt(h + w * R, 0, 1) : _mm256_loadu_ps(f + w * R);
+    x8_t4x8(a, u);
+    for (int w = 4; w < 8; w++)
+        b[w - 4] = dt == 1 ? x8_load_dt(h + w * R, 0, 1) : _mm256_loadu_ps(f + w * R);
+    x8_t4x8(b, v);
+    for (int q = 0; q < 4; q++) {
+        o[q] = _mm512_cvtps_pd(_mm256_permute2f128_ps(u[q], v[q], 0x20));
+        o[q + 4] = _mm512_cvtps_pd(_mm256_permute2f128_ps(u[q], v[q], 0x31));
+    }
+}
+
+#elif defined(SB_V_AVX2)
+#define VD 4
+typedef __m256d vd;
+VAI vd vd_zero(void) { return _mm256_setzero_pd(); }
+VAI vd vd_load(const double *p) { return _mm256_loadu_pd(p); }
+VAI void vd_store(double *p, vd v) { _mm256_storeu_pd(p, v); }
+VAI vd vd_add(vd a, vd b) { return _mm256_add_pd(a, b); }
+VAI vd vd_sub(vd a, vd b) { return _mm256_sub_pd(a, b); }
+VAI vd vd_mul(vd a, vd b) { return _mm256_mul_pd(a, b); }
+VAI void vd_widen8(const void *p, int64_t i, const int dt, vd o[2]) {
+    __m256 v = x8_load_dt(p, i, dt);
+    o[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    o[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+VAI void vd_cols8(const void *p, int64_t i, int64_t R, const int dt, vd o[8]) {
+    __m256 r[4], u[4];
+    for (int w = 0; w < 4; w++) r[w] = x8_load_dt(p, i + w * R, dt);
+    x8_t4x8(r, u);
+    for (int q = 0; q < 4; q++) {
+        o[q] = _mm256_cvtps_pd(_mm256_castps256_ps128(u[q]));
+        o[q + 4] = _mm256_cvtps_pd(_mm256_extractf128_ps(u[q], 1));
+    }
+}
+
+#elif defined(SB_V_NEON)
+#define VD 2
+typedef float64x2_t vd;
+VAI vd vd_zero(void) { return vdupq_n_f64(0.0); }
+VAI vd vd_load(const double *p) { return vld1q_f64(p); }
+VAI void vd_store(double *p, vd v) { vst1q_f64(p, v); }
+VAI vd vd_add(vd a, vd b) { return vaddq_f64(a, b); }
+VAI vd vd_sub(vd a, vd b) { return vsubq_f64(a, b); }
+VAI vd vd_mul(vd a, vd b) { return vmulq_f64(a, b); }
+VAI void vd_widen8(const void *p, int64_t i, const int dt, vd o[4]) {
+    for (int h = 0; h < 2; h++) {
+        float32x4_t v = v_load_dt(p, i + 4 * h, dt);
+        o[2 * h] = vcvt_f64_f32(vget_low_f32(v));
+        o[2 * h + 1] = vcvt_high_f64_f32(v);
+    }
+}
+VAI void vd_cols8(const void *p, int64_t i, int64_t R, const int dt, vd o[8]) {
+    for (int h = 0; h < 2; h++) {
+        float32x4_t a = v_load_dt(p, i + 4 * h, dt), b = v_load_dt(p, i + R + 4 * h, dt);
+        float32x4_t lo = vzip1q_f32(a, b), hi = vzip2q_f32(a, b); /* a0 b0 a1 b1, a2 b2 a3 b3 */
+        o[4 * h] = vcvt_f64_f32(vget_low_f32(lo));
+        o[4 * h + 1] = vcvt_high_f64_f32(lo);
+        o[4 * h + 2] = vcvt_f64_f32(vget_low_f32(hi));
+        o[4 * h + 3] = vcvt_high_f64_f32(hi);
+    }
+}
+
+#else
+#define VD 1
+typedef double vd;
+VAI vd vd_zero(void) { return 0.0; }
+VAI vd vd_load(const double *p) { return *p; }
+VAI void vd_store(double *p, vd v) { *p = v; }
+VAI vd vd_add(vd a, vd b) { return a + b; }
+VAI vd vd_sub(vd a, vd b) { return a - b; }
+VAI vd vd_mul(vd a, vd b) { return a * b; }
+VAI void vd_widen8(const void *p, int64_t i, const int dt, vd o[8]) {
+    for (int j = 0; j < 8; j++) o[j] = (double)v_load_dt(p, i + j, dt);
+}
+VAI void vd_cols8(const void *p, int64_t i, int64_t R, const int dt, vd o[8]) {
+    (void)R;
+    for (int q = 0; q < 8; q++) o[q] = (double)v_load_dt(p, i + q, dt);
+}
 #endif
 
 #endif /* SB_SIMD_H */
