@@ -103,8 +103,8 @@ _BELOW = torch._C._dispatch_keyset_full_after(_KEY)  # the keys a redispatch may
 _CPU_KEYS = (torch._C.DispatchKey.CPU, torch._C.DispatchKey.QuantizedCPU)
 
 
-def _on_cpu(keyset) -> bool:
-    return any(keyset.has(k) for k in _CPU_KEYS)
+def _on_cpu(keyset, _cpu=_CPU_KEYS[0], _qcpu=_CPU_KEYS[1]) -> bool:
+    return keyset.has(_cpu) or keyset.has(_qcpu)
 
 
 def _in_mode_key() -> bool:
@@ -190,14 +190,18 @@ def _written(qualname: str) -> tuple[str, ...]:
 def _covered_kernel(qualname: str, variant: str) -> Callable:
     name = qualname.partition("::")[2]
 
+    out = variant == "out"
+
     def kernel(keyset, *args, **kwargs):
         op = _overload(qualname)
         fn = _covered_fn(name)  # looked up per call: the table is the one source
         if not _on_cpu(keyset):
             return _torch_kernel(op, keyset, args, kwargs)
-        call_kwargs = dict(kwargs)
-        written = _written(qualname) if variant == "out" else ()
-        outs = [call_kwargs.pop(n) for n in written]  # out=, or output=, out0=, ...
+        if out:
+            call_kwargs = dict(kwargs)
+            outs = [call_kwargs.pop(n) for n in _written(qualname)]  # out=, output=, ...
+        else:
+            call_kwargs, outs = kwargs, []
         try:
             res = fn(*args, **call_kwargs)
         except NotInvariantError as err:

@@ -137,6 +137,62 @@ def _result_dtype(op: str, operands: tuple, int_to_float: bool) -> torch.dtype |
     return res
 
 
+_SAME_DTYPES = {torch.float32: _native.F32, torch.bfloat16: _native.BF16}
+_I3 = ctypes.c_int * 3
+
+
+def _run_same(engine_op: str, operands: tuple, params: tuple, name: str):
+    """run()'s common case with less Python: every tensor operand on the CPU with one
+    dtype (float32 or bfloat16), one shape, one contiguous layout and more than one
+    element, the other operands Python floats or ints (each rounded once to float32 and
+    broadcast, as run() does). The C call and the output are run()'s own for these
+    operands; None for any other case, which run() then takes."""
+    x = None
+    for o in operands:
+        if type(o) is torch.Tensor:
+            x = o
+            break
+    if x is None:
+        return None
+    dt = x.dtype
+    code_dt = _SAME_DTYPES.get(dt)
+    if code_dt is None or x.device.type != "cpu" or not x.is_contiguous() or x.numel() < 2:
+        return None
+    shape, stride = x.shape, x.stride()
+    ptrs, dts, strides, keep = [], [], [], []
+    for o in operands:
+        if type(o) is torch.Tensor:
+            if o.dtype is not dt or o.device.type != "cpu":
+                return None
+            if o is not x and (o.shape != shape or o.stride() != stride):
+                return None
+            ptrs.append(o.data_ptr())
+            dts.append(code_dt)
+            strides.append(1)
+        elif type(o) is float or type(o) is int:
+            v = torch.tensor([float(o)], dtype=torch.float32)  # run()'s rounding
+            keep.append(v)
+            ptrs.append(v.data_ptr())
+            dts.append(_native.F32)
+            strides.append(0)
+        else:
+            return None
+    code, arity, nparams = _lookup(engine_op, name)
+    if len(operands) != arity:
+        return None
+    pad = [0] * (3 - arity)
+    y = torch.empty_like(x)
+    pv = (ctypes.c_double * max(1, nparams))(*[float(p) for p in params])
+    status = _native.lib().sb_pointwise(
+        code, x.numel(), ptrs[0], ptrs[1] if arity > 1 else None, ptrs[2] if arity > 2 else None,
+        _I3(*(dts + pad)), _I3(*(strides + pad)), y.data_ptr(), code_dt, pv, nparams,
+        _native.nthreads(),
+    )  # fmt: skip
+    if status != 0:
+        raise AssertionError(f"sb_pointwise({engine_op}) returned {status}")
+    return y
+
+
 def run(
     engine_op: str,
     operands: tuple,
@@ -148,6 +204,9 @@ def run(
     """engine_op over broadcast ``operands`` (tensors or Python numbers) with scalar
     ``params``; NotImplemented where torch's own kernel is exact (integer results)."""
     name = aten or engine_op
+    fast = _run_same(engine_op, operands, params, name)
+    if fast is not None:
+        return fast
     for o in operands:
         if isinstance(o, torch.Tensor) and o.device.type != "cpu":
             return NotImplemented  # the mode is CPU-only: other devices keep torch's kernels
@@ -291,6 +350,9 @@ def _scaled_reduced(x, y, *_a, **_k) -> bool:
     """A bfloat16 or float16 product or quotient with a Python scalar (or a 0-dim tensor
     of another dtype): torch's functional and in-place forms round the scalar
     differently, so the engine computes it (the scalar rounded to float32)."""
+    if type(x) is torch.Tensor and type(y) is torch.Tensor and x.dtype is y.dtype:
+        if x.dtype in _PLAIN:  # the common case, decided without building lists
+            return False
     tensors = [t for t in (x, y) if isinstance(t, torch.Tensor)]
     if any(t.dtype.is_complex for t in tensors):
         raise NotInvariantError("aten::mul/div", tensors[0].dtype, tensors[0].shape, _COMPLEX_WHY)
@@ -301,6 +363,8 @@ def _scaled_reduced(x, y, *_a, **_k) -> bool:
         or (tensors[1].dim() == 0 and tensors[0].dim() > 0)
     )
 
+
+_PLAIN = frozenset({torch.float32, torch.float64})  # one dtype: torch's kernel, one rounding
 
 _COMPLEX_WHY = (
     "a complex product or quotient is several rounded operations, which torch fuses "
