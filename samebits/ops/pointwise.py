@@ -137,7 +137,7 @@ def _result_dtype(op: str, operands: tuple, int_to_float: bool) -> torch.dtype |
     return res
 
 
-_SAME_DTYPES = {torch.float32: _native.F32, torch.bfloat16: _native.BF16}
+_ENGINE_DTYPES = (torch.float32, torch.bfloat16)  # the dtypes the engine reads and writes
 _I3 = ctypes.c_int * 3
 
 
@@ -155,9 +155,11 @@ def _run_same(engine_op: str, operands: tuple, params: tuple, name: str):
     if x is None:
         return None
     dt = x.dtype
-    code_dt = _SAME_DTYPES.get(dt)
-    if code_dt is None or x.device.type != "cpu" or not x.is_contiguous() or x.numel() < 2:
+    if dt not in _ENGINE_DTYPES or x.device.type != "cpu" or not x.is_contiguous():
         return None
+    if x.numel() < 2:
+        return None
+    code_dt = _native.dtype_code(dt)
     shape, stride = x.shape, x.stride()
     ptrs, dts, strides, keep = [], [], [], []
     for o in operands:
@@ -170,7 +172,7 @@ def _run_same(engine_op: str, operands: tuple, params: tuple, name: str):
             dts.append(code_dt)
             strides.append(1)
         elif type(o) is float or type(o) is int:
-            v = torch.tensor([float(o)], dtype=torch.float32)  # run()'s rounding
+            v = _scalar_operand(o)
             keep.append(v)
             ptrs.append(v.data_ptr())
             dts.append(_native.F32)
@@ -180,17 +182,27 @@ def _run_same(engine_op: str, operands: tuple, params: tuple, name: str):
     code, arity, nparams = _lookup(engine_op, name)
     if len(operands) != arity:
         return None
-    pad = [0] * (3 - arity)
     y = torch.empty_like(x)
+    _call(engine_op, code, arity, nparams, x.numel(), ptrs, dts, strides, y, code_dt, params)
+    return y
+
+
+def _scalar_operand(v) -> torch.Tensor:
+    """A Python number as an operand: one float32 value, rounded once, broadcast."""
+    return torch.tensor([float(v)], dtype=torch.float32)
+
+
+def _call(engine_op, code, arity, nparams, n, ptrs, dts, strides, y, odt, params) -> None:
+    """The engine's C call: y[i] = op(operands[i]; params) for i < n."""
+    pad = [0] * (3 - arity)
     pv = (ctypes.c_double * max(1, nparams))(*[float(p) for p in params])
     status = _native.lib().sb_pointwise(
-        code, x.numel(), ptrs[0], ptrs[1] if arity > 1 else None, ptrs[2] if arity > 2 else None,
-        _I3(*(dts + pad)), _I3(*(strides + pad)), y.data_ptr(), code_dt, pv, nparams,
+        code, n, ptrs[0], ptrs[1] if arity > 1 else None, ptrs[2] if arity > 2 else None,
+        _I3(*(dts + pad)), _I3(*(strides + pad)), y.data_ptr(), odt, pv, nparams,
         _native.nthreads(),
     )  # fmt: skip
     if status != 0:
         raise AssertionError(f"sb_pointwise({engine_op}) returned {status}")
-    return y
 
 
 def run(
@@ -242,7 +254,7 @@ def run(
                     t = t.expand(shape).contiguous()
                 strides.append(1)
         else:
-            t = torch.tensor([float(o)], dtype=torch.float32)
+            t = _scalar_operand(o)
             strides.append(0)
         keep.append(t)
         ptrs.append(t.data_ptr())
@@ -261,17 +273,9 @@ def run(
                 for k, s in zip(keep, strides, strict=True)
             ]
             ptrs = [k.data_ptr() for k in keep]
-    n = y.numel()
-    if n:
-        pv = (ctypes.c_double * max(1, nparams))(*[float(p) for p in params])
-        status = _native.lib().sb_pointwise(
-            code, n, ptrs[0], ptrs[1] if arity > 1 else None, ptrs[2] if arity > 2 else None,
-            (ctypes.c_int * 3)(*(dts + [0] * (3 - arity))),
-            (ctypes.c_int * 3)(*(strides + [0] * (3 - arity))),
-            y.data_ptr(), _native.dtype_code(cd), pv, nparams, _native.nthreads(),
-        )  # fmt: skip
-        if status != 0:
-            raise AssertionError(f"sb_pointwise({engine_op}) returned {status}")
+    if y.numel():
+        _call(engine_op, code, arity, nparams, y.numel(), ptrs, dts, strides, y,
+              _native.dtype_code(cd), params)  # fmt: skip
     return y if res == cd else y.to(res)
 
 
