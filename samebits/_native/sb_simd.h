@@ -473,14 +473,8 @@ VAI vd2 vd2_mul(vd2 a, vd2 b) { vd2 r = {a.x * b.x}; return r; }
  * Data movement and exact widening only: every double a lane holds is the C cast of
  * its element. */
 #if defined(SB_V_AVX512) || defined(SB_V_AVX2)
-/* 8 float32 or bfloat16 elements as float32 */
-VAI __m256 x8_load_dt(const void *p, int64_t i, const int dt) {
-    if (dt == 1) {
-        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
-        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-    }
-    return _mm256_loadu_ps((const float *)p + i);
-}
+/* 8 float32 or bfloat16 elements as float32: sb_common.h's v8_load (included first in
+   every translation unit) */
 /* four rows of 8: u[q] = (r[0][q], .., r[3][q] | r[0][q + 4], .., r[3][q + 4]) */
 VAI void x8_t4x8(const __m256 r[4], __m256 u[4]) {
     __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
@@ -502,7 +496,7 @@ VAI vd vd_add(vd a, vd b) { return _mm512_add_pd(a, b); }
 VAI vd vd_sub(vd a, vd b) { return _mm512_sub_pd(a, b); }
 VAI vd vd_mul(vd a, vd b) { return _mm512_mul_pd(a, b); }
 VAI void vd_widen8(const void *p, int64_t i, const int dt, vd o[1]) {
-    o[0] = _mm512_cvtps_pd(x8_load_dt(p, i, dt));
+    o[0] = _mm512_cvtps_pd(v8_load(p, i, dt));
 }
 VAI void vd_cols8(const void *p, int64_t i, int64_t R, const int dt, vd o[8]) {
     /* rows 0..3 and 4..7, whole arrays (they stay in registers); rows addressed from
@@ -511,10 +505,10 @@ VAI void vd_cols8(const void *p, int64_t i, int64_t R, const int dt, vd o[8]) {
     const float *f = (const float *)p + i;
     const uint16_t *h = (const uint16_t *)p + i;
     for (int w = 0; w < 4; w++)
-        a[w] = dt == 1 ? x8_load_dt(h + w * R, 0, 1) : _mm256_loadu_ps(f + w * R);
+        a[w] = dt == 1 ? v8_load(h + w * R, 0, 1) : _mm256_loadu_ps(f + w * R);
     x8_t4x8(a, u);
     for (int w = 4; w < 8; w++)
-        b[w - 4] = dt == 1 ? x8_load_dt(h + w * R, 0, 1) : _mm256_loadu_ps(f + w * R);
+        b[w - 4] = dt == 1 ? v8_load(h + w * R, 0, 1) : _mm256_loadu_ps(f + w * R);
     x8_t4x8(b, v);
     for (int q = 0; q < 4; q++) {
         o[q] = _mm512_cvtps_pd(_mm256_permute2f128_ps(u[q], v[q], 0x20));
@@ -532,13 +526,13 @@ VAI vd vd_add(vd a, vd b) { return _mm256_add_pd(a, b); }
 VAI vd vd_sub(vd a, vd b) { return _mm256_sub_pd(a, b); }
 VAI vd vd_mul(vd a, vd b) { return _mm256_mul_pd(a, b); }
 VAI void vd_widen8(const void *p, int64_t i, const int dt, vd o[2]) {
-    __m256 v = x8_load_dt(p, i, dt);
+    __m256 v = v8_load(p, i, dt);
     o[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
     o[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
 }
 VAI void vd_cols8(const void *p, int64_t i, int64_t R, const int dt, vd o[8]) {
     __m256 r[4], u[4];
-    for (int w = 0; w < 4; w++) r[w] = x8_load_dt(p, i + w * R, dt);
+    for (int w = 0; w < 4; w++) r[w] = v8_load(p, i + w * R, dt);
     x8_t4x8(r, u);
     for (int q = 0; q < 4; q++) {
         o[q] = _mm256_cvtps_pd(_mm256_castps256_ps128(u[q]));
