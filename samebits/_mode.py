@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import torch
 
-from samebits import _native, _policy
+from samebits import _keyshim, _native, _policy
 from samebits.errors import NotInvariantError
 from samebits.ops import _autograd
 
@@ -103,8 +103,10 @@ _BELOW = torch._C._dispatch_keyset_full_after(_KEY)  # the keys a redispatch may
 _CPU_KEYS = (torch._C.DispatchKey.CPU, torch._C.DispatchKey.QuantizedCPU)
 
 
-def _on_cpu(keyset, _cpu=_CPU_KEYS[0], _qcpu=_CPU_KEYS[1]) -> bool:
-    return keyset.has(_cpu) or keyset.has(_qcpu)
+def _on_cpu(keyset, _keys=_CPU_KEYS) -> bool:
+    """Whether torch would run a CPU kernel for this call: its highest backend is CPU
+    (a Python number is a CPU tensor, so a meta or CUDA call with one has CPU in its set)."""
+    return (keyset & _BELOW).highestPriorityTypeId() in _keys
 
 
 def _in_mode_key() -> bool:
@@ -426,6 +428,28 @@ def _install_key_layer() -> None:
             else:
                 lib.impl(name, kernel, KEY_NAME, with_keyset=True)
     _key_libs.extend(libs.values())
+    _keyshim.install(_shim_entries(_cached_plan_spec()))
+
+
+def _shim_entries(spec: list[tuple]) -> list[tuple[str, str, int, int]]:
+    """The ops whose Python kernel on the mode key gets a C++ kernel over it for the
+    common case (samebits/_keyshim.py): the kernels that only call torch's, and the
+    pointwise engine's ops where ``pointwise.fast_kind`` gives a check."""
+    covered, kernels = _COVERED_TABLES
+    entries = []
+    for qualname, tag, detail in spec:
+        if tag == "native":
+            entries.append((qualname, "pass", 0, 0))
+        elif tag == "covered" and qualname.startswith("aten::"):
+            name = qualname.partition("::")[2]
+            family = name if name in covered or name in kernels else None
+            family = family or _policy._families().get(name, name)  # as _covered_fn
+            if family in covered or family not in kernels:
+                continue
+            fast = _policy.pointwise.fast_kind(family, detail)
+            if fast is not None:
+                entries.append((qualname, *fast))
+    return entries
 
 
 # ------------------------------------------------------- the autograd layer

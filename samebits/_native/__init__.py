@@ -31,7 +31,7 @@ import errno
 import glob
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -290,12 +290,35 @@ def push_isa(isa: str) -> Kernels | None:
         raise NativeBuildError(f"{isa!r} is not a kernel path: expected one of {', '.join(BUILT)}")
     prev = getattr(_forced, "kernels", None)
     _forced.kernels = _kernels_for(isa)
+    _tell_isa(_forced.kernels)
     return prev
 
 
 def pop_isa(token: Kernels | None) -> None:
     """Undo the ``push_isa`` that returned ``token``."""
     _forced.kernels = token
+    _tell_isa(token)
+
+
+_isa_hooks: list[Callable[[Kernels | None], None]] = []
+
+
+def on_isa_change(hook: Callable[[Kernels | None], None]) -> None:
+    """Call ``hook(kernels)`` in a thread whenever push_isa/pop_isa change its path (None:
+    back to the process's): the mode key's C++ kernels keep their own copy of it."""
+    if hook not in _isa_hooks:
+        _isa_hooks.append(hook)
+
+
+def _tell_isa(kernels: Kernels | None) -> None:
+    for hook in _isa_hooks:
+        hook(kernels)
+
+
+def process_kernels() -> Kernels:
+    """The process's kernel path (SAMEBITS_ISA or the best), whatever this thread forces."""
+    _ensure()
+    return _state["active"]
 
 
 @contextlib.contextmanager

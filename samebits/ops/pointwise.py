@@ -294,6 +294,10 @@ def _c(v) -> float:
 
 
 # ------------------------------------------------------------------ the ops
+def _no_params(*_a, **_k) -> tuple:
+    return ()
+
+
 @dataclass(frozen=True)
 class Spec:
     """How an aten overload maps onto an engine op: ``operands`` picks the tensor (or
@@ -302,9 +306,13 @@ class Spec:
 
     engine: str | Callable[..., str]
     operands: Callable[..., tuple]
-    params: Callable[..., tuple] = lambda *a, **k: ()
+    params: Callable[..., tuple] = _no_params
     int_to_float: bool = True
     reference: Callable | None = None
+    # the mode key's C++ check (samebits/_keyshim.py) for an op whose engine is
+    # chosen per call: "alpha_one" (torch's kernel when alpha == 1), "not_reduced"
+    # (torch's kernel unless the first tensor is bfloat16/float16 or one is complex)
+    fast: str | None = None
 
 
 def _kernel(aten_name: str, spec: Spec) -> Callable:
@@ -347,7 +355,13 @@ def _alpha_op(sign: float) -> Spec:
     def engine(x, y, alpha=1):
         return None if alpha == 1 else "add"
 
-    return Spec(engine, _two, lambda x, y, alpha=1: (sign * float(alpha),), int_to_float=False)
+    return Spec(
+        engine,
+        _two,
+        lambda x, y, alpha=1: (sign * float(alpha),),
+        int_to_float=False,
+        fast="alpha_one",
+    )
 
 
 def _scaled_reduced(x, y, *_a, **_k) -> bool:
@@ -380,7 +394,10 @@ _COMPLEX_WHY = (
 
 def _muldiv(name: str) -> Spec:
     return Spec(
-        lambda x, y, *a, **k: name if _scaled_reduced(x, y) else None, _two, int_to_float=False
+        lambda x, y, *a, **k: name if _scaled_reduced(x, y) else None,
+        _two,
+        int_to_float=False,
+        fast="not_reduced",
     )
 
 
@@ -493,10 +510,18 @@ ATEN: dict[str, Spec] = {
     "sub.Tensor": _alpha_op(-1.0),
     "sub.Scalar": _alpha_op(-1.0),
     "rsub.Tensor": Spec(
-        _rsub_engine, _two, lambda x, y, alpha=1: (float(alpha),), int_to_float=False
+        _rsub_engine,
+        _two,
+        lambda x, y, alpha=1: (float(alpha),),
+        int_to_float=False,
+        fast="alpha_one",
     ),
     "rsub.Scalar": Spec(
-        _rsub_engine, _two, lambda x, y, alpha=1: (float(alpha),), int_to_float=False
+        _rsub_engine,
+        _two,
+        lambda x, y, alpha=1: (float(alpha),),
+        int_to_float=False,
+        fast="alpha_one",
     ),
     "mul.Tensor": _muldiv("mul"),
     "mul.Scalar": _muldiv("mul"),
@@ -536,6 +561,39 @@ ATEN: dict[str, Spec] = {
 }
 del ATEN["float_power.Tensor_Tensor"]
 KERNELS: dict[str, Callable] = {name: _kernel(name, spec) for name, spec in ATEN.items()}
+_SPEC_KERNELS = dict(KERNELS)  # before the hand-written kernels below replace some
+
+
+def fast_kind(name: str, variant: str) -> tuple[str, int, int] | None:
+    """The mode key's C++ kernel for the ``variant`` form (functional, inplace, out) of
+    ``ATEN[name]``, as (kind, engine code, arity), or None (the Python kernel alone):
+
+    * the Spec's ``fast`` check, for every form (each form's Python kernel makes the
+      same choice between torch's kernel and the engine); a functional mul/div also
+      gets its engine op, for a bfloat16 tensor with a Python number;
+    * "engine" for a functional form built from its Spec, whose aten arguments are
+      exactly its engine operands, in order, with no parameters, and which returns one
+      tensor: the C++ kernel makes _run_same's call.
+    """
+    spec = ATEN.get(name)
+    if spec is None or KERNELS.get(name) is not _SPEC_KERNELS.get(name):
+        return None  # a hand-written kernel (log_sigmoid_forward's pair, sqrt's float64)
+    if spec.fast == "not_reduced" and variant == "functional":
+        code, arity, _ = _codes()[name.partition(".")[0]]  # mul, div: the scaled case
+        return spec.fast, code, arity
+    if spec.fast is not None:
+        return spec.fast, -1, 0
+    if variant != "functional" or not isinstance(spec.engine, str):
+        return None
+    if spec.params is not _no_params or spec.operands not in (_self, _two, _three):
+        return None
+    code, arity, nparams = _codes().get(spec.engine, (None, 0, 0))
+    schema = _aten(name)._schema
+    if code is None or nparams or len(schema.arguments) != arity or len(schema.returns) != 1:
+        return None
+    if {_self: 1, _two: 2, _three: 3}[spec.operands] != arity:
+        return None
+    return "engine", code, arity
 
 
 def _log_sigmoid_forward(x: torch.Tensor):

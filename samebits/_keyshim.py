@@ -1,0 +1,177 @@
+"""C++ kernels for the mode key's hottest per-call checks (samebits/_native/mode_key.cpp).
+
+A Python kernel on the mode key costs ~4 us per call before it does anything. For the
+ops whose call usually ends in torch's own kernel (add/sub/mul/div, the ops that need a
+kernel only to redispatch) or in one call of the pointwise engine, ``_mode`` puts a C++
+kernel over its Python one. The C++ kernel decides the common case and hands every
+other case to the Python kernel it replaced, so what each op does is still defined once,
+in Python; tests hold the two paths to the same bits (``disabled()``).
+
+The library is compiled against the running torch's headers (C++ has no stable ABI
+across torch versions) into ``$SAMEBITS_CACHE``, once per torch build and source, in a
+few seconds. Without a C++ compiler, or with ``SAMEBITS_KEY_SHIM=0``, the Python kernels
+run alone: the same bits, more time per call. ``status()`` says which.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from samebits import _native
+
+SOURCE = Path(__file__).resolve().parent / "_native" / "mode_key.cpp"
+
+# the kinds of mode_key.cpp's kernels (its enum Kind)
+PASS, ALPHA_ONE, NOT_REDUCED, ENGINE = 0, 1, 2, 3
+KINDS = {"pass": PASS, "alpha_one": ALPHA_ONE, "not_reduced": NOT_REDUCED, "engine": ENGINE}
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _compiler() -> str | None:
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    return cxx if cxx and shutil.which(cxx) else None
+
+
+def _build_key(cxx: str) -> str:
+    h = hashlib.sha256()
+    h.update(SOURCE.read_bytes())
+    h.update(f"{torch.__version__} {torch.version.git_version} {sys.platform}".encode())
+    try:
+        ver = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True)
+        h.update(ver.stdout.encode())
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return h.hexdigest()[:16]
+
+
+def _command(cxx: str, out: str) -> list[str]:
+    tdir = Path(torch.__file__).resolve().parent
+    abi = int(torch.compiled_with_cxx11_abi())
+    return [
+        cxx, "-O2", "-std=c++17", "-w", "-shared", "-fPIC",
+        f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+        f"-I{tdir / 'include'}", f"-I{tdir / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
+        str(SOURCE), f"-L{tdir / 'lib'}", "-lc10", "-ltorch_cpu",
+        f"-Wl,-rpath,{tdir / 'lib'}", "-o", out,
+    ]  # fmt: skip
+
+
+def _build() -> tuple[ctypes.CDLL | None, str]:
+    """(the library, how it was found), or (None, why not)."""
+    if os.environ.get("SAMEBITS_KEY_SHIM", "1") == "0":
+        return None, "off (SAMEBITS_KEY_SHIM=0)"
+    if not SOURCE.exists():
+        return None, f"off (no {SOURCE.name} in this install)"
+    cxx = _compiler()
+    if cxx is None:
+        return None, "off (no C++ compiler: install g++ or set CXX)"
+    path = _native._cache_dir() / f"mode_key-{_build_key(cxx)}.so"
+    how = "cache"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            out = os.path.join(tmp, path.name)
+            proc = subprocess.run(_command(cxx, out), capture_output=True, text=True)
+            if proc.returncode != 0:
+                last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                return None, f"off (the C++ build failed: {last})"
+            os.replace(out, path)
+        how = "built"
+    dll = ctypes.CDLL(str(path))
+    dll.sbk_install.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    dll.sbk_install.restype = ctypes.c_int
+    dll.sbk_error.restype = ctypes.c_char_p
+    dll.sbk_set_pointwise.argtypes = [ctypes.c_void_p]
+    dll.sbk_set_thread_pointwise.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    dll.sbk_set_enabled.argtypes = [ctypes.c_int]
+    dll.sbk_enabled.restype = ctypes.c_int
+    dll.sbk_fast_calls.restype = ctypes.c_uint64
+    dll.sbk_thread_pointwise.restype = ctypes.c_void_p
+    return dll, f"on ({how}: {path})"
+
+
+def _pointwise_address(kernels) -> int:
+    return ctypes.cast(kernels.sb_pointwise, ctypes.c_void_p).value
+
+
+def _on_isa(kernels) -> None:
+    """_native's hook: this thread's forced kernel path (None: the process's)."""
+    dll = _state.get("dll")
+    if dll is not None:
+        addr = _pointwise_address(kernels) if kernels is not None else None
+        dll.sbk_set_thread_pointwise(addr, int(kernels is not None))
+
+
+def load() -> ctypes.CDLL | None:
+    """The library (built on first use), or None where it is off or cannot be built."""
+    if "status" not in _state:
+        with _lock:
+            if "status" not in _state:
+                dll, status = _build()
+                if dll is not None:
+                    dll.sbk_set_pointwise(_pointwise_address(_native.process_kernels()))
+                    _native.on_isa_change(_on_isa)
+                _state.update(dll=dll, status=status)
+    return _state["dll"]
+
+
+def install(entries: list[tuple[str, str, int, int]]) -> int:
+    """Put a C++ kernel over the mode key's Python kernel of each (op, kind, engine code,
+    arity); returns how many were installed (0 where the library is off)."""
+    dll = load()
+    if dll is None:
+        return 0
+    done = 0
+    for qualname, kind, code, arity in entries:
+        if dll.sbk_install(qualname.encode(), KINDS[kind], code, arity) != 0:
+            raise RuntimeError(f"samebits: mode_key.cpp: {dll.sbk_error().decode()}")
+        done += 1
+    _state["installed"] = done + int(_state.get("installed", 0))
+    return done
+
+
+def status() -> str:
+    """ "on (...)" or "off (why)", and how many kernels are in place."""
+    load()
+    return f"{_state['status']}, {_state.get('installed', 0)} kernels"
+
+
+def fast_calls() -> int:
+    """How many calls the C++ kernels have decided without Python (0 where off)."""
+    dll = load()
+    return 0 if dll is None else dll.sbk_fast_calls()
+
+
+def thread_pointwise() -> int | None:
+    """The engine entry (an address) this thread's fast calls use now."""
+    dll = load()
+    return None if dll is None else dll.sbk_thread_pointwise()
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Every C++ kernel calls the Python kernel it replaced (process-wide; tests)."""
+    dll = load()
+    if dll is None:
+        yield
+        return
+    was = dll.sbk_enabled()
+    dll.sbk_set_enabled(0)
+    try:
+        yield
+    finally:
+        dll.sbk_set_enabled(was)

@@ -1,0 +1,253 @@
+"""The mode key's C++ kernels (samebits/_keyshim.py, samebits/_native/mode_key.cpp).
+
+Each C++ kernel decides a common case itself and hands every other case to the Python
+kernel it replaced. These tests hold the two paths to the same bits, errors and layouts
+(``_keyshim.disabled()`` runs the Python kernels alone), and check that the C++ path
+really decides the common cases (its call counter moves).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+import samebits
+from samebits import _keyshim, _native
+from samebits._mode import _cached_plan_spec, _shim_entries
+from samebits.errors import NotInvariantError
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _entries(kind: str) -> list[str]:
+    return [q for q, k, _, _ in _shim_entries(_cached_plan_spec()) if k == kind]
+
+
+def _op(qualname: str):
+    base, _, ov = qualname.partition("::")[2].partition(".")
+    return getattr(getattr(torch.ops.aten, base), ov or "default")
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """The bytes of a float tensor as integers (NaNs compare by their bits)."""
+    if not t.dtype.is_floating_point:
+        return t
+    return t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
+def _same(a, b) -> None:
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride()
+        assert torch.equal(_bits(a), _bits(b))
+    else:
+        assert type(a) is type(b) and a == b
+
+
+def _both(fn):
+    """(result with the C++ kernels, result with the Python kernels, C++ calls made),
+    each in the mode; an exception is returned as its type and message."""
+
+    def call():
+        try:
+            return fn()
+        except (NotInvariantError, RuntimeError, TypeError) as err:
+            return (type(err), str(err))
+
+    with samebits.batch_invariant():
+        before = _keyshim.fast_calls()
+        fast = call()
+        calls = _keyshim.fast_calls() - before
+        with _keyshim.disabled():
+            slow = call()
+    return fast, slow, calls
+
+
+def test_the_library_is_built_and_its_kernels_installed():
+    with samebits.batch_invariant():
+        pass
+    assert _keyshim.status().startswith("on ("), _keyshim.status()
+    kinds = {k for _, k, _, _ in _shim_entries(_cached_plan_spec())}
+    assert kinds == {"pass", "alpha_one", "not_reduced", "engine"}
+    assert int(_keyshim.status().rsplit(", ", 1)[1].split()[0]) == len(
+        _shim_entries(_cached_plan_spec())
+    )
+
+
+def _engine_args(qualname: str, dtype: torch.dtype, number: float | int):
+    """Tensors inside every op's domain for Tensor arguments, ``number`` for Scalars."""
+    gen = torch.Generator().manual_seed(7)
+    args = []
+    for a in _op(qualname)._schema.arguments:
+        if str(a.type) == "Tensor":
+            args.append((torch.rand(3, 5, generator=gen) * 0.8 + 0.1).to(dtype))
+        else:
+            args.append(number)
+    return args
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("qualname", _entries("engine"))
+def test_an_engine_op_gets_the_python_kernels_bits_from_the_cpp_kernel(qualname, dtype):
+    op = _op(qualname)
+    for number in (0.37, 3, 1e-3):
+        args = _engine_args(qualname, dtype, number)
+        fast, slow, calls = _both(lambda a=args: op(*a))
+        _same(fast, slow)
+        assert calls == 1, f"{qualname} {dtype} {number}: the C++ kernel did not decide"
+
+
+@pytest.mark.parametrize("qualname", ["aten::exp", "aten::sigmoid", "aten::atan2"])
+def test_other_layouts_and_dtypes_go_to_the_python_kernel(qualname):
+    op = _op(qualname)
+    arity = len(op._schema.arguments)
+    x = torch.rand(4, 6) + 0.1
+    cases = {
+        "transposed": [x.t()] * arity,
+        "one element": [x[:1, :1]] * arity,
+        "float16": [x.half()] * arity,
+        "mixed dtypes": [x, x.bfloat16()][:arity] if arity > 1 else [x.double()],
+        "broadcast": [x, x[:1]][:arity] if arity > 1 else [x[:0]],
+    }
+    for name, args in cases.items():
+        fast, slow, calls = _both(lambda a=args: op(*a))
+        _same(fast, slow)
+        assert calls == 0, f"{qualname}, {name}: the C++ kernel took a case it must hand on"
+
+
+_ARITH = [
+    lambda x, y: x + y,
+    lambda x, y: torch.add(x, y, alpha=0.3),
+    lambda x, y: torch.add(x, y, alpha=2),
+    lambda x, y: x - 1.5,
+    lambda x, y: torch.sub(x, 0.7, alpha=0.3),
+    lambda x, y: torch.rsub(x, y, alpha=0.3),
+    lambda x, y: 2.0 - x,
+    lambda x, y: x * y,
+    lambda x, y: x * 0.3,
+    lambda x, y: 0.3 * x,
+    lambda x, y: x * 3,
+    lambda x, y: x / 0.7,
+    lambda x, y: x / y,
+    lambda x, y: x * y[0, 0],
+    lambda x, y: x**2.5,
+    lambda x, y: 2.0**x,
+    lambda x, y: x * 1e-3,
+    lambda x, y: x.clone().mul_(0.3),
+    lambda x, y: x.clone().add_(y, alpha=0.3),
+    lambda x, y: x.clone().div_(y),
+    lambda x, y: torch.mul(x, 0.3, out=torch.empty_like(x)),
+    lambda x, y: torch.add(x, y, alpha=0.3, out=torch.empty_like(x)),
+]
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.int32, torch.complex64],
+)
+@pytest.mark.parametrize("k", range(len(_ARITH)))
+def test_add_sub_mul_div_get_the_python_kernels_bits_and_errors(k, dtype):
+    gen = torch.Generator().manual_seed(k)
+    x = (torch.rand(4, 6, generator=gen) * 4 + 0.5).to(dtype)
+    y = (torch.rand(4, 6, generator=gen) * 4 + 0.5).to(dtype)
+    fast, slow, calls = _both(lambda: _ARITH[k](x, y))
+    if isinstance(fast, tuple) and not isinstance(fast, torch.Tensor):
+        assert fast == slow  # the same refusal from both paths
+    else:
+        _same(fast, slow)
+
+
+def test_the_common_arithmetic_is_decided_in_cpp():
+    x, y = torch.rand(4, 6), torch.rand(4, 6)
+    xb = x.bfloat16()
+    cases = {
+        "x + y": lambda: x + y,
+        "x * 0.5": lambda: x * 0.5,
+        "x - y": lambda: x - y,
+        "x / y": lambda: x / y,
+        "xb * 0.5": lambda: xb * 0.5,  # the engine, with a wrapped Python number
+        "0.3 * xb": lambda: 0.3 * xb,
+        "xb / 3": lambda: xb / 3,
+        "x ** 2.5": lambda: x**2.5,  # the engine, with a Scalar argument
+        "2.0 ** x": lambda: 2.0**x,
+        "torch.exp(xb)": lambda: torch.exp(xb),
+    }
+    for name, fn in cases.items():
+        fast, slow, calls = _both(fn)
+        _same(fast, slow)
+        assert calls == 1, name
+
+
+def test_a_forced_kernel_path_is_the_one_a_fast_call_uses():
+    with samebits.batch_invariant():
+        process = _keyshim.thread_pointwise()
+        assert process == _keyshim._pointwise_address(_native.process_kernels())
+        for isa in _native.native_info()["available"]:
+            with _native.use_isa(isa):
+                want = _keyshim._pointwise_address(_native.lib())
+                assert _keyshim.thread_pointwise() == want
+                seen: dict[str, int | None] = {}
+
+                def other_thread(seen=seen):
+                    seen["addr"] = _keyshim.thread_pointwise()
+
+                t = threading.Thread(target=other_thread)
+                t.start()
+                t.join()
+                assert seen["addr"] == process  # the path is per thread
+        assert _keyshim.thread_pointwise() == process
+
+
+def test_a_fast_call_in_another_thread_in_the_mode():
+    x = torch.rand(64) + 0.1
+    with samebits.batch_invariant():
+        want = torch.exp(x)
+    out = {}
+
+    def work():
+        with samebits.batch_invariant():
+            before = _keyshim.fast_calls()
+            out["y"] = torch.exp(x)
+            out["calls"] = _keyshim.fast_calls() - before
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert torch.equal(out["y"], want) and out["calls"] >= 1
+
+
+def test_meta_tensors_with_python_numbers_run_meta_kernels():
+    # a Python number is a CPU tensor, so the call's key set has CPU next to Meta: the
+    # mode must see a meta call (torch's meta kernels), not a CPU one
+    with samebits.batch_invariant():
+        w = torch.empty(10, 4, device="meta")
+        torch.nn.init.normal_(w)
+        assert torch.ops.prims.mul(w, 1.0).device.type == "meta"
+        assert (w * 0.5 + 1).device.type == "meta"
+
+
+_OFF = """
+import torch, samebits
+from samebits import _keyshim
+with samebits.batch_invariant():
+    y = torch.exp(torch.ones(4)) + torch.ones(4)
+print(_keyshim.status())
+print(_keyshim.fast_calls())
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "why"),
+    [({"SAMEBITS_KEY_SHIM": "0"}, "SAMEBITS_KEY_SHIM=0"), ({"CXX": "/nonexistent/c++"}, "no C++")],
+)
+def test_without_the_library_the_python_kernels_run(env, why):
+    run_env = {**os.environ, **env}  # the cache's C library; no C++ build is tried
+    out = subprocess.run(
+        [sys.executable, "-c", _OFF], capture_output=True, text=True, env=run_env, check=True
+    )
+    status, calls = out.stdout.strip().splitlines()[-2:]
+    assert status.startswith("off (") and why in status and calls == "0"
