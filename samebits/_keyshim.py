@@ -32,10 +32,22 @@ import torch
 from samebits import _native
 
 SOURCE = Path(__file__).resolve().parent / "_native" / "mode_key.cpp"
+HEADER = SOURCE.parent / "sb_kernels.h"  # the kernels' prototypes, which it includes
 
 # the kinds of mode_key.cpp's kernels (its enum Kind)
-PASS, ALPHA_ONE, NOT_REDUCED, ENGINE = 0, 1, 2, 3
-KINDS = {"pass": PASS, "alpha_one": ALPHA_ONE, "not_reduced": NOT_REDUCED, "engine": ENGINE}
+KINDS = {
+    "pass": 0, "alpha_one": 1, "not_reduced": 2, "engine": 3, "linear": 4, "sum": 5,
+    "mean": 6, "range": 7,
+}  # fmt: skip
+
+# covered ops (samebits/_policy.py's table) whose functional form has a C++ kernel for
+# the common case of the Python function: matmul.linear's _linear_direct, and
+# reductions.sum/mean over the trailing dims of a contiguous tensor
+COVERED = {"linear": "linear", "sum.dim_IntList": "sum", "mean.dim": "mean"}
+
+# guarded ops' checks (samebits/_policy.py's _GUARDED, by the check's name) that have a
+# C++ twin deciding the calls it lets through
+GUARDS = {"_fractional_range": "range"}
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -48,7 +60,7 @@ def _compiler() -> str | None:
 
 def _build_key(cxx: str) -> str:
     h = hashlib.sha256()
-    h.update(SOURCE.read_bytes())
+    h.update(SOURCE.read_bytes() + HEADER.read_bytes())
     h.update(f"{torch.__version__} {torch.version.git_version} {sys.platform}".encode())
     try:
         ver = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True)
@@ -87,33 +99,40 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
             out = os.path.join(tmp, path.name)
             proc = subprocess.run(_command(cxx, out), capture_output=True, text=True)
             if proc.returncode != 0:
-                last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-                return None, f"off (the C++ build failed: {last})"
+                lines = proc.stderr.strip().splitlines() or ["?"]
+                first = next((ln for ln in lines if "error" in ln), lines[-1])
+                return None, f"off (the C++ build failed: {first})"
             os.replace(out, path)
         how = "built"
     dll = ctypes.CDLL(str(path))
     dll.sbk_install.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     dll.sbk_install.restype = ctypes.c_int
     dll.sbk_error.restype = ctypes.c_char_p
-    dll.sbk_set_pointwise.argtypes = [ctypes.c_void_p]
-    dll.sbk_set_thread_pointwise.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    dll.sbk_kernel_names.restype = ctypes.c_char_p
+    dll.sbk_set_table.argtypes = [ctypes.c_void_p, ctypes.c_int]
     dll.sbk_set_enabled.argtypes = [ctypes.c_int]
     dll.sbk_enabled.restype = ctypes.c_int
+    dll.sbk_fast_calls.argtypes = [ctypes.c_int]
     dll.sbk_fast_calls.restype = ctypes.c_uint64
     dll.sbk_thread_pointwise.restype = ctypes.c_void_p
     return dll, f"on ({how}: {path})"
 
 
-def _pointwise_address(kernels) -> int:
-    return ctypes.cast(kernels.sb_pointwise, ctypes.c_void_p).value
+def _address(fn) -> int:
+    return ctypes.cast(fn, ctypes.c_void_p).value
+
+
+def _table(dll: ctypes.CDLL, kernels) -> ctypes.Array:
+    """A kernel path's entry points, in the order mode_key.cpp names them."""
+    names = dll.sbk_kernel_names().decode().split(",")
+    return (ctypes.c_void_p * len(names))(*[_address(getattr(kernels, n)) for n in names])
 
 
 def _on_isa(kernels) -> None:
     """_native's hook: this thread's forced kernel path (None: the process's)."""
     dll = _state.get("dll")
     if dll is not None:
-        addr = _pointwise_address(kernels) if kernels is not None else None
-        dll.sbk_set_thread_pointwise(addr, int(kernels is not None))
+        dll.sbk_set_table(None if kernels is None else _table(dll, kernels), 1)
 
 
 def load() -> ctypes.CDLL | None:
@@ -123,7 +142,7 @@ def load() -> ctypes.CDLL | None:
             if "status" not in _state:
                 dll, status = _build()
                 if dll is not None:
-                    dll.sbk_set_pointwise(_pointwise_address(_native.process_kernels()))
+                    dll.sbk_set_table(_table(dll, _native.process_kernels()), 0)
                     _native.on_isa_change(_on_isa)
                 _state.update(dll=dll, status=status)
     return _state["dll"]
@@ -150,10 +169,11 @@ def status() -> str:
     return f"{_state['status']}, {_state.get('installed', 0)} kernels"
 
 
-def fast_calls() -> int:
-    """How many calls the C++ kernels have decided without Python (0 where off)."""
+def fast_calls(kind: str | None = None) -> int:
+    """How many calls the C++ kernels (of ``kind``, or all) have decided without
+    Python (0 where off)."""
     dll = load()
-    return 0 if dll is None else dll.sbk_fast_calls()
+    return 0 if dll is None else dll.sbk_fast_calls(-1 if kind is None else KINDS[kind])
 
 
 def thread_pointwise() -> int | None:

@@ -433,15 +433,23 @@ def _install_key_layer() -> None:
 
 def _shim_entries(spec: list[tuple]) -> list[tuple[str, str, int, int]]:
     """The ops whose Python kernel on the mode key gets a C++ kernel over it for the
-    common case (samebits/_keyshim.py): the kernels that only call torch's, and the
-    pointwise engine's ops where ``pointwise.fast_kind`` gives a check."""
+    common case (samebits/_keyshim.py): the kernels that only call torch's, the guards
+    and covered ops _keyshim names, and the pointwise engine's ops where
+    ``pointwise.fast_kind`` gives a check."""
     covered, kernels = _COVERED_TABLES
     entries = []
     for qualname, tag, detail in spec:
         if tag == "native":
             entries.append((qualname, "pass", 0, 0))
+        elif tag == "guarded":
+            kind = _keyshim.GUARDS.get(_policy._GUARDED[detail][0].__name__)
+            if kind is not None:
+                entries.append((qualname, kind, 0, 0))
         elif tag == "covered" and qualname.startswith("aten::"):
             name = qualname.partition("::")[2]
+            if name in _keyshim.COVERED and detail == "functional":
+                entries.append((qualname, _keyshim.COVERED[name], 0, 0))
+                continue
             family = name if name in covered or name in kernels else None
             family = family or _policy._families().get(name, name)  # as _covered_fn
             if family in covered or family not in kernels:

@@ -488,6 +488,8 @@ def _fractional_range(*args, **kwargs) -> bool:
     """arange/range with a non-integral start, end or step (the values are then rounded
     sums, which torch's vector and scalar loops compute differently)."""
     dtype = kwargs.get("dtype")
+    if isinstance(kwargs.get("out"), torch.Tensor):  # the out= forms: the output's dtype
+        dtype = kwargs["out"].dtype
     vals = [a for a in args if isinstance(a, (int, float))]
     vals += [kwargs[k] for k in ("start", "end", "step") if isinstance(kwargs.get(k), (int, float))]
     floating = dtype is not None and dtype.is_floating_point

@@ -48,20 +48,21 @@ def _same(a, b) -> None:
         assert type(a) is type(b) and a == b
 
 
-def _both(fn):
-    """(result with the C++ kernels, result with the Python kernels, C++ calls made),
-    each in the mode; an exception is returned as its type and message."""
+def _both(fn, kind: str | None = None):
+    """(result with the C++ kernels, result with the Python kernels, calls the C++
+    kernels of ``kind`` (or all) decided), each in the mode; an exception is returned as
+    its type and message."""
 
     def call():
         try:
             return fn()
-        except (NotInvariantError, RuntimeError, TypeError) as err:
+        except Exception as err:  # noqa: BLE001 - compared between the two paths
             return (type(err), str(err))
 
     with samebits.batch_invariant():
-        before = _keyshim.fast_calls()
+        before = _keyshim.fast_calls(kind)
         fast = call()
-        calls = _keyshim.fast_calls() - before
+        calls = _keyshim.fast_calls(kind) - before
         with _keyshim.disabled():
             slow = call()
     return fast, slow, calls
@@ -72,7 +73,7 @@ def test_the_library_is_built_and_its_kernels_installed():
         pass
     assert _keyshim.status().startswith("on ("), _keyshim.status()
     kinds = {k for _, k, _, _ in _shim_entries(_cached_plan_spec())}
-    assert kinds == {"pass", "alpha_one", "not_reduced", "engine"}
+    assert kinds == set(_keyshim.KINDS)
     assert int(_keyshim.status().rsplit(", ", 1)[1].split()[0]) == len(
         _shim_entries(_cached_plan_spec())
     )
@@ -108,15 +109,121 @@ def test_other_layouts_and_dtypes_go_to_the_python_kernel(qualname):
     x = torch.rand(4, 6) + 0.1
     cases = {
         "transposed": [x.t()] * arity,
-        "one element": [x[:1, :1]] * arity,
+        "no element": [x[:0]] * arity,
         "float16": [x.half()] * arity,
         "mixed dtypes": [x, x.bfloat16()][:arity] if arity > 1 else [x.double()],
-        "broadcast": [x, x[:1]][:arity] if arity > 1 else [x[:0]],
+        "broadcast": [x, x[:1]][:arity] if arity > 1 else [x.to(torch.int32)],
     }
     for name, args in cases.items():
-        fast, slow, calls = _both(lambda a=args: op(*a))
+        fast, slow, calls = _both(lambda a=args: op(*a), "engine")
         _same(fast, slow)
         assert calls == 0, f"{qualname}, {name}: the C++ kernel took a case it must hand on"
+
+
+def test_one_element_and_size_one_strides_keep_the_python_kernels_layout():
+    x = torch.rand(1, 1, 8)[:, :, 3:4]  # (1, 1, 1), strides (8, 8, 1): contiguous
+    for fn in (lambda: torch.exp(x), lambda: torch.sigmoid(x.bfloat16()), lambda: x**0.5):
+        fast, slow, calls = _both(fn)
+        _same(fast, slow)
+        assert calls == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_linear_gets_the_python_kernels_bits_from_the_cpp_kernel(dtype):
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(24, 40, generator=gen).to(dtype)
+    b = torch.randn(24, generator=gen).to(dtype)
+    for shape in [(1, 40), (5, 40), (2, 3, 40), (40,)]:
+        x = torch.randn(*shape, generator=gen).to(dtype)
+        for bias in (None, b):
+            fast, slow, calls = _both(lambda x=x, bias=bias: torch.nn.functional.linear(x, w, bias))
+            _same(fast, slow)
+            assert calls == 1, (shape, bias is None)
+
+
+def test_linear_hands_other_layouts_and_errors_to_the_python_kernel():
+    gen = torch.Generator().manual_seed(4)
+    x, w, b = torch.randn(5, 40, generator=gen), torch.randn(24, 40, generator=gen), torch.randn(24)
+    cases = {
+        "weight stored K-major": (x, w.t().contiguous().t(), b),
+        "x not contiguous": (torch.randn(40, 5).t(), w, b),
+        "bias of another dtype": (x, w, b.double()),
+        "float16": (x.half(), w.half(), None),
+        "K does not match": (x[:, :30], w, None),
+        "strided bias": (x, w, torch.randn(48)[::2]),
+    }
+    for name, args in cases.items():
+        fast, slow, calls = _both(lambda a=args: torch.nn.functional.linear(*a), "linear")
+        _same(fast, slow)
+        assert calls == 0, name
+
+
+def _reduce_input(dtype: torch.dtype, shape=(64, 3, 33)) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(*shape, generator=gen) * torch.logspace(-3, 3, shape[-1])
+    x[0, 0, 0], x[1, 1, 1] = float("nan"), float("inf")
+    x[2, 2, 3], x[2, 2, 4] = float("inf"), -float("inf")  # inf - inf: a NaN the sum makes
+    return x.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("op", [torch.sum, torch.mean])
+def test_sum_and_mean_get_the_python_kernels_bits_from_the_cpp_kernel(op, dtype):
+    x = _reduce_input(dtype)
+    for dim in ([-1], [2], [1, 2], [2, 1], [0, 1, 2], -1):
+        for keepdim in (False, True):
+            for kw in ({}, {"dtype": dtype}):
+                fast, slow, calls = _both(lambda d=dim, k=keepdim, kw=kw: op(x, d, k, **kw))
+                _same(fast, slow)
+                assert calls == 1, (dim, keepdim, kw)
+
+
+@pytest.mark.parametrize("op", [torch.sum, torch.mean])
+def test_sum_and_mean_hand_other_reductions_to_the_python_kernel(op):
+    x = _reduce_input(torch.float32, (6, 5, 7))
+    cases = {
+        "a leading dim": lambda: op(x, 0),
+        "a middle dim": lambda: op(x, [1]),
+        "the whole tensor": lambda: op(x),
+        "an empty dim list": lambda: op(x, []),
+        "float64 accumulation": lambda: op(x, -1, dtype=torch.float64),
+        "not contiguous": lambda: op(x.transpose(0, 2), -1),
+        "float16": lambda: op(x.half(), -1),
+        "a repeated dim": lambda: op(x, [2, -1]),
+        "a dim out of range": lambda: op(x, 3),
+    }
+    for name, fn in cases.items():
+        fast, slow, calls = _both(fn, op.__name__)
+        if isinstance(fast, torch.Tensor):
+            _same(fast, slow)
+        else:
+            assert fast[0] is slow[0], name
+        assert calls == 0, name
+
+
+def test_arange_is_refused_or_passed_as_the_python_guard_says():
+    cases = {
+        "integers": (lambda: torch.arange(10), 1),
+        "integral floats": (lambda: torch.arange(0.0, 8.0, 2.0), 1),
+        "float dtype, integral": (lambda: torch.arange(5, dtype=torch.float32), 1),
+        "fractional step": (lambda: torch.arange(0, 1, 0.1), 0),
+        "fractional, int dtype": (lambda: torch.arange(0.5, 4, dtype=torch.int64), 1),
+        "fractional, float dtype": (lambda: torch.arange(0.5, 4, dtype=torch.float64), 0),
+        "fractional, float out=": (lambda: torch.arange(0.5, 4, out=torch.empty(0)), 0),
+        "fractional, int out=": (
+            lambda: torch.arange(0.5, 4, out=torch.empty(0, dtype=torch.int64)),
+            1,
+        ),
+        "range": (lambda: torch.range(0, 1, 0.25), 0),
+        "inf end": (lambda: torch.arange(0, float("inf")), 0),
+    }
+    for name, (fn, want) in cases.items():
+        fast, slow, calls = _both(fn, "range")
+        if want:
+            _same(fast, slow)
+        else:
+            assert fast[0] is slow[0] is NotInvariantError, name  # refused by both paths
+        assert calls == want, name
 
 
 _ARITH = [
@@ -185,10 +292,10 @@ def test_the_common_arithmetic_is_decided_in_cpp():
 def test_a_forced_kernel_path_is_the_one_a_fast_call_uses():
     with samebits.batch_invariant():
         process = _keyshim.thread_pointwise()
-        assert process == _keyshim._pointwise_address(_native.process_kernels())
+        assert process == _keyshim._address(_native.process_kernels().sb_pointwise)
         for isa in _native.native_info()["available"]:
             with _native.use_isa(isa):
-                want = _keyshim._pointwise_address(_native.lib())
+                want = _keyshim._address(_native.lib().sb_pointwise)
                 assert _keyshim.thread_pointwise() == want
                 seen: dict[str, int | None] = {}
 

@@ -17,11 +17,16 @@
 //                   engine as SBK_ENGINE does (the Python kernel's choice);
 //   SBK_ENGINE      a pointwise-engine op whose aten arguments are exactly its engine
 //                   operands: the engine's C call on operands that share one dtype
-//                   (float32 or bfloat16), one shape and one contiguous layout, more
-//                   than one element, Python numbers rounded once to float32 and
-//                   broadcast. That is pointwise.py's _run_same, the same call with the
-//                   same arguments, so the bits are the Python path's (tested).
+//                   (float32 or bfloat16), one shape and one contiguous layout,
+//                   Python numbers rounded once to float32 and broadcast. That is
+//                   pointwise.py's _run_same, the same call with the same arguments;
+//   SBK_LINEAR      aten::linear: matmul.py's _linear_direct (the same gemm call);
+//   SBK_SUM/MEAN    sum/mean over trailing dims of a contiguous tensor: reductions.py's
+//                   sb_sum call, division by the count and narrow() to the dtype;
+//   SBK_RANGE       arange/range: torch's kernel unless the Python guard would refuse.
 //
+// Each fast case makes the Python kernel's kernel call with the same arguments, so the
+// bits are the Python path's; tests/test_keyshim.py holds every kind to that.
 // The kernels' calls reach no other op: the output is allocated with empty_cpu, below
 // the dispatcher.
 
@@ -33,27 +38,53 @@
 #include <torch/library.h>
 
 #include <atomic>
+#include <cmath>
+#include <cstring>
+#include <mutex>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+// The kernels' C entry points, typed from the one list of declarations (sb_kernels.h,
+// generated from _decls.py): each SB_API line becomes a function-pointer typedef.
+typedef int64_t i64;
+#define SB_API typedef
+#define SB_FN(name) (*name##_t)
+#include "sb_kernels.h"
+#undef SB_API
+#undef SB_FN
+
 namespace {
 
-enum Kind { SBK_PASS = 0, SBK_ALPHA_ONE = 1, SBK_NOT_REDUCED = 2, SBK_ENGINE = 3 };
-enum { SB_F32 = 0, SB_BF16 = 1 };  // the engine's dtype codes (sb_common.h)
+enum Kind {
+  SBK_PASS = 0, SBK_ALPHA_ONE = 1, SBK_NOT_REDUCED = 2, SBK_ENGINE = 3,
+  SBK_LINEAR = 4, SBK_SUM = 5, SBK_MEAN = 6, SBK_RANGE = 7,
+};
+enum { SB_F32 = 0, SB_BF16 = 1 };  // the kernels' dtype codes (sb_common.h)
 
-using PointwiseFn = int (*)(int, int64_t, const void*, const void*, const void*, const int*,
-                            const int*, void*, int, const double*, int, int);
+// One kernel path's entry points (samebits._native.Kernels), in the order of kNames.
+struct Table {
+  sb_pointwise_t pointwise = nullptr;
+  sb_gemm_t gemm = nullptr;
+  sb_gemm_map_t gemm_map = nullptr;
+  sb_sum_t sum = nullptr;
+};
+constexpr const char* kNames = "sb_pointwise,sb_gemm,sb_gemm_map,sb_sum";
 
 constexpr auto kKey = c10::DispatchKey::CustomRNGKeyId;
 const c10::DispatchKeySet kBelow(c10::DispatchKeySet::FULL_AFTER, kKey);
 
 std::atomic<int> g_enabled{1};
-std::atomic<uint64_t> g_fast_calls{0};  // calls decided here (tests check they happen)
-std::atomic<PointwiseFn> g_pointwise{nullptr};
-thread_local PointwiseFn tl_pointwise = nullptr;  // a thread's forced kernel path
-thread_local int tl_forced = 0;
+constexpr int kKinds = 8;
+std::atomic<uint64_t> g_fast_calls[kKinds] = {};  // calls decided here, per kind (tests)
+std::atomic<const Table*> g_table{nullptr};  // the process's kernel path
+thread_local const Table* tl_table = nullptr;  // a thread's forced path (push_isa)
+std::vector<std::unique_ptr<Table>> g_tables;  // every table made, kept alive
+
+const Table* table() {
+  return tl_table != nullptr ? tl_table : g_table.load(std::memory_order_relaxed);
+}
 
 // _mode._on_cpu: torch runs a CPU kernel (a Python number is a CPU tensor, so a meta
 // call with one has CPU in its set too)
@@ -77,6 +108,26 @@ bool reduced(c10::ScalarType t) {
   return t == c10::ScalarType::BFloat16 || t == c10::ScalarType::Half;
 }
 
+// A float32 or bfloat16 CPU tensor the kernels read directly; its dtype code, or -1.
+int kernel_dtype(const at::Tensor& t) {
+  if (!t.defined() || !t.is_cpu() || t.layout() != c10::kStrided) return -1;
+  if (t.scalar_type() == c10::kFloat) return SB_F32;
+  if (t.scalar_type() == c10::kBFloat16) return SB_BF16;
+  return -1;
+}
+
+at::Tensor empty(c10::IntArrayRef sizes, c10::ScalarType dt) {
+  return at::detail::empty_cpu(sizes, dt, std::nullopt, std::nullopt, std::nullopt,
+                               std::nullopt);
+}
+
+int nthreads() { return std::max(1, at::get_num_threads()); }
+
+void put(torch::jit::Stack* stack, size_t nargs, at::Tensor y) {
+  torch::jit::drop(*stack, nargs);
+  stack->emplace_back(std::move(y));
+}
+
 class Kernel final : public c10::OperatorKernel {
  public:
   Kernel(int kind, c10::SafeKernelFunction python, int code, int arity, int alpha_index)
@@ -85,7 +136,7 @@ class Kernel final : public c10::OperatorKernel {
 
   void operator()(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch::jit::Stack* stack) {
     if (g_enabled.load(std::memory_order_relaxed) && fast(op, ks, stack)) {
-      g_fast_calls.fetch_add(1, std::memory_order_relaxed);
+      g_fast_calls[kind_].fetch_add(1, std::memory_order_relaxed);
       return;
     }
     python_.callBoxed(op, ks, stack);
@@ -119,6 +170,14 @@ class Kernel final : public c10::OperatorKernel {
       }
       case SBK_ENGINE:
         return engine(ks, stack, nargs);
+      case SBK_LINEAR:
+        return on_cpu(ks) && linear(stack, nargs);
+      case SBK_SUM:
+      case SBK_MEAN:
+        return on_cpu(ks) && reduce(stack, nargs);
+      case SBK_RANGE:
+        if (fractional_range(op, args)) return false;
+        break;
       default:
         return false;
     }
@@ -126,45 +185,61 @@ class Kernel final : public c10::OperatorKernel {
     return true;
   }
 
+  // _policy._fractional_range: a non-integral float start, end or step, with no dtype
+  // or a floating one (the out= forms: the output's), which the Python kernel refuses
+  static bool fractional_range(const c10::OperatorHandle& op, c10::ArrayRef<c10::IValue> args) {
+    const auto& schema = op.schema().arguments();
+    bool fractional = false, floating = true;
+    for (size_t i = 0; i < args.size(); ++i) {
+      const auto& a = args[i];
+      if (schema[i].name() == "dtype") {
+        if (!a.isNone()) floating = c10::isFloatingType(a.toScalarType());
+      } else if (schema[i].name() == "out" && a.isTensor()) {  // the out= forms
+        floating = c10::isFloatingType(a.toTensor().scalar_type());
+      } else if (a.isDouble()) {
+        const double v = a.toDouble();
+        fractional = fractional || !(std::isfinite(v) && v == std::floor(v));
+      }
+    }
+    return fractional && floating;
+  }
+
+  // pointwise.py's _run_same: operands that share one dtype (float32 or bfloat16), one
+  // shape and one contiguous layout, Python numbers rounded once to float32, broadcast
   bool engine(c10::DispatchKeySet ks, torch::jit::Stack* stack, size_t nargs) {
-    if (!on_cpu(ks) || static_cast<int>(nargs) != arity_) return false;
-    PointwiseFn fn = tl_forced ? tl_pointwise : g_pointwise.load(std::memory_order_relaxed);
-    if (fn == nullptr) return false;
+    const Table* tab = table();
+    if (!on_cpu(ks) || static_cast<int>(nargs) != arity_ || tab == nullptr) return false;
     auto args = torch::jit::last(*stack, nargs);
     const at::Tensor* x = nullptr;
     for (const auto& a : args) {
-      if (a.isTensor() && !a.toTensor().unsafeGetTensorImpl()->is_wrapped_number()) {
+      if (a.isTensor() && !is_wrapped(a)) {
         x = &a.toTensor();
         break;
       }
     }
-    if (x == nullptr || !x->defined() || !x->is_cpu() || x->layout() != c10::kStrided) return false;
+    if (x == nullptr) return false;
+    const int code_dt = kernel_dtype(*x);
+    if (code_dt < 0 || !x->is_contiguous() || x->numel() < 1) return false;
     const auto dt = x->scalar_type();
-    if (dt != c10::kFloat && dt != c10::kBFloat16) return false;
-    if (!x->is_contiguous() || x->numel() < 2) return false;
-    const int code_dt = dt == c10::kFloat ? SB_F32 : SB_BF16;
     const void* ptrs[3] = {nullptr, nullptr, nullptr};
     int dts[3] = {0, 0, 0}, strides[3] = {0, 0, 0};
     float scalars[3] = {0.f, 0.f, 0.f};
     for (int i = 0; i < arity_; ++i) {
       const auto& a = args[i];
       double v;
-      if (a.isTensor()) {
+      if (is_wrapped(a)) {  // a Python number: float(v), then float32 once
         const at::Tensor& t = a.toTensor();
-        if (t.unsafeGetTensorImpl()->is_wrapped_number()) {
-          // a Python number: as pointwise.py's _scalar_operand, float(v) rounded once
-          if (t.scalar_type() == c10::kDouble) v = t.item<double>();
-          else if (t.scalar_type() == c10::kLong) v = static_cast<double>(t.item<int64_t>());
-          else return false;
-        } else {
-          if (!t.defined() || t.scalar_type() != dt || !t.is_cpu() || t.layout() != c10::kStrided)
-            return false;
-          if (&t != x && (t.sizes() != x->sizes() || t.strides() != x->strides())) return false;
-          ptrs[i] = t.const_data_ptr();
-          dts[i] = code_dt;
-          strides[i] = 1;
-          continue;
-        }
+        if (t.scalar_type() == c10::kDouble) v = *t.const_data_ptr<double>();
+        else if (t.scalar_type() == c10::kLong) v = static_cast<double>(*t.const_data_ptr<int64_t>());
+        else return false;
+      } else if (a.isTensor()) {
+        const at::Tensor& t = a.toTensor();
+        if (kernel_dtype(t) != code_dt) return false;
+        if (&t != x && (t.sizes() != x->sizes() || t.strides() != x->strides())) return false;
+        ptrs[i] = t.const_data_ptr();
+        dts[i] = code_dt;
+        strides[i] = 1;
+        continue;
       } else if (a.isDouble()) {
         v = a.toDouble();
       } else if (a.isInt()) {
@@ -177,15 +252,108 @@ class Kernel final : public c10::OperatorKernel {
       dts[i] = SB_F32;
       strides[i] = 0;
     }
-    at::Tensor y = at::detail::empty_cpu(x->sizes(), dt, std::nullopt, std::nullopt,
-                                         std::nullopt, std::nullopt);
+    // empty_like(x), as _run_same: a dense tensor's strides are kept (size-1 dims too)
+    at::Tensor y = at::detail::empty_strided_cpu(x->sizes(), x->strides(), dt);
     double no_params = 0.0;
-    const int nthreads = std::max(1, at::get_num_threads());
-    if (fn(code_, x->numel(), ptrs[0], ptrs[1], ptrs[2], dts, strides, y.mutable_data_ptr(),
-           code_dt, &no_params, 0, nthreads) != 0)
+    if (tab->pointwise(code_, x->numel(), ptrs[0], ptrs[1], ptrs[2], dts, strides,
+                       y.mutable_data_ptr(), code_dt, &no_params, 0, nthreads()) != 0)
       return false;  // the Python kernel runs it again and reports the error
-    torch::jit::drop(*stack, nargs);
-    stack->emplace_back(std::move(y));
+    put(stack, nargs, std::move(y));
+    return true;
+  }
+
+  // matmul.py's _linear_direct: contiguous rows of x, K-contiguous weight rows, a (N,)
+  // bias of the same dtype, straight to the DOT (float32) or PAIR (bfloat16) kernel
+  bool linear(torch::jit::Stack* stack, size_t nargs) {
+    const Table* tab = table();
+    auto args = torch::jit::last(*stack, nargs);
+    if (tab == nullptr || nargs != 3 || !args[0].isTensor() || !args[1].isTensor()) return false;
+    const at::Tensor& x = args[0].toTensor();
+    const at::Tensor& w = args[1].toTensor();
+    const int code = kernel_dtype(x);
+    if (code < 0 || kernel_dtype(w) != code || w.dim() != 2 || x.dim() < 1) return false;
+    const int64_t N = w.size(0), K = w.size(1);
+    if (w.stride(1) != 1 || !x.is_contiguous() || x.numel() == 0 || N == 0 || x.size(-1) != K)
+      return false;
+    const void* bias = nullptr;
+    if (!args[2].isNone()) {
+      if (!args[2].isTensor()) return false;
+      const at::Tensor& b = args[2].toTensor();
+      if (kernel_dtype(b) != code || b.dim() != 1 || b.size(0) != N || b.stride(0) != 1)
+        return false;
+      bias = b.const_data_ptr();
+    }
+    const int64_t M = x.numel() / K;
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = N;
+    at::Tensor out;
+    int status;
+    if (code == SB_BF16) {  // the PAIR kernel rounds each result once, as .to() would
+      out = empty({M, N}, c10::kBFloat16);
+      const i64 map[12] = {M, M, 0, N, 1, 0, 0, 0, 0, 1, 0, 0};  // row-major, bf16 C
+      status = tab->gemm_map(x.const_data_ptr(), K, 1, 0, w.const_data_ptr(), 1, w.stride(0),
+                             0, static_cast<float*>(out.mutable_data_ptr()), 0, M * N, 1, M,
+                             N, K, bias, code, code, 1, nthreads(), map);
+    } else {
+      out = empty({M, N}, c10::kFloat);
+      status = tab->gemm(x.const_data_ptr(), K, 1, 0, w.const_data_ptr(), 1, w.stride(0), 0,
+                         out.mutable_data_ptr<float>(), N, M * N, 1, M, N, K, bias, code,
+                         code, 1, nthreads());
+    }
+    if (status != 0) return false;  // the Python kernel runs it again and reports it
+    put(stack, nargs, out.view(shape));
+    return true;
+  }
+
+  // reductions.py's sum/mean over trailing dims of a contiguous tensor: the SUM order
+  // (sb_sum, double) per row, mean's division by the count in double, then the one
+  // rounding to the tensor's dtype that narrow() makes, NaNs canonical
+  bool reduce(torch::jit::Stack* stack, size_t nargs) {
+    const Table* tab = table();
+    auto args = torch::jit::last(*stack, nargs);
+    if (tab == nullptr || nargs != 4 || !args[0].isTensor() || !args[1].isIntList()) return false;
+    const at::Tensor& x = args[0].toTensor();
+    const int code = kernel_dtype(x);
+    const int64_t nd = x.dim();
+    if (code < 0 || nd < 1 || !x.is_contiguous() || x.numel() == 0) return false;
+    if (!args[3].isNone() && args[3].toScalarType() != x.scalar_type()) return false;
+    const auto dims = args[1].toIntList();
+    const int64_t nr = static_cast<int64_t>(dims.size());
+    if (nr < 1 || nr > nd) return false;
+    std::vector<bool> seen(nd, false);
+    for (const int64_t d0 : dims) {
+      if (d0 < -nd || d0 >= nd) return false;
+      const int64_t d = d0 < 0 ? d0 + nd : d0;
+      if (seen[d] || d < nd - nr) return false;  // repeated, or not a trailing dim
+      seen[d] = true;
+    }
+    const bool keepdim = args[2].toBool();
+    int64_t R = 1;
+    std::vector<int64_t> shape;
+    for (int64_t d = 0; d < nd; ++d) {
+      if (d < nd - nr) shape.push_back(x.size(d));
+      else {
+        R *= x.size(d);
+        if (keepdim) shape.push_back(1);
+      }
+    }
+    const int64_t outer = x.numel() / R;
+    std::vector<double> acc(outer);
+    tab->sum(x.const_data_ptr(), outer, R, 1, nullptr, 0, acc.data(), code, nthreads());
+    if (kind_ == SBK_MEAN)
+      for (auto& v : acc) v /= static_cast<double>(R);
+    at::Tensor out = empty(shape, x.scalar_type());
+    if (code == SB_F32) {
+      auto* o = out.mutable_data_ptr<float>();
+      for (int64_t i = 0; i < outer; ++i)
+        o[i] = std::isnan(acc[i]) ? c10::bit_cast<float>(0x7fc00000u) : static_cast<float>(acc[i]);
+    } else {
+      auto* o = out.mutable_data_ptr<c10::BFloat16>();
+      for (int64_t i = 0; i < outer; ++i)  // torch's double -> bfloat16 (through float)
+        o[i] = std::isnan(acc[i]) ? c10::BFloat16(0x7fc0, c10::BFloat16::from_bits())
+                                  : c10::BFloat16(static_cast<float>(acc[i]));
+    }
+    put(stack, nargs, std::move(out));
     return true;
   }
 
@@ -204,6 +372,10 @@ extern "C" {
 // Put the C++ kernel of `kind` over the mode key's current (Python) kernel of
 // `qualname` ("aten::add.Tensor"). 0 on success, else -1 and sbk_error() says why.
 int sbk_install(const char* qualname, int kind, int code, int arity) {
+  if (kind < 0 || kind >= kKinds) {
+    g_error = std::string(qualname) + ": no kernel kind " + std::to_string(kind);
+    return -1;
+  }
   try {
     std::string q(qualname);
     const auto sep = q.find("::");
@@ -243,13 +415,36 @@ int sbk_install(const char* qualname, int kind, int code, int arity) {
 
 const char* sbk_error(void) { return g_error.c_str(); }
 
-// The engine's entry (sb_pointwise of the process's kernel path).
-void sbk_set_pointwise(void* fn) { g_pointwise.store(reinterpret_cast<PointwiseFn>(fn)); }
+// The names of the entry points sbk_set_table takes, comma-separated, in order.
+const char* sbk_kernel_names(void) { return kNames; }
 
-// This thread's forced kernel path (samebits._native.push_isa), or back to the process's.
-void sbk_set_thread_pointwise(void* fn, int forced) {
-  tl_pointwise = reinterpret_cast<PointwiseFn>(fn);
-  tl_forced = forced;
+// A kernel path's entry points (addresses, in kNames' order) for the process
+// (forced = 0) or for this thread only (forced = 1; fns = NULL: back to the process's).
+void sbk_set_table(void* const* fns, int forced) {
+  const Table* t = nullptr;
+  if (fns != nullptr) {
+    auto made = std::make_unique<Table>();
+    made->pointwise = reinterpret_cast<sb_pointwise_t>(fns[0]);
+    made->gemm = reinterpret_cast<sb_gemm_t>(fns[1]);
+    made->gemm_map = reinterpret_cast<sb_gemm_map_t>(fns[2]);
+    made->sum = reinterpret_cast<sb_sum_t>(fns[3]);
+    static std::mutex mu;
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& old : g_tables)  // one table per path, made once
+      if (std::memcmp(old.get(), made.get(), sizeof(Table)) == 0) t = old.get();
+    if (t == nullptr) {
+      g_tables.push_back(std::move(made));
+      t = g_tables.back().get();
+    }
+  }
+  if (forced) tl_table = t;
+  else g_table.store(t);
+}
+
+// The sb_pointwise entry a fast call in this thread would use now.
+void* sbk_thread_pointwise(void) {
+  const Table* t = table();
+  return t == nullptr ? nullptr : reinterpret_cast<void*>(t->pointwise);
 }
 
 // 0: every C++ kernel calls the Python kernel it replaced (tests compare the two).
@@ -257,11 +452,12 @@ void sbk_set_enabled(int on) { g_enabled.store(on); }
 
 int sbk_enabled(void) { return g_enabled.load(); }
 
-uint64_t sbk_fast_calls(void) { return g_fast_calls.load(); }
-
-// The engine entry a fast call in this thread would use now.
-void* sbk_thread_pointwise(void) {
-  return reinterpret_cast<void*>(tl_forced ? tl_pointwise : g_pointwise.load());
+// The calls the kernels of `kind` decided (kind < 0: every kind).
+uint64_t sbk_fast_calls(int kind) {
+  uint64_t n = 0;
+  for (int k = 0; k < kKinds; ++k)
+    if (kind < 0 || k == kind) n += g_fast_calls[k].load();
+  return n;
 }
 
 }  // extern "C"

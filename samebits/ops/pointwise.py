@@ -143,7 +143,7 @@ _I3 = ctypes.c_int * 3
 
 def _run_same(engine_op: str, operands: tuple, params: tuple, name: str):
     """run()'s common case with less Python: every tensor operand on the CPU with one
-    dtype (float32 or bfloat16), one shape, one contiguous layout and more than one
+    dtype (float32 or bfloat16), one shape, one contiguous layout and at least one
     element, the other operands Python floats or ints (each rounded once to float32 and
     broadcast, as run() does). The C call and the output are run()'s own for these
     operands; None for any other case, which run() then takes."""
@@ -157,7 +157,7 @@ def _run_same(engine_op: str, operands: tuple, params: tuple, name: str):
     dt = x.dtype
     if dt not in _ENGINE_DTYPES or x.device.type != "cpu" or not x.is_contiguous():
         return None
-    if x.numel() < 2:
+    if x.numel() < 1:
         return None
     code_dt = _native.dtype_code(dt)
     shape, stride = x.shape, x.stride()
