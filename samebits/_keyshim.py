@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from samebits import _native
+from samebits.ops import norms
 
 SOURCE = Path(__file__).resolve().parent / "_native" / "mode_key.cpp"
 HEADER = SOURCE.parent / "sb_kernels.h"  # the kernels' prototypes, which it includes
@@ -37,13 +38,21 @@ HEADER = SOURCE.parent / "sb_kernels.h"  # the kernels' prototypes, which it inc
 # the kinds of mode_key.cpp's kernels (its enum Kind)
 KINDS = {
     "pass": 0, "alpha_one": 1, "not_reduced": 2, "engine": 3, "linear": 4, "sum": 5,
-    "mean": 6, "range": 7,
+    "mean": 6, "range": 7, "norm": 8, "attention": 9,
 }  # fmt: skip
 
 # covered ops (samebits/_policy.py's table) whose functional form has a C++ kernel for
-# the common case of the Python function: matmul.linear's _linear_direct, and
-# reductions.sum/mean over the trailing dims of a contiguous tensor
-COVERED = {"linear": "linear", "sum.dim_IntList": "sum", "mean.dim": "mean"}
+# the common case of the Python function, as (kind, code): matmul.linear's
+# _linear_direct, reductions.sum/mean over the trailing dims of a contiguous tensor,
+# norms._norm (the code: its LAYER or RMS), attention's _fused
+COVERED = {
+    "scaled_dot_product_attention": ("attention", 0),
+    "linear": ("linear", 0),
+    "sum.dim_IntList": ("sum", 0),
+    "mean.dim": ("mean", 0),
+    "native_layer_norm": ("norm", norms.LAYER),
+    "rms_norm": ("norm", norms.RMS),
+}
 
 # guarded ops' checks (samebits/_policy.py's _GUARDED, by the check's name) that have a
 # C++ twin deciding the calls it lets through

@@ -448,7 +448,7 @@ def _shim_entries(spec: list[tuple]) -> list[tuple[str, str, int, int]]:
         elif tag == "covered" and qualname.startswith("aten::"):
             name = qualname.partition("::")[2]
             if name in _keyshim.COVERED and detail == "functional":
-                entries.append((qualname, _keyshim.COVERED[name], 0, 0))
+                entries.append((qualname, *_keyshim.COVERED[name], 0))
                 continue
             family = name if name in covered or name in kernels else None
             family = family or _policy._families().get(name, name)  # as _covered_fn

@@ -201,6 +201,121 @@ def test_sum_and_mean_hand_other_reductions_to_the_python_kernel(op):
         assert calls == 0, name
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_layer_norm_and_rms_norm_get_the_python_kernels_bits_from_the_cpp_kernel(dtype):
+    F = torch.nn.functional
+    gen = torch.Generator().manual_seed(6)
+    x = (torch.randn(3, 5, 24, generator=gen) * 3 + 1).to(dtype)
+    x[0, 0, 0] = float("nan")
+    w, b = torch.randn(24, generator=gen), torch.randn(24, generator=gen)
+    cases = {
+        "layer_norm": lambda: torch.ops.aten.native_layer_norm(
+            x, [24], w.to(dtype), b.to(dtype), 1e-5
+        ),
+        "layer_norm, no affine": lambda: torch.ops.aten.native_layer_norm(
+            x, [24], None, None, 1e-3
+        ),
+        "layer_norm, float32 weight": lambda: torch.ops.aten.native_layer_norm(x, [24], w, b, 1e-5),
+        "layer_norm, bias only": lambda: torch.ops.aten.native_layer_norm(x, [24], None, b, 1e-5),
+        "layer_norm, two dims": lambda: torch.ops.aten.native_layer_norm(
+            x, [5, 24], None, None, 1e-5
+        ),
+        "F.layer_norm": lambda: F.layer_norm(x, [24], w.to(dtype), b.to(dtype)),
+        "rms_norm": lambda: F.rms_norm(x, [24], w.to(dtype), 1e-6),
+        "rms_norm, default eps": lambda: F.rms_norm(x, [24]),
+    }
+    for name, fn in cases.items():
+        fast, slow, calls = _both(fn, "norm")
+        for f, s in zip(fast, slow, strict=True) if isinstance(fast, tuple) else [(fast, slow)]:
+            _same(f, s)
+        assert calls == 1, name
+
+
+def test_norms_hand_other_layouts_and_errors_to_the_python_kernel():
+    aten = torch.ops.aten
+    x, w, w2 = torch.randn(4, 6, 8), torch.randn(8), torch.randn(16)
+    cases = {
+        "x not contiguous": lambda: aten.native_layer_norm(x.transpose(0, 1), [8], w, None, 1e-5),
+        "float16": lambda: aten.native_layer_norm(x.half(), [8], None, None, 1e-5),
+        "shape does not match": lambda: aten.native_layer_norm(x, [6], None, None, 1e-5),
+        "weight and bias dtypes differ": lambda: aten.native_layer_norm(
+            x, [8], w, w.bfloat16(), 1e-5
+        ),
+        "strided weight": lambda: aten.native_layer_norm(x, [8], w2[::2], None, 1e-5),
+        "float64 weight": lambda: aten.native_layer_norm(x, [8], w.double(), None, 1e-5),
+        "no rows": lambda: aten.native_layer_norm(x[:0], [8], None, None, 1e-5),
+    }
+    for name, fn in cases.items():
+        fast, slow, calls = _both(fn, "norm")
+        if isinstance(fast, tuple) and isinstance(fast[0], torch.Tensor):
+            for f, s in zip(fast, slow, strict=True):
+                _same(f, s)
+        else:
+            assert fast == slow, name  # the same error from both paths
+        assert calls == 0, name
+
+
+def _qkv(dtype, b=2, hq=4, hk=4, lq=3, s=7, d=16, dv=16):
+    gen = torch.Generator().manual_seed(8)
+    q = torch.randn(b, hq, lq, d, generator=gen).to(dtype)
+    k = torch.randn(b, hk, s, d, generator=gen).to(dtype)
+    v = torch.randn(b, hk, s, dv, generator=gen).to(dtype)
+    return q, k, v
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_gets_the_python_kernels_bits_from_the_cpp_kernel(dtype):
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    q, k, v = _qkv(dtype)
+    qd = q[:, :, -1:]  # a decode step
+    q2, k2, v2 = _qkv(dtype, hq=8, hk=2, lq=1, s=9)  # grouped query heads
+    keep = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+    keep[0, ..., :3] = False  # left padding
+    bias = torch.randn(3, 7)
+    cases = {
+        "plain": lambda: sdpa(q, k, v),
+        "decode": lambda: sdpa(qd, k, v),
+        "causal": lambda: sdpa(q, k, v, is_causal=True),
+        "bool mask, broadcast": lambda: sdpa(q, k, v, attn_mask=keep),
+        "float mask, broadcast": lambda: sdpa(q, k, v, attn_mask=bias),
+        "scale": lambda: sdpa(q, k, v, scale=0.3),
+        "gqa": lambda: sdpa(q2, k2, v2, enable_gqa=True),
+        "3-d": lambda: sdpa(q[0], k[0], v[0]),
+        "value dim": lambda: sdpa(*_qkv(dtype, dv=8)),
+        "(B, L, H, D) storage": lambda: sdpa(
+            *(t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q, k, v))
+        ),
+    }
+    for name, fn in cases.items():
+        fast, slow, calls = _both(fn, "attention")
+        _same(fast, slow)
+        assert calls == 1, name
+
+
+def test_attention_hands_other_cases_to_the_python_kernel():
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    q, k, v = _qkv(torch.float32)
+    cases = {
+        "float16": lambda: sdpa(q.half(), k.half(), v.half()),
+        "dropout": lambda: sdpa(q, k, v, dropout_p=0.1),
+        "mask and causal": lambda: sdpa(
+            q, k, v, torch.ones(3, 7, dtype=torch.bool), is_causal=True
+        ),
+        "head dim 300": lambda: sdpa(*_qkv(torch.float32, d=300, dv=4)),
+        "q strided last dim": lambda: sdpa(q[..., ::2], k[..., ::2], v),
+        "float64 mask": lambda: sdpa(q, k, v, attn_mask=torch.zeros(3, 7, dtype=torch.float64)),
+        "heads differ without gqa": lambda: sdpa(*_qkv(torch.float32, hq=8, hk=2)),
+        "no query rows": lambda: sdpa(q[:, :, :0], k, v),
+    }
+    for name, fn in cases.items():
+        fast, slow, calls = _both(fn, "attention")
+        if isinstance(fast, torch.Tensor):
+            _same(fast, slow)
+        else:
+            assert fast == slow, name
+        assert calls == 0, name
+
+
 def test_arange_is_refused_or_passed_as_the_python_guard_says():
     cases = {
         "integers": (lambda: torch.arange(10), 1),

@@ -23,7 +23,9 @@
 //   SBK_LINEAR      aten::linear: matmul.py's _linear_direct (the same gemm call);
 //   SBK_SUM/MEAN    sum/mean over trailing dims of a contiguous tensor: reductions.py's
 //                   sb_sum call, division by the count and narrow() to the dtype;
-//   SBK_RANGE       arange/range: torch's kernel unless the Python guard would refuse.
+//   SBK_RANGE       arange/range: torch's kernel unless the Python guard would refuse;
+//   SBK_NORM        native_layer_norm and rms_norm: norms.py's sb_norm call;
+//   SBK_ATTENTION   scaled_dot_product_attention: attention.py's _fused call.
 //
 // Each fast case makes the Python kernel's kernel call with the same arguments, so the
 // bits are the Python path's; tests/test_keyshim.py holds every kind to that.
@@ -40,6 +42,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <cstdint>
 #include <memory>
@@ -59,7 +62,7 @@ namespace {
 
 enum Kind {
   SBK_PASS = 0, SBK_ALPHA_ONE = 1, SBK_NOT_REDUCED = 2, SBK_ENGINE = 3,
-  SBK_LINEAR = 4, SBK_SUM = 5, SBK_MEAN = 6, SBK_RANGE = 7,
+  SBK_LINEAR = 4, SBK_SUM = 5, SBK_MEAN = 6, SBK_RANGE = 7, SBK_NORM = 8, SBK_ATTENTION = 9,
 };
 enum { SB_F32 = 0, SB_BF16 = 1 };  // the kernels' dtype codes (sb_common.h)
 
@@ -69,14 +72,16 @@ struct Table {
   sb_gemm_t gemm = nullptr;
   sb_gemm_map_t gemm_map = nullptr;
   sb_sum_t sum = nullptr;
+  sb_norm_t norm = nullptr;
+  sb_attention_t attention = nullptr;
 };
-constexpr const char* kNames = "sb_pointwise,sb_gemm,sb_gemm_map,sb_sum";
+constexpr const char* kNames = "sb_pointwise,sb_gemm,sb_gemm_map,sb_sum,sb_norm,sb_attention";
 
 constexpr auto kKey = c10::DispatchKey::CustomRNGKeyId;
 const c10::DispatchKeySet kBelow(c10::DispatchKeySet::FULL_AFTER, kKey);
 
 std::atomic<int> g_enabled{1};
-constexpr int kKinds = 8;
+constexpr int kKinds = 10;
 std::atomic<uint64_t> g_fast_calls[kKinds] = {};  // calls decided here, per kind (tests)
 std::atomic<const Table*> g_table{nullptr};  // the process's kernel path
 thread_local const Table* tl_table = nullptr;  // a thread's forced path (push_isa)
@@ -175,6 +180,10 @@ class Kernel final : public c10::OperatorKernel {
       case SBK_SUM:
       case SBK_MEAN:
         return on_cpu(ks) && reduce(stack, nargs);
+      case SBK_NORM:
+        return on_cpu(ks) && norm(stack, nargs);
+      case SBK_ATTENTION:
+        return on_cpu(ks) && attention(stack, nargs);
       case SBK_RANGE:
         if (fractional_range(op, args)) return false;
         break;
@@ -357,6 +366,177 @@ class Kernel final : public c10::OperatorKernel {
     return true;
   }
 
+  // norms.py's _norm (code_: its LAYER or RMS) on a contiguous input with contiguous
+  // weight and bias of one kernel dtype: the sb_norm call, then native_layer_norm's
+  // (out, mean, rstd) with the statistics narrowed to the input's dtype, or rms_norm's out
+  bool norm(torch::jit::Stack* stack, size_t nargs) {
+    const Table* tab = table();
+    auto args = torch::jit::last(*stack, nargs);
+    const bool layer = nargs == 5;  // native_layer_norm(x, shape, w, b, eps); rms_norm: 4
+    if (tab == nullptr || (nargs != 4 && nargs != 5) || !args[0].isTensor() || !args[1].isIntList())
+      return false;
+    const at::Tensor& x = args[0].toTensor();
+    const int code = kernel_dtype(x);
+    const auto shape = args[1].toIntVector();
+    const int64_t nd = x.dim(), ns = static_cast<int64_t>(shape.size());
+    if (code < 0 || !x.is_contiguous() || x.numel() == 0 || ns > nd) return false;
+    int64_t R = 1;
+    for (int64_t i = 0; i < ns; ++i) {
+      if (x.size(nd - ns + i) != shape[i]) return false;
+      R *= shape[i];
+    }
+    const void* wb[2] = {nullptr, nullptr};
+    int wdt = SB_F32;
+    bool any = false;
+    for (int j = 0; j < (layer ? 2 : 1); ++j) {
+      const auto& a = args[2 + j];
+      if (a.isNone()) continue;
+      if (!a.isTensor()) return false;
+      const at::Tensor& t = a.toTensor();
+      const int c = kernel_dtype(t);
+      if (c < 0 || (any && c != wdt) || !t.is_contiguous() || t.sizes() != c10::IntArrayRef(shape))
+        return false;
+      wdt = c;
+      any = true;
+      wb[j] = t.const_data_ptr();
+    }
+    const auto& e = args[layer ? 4 : 3];
+    double eps;
+    if (e.isDouble()) eps = e.toDouble();
+    else if (e.isNone() && !layer)  // rms_norm's default: torch.finfo(dtype).eps
+      eps = code == SB_F32 ? std::numeric_limits<float>::epsilon() : 0.0078125;
+    else return false;
+    const int64_t rows = x.numel() / R;
+    at::Tensor y = empty(x.sizes(), x.scalar_type());
+    at::Tensor mean = empty({rows}, c10::kFloat), rstd = empty({rows}, c10::kFloat);
+    tab->norm(x.const_data_ptr(), wb[0], wb[1], y.mutable_data_ptr(), mean.mutable_data_ptr<float>(),
+              rstd.mutable_data_ptr<float>(), rows, R, eps, code_, code, wdt, nthreads());
+    if (!layer) {
+      put(stack, nargs, std::move(y));
+      return true;
+    }
+    std::vector<int64_t> stat(x.sizes().begin(), x.sizes().end() - ns);
+    stat.resize(nd, 1);
+    torch::jit::drop(*stack, nargs);
+    stack->emplace_back(std::move(y));
+    stack->emplace_back(narrow(mean, x.scalar_type()).view(stat));
+    stack->emplace_back(narrow(rstd, x.scalar_type()).view(stat));
+    return true;
+  }
+
+  // attention.py's scaled_dot_product_attention through _fused: float32 or bfloat16
+  // q, k, v with unit last strides, head dim <= kMaxFusedHeadDim, no dropout, a bool or
+  // float32 mask or is_causal or neither, GQA by enable_gqa: the same meta and the same
+  // sb_attention call, the output narrowed to the dtype
+  static constexpr int64_t kMaxFusedHeadDim = 256;  // attention.MAX_FUSED_HEAD_DIM
+
+  bool attention(torch::jit::Stack* stack, size_t nargs) {
+    const Table* tab = table();
+    auto args = torch::jit::last(*stack, nargs);
+    if (tab == nullptr || nargs != 8) return false;
+    for (int i = 0; i < 3; ++i)
+      if (!args[i].isTensor()) return false;
+    const at::Tensor &q = args[0].toTensor(), &k = args[1].toTensor(), &v = args[2].toTensor();
+    const int code = kernel_dtype(q);
+    if (code < 0 || kernel_dtype(k) != code || kernel_dtype(v) != code) return false;
+    const int64_t nd = q.dim();
+    if (nd < 2 || k.dim() != nd || v.dim() != nd) return false;
+    if (!args[4].isDouble() || args[4].toDouble() != 0.0 || !args[5].isBool()) return false;
+    const bool causal = args[5].toBool();
+    const at::Tensor* mask = nullptr;
+    if (!args[3].isNone()) {
+      if (!args[3].isTensor() || causal) return false;
+      mask = &args[3].toTensor();
+      const auto mt = mask->scalar_type();
+      if (!mask->is_cpu() || mask->layout() != c10::kStrided || (mt != c10::kBool && mt != c10::kFloat))
+        return false;
+    }
+    const int64_t L = q.size(-2), S = k.size(-2), D = q.size(-1), Dv = v.size(-1);
+    if (k.size(-1) != D || v.size(-2) != S || D > kMaxFusedHeadDim) return false;
+    if (q.stride(-1) != 1 || k.stride(-1) != 1 || v.stride(-1) != 1) return false;
+    int64_t rep = 1;
+    const bool gqa = args[7].isBool() && args[7].toBool();
+    if (gqa && nd >= 3 && k.size(-3) != q.size(-3)) {
+      if (q.size(-3) % k.size(-3)) return false;
+      rep = q.size(-3) / k.size(-3);
+    }
+    // batch = broadcast(q's, k's and v's leading dims, k's and v's heads times rep)
+    auto heads = [&](const at::Tensor& t) {
+      std::vector<int64_t> h(t.sizes().begin(), t.sizes().end() - 2);
+      if (rep != 1) h.back() *= rep;
+      return h;
+    };
+    const std::vector<std::vector<int64_t>> shapes = {
+        std::vector<int64_t>(q.sizes().begin(), q.sizes().end() - 2), heads(k), heads(v)};
+    const size_t nb = static_cast<size_t>(nd - 2);
+    std::vector<int64_t> batch(nb, 1);
+    for (const auto& sh : shapes)
+      for (size_t i = 0; i < nb; ++i) {
+        if (sh[i] == 1) continue;
+        if (batch[i] != 1 && batch[i] != sh[i]) return false;  // the Python kernel raises
+        batch[i] = sh[i];
+      }
+    const double scale_d = args[6].isNone() ? 1.0 / std::sqrt(static_cast<double>(D))
+                                            : (args[6].isDouble() ? args[6].toDouble() : NAN);
+    if (std::isnan(scale_d)) return false;
+    std::vector<i64> meta = {static_cast<i64>(nb), L, S, D, Dv, rep};
+    meta.insert(meta.end(), batch.begin(), batch.end());
+    auto batch_strides = [&](c10::IntArrayRef shape, c10::IntArrayRef stride) {
+      const int64_t lead = static_cast<int64_t>(nb) - (static_cast<int64_t>(shape.size()) - 2);
+      for (size_t i = 0; i < nb; ++i) {
+        const int64_t j = static_cast<int64_t>(i) - lead;
+        meta.push_back(j < 0 || (shape[j] == 1 && batch[i] != 1) ? 0 : stride[j]);
+      }
+      meta.push_back(stride[stride.size() - 2]);
+    };
+    for (const at::Tensor* t : {&q, &k, &v}) batch_strides(t->sizes(), t->strides());
+    int mkind = causal ? 3 : 0;
+    if (mask == nullptr) {
+      meta.insert(meta.end(), nb + 2, 0);
+    } else {  // mask.expand(*batch, L, S): a broadcast dim reads stride 0
+      std::vector<int64_t> full(batch.begin(), batch.end());
+      full.push_back(L);
+      full.push_back(S);
+      const int64_t md = mask->dim(), fd = static_cast<int64_t>(full.size());
+      if (md > fd) return false;
+      std::vector<int64_t> st(fd, 0);
+      for (int64_t i = 0; i < md; ++i) {
+        const int64_t n = mask->size(i), want = full[fd - md + i];
+        if (n != want && n != 1) return false;  // expand raises: the Python kernel says so
+        st[fd - md + i] = (n == 1 && want != 1) ? 0 : mask->stride(i);
+      }
+      mkind = mask->scalar_type() == c10::kBool ? 1 : 2;
+      batch_strides(full, st);
+      meta.push_back(st[fd - 1]);
+    }
+    int64_t B = 1;
+    for (const int64_t b : batch) B *= b;
+    if (B == 0 || L == 0) return false;
+    at::Tensor out = empty({B, L, Dv}, c10::kFloat);
+    if (tab->attention(q.const_data_ptr(), k.const_data_ptr(), v.const_data_ptr(),
+                       mask == nullptr ? nullptr : mask->const_data_ptr(), meta.data(), mkind,
+                       out.mutable_data_ptr<float>(), static_cast<float>(scale_d), code,
+                       nthreads()) != 0)
+      return false;  // the Python kernel runs it again and reports the error
+    std::vector<int64_t> shape(batch.begin(), batch.end());
+    shape.push_back(L);
+    shape.push_back(Dv);
+    put(stack, nargs, narrow(out, q.scalar_type()).view(shape));
+    return true;
+  }
+
+  // _common.narrow of a float32 tensor: the dtype's rounding, NaNs canonical
+  static at::Tensor narrow(const at::Tensor& t, c10::ScalarType dt) {
+    if (dt == c10::kFloat) return t;
+    at::Tensor out = empty(t.sizes(), dt);
+    const float* src = t.const_data_ptr<float>();
+    auto* o = out.mutable_data_ptr<c10::BFloat16>();
+    for (int64_t i = 0; i < t.numel(); ++i)
+      o[i] = std::isnan(src[i]) ? c10::BFloat16(0x7fc0, c10::BFloat16::from_bits())
+                                : c10::BFloat16(src[i]);
+    return out;
+  }
+
   int kind_;
   c10::SafeKernelFunction python_;
   int code_, arity_, alpha_index_;
@@ -428,6 +608,8 @@ void sbk_set_table(void* const* fns, int forced) {
     made->gemm = reinterpret_cast<sb_gemm_t>(fns[1]);
     made->gemm_map = reinterpret_cast<sb_gemm_map_t>(fns[2]);
     made->sum = reinterpret_cast<sb_sum_t>(fns[3]);
+    made->norm = reinterpret_cast<sb_norm_t>(fns[4]);
+    made->attention = reinterpret_cast<sb_attention_t>(fns[5]);
     static std::mutex mu;
     std::lock_guard<std::mutex> lock(mu);
     for (const auto& old : g_tables)  // one table per path, made once
