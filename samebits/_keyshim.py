@@ -43,13 +43,15 @@ KINDS = {
 
 # covered ops (samebits/_policy.py's table) whose functional form has a C++ kernel for
 # the common case of the Python function, as (kind, code): matmul.linear's
-# _linear_direct, reductions.sum/mean over the trailing dims of a contiguous tensor,
+# _linear_direct, reductions.sum/mean over the trailing dims or all of a contiguous tensor,
 # norms._norm (the code: its LAYER or RMS), attention's _fused
 COVERED = {
     "scaled_dot_product_attention": ("attention", 0),
     "linear": ("linear", 0),
     "sum.dim_IntList": ("sum", 0),
     "mean.dim": ("mean", 0),
+    "sum": ("sum", 0),
+    "mean": ("mean", 0),
     "native_layer_norm": ("norm", norms.LAYER),
     "rms_norm": ("norm", norms.RMS),
 }
@@ -68,14 +70,14 @@ def _compiler() -> str | None:
 
 
 def _build_key(cxx: str) -> str:
+    """The sources, torch's build, and the compiler binary (its path, size and mtime:
+    a stat, where running ``--version`` would cost every process a few ms)."""
     h = hashlib.sha256()
     h.update(SOURCE.read_bytes() + HEADER.read_bytes())
     h.update(f"{torch.__version__} {torch.version.git_version} {sys.platform}".encode())
-    try:
-        ver = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True)
-        h.update(ver.stdout.encode())
-    except (OSError, subprocess.CalledProcessError):
-        pass
+    real = os.path.realpath(shutil.which(cxx) or cxx)
+    st = os.stat(real)
+    h.update(f"{real} {st.st_size} {st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
 

@@ -338,14 +338,16 @@ def _plan_spec() -> list[tuple]:
 
 def _plan_cache_key() -> str:
     """A hash of everything the plan is computed from: samebits' Python sources (the
-    policy, its tables, the engine's op list), torch's version and build, and torch's
-    registry as it is now (every op name, and which ops have kernels for the dispatch
-    keys the rules read), so a library that registers ops, or any edit, gives a new key."""
+    policy, its tables), the kernel library's build (the engine's op list), torch's
+    version and build, and torch's registry as it is now (every op name, and which ops
+    have kernels for the dispatch keys the rules read), so a library that registers
+    ops, or any edit, gives a new key."""
     import hashlib
     from pathlib import Path
 
     h = hashlib.sha256()
     h.update(f"{torch.__version__} {torch.version.git_version}".encode())
+    h.update(_native.native_info()["build"].encode())  # the engine's op list is the library's
     root = Path(__file__).resolve().parent
     for path in sorted(root.rglob("*.py")):
         h.update(str(path.relative_to(root)).encode() + path.read_bytes())
@@ -362,39 +364,45 @@ _PLAN_KEYS = (
 )  # fmt: skip
 
 
-def _cached_plan_spec() -> list[tuple]:
-    """_plan_spec(), read from ``$SAMEBITS_CACHE/plan-<key>.json`` when a process with
-    the same sources and registry wrote it (classifying every op costs ~0.15 s, once per
-    process), else computed and written there. SAMEBITS_PLAN_CACHE=0 turns it off."""
+def _cached_plan() -> tuple[list[tuple], list[tuple]]:
+    """(_plan_spec(), _shim_entries() of it), read from ``$SAMEBITS_CACHE/plan-<key>.json``
+    when a process with the same sources and registry wrote it (classifying every op
+    costs ~0.15 s, once per process), else computed and written there.
+    SAMEBITS_PLAN_CACHE=0 turns it off."""
     import json
 
     if os.environ.get("SAMEBITS_PLAN_CACHE", "1") == "0":
-        return _plan_spec()
+        spec = _plan_spec()
+        return spec, _shim_entries(spec)
     path = _native._cache_dir() / f"plan-{_plan_cache_key()}.json"
     try:
         data = json.loads(path.read_text())
         families = data["families"]
         _policy.preload_families(families)
-        return [tuple(e) for e in data["spec"]]
+        return [tuple(e) for e in data["spec"]], [tuple(e) for e in data["shim"]]
     except (OSError, ValueError, KeyError, TypeError):
         pass
     spec = _plan_spec()
+    shim = _shim_entries(spec)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"spec": spec, "families": _policy._families()}))
+        tmp.write_text(json.dumps({"spec": spec, "shim": shim, "families": _policy._families()}))
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only cache: computed again by the next process
-    return spec
+    return spec, shim
 
 
-@functools.cache
-def _key_plan() -> tuple[tuple[str, object], ...]:
+def _cached_plan_spec() -> list[tuple]:
+    return _cached_plan()[0]
+
+
+def _key_plan(spec: list[tuple]) -> tuple[tuple[str, object], ...]:
     """(op, kernel or None for a fallthrough) for every registration on the mode key,
-    from the policy's classification of every op the dispatcher knows."""
+    from the policy's classification of every op the dispatcher knows (``spec``)."""
     plan = []
-    for qualname, tag, detail in _cached_plan_spec():
+    for qualname, tag, detail in spec:
         if tag == "covered":
             plan.append((qualname, _covered_kernel(qualname, detail)))
         elif tag == "fallthrough":
@@ -415,12 +423,13 @@ _key_libs: list[torch.library.Library] = []  # the registrations on the mode key
 def _install_key_layer() -> None:
     """Once per process: every registration on the mode key, and its fallback."""
     libs: dict[str, torch.library.Library] = {}
+    spec, shim = _cached_plan()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns when a kernel is overridden
         fb = torch.library.Library("_", "IMPL")
         fb.fallback(_fallback, KEY_NAME, with_keyset=True)
         libs["_"] = fb
-        for qualname, kernel in _key_plan():
+        for qualname, kernel in _key_plan(spec):
             ns, _, name = qualname.partition("::")
             lib = libs.get(ns) or libs.setdefault(ns, torch.library.Library(ns, "IMPL"))
             if kernel is None:
@@ -428,14 +437,20 @@ def _install_key_layer() -> None:
             else:
                 lib.impl(name, kernel, KEY_NAME, with_keyset=True)
     _key_libs.extend(libs.values())
-    _keyshim.install(_shim_entries(_cached_plan_spec()))
+    _keyshim.install([(q, kind, _engine_code(code), arity) for q, kind, code, arity in shim])
 
 
-def _shim_entries(spec: list[tuple]) -> list[tuple[str, str, int, int]]:
+def _engine_code(code: int | str) -> int:
+    """An entry's code: a number, or an engine op's name (its code in this library)."""
+    return _policy.pointwise.engine_code(code) if isinstance(code, str) else code
+
+
+def _shim_entries(spec: list[tuple]) -> list[tuple[str, str, int | str, int]]:
     """The ops whose Python kernel on the mode key gets a C++ kernel over it for the
-    common case (samebits/_keyshim.py): the kernels that only call torch's, the guards
-    and covered ops _keyshim names, and the pointwise engine's ops where
-    ``pointwise.fast_kind`` gives a check."""
+    common case (samebits/_keyshim.py), as (op, kind, code, arity): the kernels that
+    only call torch's, the guards and covered ops _keyshim names, and the pointwise
+    engine's ops where ``pointwise.fast_kind`` gives a check (code: the engine op's
+    name, resolved against the loaded library at install)."""
     covered, kernels = _COVERED_TABLES
     entries = []
     for qualname, tag, detail in spec:

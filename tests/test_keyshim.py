@@ -18,14 +18,14 @@ import torch
 
 import samebits
 from samebits import _keyshim, _native
-from samebits._mode import _cached_plan_spec, _shim_entries
+from samebits._mode import _cached_plan
 from samebits.errors import NotInvariantError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def _entries(kind: str) -> list[str]:
-    return [q for q, k, _, _ in _shim_entries(_cached_plan_spec()) if k == kind]
+    return [q for q, k, _, _ in _cached_plan()[1] if k == kind]
 
 
 def _op(qualname: str):
@@ -72,11 +72,9 @@ def test_the_library_is_built_and_its_kernels_installed():
     with samebits.batch_invariant():
         pass
     assert _keyshim.status().startswith("on ("), _keyshim.status()
-    kinds = {k for _, k, _, _ in _shim_entries(_cached_plan_spec())}
+    kinds = {k for _, k, _, _ in _cached_plan()[1]}
     assert kinds == set(_keyshim.KINDS)
-    assert int(_keyshim.status().rsplit(", ", 1)[1].split()[0]) == len(
-        _shim_entries(_cached_plan_spec())
-    )
+    assert int(_keyshim.status().rsplit(", ", 1)[1].split()[0]) == len(_cached_plan()[1])
 
 
 def _engine_args(qualname: str, dtype: torch.dtype, number: float | int):
@@ -176,6 +174,11 @@ def test_sum_and_mean_get_the_python_kernels_bits_from_the_cpp_kernel(op, dtype)
                 fast, slow, calls = _both(lambda d=dim, k=keepdim, kw=kw: op(x, d, k, **kw))
                 _same(fast, slow)
                 assert calls == 1, (dim, keepdim, kw)
+    for t in (x, x[3], x[3:4, 1:2, 5:6], torch.randn(50000).to(dtype)):  # the whole tensor
+        for kw in ({}, {"dtype": dtype}):
+            fast, slow, calls = _both(lambda t=t, kw=kw: op(t, **kw), op.__name__)
+            _same(fast, slow)
+            assert calls == 1, (t.shape, kw)
 
 
 @pytest.mark.parametrize("op", [torch.sum, torch.mean])
@@ -184,7 +187,9 @@ def test_sum_and_mean_hand_other_reductions_to_the_python_kernel(op):
     cases = {
         "a leading dim": lambda: op(x, 0),
         "a middle dim": lambda: op(x, [1]),
-        "the whole tensor": lambda: op(x),
+        "the whole, not contiguous": lambda: op(x.transpose(0, 2)),
+        "the whole, float64 accumulation": lambda: op(x, dtype=torch.float64),
+        "the whole, empty": lambda: op(x[:0]),
         "an empty dim list": lambda: op(x, []),
         "float64 accumulation": lambda: op(x, -1, dtype=torch.float64),
         "not contiguous": lambda: op(x.transpose(0, 2), -1),

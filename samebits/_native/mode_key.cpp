@@ -21,8 +21,9 @@
 //                   Python numbers rounded once to float32 and broadcast. That is
 //                   pointwise.py's _run_same, the same call with the same arguments;
 //   SBK_LINEAR      aten::linear: matmul.py's _linear_direct (the same gemm call);
-//   SBK_SUM/MEAN    sum/mean over trailing dims of a contiguous tensor: reductions.py's
-//                   sb_sum call, division by the count and narrow() to the dtype;
+//   SBK_SUM/MEAN    sum/mean over trailing dims or all of a contiguous tensor:
+//                   reductions.py's sb_sum or sb_sum_all call, division by the count
+//                   and narrow() to the dtype;
 //   SBK_RANGE       arange/range: torch's kernel unless the Python guard would refuse;
 //   SBK_NORM        native_layer_norm and rms_norm: norms.py's sb_norm call;
 //   SBK_ATTENTION   scaled_dot_product_attention: attention.py's _fused call.
@@ -74,8 +75,10 @@ struct Table {
   sb_sum_t sum = nullptr;
   sb_norm_t norm = nullptr;
   sb_attention_t attention = nullptr;
+  sb_sum_all_t sum_all = nullptr;
 };
-constexpr const char* kNames = "sb_pointwise,sb_gemm,sb_gemm_map,sb_sum,sb_norm,sb_attention";
+constexpr const char* kNames =
+    "sb_pointwise,sb_gemm,sb_gemm_map,sb_sum,sb_norm,sb_attention,sb_sum_all";
 
 constexpr auto kKey = c10::DispatchKey::CustomRNGKeyId;
 const c10::DispatchKeySet kBelow(c10::DispatchKeySet::FULL_AFTER, kKey);
@@ -191,6 +194,31 @@ class Kernel final : public c10::OperatorKernel {
         return false;
     }
     op.redispatchBoxed(ks & kBelow, stack);
+    return true;
+  }
+
+  // reductions.py's sum()/mean() of a whole contiguous tensor (sum_all: the ALL order,
+  // thread-count independent), mean's division by the count in double, narrow()
+  bool reduce_all(torch::jit::Stack* stack, size_t nargs) {
+    const Table* tab = table();
+    auto args = torch::jit::last(*stack, nargs);
+    if (tab == nullptr || !args[0].isTensor()) return false;
+    const at::Tensor& x = args[0].toTensor();
+    const int code = kernel_dtype(x);
+    if (code < 0 || !x.is_contiguous() || x.numel() == 0) return false;
+    if (!args[1].isNone() && args[1].toScalarType() != x.scalar_type()) return false;
+    double v = 0.0;
+    if (tab->sum_all(x.const_data_ptr(), x.numel(), code, nthreads(), &v) != 0) return false;
+    if (kind_ == SBK_MEAN) v /= static_cast<double>(x.numel());
+    at::Tensor out = empty({}, x.scalar_type());
+    if (code == SB_F32)
+      *out.mutable_data_ptr<float>() =
+          std::isnan(v) ? c10::bit_cast<float>(0x7fc00000u) : static_cast<float>(v);
+    else
+      *out.mutable_data_ptr<c10::BFloat16>() =
+          std::isnan(v) ? c10::BFloat16(0x7fc0, c10::BFloat16::from_bits())
+                        : c10::BFloat16(static_cast<float>(v));
+    put(stack, nargs, std::move(out));
     return true;
   }
 
@@ -318,6 +346,7 @@ class Kernel final : public c10::OperatorKernel {
   // (sb_sum, double) per row, mean's division by the count in double, then the one
   // rounding to the tensor's dtype that narrow() makes, NaNs canonical
   bool reduce(torch::jit::Stack* stack, size_t nargs) {
+    if (nargs == 2) return reduce_all(stack, nargs);
     const Table* tab = table();
     auto args = torch::jit::last(*stack, nargs);
     if (tab == nullptr || nargs != 4 || !args[0].isTensor() || !args[1].isIntList()) return false;
@@ -610,6 +639,7 @@ void sbk_set_table(void* const* fns, int forced) {
     made->sum = reinterpret_cast<sb_sum_t>(fns[3]);
     made->norm = reinterpret_cast<sb_norm_t>(fns[4]);
     made->attention = reinterpret_cast<sb_attention_t>(fns[5]);
+    made->sum_all = reinterpret_cast<sb_sum_all_t>(fns[6]);
     static std::mutex mu;
     std::lock_guard<std::mutex> lock(mu);
     for (const auto& old : g_tables)  // one table per path, made once

@@ -564,9 +564,14 @@ KERNELS: dict[str, Callable] = {name: _kernel(name, spec) for name, spec in ATEN
 _SPEC_KERNELS = dict(KERNELS)  # before the hand-written kernels below replace some
 
 
-def fast_kind(name: str, variant: str) -> tuple[str, int, int] | None:
+def engine_code(engine_op: str) -> int:
+    """An engine op's code in the loaded library."""
+    return _codes()[engine_op][0]
+
+
+def fast_kind(name: str, variant: str) -> tuple[str, str | int, int] | None:
     """The mode key's C++ kernel for the ``variant`` form (functional, inplace, out) of
-    ``ATEN[name]``, as (kind, engine code, arity), or None (the Python kernel alone):
+    ``ATEN[name]``, as (kind, engine op or -1, arity), or None (the Python kernel alone):
 
     * the Spec's ``fast`` check, for every form (each form's Python kernel makes the
       same choice between torch's kernel and the engine); a functional mul/div also
@@ -579,8 +584,8 @@ def fast_kind(name: str, variant: str) -> tuple[str, int, int] | None:
     if spec is None or KERNELS.get(name) is not _SPEC_KERNELS.get(name):
         return None  # a hand-written kernel (log_sigmoid_forward's pair, sqrt's float64)
     if spec.fast == "not_reduced" and variant == "functional":
-        code, arity, _ = _codes()[name.partition(".")[0]]  # mul, div: the scaled case
-        return spec.fast, code, arity
+        engine = name.partition(".")[0]  # mul, div: the scaled case
+        return spec.fast, engine, _codes()[engine][1]
     if spec.fast is not None:
         return spec.fast, -1, 0
     if variant != "functional" or not isinstance(spec.engine, str):
@@ -593,7 +598,7 @@ def fast_kind(name: str, variant: str) -> tuple[str, int, int] | None:
         return None
     if {_self: 1, _two: 2, _three: 3}[spec.operands] != arity:
         return None
-    return "engine", code, arity
+    return "engine", spec.engine, arity
 
 
 def _log_sigmoid_forward(x: torch.Tensor):
