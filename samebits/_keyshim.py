@@ -120,6 +120,7 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
     dll.sbk_install.restype = ctypes.c_int
     dll.sbk_error.restype = ctypes.c_char_p
     dll.sbk_kernel_names.restype = ctypes.c_char_p
+    dll.sbk_unboxed.argtypes = [ctypes.c_char_p]
     dll.sbk_set_table.argtypes = [ctypes.c_void_p, ctypes.c_int]
     dll.sbk_set_enabled.argtypes = [ctypes.c_int]
     dll.sbk_enabled.restype = ctypes.c_int
@@ -185,6 +186,12 @@ def fast_calls(kind: str | None = None) -> int:
     Python (0 where off)."""
     dll = load()
     return 0 if dll is None else dll.sbk_fast_calls(-1 if kind is None else KINDS[kind])
+
+
+def unboxed(qualname: str) -> bool:
+    """Whether ``qualname``'s C++ kernel is called without boxing its arguments."""
+    dll = load()
+    return dll is not None and bool(dll.sbk_unboxed(qualname.encode()))
 
 
 def thread_pointwise() -> int | None:

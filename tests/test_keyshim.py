@@ -77,6 +77,17 @@ def test_the_library_is_built_and_its_kernels_installed():
     assert int(_keyshim.status().rsplit(", ", 1)[1].split()[0]) == len(_cached_plan()[1])
 
 
+def test_the_functional_arithmetic_and_engine_kernels_are_unboxed():
+    with samebits.batch_invariant():
+        pass
+    for q in ("aten::add.Tensor", "aten::add.Scalar", "aten::mul.Tensor", "aten::div.Scalar",
+              "aten::rsub.Tensor", "aten::exp", "aten::atan2", "aten::pow.Tensor_Scalar",
+              "aten::pow.Scalar"):  # fmt: skip
+        assert _keyshim.unboxed(q), q
+    for q in ("aten::add_.Tensor", "aten::mul.out", "aten::linear"):  # boxed kernels
+        assert not _keyshim.unboxed(q), q
+
+
 def _engine_args(qualname: str, dtype: torch.dtype, number: float | int):
     """Tensors inside every op's domain for Tensor arguments, ``number`` for Scalars."""
     gen = torch.Generator().manual_seed(7)
