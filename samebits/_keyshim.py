@@ -175,9 +175,13 @@ def install(entries: list[tuple[str, str, int, int]]) -> int:
     return done
 
 
-def status() -> str:
-    """ "on (...)" or "off (why)", and how many kernels are in place."""
-    load()
+def status(build: bool = True) -> str:
+    """'on (...)' or 'off (why)', and how many kernels are in place (``build=False``:
+    'not loaded yet' where nothing has loaded the library)."""
+    if build:
+        load()
+    elif "status" not in _state:
+        return "not loaded yet (built or loaded on the first entry into the mode)"
     return f"{_state['status']}, {_state.get('installed', 0)} kernels"
 
 

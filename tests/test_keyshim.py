@@ -72,6 +72,7 @@ def test_the_library_is_built_and_its_kernels_installed():
     with samebits.batch_invariant():
         pass
     assert _keyshim.status().startswith("on ("), _keyshim.status()
+    assert samebits.native_info()["mode_key"] == _keyshim.status()
     kinds = {k for _, k, _, _ in _cached_plan()[1]}
     assert kinds == set(_keyshim.KINDS)
     assert int(_keyshim.status().rsplit(", ", 1)[1].split()[0]) == len(_cached_plan()[1])
@@ -473,7 +474,7 @@ import torch, samebits
 from samebits import _keyshim
 with samebits.batch_invariant():
     y = torch.exp(torch.ones(4)) + torch.ones(4)
-print(_keyshim.status())
+print(samebits.native_info()["mode_key"])
 print(_keyshim.fast_calls())
 """
 

@@ -340,7 +340,8 @@ def native_info() -> dict[str, object]:
     ``cpu_features``, ``refused`` (paths the CPU has but that are not used, with the
     reason: avx512_bf16 where the instruction fails the PAIR order's probe) and
     ``portable`` (whether the running path's bits are the same on every CPU: false
-    for ``amx``)."""
+    for ``amx``) and ``mode_key`` (whether the mode's per-call checks run in C++, and
+    why not: ``samebits/_keyshim.py``)."""
     _ensure()
     refused = _state.get("refused", {})
     isa = lib().isa
@@ -357,7 +358,16 @@ def native_info() -> dict[str, object]:
         "cpu_features": sorted(_state["features"]),
         "refused": dict(refused),
         "portable": isa not in EXPLICIT,
+        "mode_key": _mode_key_status(),
     }
+
+
+def _mode_key_status() -> str:
+    """The mode key's C++ kernels (samebits/_keyshim.py): on or off and why, without
+    building them (they are built on the first entry into the mode)."""
+    from samebits import _keyshim
+
+    return _keyshim.status(build=False)
 
 
 def parallel_team(n: int) -> int:
