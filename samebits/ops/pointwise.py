@@ -637,10 +637,25 @@ def normal_(x: torch.Tensor, mean=0.0, std=1.0, *, generator=None) -> torch.Tens
     dispatch level); they follow the generator's state like torch's do."""
     if not x.dtype.is_floating_point:
         return NotImplemented
-    u = torch.empty((2, *x.shape), dtype=torch.float32)  # (2, *x.shape): two draws each
-    u.uniform_(0.0, 1.0, generator=generator)
-    z = run("normal", (u[0], u[1]), (_c(mean), _c(std)), aten="normal_")
-    return x.copy_(z)
+    params = (_c(mean), _c(std))
+    if not x.is_contiguous():  # every draw at once: (2, *x.shape), two draws each
+        u = torch.empty((2, *x.shape), dtype=torch.float32)
+        u.uniform_(0.0, 1.0, generator=generator)
+        return x.copy_(run("normal", (u[0], u[1]), params, aten="normal_"))
+    # the same draws and pairs, with less memory: the first draws of every element, then
+    # the second ones a chunk at a time (torch's CPU uniform_ takes the generator's
+    # numbers one element after another, so chunks continue the same sequence)
+    n = x.numel()
+    u1 = torch.empty(n, dtype=torch.float32).uniform_(0.0, 1.0, generator=generator)
+    flat = x.view(-1)
+    for a in range(0, n, NORMAL_CHUNK):
+        b = min(n, a + NORMAL_CHUNK)
+        u2 = torch.empty(b - a, dtype=torch.float32).uniform_(0.0, 1.0, generator=generator)
+        flat[a:b].copy_(run("normal", (u1[a:b], u2), params, aten="normal_"))
+    return x
+
+
+NORMAL_CHUNK = 1 << 16  # normal_'s second draws per step: its memory is x's + one float32 copy
 
 
 def uniform_(x: torch.Tensor, low=0.0, high=1.0, *, generator=None, **kw) -> torch.Tensor:

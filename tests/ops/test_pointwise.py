@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 import samebits
 from samebits.errors import NotInvariantError, UnsupportedInputError
+from samebits.ops import pointwise
 from tests.conftest import same_bits
 
 TOLS = {
@@ -214,6 +215,21 @@ def test_normal_and_uniform_draws_follow_the_generator(dtype):
     assert u.min().item() >= -2.0 and u.max().item() <= 3.0
     assert abs(u.float().mean().item() - 0.5) < 0.05
     assert abs(k.mean().item() - 10.0) < 1.0
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (30, 40), (pointwise.NORMAL_CHUNK // 100, 301)])
+def test_normal_in_chunks_gives_the_draws_of_one_pass(shape):
+    """normal_ on a contiguous tensor takes its second draws a chunk at a time: the
+    values equal the one-pass sampler's (which a transposed tensor takes), draw for
+    draw in the logical order, and the generator ends in the same state."""
+    ga, gb = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    strided = torch.empty(shape[::-1]).t()
+    assert not strided.is_contiguous()
+    with samebits.batch_invariant():
+        a = torch.empty(shape).normal_(0.5, 2.0, generator=ga)  # contiguous: chunked
+        b = strided.normal_(0.5, 2.0, generator=gb)  # one pass
+    assert same_bits(a, b.contiguous())
+    assert torch.equal(ga.get_state(), gb.get_state())
 
 
 def test_activation_gradients_under_the_mode_match_torch():
