@@ -655,7 +655,7 @@ def normal_(x: torch.Tensor, mean=0.0, std=1.0, *, generator=None) -> torch.Tens
     return x
 
 
-NORMAL_CHUNK = 1 << 16  # normal_'s second draws per step: its memory is x's + one float32 copy
+NORMAL_CHUNK = 1 << 16  # draws per step of normal_ (its second ones) and uniform_
 
 
 def uniform_(x: torch.Tensor, low=0.0, high=1.0, *, generator=None, **kw) -> torch.Tensor:
@@ -666,10 +666,17 @@ def uniform_(x: torch.Tensor, low=0.0, high=1.0, *, generator=None, **kw) -> tor
     low, high = kw.get("from", low), kw.get("to", high)
     if not x.dtype.is_floating_point or (float(low), float(high)) == (0.0, 1.0):
         return NotImplemented
-    u = torch.empty(x.shape, dtype=torch.float32)
-    u.uniform_(0.0, 1.0, generator=generator)
-    z = run("add", (_c(low), u), (_c(float(high) - float(low)),), aten="uniform_")
-    return x.copy_(z)
+    params = (_c(float(high) - float(low)),)
+    if not x.is_contiguous():
+        u = torch.empty(x.shape, dtype=torch.float32)
+        u.uniform_(0.0, 1.0, generator=generator)
+        return x.copy_(run("add", (_c(low), u), params, aten="uniform_"))
+    flat = x.view(-1)  # a chunk at a time, as normal_'s second draws: the same sequence
+    for a in range(0, x.numel(), NORMAL_CHUNK):
+        b = min(x.numel(), a + NORMAL_CHUNK)
+        u = torch.empty(b - a, dtype=torch.float32).uniform_(0.0, 1.0, generator=generator)
+        flat[a:b].copy_(run("add", (_c(low), u), params, aten="uniform_"))
+    return x
 
 
 # --------------------------------------------------- helpers for other kernels

@@ -219,7 +219,8 @@ def test_normal_and_uniform_draws_follow_the_generator(dtype):
 
 @pytest.mark.parametrize("shape", [(2, 3), (30, 40), (pointwise.NORMAL_CHUNK // 100, 301)])
 def test_normal_in_chunks_gives_the_draws_of_one_pass(shape):
-    """normal_ on a contiguous tensor takes its second draws a chunk at a time: the
+    """normal_ (its second draws) and uniform_ on a contiguous tensor draw a chunk at a
+    time: the
     values equal the one-pass sampler's (which a transposed tensor takes), draw for
     draw in the logical order, and the generator ends in the same state."""
     ga, gb = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
@@ -228,7 +229,9 @@ def test_normal_in_chunks_gives_the_draws_of_one_pass(shape):
     with samebits.batch_invariant():
         a = torch.empty(shape).normal_(0.5, 2.0, generator=ga)  # contiguous: chunked
         b = strided.normal_(0.5, 2.0, generator=gb)  # one pass
-    assert same_bits(a, b.contiguous())
+        a2 = torch.empty(shape).uniform_(-0.3, 0.7, generator=ga)
+        b2 = torch.empty(shape[::-1]).t().uniform_(-0.3, 0.7, generator=gb)
+    assert same_bits(a, b.contiguous()) and same_bits(a2, b2.contiguous())
     assert torch.equal(ga.get_state(), gb.get_state())
 
 
