@@ -70,14 +70,16 @@ def _compiler() -> str | None:
 
 
 def _build_key(cxx: str) -> str:
-    """The sources, torch's build, and the compiler binary (its path, size and mtime:
-    a stat, where running ``--version`` would cost every process a few ms)."""
+    """The sources, torch's build, the compile command's flags, and the compiler binary
+    (its path, size and mtime: a stat, where running ``--version`` would cost every
+    process a few ms)."""
     h = hashlib.sha256()
     h.update(SOURCE.read_bytes() + HEADER.read_bytes())
     h.update(f"{torch.__version__} {torch.version.git_version} {sys.platform}".encode())
     real = os.path.realpath(shutil.which(cxx) or cxx)
     st = os.stat(real)
     h.update(f"{real} {st.st_size} {st.st_mtime_ns}".encode())
+    h.update(" ".join(_command(cxx, "")).encode())  # the flags
     return h.hexdigest()[:16]
 
 
@@ -85,7 +87,7 @@ def _command(cxx: str, out: str) -> list[str]:
     tdir = Path(torch.__file__).resolve().parent
     abi = int(torch.compiled_with_cxx11_abi())
     return [
-        cxx, "-O2", "-std=c++17", "-w", "-shared", "-fPIC",
+        cxx, "-O2", "-std=c++20", "-w", "-shared", "-fPIC",
         f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
         f"-I{tdir / 'include'}", f"-I{tdir / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
         str(SOURCE), f"-L{tdir / 'lib'}", "-lc10", "-ltorch_cpu",
