@@ -132,14 +132,23 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
     return dll, f"on ({how}: {path})"
 
 
-def _address(fn) -> int:
-    return ctypes.cast(fn, ctypes.c_void_p).value
-
-
 def _table(dll: ctypes.CDLL, kernels) -> ctypes.Array:
-    """A kernel path's entry points, in the order mode_key.cpp names them."""
+    """A kernel path's entry points, in the order mode_key.cpp names them (the library's
+    own symbols: a tool may have wrapped the Kernels' Python bindings)."""
     names = dll.sbk_kernel_names().decode().split(",")
-    return (ctypes.c_void_p * len(names))(*[_address(getattr(kernels, n)) for n in names])
+    addrs = [_native.entry_address(kernels.isa, n) for n in names]
+    return (ctypes.c_void_p * len(names))(*addrs)
+
+
+def entry_calls() -> dict[str, int]:
+    """How many times the C++ kernels called each kernel entry point (sb_pointwise,
+    sb_gemm, ...); tools that count kernel calls through the Python bindings add these."""
+    dll = load()
+    if dll is None:
+        return {}
+    dll.sbk_entry_calls.argtypes, dll.sbk_entry_calls.restype = [ctypes.c_int], ctypes.c_uint64
+    names = dll.sbk_kernel_names().decode().split(",")
+    return {n: dll.sbk_entry_calls(i) for i, n in enumerate(names)}
 
 
 def _on_isa(kernels) -> None:

@@ -424,10 +424,10 @@ def test_the_common_arithmetic_is_decided_in_cpp():
 def test_a_forced_kernel_path_is_the_one_a_fast_call_uses():
     with samebits.batch_invariant():
         process = _keyshim.thread_pointwise()
-        assert process == _keyshim._address(_native.process_kernels().sb_pointwise)
+        assert process == _native.entry_address(_native.process_kernels().isa, "sb_pointwise")
         for isa in _native.native_info()["available"]:
             with _native.use_isa(isa):
-                want = _keyshim._address(_native.lib().sb_pointwise)
+                want = _native.entry_address(isa, "sb_pointwise")
                 assert _keyshim.thread_pointwise() == want
                 seen: dict[str, int | None] = {}
 
@@ -439,6 +439,24 @@ def test_a_forced_kernel_path_is_the_one_a_fast_call_uses():
                 t.join()
                 assert seen["addr"] == process  # the path is per thread
         assert _keyshim.thread_pointwise() == process
+
+
+def test_wrapped_python_bindings_leave_the_cpp_entries_and_their_count():
+    """A tool may wrap a path's Python bindings to count kernel calls
+    (tools/kernel_hashes.py): the C++ kernels take the library's own entry points and
+    count their calls for it."""
+    isa = _native.native_info()["isa"]
+    k = _native._kernels_for(isa)
+    original = k.sb_pointwise
+    k.sb_pointwise = lambda *args: original(*args)
+    try:
+        with samebits.batch_invariant(), _native.use_isa(isa):
+            assert _keyshim.thread_pointwise() == _native.entry_address(isa, "sb_pointwise")
+            before = _keyshim.entry_calls()["sb_pointwise"]
+            torch.exp(torch.rand(32))
+            assert _keyshim.entry_calls()["sb_pointwise"] == before + 1
+    finally:
+        k.sb_pointwise = original
 
 
 def test_a_fast_call_in_another_thread_in_the_mode():

@@ -33,7 +33,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import samebits  # noqa: E402
-from samebits import _native  # noqa: E402
+from samebits import _keyshim, _native  # noqa: E402
 
 SPECIALS = (np.nan, np.inf, -np.inf)
 
@@ -297,18 +297,26 @@ def run_path(
     k = _native._kernels_for(isa)
     counter = Counter(k)
     hashes, canon, torch_only = {}, {}, set()
+
+    def reached() -> int:  # kernel calls through the bindings and from the C++ kernels
+        return counter.calls + sum(_keyshim.entry_calls().values())
+
+    cpp_before = _keyshim.entry_calls()
     with _native.use_isa(isa), torch.inference_mode(), samebits.batch_invariant():
         for name, fn in cases().items():
             if names and not any(name.startswith(n) for n in names):
                 continue
-            before = counter.calls
+            before = reached()
             try:
                 res = fn()
                 hashes[name], canon[name] = digest(res), digest(res, canon=True)
             except samebits.SamebitsError as err:  # refused by the mode: its class is the result
                 hashes[name] = canon[name] = f"refused: {type(err).__name__}"
-            if counter.calls == before:
+            if reached() == before:
                 torch_only.add(name)
+    for entry, n in _keyshim.entry_calls().items():  # what the C++ kernels called
+        if n > cpp_before.get(entry, 0):
+            counter.called.add(entry)
         for name, b in direct_outputs(k).items():
             hashes[name], canon[name] = digest(b), digest(b, canon=True)
     for name in _native.SIGNATURES:  # unwrap

@@ -315,6 +315,13 @@ def _tell_isa(kernels: Kernels | None) -> None:
         hook(kernels)
 
 
+def entry_address(isa: str, name: str) -> int:
+    """The address of kernel entry ``name`` (``sb_pointwise``...) on path ``isa``, from
+    the library itself."""
+    _ensure()
+    return ctypes.cast(getattr(_state["dll"], f"{name}_{isa}"), ctypes.c_void_p).value
+
+
 def process_kernels() -> Kernels:
     """The process's kernel path (SAMEBITS_ISA or the best), whatever this thread forces."""
     _ensure()

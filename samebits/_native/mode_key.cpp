@@ -91,6 +91,15 @@ std::atomic<const Table*> g_table{nullptr};  // the process's kernel path
 thread_local const Table* tl_table = nullptr;  // a thread's forced path (push_isa)
 std::vector<std::unique_ptr<Table>> g_tables;  // every table made, kept alive
 
+// Calls of each entry point made from here, in kNames' order (tools/kernel_hashes.py
+// adds them to the calls it counts through the Python bindings)
+std::atomic<uint64_t> g_entry_calls[7] = {};
+template <class F>
+F counted(int i, F entry) {  // entry i of a Table, its call counted
+  g_entry_calls[i].fetch_add(1, std::memory_order_relaxed);
+  return entry;
+}
+
 const Table* table() {
   return tl_table != nullptr ? tl_table : g_table.load(std::memory_order_relaxed);
 }
@@ -270,7 +279,7 @@ class Kernel final : public c10::OperatorKernel {
     if (code < 0 || !x.is_contiguous() || x.numel() == 0) return false;
     if (!args[1].isNone() && args[1].toScalarType() != x.scalar_type()) return false;
     double v = 0.0;
-    if (tab->sum_all(x.const_data_ptr(), x.numel(), code, nthreads(), &v) != 0) return false;
+    if (counted(6, tab->sum_all)(x.const_data_ptr(), x.numel(), code, nthreads(), &v) != 0) return false;
     if (kind_ == SBK_MEAN) v /= static_cast<double>(x.numel());
     at::Tensor out = empty({}, x.scalar_type());
     if (code == SB_F32)
@@ -336,7 +345,7 @@ class Kernel final : public c10::OperatorKernel {
     // empty_like(x), as _run_same: a dense tensor's strides are kept (size-1 dims too)
     at::Tensor y = at::detail::empty_strided_cpu(x->sizes(), x->strides(), x->scalar_type());
     double no_params = 0.0;
-    if (tab->pointwise(code_, x->numel(), ptrs[0], ptrs[1], ptrs[2], dts, strides,
+    if (counted(0, tab->pointwise)(code_, x->numel(), ptrs[0], ptrs[1], ptrs[2], dts, strides,
                        y.mutable_data_ptr(), code_dt, &no_params, 0, nthreads()) != 0)
       return false;  // the Python kernel runs it again and reports the error
     *out = std::move(y);
@@ -372,12 +381,12 @@ class Kernel final : public c10::OperatorKernel {
     if (code == SB_BF16) {  // the PAIR kernel rounds each result once, as .to() would
       out = empty({M, N}, c10::kBFloat16);
       const i64 map[12] = {M, M, 0, N, 1, 0, 0, 0, 0, 1, 0, 0};  // row-major, bf16 C
-      status = tab->gemm_map(x.const_data_ptr(), K, 1, 0, w.const_data_ptr(), 1, w.stride(0),
+      status = counted(2, tab->gemm_map)(x.const_data_ptr(), K, 1, 0, w.const_data_ptr(), 1, w.stride(0),
                              0, static_cast<float*>(out.mutable_data_ptr()), 0, M * N, 1, M,
                              N, K, bias, code, code, 1, nthreads(), map);
     } else {
       out = empty({M, N}, c10::kFloat);
-      status = tab->gemm(x.const_data_ptr(), K, 1, 0, w.const_data_ptr(), 1, w.stride(0), 0,
+      status = counted(1, tab->gemm)(x.const_data_ptr(), K, 1, 0, w.const_data_ptr(), 1, w.stride(0), 0,
                          out.mutable_data_ptr<float>(), N, M * N, 1, M, N, K, bias, code,
                          code, 1, nthreads());
     }
@@ -421,7 +430,7 @@ class Kernel final : public c10::OperatorKernel {
     }
     const int64_t outer = x.numel() / R;
     std::vector<double> acc(outer);
-    tab->sum(x.const_data_ptr(), outer, R, 1, nullptr, 0, acc.data(), code, nthreads());
+    counted(3, tab->sum)(x.const_data_ptr(), outer, R, 1, nullptr, 0, acc.data(), code, nthreads());
     if (kind_ == SBK_MEAN)
       for (auto& v : acc) v /= static_cast<double>(R);
     at::Tensor out = empty(shape, x.scalar_type());
@@ -482,7 +491,7 @@ class Kernel final : public c10::OperatorKernel {
     const int64_t rows = x.numel() / R;
     at::Tensor y = empty(x.sizes(), x.scalar_type());
     at::Tensor mean = empty({rows}, c10::kFloat), rstd = empty({rows}, c10::kFloat);
-    tab->norm(x.const_data_ptr(), wb[0], wb[1], y.mutable_data_ptr(), mean.mutable_data_ptr<float>(),
+    counted(4, tab->norm)(x.const_data_ptr(), wb[0], wb[1], y.mutable_data_ptr(), mean.mutable_data_ptr<float>(),
               rstd.mutable_data_ptr<float>(), rows, R, eps, code_, code, wdt, nthreads());
     if (!layer) {
       put(stack, nargs, std::move(y));
@@ -586,7 +595,7 @@ class Kernel final : public c10::OperatorKernel {
     for (const int64_t b : batch) B *= b;
     if (B == 0 || L == 0) return false;
     at::Tensor out = empty({B, L, Dv}, c10::kFloat);
-    if (tab->attention(q.const_data_ptr(), k.const_data_ptr(), v.const_data_ptr(),
+    if (counted(5, tab->attention)(q.const_data_ptr(), k.const_data_ptr(), v.const_data_ptr(),
                        mask == nullptr ? nullptr : mask->const_data_ptr(), meta.data(), mkind,
                        out.mutable_data_ptr<float>(), static_cast<float>(scale_d), code,
                        nthreads()) != 0)
@@ -781,6 +790,9 @@ void sbk_set_table(void* const* fns, int forced) {
   if (forced) tl_table = t;
   else g_table.store(t);
 }
+
+// The calls this library made of entry point `i` (kNames' order).
+uint64_t sbk_entry_calls(int i) { return i >= 0 && i < 7 ? g_entry_calls[i].load() : 0; }
 
 // The sb_pointwise entry a fast call in this thread would use now.
 void* sbk_thread_pointwise(void) {
