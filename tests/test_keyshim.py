@@ -94,6 +94,8 @@ def _engine_args(qualname: str, dtype: torch.dtype, number: float | int):
     gen = torch.Generator().manual_seed(7)
     args = []
     for a in _op(qualname)._schema.arguments:
+        if a.has_default_value():  # past the operands (gelu's approximate): the default
+            continue
         if str(a.type) == "Tensor":
             args.append((torch.rand(3, 5, generator=gen) * 0.8 + 0.1).to(dtype))
         else:
@@ -110,6 +112,38 @@ def test_an_engine_op_gets_the_python_kernels_bits_from_the_cpp_kernel(qualname,
         fast, slow, calls = _both(lambda a=args: op(*a))
         _same(fast, slow)
         assert calls == 1, f"{qualname} {dtype} {number}: the C++ kernel did not decide"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gelu_at_its_default_runs_in_cpp_and_its_other_form_in_python(dtype):
+    F = torch.nn.functional
+    x, g = torch.randn(6, 40).to(dtype), torch.randn(6, 40).to(dtype)
+    cases = [
+        (lambda: F.gelu(x), 1),
+        (lambda: F.gelu(x, approximate="none"), 1),
+        (lambda: torch.ops.aten.gelu_backward(g, x), 1),
+        (lambda: F.gelu(x, approximate="tanh"), 0),
+        (lambda: torch.ops.aten.gelu_backward(g, x, approximate="tanh"), 0),
+        (lambda: F.gelu(x, approximate="erf"), 0),  # refused by both paths
+    ]
+    for fn, want in cases:
+        fast, slow, calls = _both(fn, "engine")
+        if isinstance(fast, torch.Tensor):
+            _same(fast, slow)
+        else:
+            assert fast == slow
+        assert calls == want
+
+
+def test_a_default_engine_is_what_the_spec_chooses_at_the_defaults():
+    from samebits.ops import pointwise
+
+    x = torch.ones(2)
+    for name, spec in pointwise.ATEN.items():
+        if spec.default_engine is not None:
+            operands = [x] * len(pointwise._aten(name)._schema.arguments[:2])
+            n = pointwise.fast_kind(name, "functional")[2]
+            assert spec.engine(*operands[:n]) == spec.default_engine, name
 
 
 @pytest.mark.parametrize("qualname", ["aten::exp", "aten::sigmoid", "aten::atan2"])
@@ -179,8 +213,9 @@ def _reduce_input(dtype: torch.dtype, shape=(64, 3, 33)) -> torch.Tensor:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("op", [torch.sum, torch.mean])
 def test_sum_and_mean_get_the_python_kernels_bits_from_the_cpp_kernel(op, dtype):
+    """Over one run of dims (leading, middle or trailing) and over the whole tensor."""
     x = _reduce_input(dtype)
-    for dim in ([-1], [2], [1, 2], [2, 1], [0, 1, 2], -1):
+    for dim in ([-1], [2], [1, 2], [2, 1], [0, 1, 2], -1, 0, [1], [0, 1], [1, 0]):
         for keepdim in (False, True):
             for kw in ({}, {"dtype": dtype}):
                 fast, slow, calls = _both(lambda d=dim, k=keepdim, kw=kw: op(x, d, k, **kw))
@@ -197,8 +232,7 @@ def test_sum_and_mean_get_the_python_kernels_bits_from_the_cpp_kernel(op, dtype)
 def test_sum_and_mean_hand_other_reductions_to_the_python_kernel(op):
     x = _reduce_input(torch.float32, (6, 5, 7))
     cases = {
-        "a leading dim": lambda: op(x, 0),
-        "a middle dim": lambda: op(x, [1]),
+        "dims apart": lambda: op(x, [0, 2]),
         "the whole, not contiguous": lambda: op(x.transpose(0, 2)),
         "the whole, float64 accumulation": lambda: op(x, dtype=torch.float64),
         "the whole, empty": lambda: op(x[:0]),

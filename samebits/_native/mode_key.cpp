@@ -15,13 +15,14 @@
 //                   float16 or a tensor is complex (the Python kernel's cases); a
 //                   functional bfloat16 tensor with a Python number goes to the
 //                   engine as SBK_ENGINE does (the Python kernel's choice);
-//   SBK_ENGINE      a pointwise-engine op whose aten arguments are exactly its engine
-//                   operands: the engine's C call on operands that share one dtype
+//   SBK_ENGINE      a pointwise-engine op whose aten arguments are its engine operands
+//                   (and arguments at their defaults, where the Spec names the engine
+//                   op for them): the engine's C call on operands that share one dtype
 //                   (float32 or bfloat16), one shape and one contiguous layout,
 //                   Python numbers rounded once to float32 and broadcast. That is
 //                   pointwise.py's _run_same, the same call with the same arguments;
 //   SBK_LINEAR      aten::linear: matmul.py's _linear_direct (the same gemm call);
-//   SBK_SUM/MEAN    sum/mean over trailing dims or all of a contiguous tensor:
+//   SBK_SUM/MEAN    sum/mean over one run of dims, or all, of a contiguous tensor:
 //                   reductions.py's sb_sum or sb_sum_all call, division by the count
 //                   and narrow() to the dtype;
 //   SBK_RANGE       arange/range: torch's kernel unless the Python guard would refuse;
@@ -180,7 +181,13 @@ class Kernel final : public c10::OperatorKernel {
   Kernel(int kind, c10::SafeKernelFunction python, c10::OperatorHandle op, int code, int arity,
          int alpha_index)
       : kind_(kind), python_(std::move(python)), op_(std::move(op)), code_(code), arity_(arity),
-        alpha_index_(alpha_index) {}
+        alpha_index_(alpha_index) {
+    // an engine op's arguments past its operands: the call is the engine op only while
+    // they are at their schema defaults (gelu's approximate='none')
+    const auto& schema_args = op_.schema().arguments();
+    for (size_t i = static_cast<size_t>(std::max(arity_, 0)); kind_ == SBK_ENGINE && i < schema_args.size(); ++i)
+      defaults_.push_back(schema_args[i].default_value().value_or(c10::IValue()));
+  }
 
   void operator()(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch::jit::Stack* stack) {
     if (g_enabled.load(std::memory_order_relaxed) && fast(op, ks, stack)) {
@@ -235,10 +242,16 @@ class Kernel final : public c10::OperatorKernel {
       case SBK_NOT_REDUCED:
       case SBK_ENGINE: {
         Operand ops[8];
-        const int n = static_cast<int>(std::min<size_t>(nargs, 8));
+        size_t nops = nargs;
+        if (kind_ == SBK_ENGINE && !defaults_.empty()) {  // the rest at their defaults
+          for (size_t i = 0; i < defaults_.size(); ++i)
+            if (!(args[arity_ + i] == defaults_[i])) return false;
+          nops = static_cast<size_t>(arity_);
+        }
+        const int n = static_cast<int>(std::min<size_t>(nops, 8));
         for (int i = 0; i < n; ++i) ops[i] = operand(args[i]);
         at::Tensor y;
-        switch (nargs > 8 ? PYTHON : decide(ks, ops, n, &y)) {
+        switch (nops > 8 ? PYTHON : decide(ks, ops, n, &y)) {
           case TORCH:
             op.redispatchBoxed(ks & kBelow, stack);
             return true;
@@ -395,8 +408,8 @@ class Kernel final : public c10::OperatorKernel {
     return true;
   }
 
-  // reductions.py's sum/mean over trailing dims of a contiguous tensor: the SUM order
-  // (sb_sum, double) per row, mean's division by the count in double, then the one
+  // reductions.py's sum/mean over one run of dims of a contiguous tensor: the SUM order
+  // (sb_sum over the (outer, R, inner) view, double) per output, mean's division by the count in double, then the one
   // rounding to the tensor's dtype that narrow() makes, NaNs canonical
   bool reduce(torch::jit::Stack* stack, size_t nargs) {
     if (nargs == 2) return reduce_all(stack, nargs);
@@ -412,35 +425,40 @@ class Kernel final : public c10::OperatorKernel {
     const int64_t nr = static_cast<int64_t>(dims.size());
     if (nr < 1 || nr > nd) return false;
     std::vector<bool> seen(nd, false);
+    int64_t lo = nd, hi = -1;
     for (const int64_t d0 : dims) {
       if (d0 < -nd || d0 >= nd) return false;
       const int64_t d = d0 < 0 ? d0 + nd : d0;
-      if (seen[d] || d < nd - nr) return false;  // repeated, or not a trailing dim
+      if (seen[d]) return false;  // repeated
       seen[d] = true;
+      lo = std::min(lo, d), hi = std::max(hi, d);
     }
+    if (hi - lo + 1 != nr) return false;  // not one run of dims: the Python kernel permutes
     const bool keepdim = args[2].toBool();
-    int64_t R = 1;
+    int64_t outer = 1, R = 1, inner = 1;  // (outer, R, inner) is a view of x: no copy
     std::vector<int64_t> shape;
     for (int64_t d = 0; d < nd; ++d) {
-      if (d < nd - nr) shape.push_back(x.size(d));
-      else {
+      if (d >= lo && d <= hi) {
         R *= x.size(d);
         if (keepdim) shape.push_back(1);
+      } else {
+        (d < lo ? outer : inner) *= x.size(d);
+        shape.push_back(x.size(d));
       }
     }
-    const int64_t outer = x.numel() / R;
-    std::vector<double> acc(outer);
-    counted(3, tab->sum)(x.const_data_ptr(), outer, R, 1, nullptr, 0, acc.data(), code, nthreads());
+    const int64_t rows = outer * inner;  // the outputs, in the kept dims' order
+    std::vector<double> acc(rows);
+    counted(3, tab->sum)(x.const_data_ptr(), outer, R, inner, nullptr, 0, acc.data(), code, nthreads());
     if (kind_ == SBK_MEAN)
       for (auto& v : acc) v /= static_cast<double>(R);
     at::Tensor out = empty(shape, x.scalar_type());
     if (code == SB_F32) {
       auto* o = out.mutable_data_ptr<float>();
-      for (int64_t i = 0; i < outer; ++i)
+      for (int64_t i = 0; i < rows; ++i)
         o[i] = std::isnan(acc[i]) ? c10::bit_cast<float>(0x7fc00000u) : static_cast<float>(acc[i]);
     } else {
       auto* o = out.mutable_data_ptr<c10::BFloat16>();
-      for (int64_t i = 0; i < outer; ++i)  // torch's double -> bfloat16 (through float)
+      for (int64_t i = 0; i < rows; ++i)  // torch's double -> bfloat16 (through float)
         o[i] = std::isnan(acc[i]) ? c10::BFloat16(0x7fc0, c10::BFloat16::from_bits())
                                   : c10::BFloat16(static_cast<float>(acc[i]));
     }
@@ -623,6 +641,7 @@ class Kernel final : public c10::OperatorKernel {
   c10::SafeKernelFunction python_;
   c10::OperatorHandle op_;
   int code_, arity_, alpha_index_;
+  std::vector<c10::IValue> defaults_;  // SBK_ENGINE: the arguments past the operands
 };
 
 // The unboxed form of a Kernel for a functional signature Tensor(Args...): the

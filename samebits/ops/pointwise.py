@@ -313,6 +313,9 @@ class Spec:
     # chosen per call: "alpha_one" (torch's kernel when alpha == 1), "not_reduced"
     # (torch's kernel unless the first tensor is bfloat16/float16 or one is complex)
     fast: str | None = None
+    # for an engine chosen by arguments past the operands: the engine op when they are
+    # at their schema defaults (the C++ kernel checks that they are)
+    default_engine: str | None = None
 
 
 def _kernel(aten_name: str, spec: Spec) -> Callable:
@@ -481,7 +484,7 @@ ATEN: dict[str, Spec] = {
     },
     "log_sigmoid_forward": Spec("logsigmoid", _self),  # (see KERNELS below: a pair)
     "logit": Spec("logit", _self, lambda x, eps=None: (_eps(eps),)),
-    "gelu": Spec(_gelu_engine, _self),
+    "gelu": Spec(_gelu_engine, _self, default_engine="gelu"),
     "elu": Spec("elu", _self, _elu_params),
     "celu": Spec("elu", _self, _celu_params),
     "selu": Spec("elu", _self, lambda x: _elu_params(x, SELU_ALPHA, SELU_SCALE)),
@@ -537,7 +540,7 @@ ATEN: dict[str, Spec] = {
     "lerp.Tensor": Spec("lerp", _three, int_to_float=False),
     # backward ops: operand a is the incoming gradient
     "silu_backward": Spec("silu_backward", _two),
-    "gelu_backward": Spec(_gelu_backward_engine, _two),
+    "gelu_backward": Spec(_gelu_backward_engine, _two, default_engine="gelu_backward"),
     "sigmoid_backward": Spec("sigmoid_backward", _two),
     "tanh_backward": Spec("tanh_backward", _two),
     "softplus_backward": Spec(
@@ -577,8 +580,9 @@ def fast_kind(name: str, variant: str) -> tuple[str, str | int, int] | None:
       same choice between torch's kernel and the engine); a functional mul/div also
       gets its engine op, for a bfloat16 tensor with a Python number;
     * "engine" for a functional form built from its Spec, whose aten arguments are
-      exactly its engine operands, in order, with no parameters, and which returns one
-      tensor: the C++ kernel makes _run_same's call.
+      its engine operands, in order, with no parameters, and which returns one tensor
+      (with ``default_engine``: followed by arguments that the C++ kernel requires at
+      their defaults): the C++ kernel makes _run_same's call.
     """
     spec = ATEN.get(name)
     if spec is None or KERNELS.get(name) is not _SPEC_KERNELS.get(name):
@@ -588,17 +592,21 @@ def fast_kind(name: str, variant: str) -> tuple[str, str | int, int] | None:
         return spec.fast, engine, _codes()[engine][1]
     if spec.fast is not None:
         return spec.fast, -1, 0
-    if variant != "functional" or not isinstance(spec.engine, str):
+    engine = spec.engine if isinstance(spec.engine, str) else spec.default_engine
+    if variant != "functional" or engine is None:
         return None
     if spec.params is not _no_params or spec.operands not in (_self, _two, _three):
         return None
-    code, arity, nparams = _codes().get(spec.engine, (None, 0, 0))
+    code, arity, nparams = _codes().get(engine, (None, 0, 0))
     schema = _aten(name)._schema
-    if code is None or nparams or len(schema.arguments) != arity or len(schema.returns) != 1:
+    extra = schema.arguments[arity:]
+    if code is None or nparams or len(schema.returns) != 1 or len(schema.arguments) < arity:
         return None
+    if extra and (engine is spec.engine or any(not a.has_default_value() for a in extra)):
+        return None  # only a default_engine's op may have arguments past the operands
     if {_self: 1, _two: 2, _three: 3}[spec.operands] != arity:
         return None
-    return "engine", spec.engine, arity
+    return "engine", engine, arity
 
 
 def _log_sigmoid_forward(x: torch.Tensor):
