@@ -33,7 +33,8 @@ from samebits import _native
 from samebits.ops import norms
 
 SOURCE = Path(__file__).resolve().parent / "_native" / "mode_key.cpp"
-HEADER = SOURCE.parent / "sb_kernels.h"  # the kernels' prototypes, which it includes
+# what it includes from samebits: the kernels' prototypes, its non-elementwise fast paths
+HEADERS = (SOURCE.parent / "sb_kernels.h", SOURCE.parent / "mode_key_ops.hpp")
 
 # the kinds of mode_key.cpp's kernels (its enum Kind)
 KINDS = {
@@ -74,7 +75,8 @@ def _build_key(cxx: str) -> str:
     (its path, size and mtime: a stat, where running ``--version`` would cost every
     process a few ms)."""
     h = hashlib.sha256()
-    h.update(SOURCE.read_bytes() + HEADER.read_bytes())
+    for path in (SOURCE, *HEADERS):
+        h.update(path.read_bytes())
     h.update(f"{torch.__version__} {torch.version.git_version} {sys.platform}".encode())
     real = os.path.realpath(shutil.which(cxx) or cxx)
     st = os.stat(real)

@@ -56,7 +56,7 @@ def test_wheel_is_a_platform_wheel_with_kernels_and_data(wheel):
     assert "samebits/_native/libsamebits_kernels.so" in names
     assert "samebits/data/demo_texts.txt" in names
     native = ROOT / "samebits" / "_native"
-    sources = {p.name for p in [*native.glob("*.[ch]"), *native.glob("*.cpp")]}
+    sources = {p.name for p in [*native.glob("*.[ch]"), *native.glob("*.[ch]pp")]}
     assert {f"samebits/_native/{s}" for s in sources} <= names
     assert not any(n.endswith(".o") for n in names)
 
