@@ -314,11 +314,11 @@ def run_path(
                 hashes[name] = canon[name] = f"refused: {type(err).__name__}"
             if reached() == before:
                 torch_only.add(name)
+        for name, b in direct_outputs(k).items():
+            hashes[name], canon[name] = digest(b), digest(b, canon=True)
     for entry, n in _keyshim.entry_calls().items():  # what the C++ kernels called
         if n > cpp_before.get(entry, 0):
             counter.called.add(entry)
-        for name, b in direct_outputs(k).items():
-            hashes[name], canon[name] = digest(b), digest(b, canon=True)
     for name in _native.SIGNATURES:  # unwrap
         fn = getattr(k, name)
         setattr(k, name, fn.__closure__[0].cell_contents if fn.__closure__ else fn)
