@@ -44,7 +44,7 @@ KINDS = {
 
 # covered ops (samebits/_policy.py's table) whose functional form has a C++ kernel for
 # the common case of the Python function, as (kind, code): matmul.linear's
-# _linear_direct, reductions.sum/mean over the trailing dims or all of a contiguous tensor,
+# _linear_direct, reductions.sum/mean over one run of dims or all of a contiguous tensor,
 # norms._norm (the code: its LAYER or RMS), attention's _fused
 COVERED = {
     "scaled_dot_product_attention": ("attention", 0),
@@ -130,16 +130,26 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
     dll.sbk_enabled.restype = ctypes.c_int
     dll.sbk_fast_calls.argtypes = [ctypes.c_int]
     dll.sbk_fast_calls.restype = ctypes.c_uint64
+    dll.sbk_entry_calls.argtypes = [ctypes.c_int]
+    dll.sbk_entry_calls.restype = ctypes.c_uint64
     dll.sbk_thread_pointwise.restype = ctypes.c_void_p
     return dll, f"on ({how}: {path})"
 
 
-def _table(dll: ctypes.CDLL, kernels) -> ctypes.Array:
-    """A kernel path's entry points, in the order mode_key.cpp names them (the library's
-    own symbols: a tool may have wrapped the Kernels' Python bindings)."""
-    names = dll.sbk_kernel_names().decode().split(",")
-    addrs = [_native.entry_address(kernels.isa, n) for n in names]
-    return (ctypes.c_void_p * len(names))(*addrs)
+def _entries(dll: ctypes.CDLL) -> list[str]:
+    """The kernel entry points the C++ kernels call, in mode_key.cpp's order."""
+    return [n for n in dll.sbk_kernel_names().decode().split(",") if n]
+
+
+def _table(isa: str) -> ctypes.Array:
+    """Path ``isa``'s entry points, in the order mode_key.cpp names them (the library's
+    own symbols: a tool may have wrapped the Kernels' Python bindings); made once per
+    path, since push_isa asks for it at every entry of a block that names a path."""
+    tables = _state.setdefault("tables", {})
+    if isa not in tables:
+        addrs = [_native.entry_address(isa, n) for n in _state["entries"]]
+        tables[isa] = (ctypes.c_void_p * len(addrs))(*addrs)
+    return tables[isa]
 
 
 def entry_calls() -> dict[str, int]:
@@ -148,16 +158,14 @@ def entry_calls() -> dict[str, int]:
     dll = load()
     if dll is None:
         return {}
-    dll.sbk_entry_calls.argtypes, dll.sbk_entry_calls.restype = [ctypes.c_int], ctypes.c_uint64
-    names = dll.sbk_kernel_names().decode().split(",")
-    return {n: dll.sbk_entry_calls(i) for i, n in enumerate(names)}
+    return {n: dll.sbk_entry_calls(i) for i, n in enumerate(_state["entries"])}
 
 
 def _on_isa(kernels) -> None:
     """_native's hook: this thread's forced kernel path (None: the process's)."""
     dll = _state.get("dll")
     if dll is not None:
-        dll.sbk_set_table(None if kernels is None else _table(dll, kernels), 1)
+        dll.sbk_set_table(None if kernels is None else _table(kernels.isa), 1)
 
 
 def load() -> ctypes.CDLL | None:
@@ -167,7 +175,8 @@ def load() -> ctypes.CDLL | None:
             if "status" not in _state:
                 dll, status = _build()
                 if dll is not None:
-                    dll.sbk_set_table(_table(dll, _native.process_kernels()), 0)
+                    _state["entries"] = _entries(dll)
+                    dll.sbk_set_table(_table(_native.process_kernels().isa), 0)
                     _native.on_isa_change(_on_isa)
                 _state.update(dll=dll, status=status)
     return _state["dll"]

@@ -347,7 +347,7 @@ def _plan_cache_key() -> str:
 
     h = hashlib.sha256()
     h.update(f"{torch.__version__} {torch.version.git_version}".encode())
-    h.update(_native.native_info()["build"].encode())  # the engine's op list is the library's
+    h.update(_native.build_id().encode())  # the engine's op list is the library's
     root = Path(__file__).resolve().parent
     for path in sorted(root.rglob("*.py")):
         h.update(str(path.relative_to(root)).encode() + path.read_bytes())
@@ -392,10 +392,6 @@ def _cached_plan() -> tuple[list[tuple], list[tuple]]:
     except OSError:
         pass  # a read-only cache: computed again by the next process
     return spec, shim
-
-
-def _cached_plan_spec() -> list[tuple]:
-    return _cached_plan()[0]
 
 
 def _key_plan(spec: list[tuple]) -> tuple[tuple[str, object], ...]:
@@ -465,8 +461,7 @@ def _shim_entries(spec: list[tuple]) -> list[tuple[str, str, int | str, int]]:
             if name in _keyshim.COVERED and detail == "functional":
                 entries.append((qualname, *_keyshim.COVERED[name], 0))
                 continue
-            family = name if name in covered or name in kernels else None
-            family = family or _policy._families().get(name, name)  # as _covered_fn
+            family = _policy.table_name(name, covered, kernels)  # the entry _covered_fn runs
             if family in covered or family not in kernels:
                 continue
             fast = _policy.pointwise.fast_kind(family, detail)

@@ -189,10 +189,10 @@ def test_the_plan_cache_holds_the_computed_plan(tmp_path, monkeypatch):
     op in the registry gives a new cache key (so a stale plan is never read)."""
     monkeypatch.setenv("SAMEBITS_CACHE", str(tmp_path))
     computed = _mode._plan_spec()
-    written = _mode._cached_plan_spec()  # computes and writes
+    written = _mode._cached_plan()[0]  # computes and writes
     files = list(tmp_path.glob("plan-*.json"))
     assert len(files) == 1 and written == computed
-    assert _mode._cached_plan_spec() == computed  # read back
+    assert _mode._cached_plan()[0] == computed  # read back
     key = _mode._plan_cache_key()
     lib = torch.library.Library("samebits_plan_test", "DEF")
     lib.define("twice(Tensor x) -> Tensor")

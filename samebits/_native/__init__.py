@@ -322,6 +322,12 @@ def entry_address(isa: str, name: str) -> int:
     return ctypes.cast(getattr(_state["dll"], f"{name}_{isa}"), ctypes.c_void_p).value
 
 
+def build_id() -> str:
+    """The loaded library's id (its sources' and flags' hashes)."""
+    _ensure()
+    return _state["build"]
+
+
 def process_kernels() -> Kernels:
     """The process's kernel path (SAMEBITS_ISA or the best), whatever this thread forces."""
     _ensure()

@@ -69,18 +69,24 @@ enum Kind {
 };
 enum { SB_F32 = 0, SB_BF16 = 1 };  // the kernels' dtype codes (sb_common.h)
 
-// One kernel path's entry points (samebits._native.Kernels), in the order of kNames.
+// The kernel entry points the fast paths call, named once: sb_<name> of the path.
+#define SBK_ENTRIES(X) X(pointwise) X(gemm) X(gemm_map) X(sum) X(norm) X(attention) X(sum_all)
+
+// One kernel path's entry points (samebits._native.Kernels), in SBK_ENTRIES' order.
 struct Table {
-  sb_pointwise_t pointwise = nullptr;
-  sb_gemm_t gemm = nullptr;
-  sb_gemm_map_t gemm_map = nullptr;
-  sb_sum_t sum = nullptr;
-  sb_norm_t norm = nullptr;
-  sb_attention_t attention = nullptr;
-  sb_sum_all_t sum_all = nullptr;
+#define SBK_FIELD(name) sb_##name##_t name = nullptr;
+  SBK_ENTRIES(SBK_FIELD)
+#undef SBK_FIELD
 };
-constexpr const char* kNames =
-    "sb_pointwise,sb_gemm,sb_gemm_map,sb_sum,sb_norm,sb_attention,sb_sum_all";
+enum Entry {
+#define SBK_INDEX(name) E_##name,
+  SBK_ENTRIES(SBK_INDEX)
+#undef SBK_INDEX
+  kEntries
+};
+#define SBK_NAME(name) "sb_" #name ","
+constexpr const char* kNames = SBK_ENTRIES(SBK_NAME);  // "sb_pointwise,...," (a trailing comma)
+#undef SBK_NAME
 
 constexpr auto kKey = c10::DispatchKey::CustomRNGKeyId;
 const c10::DispatchKeySet kBelow(c10::DispatchKeySet::FULL_AFTER, kKey);
@@ -92,14 +98,15 @@ std::atomic<const Table*> g_table{nullptr};  // the process's kernel path
 thread_local const Table* tl_table = nullptr;  // a thread's forced path (push_isa)
 std::vector<std::unique_ptr<Table>> g_tables;  // every table made, kept alive
 
-// Calls of each entry point made from here, in kNames' order (tools/kernel_hashes.py
+// Calls of each entry point made from here, in SBK_ENTRIES' order (tools/kernel_hashes.py
 // adds them to the calls it counts through the Python bindings)
-std::atomic<uint64_t> g_entry_calls[7] = {};
+std::atomic<uint64_t> g_entry_calls[kEntries] = {};
 template <class F>
-F counted(int i, F entry) {  // entry i of a Table, its call counted
+F counted(Entry i, F entry) {  // entry i of a Table, its call counted
   g_entry_calls[i].fetch_add(1, std::memory_order_relaxed);
   return entry;
 }
+#define CALL(tab, name) counted(E_##name, (tab)->name)  // a Table's entry, called and counted
 
 const Table* table() {
   return tl_table != nullptr ? tl_table : g_table.load(std::memory_order_relaxed);
@@ -240,6 +247,7 @@ class Kernel final : public c10::OperatorKernel {
     auto args = torch::jit::last(*stack, nargs);
     switch (kind_) {
       case SBK_PASS:
+        break;
       case SBK_ALPHA_ONE:
       case SBK_NOT_REDUCED:
       case SBK_ENGINE: {
@@ -316,7 +324,7 @@ class Kernel final : public c10::OperatorKernel {
     // empty_like(x), as _run_same: a dense tensor's strides are kept (size-1 dims too)
     at::Tensor y = at::detail::empty_strided_cpu(x->sizes(), x->strides(), x->scalar_type());
     double no_params = 0.0;
-    if (counted(0, tab->pointwise)(code_, x->numel(), ptrs[0], ptrs[1], ptrs[2], dts, strides,
+    if (CALL(tab, pointwise)(code_, x->numel(), ptrs[0], ptrs[1], ptrs[2], dts, strides,
                        y.mutable_data_ptr(), code_dt, &no_params, 0, nthreads()) != 0)
       return false;  // the Python kernel runs it again and reports the error
     *out = std::move(y);
@@ -357,8 +365,7 @@ struct Typed {
   }
 };
 
-// A functional op whose schema is Tensor(Args...) exactly, with no aliasing
-template <class... Args>
+// A functional op whose schema is Tensor(types...) exactly, with no aliasing
 bool has_signature(const c10::FunctionSchema& schema, std::initializer_list<const char*> types) {
   const auto& args = schema.arguments();
   const auto& rets = schema.returns();
@@ -476,13 +483,9 @@ void sbk_set_table(void* const* fns, int forced) {
   const Table* t = nullptr;
   if (fns != nullptr) {
     auto made = std::make_unique<Table>();
-    made->pointwise = reinterpret_cast<sb_pointwise_t>(fns[0]);
-    made->gemm = reinterpret_cast<sb_gemm_t>(fns[1]);
-    made->gemm_map = reinterpret_cast<sb_gemm_map_t>(fns[2]);
-    made->sum = reinterpret_cast<sb_sum_t>(fns[3]);
-    made->norm = reinterpret_cast<sb_norm_t>(fns[4]);
-    made->attention = reinterpret_cast<sb_attention_t>(fns[5]);
-    made->sum_all = reinterpret_cast<sb_sum_all_t>(fns[6]);
+#define SBK_SET(name) made->name = reinterpret_cast<sb_##name##_t>(fns[E_##name]);
+    SBK_ENTRIES(SBK_SET)
+#undef SBK_SET
     static std::mutex mu;
     std::lock_guard<std::mutex> lock(mu);
     for (const auto& old : g_tables)  // one table per path, made once
@@ -497,7 +500,7 @@ void sbk_set_table(void* const* fns, int forced) {
 }
 
 // The calls this library made of entry point `i` (kNames' order).
-uint64_t sbk_entry_calls(int i) { return i >= 0 && i < 7 ? g_entry_calls[i].load() : 0; }
+uint64_t sbk_entry_calls(int i) { return i >= 0 && i < kEntries ? g_entry_calls[i].load() : 0; }
 
 // The sb_pointwise entry a fast call in this thread would use now.
 void* sbk_thread_pointwise(void) {

@@ -1,18 +1,31 @@
 // The mode key's fast paths for the covered ops that are not elementwise (included
-// by mode_key.cpp inside its namespace, after its helpers: Table, kernel_dtype, empty,
-// put, counted, nthreads). Each makes the Python kernel's native call for its common
+// by mode_key.cpp inside its namespace, after its helpers: Table, CALL, kernel_dtype,
+// empty, put, nthreads). Each makes the Python kernel's native call for its common
 // case and returns false for every other case, which the Python kernel then takes.
 
-// _common.narrow of a float32 tensor: the dtype's rounding, NaNs canonical
-at::Tensor narrow(const at::Tensor& t, c10::ScalarType dt) {
-  if (dt == c10::kFloat) return t;
-  at::Tensor out = empty(t.sizes(), dt);
-  const float* src = t.const_data_ptr<float>();
-  auto* o = out.mutable_data_ptr<c10::BFloat16>();
-  for (int64_t i = 0; i < t.numel(); ++i)
-    o[i] = std::isnan(src[i]) ? c10::BFloat16(0x7fc0, c10::BFloat16::from_bits())
-                              : c10::BFloat16(src[i]);
+// _common.narrow's one rounding of n float32 or double values to dt (float32, or
+// bfloat16 through float32 as torch's double -> bfloat16), NaNs canonical, in a new
+// tensor of `shape`
+template <class V>
+at::Tensor narrowed(const V* v, c10::IntArrayRef shape, c10::ScalarType dt) {
+  at::Tensor out = empty(shape, dt);
+  const int64_t n = out.numel();
+  if (dt == c10::kFloat) {
+    auto* o = out.mutable_data_ptr<float>();
+    for (int64_t i = 0; i < n; ++i)
+      o[i] = std::isnan(v[i]) ? c10::bit_cast<float>(0x7fc00000u) : static_cast<float>(v[i]);
+  } else {
+    auto* o = out.mutable_data_ptr<c10::BFloat16>();
+    for (int64_t i = 0; i < n; ++i)
+      o[i] = std::isnan(v[i]) ? c10::BFloat16(0x7fc0, c10::BFloat16::from_bits())
+                              : c10::BFloat16(static_cast<float>(v[i]));
+  }
   return out;
+}
+
+// _common.narrow of a float32 tensor: itself for float32
+at::Tensor narrow(const at::Tensor& t, c10::ScalarType dt) {
+  return dt == c10::kFloat ? t : narrowed(t.const_data_ptr<float>(), t.sizes(), dt);
 }
 
 // reductions.py's sum()/mean() of a whole contiguous tensor (sum_all: the ALL order,
@@ -25,17 +38,9 @@ bool fast_reduce_all(const Table* tab, torch::jit::Stack* stack, size_t nargs, b
   if (code < 0 || !x.is_contiguous() || x.numel() == 0) return false;
   if (!args[1].isNone() && args[1].toScalarType() != x.scalar_type()) return false;
   double v = 0.0;
-  if (counted(6, tab->sum_all)(x.const_data_ptr(), x.numel(), code, nthreads(), &v) != 0) return false;
+  if (CALL(tab, sum_all)(x.const_data_ptr(), x.numel(), code, nthreads(), &v) != 0) return false;
   if (mean) v /= static_cast<double>(x.numel());
-  at::Tensor out = empty({}, x.scalar_type());
-  if (code == SB_F32)
-    *out.mutable_data_ptr<float>() =
-        std::isnan(v) ? c10::bit_cast<float>(0x7fc00000u) : static_cast<float>(v);
-  else
-    *out.mutable_data_ptr<c10::BFloat16>() =
-        std::isnan(v) ? c10::BFloat16(0x7fc0, c10::BFloat16::from_bits())
-                      : c10::BFloat16(static_cast<float>(v));
-  put(stack, nargs, std::move(out));
+  put(stack, nargs, narrowed(&v, {}, x.scalar_type()));
   return true;
 }
 
@@ -86,12 +91,12 @@ bool fast_linear(const Table* tab, torch::jit::Stack* stack, size_t nargs) {
   if (code == SB_BF16) {  // the PAIR kernel rounds each result once, as .to() would
     out = empty({M, N}, c10::kBFloat16);
     const i64 map[12] = {M, M, 0, N, 1, 0, 0, 0, 0, 1, 0, 0};  // row-major, bf16 C
-    status = counted(2, tab->gemm_map)(x.const_data_ptr(), K, 1, 0, w.const_data_ptr(), 1, w.stride(0),
+    status = CALL(tab, gemm_map)(x.const_data_ptr(), K, 1, 0, w.const_data_ptr(), 1, w.stride(0),
                            0, static_cast<float*>(out.mutable_data_ptr()), 0, M * N, 1, M,
                            N, K, bias, code, code, 1, nthreads(), map);
   } else {
     out = empty({M, N}, c10::kFloat);
-    status = counted(1, tab->gemm)(x.const_data_ptr(), K, 1, 0, w.const_data_ptr(), 1, w.stride(0), 0,
+    status = CALL(tab, gemm)(x.const_data_ptr(), K, 1, 0, w.const_data_ptr(), 1, w.stride(0), 0,
                        out.mutable_data_ptr<float>(), N, M * N, 1, M, N, K, bias, code,
                        code, 1, nthreads());
   }
@@ -101,8 +106,8 @@ bool fast_linear(const Table* tab, torch::jit::Stack* stack, size_t nargs) {
 }
 
 // reductions.py's sum/mean over one run of dims of a contiguous tensor: the SUM order
-// (sb_sum over the (outer, R, inner) view, double) per output, mean's division by the count in double, then the one
-// rounding to the tensor's dtype that narrow() makes, NaNs canonical
+// (sb_sum over the (outer, R, inner) view, double) per output, mean's division by the
+// count in double, then narrow()'s one rounding to the tensor's dtype
 bool fast_reduce(const Table* tab, torch::jit::Stack* stack, size_t nargs, bool mean) {
   if (nargs == 2) return fast_reduce_all(tab, stack, nargs, mean);
   auto args = torch::jit::last(*stack, nargs);
@@ -139,21 +144,10 @@ bool fast_reduce(const Table* tab, torch::jit::Stack* stack, size_t nargs, bool 
   }
   const int64_t rows = outer * inner;  // the outputs, in the kept dims' order
   std::vector<double> acc(rows);
-  counted(3, tab->sum)(x.const_data_ptr(), outer, R, inner, nullptr, 0, acc.data(), code, nthreads());
+  CALL(tab, sum)(x.const_data_ptr(), outer, R, inner, nullptr, 0, acc.data(), code, nthreads());
   if (mean)
     for (auto& v : acc) v /= static_cast<double>(R);
-  at::Tensor out = empty(shape, x.scalar_type());
-  if (code == SB_F32) {
-    auto* o = out.mutable_data_ptr<float>();
-    for (int64_t i = 0; i < rows; ++i)
-      o[i] = std::isnan(acc[i]) ? c10::bit_cast<float>(0x7fc00000u) : static_cast<float>(acc[i]);
-  } else {
-    auto* o = out.mutable_data_ptr<c10::BFloat16>();
-    for (int64_t i = 0; i < rows; ++i)  // torch's double -> bfloat16 (through float)
-      o[i] = std::isnan(acc[i]) ? c10::BFloat16(0x7fc0, c10::BFloat16::from_bits())
-                                : c10::BFloat16(static_cast<float>(acc[i]));
-  }
-  put(stack, nargs, std::move(out));
+  put(stack, nargs, narrowed(acc.data(), shape, x.scalar_type()));
   return true;
 }
 
@@ -199,7 +193,7 @@ bool fast_norm(const Table* tab, torch::jit::Stack* stack, size_t nargs, int nor
   const int64_t rows = x.numel() / R;
   at::Tensor y = empty(x.sizes(), x.scalar_type());
   at::Tensor mean = empty({rows}, c10::kFloat), rstd = empty({rows}, c10::kFloat);
-  counted(4, tab->norm)(x.const_data_ptr(), wb[0], wb[1], y.mutable_data_ptr(), mean.mutable_data_ptr<float>(),
+  CALL(tab, norm)(x.const_data_ptr(), wb[0], wb[1], y.mutable_data_ptr(), mean.mutable_data_ptr<float>(),
             rstd.mutable_data_ptr<float>(), rows, R, eps, norm_kind, code, wdt, nthreads());
   if (!layer) {
     put(stack, nargs, std::move(y));
@@ -302,7 +296,7 @@ bool fast_attention(const Table* tab, torch::jit::Stack* stack, size_t nargs) {
   for (const int64_t b : batch) B *= b;
   if (B == 0 || L == 0) return false;
   at::Tensor out = empty({B, L, Dv}, c10::kFloat);
-  if (counted(5, tab->attention)(q.const_data_ptr(), k.const_data_ptr(), v.const_data_ptr(),
+  if (CALL(tab, attention)(q.const_data_ptr(), k.const_data_ptr(), v.const_data_ptr(),
                      mask == nullptr ? nullptr : mask->const_data_ptr(), meta.data(), mkind,
                      out.mutable_data_ptr<float>(), static_cast<float>(scale_d), code,
                      nthreads()) != 0)

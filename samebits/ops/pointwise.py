@@ -647,23 +647,34 @@ def normal_(x: torch.Tensor, mean=0.0, std=1.0, *, generator=None) -> torch.Tens
         return NotImplemented
     params = (_c(mean), _c(std))
     if not x.is_contiguous():  # every draw at once: (2, *x.shape), two draws each
-        u = torch.empty((2, *x.shape), dtype=torch.float32)
-        u.uniform_(0.0, 1.0, generator=generator)
+        u = _draws((2, *x.shape), generator)
         return x.copy_(run("normal", (u[0], u[1]), params, aten="normal_"))
     # the same draws and pairs, with less memory: the first draws of every element, then
-    # the second ones a chunk at a time (torch's CPU uniform_ takes the generator's
-    # numbers one element after another, so chunks continue the same sequence)
-    n = x.numel()
-    u1 = torch.empty(n, dtype=torch.float32).uniform_(0.0, 1.0, generator=generator)
+    # the second ones a chunk at a time
+    u1 = _draws((x.numel(),), generator)
+    return _fill_in_chunks(
+        x, generator, lambda a, b, u2: run("normal", (u1[a:b], u2), params, aten="normal_")
+    )
+
+
+DRAW_CHUNK = 1 << 16  # the draws per step of the samplers (normal_'s second ones)
+
+
+def _draws(shape, generator) -> torch.Tensor:
+    """torch's uniform draws on [0, 1) in float32 (its bits scaled by a power of two)."""
+    return torch.empty(shape, dtype=torch.float32).uniform_(0.0, 1.0, generator=generator)
+
+
+def _fill_in_chunks(x: torch.Tensor, generator, formula: Callable) -> torch.Tensor:
+    """Contiguous ``x`` a chunk of DRAW_CHUNK elements at a time: elements [a, b) are
+    ``formula(a, b, u)``, u their next draws. torch's CPU uniform_ takes the generator's
+    numbers one element after another, so the chunks continue one sequence: the values
+    of drawing every element at once, with one chunk of draws in memory."""
     flat = x.view(-1)
-    for a in range(0, n, NORMAL_CHUNK):
-        b = min(n, a + NORMAL_CHUNK)
-        u2 = torch.empty(b - a, dtype=torch.float32).uniform_(0.0, 1.0, generator=generator)
-        flat[a:b].copy_(run("normal", (u1[a:b], u2), params, aten="normal_"))
+    for a in range(0, x.numel(), DRAW_CHUNK):
+        b = min(x.numel(), a + DRAW_CHUNK)
+        flat[a:b].copy_(formula(a, b, _draws((b - a,), generator)))
     return x
-
-
-NORMAL_CHUNK = 1 << 16  # draws per step of normal_ (its second ones) and uniform_
 
 
 def uniform_(x: torch.Tensor, low=0.0, high=1.0, *, generator=None, **kw) -> torch.Tensor:
@@ -675,16 +686,13 @@ def uniform_(x: torch.Tensor, low=0.0, high=1.0, *, generator=None, **kw) -> tor
     if not x.dtype.is_floating_point or (float(low), float(high)) == (0.0, 1.0):
         return NotImplemented
     params = (_c(float(high) - float(low)),)
+
+    def scaled(a, b, u):
+        return run("add", (_c(low), u), params, aten="uniform_")
+
     if not x.is_contiguous():
-        u = torch.empty(x.shape, dtype=torch.float32)
-        u.uniform_(0.0, 1.0, generator=generator)
-        return x.copy_(run("add", (_c(low), u), params, aten="uniform_"))
-    flat = x.view(-1)  # a chunk at a time, as normal_'s second draws: the same sequence
-    for a in range(0, x.numel(), NORMAL_CHUNK):
-        b = min(x.numel(), a + NORMAL_CHUNK)
-        u = torch.empty(b - a, dtype=torch.float32).uniform_(0.0, 1.0, generator=generator)
-        flat[a:b].copy_(run("add", (_c(low), u), params, aten="uniform_"))
-    return x
+        return x.copy_(scaled(0, x.numel(), _draws(x.shape, generator)))
+    return _fill_in_chunks(x, generator, scaled)
 
 
 # --------------------------------------------------- helpers for other kernels

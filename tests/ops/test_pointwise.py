@@ -217,7 +217,7 @@ def test_normal_and_uniform_draws_follow_the_generator(dtype):
     assert abs(k.mean().item() - 10.0) < 1.0
 
 
-@pytest.mark.parametrize("shape", [(2, 3), (30, 40), (pointwise.NORMAL_CHUNK // 100, 301)])
+@pytest.mark.parametrize("shape", [(2, 3), (30, 40), (pointwise.DRAW_CHUNK // 100, 301)])
 def test_normal_in_chunks_gives_the_draws_of_one_pass(shape):
     """normal_ (its second draws) and uniform_ on a contiguous tensor draw a chunk at a
     time: the
