@@ -156,7 +156,10 @@ VAI vfn pw_exp2(vfn a, vfn b, vfn c, const float *p) {
         (void)b, (void)c, (void)p;                                                                 \
         vfn k;                                                                                     \
         vdf lnm = m_ln_mant(a, CF(0.0f), 0, 0, &k);                                                   \
-        return m_log_special(a, df_round(m_log_b(k, lnm, base)));                                 \
+        vfn r = df_round(m_log_b(k, lnm, base));                                                   \
+        /* a bundle of positive finite normals has no special value to select */                  \
+        if (m_alln(m_andn(n_ge(a, CF(0x1p-126f)), n_le(a, CF(0x1.fffffep127f))))) return r;       \
+        return m_log_special(a, r);                                                                \
     }
 PW_LOG(log, LOG_E)
 PW_LOG(log2, LOG_2)
@@ -628,8 +631,10 @@ static const float *pw_operand(const void *x, int dt, int stride, i64 a0, int m,
         return buf;
     }
     if (dt == F32) return (const float *)x + a0;
+    int i = 0;
+    for (; i + VW <= m; i += VW) v_store(buf + i, v_load_dt(x, a0 + i, 1));
     const uint16_t *h = (const uint16_t *)x + a0;
-    for (int i = 0; i < m; i++) buf[i] = bf2f(h[i]);
+    for (; i < m; i++) buf[i] = bf2f(h[i]);
     return buf;
 }
 
@@ -656,9 +661,11 @@ SB_API int SB_FN(sb_pointwise)(int op, i64 n, const void *x0, const void *x1, co
             in[j] = j < pw_arity[op] ? pw_operand(xs[j], dts[j], strides[j], a0, m, buf[j]) : in[0];
         float *o = odt == F32 ? (float *)y + a0 : out;
         pw_block(op, in[0], in[1], in[2], o, m, p);
-        if (odt != F32) {
+        if (odt != F32) { /* v_store_dt's rounding is f2bf's, lane for lane */
+            int i = 0;
+            for (; i + VW <= m; i += VW) v_store_dt(y, a0 + i, v_load(out + i), 1);
             uint16_t *h = (uint16_t *)y + a0;
-            for (int i = 0; i < m; i++) h[i] = f2bf(out[i]);
+            for (; i < m; i++) h[i] = f2bf(out[i]);
         }
     }
     return 0;

@@ -10,8 +10,27 @@
 /* exp: n = rint(x / ln2) by the magic-number trick (x clamped to [-104, 88.8]), a
    two-part Cody-Waite reduction r = x - n ln2, a degree-7 Taylor polynomial in r,
    and 2^n applied in two integer-built factors (each exponent in [-75, 64]);
-   +inf above 88.72283, +0 below -103.97, NaN kept. (The operations of unary.c's f_exp.) */
+   +inf above 88.72283, +0 below -103.97, NaN kept. (The operations of unary.c's f_exp.)
+   m_exp_mid is the same sequence for a bundle whose lanes all lie in [-87, 88]: there the
+   clamps and special values change nothing and 2^n (n in [-126, 127]) is one normal
+   float, so p 2^n rounds the same value once as p 2^n1 2^n2 does: the same bits. */
+VAI vfn m_exp_mid(vfn x) {
+    vfn nn = n_sub(n_add(n_mul(x, CF(1.44269504f)), CF(12582912.0f)), CF(12582912.0f));
+    vfn r = n_fma(nn, CF(-0.693145752f), x);
+    r = n_fma(nn, CF(-1.42860677e-06f), r);
+    vfn p = n_fma(CF(1.0f / 5040.0f), r, CF(1.0f / 720.0f));
+    p = n_fma(p, r, CF(1.0f / 120.0f));
+    p = n_fma(p, r, CF(1.0f / 24.0f));
+    p = n_fma(p, r, CF(1.0f / 6.0f));
+    p = n_fma(p, r, CF(0.5f));
+    p = n_fma(p, r, CF(1.0f));
+    p = n_fma(p, r, CF(1.0f));
+    return n_mul(p, n_pow2i(n_cvt(nn)));
+}
+/* true when every lane of x is in [-87, 88] (NaN is not): m_exp_mid's range */
+VAI int m_exp_is_mid(vfn x) { return m_alln(m_andn(n_ge(x, CF(-87.0f)), n_le(x, CF(88.0f)))); }
 VAI vfn m_exp(vfn x) {
+    if (m_exp_is_mid(x)) return m_exp_mid(x);
     vfn xc = n_sel(n_lt(x, CF(-104.0f)), CF(-104.0f), n_sel(n_gt(x, CF(88.8f)), CF(88.8f), x));
     vfn nn = n_sub(n_add(n_mul(xc, CF(1.44269504f)), CF(12582912.0f)), CF(12582912.0f));
     vfn r = n_fma(nn, CF(-0.693145752f), xc);
@@ -32,8 +51,8 @@ VAI vfn m_exp(vfn x) {
 
 /* expm1: for |x| < 0.3 the degree-8 Taylor series x + x^2 p(x), else exp(x) - 1;
    expm1(-0) = -0 */
-VAI vfn m_expm1(vfn x) {
-    vfn big = n_sub(m_exp(x), CF(1.0f));
+VAI vfn m_expm1_of(vfn x, vfn ex) { /* ex = m_exp(x) */
+    vfn big = n_sub(ex, CF(1.0f));
     vfn p = n_fma(CF(1.0f / 40320.0f), x, CF(1.0f / 5040.0f));
     p = n_fma(p, x, CF(1.0f / 720.0f));
     p = n_fma(p, x, CF(1.0f / 120.0f));
@@ -45,10 +64,19 @@ VAI vfn m_expm1(vfn x) {
     r = n_sel(n_gt(x, CF(-0.3f)), r, big);
     return n_sel(n_eq(x, CF(0.0f)), x, r);
 }
+VAI vfn m_expm1(vfn x) { return m_expm1_of(x, m_exp(x)); }
 
-/* tanh(x) = sign(x) e / (e + 2), e = expm1(2 min(|x|, 10)); 1 past |x| > 9.1; NaN kept */
+/* tanh(x) = sign(x) e / (e + 2), e = expm1(2 min(|x|, 10)); 1 past |x| > 9.1; NaN kept.
+   A bundle with every |x| <= 9.1 skips the clamp, the saturation and the NaN select, which
+   change nothing there (2 |x| is in m_exp_mid's range): the same bits. */
 VAI vfn m_tanh(vfn x) {
     vfn a = n_sel(n_lt(x, CF(0.0f)), n_neg(x), x); /* -0 stays -0, so tanh(-0) = -0 */
+    if (m_alln(n_le(a, CF(9.1f)))) {
+        vfn y = n_mul(CF(2.0f), a);
+        vfn e = m_expm1_of(y, m_exp_mid(y));
+        vfn t = n_div(e, n_add(e, CF(2.0f)));
+        return n_sel(n_lt(x, CF(0.0f)), n_neg(t), t);
+    }
     vfn e = m_expm1(n_mul(CF(2.0f), n_sel(n_gt(a, CF(10.0f)), CF(10.0f), a)));
     vfn t = n_div(e, n_add(e, CF(2.0f)));
     t = n_sel(n_gt(a, CF(9.1f)), CF(1.0f), t);

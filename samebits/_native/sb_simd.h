@@ -322,6 +322,8 @@ VAI vin ni_sel(vmn m, vin a, vin b) { vin r; VEACH r.v[u_] = vi_sel(m.v[u_], a.v
 VAI vfn n_set1(float x) { vfn r; VEACH r.v[u_] = v_set1(x); return r; }
 VAI vin ni_set1(int32_t x) { vin r; VEACH r.v[u_] = vi_set1(x); return r; }
 VAI int m_anyn(vmn m) { int a = 0; VEACH a |= m_any(m.v[u_]); return a; }
+/* every lane of the bundle set */
+VAI int m_alln(vmn m) { int a = 0; VEACH a |= m_any(m_not(m.v[u_])); return !a; }
 VAI vfn n_lookup(const float *t, vin i) { vfn r; VEACH r.v[u_] = v_lookup(t, i.v[u_]); return r; }
 #define ni_sll(a, n) ({ vin r_; VEACH r_.v[u_] = vi_sll((a).v[u_], (n)); r_; })
 #define ni_srl(a, n) ({ vin r_; VEACH r_.v[u_] = vi_srl((a).v[u_], (n)); r_; })
