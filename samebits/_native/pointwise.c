@@ -598,9 +598,33 @@ VAI vfn pw_canon(vfn y) { return n_sel(n_isnan(y), n_from_bits(ni_set1(0x7fc0000
 PW_OPS(PW_RUN)
 #undef PW_RUN
 
+/* pw_runh_<name>: the same on bfloat16 operands and output, widened and rounded in
+   registers (v_store_dt stores every NaN as 0x7fc0, as pw_canon then f2bf would) */
+#define PW_RUNH(name, n, k)                                                                        \
+    static void pw_runh_##name(const uint16_t *a, const uint16_t *b, const uint16_t *c,            \
+                               uint16_t *o, int m, const float *p) {                               \
+        for (int i = 0; i < m; i += VNW) {                                                         \
+            vfn x, y, z;                                                                           \
+            VEACH x.v[u_] = v_load_dt(a, i + u_ * VW, 1);                                          \
+            VEACH y.v[u_] = n > 1 ? v_load_dt(b, i + u_ * VW, 1) : x.v[u_];                        \
+            VEACH z.v[u_] = n > 2 ? v_load_dt(c, i + u_ * VW, 1) : x.v[u_];                        \
+            vfn r = pw_##name(x, y, z, p);                                                         \
+            VEACH v_store_dt(o, i + u_ * VW, r.v[u_], 1);                                          \
+        }                                                                                          \
+    }
+PW_OPS(PW_RUNH)
+#undef PW_RUNH
+
 typedef void (*pw_run_fn)(const float *, const float *, const float *, float *, int, const float *);
 static const pw_run_fn pw_run[] = {
 #define PW_PTR(name, n, k) pw_run_##name,
+    PW_OPS(PW_PTR)
+#undef PW_PTR
+};
+typedef void (*pw_runh_fn)(const uint16_t *, const uint16_t *, const uint16_t *, uint16_t *, int,
+                           const float *);
+static const pw_runh_fn pw_runh[] = {
+#define PW_PTR(name, n, k) pw_runh_##name,
     PW_OPS(PW_PTR)
 #undef PW_PTR
 };
@@ -651,11 +675,22 @@ SB_API int SB_FN(sb_pointwise)(int op, i64 n, const void *x0, const void *x1, co
     const void *xs[3] = {x0, x1 ? x1 : x0, x2 ? x2 : x0};
     int th = threads_for(n * 4, nthreads);
     i64 blocks = (n + PW_BLK - 1) / PW_BLK;
+    int halves = odt == BF16; /* every operand a bfloat16 tensor, and the output */
+    for (int j = 0; j < pw_arity[op]; j++) halves &= dts[j] == BF16 && strides[j] == 1;
 #pragma omp parallel for schedule(dynamic, dyn_chunk(blocks, th)) num_threads(th)
     for (i64 bk = 0; bk < blocks; bk++) {
         float buf[3][PW_BLK], out[PW_BLK];
         i64 a0 = bk * PW_BLK;
         int m = (int)(n - a0 < PW_BLK ? n - a0 : PW_BLK);
+        if (halves) { /* whole bundles in registers; a tail goes on below */
+            int full = m - m % VNW;
+            const uint16_t *h[3];
+            for (int j = 0; j < 3; j++) h[j] = (const uint16_t *)xs[j] + a0;
+            if (full) pw_runh[op](h[0], h[1], h[2], (uint16_t *)y + a0, full, p);
+            a0 += full;
+            m -= full;
+            if (!m) continue;
+        }
         const float *in[3];
         for (int j = 0; j < 3; j++)
             in[j] = j < pw_arity[op] ? pw_operand(xs[j], dts[j], strides[j], a0, m, buf[j]) : in[0];
