@@ -150,20 +150,22 @@ VAI vfn pw_exp2(vfn a, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
     return m_exp2_df(a, CF(0.0f));
 }
-/* log_b(x) = k log_b(2) + ln m log_b(e) in double-float (m_ln_mant, m_log_b), rounded once */
-#define PW_LOG(name, base)                                                                         \
+/* log_b(x) = k log_b(2) + ln m log_b(e) in double-float (m_log_b), rounded once; ln m by
+   m_ln_poly for ln (no division) and by m_ln_mant for log2 and log10 (accurate enough to be
+   scaled by log_b(e) and still round within 0.6 ulp) */
+#define PW_LOG(name, base, LNM)                                                                    \
     VAI vfn pw_##name(vfn a, vfn b, vfn c, const float *p) {                                       \
         (void)b, (void)c, (void)p;                                                                 \
         vfn k;                                                                                     \
-        vdf lnm = m_ln_mant(a, CF(0.0f), 0, 0, &k);                                                   \
+        vdf lnm = LNM;                                                                             \
         vfn r = df_round(m_log_b(k, lnm, base));                                                   \
         /* a bundle of positive finite normals has no special value to select */                  \
         if (m_alln(m_andn(n_ge(a, CF(0x1p-126f)), n_le(a, CF(0x1.fffffep127f))))) return r;       \
         return m_log_special(a, r);                                                                \
     }
-PW_LOG(log, LOG_E)
-PW_LOG(log2, LOG_2)
-PW_LOG(log10, LOG_10)
+PW_LOG(log, LOG_E, m_ln_poly(a, &k))
+PW_LOG(log2, LOG_2, m_ln_mant(a, CF(0.0f), 0, 0, &k))
+PW_LOG(log10, LOG_10, m_ln_mant(a, CF(0.0f), 0, 0, &k))
 #undef PW_LOG
 /* x ln(xh + xl) as x ln_hi + x ln_lo, one fma (x ln_hi where that is infinite); xh's log
    special values where xh is not positive and finite (xlogy, xlog1py) */

@@ -66,22 +66,39 @@ VAI vfn m_expm1_of(vfn x, vfn ex) { /* ex = m_exp(x) */
 }
 VAI vfn m_expm1(vfn x) { return m_expm1_of(x, m_exp(x)); }
 
-/* tanh(x) = sign(x) e / (e + 2), e = expm1(2 min(|x|, 10)); 1 past |x| > 9.1; NaN kept.
-   A bundle with every |x| <= 9.1 skips the clamp, the saturation and the NaN select, which
-   change nothing there (2 |x| is in m_exp_mid's range): the same bits. */
+/* expm1(y) for y in [0, 18.2] (tanh's range; -0 gives +0) in one path: n = rint(y / ln 2)
+   (0 <= n <= 27) by the magic-number trick, r = y - n ln 2 by two-part Cody-Waite
+   (|r| <= 0.35), expm1(r) = r + r^2 (1/2! + r/3! + ... + r^6/8!) (Taylor; truncation
+   below 2^-26 of r), and 2^n expm1(r) + (2^n - 1) in one fma */
+VAI vfn m_expm1_tanh(vfn y) {
+    vfn nn = n_sub(n_add(n_mul(y, CF(1.44269504f)), CF(12582912.0f)), CF(12582912.0f));
+    vfn r = n_fma(nn, CF(-0.693145752f), y);
+    r = n_fma(nn, CF(-1.42860677e-06f), r);
+    vfn p = n_fma(CF(1.0f / 40320.0f), r, CF(1.0f / 5040.0f));
+    p = n_fma(p, r, CF(1.0f / 720.0f));
+    p = n_fma(p, r, CF(1.0f / 120.0f));
+    p = n_fma(p, r, CF(1.0f / 24.0f));
+    p = n_fma(p, r, CF(1.0f / 6.0f));
+    p = n_fma(p, r, CF(0.5f));
+    vfn e = n_fma(n_mul(r, r), p, r);
+    vfn s = n_pow2i(n_cvt(nn));
+    return n_fma(s, e, n_sub(s, CF(1.0f)));
+}
+
+/* tanh(x) = copysign(e / (e + 2), x) (the sign bit or-ed in: e / (e + 2) >= +0), e = m_expm1_tanh(2 min(|x|, 9.1)); 1 past |x| > 9.1
+   (tanh(9.1) rounds to 1); NaN kept. A bundle with every |x| <= 9.1 skips the clamp,
+   the saturation and the NaN select, which change nothing there: the same bits. */
 VAI vfn m_tanh(vfn x) {
-    vfn a = n_sel(n_lt(x, CF(0.0f)), n_neg(x), x); /* -0 stays -0, so tanh(-0) = -0 */
+    vfn a = n_abs(x);
     if (m_alln(n_le(a, CF(9.1f)))) {
-        vfn y = n_mul(CF(2.0f), a);
-        vfn e = m_expm1_of(y, m_exp_mid(y));
-        vfn t = n_div(e, n_add(e, CF(2.0f)));
-        return n_sel(n_lt(x, CF(0.0f)), n_neg(t), t);
+        vfn e = m_expm1_tanh(n_add(a, a));
+        return n_orsign(n_div(e, n_add(e, CF(2.0f))), x);
     }
-    vfn e = m_expm1(n_mul(CF(2.0f), n_sel(n_gt(a, CF(10.0f)), CF(10.0f), a)));
-    vfn t = n_div(e, n_add(e, CF(2.0f)));
-    t = n_sel(n_gt(a, CF(9.1f)), CF(1.0f), t);
-    t = n_sel(n_lt(x, CF(0.0f)), n_neg(t), t);
-    return n_sel(n_isnan(x), x, t);
+    vmn sat = n_gt(a, CF(9.1f));
+    vfn ac = n_sel(sat, CF(9.1f), a);
+    vfn e = m_expm1_tanh(n_add(ac, ac));
+    vfn t = n_sel(sat, CF(1.0f), n_div(e, n_add(e, CF(2.0f))));
+    return n_sel(n_isnan(x), x, n_orsign(t, x));
 }
 
 /* erfc by Numerical Recipes' Chebyshev fit (fractional error < 1.2e-7):
@@ -201,14 +218,27 @@ VAI vdf df_sqrt(vdf a) {
    atanh (truncation < 2^-39 since s^2 < 0.0295). The s^3 (...) term is at most 2^-6.7 of
    ln m: in float32 it leaves ln m within 2^-30 (precise = 0, enough for a rounded log);
    precise = 1 evaluates it in double-float too, for 2^-40 (pow scales log2 by y). */
-VAI vdf m_ln_mant(vfn xh, vfn xl, int has_lo, int precise, vfn *kout) {
-    vmn sub = n_lt(xh, CF(0x1p-126f));
-    int anysub = m_anyn(sub); /* skips work that would change nothing: the bits are the same */
-    if (anysub) xh = n_mul(xh, n_sel(sub, CF(0x1p23f), CF(1.0f)));
-    vin k = ni_sra(ni_sub(n_bits(xh), ni_set1(0x3f3504f3)), 23);
-    vfn m = n_from_bits(ni_sub(n_bits(xh), ni_sll(k, 23)));       /* xh 2^-k, exactly */
+/* x = m 2^k with m in [sqrt(1/2), sqrt(2)) for a positive finite x, subnormals included:
+   those are scaled by 2^23 first, only when some lane is one (the same bits); *sub marks
+   the scaled lanes, and *ks holds the exponent of the scaled x, for callers that scale a
+   low part too. k is returned as a float. */
+VAI vfn m_split_mant(vfn x, vfn *kout, vin *ks, vmn *sub, int *anysub) {
+    *sub = n_lt(x, CF(0x1p-126f));
+    *anysub = m_anyn(*sub); /* skips work that would change nothing: the bits are the same */
+    if (*anysub) x = n_mul(x, n_sel(*sub, CF(0x1p23f), CF(1.0f)));
+    vin k = ni_sra(ni_sub(n_bits(x), ni_set1(0x3f3504f3)), 23);
+    vfn m = n_from_bits(ni_sub(n_bits(x), ni_sll(k, 23)));        /* x 2^-k, exactly */
+    *ks = k;
     *kout = n_itof(k);
-    if (anysub) *kout = n_sub(*kout, n_sel(sub, CF(23.0f), CF(0.0f)));
+    if (*anysub) *kout = n_sub(*kout, n_sel(*sub, CF(23.0f), CF(0.0f)));
+    return m;
+}
+
+VAI vdf m_ln_mant(vfn xh, vfn xl, int has_lo, int precise, vfn *kout) {
+    vmn sub;
+    vin k;
+    int anysub;
+    vfn m = m_split_mant(xh, kout, &k, &sub, &anysub);
     vfn f = n_sub(m, CF(1.0f));                                    /* exact */
     vdf d = df_fast_sum(CF(2.0f), f), fn = df_make(f, CF(0.0f));
     if (has_lo) { /* xl 2^-k (2^-k in two factors), added to f and to 2 + f */
@@ -240,6 +270,29 @@ VAI vdf m_ln_mant(vfn xh, vfn xl, int has_lo, int precise, vfn *kout) {
     }
     lnm.lo = n_add(lnm.lo, n_add(n_add(s.lo, s.lo), t));
     return lnm;
+}
+
+/* ln m for x = m 2^k (m_split_mant; k in *kout) as hi + lo without a division:
+   f = m - 1 (exact, in [-0.293, 0.415)), ln m = f + f^2 R(f), R a degree-8 near-minimax
+   fit of (ln(1 + f) - f) / f^2 (tools/fit_pointwise.py; its error is below 2^-27.8 of
+   ln m), returned as f + (f^2 R(f)) (not renormalized: lo is at most a fifth of hi).
+   log's core (0.91 ulp, no division); log2 and log10 (whose ln m is scaled by log_b(e)),
+   pow and the functions whose argument is hi + lo keep m_ln_mant's. Other x give
+   garbage: callers select their special values. */
+VAI vdf m_ln_poly(vfn x, vfn *kout) {
+    vmn sub;
+    vin ks;
+    int anysub;
+    vfn f = n_sub(m_split_mant(x, kout, &ks, &sub, &anysub), CF(1.0f));
+    vfn r = n_fma(f, CF(-7.623397559e-02f), CF(1.290878654e-01f));
+    r = n_fma(r, f, CF(-1.324462742e-01f));
+    r = n_fma(r, f, CF(1.418117732e-01f));
+    r = n_fma(r, f, CF(-1.660876423e-01f));
+    r = n_fma(r, f, CF(2.000200152e-01f));
+    r = n_fma(r, f, CF(-2.500160038e-01f));
+    r = n_fma(r, f, CF(3.333332539e-01f));
+    r = n_fma(r, f, CF(-4.999998808e-01f));
+    return df_make(f, n_mul(n_mul(f, f), r));
 }
 
 /* log_b(x) = k log_b(2) + ln m log_b(e) as hi + lo, from m_ln_mant's k and ln m:

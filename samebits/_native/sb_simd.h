@@ -298,6 +298,8 @@ VN_BIN(n_sub, vfn, vfn, v_sub(a.v[u_], b.v[u_]))
 VN_BIN(n_mul, vfn, vfn, v_mul(a.v[u_], b.v[u_]))
 VN_BIN(n_div, vfn, vfn, v_div(a.v[u_], b.v[u_]))
 VN_BIN(n_copysign, vfn, vfn, v_copysign(a.v[u_], b.v[u_]))
+/* a with b's sign bit or-ed in: copysign(a, b) for a with a clear sign bit (a >= +0) */
+VN_BIN(n_orsign, vfn, vfn, v_from_bits(vi_or(v_bits(a.v[u_]), vi_and(v_bits(b.v[u_]), vi_set1((int32_t)0x80000000u)))))
 VN_BIN(n_lt, vfn, vmn, v_lt(a.v[u_], b.v[u_]))
 VN_BIN(n_le, vfn, vmn, v_le(a.v[u_], b.v[u_]))
 VN_BIN(n_gt, vfn, vmn, v_gt(a.v[u_], b.v[u_]))
