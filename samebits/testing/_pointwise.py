@@ -232,6 +232,7 @@ _ROOTS = lambda r: np.abs(r) >= 0.1  # noqa: E731 (a filter: away from negative 
 CASES: tuple[Case, ...] = (
     Case("exp2", "whole line", lambda n: (spread(n),), torch.exp2, 1.0),
     Case("tanh", "whole line", lambda n: (torch.cat([spread(n), uniform(n, -10, 10)]),), torch.tanh, 3.0),
+    Case("erf", "whole line; [-5, 5]; abs(x) from 2^-149 to 1", lambda n: (torch.cat([spread(n), uniform(n, -5, 5), loguniform(n, -149, 0, signed=True)]),), torch.erf, 1.5),
     Case("log", "x > 0, every exponent", _wide_and(lambda n: loguniform(n, -149, 128)), torch.log, 1.0),
     Case("log2", "x > 0, every exponent", _wide_and(lambda n: loguniform(n, -149, 128)), torch.log2, 1.0),
     Case("log10", "x > 0, every exponent", _wide_and(lambda n: loguniform(n, -149, 128)), torch.log10, 1.0),
