@@ -122,6 +122,8 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
     dll = ctypes.CDLL(str(path))
     dll.sbk_install.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     dll.sbk_install.restype = ctypes.c_int
+    dll.sbk_fallthroughs.argtypes = [ctypes.c_char_p]
+    dll.sbk_fallthroughs.restype = ctypes.c_int
     dll.sbk_error.restype = ctypes.c_char_p
     dll.sbk_kernel_names.restype = ctypes.c_char_p
     dll.sbk_unboxed.argtypes = [ctypes.c_char_p]
@@ -180,6 +182,17 @@ def load() -> ctypes.CDLL | None:
                     _native.on_isa_change(_on_isa)
                 _state.update(dll=dll, status=status)
     return _state["dll"]
+
+
+def fallthroughs(qualnames: list[str]) -> bool:
+    """Register a fallthrough on the mode key for each op, in one C++ call; False where
+    the library is off (the caller registers them through torch.library instead)."""
+    dll = load()
+    if dll is None or not qualnames:
+        return False
+    if dll.sbk_fallthroughs("\n".join(qualnames).encode()) != 0:
+        raise RuntimeError(f"samebits: mode_key.cpp: {dll.sbk_error().decode()}")
+    return True
 
 
 def install(entries: list[tuple[str, str, int, int]]) -> int:

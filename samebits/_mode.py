@@ -425,7 +425,12 @@ def _install_key_layer() -> None:
         fb = torch.library.Library("_", "IMPL")
         fb.fallback(_fallback, KEY_NAME, with_keyset=True)
         libs["_"] = fb
-        for qualname, kernel in _key_plan(spec):
+        plan = _key_plan(spec)
+        # the fallthroughs in one C++ call where the C++ kernels are on
+        passed = _keyshim.fallthroughs([q for q, kernel in plan if kernel is None])
+        for qualname, kernel in plan:
+            if kernel is None and passed:
+                continue
             ns, _, name = qualname.partition("::")
             lib = libs.get(ns) or libs.setdefault(ns, torch.library.Library(ns, "IMPL"))
             if kernel is None:

@@ -542,3 +542,35 @@ def test_without_the_library_the_python_kernels_run(env, why):
     )
     status, calls = out.stdout.strip().splitlines()[-2:]
     assert status.startswith("off (") and why in status and calls == "0"
+
+
+_FALLTHROUGHS = """
+import torch, samebits
+from samebits import _mode
+with samebits.batch_invariant():
+    pass
+plan = _mode._key_plan(_mode._cached_plan()[0])
+falls = [q for q, kernel in plan if kernel is None]
+where = set()
+for q in falls:
+    name, _, overload = q.partition(".")
+    dump = torch._C._dispatch_dump(q if overload else name)
+    line = next(ln for ln in dump.splitlines() if ln.startswith(_mode.KEY_NAME + ":"))
+    assert "fallthrough" in line, line
+    where.add("mode_key.cpp" if "mode_key.cpp" in line else "python")
+print(len(falls), sorted(where))
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "where"), [({}, "mode_key.cpp"), ({"SAMEBITS_KEY_SHIM": "0"}, "python")]
+)
+def test_every_fallthrough_is_registered_in_one_place(env, where):
+    """The ops the policy lets through get a fallthrough on the mode key: from C++ in one
+    call where the C++ kernels are on, through torch.library where they are off."""
+    out = subprocess.run(
+        [sys.executable, "-c", _FALLTHROUGHS],
+        capture_output=True, text=True, env={**os.environ, **env}, check=True,
+    )  # fmt: skip
+    count, places = out.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(count) > 500 and places == f"['{where}']"

@@ -121,7 +121,7 @@ def _load_library() -> None:
             return
     try:
         cc = _build.compiler()
-        bid = _build.build_id(_build.compiler_version(cc))
+        bid = _build.build_id(_build.compiler_version(cc, _cache_dir()))
         out = _cache_dir() / f"samebits_kernels_{bid}.so"
         if not out.exists():
             _build.compile_library(out, cc)

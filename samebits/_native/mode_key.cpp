@@ -48,6 +48,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -462,6 +463,38 @@ int sbk_install(const char* qualname, int kind, int code, int arity) {
                                         &unboxed));
     if (unboxed) g_unboxed.insert(q);
     g_libs.push_back(std::move(lib));
+    return 0;
+  } catch (const std::exception& e) {
+    g_error = e.what();
+    return -1;
+  }
+}
+
+// A fallthrough on the mode key for each op in `names` ("ns::op.overload", one per
+// line): the ops the policy lets through, ~830 of them, registered here in one call
+// instead of one Python torch.library call each. 0, or -1 and sbk_error() says why.
+int sbk_fallthroughs(const char* names) {
+  try {
+    std::map<std::string, torch::Library*> libs;  // one per namespace
+    const std::string all(names);
+    for (size_t pos = 0; pos < all.size();) {
+      size_t end = all.find('\n', pos);
+      if (end == std::string::npos) end = all.size();
+      const std::string q = all.substr(pos, end - pos);
+      pos = end + 1;
+      const auto sep = q.find("::");
+      if (sep == std::string::npos) {
+        g_error = q + ": not a qualified op name";
+        return -1;
+      }
+      const std::string ns = q.substr(0, sep);
+      auto it = libs.find(ns);
+      if (it == libs.end()) {
+        g_libs.push_back(std::make_unique<torch::Library>(torch::Library::IMPL, ns, kKey, __FILE__, __LINE__));
+        it = libs.emplace(ns, g_libs.back().get()).first;
+      }
+      it->second->impl(q.substr(sep + 2).c_str(), torch::CppFunction::makeFallthrough());
+    }
     return 0;
   } catch (const std::exception& e) {
     g_error = e.what();

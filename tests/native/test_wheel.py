@@ -135,3 +135,25 @@ def test_cache_key_covers_compiler_version_and_flags(monkeypatch):
     monkeypatch.setitem(_build.ISA_FLAGS, "avx2", ("-mavx2",))
     assert a != _build.build_id("gcc (Debian 12.2.0) 12.2.0 (x86_64-linux-gnu)")
     assert a.split("-")[0] == _build.source_hash()
+
+
+def test_the_compiler_version_is_kept_under_the_binarys_stat(tmp_path):
+    """The version line is asked of the compiler once and kept under its path, size and
+    mtime; a changed binary is asked again."""
+    from samebits._native import _build
+
+    log = tmp_path / "calls"
+    cc = tmp_path / "fakecc"
+    cc.write_text(
+        f'#!/bin/sh\necho "$1" >> {log}\n'
+        'if [ "$1" = -dumpmachine ]; then echo x86_64-linux-gnu; else echo "fakecc 1.0"; fi\n'
+    )
+    cc.chmod(0o755)
+    cache = tmp_path / "cache"
+    assert _build.compiler_version(str(cc), cache) == "fakecc 1.0 (x86_64-linux-gnu)"
+    assert _build.compiler_version(str(cc), cache) == "fakecc 1.0 (x86_64-linux-gnu)"
+    assert log.read_text().split() == ["--version", "-dumpmachine"]  # asked once
+    cc.write_text(cc.read_text().replace("fakecc 1.0", "fakecc 2.0") + "\n")
+    assert _build.compiler_version(str(cc), cache) == "fakecc 2.0 (x86_64-linux-gnu)"
+    assert len(log.read_text().split()) == 4
+    assert _build.compiler_version(str(cc)) == "fakecc 2.0 (x86_64-linux-gnu)"  # no cache
