@@ -148,7 +148,7 @@ def cases() -> dict[str, Callable[[], object]]:
         a, b = t(1031, seed=90, dtype=dt), t(1031, seed=91, dtype=dt)
         out[f"exact_dot/{dt}"] = lambda a=a, b=b: samebits.exact_dot(a, b)
         out[f"exact_norm/{dt}"] = lambda a=a: samebits.exact_norm(a)
-    # elementwise: the unary kernels and the pointwise engine, tails 1..2*16+3
+    # elementwise: the pointwise engine, tails 1..2*16+3
     for n in (1, 7, 35, 1000):
         for dt in DT:
             x = t(n, seed=n + 100, special=True, scale=12.0, dtype=dt)
@@ -230,25 +230,11 @@ def cases() -> dict[str, Callable[[], object]]:
 
 
 def direct_outputs(k) -> dict[str, object]:
-    """Kernels no op of the mode reaches, called directly: sb_unary_scalar (the reference
-    the tests compare with), sb_unary (the pointwise engine took over its ops) and
-    sb_pw_ops (read once per process, cached)."""
-    x = values(4099, 555, special=True, scale=20.0)
-    out = {}
-    for op in range(10):
-        y = np.empty_like(x)
-        k.sb_unary_scalar(x.ctypes.data, y.ctypes.data, x.size, op)
-        out[f"unary_scalar/{op}"] = torch.from_numpy(y)
-        for dt in DT:
-            xt = torch.from_numpy(x[: 1000 + 3 * op]).to(dt)
-            yt = torch.empty_like(xt)
-            code = _native.BF16 if dt == torch.bfloat16 else _native.F32
-            k.sb_unary(xt.data_ptr(), yt.data_ptr(), xt.numel(), op, code, 2)
-            out[f"unary/{op}/{dt}"] = yt
+    """Kernels no op of the mode reaches, called directly: sb_pw_ops (read once per
+    process, cached)."""
     buf = ctypes.create_string_buffer(k.sb_pw_ops(None, 0) + 1)
     k.sb_pw_ops(buf, len(buf))
-    out["pw_ops"] = buf.value
-    return out
+    return {"pw_ops": buf.value}
 
 
 def canonical(x: torch.Tensor) -> torch.Tensor:

@@ -41,8 +41,6 @@ KERNELS: tuple[tuple[str, str, str, str, str], ...] = (
      "double *out, int dt, int nthreads", ""),
     ("sb_sum_all", "reductions", "int", "const void *x, i64 n, int dt, int nthreads, double *out",
      "0, or -1 when a work buffer cannot be allocated"),
-    ("sb_unary_scalar", "unary", "void", "const float *x, float *y, i64 n, int op", ""),
-    ("sb_unary", "unary", "void", "const void *x, void *y, i64 n, int op, int dt, int nthreads", ""),
     ("sb_pw_ops", "pointwise", "i64", "char *buf, i64 cap", ""),
     ("sb_pointwise", "pointwise", "int",
      "int op, i64 n, const void *x0, const void *x1, const void *x2, const int *dts, "

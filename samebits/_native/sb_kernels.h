@@ -2,7 +2,7 @@
    edit the list there, never this file (tests/native/test_abi.py checks it). */
 #ifndef SB_KERNELS_H
 #define SB_KERNELS_H
-#define SB_ABI_VERSION 191804358
+#define SB_ABI_VERSION 255992059
 
 /* gemm */
 /* 0, -1 when a work buffer cannot be allocated, -2 for a layout the order cannot take */
@@ -13,9 +13,6 @@ SB_API int SB_FN(sb_gemm_map)(const void *A, i64 lda, i64 ka, i64 sa, const void
 SB_API void SB_FN(sb_sum)(const void *x, i64 outer, i64 R, i64 inner, const double *center, int square, double *out, int dt, int nthreads);
 /* 0, or -1 when a work buffer cannot be allocated */
 SB_API int SB_FN(sb_sum_all)(const void *x, i64 n, int dt, int nthreads, double *out);
-/* unary */
-SB_API void SB_FN(sb_unary_scalar)(const float *x, float *y, i64 n, int op);
-SB_API void SB_FN(sb_unary)(const void *x, void *y, i64 n, int op, int dt, int nthreads);
 /* pointwise */
 SB_API i64 SB_FN(sb_pw_ops)(char *buf, i64 cap);
 SB_API int SB_FN(sb_pointwise)(int op, i64 n, const void *x0, const void *x1, const void *x2, const int *dts, const int *strides, void *y, int odt, const double *params, int nparams, int nthreads);

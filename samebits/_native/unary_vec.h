@@ -1,7 +1,7 @@
-/* The vector versions of the elementwise functions, written once over the vector layer
-   (sb_simd.h: VW lanes on AVX-512, AVX2 and NEON) and included by unary.c on every path
-   whose layer has vectors. Operation for operation the float sequences of unary.c's
-   f_exp, f_expm1, f_tanh and f_erfc: a select is a compare and v_sel with the same
+/* The vector version of unary.c's f_exp and the row helpers softmax and attention build
+   on it, written once over the vector layer (sb_simd.h: VW lanes on AVX-512, AVX2 and
+   NEON) and included by unary.c on every path whose layer has vectors. Operation for
+   operation f_exp's float sequence: a select is a compare and v_sel with the same
    comparison, so NaN takes the same side; the width changes how many elements share an
    instruction, never an element's operations.
    Each uvn_ function takes `nv` vectors (nv <= UNV, a constant at every call site) and
@@ -11,9 +11,6 @@
    on AMD Zen 5). The lanes compute exactly what one vector does. */
 #define EACH for (int u = 0; u < nv; u++)
 #define AI static inline __attribute__((always_inline))
-
-/* |x| as unary.c's `x < 0 ? -x : x` (so -0 and NaN are kept as they are) */
-AI vf uv_abs(vf x) { return v_sel(v_lt(x, v_zero()), v_neg(x), x); }
 
 AI void uvn_exp(const vf *x, vf *y, const int nv) {
     vf xc[UNV], n[UNV], r[UNV], p[UNV];
@@ -47,96 +44,6 @@ AI vf uv_exp(vf x) {
     vf y;
     uvn_exp(&x, &y, 1);
     return y;
-}
-
-AI void uvn_expm1(const vf *x, vf *y, const int nv) {
-    vf p[UNV], big[UNV];
-    uvn_exp(x, big, nv);
-    EACH p[u] = v_fma(v_set1(1.0f / 40320.0f), x[u], v_set1(1.0f / 5040.0f));
-    EACH p[u] = v_fma(p[u], x[u], v_set1(1.0f / 720.0f));
-    EACH p[u] = v_fma(p[u], x[u], v_set1(1.0f / 120.0f));
-    EACH p[u] = v_fma(p[u], x[u], v_set1(1.0f / 24.0f));
-    EACH p[u] = v_fma(p[u], x[u], v_set1(1.0f / 6.0f));
-    EACH p[u] = v_fma(p[u], x[u], v_set1(0.5f));
-    EACH {
-        vf small = v_fma(v_mul(x[u], x[u]), p[u], x[u]);
-        vf b = v_sub(big[u], v_set1(1.0f));
-        vf r = v_sel(v_lt(x[u], v_set1(0.3f)), small, b);
-        r = v_sel(v_gt(x[u], v_set1(-0.3f)), r, b);
-        y[u] = v_sel(v_eq(x[u], v_zero()), x[u], r); /* expm1(-0) = -0 */
-    }
-}
-
-AI void uvn_tanh(const vf *x, vf *y, const int nv) {
-    vf a[UNV], e[UNV];
-    EACH a[u] = uv_abs(x[u]);
-    EACH e[u] = v_mul(v_set1(2.0f), v_sel(v_gt(a[u], v_set1(10.0f)), v_set1(10.0f), a[u]));
-    uvn_expm1(e, e, nv);
-    EACH {
-        vf t = v_div(e[u], v_add(e[u], v_set1(2.0f)));
-        t = v_sel(v_gt(a[u], v_set1(9.1f)), v_set1(1.0f), t);
-        t = v_sel(v_lt(x[u], v_zero()), v_neg(t), t);
-        y[u] = v_sel(v_ne(x[u], x[u]), x[u], t);
-    }
-}
-
-AI void uvn_erfc(const vf *z, vf *y, const int nv) {
-    vf a[UNV], t[UNV], p[UNV], e[UNV];
-    EACH a[u] = uv_abs(z[u]);
-    EACH t[u] = v_div(v_set1(1.0f), v_fma(v_set1(0.5f), a[u], v_set1(1.0f)));
-    EACH p[u] = v_fma(t[u], v_set1(0.17087277f), v_set1(-0.82215223f));
-    EACH p[u] = v_fma(t[u], p[u], v_set1(1.48851587f));
-    EACH p[u] = v_fma(t[u], p[u], v_set1(-1.13520398f));
-    EACH p[u] = v_fma(t[u], p[u], v_set1(0.27886807f));
-    EACH p[u] = v_fma(t[u], p[u], v_set1(-0.18628806f));
-    EACH p[u] = v_fma(t[u], p[u], v_set1(0.09678418f));
-    EACH p[u] = v_fma(t[u], p[u], v_set1(0.37409196f));
-    EACH p[u] = v_fma(t[u], p[u], v_set1(1.00002368f));
-    EACH e[u] = v_fma(v_neg(a[u]), a[u], v_fma(t[u], p[u], v_set1(-1.26551223f)));
-    uvn_exp(e, e, nv);
-    EACH {
-        vf r = v_mul(t[u], e[u]);
-        r = v_sel(v_ge(z[u], v_zero()), r, v_sub(v_set1(2.0f), r));
-        y[u] = v_sel(v_ne(z[u], z[u]), z[u], r);
-    }
-}
-
-AI void uvn_unary(const vf *x, vf *y, const int op, const int nv) {
-    vf w[UNV];
-    switch (op) {
-    case U_GELU:
-        EACH w[u] = v_mul(x[u], v_set1(-0.707106781f));
-        uvn_erfc(w, w, nv);
-        EACH y[u] = v_mul(v_mul(v_set1(0.5f), x[u]), w[u]);
-        break;
-    case U_GELU_TANH:
-        EACH w[u] = v_mul(v_set1(0.797884561f),
-                          v_fma(v_mul(v_set1(0.044715f), x[u]), v_mul(x[u], x[u]), x[u]));
-        uvn_tanh(w, w, nv);
-        EACH y[u] = v_mul(v_mul(v_set1(0.5f), x[u]), v_add(v_set1(1.0f), w[u]));
-        break;
-    case U_SILU:
-    case U_SIGMOID:
-        EACH w[u] = v_neg(x[u]);
-        uvn_exp(w, w, nv);
-        EACH y[u] = v_div(op == U_SILU ? x[u] : v_set1(1.0f), v_add(v_set1(1.0f), w[u]));
-        break;
-    case U_EXP:
-        uvn_exp(x, y, nv);
-        break;
-    case U_TANH:
-        uvn_tanh(x, y, nv);
-        break;
-    case U_RSQRT:
-        EACH y[u] = v_div(v_set1(1.0f), v_sqrt(x[u]));
-        break;
-    case U_EXPM1:
-        uvn_expm1(x, y, nv);
-        break;
-    default: /* U_ERF */
-        uvn_erfc(x, w, nv);
-        EACH y[u] = v_sub(v_set1(1.0f), w[u]);
-    }
 }
 
 /* The max of n elements of a float32 or bfloat16 row from base, and (nan) whether one
