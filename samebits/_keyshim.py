@@ -78,9 +78,7 @@ def _build_key(cxx: str) -> str:
     for path in (SOURCE, *HEADERS):
         h.update(path.read_bytes())
     h.update(f"{torch.__version__} {torch.version.git_version} {sys.platform}".encode())
-    real = os.path.realpath(shutil.which(cxx) or cxx)
-    st = os.stat(real)
-    h.update(f"{real} {st.st_size} {st.st_mtime_ns}".encode())
+    h.update(_native._build.binary_stamp(cxx).encode())
     h.update(" ".join(_command(cxx, "")).encode())  # the flags
     return h.hexdigest()[:16]
 

@@ -170,19 +170,25 @@ def compiler() -> str:
     return cc
 
 
+def binary_stamp(cmd: str) -> str:
+    """A compiler binary's resolved path, size and mtime: what a cache keyed on the
+    compiler records instead of running it (a few ms per run)."""
+    real = os.path.realpath(shutil.which(cmd) or cmd)
+    st = os.stat(real)
+    return f"{real} {st.st_size} {st.st_mtime_ns}"
+
+
 def compiler_version(cc: str, cache: Path | None = None) -> str:
     """The compiler's own version line and target, part of the build id. With ``cache``
     (a directory), the answer is kept there under the compiler binary's path, size and
     mtime, so later processes stat the binary instead of running it twice (~4 ms)."""
     memo = None
     if cache is not None:
-        real = os.path.realpath(shutil.which(cc) or cc)
         try:
-            st = os.stat(real)
+            stamp = binary_stamp(cc)
         except OSError as err:
             raise BuildError(f"cannot run the C compiler {cc!r}: {err}") from err
-        key = hashlib.sha256(f"{real} {st.st_size} {st.st_mtime_ns}".encode()).hexdigest()[:16]
-        memo = cache / f"cc-{key}.txt"
+        memo = cache / f"cc-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.txt"
         try:
             return memo.read_text()
         except OSError:

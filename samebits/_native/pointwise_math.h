@@ -7,41 +7,48 @@
 #define SB_POINTWISE_MATH_H
 #include "sb_simd.h"
 
-/* exp: n = rint(x / ln2) by the magic-number trick (x clamped to [-104, 88.8]), a
-   two-part Cody-Waite reduction r = x - n ln2, a degree-7 Taylor polynomial in r,
-   and 2^n applied in two integer-built factors (each exponent in [-75, 64]);
-   +inf above 88.72283, +0 below -103.97, NaN kept. (The operations of unary.c's f_exp.)
+/* exp's argument reduction: n = rint(x / ln2) by the magic-number trick (into *nn), and
+   r = x - n ln2 by a two-part Cody-Waite reduction */
+VAI vfn m_exp_reduce(vfn x, vfn *nn) {
+    *nn = n_sub(n_add(n_mul(x, CF(1.44269504f)), CF(12582912.0f)), CF(12582912.0f));
+    vfn r = n_fma(*nn, CF(-0.693145752f), x);
+    return n_fma(*nn, CF(-1.42860677e-06f), r);
+}
+/* e^r for the reduced r: the degree-7 Taylor polynomial */
+VAI vfn m_exp_poly(vfn r) {
+    vfn p = n_fma(CF(1.0f / 5040.0f), r, CF(1.0f / 720.0f));
+    p = n_fma(p, r, CF(1.0f / 120.0f));
+    p = n_fma(p, r, CF(1.0f / 24.0f));
+    p = n_fma(p, r, CF(1.0f / 6.0f));
+    p = n_fma(p, r, CF(0.5f));
+    p = n_fma(p, r, CF(1.0f));
+    return n_fma(p, r, CF(1.0f));
+}
+/* expm1's degree-8 Taylor series x + x^2 (1/2! + x/3! + ... + x^6/8!) */
+VAI vfn m_expm1_series(vfn x) {
+    vfn p = n_fma(CF(1.0f / 40320.0f), x, CF(1.0f / 5040.0f));
+    p = n_fma(p, x, CF(1.0f / 720.0f));
+    p = n_fma(p, x, CF(1.0f / 120.0f));
+    p = n_fma(p, x, CF(1.0f / 24.0f));
+    p = n_fma(p, x, CF(1.0f / 6.0f));
+    p = n_fma(p, x, CF(0.5f));
+    return n_fma(n_mul(x, x), p, x);
+}
+
+/* exp: x clamped to [-104, 88.8], reduced (m_exp_reduce), m_exp_poly, and 2^n applied in
+   two integer-built factors (each exponent in [-75, 64]); +inf above 88.72283, +0 below
+   -103.97, NaN kept. (The operations of unary.c's f_exp.)
    m_exp_mid is the same sequence for a bundle whose lanes all lie in [-87, 88]: there the
    clamps and special values change nothing and 2^n (n in [-126, 127]) is one normal
    float, so p 2^n rounds the same value once as p 2^n1 2^n2 does: the same bits. */
 VAI vfn m_exp_mid(vfn x) {
-    vfn nn = n_sub(n_add(n_mul(x, CF(1.44269504f)), CF(12582912.0f)), CF(12582912.0f));
-    vfn r = n_fma(nn, CF(-0.693145752f), x);
-    r = n_fma(nn, CF(-1.42860677e-06f), r);
-    vfn p = n_fma(CF(1.0f / 5040.0f), r, CF(1.0f / 720.0f));
-    p = n_fma(p, r, CF(1.0f / 120.0f));
-    p = n_fma(p, r, CF(1.0f / 24.0f));
-    p = n_fma(p, r, CF(1.0f / 6.0f));
-    p = n_fma(p, r, CF(0.5f));
-    p = n_fma(p, r, CF(1.0f));
-    p = n_fma(p, r, CF(1.0f));
+    vfn nn, p = m_exp_poly(m_exp_reduce(x, &nn));
     return n_mul(p, n_pow2i(n_cvt(nn)));
 }
-/* true when every lane of x is in [-87, 88] (NaN is not): m_exp_mid's range */
-VAI int m_exp_is_mid(vfn x) { return m_alln(m_andn(n_ge(x, CF(-87.0f)), n_le(x, CF(88.0f)))); }
 VAI vfn m_exp(vfn x) {
-    if (m_exp_is_mid(x)) return m_exp_mid(x);
+    if (m_alln(m_andn(n_ge(x, CF(-87.0f)), n_le(x, CF(88.0f))))) return m_exp_mid(x);
     vfn xc = n_sel(n_lt(x, CF(-104.0f)), CF(-104.0f), n_sel(n_gt(x, CF(88.8f)), CF(88.8f), x));
-    vfn nn = n_sub(n_add(n_mul(xc, CF(1.44269504f)), CF(12582912.0f)), CF(12582912.0f));
-    vfn r = n_fma(nn, CF(-0.693145752f), xc);
-    r = n_fma(nn, CF(-1.42860677e-06f), r);
-    vfn p = n_fma(CF(1.0f / 5040.0f), r, CF(1.0f / 720.0f));
-    p = n_fma(p, r, CF(1.0f / 120.0f));
-    p = n_fma(p, r, CF(1.0f / 24.0f));
-    p = n_fma(p, r, CF(1.0f / 6.0f));
-    p = n_fma(p, r, CF(0.5f));
-    p = n_fma(p, r, CF(1.0f));
-    p = n_fma(p, r, CF(1.0f));
+    vfn nn, p = m_exp_poly(m_exp_reduce(xc, &nn));
     vin ni = n_cvt(nn), n1 = ni_sra(ni, 1), n2 = ni_sub(ni, n1);
     vfn y = n_mul(n_mul(p, n_pow2i(n1)), n_pow2i(n2));
     y = n_sel(n_gt(x, CF(88.72283f)), CF(INFINITY), y);
@@ -49,44 +56,25 @@ VAI vfn m_exp(vfn x) {
     return n_sel(n_isnan(x), x, y);
 }
 
-/* expm1: for |x| < 0.3 the degree-8 Taylor series x + x^2 p(x), else exp(x) - 1;
-   expm1(-0) = -0 */
-VAI vfn m_expm1_of(vfn x, vfn ex) { /* ex = m_exp(x) */
-    vfn big = n_sub(ex, CF(1.0f));
-    vfn p = n_fma(CF(1.0f / 40320.0f), x, CF(1.0f / 5040.0f));
-    p = n_fma(p, x, CF(1.0f / 720.0f));
-    p = n_fma(p, x, CF(1.0f / 120.0f));
-    p = n_fma(p, x, CF(1.0f / 24.0f));
-    p = n_fma(p, x, CF(1.0f / 6.0f));
-    p = n_fma(p, x, CF(0.5f));
-    vfn small = n_fma(n_mul(x, x), p, x);
-    vfn r = n_sel(n_lt(x, CF(0.3f)), small, big);
+/* expm1: for |x| < 0.3 m_expm1_series, else exp(x) - 1; expm1(-0) = -0 */
+VAI vfn m_expm1(vfn x) {
+    vfn big = n_sub(m_exp(x), CF(1.0f));
+    vfn r = n_sel(n_lt(x, CF(0.3f)), m_expm1_series(x), big);
     r = n_sel(n_gt(x, CF(-0.3f)), r, big);
     return n_sel(n_eq(x, CF(0.0f)), x, r);
 }
-VAI vfn m_expm1(vfn x) { return m_expm1_of(x, m_exp(x)); }
 
-/* expm1(y) for y in [0, 18.2] (tanh's range; -0 gives +0) in one path: n = rint(y / ln 2)
-   (0 <= n <= 27) by the magic-number trick, r = y - n ln 2 by two-part Cody-Waite
-   (|r| <= 0.35), expm1(r) = r + r^2 (1/2! + r/3! + ... + r^6/8!) (Taylor; truncation
+/* expm1(y) for y in [0, 18.2] (tanh's range; -0 gives +0) in one path: y reduced
+   (m_exp_reduce: 0 <= n <= 27, |r| <= 0.35), expm1(r) by m_expm1_series (truncation
    below 2^-26 of r), and 2^n expm1(r) + (2^n - 1) in one fma */
 VAI vfn m_expm1_tanh(vfn y) {
-    vfn nn = n_sub(n_add(n_mul(y, CF(1.44269504f)), CF(12582912.0f)), CF(12582912.0f));
-    vfn r = n_fma(nn, CF(-0.693145752f), y);
-    r = n_fma(nn, CF(-1.42860677e-06f), r);
-    vfn p = n_fma(CF(1.0f / 40320.0f), r, CF(1.0f / 5040.0f));
-    p = n_fma(p, r, CF(1.0f / 720.0f));
-    p = n_fma(p, r, CF(1.0f / 120.0f));
-    p = n_fma(p, r, CF(1.0f / 24.0f));
-    p = n_fma(p, r, CF(1.0f / 6.0f));
-    p = n_fma(p, r, CF(0.5f));
-    vfn e = n_fma(n_mul(r, r), p, r);
+    vfn nn, e = m_expm1_series(m_exp_reduce(y, &nn));
     vfn s = n_pow2i(n_cvt(nn));
     return n_fma(s, e, n_sub(s, CF(1.0f)));
 }
 
-/* tanh(x) = copysign(e / (e + 2), x) (the sign bit or-ed in: e / (e + 2) >= +0), e = m_expm1_tanh(2 min(|x|, 9.1)); 1 past |x| > 9.1
-   (tanh(9.1) rounds to 1); NaN kept. A bundle with every |x| <= 9.1 skips the clamp,
+/* tanh(x) = copysign(e / (e + 2), x) (the sign bit or-ed in: e / (e + 2) >= +0),
+   e = m_expm1_tanh(2 min(|x|, 9.1)); 1 past |x| > 9.1 (tanh(9.1) rounds to 1); NaN kept. A bundle with every |x| <= 9.1 skips the clamp,
    the saturation and the NaN select, which change nothing there: the same bits. */
 VAI vfn m_tanh(vfn x) {
     vfn a = n_abs(x);
