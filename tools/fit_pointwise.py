@@ -1,6 +1,6 @@
-"""Fit the polynomials of the pointwise engine's asin, atan, erfinv, lgamma and digamma
-(samebits/_native/pointwise_trig.h, pointwise_gamma.h) and print their float32
-coefficients, lowest degree first.
+"""Fit the polynomials of the pointwise engine's asin, atan, erfinv, lgamma, digamma and
+gelu (samebits/_native/pointwise_trig.h, pointwise_gamma.h, pointwise.c) and print their
+float32 coefficients, lowest degree first (gelu's table as C rows).
 
 Near-minimax: Lawson's iteratively reweighted least squares on a dense Chebyshev grid,
 targets from mpmath at 40 digits, relative error unless noted. Coefficients are rounded
@@ -10,6 +10,7 @@ unrounded and printed as the pair. The printed error is that of the rounded poly
 
     python tools/fit_pointwise.py            # every fit (about a minute)
     python tools/fit_pointwise.py erfinv     # one family
+    python tools/fit_pointwise.py gelu       # gelu's 16-piece table and its tail (C)
 """
 
 from __future__ import annotations
@@ -140,8 +141,51 @@ def fits():
         )
 
 
+def _phi_neg(a):
+    """Phi(-a), the normal distribution's lower tail"""
+    return mp.erfc(a / mp.sqrt(2)) / 2
+
+
+def gelu_fits():
+    """gelu's pieces (pw_gelu in pointwise.c). For |x| < 3.875, -Phi(-|x|) on 16 pieces
+    in t = 4|x| - k, k = rint(4|x|) in 0..15, t in [-1/2, 1/2] ([0, 1/2] for k = 0), each
+    degree 6, relative error. For |x| >= 3.875, F(u) = |x| Phi(-|x|) exp(x^2 / 2) in
+    u = 1 / |x| on [1/18, 1/3.875], degree 6."""
+    rows, worst = [], 0.0
+    for k in range(16):
+        f = lambda t, k=k: -_phi_neg((k + t) / 4)  # noqa: E731
+        c, err = fit(
+            f,
+            mp.mpf(-0.5 if k else 0),
+            mp.mpf(0.5),
+            6,
+            weight=lambda t, f=f: -1 / f(t),
+            n=300,
+            iters=30,
+        )
+        rows.append(c)
+        worst = max(worst, err)
+    tail = lambda u: _phi_neg(1 / u) * mp.exp(1 / (2 * u * u)) / u  # noqa: E731
+    lo = mp.mpf(1) / 18
+    return (
+        rows,
+        worst,
+        fit(tail, lo, 1 / mp.mpf(3.875), 6, weight=lambda u: 1 / tail(u), n=400, iters=30),
+    )
+
+
+def show_gelu():
+    rows, worst, (tail, terr) = gelu_fits()
+    print(f"gelu pieces: max relative error 2^{np.log2(worst):.1f}; rows by degree, columns by k")
+    for d in range(7):
+        print("    {" + ", ".join(f"{np.float32(r[d]):.9e}f" for r in rows) + "},")
+    show("gelu tail F, degree 6", tail, terr)
+
+
 def main() -> int:
     want = set(sys.argv[1:])
+    if "gelu" in want or not want:
+        show_gelu()
     for family, name, (c, err), split in fits():
         if not want or family in want:
             show(name, c, err, split)

@@ -94,10 +94,61 @@ VAI vfn pw_silu(vfn a, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
     return n_div(a, n_add(CF(1.0f), m_exp(n_neg(a))));
 }
-/* gelu(x) = (0.5 x) erfc(-x / sqrt 2), with -1/sqrt 2 as the float32 -0.707106781 */
+/* gelu(x) = x Phi(x), Phi the normal distribution function; with a = |x|,
+   x Phi(x) = x - a Phi(-a) for x >= 0 and -a Phi(-a) for x < 0.
+   a < 3.875: -Phi(-a) = Q_k(t), k = rint(4a), t = 4a - k (both exact), Q_k the degree-6 row
+   k of pw_gelu_q (16 pieces, relative error 2^-24.8); gelu = fma(a, Q_k(t), x < 0 ? +0 : x).
+   a >= 3.875: a Phi(-a) = F(u) exp(-a^2 / 2) with u = 1 / a, F of degree 6 (relative error
+   2^-27), a^2 / 2 exactly as hi + lo by fma and lo added to exp's reduced argument, 2^n in
+   two factors (subnormal results round once); gelu = x < 0 ? -w : x - w, a taken as 18
+   above 18 (w = +0 there), so gelu(inf) = inf, gelu(-inf) = -0, NaN stays NaN.
+   Coefficients: tools/fit_pointwise.py gelu. The tail runs only when some lane needs it
+   (the same bits). */
+static const float pw_gelu_q[7][16] = {
+    {-5.000000000e-01f, -4.012936652e-01f, -3.085375428e-01f, -2.266273499e-01f, -1.586552560e-01f, -1.056497768e-01f, -6.680720299e-02f, -4.005915672e-02f,
+     -2.275013179e-02f, -1.222447306e-02f, -6.209665444e-03f, -2.979763318e-03f, -1.349898055e-03f, -5.770250573e-04f, -2.326290851e-04f, -8.841728413e-05f},
+    {9.973557293e-02f, 9.666702896e-02f, 8.801633120e-02f, 7.528435439e-02f, 6.049268320e-02f, 4.566227272e-02f, 3.237939999e-02f, 2.156933025e-02f,
+     1.349774189e-02f, 7.934913039e-03f, 4.382075276e-03f, 2.273390768e-03f, 1.107962104e-03f, 5.072620115e-04f, 2.181706805e-04f, 8.814891771e-05f},
+    {-7.954130865e-08f, -3.021466313e-03f, -5.500743166e-03f, -7.058070507e-03f, -7.561448961e-03f, -7.134527899e-03f, -6.071025971e-03f, -4.718301352e-03f,
+     -3.374446649e-03f, -2.231668448e-03f, -1.369391452e-03f, -7.814731798e-04f, -4.154843336e-04f, -2.060742554e-04f, -9.544930072e-05f, -4.131984679e-05f},
+    {-1.038184622e-03f, -9.439540445e-04f, -6.876459229e-04f, -3.430025827e-04f, -6.016770016e-08f, 2.674927819e-04f, 4.215657827e-04f, 4.633942444e-04f,
+     4.218014947e-04f, 3.357798851e-04f, 2.396404161e-04f, 1.554038463e-04f, 9.232980665e-05f, 5.052781489e-05f, 2.556660547e-05f, 1.199423514e-05f},
+    {-2.913446451e-06f, 5.259140016e-05f, 7.595287025e-05f, 9.117302397e-05f, 7.743443712e-05f, 5.142681039e-05f, 2.263241913e-05f, -1.424945367e-06f,
+     -1.745908048e-05f, -2.422018224e-05f, -2.324345769e-05f, -1.861325291e-05f, -1.299731321e-05f, -8.125659406e-06f, -4.601861292e-06f, -2.380480282e-06f},
+    {1.505919590e-05f, 7.903267942e-06f, 4.609458756e-06f, -5.113223551e-07f, -3.664475344e-06f, -5.543956831e-06f, -5.530156159e-06f, -4.175998129e-06f,
+     -2.192739885e-06f, -4.145402386e-07f, 6.654647109e-07f, 1.109050686e-06f, 1.082959898e-06f, 8.465671044e-07f, 5.665495451e-07f, 3.343565993e-07f},
+    {-3.661547453e-06f, -1.686514406e-05f, 6.528474842e-06f, -4.585487204e-06f, 2.789754717e-06f, 4.792277650e-06f, 2.812455705e-06f, 2.585435155e-08f,
+     2.969413337e-08f, 8.363065831e-07f, 2.721997134e-07f, 1.269363850e-07f, 4.266377918e-09f, -2.611061234e-08f, -3.623989997e-08f, -3.273138915e-08f},
+};
 VAI vfn pw_gelu(vfn a, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
-    return n_mul(n_mul(CF(0.5f), a), m_erfc(n_mul(a, CF(-0.707106781f))));
+    vfn ax = n_abs(a), a4 = n_mul(ax, CF(4.0f));
+    vmn near = n_lt(ax, CF(3.875f));
+    int all_near = m_alln(near);
+    vfn k = n_rint(a4);
+    if (!all_near) k = n_sel(n_lt(a4, CF(15.0f)), k, CF(15.0f));
+    vfn t = n_sub(a4, k);
+    vin i = n_cvt(k);
+    vfn q = n_lookup16(pw_gelu_q[6], i);
+    for (int d = 5; d >= 0; d--) q = n_fma(q, t, n_lookup16(pw_gelu_q[d], i));
+    vmn neg = n_lt(a, CF(0.0f));
+    vfn r = n_fma(ax, q, n_sel(neg, CF(0.0f), a));
+    if (all_near) return r;
+    vfn ac = n_sel(n_lt(ax, CF(18.0f)), ax, CF(18.0f));
+    vfn u = n_div(CF(1.0f), ac);
+    vfn f = n_fma(u, CF(2.045997143e+00f), CF(-3.276451588e+00f));
+    f = n_fma(f, u, CF(1.859809995e+00f));
+    f = n_fma(f, u, CF(-7.813441008e-02f));
+    f = n_fma(f, u, CF(-3.935392201e-01f));
+    f = n_fma(f, u, CF(-2.021454420e-04f));
+    f = n_fma(f, u, CF(3.989454210e-01f));
+    vfn sq = n_mul(ac, ac), sq_lo = n_fma(ac, ac, n_neg(sq));
+    vfn nn, e = m_exp_reduce(n_mul(sq, CF(-0.5f)), &nn);
+    e = m_exp_poly(n_fma(sq_lo, CF(-0.5f), e));
+    vin ni = n_cvt(nn), n1 = ni_sra(ni, 1), n2 = ni_sub(ni, n1);
+    vfn w = n_mul(n_mul(n_mul(f, e), n_pow2i(n1)), n_pow2i(n2));
+    vfn tail = n_sel(neg, n_neg(w), n_sub(a, w));
+    return n_sel(n_isnan(a), a, n_sel(near, r, tail));
 }
 /* gelu_tanh(x) = (0.5 x)(1 + tanh(0.797884561 fma(0.044715 x, x x, x))) */
 VAI vfn pw_gelu_tanh(vfn a, vfn b, vfn c, const float *p) {
@@ -470,7 +521,7 @@ VAI vfn pw_silu_backward(vfn g, vfn x, vfn c, const float *p) {
     vfn s = m_sigmoid(x);
     return n_mul(n_mul(g, s), n_add(CF(1.0f), n_mul(x, n_sub(CF(1.0f), s))));
 }
-/* gelu_backward(g, x) = g (cdf + x pdf), cdf = 0.5 erfc(-x / sqrt 2) (pw_gelu's form),
+/* gelu_backward(g, x) = g (cdf + x pdf), cdf = 0.5 erfc(-x / sqrt 2) (the engine's erfc),
    pdf = (1 / sqrt(2 pi)) exp((x x) (-1/2)) */
 VAI vfn pw_gelu_backward(vfn g, vfn x, vfn c, const float *p) {
     (void)c, (void)p;

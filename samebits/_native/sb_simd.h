@@ -28,6 +28,8 @@
  * saturates, C leaves it undefined). Shifts take constant counts.
  * v_lookup(t, i): lane k gets t[i_k] (a gather: data movement only, so the same bits
  * on every backend); every lane's index must be in the table, used or not.
+ * v_lookup16(t, i): the same for a 16-entry table, i in [0, 16): one permute on AVX-512,
+ * two and a blend on AVX2, v_lookup on NEON.
  *
  * Bundles: the elementwise engine steps VN vectors side by side (a vfn holds VN vf).
  * One vector's chain of dependent operations (a polynomial, a division) is long,
@@ -94,6 +96,7 @@ VAI vi vi_sel(vm m, vi a, vi b) { return _mm512_mask_blend_epi32(m, b, a); }
 VAI vi vi_cvt(vf a) { return _mm512_cvttps_epi32(a); }
 VAI vf vi_tof(vi a) { return _mm512_cvtepi32_ps(a); }
 VAI vf v_lookup(const float *t, vi i) { return _mm512_i32gather_ps(i, t, 4); }
+VAI vf v_lookup16(const float *t, vi i) { return _mm512_permutexvar_ps(i, _mm512_loadu_ps(t)); }
 
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -147,6 +150,12 @@ VAI vi vi_sel(vm m, vi a, vi b) {
 VAI vi vi_cvt(vf a) { return _mm256_cvttps_epi32(a); }
 VAI vf vi_tof(vi a) { return _mm256_cvtepi32_ps(a); }
 VAI vf v_lookup(const float *t, vi i) { return _mm256_i32gather_ps(t, i, 4); }
+/* entries 0..7 and 8..15 by index bits 0-2; bit 3, shifted into the sign, blends */
+VAI vf v_lookup16(const float *t, vi i) {
+    vf lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(t), i);
+    vf hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(t + 8), i);
+    return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(i, 28)));
+}
 
 #elif defined(__ARM_NEON)
 #include <arm_neon.h>
@@ -202,6 +211,7 @@ VAI vf v_lookup(const float *t, vi i) {
                         t[vgetq_lane_s32(i, 3)]};
     return vld1q_f32(r);
 }
+VAI vf v_lookup16(const float *t, vi i) { return v_lookup(t, i); }
 
 #else
 #define SB_V_SCALAR 1
@@ -252,6 +262,7 @@ VAI vi vi_sel(vm m, vi a, vi b) { return m ? a : b; }
 VAI vi vi_cvt(vf a) { return (vi)a; }
 VAI vf vi_tof(vi a) { return (vf)a; }
 VAI vf v_lookup(const float *t, vi i) { return t[i]; }
+VAI vf v_lookup16(const float *t, vi i) { return t[i]; }
 #endif
 
 /* Lane-independent helpers built from the operations above (the same on every backend) */
@@ -327,6 +338,7 @@ VAI int m_anyn(vmn m) { int a = 0; VEACH a |= m_any(m.v[u_]); return a; }
 /* every lane of the bundle set */
 VAI int m_alln(vmn m) { int a = 0; VEACH a |= m_any(m_not(m.v[u_])); return !a; }
 VAI vfn n_lookup(const float *t, vin i) { vfn r; VEACH r.v[u_] = v_lookup(t, i.v[u_]); return r; }
+VAI vfn n_lookup16(const float *t, vin i) { vfn r; VEACH r.v[u_] = v_lookup16(t, i.v[u_]); return r; }
 #define ni_sll(a, n) ({ vin r_; VEACH r_.v[u_] = vi_sll((a).v[u_], (n)); r_; })
 #define ni_srl(a, n) ({ vin r_; VEACH r_.v[u_] = vi_srl((a).v[u_], (n)); r_; })
 #define ni_sra(a, n) ({ vin r_; VEACH r_.v[u_] = vi_sra((a).v[u_], (n)); r_; })

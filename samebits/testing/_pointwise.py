@@ -177,6 +177,16 @@ def _pow(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     return torch.where(over, torch.zeros_like(r), r).numpy()
 
 
+def _gelu(x: torch.Tensor) -> np.ndarray:
+    """x Phi(x) = (x / 2) erfc(-x / sqrt 2) by libm's erfc, which keeps its relative accuracy
+    in the lower tail (torch's float64 gelu, (x / 2)(1 + erf(x / sqrt 2)), cancels there);
+    -0 at -inf, its limit."""
+    v = x.double().numpy()
+    return np.array(
+        [-0.0 if t == -math.inf else 0.5 * t * math.erfc(-t / math.sqrt(2.0)) for t in v.tolist()]
+    )
+
+
 def _sinc(x: torch.Tensor) -> np.ndarray:
     """sin(pi x) / (pi x) with sin(pi x) exactly reduced (x - round(x) is exact in
     float64 for a float32 x): exact zeros at the integers."""
@@ -252,6 +262,7 @@ CASES: tuple[Case, ...] = (
     Case("logsigmoid", "whole line", lambda n: (spread(n),), F.logsigmoid, 3.5),
     Case("hardswish", "abs(x) <= 1e37 (beyond, x * 6 overflows, as in torch)", lambda n: (finite(spread(n)).clamp(-1e37, 1e37),), F.hardswish, 2.0),
     Case("hardsigmoid", "whole line", lambda n: (spread(n),), F.hardsigmoid, 1.5),
+    Case("gelu", "whole line; [-20, 20]; abs(x) from 2^-149 to 1", lambda n: (torch.cat([spread(n), uniform(n, -20, 20), loguniform(n, -149, 0, signed=True)]),), F.gelu, 2.5, reference=_gelu),
     Case("sinc", "whole line", lambda n: (torch.cat([spread(n), uniform(n, -8, 8)]),), torch.sinc, 1.0, reference=_sinc),
     Case("logit", "[0, 1], and 1/2 +- 2^-10", _wide_and(lambda n: torch.cat([uniform(n, 0, 1), uniform(n // 4, 0.499, 0.501)])), torch.logit, 1.0, params=(-1.0,)),
     Case("logit", "eps = 0.01: clamped to [0.01, 0.99]", _wide_and(lambda n: uniform(n, -0.5, 1.5)), lambda x: torch.logit(x, eps=0.01), 1.0, params=(0.01,), reference=_logit_eps(0.01)),

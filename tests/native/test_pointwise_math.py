@@ -196,6 +196,8 @@ EXACT = [
     ("xlogy", (0.0, NAN), NAN), ("xlogy", (0.0, INF), 0.0), ("xlogy", (0.0, -1.0), 0.0), ("xlogy", (1.0, 0.0), -INF),
     ("xlogy", (2.0, 1.0), 0.0), ("xlog1py", (0.0, -2.0), 0.0), ("xlog1py", (2.0, -1.0), -INF), ("xlog1py", (1.0, NAN), NAN),
     # activations
+    ("gelu", (-INF,), -0.0), ("gelu", (INF,), INF), ("gelu", (NAN,), NAN), ("gelu", (-0.0,), -0.0),
+    ("gelu", (0.0,), 0.0), ("gelu", (-30.0,), -0.0), ("gelu", (30.0,), 30.0), ("gelu", (-1e-45,), -0.0),
     ("logsigmoid", (-INF,), -INF), ("logsigmoid", (INF,), 0.0), ("logsigmoid", (NAN,), NAN),
     ("hardswish", (-INF,), NAN), ("hardswish", (INF,), INF), ("hardswish", (-3.0,), -0.0), ("hardswish", (3.0,), 3.0),
     ("hardsigmoid", (NAN,), NAN), ("hardsigmoid", (-INF,), 0.0), ("hardsigmoid", (3.0,), 1.0),

@@ -174,7 +174,6 @@ def test_layouts_are_kept():
         y = F.gelu(x)
         z = torch.exp(x.transpose(1, 3))
     assert y.is_contiguous(memory_format=torch.channels_last)
-    assert same_bits(y.contiguous(), F.gelu(x.contiguous()) if False else y.contiguous())
     with samebits.batch_invariant():
         assert same_bits(y.contiguous(), F.gelu(x.contiguous()))
         assert same_bits(z.contiguous(), torch.exp(x.transpose(1, 3).contiguous()))
