@@ -399,15 +399,39 @@ VAI vfn pw_hypot(vfn a, vfn b, vfn c, const float *p) {
 /* ---- trigonometric (pointwise_trig.h) */
 /* NaN where x is +-inf or NaN, else y */
 VAI vfn m_finite_or_nan(vfn x, vfn y) { return n_sel(n_lt(n_abs(x), CF(INFINITY)), y, CF(NAN)); }
-/* sin(x): x = q pi/2 + r (m_rem_pio2), sin x = +-sin r or +-cos r by q (m_sin_q), rounded
-   once; sin(+-0) = +-0 */
+/* sin(x) for abs(x) < 2^12: q = rint(x (1/pi)_f) + 0 (so that q = +0, not -0), r1 = x - q P
+   exactly (one fma; P = 0x1.921fb4p+1, the float below pi, and r1 a multiple of 2^-23 below
+   2), then in double r = r1 - q (pi - P) (relative error 2^-52, abs(r) <= 1.5713; both
+   parts of pi positive, so x = -0 keeps its sign), sin r = r (1 + z S(z)), z = r^2, S a
+   degree-4 fit (relative error 2^-35 on abs(r) <= 1.5713), rounded once to float32 and
+   negated for odd q. */
+VAI vfn m_sin_near(vfn x) {
+    vfn q = n_add(n_rint(n_mul(x, CF(0x1.45f306p-2f))), CF(0.0f));
+    vfn r1 = n_fma(q, CF(-0x1.921fb4p+1f), x), y;
+    VEACH {
+        vd2 r = vd2_fma(vd2_from(q.v[u_]), vd2_set1(-0x1.4442d18469899p-23), vd2_from(r1.v[u_]));
+        vd2 z = vd2_mul(r, r);
+        vd2 w = vd2_fma(z, vd2_set1(-2.3908878797055217e-08), vd2_set1(2.7526600387263994e-06));
+        w = vd2_fma(z, w, vd2_set1(-0.0001984089379767252));
+        w = vd2_fma(z, w, vd2_set1(0.008333331321628555));
+        w = vd2_fma(z, w, vd2_set1(-0.16666666631697757));
+        w = vd2_fma(z, w, vd2_set1(1.0));
+        y.v[u_] = vd2_to(vd2_mul(r, w));
+    }
+    return n_from_bits(ni_xor(n_bits(y), ni_sll(n_cvt(q), 31)));
+}
+/* sin(x) elsewhere: x = q pi/2 + r (m_rem_pio2), sin x = +-sin r or +-cos r by q (m_sin_q),
+   rounded once; NaN at +-inf and NaN. Each lane takes the one formula its abs(x) picks;
+   the far one runs only when some lane needs it (the same bits). */
 VAI vfn pw_sin(vfn a, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
+    vmn near = n_lt(n_abs(a), CF(4096.0f));
+    if (m_alln(near)) return m_sin_near(a);
     vfn q;
     vdf r = m_rem_pio2(a, &q), s, co;
     m_sincos(r, &s, &co);
-    vfn y = n_sel(n_eq(a, CF(0.0f)), a, df_round(m_sin_q(s, co, q)));
-    return m_finite_or_nan(a, y);
+    vfn y = m_finite_or_nan(a, df_round(m_sin_q(s, co, q)));
+    return n_sel(near, m_sin_near(n_sel(near, a, CF(0.0f))), y);
 }
 /* cos(x): as sin, with m_cos_q */
 VAI vfn pw_cos(vfn a, vfn b, vfn c, const float *p) {

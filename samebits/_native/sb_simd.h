@@ -358,7 +358,8 @@ VAI void n_store(float *p, vfn a) { VEACH v_store(p + u_ * VW, a.v[u_]); }
  *                           NaN stored as 0x7fc0 (the bits of sb_common.h's st())
  *   vd2                     the VW lanes of a vf as doubles (two double vectors)
  *   vd2_from(v) / vd2_to(d) exact widening / rounding to nearest float32 (as a C cast)
- *   vd2_set1, vd2_add, vd2_sub, vd2_mul   correctly rounded double operations */
+ *   vd2_set1, vd2_add, vd2_sub, vd2_mul   correctly rounded double operations
+ *   vd2_fma(a, b, c)        a * b + c rounded once (fma) */
 #if defined(SB_V_AVX512)
 typedef struct { __m512d lo, hi; } vd2;
 VAI vf v_load_dt(const void *p, int64_t i, const int dt) {
@@ -390,6 +391,10 @@ VAI vd2 vd2_set1(double x) { vd2 r = {_mm512_set1_pd(x), _mm512_set1_pd(x)}; ret
 VAI vd2 vd2_add(vd2 a, vd2 b) { vd2 r = {_mm512_add_pd(a.lo, b.lo), _mm512_add_pd(a.hi, b.hi)}; return r; }
 VAI vd2 vd2_sub(vd2 a, vd2 b) { vd2 r = {_mm512_sub_pd(a.lo, b.lo), _mm512_sub_pd(a.hi, b.hi)}; return r; }
 VAI vd2 vd2_mul(vd2 a, vd2 b) { vd2 r = {_mm512_mul_pd(a.lo, b.lo), _mm512_mul_pd(a.hi, b.hi)}; return r; }
+VAI vd2 vd2_fma(vd2 a, vd2 b, vd2 c) {
+    vd2 r = {_mm512_fmadd_pd(a.lo, b.lo, c.lo), _mm512_fmadd_pd(a.hi, b.hi, c.hi)};
+    return r;
+}
 
 #elif defined(SB_V_AVX2)
 typedef struct { __m256d lo, hi; } vd2;
@@ -421,6 +426,10 @@ VAI vd2 vd2_set1(double x) { vd2 r = {_mm256_set1_pd(x), _mm256_set1_pd(x)}; ret
 VAI vd2 vd2_add(vd2 a, vd2 b) { vd2 r = {_mm256_add_pd(a.lo, b.lo), _mm256_add_pd(a.hi, b.hi)}; return r; }
 VAI vd2 vd2_sub(vd2 a, vd2 b) { vd2 r = {_mm256_sub_pd(a.lo, b.lo), _mm256_sub_pd(a.hi, b.hi)}; return r; }
 VAI vd2 vd2_mul(vd2 a, vd2 b) { vd2 r = {_mm256_mul_pd(a.lo, b.lo), _mm256_mul_pd(a.hi, b.hi)}; return r; }
+VAI vd2 vd2_fma(vd2 a, vd2 b, vd2 c) {
+    vd2 r = {_mm256_fmadd_pd(a.lo, b.lo, c.lo), _mm256_fmadd_pd(a.hi, b.hi, c.hi)};
+    return r;
+}
 
 #elif defined(SB_V_NEON)
 typedef struct { float64x2_t lo, hi; } vd2;
@@ -445,6 +454,7 @@ VAI vd2 vd2_set1(double x) { vd2 r = {vdupq_n_f64(x), vdupq_n_f64(x)}; return r;
 VAI vd2 vd2_add(vd2 a, vd2 b) { vd2 r = {vaddq_f64(a.lo, b.lo), vaddq_f64(a.hi, b.hi)}; return r; }
 VAI vd2 vd2_sub(vd2 a, vd2 b) { vd2 r = {vsubq_f64(a.lo, b.lo), vsubq_f64(a.hi, b.hi)}; return r; }
 VAI vd2 vd2_mul(vd2 a, vd2 b) { vd2 r = {vmulq_f64(a.lo, b.lo), vmulq_f64(a.hi, b.hi)}; return r; }
+VAI vd2 vd2_fma(vd2 a, vd2 b, vd2 c) { vd2 r = {vfmaq_f64(c.lo, a.lo, b.lo), vfmaq_f64(c.hi, a.hi, b.hi)}; return r; }
 
 #else
 typedef struct { double x; } vd2;
@@ -473,6 +483,7 @@ VAI vd2 vd2_set1(double x) { vd2 r = {x}; return r; }
 VAI vd2 vd2_add(vd2 a, vd2 b) { vd2 r = {a.x + b.x}; return r; }
 VAI vd2 vd2_sub(vd2 a, vd2 b) { vd2 r = {a.x - b.x}; return r; }
 VAI vd2 vd2_mul(vd2 a, vd2 b) { vd2 r = {a.x * b.x}; return r; }
+VAI vd2 vd2_fma(vd2 a, vd2 b, vd2 c) { vd2 r = {fma(a.x, b.x, c.x)}; return r; }
 #endif
 
 /* -------------------------------------------------- doubles, VD lanes per vector */
