@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -133,6 +134,18 @@ def test_gelu_at_its_default_runs_in_cpp_and_its_other_form_in_python(dtype):
         else:
             assert fast == slow
         assert calls == want
+
+
+def test_sqrt_runs_in_cpp_for_float32_and_bfloat16_and_float64_takes_the_ieee_root():
+    """sqrt's Python kernel differs from its Spec's only for float64 (the correctly rounded
+    root that the engine does not compute), a dtype the C++ engine call hands back."""
+    x = torch.rand(6, 40) * 10
+    for t, want in ((x, 1), (x.bfloat16(), 1), (x.double(), 0)):
+        fast, slow, calls = _both(lambda t=t: torch.sqrt(t), "engine")
+        _same(fast, slow)
+        assert calls == want, t.dtype
+    root = torch.from_numpy(np.sqrt(x.double().numpy()))
+    assert torch.equal(fast, root)
 
 
 def test_a_default_engine_is_what_the_spec_chooses_at_the_defaults():

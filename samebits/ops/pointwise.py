@@ -585,8 +585,12 @@ def fast_kind(name: str, variant: str) -> tuple[str, str | int, int] | None:
       their defaults): the C++ kernel makes _run_same's call.
     """
     spec = ATEN.get(name)
-    if spec is None or KERNELS.get(name) is not _SPEC_KERNELS.get(name):
-        return None  # a hand-written kernel (log_sigmoid_forward's pair, sqrt's float64)
+    kernel = KERNELS.get(name)
+    if spec is None or (
+        kernel is not _SPEC_KERNELS.get(name)
+        and not getattr(kernel, "spec_for_engine_dtypes", False)
+    ):
+        return None  # a hand-written kernel (log_sigmoid_forward's pair)
     if spec.fast == "not_reduced" and variant == "functional":
         engine = name.partition(".")[0]  # mul, div: the scaled case
         return spec.fast, engine, _codes()[engine][1]
@@ -631,6 +635,10 @@ def _sqrt(x: torch.Tensor) -> torch.Tensor:
     return run("sqrt", (x,), (), aten="sqrt")
 
 
+# For float32 and bfloat16 tensors _sqrt is the Spec's kernel, and those are the only
+# dtypes the mode key's C++ engine call takes (any other goes to this Python kernel), so
+# the functional form may have the C++ kernel (fast_kind).
+_sqrt.spec_for_engine_dtypes = True
 KERNELS["sqrt"] = _sqrt
 
 
