@@ -329,16 +329,19 @@ def _plan_spec() -> list[tuple]:
                 spec.append((qualname, "native", ""))
         elif kind == "guarded":
             spec.append((qualname, "guarded", _policy.table_name(name, _policy._GUARDED)))
-        elif kind == "denied":
+        elif kind == "denied" and explicit:
             spec.append((qualname, "denied", why))
-        # composites run their composite kernel on the key (the key counts as a backend);
-        # refused ops, which have only a backend kernel, reach the fallback
+        # composites run their composite kernel on the key (the key counts as a backend),
+        # so a denied op with a composite kernel needs a kernel that refuses it; refused
+        # ops and denied ones with only a backend kernel reach the fallback, which
+        # refuses them with the reason classify gives (no registration each: the first
+        # entry registers ~460 fewer kernels)
     return spec
 
 
 def _plan_cache_key() -> str:
     """A hash of everything the plan is computed from: samebits' Python sources (the
-    policy, its tables), the kernel library's build (the engine's op list), torch's
+    policy, its tables: each file's path, size and mtime), the kernel library's build (the engine's op list), torch's
     version and build, and torch's registry as it is now (every op name, and which ops
     have kernels for the dispatch keys the rules read), so a library that registers
     ops, or any edit, gives a new key."""
@@ -349,8 +352,9 @@ def _plan_cache_key() -> str:
     h.update(f"{torch.__version__} {torch.version.git_version}".encode())
     h.update(_native.build_id().encode())  # the engine's op list is the library's
     root = Path(__file__).resolve().parent
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    for path in sorted(root.rglob("*.py")):  # an edit changes the size or the mtime
+        st = path.stat()
+        h.update(f"{path.relative_to(root)} {st.st_size} {st.st_mtime_ns}\n".encode())
     h.update("\n".join(_policy.all_ops()).encode())
     for key in _PLAN_KEYS:
         h.update(key.encode() + "\n".join(sorted(_registered(key))).encode())

@@ -167,20 +167,34 @@ def test_accumulating_index_put_is_denied_and_plain_index_put_runs():
 
 
 def test_registrations_cover_every_classified_op_with_a_kernel():
-    """Each covered, guarded, native or denied op with a CPU kernel has its registration
-    on the mode key: no such op reaches the fallback (which would refuse it). The plan
-    of the registry as it is now (ops a library registers after the first entry reach
-    the fallback, which classifies them then)."""
+    """Each covered, guarded or native op with a CPU kernel has its registration on the
+    mode key: no such op reaches the fallback (which would refuse it). A denied op needs
+    one only where it has a composite kernel, which would otherwise run on the key; with
+    only a backend kernel it reaches the fallback, which refuses it. The plan of the
+    registry as it is now (ops a library registers after the first entry reach the
+    fallback, which classifies them then)."""
     planned = {q for q, *_ in _mode._plan_spec()}
     backends = _policy.registered("CPU", "QuantizedCPU")
-    missing = [
-        q
-        for q in _policy.all_ops()
-        if q in backends
-        and q not in planned
-        and _policy.classify(q)[0] in ("covered", "guarded", "native", "denied")
-    ]
+    explicits = _policy.registered(
+        "CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional"
+    )
+    missing = []
+    for q in _policy.all_ops():
+        kind = _policy.classify(q)[0]
+        needs = kind in ("covered", "guarded", "native") and q in backends
+        if (needs or (kind == "denied" and q in explicits)) and q not in planned:
+            missing.append(q)
     assert not missing, missing
+
+
+def test_a_denied_op_with_only_a_backend_kernel_is_refused_by_the_fallback_with_its_reason():
+    q = "aten::_logcumsumexp"
+    assert q in _policy.registered("CPU") and q not in {p for p, *_ in _mode._plan_spec()}
+    kind, why = _policy.classify(q)
+    assert kind == "denied"
+    with samebits.batch_invariant():
+        with pytest.raises(samebits.NotInvariantError, match=f"_logcumsumexp.*{why}"):
+            torch.ops.aten._logcumsumexp(torch.randn(6), 0)
 
 
 def test_the_plan_cache_holds_the_computed_plan(tmp_path, monkeypatch):
