@@ -210,14 +210,18 @@ VAI vdf df_sqrt(vdf a) {
    those are scaled by 2^23 first, only when some lane is one (the same bits); *sub marks
    the scaled lanes, and *ks holds the exponent of the scaled x, for callers that scale a
    low part too. k is returned as a float. */
+/* m_split_mant for a normal x (no lane scaled): m, and k in *ks */
+VAI vfn m_split_normal(vfn x, vin *ks) {
+    vin k = ni_sra(ni_sub(n_bits(x), ni_set1(0x3f3504f3)), 23);
+    *ks = k;
+    return n_from_bits(ni_sub(n_bits(x), ni_sll(k, 23)));         /* x 2^-k, exactly */
+}
 VAI vfn m_split_mant(vfn x, vfn *kout, vin *ks, vmn *sub, int *anysub) {
     *sub = n_lt(x, CF(0x1p-126f));
     *anysub = m_anyn(*sub); /* skips work that would change nothing: the bits are the same */
     if (*anysub) x = n_mul(x, n_sel(*sub, CF(0x1p23f), CF(1.0f)));
-    vin k = ni_sra(ni_sub(n_bits(x), ni_set1(0x3f3504f3)), 23);
-    vfn m = n_from_bits(ni_sub(n_bits(x), ni_sll(k, 23)));        /* x 2^-k, exactly */
-    *ks = k;
-    *kout = n_itof(k);
+    vfn m = m_split_normal(x, ks);
+    *kout = n_itof(*ks);
     if (*anysub) *kout = n_sub(*kout, n_sel(*sub, CF(23.0f), CF(0.0f)));
     return m;
 }
@@ -263,15 +267,12 @@ VAI vdf m_ln_mant(vfn xh, vfn xl, int has_lo, int precise, vfn *kout) {
 /* ln m for x = m 2^k (m_split_mant; k in *kout) as hi + lo without a division:
    f = m - 1 (exact, in [-0.293, 0.415)), ln m = f + f^2 R(f), R a degree-8 near-minimax
    fit of (ln(1 + f) - f) / f^2 (tools/fit_pointwise.py; its error is below 2^-27.8 of
-   ln m), returned as f + (f^2 R(f)) (not renormalized: lo is at most a fifth of hi).
+   ln m), returned as f + (f^2 R(f)) (not renormalized: lo is at most a fifth of hi);
+   m_ln_poly_f takes f.
    log's core (0.91 ulp, no division); log2 and log10 (whose ln m is scaled by log_b(e)),
    pow and the functions whose argument is hi + lo keep m_ln_mant's. Other x give
    garbage: callers select their special values. */
-VAI vdf m_ln_poly(vfn x, vfn *kout) {
-    vmn sub;
-    vin ks;
-    int anysub;
-    vfn f = n_sub(m_split_mant(x, kout, &ks, &sub, &anysub), CF(1.0f));
+VAI vdf m_ln_poly_f(vfn f) {
     vfn r = n_fma(f, CF(-7.623397559e-02f), CF(1.290878654e-01f));
     r = n_fma(r, f, CF(-1.324462742e-01f));
     r = n_fma(r, f, CF(1.418117732e-01f));
@@ -281,6 +282,12 @@ VAI vdf m_ln_poly(vfn x, vfn *kout) {
     r = n_fma(r, f, CF(3.333332539e-01f));
     r = n_fma(r, f, CF(-4.999998808e-01f));
     return df_make(f, n_mul(n_mul(f, f), r));
+}
+VAI vdf m_ln_poly(vfn x, vfn *kout) {
+    vmn sub;
+    vin ks;
+    int anysub;
+    return m_ln_poly_f(n_sub(m_split_mant(x, kout, &ks, &sub, &anysub), CF(1.0f)));
 }
 
 /* log_b(x) = k log_b(2) + ln m log_b(e) as hi + lo, from m_ln_mant's k and ln m:

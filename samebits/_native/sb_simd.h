@@ -338,7 +338,11 @@ VAI int m_anyn(vmn m) { int a = 0; VEACH a |= m_any(m.v[u_]); return a; }
 /* every lane of the bundle set */
 VAI int m_alln(vmn m) { int a = 0; VEACH a |= m_any(m_not(m.v[u_])); return !a; }
 VAI vfn n_lookup(const float *t, vin i) { vfn r; VEACH r.v[u_] = v_lookup(t, i.v[u_]); return r; }
-VAI vfn n_lookup16(const float *t, vin i) { vfn r; VEACH r.v[u_] = v_lookup16(t, i.v[u_]); return r; }
+VAI vfn n_lookup16(const float *t, vin i) {
+    vfn r;
+    VEACH r.v[u_] = v_lookup16(t, i.v[u_]);
+    return r;
+}
 #define ni_sll(a, n) ({ vin r_; VEACH r_.v[u_] = vi_sll((a).v[u_], (n)); r_; })
 #define ni_srl(a, n) ({ vin r_; VEACH r_.v[u_] = vi_srl((a).v[u_], (n)); r_; })
 #define ni_sra(a, n) ({ vin r_; VEACH r_.v[u_] = vi_sra((a).v[u_], (n)); r_; })
@@ -454,7 +458,10 @@ VAI vd2 vd2_set1(double x) { vd2 r = {vdupq_n_f64(x), vdupq_n_f64(x)}; return r;
 VAI vd2 vd2_add(vd2 a, vd2 b) { vd2 r = {vaddq_f64(a.lo, b.lo), vaddq_f64(a.hi, b.hi)}; return r; }
 VAI vd2 vd2_sub(vd2 a, vd2 b) { vd2 r = {vsubq_f64(a.lo, b.lo), vsubq_f64(a.hi, b.hi)}; return r; }
 VAI vd2 vd2_mul(vd2 a, vd2 b) { vd2 r = {vmulq_f64(a.lo, b.lo), vmulq_f64(a.hi, b.hi)}; return r; }
-VAI vd2 vd2_fma(vd2 a, vd2 b, vd2 c) { vd2 r = {vfmaq_f64(c.lo, a.lo, b.lo), vfmaq_f64(c.hi, a.hi, b.hi)}; return r; }
+VAI vd2 vd2_fma(vd2 a, vd2 b, vd2 c) {
+    vd2 r = {vfmaq_f64(c.lo, a.lo, b.lo), vfmaq_f64(c.hi, a.hi, b.hi)};
+    return r;
+}
 
 #else
 typedef struct { double x; } vd2;
