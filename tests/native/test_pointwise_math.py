@@ -93,6 +93,37 @@ def test_every_path_gives_the_same_bits(name, out_dtype):
             assert same(y, first), f"{name}{p}: {path} differs from {PATHS[0]}"
 
 
+# Formulas that test a whole bundle (or vector) and skip what no lane of it needs: values
+# that take the short path alone and values that need the long one
+SKIPPING = {
+    "gelu": [0.3, -2.0, 3.6, 3.87, -3.874, -3.875, 3.9, -13.0, 30.0, -INF, NAN],
+    "sin": [1.0, -3.0, 4095.0, 4096.0, -5000.0, 1e30, INF],
+    "log": [1.5, 0.25, 1e-40, 0.0, -1.0, INF],
+    "exp": [1.0, -80.0, -100.0, 90.0],
+    "tanh": [0.5, -9.0, 20.0, NAN],
+    "erf": [0.5, -0.9, 2.0, -5.0],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SKIPPING))
+def test_a_lane_has_the_same_bits_whichever_path_its_neighbours_need(name, isa):
+    """Each value alone (a whole bundle of it: the path it needs) and among values that
+    need the other path, in every lane position of a 64-lane bundle."""
+    vals = SKIPPING[name]
+    alone = [pointwise(name, torch.full((128,), v))[0] for v in vals]
+    for shift in range(64):  # every value in every lane position, beside the others
+        x = torch.tensor([vals[(i + shift) % len(vals)] for i in range(128)])
+        y = pointwise(name, x)
+        for i in range(128):
+            want = alone[(i + shift) % len(vals)]
+            assert same(y[i : i + 1], want.reshape(1)), (
+                name,
+                x[i].item(),
+                y[i].item(),
+                want.item(),
+            )
+
+
 @pytest.mark.parametrize("name", sorted(NEW_OPS))
 def test_bits_do_not_depend_on_position_threads_or_broadcast(name, isa):
     xs = operands(name)
