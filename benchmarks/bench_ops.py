@@ -1,5 +1,7 @@
 """Invariant vs native, per covered non-matmul op: `python benchmarks/bench_ops.py`.
 
+A second table times every other function of the pointwise engine on 1M float32
+elements, each on inputs in its domain (`--engine` prints that table alone).
 The linear grid is in bench_linear.py, attention in bench_attention.py.
 
 Ratio = native time / invariant time (median of interleaved repeats); 1.00 is parity.
@@ -56,7 +58,39 @@ def _small_ops(x, q, mask, s, y) -> dict:
     }
 
 
+def _engine_functions(g: torch.Generator) -> dict:
+    """The engine's other functions on 1M float32 elements, inputs in each domain."""
+    n = 1 << 20
+    x, y = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    pos = torch.rand(n, generator=g) * 4 + 0.01
+    unit = torch.rand(n, generator=g) * 1.98 - 0.99
+    return {
+        "cos": lambda: torch.cos(x), "tan": lambda: torch.tan(x),
+        "asin": lambda: torch.asin(unit), "acos": lambda: torch.acos(unit),
+        "atan": lambda: torch.atan(x), "sinh": lambda: torch.sinh(x),
+        "cosh": lambda: torch.cosh(x), "asinh": lambda: torch.asinh(x),
+        "acosh": lambda: torch.acosh(pos + 1), "atanh": lambda: torch.atanh(unit),
+        "exp2": lambda: torch.exp2(x), "log2": lambda: torch.log2(pos),
+        "log10": lambda: torch.log10(pos), "erfc": lambda: torch.erfc(x),
+        "erfinv": lambda: torch.erfinv(unit), "lgamma": lambda: torch.lgamma(pos),
+        "digamma": lambda: torch.digamma(pos), "rsqrt": lambda: torch.rsqrt(pos),
+        "logsigmoid": lambda: F.logsigmoid(x), "mish": lambda: F.mish(x),
+        "elu": lambda: F.elu(x), "selu": lambda: F.selu(x),
+        "hardswish": lambda: F.hardswish(x), "hardsigmoid": lambda: F.hardsigmoid(x),
+        "softshrink": lambda: F.softshrink(x), "logit": lambda: torch.logit(unit.abs()),
+        "sinc": lambda: torch.sinc(x), "atan2": lambda: torch.atan2(x, y),
+        "logaddexp": lambda: torch.logaddexp(x, y), "xlogy": lambda: torch.xlogy(x, pos),
+        "hypot": lambda: torch.hypot(x, y), "pow(x, y)": lambda: torch.pow(pos, y),
+        "lerp(x, y, 0.3)": lambda: torch.lerp(x, y, 0.3),
+        "addcmul value=0.3": lambda: torch.addcmul(x, x, y, value=0.3),
+    }  # fmt: skip
+
+
 def main() -> None:
+    if "--engine" in sys.argv[1:]:
+        print(header("bench_ops: the pointwise engine's other functions, 1M float32"))
+        _engine_table()
+        return
     print(header("bench_ops: invariant / native speed ratio per op (non-matmul)"))
     g = torch.Generator().manual_seed(0)
     rows = []
@@ -74,6 +108,15 @@ def main() -> None:
                 r = "refused"
             rows.append([name, str(dtype).split(".")[1], r])
     print(table(rows, ["op", "dtype", "invariant/native speed"]))
+    print()
+    _engine_table()
+
+
+def _engine_table() -> None:
+    rows = []
+    for name, fn in _engine_functions(torch.Generator().manual_seed(1)).items():
+        rows.append([f"{name} (1M)", f"{ratio(fn, repeats=5):.2f}"])
+    print(table(rows, ["engine function, float32", "invariant/native speed"]))
 
 
 if __name__ == "__main__":
