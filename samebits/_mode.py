@@ -341,10 +341,10 @@ def _plan_spec() -> list[tuple]:
 
 def _plan_cache_key() -> str:
     """A hash of everything the plan is computed from: samebits' Python sources (the
-    policy, its tables: each file's path, size and mtime), the kernel library's build (the engine's op list), torch's
-    version and build, and torch's registry as it is now (every op name, and which ops
-    have kernels for the dispatch keys the rules read), so a library that registers
-    ops, or any edit, gives a new key."""
+    policy, its tables: each file's path, size and mtime), the kernel library's build
+    (the engine's op list), torch's version and build, and torch's registry as it is now
+    (every op name, and which ops have kernels for the dispatch keys the rules read), so
+    a library that registers ops, or any edit, gives a new key."""
     import hashlib
     from pathlib import Path
 

@@ -148,8 +148,7 @@ VAI vfn m_gelu_tail(vfn a, vfn ax) {
     vfn sq = n_mul(ac, ac), sq_lo = n_fma(ac, ac, n_neg(sq));
     vfn nn, e = m_exp_reduce(n_mul(sq, CF(-0.5f)), &nn);
     e = m_exp_poly(n_fma(sq_lo, CF(-0.5f), e));
-    vin ni = n_cvt(nn), n1 = ni_sra(ni, 1), n2 = ni_sub(ni, n1);
-    vfn w = n_mul(n_mul(n_mul(f, e), n_pow2i(n1)), n_pow2i(n2));
+    vfn w = m_mul_pow2(n_mul(f, e), nn);
     return n_sel(n_isnan(a), a, n_sel(n_lt(a, CF(0.0f)), n_neg(w), n_sub(a, w)));
 }
 VAI vfn pw_gelu(vfn a, vfn b, vfn c, const float *p) {
@@ -270,7 +269,7 @@ VAI vfn pw_exp2(vfn a, vfn b, vfn c, const float *p) {
         vdf lnm = LNM;                                                                             \
         vfn r = df_round(m_log_b(k, lnm, base));                                                   \
         /* a bundle of positive finite normals has no special value to select */                  \
-        if (m_alln(m_andn(n_ge(a, CF(0x1p-126f)), n_le(a, CF(0x1.fffffep127f))))) return r;       \
+        if (m_alln_normal(a)) return r;                                                            \
         return m_log_special(a, r);                                                                \
     }
 /* log: a bundle of positive finite normals splits x without the subnormal scaling and
@@ -282,8 +281,7 @@ VAI vfn pw_log_general(vfn a) {
 }
 VAI vfn pw_log(vfn a, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
-    vmn normal = m_andn(n_ge(a, CF(0x1p-126f)), n_le(a, CF(0x1.fffffep127f)));
-    if (!m_alln(normal)) return pw_log_general(a);
+    if (!m_alln_normal(a)) return pw_log_general(a);
     vin ks;
     vfn f = n_sub(m_split_normal(a, &ks), CF(1.0f));
     return df_round(m_log_b(n_itof(ks), m_ln_poly_f(f), LOG_E));

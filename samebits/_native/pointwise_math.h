@@ -45,12 +45,17 @@ VAI vfn m_exp_mid(vfn x) {
     vfn nn, p = m_exp_poly(m_exp_reduce(x, &nn));
     return n_mul(p, n_pow2i(n_cvt(nn)));
 }
+/* p 2^n for an integral float n (|n| <= 252) in two integer-built factors, 2^(n >> 1)
+   and 2^(n - (n >> 1)), each a normal float: exp's, exp2's and gelu's tail's scaling */
+VAI vfn m_mul_pow2(vfn p, vfn nn) {
+    vin ni = n_cvt(nn), n1 = ni_sra(ni, 1), n2 = ni_sub(ni, n1);
+    return n_mul(n_mul(p, n_pow2i(n1)), n_pow2i(n2));
+}
 VAI vfn m_exp(vfn x) {
     if (m_alln(m_andn(n_ge(x, CF(-87.0f)), n_le(x, CF(88.0f))))) return m_exp_mid(x);
     vfn xc = n_sel(n_lt(x, CF(-104.0f)), CF(-104.0f), n_sel(n_gt(x, CF(88.8f)), CF(88.8f), x));
     vfn nn, p = m_exp_poly(m_exp_reduce(xc, &nn));
-    vin ni = n_cvt(nn), n1 = ni_sra(ni, 1), n2 = ni_sub(ni, n1);
-    vfn y = n_mul(n_mul(p, n_pow2i(n1)), n_pow2i(n2));
+    vfn y = m_mul_pow2(p, nn);
     y = n_sel(n_gt(x, CF(88.72283f)), CF(INFINITY), y);
     y = n_sel(n_lt(x, CF(-103.97f)), CF(0.0f), y);
     return n_sel(n_isnan(x), x, y);
@@ -74,8 +79,9 @@ VAI vfn m_expm1_tanh(vfn y) {
 }
 
 /* tanh(x) = copysign(e / (e + 2), x) (the sign bit or-ed in: e / (e + 2) >= +0),
-   e = m_expm1_tanh(2 min(|x|, 9.1)); 1 past |x| > 9.1 (tanh(9.1) rounds to 1); NaN kept. A bundle with every |x| <= 9.1 skips the clamp,
-   the saturation and the NaN select, which change nothing there: the same bits. */
+   e = m_expm1_tanh(2 min(|x|, 9.1)); 1 past |x| > 9.1 (tanh(9.1) rounds to 1); NaN kept.
+   A bundle with every |x| <= 9.1 skips the clamp, the saturation and the NaN select,
+   which change nothing there: the same bits. */
 VAI vfn m_tanh(vfn x) {
     vfn a = n_abs(x);
     if (m_alln(n_le(a, CF(9.1f)))) {
@@ -198,24 +204,16 @@ VAI vdf df_sqrt(vdf a) {
 
 /* -------------------------------------------------------------- log2, exp2 */
 #define DF_LN2 DF(0x1.62e43p-1f, -0x1.05c61p-29f)
-/* ln m for x = xh + xl = m 2^k, xh > 0 finite (subnormals included), |xl| <= ulp(xh)
-   (xl is ignored when has_lo = 0), m in [sqrt(1/2), sqrt(2)); k is returned in *k (as a
-   float). Other xh give garbage: callers select their special values.
-   f = m - 1 (exact), s = f / (2 + f) in double-float (one division), and
-   ln m = 2 atanh(s) = 2s + s^3 (2/3 + s^2 Q(s^2)), Q the Taylor terms 2/5 .. 2/13 of
-   atanh (truncation < 2^-39 since s^2 < 0.0295). The s^3 (...) term is at most 2^-6.7 of
-   ln m: in float32 it leaves ln m within 2^-30 (precise = 0, enough for a rounded log);
-   precise = 1 evaluates it in double-float too, for 2^-40 (pow scales log2 by y). */
-/* x = m 2^k with m in [sqrt(1/2), sqrt(2)) for a positive finite x, subnormals included:
-   those are scaled by 2^23 first, only when some lane is one (the same bits); *sub marks
-   the scaled lanes, and *ks holds the exponent of the scaled x, for callers that scale a
-   low part too. k is returned as a float. */
-/* m_split_mant for a normal x (no lane scaled): m, and k in *ks */
+/* x = m 2^k as m_split_mant below, for a normal x (nothing scaled): m, and k in *ks */
 VAI vfn m_split_normal(vfn x, vin *ks) {
     vin k = ni_sra(ni_sub(n_bits(x), ni_set1(0x3f3504f3)), 23);
     *ks = k;
     return n_from_bits(ni_sub(n_bits(x), ni_sll(k, 23)));         /* x 2^-k, exactly */
 }
+/* x = m 2^k with m in [sqrt(1/2), sqrt(2)) for a positive finite x, subnormals included:
+   those are scaled by 2^23 first, only when some lane is one (the same bits); *sub marks
+   the scaled lanes, and *ks holds the exponent of the scaled x, for callers that scale a
+   low part too. k is returned as a float. */
 VAI vfn m_split_mant(vfn x, vfn *kout, vin *ks, vmn *sub, int *anysub) {
     *sub = n_lt(x, CF(0x1p-126f));
     *anysub = m_anyn(*sub); /* skips work that would change nothing: the bits are the same */
@@ -226,6 +224,14 @@ VAI vfn m_split_mant(vfn x, vfn *kout, vin *ks, vmn *sub, int *anysub) {
     return m;
 }
 
+/* ln m for x = xh + xl = m 2^k, xh > 0 finite (subnormals included), |xl| <= ulp(xh)
+   (xl is ignored when has_lo = 0), m in [sqrt(1/2), sqrt(2)); k is returned in *k (as a
+   float). Other xh give garbage: callers select their special values.
+   f = m - 1 (exact), s = f / (2 + f) in double-float (one division), and
+   ln m = 2 atanh(s) = 2s + s^3 (2/3 + s^2 Q(s^2)), Q the Taylor terms 2/5 .. 2/13 of
+   atanh (truncation < 2^-39 since s^2 < 0.0295). The s^3 (...) term is at most 2^-6.7 of
+   ln m: in float32 it leaves ln m within 2^-30 (precise = 0, enough for a rounded log);
+   precise = 1 evaluates it in double-float too, for 2^-40 (pow scales log2 by y). */
 VAI vdf m_ln_mant(vfn xh, vfn xl, int has_lo, int precise, vfn *kout) {
     vmn sub;
     vin k;
@@ -329,6 +335,11 @@ VAI vdf m_log1p_b(vfn e, float c2h, float c2l, float ceh, float cel) {
     return df_sel(n_lt(e, CF(0x1p-60f)), df_mul_f(DF(ceh, cel), e), m_log_b(k, lnm, c2h, c2l, ceh, cel));
 }
 
+/* every lane of the bundle a positive finite normal (NaN is not) */
+VAI int m_alln_normal(vfn x) {
+    return m_alln(m_andn(n_ge(x, CF(0x1p-126f)), n_le(x, CF(0x1.fffffep127f))));
+}
+
 /* log's special values on a result r computed for x > 0: +inf at +inf, -inf at +-0,
    NaN below 0, a NaN input kept */
 VAI vfn m_log_special(vfn x, vfn r) {
@@ -354,9 +365,7 @@ VAI vfn m_exp2_df(vfn h, vfn l) {
     p = n_fma(p, r, CF(0x1.ebfbep-3f));
     p = n_fma(p, r, CF(0x1.62e43p-1f));
     p = n_fma(p, r, CF(1.0f));
-    vin ni = n_cvt(nf), n1 = ni_sra(ni, 1), n2 = ni_sub(ni, n1);
-    vfn y = n_mul(n_mul(p, n_pow2i(n1)), n_pow2i(n2));
-    return n_sel(n_isnan(h), h, y);
+    return n_sel(n_isnan(h), h, m_mul_pow2(p, nf));
 }
 
 #endif /* SB_POINTWISE_MATH_H */
