@@ -1,7 +1,8 @@
 """Invariant vs native, per covered non-matmul op: `python benchmarks/bench_ops.py`.
 
 A second table times every other function of the pointwise engine on 1M float32
-elements, each on inputs in its domain (`--engine` prints that table alone).
+elements, each on inputs in its domain (`--engine` prints that table alone;
+`--engine cos tan` times only the functions named).
 The linear grid is in bench_linear.py, attention in bench_attention.py.
 
 Ratio = native time / invariant time (median of interleaved repeats); 1.00 is parity.
@@ -89,7 +90,7 @@ def _engine_functions(g: torch.Generator) -> dict:
 def main() -> None:
     if "--engine" in sys.argv[1:]:
         print(header("bench_ops: the pointwise engine's other functions, 1M float32"))
-        _engine_table()
+        _engine_table([a for a in sys.argv[1:] if a != "--engine"])
         return
     print(header("bench_ops: invariant / native speed ratio per op (non-matmul)"))
     g = torch.Generator().manual_seed(0)
@@ -112,9 +113,15 @@ def main() -> None:
     _engine_table()
 
 
-def _engine_table() -> None:
+def _engine_table(only: list[str] | None = None) -> None:
     rows = []
-    for name, fn in _engine_functions(torch.Generator().manual_seed(1)).items():
+    functions = _engine_functions(torch.Generator().manual_seed(1))
+    unknown = sorted(set(only or ()) - set(functions))
+    if unknown:
+        raise SystemExit(f"bench_ops: no engine function {unknown}; known: {sorted(functions)}")
+    for name, fn in functions.items():
+        if only and name not in only:
+            continue
         rows.append([f"{name} (1M)", f"{ratio(fn, repeats=5):.2f}"])
     print(table(rows, ["engine function, float32", "invariant/native speed"]))
 

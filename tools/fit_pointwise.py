@@ -1,6 +1,8 @@
 """Fit the polynomials of the pointwise engine's asin, atan, erfinv, lgamma, digamma and
 gelu (samebits/_native/pointwise_trig.h, pointwise_gamma.h, pointwise.c) and print their
-float32 coefficients, lowest degree first (gelu's table as C rows).
+float32 coefficients, lowest degree first (gelu's table as C rows); and the double
+coefficients of sin and cos's polynomial, finished in double, and the log table of log2,
+log10 and logsigmoid (pointwise.c).
 
 Near-minimax: Lawson's iteratively reweighted least squares on a dense Chebyshev grid,
 targets from mpmath at 40 digits, relative error unless noted. Coefficients are rounded
@@ -11,10 +13,13 @@ unrounded and printed as the pair. The printed error is that of the rounded poly
     python tools/fit_pointwise.py            # every fit (about a minute)
     python tools/fit_pointwise.py erfinv     # one family
     python tools/fit_pointwise.py gelu       # gelu's 16-piece table and its tail (C)
+    python tools/fit_pointwise.py double     # sin and cos's polynomial, in double
+    python tools/fit_pointwise.py logb       # the log table (C) and its polynomials
 """
 
 from __future__ import annotations
 
+import struct
 import sys
 
 import mpmath as mp
@@ -36,8 +41,9 @@ def _lawson(V, F, W, iters):
     return c
 
 
-def fit(f, a, b, deg, weight=None, n=1500, iters=50, center=0.0, split_c0=False):
-    """p(t) = sum c_k t^k, t = x - center, x in [a, b], minimizing max |w(x) (p - f)|.
+def fit(f, a, b, deg, weight=None, n=1500, iters=50, center=0.0, split_c0=False, rnd=np.float32):
+    """p(t) = sum c_k t^k, t = x - center, x in [a, b], minimizing max |w(x) (p - f)|,
+    coefficients rounded to rnd (float32, or float64 for the formulas finished in double).
     Returns (coefficients, max weighted error after rounding)."""
     xs = [a + (b - a) * (1 - mp.cos(mp.pi * (i + 0.5) / n)) / 2 for i in range(n)]
     F = np.array([float(f(x)) for x in xs])
@@ -47,7 +53,7 @@ def fit(f, a, b, deg, weight=None, n=1500, iters=50, center=0.0, split_c0=False)
     for k in range(deg + 1):
         R = F - V[:, :k] @ np.array(c, dtype=np.float64) if k else F
         ck = _lawson(V[:, k:], R, W, iters)[0]
-        c.append(np.float64(ck) if (k == 0 and split_c0) else np.float64(np.float32(ck)))
+        c.append(np.float64(ck) if (k == 0 and split_c0) else np.float64(rnd(ck)))
     err = np.max(np.abs((V @ np.array(c) - F) * W))
     return c, err
 
@@ -182,8 +188,75 @@ def show_gelu():
     show("gelu tail F, degree 6", tail, terr)
 
 
+def show_double(name, c, err):
+    print(f"{name}: max error 2^{np.log2(err):.1f}")
+    print("    " + ", ".join(repr(float(v)) for v in c))
+
+
+def double_fits():
+    """The polynomials finished in double, relative error (weight z: error relative to r,
+    not to the polynomial)."""
+    s = lambda z: (mp.sin(mp.sqrt(z)) / mp.sqrt(z) - 1) / z if z > 0 else -mp.mpf(1) / 6  # noqa: E731
+    yield (
+        "sin S, sin r = r (1 + z S(z)), abs(r) <= 1.5713",
+        fit(s, mp.mpf(0), mp.mpf(1.5713) ** 2, 4, weight=lambda z: z, rnd=np.float64),
+    )
+
+
+def _f32(bits):
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+LOGB_OFF = 0x3F340000  # 0.703125: x = m 2^k, m in [0.703125, 1.40625), 16 pieces by bits
+
+
+def logb_table():
+    """The log table's pieces (m_log_t_split in pointwise.c): piece i holds the m
+    whose bits less LOGB_OFF's have i in bits 19..22; invc = 1 / (piece's centre) rounded
+    to float32, 1 for the piece around 1 (so that log_b(c) = 0 there). Rows: invc,
+    ln(c) hi, lo, log2(c) hi, lo, log10(c) hi, lo, with c = 1 / invc exactly."""
+    invc, rlo, rhi = [], 0.0, 0.0
+    for i in range(16):
+        lo, hi = _f32(LOGB_OFF + (i << 19)), _f32(LOGB_OFF + ((i + 1) << 19))
+        ic = 1.0 if lo < 1.0 < hi else float(np.float32(2 / (lo + hi)))
+        invc.append(ic)
+        rlo, rhi = min(rlo, lo * ic - 1), max(rhi, hi * ic - 1)
+    rows = [invc]
+    for base in (mp.e, 2, 10):
+        logc = [-mp.log(mp.mpf(ic), base) for ic in invc]
+        his = [float(np.float32(float(v))) for v in logc]
+        rows += [his, [float(np.float32(float(v - h))) for v, h in zip(logc, his, strict=True)]]
+    return rows, rlo, rhi
+
+
+def show_logb():
+    rows, rlo, rhi = logb_table()
+    print(f"ln / log2 / log10 table, r = m invc - 1 in [{rlo:.6f}, {rhi:.6f}]")
+    for r in rows:
+        print("    {" + ", ".join(f"{np.float32(v):.9e}f" for v in r) + "},")
+    for name, base in (("ln", mp.e), ("log2", 2), ("log10", 10)):
+        c0 = 1 / mp.log(base)
+        lb = lambda r, b=base: mp.log(1 + r, b)  # noqa: E731
+        f = lambda r, c0=c0, lb=lb: (lb(r) - c0 * r) / r**2 if r != 0 else -c0 / 2  # noqa: E731
+        show(
+            f"{name} R, {name}(1 + r) = {name}(e) r + r^2 R(r), degree 3 (error of the whole)",
+            *fit(
+                f,
+                mp.mpf(rlo) * mp.mpf(1.001),
+                mp.mpf(rhi) * mp.mpf(1.001),
+                3,
+                weight=lambda r, lb=lb: r**2 / abs(lb(r)) if r != 0 else 0,
+            ),
+        )
+
+
 def main() -> int:
     want = set(sys.argv[1:])
+    if "double" in want or not want:
+        for name, (c, err) in double_fits():
+            show_double(name, c, err)
+    if "logb" in want or not want:
+        show_logb()
     if "gelu" in want or not want:
         show_gelu()
     for family, name, (c, err), split in fits():

@@ -259,26 +259,15 @@ VAI vfn pw_exp2(vfn a, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
     return m_exp2_df(a, CF(0.0f));
 }
-/* log_b(x) = k log_b(2) + ln m log_b(e) in double-float (m_log_b), rounded once; ln m by
-   m_ln_poly for ln (no division) and by m_ln_mant for log2 and log10 (accurate enough to be
-   scaled by log_b(e) and still round within 0.6 ulp) */
-#define PW_LOG(name, base, LNM)                                                                    \
-    VAI vfn pw_##name(vfn a, vfn b, vfn c, const float *p) {                                       \
-        (void)b, (void)c, (void)p;                                                                 \
-        vfn k;                                                                                     \
-        vdf lnm = LNM;                                                                             \
-        vfn r = df_round(m_log_b(k, lnm, base));                                                   \
-        /* a bundle of positive finite normals has no special value to select */                  \
-        if (m_alln_normal(a)) return r;                                                            \
-        return m_log_special(a, r);                                                                \
-    }
-/* log: a bundle of positive finite normals splits x without the subnormal scaling and
-   selects no special value (the same bits as the general path) */
+/* log's special values are selected only where some lane needs them: a bundle of
+   positive finite normals splits x without the subnormal scaling (the same bits) */
 VAI vfn pw_log_general(vfn a) {
     vfn k;
     vdf lnm = m_ln_poly(a, &k);
     return m_log_special(a, df_round(m_log_b(k, lnm, LOG_E)));
 }
+/* log(x) = k ln 2 + ln m in double-float (m_log_b), ln m by m_ln_poly (no division),
+   rounded once */
 VAI vfn pw_log(vfn a, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
     if (!m_alln_normal(a)) return pw_log_general(a);
@@ -286,9 +275,76 @@ VAI vfn pw_log(vfn a, vfn b, vfn c, const float *p) {
     vfn f = n_sub(m_split_normal(a, &ks), CF(1.0f));
     return df_round(m_log_b(n_itof(ks), m_ln_poly_f(f), LOG_E));
 }
-PW_LOG(log2, LOG_2, m_ln_mant(a, CF(0.0f), 0, 0, &k))
-PW_LOG(log10, LOG_10, m_ln_mant(a, CF(0.0f), 0, 0, &k))
-#undef PW_LOG
+/* The log table (python tools/fit_pointwise.py logb): piece i of m in [0.703125, 1.40625)
+   by bits 19..22 of bits(m) - 0x3f340000; rows invc (1 / the piece's centre as a float32;
+   1 for the piece around 1, so that log_b(c) = 0 there), then log_b(1 / invc) as hi, lo
+   for b = e, 2 and 10 */
+static const float pw_log_t[7][16] = {
+    {1.391304374e+00f, 1.333333373e+00f, 1.279999971e+00f, 1.230769277e+00f, 1.185185194e+00f, 1.142857194e+00f, 1.103448272e+00f, 1.066666722e+00f, 1.032258034e+00f, 1.000000000e+00f, 9.411764741e-01f, 8.888888955e-01f, 8.421052694e-01f, 8.000000119e-01f, 7.619047761e-01f, 7.272727489e-01f},
+    {-3.302417099e-01f, -2.876821160e-01f, -2.468600571e-01f, -2.076393962e-01f, -1.698990464e-01f, -1.335314363e-01f, -9.844006598e-02f, -6.453857571e-02f, -3.174866736e-02f, 0.000000000e+00f, 6.062461808e-02f, 1.177830249e-01f, 1.718502492e-01f, 2.231435329e-01f, 2.719337046e-01f, 3.184536994e-01f},
+    {4.450557700e-09f, 1.377754355e-08f, 1.535771066e-09f, -5.840503636e-09f, 2.175073011e-09f, -1.003885641e-09f, -3.108004742e-09f, 2.417232192e-09f, -1.152905327e-09f, 0.000000000e+00f, 7.905949333e-12f, 3.298690654e-09f, 3.048216402e-10f, 3.540848725e-09f, -7.757448905e-09f, 1.965855700e-09f},
+    {-4.764380753e-01f, -4.150375426e-01f, -3.561437726e-01f, -2.995603383e-01f, -2.451125085e-01f, -1.926451474e-01f, -1.420190036e-01f, -9.310948104e-02f, -4.580364749e-02f, 0.000000000e+00f, 8.746283501e-02f, 1.699249893e-01f, 2.479275018e-01f, 3.219280839e-01f, 3.923173845e-01f, 4.594315886e-01f},
+    {4.488755145e-09f, 3.070523280e-10f, -5.376446399e-09f, 2.655258013e-09f, -5.006196152e-11f, 5.006929094e-09f, 4.131714526e-09f, 1.402773786e-09f, 8.708941901e-10f, 0.000000000e+00f, 8.620151815e-10f, 1.350707213e-09f, 8.969937570e-10f, -1.050710541e-08f, 1.142504136e-08f, -1.300811459e-08f},
+    {-1.434221566e-01f, -1.249387488e-01f, -1.072099581e-01f, -9.017664939e-02f, -7.378621399e-02f, -5.799196661e-02f, -4.275197908e-02f, -2.802874707e-02f, -1.378827170e-02f, 0.000000000e+00f, 2.632893622e-02f, 5.115251988e-02f, 7.463361323e-02f, 9.691000730e-02f, 1.180993021e-01f, 1.383026838e-01f},
+    {6.180663981e-09f, -7.743712338e-10f, -1.804548400e-09f, 2.863833171e-09f, -3.402638615e-09f, 2.130239041e-10f, 2.797459209e-10f, 8.163901777e-10f, 1.527264981e-10f, 0.000000000e+00f, 8.852607536e-10f, -6.700900390e-10f, 1.832360264e-09f, -7.614283093e-10f, 1.935178018e-09f, 1.393036242e-09f},
+};
+/* x = m 2^k for the log table: k as a float in *kf, the piece in *i, m returned; x > 0
+   finite (other lanes give garbage for the callers to select away). Subnormals are scaled
+   by 2^23 first, only when some lane is one (*normal = 0; the same bits). */
+VAI vfn m_log_t_split(vfn x, vfn *kf, vin *i, int *normal) {
+    *normal = m_alln_normal(x);
+    vmn sub = n_lt(x, CF(0x1p-126f));
+    vfn xs = *normal ? x : n_mul(x, n_sel(sub, CF(0x1p23f), CF(1.0f)));
+    vin t = ni_sub(n_bits(xs), ni_set1(0x3f340000)), k = ni_sra(t, 23);
+    *i = ni_and(ni_srl(t, 19), ni_set1(15));
+    *kf = n_itof(k);
+    if (!*normal) *kf = n_sub(*kf, n_sel(sub, CF(23.0f), CF(0.0f)));
+    return n_from_bits(ni_sub(n_bits(xs), ni_sll(k, 23)));
+}
+/* log_b(m 2^k + ml 2^k) for b = e (base 0), 2 (1) or 10 (2), in float32 pieces, from
+   m_log_t_split's m and k and the piece i; ml is 0 or a low part already scaled by 2^-k,
+   below ulp(m). r = m invc - 1 = rh + rl exactly (p = m invc, rl = fma(m, invc, -p), rh =
+   p - 1 exact by Sterbenz; abs(r) <= 0.0313), and log_b = a + b + lo with
+   a = k log_b(2) + log_b(c) (Fast2Sum of k log_b(2)_hi, exact and larger unless 0, and
+   log_b(c)_hi; both low parts into a.lo, so equal k and piece give equal a), b =
+   log_b(e)_hi rh (an exact product), and lo = rh (log_b(e)_lo + rh R(rh)) +
+   log_b(e)_hi rl (1 - rh), R a degree-3 fit (relative error of the whole 2^-31).
+   abs(a.hi) >= abs(b.hi) wherever a.hi is not 0 (the smallest nonzero log_b(c) is 1.47
+   times the largest log_b(e) rh beside it), so a + b can be a Fast2Sum. */
+typedef struct { vdf a, b; vfn lo; } ltf;
+VAI ltf m_log_t_pieces(vfn m, vfn kf, vin i, vfn ml, const int base) {
+    static const float c0[3][2] = {{1.0f, 0.0f}, {0x1.715476p+0f, 0x1.4ae0cp-26f}, {0x1.bcb7b2p-2f, -0x1.5b235ep-27f}};
+    static const float l2[3][2] = {{0x1.62e4p-1f, 0x1.7f7d1cp-20f}, {1.0f, 0.0f}, {0x1.344p-2f, 0x1.3509f8p-18f}};
+    static const float rc[3][4] = {{-4.999999702e-01f, 3.333337009e-01f, -2.501724064e-01f, 1.994444430e-01f},
+                                   {-7.213474512e-01f, 4.808983505e-01f, -3.609552681e-01f, 2.883897424e-01f},
+                                   {-2.171472162e-01f, 1.447648108e-01f, -1.086682826e-01f, 8.692997694e-02f}};
+    vfn ic = n_lookup16(pw_log_t[0], i);
+    vfn lh = n_lookup16(pw_log_t[2 * base + 1], i), ll = n_lookup16(pw_log_t[2 * base + 2], i);
+    vfn pr = n_mul(m, ic), rl = n_fma(ml, ic, n_fma(m, ic, n_neg(pr))), rh = n_sub(pr, CF(1.0f));
+    vfn rr = n_fma(rh, CF(rc[base][3]), CF(rc[base][2]));
+    rr = n_fma(rr, rh, CF(rc[base][1]));
+    rr = n_fma(rr, rh, CF(rc[base][0]));
+    ltf t;
+    t.a = df_fast_sum(n_mul(kf, CF(l2[base][0])), lh);
+    t.a.lo = n_fma(kf, CF(l2[base][1]), n_add(t.a.lo, ll));
+    t.b = df_two_prod(CF(c0[base][0]), rh);
+    t.lo = n_fma(rh, n_fma(rh, rr, CF(c0[base][1])), n_mul(n_mul(CF(c0[base][0]), rl), n_sub(CF(1.0f), rh)));
+    return t;
+}
+/* log2(x), log10(x): the pieces summed (a and b by Fast2Sum, then the low parts), rounded
+   once; log's special values, selected only where some lane needs them */
+VAI vfn m_log_b_table(vfn x, const int base) {
+    vfn kf;
+    vin i;
+    int normal;
+    vfn m = m_log_t_split(x, &kf, &i, &normal);
+    ltf t = m_log_t_pieces(m, kf, i, CF(0.0f), base);
+    vdf s = df_fast_sum(t.a.hi, t.b.hi);
+    vfn y = n_add(s.hi, n_add(n_add(s.lo, t.a.lo), n_add(t.b.lo, t.lo)));
+    return normal ? y : m_log_special(x, y);
+}
+VAI vfn pw_log2(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_log_b_table(a, 1); }
+VAI vfn pw_log10(vfn a, vfn b, vfn c, const float *p) { (void)b, (void)c, (void)p; return m_log_b_table(a, 2); }
 /* x ln(xh + xl) as x ln_hi + x ln_lo, one fma (x ln_hi where that is infinite); xh's log
    special values where xh is not positive and finite (xlogy, xlog1py) */
 VAI vfn m_x_ln(vfn x, vfn xh, vfn xl) {
@@ -326,18 +382,26 @@ VAI vfn pw_logit(vfn a, vfn b, vfn c, const float *p) {
     vdf q = df_div(df_make(a, CF(0.0f)), df_two_sum(CF(1.0f), n_neg(a)));
     return m_log_special(q.hi, df_round(m_ln_df(q.hi, q.lo, 1)));
 }
-/* min(x, 0) - ln(1 + e) for e = exp(-|x|) or m + log_b(1 + e) for e = b^-|a - b|: the log
-   in double-float (m_log1p_b), the sum rounded once; m where m is infinite */
+/* m + log_b(1 + e) for e = b^-|a - b| (logaddexp, logaddexp2): the log in double-float
+   (m_log1p_b), the sum rounded once; m where m is infinite */
 VAI vfn m_plus_log1p(vfn m, vdf l) {
     return n_sel(n_eq(n_abs(m), CF(INFINITY)), m, df_round(df_acc(l, m)));
 }
-/* logsigmoid(x) = min(x, 0) - log1p(exp(-|x|))  (torch's formula; the log1p in
-   double-float, so only exp's rounding and the final one remain) */
+/* logsigmoid(x) = min(x, 0) - ln(1 + e), e = exp(-|x|) (torch's formula): 1 + e as an exact
+   h + l, ln(h + l) in m_log_t_pieces, min(x, 0) - a - b by TwoSum and the low parts,
+   rounded once, so only exp's rounding and the last one remain; -inf at -inf, NaN kept */
 VAI vfn pw_logsigmoid(vfn a, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
-    vfn m = n_sel(n_lt(a, CF(0.0f)), a, CF(0.0f));
-    vfn r = m_plus_log1p(m, df_neg(m_log1p_b(m_exp(n_neg(n_abs(a))), LOG_E)));
-    return n_sel(n_isnan(a), a, r);
+    vfn mn = n_sel(n_lt(a, CF(0.0f)), a, CF(0.0f)), kf;
+    vdf u = df_two_sum(CF(1.0f), m_exp(n_neg(n_abs(a))));
+    vin i;
+    int normal;
+    vfn m = m_log_t_split(u.hi, &kf, &i, &normal);
+    ltf t = m_log_t_pieces(m, kf, i, n_mul(u.lo, n_pow2i(ni_sub(ni_set1(0), n_cvt(kf)))), 0);
+    vdf da = df_two_sum(mn, n_neg(t.a.hi)), s = df_two_sum(da.hi, n_neg(t.b.hi));
+    vfn lo = n_sub(n_add(s.lo, da.lo), n_add(n_add(t.a.lo, t.b.lo), t.lo));
+    vfn y = n_sel(n_eq(mn, CF(-INFINITY)), mn, n_add(s.hi, lo));
+    return n_sel(n_isnan(a), a, y);
 }
 /* clamp(x + 3, 0, 6): compares and selects, NaN kept */
 VAI vfn m_relu6_shift3(vfn a) {
@@ -435,24 +499,27 @@ VAI vfn pw_hypot(vfn a, vfn b, vfn c, const float *p) {
 /* ---- trigonometric (pointwise_trig.h) */
 /* NaN where x is +-inf or NaN, else y */
 VAI vfn m_finite_or_nan(vfn x, vfn y) { return n_sel(n_lt(n_abs(x), CF(INFINITY)), y, CF(NAN)); }
+/* sin r = r (1 + z S(z)) in double, z = r^2, S a degree-4 fit (relative error 2^-35 on
+   abs(r) <= 1.5713) */
+VAI vd2 m_sin_d(vd2 r) {
+    vd2 z = vd2_mul(r, r);
+    vd2 w = vd2_fma(z, vd2_set1(-2.3908878797055217e-08), vd2_set1(2.7526600387263994e-06));
+    w = vd2_fma(z, w, vd2_set1(-0.0001984089379767252));
+    w = vd2_fma(z, w, vd2_set1(0.008333331321628555));
+    w = vd2_fma(z, w, vd2_set1(-0.16666666631697757));
+    return vd2_mul(r, vd2_fma(z, w, vd2_set1(1.0)));
+}
 /* sin(x) for abs(x) < 2^12: q = rint(x (1/pi)_f) + 0 (so that q = +0, not -0), r1 = x - q P
    exactly (one fma; P = 0x1.921fb4p+1, the float below pi, and r1 a multiple of 2^-23 below
    2), then in double r = r1 - q (pi - P) (relative error 2^-52, abs(r) <= 1.5713; both
-   parts of pi positive, so x = -0 keeps its sign), sin r = r (1 + z S(z)), z = r^2, S a
-   degree-4 fit (relative error 2^-35 on abs(r) <= 1.5713), rounded once to float32 and
-   negated for odd q. */
+   parts of pi positive, so x = -0 keeps its sign), sin r by m_sin_d, rounded once to
+   float32 and negated for odd q. */
 VAI vfn m_sin_near(vfn x) {
     vfn q = n_add(n_rint(n_mul(x, CF(0x1.45f306p-2f))), CF(0.0f));
     vfn r1 = n_fma(q, CF(-0x1.921fb4p+1f), x), y;
     VEACH {
         vd2 r = vd2_fma(vd2_from(q.v[u_]), vd2_set1(-0x1.4442d18469899p-23), vd2_from(r1.v[u_]));
-        vd2 z = vd2_mul(r, r);
-        vd2 w = vd2_fma(z, vd2_set1(-2.3908878797055217e-08), vd2_set1(2.7526600387263994e-06));
-        w = vd2_fma(z, w, vd2_set1(-0.0001984089379767252));
-        w = vd2_fma(z, w, vd2_set1(0.008333331321628555));
-        w = vd2_fma(z, w, vd2_set1(-0.16666666631697757));
-        w = vd2_fma(z, w, vd2_set1(1.0));
-        y.v[u_] = vd2_to(vd2_mul(r, w));
+        y.v[u_] = vd2_to(m_sin_d(r));
     }
     return n_from_bits(ni_xor(n_bits(y), ni_sll(n_cvt(q), 31)));
 }
@@ -469,13 +536,30 @@ VAI vfn pw_sin(vfn a, vfn b, vfn c, const float *p) {
     vfn y = m_finite_or_nan(a, df_round(m_sin_q(s, co, q)));
     return n_sel(near, m_sin_near(n_sel(near, a, CF(0.0f))), y);
 }
-/* cos(x): as sin, with m_cos_q */
+/* cos(x) for abs(x) < 2^12: x = (q + 1/2) pi + r with q = floor(x (1/pi)_f), so
+   cos x = (-1)^(q+1) sin r; r = x - h pi_1 - h pi_2 in double (h = q + 1/2, pi_1 + pi_2
+   = pi to 2^-106; each fma rounds once, relative error 2^-52 in r, abs(r) <= 1.5712),
+   sin r by m_sin_d, rounded once to float32, negated for even q */
+VAI vfn m_cos_near(vfn x) {
+    vfn q = n_floor(n_mul(x, CF(0x1.45f306p-2f))), h = n_add(q, CF(0.5f)), y;
+    VEACH {
+        vd2 hd = vd2_from(h.v[u_]);
+        vd2 r = vd2_fma(hd, vd2_set1(-0x1.921fb54442d18p+1), vd2_from(x.v[u_]));
+        r = vd2_fma(hd, vd2_set1(-0x1.1a62633145c07p-53), r);
+        y.v[u_] = vd2_to(m_sin_d(r));
+    }
+    return n_from_bits(ni_xor(n_bits(y), ni_sll(ni_add(n_cvt(q), ni_set1(1)), 31)));
+}
+/* cos(x) elsewhere: as sin, with m_cos_q */
 VAI vfn pw_cos(vfn a, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
+    vmn near = n_lt(n_abs(a), CF(4096.0f));
+    if (m_alln(near)) return m_cos_near(a);
     vfn q;
     vdf r = m_rem_pio2(a, &q), s, co;
     m_sincos(r, &s, &co);
-    return m_finite_or_nan(a, df_round(m_cos_q(s, co, q)));
+    vfn y = m_finite_or_nan(a, df_round(m_cos_q(s, co, q)));
+    return n_sel(near, m_cos_near(n_sel(near, a, CF(0.0f))), y);
 }
 /* tan(x) = sin r / cos r (q even) or -cos r / sin r (q odd), the quotient in double-float,
    rounded once; tan(+-0) = +-0 */

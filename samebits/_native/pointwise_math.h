@@ -275,8 +275,8 @@ VAI vdf m_ln_mant(vfn xh, vfn xl, int has_lo, int precise, vfn *kout) {
    fit of (ln(1 + f) - f) / f^2 (tools/fit_pointwise.py; its error is below 2^-27.8 of
    ln m), returned as f + (f^2 R(f)) (not renormalized: lo is at most a fifth of hi);
    m_ln_poly_f takes f.
-   log's core (0.91 ulp, no division); log2 and log10 (whose ln m is scaled by log_b(e)),
-   pow and the functions whose argument is hi + lo keep m_ln_mant's. Other x give
+   log's core (0.91 ulp, no division); pow and the functions whose argument is hi + lo
+   keep m_ln_mant's (log2 and log10 have their own table, in pointwise.c). Other x give
    garbage: callers select their special values. */
 VAI vdf m_ln_poly_f(vfn f) {
     vfn r = n_fma(f, CF(-7.623397559e-02f), CF(1.290878654e-01f));
@@ -306,11 +306,10 @@ VAI vdf m_log_b(vfn k, vdf lnm, float c2h, float c2l, float ceh, float cel) {
     r.lo = n_add(r.lo, n_fma(k, CF(c2l), p.lo));
     return r;
 }
-/* the constants of m_log_b for ln, log2 and log10 (ln 2 and log10 2 split with hi of at most
-   16 bits, so k c2h is exact for every exponent k) */
+/* the constants of m_log_b for ln and log2 (ln 2 split with hi of at most 16 bits, so
+   k c2h is exact for every exponent k) */
 #define LOG_E 0x1.62e4p-1f, 0x1.7f7d1cp-20f, 1.0f, 0.0f
 #define LOG_2 1.0f, 0.0f, 0x1.715476p+0f, 0x1.4ae0cp-26f
-#define LOG_10 0x1.344p-2f, 0x1.3509f8p-18f, 0x1.bcb7b2p-2f, -0x1.5b235ep-27f
 
 /* ln(xh + xl) as hi + lo (relative error below 2^-29); has_lo = 0: xl taken as 0 */
 VAI vdf m_ln_df(vfn xh, vfn xl, int has_lo) {
