@@ -614,12 +614,13 @@ def fast_kind(name: str, variant: str) -> tuple[str, str | int, int] | None:
 
 
 def _log_sigmoid_forward(x: torch.Tensor):
-    """(logsigmoid(x), buffer): torch's kernel returns a buffer its own backward reads
+    """(logsigmoid(x), buffer): torch's CPU kernel returns a buffer its own backward reads
     (exp(-|x|)); samebits' backward computes from x alone, so the buffer is the
-    engine's exp(-|x|) for torch's backward outside the mode."""
+    engine's exp(-|x|) for torch's backward outside the mode. Where x does not require
+    grad no backward reads it, and the buffer is empty (as torch's CUDA kernel's is)."""
     out = run("logsigmoid", (x,), (), aten="log_sigmoid_forward")
-    if out is NotImplemented:
-        return out
+    if out is NotImplemented or not x.requires_grad:
+        return out if out is NotImplemented else (out, x.new_empty((0,)))
     return out, run("exp", (-x.abs(),), (), aten="log_sigmoid_forward")
 
 

@@ -254,3 +254,21 @@ def test_activation_gradients_under_the_mode_match_torch():
         torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5, msg=name)
         assert same_bits(row, got[5:6]), name
     assert math.isfinite(got.sum().item())
+
+
+def test_logsigmoid_buffer_is_computed_only_where_a_backward_can_read_it():
+    """log_sigmoid_forward's buffer feeds torch's own backward: empty where x does not
+    require grad; where it does, a backward run after the mode exits (torch's kernel,
+    reading the buffer) gives torch's gradient of the same forward."""
+    x = torch.linspace(-6, 6, 101)
+    with samebits.batch_invariant():
+        out, buf = torch.ops.aten.log_sigmoid_forward(x)
+    assert buf.numel() == 0
+    torch.testing.assert_close(out, F.logsigmoid(x), rtol=1e-6, atol=0)  # torch's, outside
+    xg = x.clone().requires_grad_()
+    with samebits.batch_invariant():
+        y = F.logsigmoid(xg)
+        _, buf = torch.ops.aten.log_sigmoid_forward(xg.detach().requires_grad_())
+    assert buf.shape == x.shape
+    y.sum().backward()  # outside the mode: torch's backward reads the buffer
+    torch.testing.assert_close(xg.grad, torch.sigmoid(-x), rtol=1e-6, atol=1e-7)
