@@ -118,7 +118,13 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
             os.replace(out, path)
         how = "built"
     dll = ctypes.CDLL(str(path))
-    dll.sbk_install.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    dll.sbk_install.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_char_p,
+    ]
     dll.sbk_install.restype = ctypes.c_int
     dll.sbk_fallthroughs.argtypes = [ctypes.c_char_p]
     dll.sbk_fallthroughs.restype = ctypes.c_int
@@ -193,15 +199,16 @@ def fallthroughs(qualnames: list[str]) -> bool:
     return True
 
 
-def install(entries: list[tuple[str, str, int, int]]) -> int:
+def install(entries: list[tuple[str, str, int, int, str]]) -> int:
     """Put a C++ kernel over the mode key's Python kernel of each (op, kind, engine code,
-    arity); returns how many were installed (0 where the library is off)."""
+    arity, parameters as pointwise.param_codes writes them); returns how many were
+    installed (0 where the library is off)."""
     dll = load()
     if dll is None:
         return 0
     done = 0
-    for qualname, kind, code, arity in entries:
-        if dll.sbk_install(qualname.encode(), KINDS[kind], code, arity) != 0:
+    for qualname, kind, code, arity, params in entries:
+        if dll.sbk_install(qualname.encode(), KINDS[kind], code, arity, params.encode()) != 0:
             raise RuntimeError(f"samebits: mode_key.cpp: {dll.sbk_error().decode()}")
         done += 1
     _state["installed"] = done + int(_state.get("installed", 0))

@@ -442,7 +442,9 @@ def _install_key_layer() -> None:
             else:
                 lib.impl(name, kernel, KEY_NAME, with_keyset=True)
     _key_libs.extend(libs.values())
-    _keyshim.install([(q, kind, _engine_code(code), arity) for q, kind, code, arity in shim])
+    _keyshim.install(
+        [(q, kind, _engine_code(code), arity, params) for q, kind, code, arity, params in shim]
+    )
 
 
 def _engine_code(code: int | str) -> int:
@@ -450,9 +452,10 @@ def _engine_code(code: int | str) -> int:
     return _policy.pointwise.engine_code(code) if isinstance(code, str) else code
 
 
-def _shim_entries(spec: list[tuple]) -> list[tuple[str, str, int | str, int]]:
+def _shim_entries(spec: list[tuple]) -> list[tuple[str, str, int | str, int, str]]:
     """The ops whose Python kernel on the mode key gets a C++ kernel over it for the
-    common case (samebits/_keyshim.py), as (op, kind, code, arity): the kernels that
+    common case (samebits/_keyshim.py), as (op, kind, code, arity, parameters: an engine
+    op's ``pointwise.param_codes``, else ""): the kernels that
     only call torch's, the guards and covered ops _keyshim names, and the pointwise
     engine's ops where ``pointwise.fast_kind`` gives a check (code: the engine op's
     name, resolved against the loaded library at install)."""
@@ -460,15 +463,15 @@ def _shim_entries(spec: list[tuple]) -> list[tuple[str, str, int | str, int]]:
     entries = []
     for qualname, tag, detail in spec:
         if tag == "native":
-            entries.append((qualname, "pass", 0, 0))
+            entries.append((qualname, "pass", 0, 0, ""))
         elif tag == "guarded":
             kind = _keyshim.GUARDS.get(_policy._GUARDED[detail][0].__name__)
             if kind is not None:
-                entries.append((qualname, kind, 0, 0))
+                entries.append((qualname, kind, 0, 0, ""))
         elif tag == "covered" and qualname.startswith("aten::"):
             name = qualname.partition("::")[2]
             if name in _keyshim.COVERED and detail == "functional":
-                entries.append((qualname, *_keyshim.COVERED[name], 0))
+                entries.append((qualname, *_keyshim.COVERED[name], 0, ""))
                 continue
             family = _policy.table_name(name, covered, kernels)  # the entry _covered_fn runs
             if family in covered or family not in kernels:

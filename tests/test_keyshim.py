@@ -26,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def _entries(kind: str) -> list[str]:
-    return [q for q, k, _, _ in _cached_plan()[1] if k == kind]
+    return [q for q, k, *_ in _cached_plan()[1] if k == kind]
 
 
 def _op(qualname: str):
@@ -74,7 +74,7 @@ def test_the_library_is_built_and_its_kernels_installed():
         pass
     assert _keyshim.status().startswith("on ("), _keyshim.status()
     assert samebits.native_info()["mode_key"] == _keyshim.status()
-    kinds = {k for _, k, _, _ in _cached_plan()[1]}
+    kinds = {k for _, k, *_ in _cached_plan()[1]}
     assert kinds == set(_keyshim.KINDS)
     assert int(_keyshim.status().rsplit(", ", 1)[1].split()[0]) == len(_cached_plan()[1])
 
@@ -113,6 +113,46 @@ def test_an_engine_op_gets_the_python_kernels_bits_from_the_cpp_kernel(qualname,
         fast, slow, calls = _both(lambda a=args: op(*a))
         _same(fast, slow)
         assert calls == 1, f"{qualname} {dtype} {number}: the C++ kernel did not decide"
+
+
+def _param_entries() -> list[str]:
+    return [q for q, k, _, _, params in _cached_plan()[1] if k == "engine" and params]
+
+
+def test_the_engine_ops_with_parameters_have_cpp_kernels():
+    names = {q.partition("::")[2] for q in _param_entries()}
+    assert {"softplus", "softshrink", "elu", "selu", "logit", "softplus_backward"} <= names
+
+
+# non-default values for each parameter argument: floats, ints, tiny, large, None
+_PARAM_VALUES = [0.37, 2, 1e-3, 30.0, -0.5, None]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("qualname", _param_entries())
+def test_an_engine_ops_parameters_are_read_in_cpp_as_the_python_kernel_reads_them(qualname, dtype):
+    """Every parameter argument at values other than its default, positional: the C++
+    kernel gives the Python kernel's bits and decides the call, or hands it over (a
+    refusal, or None where the parameter takes no None) and both give the same error."""
+    op = _op(qualname)
+    schema = op._schema.arguments
+    base = _engine_args(qualname, dtype, 0.37)  # the operands (and required numbers)
+    nops = sum(str(a.type) == "Tensor" for a in schema)
+    for value in _PARAM_VALUES:
+        args = base[:nops] + [value] * (len(schema) - nops)
+        fast, slow, calls = _both(lambda a=args: op(*a), "engine")
+        if isinstance(slow, tuple) and not isinstance(slow, torch.Tensor):
+            assert fast == slow and calls == 0, (qualname, value)  # refused in Python
+            continue
+        _same(fast, slow)
+        assert calls == 1, f"{qualname} {value}: the C++ kernel did not decide"
+
+
+def test_a_refused_parameter_gets_the_python_kernels_error():
+    x = torch.randn(5, 7)
+    fast, slow, calls = _both(lambda: torch.nn.functional.softshrink(x, -0.25), "engine")
+    assert fast == slow and calls == 0
+    assert fast[0] is samebits.errors.UnsupportedInputError and "lambd must be >= 0" in fast[1]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -15,9 +15,11 @@
 //                   float16 or a tensor is complex (the Python kernel's cases); a
 //                   functional bfloat16 tensor with a Python number goes to the
 //                   engine as SBK_ENGINE does (the Python kernel's choice);
-//   SBK_ENGINE      a pointwise-engine op whose aten arguments are its engine operands
-//                   (and arguments at their defaults, where the Spec names the engine
-//                   op for them): the engine's C call on operands that share one dtype
+//   SBK_ENGINE      a pointwise-engine op whose aten arguments are its engine operands,
+//                   then the arguments its parameters read (pointwise.Param, passed as
+//                   param_codes: each read here as the Python kernel reads it) or
+//                   arguments at their defaults, where the Spec names the engine op for
+//                   them: the engine's C call on operands that share one dtype
 //                   (float32 or bfloat16), one shape and one contiguous layout,
 //                   Python numbers rounded once to float32 and broadcast. That is
 //                   pointwise.py's _run_same, the same call with the same arguments;
@@ -50,6 +52,7 @@
 #include <mutex>
 #include <map>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -151,6 +154,7 @@ void put(torch::jit::Stack* stack, size_t nargs, at::Tensor y) {
 struct Operand {
   const at::Tensor* tensor = nullptr;
   bool number = false, one = false;  // one: the number is the integer or float 1
+  bool none = false;                 // an optional argument that is None
   double value = 0.0;                // float(v) of a number
 };
 
@@ -181,7 +185,74 @@ Operand operand(const c10::IValue& v) {
   if (v.isDouble()) o.number = true, o.value = v.toDouble(), o.one = o.value == 1.0;
   else if (v.isInt()) o.number = true, o.value = static_cast<double>(v.toInt()), o.one = v.toInt() == 1;
   else if (v.isBool()) o.one = v.toBool();
+  else if (v.isNone()) o.none = true;
+  else if (v.isScalar()) return operand(v.toScalar());
   return o;
+}
+
+// One engine parameter as pointwise.Param describes it (param_codes' fields, in order)
+struct Param {
+  int arg = -1;        // the argument's index; -1: the constant `value`
+  double value = 0.0;  // the constant, or the value where the argument is None (none_ok)
+  double scale = 1.0;
+  int times = -1;      // another argument's index to multiply by, or -1
+  bool f32 = true, has_min = false, none_ok = false;
+  double minimum = 0.0;
+};
+
+// param_codes' text: fields separated by ',', parameters by ';' (floats in hex)
+std::vector<Param> parse_params(const char* text) {
+  std::vector<Param> out;
+  const std::string all(text == nullptr ? "" : text);
+  for (size_t pos = 0; pos < all.size();) {
+    size_t end = all.find(';', pos);
+    if (end == std::string::npos) end = all.size();
+    const std::string one = all.substr(pos, end - pos);
+    pos = end + 1;
+    std::vector<std::string> f;
+    for (size_t a = 0; a <= one.size();) {
+      size_t b = one.find(',', a);
+      if (b == std::string::npos) b = one.size();
+      f.push_back(one.substr(a, b - a));
+      a = b + 1;
+    }
+    if (f.size() != 8) throw std::runtime_error("a parameter needs 8 fields: " + one);
+    Param p;
+    p.arg = std::stoi(f[0]), p.value = std::strtod(f[1].c_str(), nullptr);
+    p.scale = std::strtod(f[2].c_str(), nullptr), p.times = std::stoi(f[3]);
+    p.f32 = f[4] == "1", p.has_min = f[5] == "1";
+    p.minimum = std::strtod(f[6].c_str(), nullptr), p.none_ok = f[7] == "1";
+    out.push_back(p);
+  }
+  return out;
+}
+
+// The parameters' floats from the call's arguments, as pointwise.param_reader computes
+// them; false where the Python kernel must decide (a refusal, or an argument that is not
+// a number)
+bool read_params(const std::vector<Param>& ps, const Operand* ops, int n, double* out) {
+  for (size_t k = 0; k < ps.size(); ++k) {
+    const Param& p = ps[k];
+    if (p.arg < 0) {
+      out[k] = p.value;
+      continue;
+    }
+    if (p.arg >= n) return false;
+    const Operand& v = ops[p.arg];
+    if (v.none && p.none_ok) {
+      out[k] = p.value;
+      continue;
+    }
+    if (!v.number) return false;
+    double f = v.value * p.scale;
+    if (p.times >= 0) {
+      if (p.times >= n || !ops[p.times].number) return false;
+      f = f * ops[p.times].value;
+    }
+    if (p.has_min && f < p.minimum) return false;  // the Python kernel refuses it
+    out[k] = p.f32 ? static_cast<double>(static_cast<float>(f)) : f;
+  }
+  return true;
 }
 
 enum Decision { PYTHON, TORCH, ENGINE_DONE };
@@ -189,13 +260,14 @@ enum Decision { PYTHON, TORCH, ENGINE_DONE };
 class Kernel final : public c10::OperatorKernel {
  public:
   Kernel(int kind, c10::SafeKernelFunction python, c10::OperatorHandle op, int code, int arity,
-         int alpha_index)
+         int alpha_index, std::vector<Param> params)
       : kind_(kind), python_(std::move(python)), op_(std::move(op)), code_(code), arity_(arity),
-        alpha_index_(alpha_index) {
+        alpha_index_(alpha_index), params_(std::move(params)) {
     // an engine op's arguments past its operands: the call is the engine op only while
     // they are at their schema defaults (gelu's approximate='none')
     const auto& schema_args = op_.schema().arguments();
-    for (size_t i = static_cast<size_t>(std::max(arity_, 0)); kind_ == SBK_ENGINE && i < schema_args.size(); ++i)
+    for (size_t i = static_cast<size_t>(std::max(arity_, 0));
+         kind_ == SBK_ENGINE && params_.empty() && i < schema_args.size(); ++i)
       defaults_.push_back(schema_args[i].default_value().value_or(c10::IValue()));
   }
 
@@ -296,7 +368,11 @@ class Kernel final : public c10::OperatorKernel {
   // shape and one contiguous layout, Python numbers rounded once to float32, broadcast
   bool engine(c10::DispatchKeySet ks, const Operand* ops, int n, at::Tensor* out) const {
     const Table* tab = table();
-    if (!on_cpu(ks) || n != arity_ || tab == nullptr) return false;
+    double pv[8] = {0.0};
+    if (!on_cpu(ks) || tab == nullptr || params_.size() > 8) return false;
+    if (params_.empty() ? n != arity_ : (n < arity_ || !read_params(params_, ops, n, pv)))
+      return false;
+    n = arity_;  // the operands
     const at::Tensor* x = nullptr;
     for (int i = 0; i < n && x == nullptr; ++i) x = ops[i].tensor;
     if (x == nullptr) return false;
@@ -324,9 +400,9 @@ class Kernel final : public c10::OperatorKernel {
     }
     // empty_like(x), as _run_same: a dense tensor's strides are kept (size-1 dims too)
     at::Tensor y = at::detail::empty_strided_cpu(x->sizes(), x->strides(), x->scalar_type());
-    double no_params = 0.0;
     if (CALL(tab, pointwise)(code_, x->numel(), ptrs[0], ptrs[1], ptrs[2], dts, strides,
-                       y.mutable_data_ptr(), code_dt, &no_params, 0, nthreads()) != 0)
+                       y.mutable_data_ptr(), code_dt, pv, static_cast<int>(params_.size()),
+                       nthreads()) != 0)
       return false;  // the Python kernel runs it again and reports the error
     *out = std::move(y);
     return true;
@@ -337,6 +413,7 @@ class Kernel final : public c10::OperatorKernel {
   c10::OperatorHandle op_;
   int code_, arity_, alpha_index_;
   std::vector<c10::IValue> defaults_;  // SBK_ENGINE: the arguments past the operands
+  std::vector<Param> params_;          // SBK_ENGINE: the engine parameters they give
 };
 
 // The unboxed form of a Kernel for a functional signature Tensor(Args...): the
@@ -424,8 +501,9 @@ std::string g_error;
 extern "C" {
 
 // Put the C++ kernel of `kind` over the mode key's current (Python) kernel of
-// `qualname` ("aten::add.Tensor"). 0 on success, else -1 and sbk_error() says why.
-int sbk_install(const char* qualname, int kind, int code, int arity) {
+// `qualname` ("aten::add.Tensor"), with an engine op's parameters as pointwise.param_codes
+// writes them ("" for none). 0 on success, else -1 and sbk_error() says why.
+int sbk_install(const char* qualname, int kind, int code, int arity, const char* params) {
   if (kind < 0 || kind >= kKinds) {
     g_error = std::string(qualname) + ": no kernel kind " + std::to_string(kind);
     return -1;
@@ -458,9 +536,8 @@ int sbk_install(const char* qualname, int kind, int code, int arity) {
     c10::WarningUtils::WarningHandlerGuard guard(&silent);
     auto lib = std::make_unique<torch::Library>(torch::Library::IMPL, ns, kKey, __FILE__, __LINE__);
     bool unboxed = false;
-    lib->impl(rest.c_str(), make_kernel(handle,
-                                        std::make_shared<Kernel>(kind, python, handle, code, arity, alpha),
-                                        &unboxed));
+    auto kernel = std::make_shared<Kernel>(kind, python, handle, code, arity, alpha, parse_params(params));
+    lib->impl(rest.c_str(), make_kernel(handle, std::move(kernel), &unboxed));
     if (unboxed) g_unboxed.insert(q);
     g_libs.push_back(std::move(lib));
     return 0;

@@ -172,9 +172,9 @@ def _run_same(engine_op: str, operands: tuple, params: tuple, name: str):
             dts.append(code_dt)
             strides.append(1)
         elif type(o) is float or type(o) is int:
-            v = _scalar_operand(o)
+            v = ctypes.c_float(float(o))  # _scalar_operand's value, without a tensor
             keep.append(v)
-            ptrs.append(v.data_ptr())
+            ptrs.append(ctypes.addressof(v))
             dts.append(_native.F32)
             strides.append(0)
         else:
@@ -289,8 +289,9 @@ def _lookup(engine_op: str, aten: str) -> tuple[int, int, int]:
 
 
 def _c(v) -> float:
-    """A scalar parameter as the float32 value the formulas use (rounded once)."""
-    return float(torch.tensor(float(v), dtype=torch.float64).float())
+    """A scalar parameter as the float32 value the formulas use: float(v) rounded once to
+    float32 by C's conversion, as torch's double-to-float is (inf past float32's range)."""
+    return ctypes.c_float(float(v)).value
 
 
 # ------------------------------------------------------------------ the ops
@@ -298,15 +299,98 @@ def _no_params(*_a, **_k) -> tuple:
     return ()
 
 
+def _aten(name: str):
+    base, _, ov = name.partition(".")
+    return getattr(getattr(torch.ops.aten, base), ov or "default")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One engine parameter, read from the call's arguments: ``scale * float(arg)``
+    (times ``float(times)`` where named), rounded once to float32 when ``f32``; the
+    constant ``value`` where ``arg`` is None, or where the argument is None and
+    ``none_ok``; below ``minimum`` the call is refused (UnsupportedInputError). One
+    description serves the Python kernel (``param_reader``) and the mode key's C++ kernel
+    (``param_codes``), so both read the same floats."""
+
+    arg: str | None = None
+    value: float = 0.0
+    scale: float = 1.0
+    times: str | None = None
+    f32: bool = True
+    minimum: float | None = None
+    none_ok: bool = False
+
+
+def param_reader(aten_name: str, params: tuple[Param, ...]) -> Callable[..., tuple]:
+    """The Python function of ``params`` for ``aten_name``'s arguments (positional or by
+    name, schema defaults where absent)."""
+    schema = _aten(aten_name)._schema
+    index = {a.name: i for i, a in enumerate(schema.arguments)}
+    default = {a.name: a.default_value for a in schema.arguments if a.has_default_value()}
+
+    def arg(name, args, kwargs):
+        i = index[name]
+        if i < len(args):
+            return args[i]
+        return kwargs[name] if name in kwargs else default[name]
+
+    def read(*args, **kwargs) -> tuple:
+        out = []
+        for p in params:
+            v = None if p.arg is None else arg(p.arg, args, kwargs)
+            if v is None:
+                if p.arg is not None and not p.none_ok:
+                    raise UnsupportedInputError(f"aten::{aten_name}: {p.arg} must be a number")
+                out.append(p.value)
+                continue
+            f = float(v) * p.scale
+            if p.times is not None:
+                f = f * float(arg(p.times, args, kwargs))
+            if p.minimum is not None and f < p.minimum:
+                raise UnsupportedInputError(
+                    f"aten::{aten_name}: {p.arg} must be >= {p.minimum:g}, got {v}"
+                )
+            out.append(_c(f) if p.f32 else f)
+        return tuple(out)
+
+    return read
+
+
+def param_codes(aten_name: str, params: tuple[Param, ...]) -> str:
+    """``params`` for the C++ kernel, one ';'-separated field per parameter:
+    arg index (-1: the constant), value, scale, times index (-1: none), f32, has minimum,
+    minimum, none_ok (floats as exact hex)."""
+    index = {a.name: i for i, a in enumerate(_aten(aten_name)._schema.arguments)}
+    fields = []
+    for p in params:
+        fields.append(
+            ",".join(
+                [
+                    str(-1 if p.arg is None else index[p.arg]),
+                    float(p.value).hex(),
+                    float(p.scale).hex(),
+                    str(-1 if p.times is None else index[p.times]),
+                    str(int(p.f32)),
+                    str(int(p.minimum is not None)),
+                    float(p.minimum or 0.0).hex(),
+                    str(int(p.none_ok)),
+                ]
+            )
+        )
+    return ";".join(fields)
+
+
 @dataclass(frozen=True)
 class Spec:
     """How an aten overload maps onto an engine op: ``operands`` picks the tensor (or
     Python number) operands from the call's arguments, ``params`` the scalar
-    parameters (floats), ``engine`` the engine op (or a function of the arguments)."""
+    parameters (floats: a tuple of Param, or a function of the arguments where no
+    Param describes them), ``engine`` the engine op (or a function of the arguments)."""
 
     engine: str | Callable[..., str]
     operands: Callable[..., tuple]
-    params: Callable[..., tuple] = _no_params
+    params: Callable[..., tuple] | tuple[Param, ...] = _no_params
     int_to_float: bool = True
     reference: Callable | None = None
     # the mode key's C++ check (samebits/_keyshim.py) for an op whose engine is
@@ -319,6 +403,10 @@ class Spec:
 
 
 def _kernel(aten_name: str, spec: Spec) -> Callable:
+    read = spec.params
+    if isinstance(read, tuple):
+        read = param_reader(aten_name, read)
+
     def kernel(*args, **kwargs):
         engine = spec.engine(*args, **kwargs) if callable(spec.engine) else spec.engine
         if engine is None:
@@ -326,7 +414,7 @@ def _kernel(aten_name: str, spec: Spec) -> Callable:
         return run(
             engine,
             spec.operands(*args, **kwargs),
-            spec.params(*args, **kwargs),
+            read(*args, **kwargs),
             aten=aten_name,
             int_to_float=spec.int_to_float,
         )
@@ -408,23 +496,17 @@ def _rsub_engine(x, y, alpha=1):
     return None if alpha == 1 else "rsub"
 
 
-def _elu_params(x, alpha=1.0, scale=1.0, input_scale=1.0):
-    return (_c(scale), _c(input_scale), _c(float(alpha) * float(scale)))
+# elu's engine parameters: scale, input_scale, negcoef = alpha * scale (each float32)
+_ELU = (Param("scale"), Param("input_scale"), Param("alpha", times="scale"))
 
 
 def _celu_params(x, alpha=1.0):
     if float(alpha) == 0:
         raise UnsupportedInputError("aten::celu: alpha must not be 0 (it divides the input)")
-    return _elu_params(x, alpha, 1.0, 1.0 / float(alpha))
+    return (_c(1.0), _c(1.0 / float(alpha)), _c(float(alpha)))
 
 
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
-
-
-def _softshrink_params(x, lambd=0.5):
-    if float(lambd) < 0:
-        raise UnsupportedInputError(f"aten::softshrink: lambd must be >= 0, got {lambd}")
-    return (_c(lambd),)
 
 
 def _gelu_engine(x, approximate="none"):
@@ -439,8 +521,8 @@ def _gelu_backward_engine(g, x, approximate="none"):
     return "gelu_backward" if _gelu_engine(x, approximate) == "gelu" else "gelu_tanh_backward"
 
 
-def _eps(eps) -> float:
-    return -1.0 if eps is None else _c(eps)
+# logit's eps: None (no clamping) is -1 to the formula
+_EPS = (Param("eps", value=-1.0, none_ok=True),)
 
 
 F = torch.nn.functional
@@ -483,15 +565,17 @@ ATEN: dict[str, Spec] = {
         )
     },
     "log_sigmoid_forward": Spec("logsigmoid", _self),  # (see KERNELS below: a pair)
-    "logit": Spec("logit", _self, lambda x, eps=None: (_eps(eps),)),
+    "logit": Spec("logit", _self, _EPS),
     "gelu": Spec(_gelu_engine, _self, default_engine="gelu"),
-    "elu": Spec("elu", _self, _elu_params),
+    "elu": Spec("elu", _self, _ELU),
     "celu": Spec("elu", _self, _celu_params),
-    "selu": Spec("elu", _self, lambda x: _elu_params(x, SELU_ALPHA, SELU_SCALE)),
-    "softplus": Spec(
-        "softplus", _self, lambda x, beta=1.0, threshold=20.0: (_c(beta), _c(threshold))
+    "selu": Spec(
+        "elu",
+        _self,
+        (Param(value=_c(SELU_SCALE)), Param(value=1.0), Param(value=_c(SELU_ALPHA * SELU_SCALE))),
     ),
-    "softshrink": Spec("softshrink", _self, _softshrink_params),
+    "softplus": Spec("softplus", _self, (Param("beta"), Param("threshold"))),
+    "softshrink": Spec("softshrink", _self, (Param("lambd", minimum=0.0),)),
     "pow.Tensor_Tensor": Spec("pow", _two),
     "pow.Tensor_Scalar": Spec("pow", _two),
     "pow.Scalar": Spec("pow", _two),
@@ -543,9 +627,7 @@ ATEN: dict[str, Spec] = {
     "gelu_backward": Spec(_gelu_backward_engine, _two, default_engine="gelu_backward"),
     "sigmoid_backward": Spec("sigmoid_backward", _two),
     "tanh_backward": Spec("tanh_backward", _two),
-    "softplus_backward": Spec(
-        "softplus_backward", _two, lambda g, x, beta, threshold: (_c(beta), _c(threshold))
-    ),
+    "softplus_backward": Spec("softplus_backward", _two, (Param("beta"), Param("threshold"))),
     "elu_backward": Spec(
         "elu_backward",
         lambda g, alpha, scale, input_scale, is_result, v: (g, v),
@@ -560,7 +642,7 @@ ATEN: dict[str, Spec] = {
     "hardswish_backward": Spec("hardswish_backward", _two),
     "hardsigmoid_backward": Spec("hardsigmoid_backward", _two),
     "mish_backward": Spec("mish_backward", _two),
-    "logit_backward": Spec("logit_backward", _two, lambda g, x, eps=None: (_eps(eps),)),
+    "logit_backward": Spec("logit_backward", _two, _EPS),
 }
 del ATEN["float_power.Tensor_Tensor"]
 KERNELS: dict[str, Callable] = {name: _kernel(name, spec) for name, spec in ATEN.items()}
@@ -572,17 +654,19 @@ def engine_code(engine_op: str) -> int:
     return _codes()[engine_op][0]
 
 
-def fast_kind(name: str, variant: str) -> tuple[str, str | int, int] | None:
+def fast_kind(name: str, variant: str) -> tuple[str, str | int, int, str] | None:
     """The mode key's C++ kernel for the ``variant`` form (functional, inplace, out) of
-    ``ATEN[name]``, as (kind, engine op or -1, arity), or None (the Python kernel alone):
+    ``ATEN[name]``, as (kind, engine op or -1, arity, parameters), or None (the Python
+    kernel alone):
 
     * the Spec's ``fast`` check, for every form (each form's Python kernel makes the
       same choice between torch's kernel and the engine); a functional mul/div also
       gets its engine op, for a bfloat16 tensor with a Python number;
     * "engine" for a functional form built from its Spec, whose aten arguments are
-      its engine operands, in order, with no parameters, and which returns one tensor
-      (with ``default_engine``: followed by arguments that the C++ kernel requires at
-      their defaults): the C++ kernel makes _run_same's call.
+      its engine operands, in order, and then the arguments its Params read (their
+      ``param_codes``) or, with ``default_engine``, arguments that the C++ kernel
+      requires at their defaults; it returns one tensor. The C++ kernel makes
+      _run_same's call.
     """
     spec = ATEN.get(name)
     kernel = KERNELS.get(name)
@@ -593,24 +677,32 @@ def fast_kind(name: str, variant: str) -> tuple[str, str | int, int] | None:
         return None  # a hand-written kernel (log_sigmoid_forward's pair)
     if spec.fast == "not_reduced" and variant == "functional":
         engine = name.partition(".")[0]  # mul, div: the scaled case
-        return spec.fast, engine, _codes()[engine][1]
+        return spec.fast, engine, _codes()[engine][1], ""
     if spec.fast is not None:
-        return spec.fast, -1, 0
+        return spec.fast, -1, 0, ""
     engine = spec.engine if isinstance(spec.engine, str) else spec.default_engine
     if variant != "functional" or engine is None:
         return None
-    if spec.params is not _no_params or spec.operands not in (_self, _two, _three):
-        return None
+    params = () if spec.params is _no_params else spec.params
+    if not isinstance(params, tuple) or spec.operands not in (_self, _two, _three):
+        return None  # parameters computed by a function: the Python kernel
     code, arity, nparams = _codes().get(engine, (None, 0, 0))
     schema = _aten(name)._schema
     extra = schema.arguments[arity:]
-    if code is None or nparams or len(schema.returns) != 1 or len(schema.arguments) < arity:
+    if code is None or nparams != len(params) or len(schema.returns) != 1:
         return None
-    if extra and (engine is spec.engine or any(not a.has_default_value() for a in extra)):
+    if len(schema.arguments) < arity or {_self: 1, _two: 2, _three: 3}[spec.operands] != arity:
+        return None
+    read = {n for p in params for n in (p.arg, p.times) if n is not None}
+    if params and (engine is not spec.engine or {a.name for a in extra} != read):
+        return None  # every argument past the operands is a parameter's
+    if (
+        not params
+        and extra
+        and (engine is spec.engine or any(not a.has_default_value() for a in extra))
+    ):
         return None  # only a default_engine's op may have arguments past the operands
-    if {_self: 1, _two: 2, _three: 3}[spec.operands] != arity:
-        return None
-    return "engine", engine, arity
+    return "engine", engine, arity, param_codes(name, params)
 
 
 def _log_sigmoid_forward(x: torch.Tensor):
@@ -748,11 +840,6 @@ def reference(aten_name: str, *args, **kwargs) -> torch.Tensor:
         out = out[0]
     dtype = first.dtype if first.dtype.is_floating_point else torch.get_default_dtype()
     return out.to(dtype)
-
-
-def _aten(name: str):
-    base, _, ov = name.partition(".")
-    return getattr(getattr(torch.ops.aten, base), ov or "default")
 
 
 _ = math  # (math used by callers' constants)
