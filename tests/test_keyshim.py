@@ -501,6 +501,9 @@ def test_the_common_arithmetic_is_decided_in_cpp():
         "x ** 2.5": lambda: x**2.5,  # the engine, with a Scalar argument
         "2.0 ** x": lambda: 2.0**x,
         "torch.exp(xb)": lambda: torch.exp(xb),
+        "add alpha=0.3": lambda: torch.add(x, y, alpha=0.3),  # the engine's fma, alpha read in C++
+        "sub xb 0.7 alpha=0.3": lambda: torch.sub(xb, 0.7, alpha=0.3),
+        "rsub alpha=2": lambda: torch.rsub(x, y, alpha=2),
     }
     for name, fn in cases.items():
         fast, slow, calls = _both(fn)

@@ -10,7 +10,8 @@
 //   SBK_PASS        torch's kernel below the mode key (an op that needs a kernel only
 //                   because BackendSelect redispatches past fallthroughs);
 //   SBK_ALPHA_ONE   add/sub/rsub: torch's kernel when alpha is the integer or float 1
-//                   (one IEEE operation), else the Python kernel (the engine's fma);
+//                   (one IEEE operation), else the engine's fma as SBK_ENGINE makes it
+//                   (functional forms, alpha read as its Param) or the Python kernel;
 //   SBK_NOT_REDUCED mul/div: torch's kernel unless the first tensor is bfloat16 or
 //                   float16 or a tensor is complex (the Python kernel's cases); a
 //                   functional bfloat16 tensor with a Python number goes to the
@@ -285,8 +286,10 @@ class Kernel final : public c10::OperatorKernel {
     switch (kind_) {
       case SBK_PASS:
         return TORCH;
-      case SBK_ALPHA_ONE:
-        return alpha_index_ < n && ops[alpha_index_].one ? TORCH : PYTHON;
+      case SBK_ALPHA_ONE:  // alpha != 1: the engine's fma with alpha's parameter (functional)
+        if (alpha_index_ < n && ops[alpha_index_].one) return TORCH;
+        if (code_ < 0 || params_.empty()) return PYTHON;
+        return engine(ks, ops, n, y) ? ENGINE_DONE : PYTHON;
       case SBK_NOT_REDUCED: {
         bool first = true, scaled = false;
         for (int i = 0; i < n; ++i) {  // Python numbers are not tensors to the Python kernel

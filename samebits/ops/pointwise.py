@@ -447,11 +447,7 @@ def _alpha_op(sign: float) -> Spec:
         return None if alpha == 1 else "add"
 
     return Spec(
-        engine,
-        _two,
-        lambda x, y, alpha=1: (sign * float(alpha),),
-        int_to_float=False,
-        fast="alpha_one",
+        engine, _two, (Param("alpha", scale=sign, f32=False),), int_to_float=False, fast="alpha_one"
     )
 
 
@@ -597,18 +593,10 @@ ATEN: dict[str, Spec] = {
     "sub.Tensor": _alpha_op(-1.0),
     "sub.Scalar": _alpha_op(-1.0),
     "rsub.Tensor": Spec(
-        _rsub_engine,
-        _two,
-        lambda x, y, alpha=1: (float(alpha),),
-        int_to_float=False,
-        fast="alpha_one",
+        _rsub_engine, _two, (Param("alpha", f32=False),), int_to_float=False, fast="alpha_one"
     ),
     "rsub.Scalar": Spec(
-        _rsub_engine,
-        _two,
-        lambda x, y, alpha=1: (float(alpha),),
-        int_to_float=False,
-        fast="alpha_one",
+        _rsub_engine, _two, (Param("alpha", f32=False),), int_to_float=False, fast="alpha_one"
     ),
     "mul.Tensor": _muldiv("mul"),
     "mul.Scalar": _muldiv("mul"),
@@ -661,7 +649,8 @@ def fast_kind(name: str, variant: str) -> tuple[str, str | int, int, str] | None
 
     * the Spec's ``fast`` check, for every form (each form's Python kernel makes the
       same choice between torch's kernel and the engine); a functional mul/div also
-      gets its engine op, for a bfloat16 tensor with a Python number;
+      gets its engine op, for a bfloat16 tensor with a Python number, and a functional
+      add/sub/rsub its engine op and alpha's Param, for alpha != 1;
     * "engine" for a functional form built from its Spec, whose aten arguments are
       its engine operands, in order, and then the arguments its Params read (their
       ``param_codes``) or, with ``default_engine``, arguments that the C++ kernel
@@ -678,6 +667,9 @@ def fast_kind(name: str, variant: str) -> tuple[str, str | int, int, str] | None
     if spec.fast == "not_reduced" and variant == "functional":
         engine = name.partition(".")[0]  # mul, div: the scaled case
         return spec.fast, engine, _codes()[engine][1], ""
+    if spec.fast == "alpha_one" and variant == "functional":
+        engine = spec.engine(None, None, alpha=2)  # the engine op wherever alpha != 1
+        return spec.fast, engine, _codes()[engine][1], param_codes(name, spec.params)
     if spec.fast is not None:
         return spec.fast, -1, 0, ""
     engine = spec.engine if isinstance(spec.engine, str) else spec.default_engine
