@@ -561,18 +561,52 @@ VAI vfn pw_cos(vfn a, vfn b, vfn c, const float *p) {
     vfn y = m_finite_or_nan(a, df_round(m_cos_q(s, co, q)));
     return n_sel(near, m_cos_near(n_sel(near, a, CF(0.0f))), y);
 }
-/* tan(x) = sin r / cos r (q even) or -cos r / sin r (q odd), the quotient in double-float,
-   rounded once; tan(+-0) = +-0 */
+/* tan(x) for abs(x) < 2^12, in float32 pieces: q = rint(x (2/pi)_f) + 0, r1 = x - q P/2
+   exactly (one fma; P/2 = 0x1.921fb4p+0, as in sin), r = r1 - q D as rh + rl (D = pi/2 -
+   P/2 in two floats, q D_hi an exact product, TwoSum; abs(r) <= 0.7856), and
+   tan r = rh + rh^3 / 3 + rh^5 U(z) + rl (1 + t0^2) (z = rh^2; rh^3 and rh^3 / 3 as exact
+   pairs; U a degree-5 fit, relative error of tan 2^-29; t0 = tan rh in float32) as th + tl;
+   q even: th + tl, rounded once; q odd: -1 / (th + tl) from y0 = -1 / th and one
+   correction, y0 + y0 (1 + (th + tl) y0) */
+VAI vfn m_tan_near(vfn x) {
+    vfn q = n_add(n_rint(n_mul(x, CF(0x1.45f306p-1f))), CF(0.0f));
+    vfn r1 = n_fma(q, CF(-0x1.921fb4p+0f), x);
+    vdf qd = df_two_prod(q, CF(0x1.4442d2p-24f));
+    vdf r = df_two_sum(r1, n_neg(qd.hi));
+    vfn rh = r.hi, rl = n_sub(r.lo, n_fma(q, CF(-0x1.ee59dap-50f), qd.lo));
+    vdf z = df_two_prod(rh, rh), w = df_two_prod(rh, z.hi);
+    w.lo = n_fma(rh, z.lo, w.lo);                                  /* rh^3 */
+    vdf w3 = df_two_prod(w.hi, CF(0x1.555556p-2f));               /* rh^3 / 3 */
+    w3.lo = n_fma(w.hi, CF(-0x1.555556p-27f), n_fma(w.lo, CF(0x1.555556p-2f), w3.lo));
+    vfn u = n_fma(z.hi, CF(4.180626478e-03f), CF(5.275366711e-04f));
+    u = n_fma(u, z.hi, CF(1.044839527e-02f));
+    u = n_fma(u, z.hi, CF(2.145327069e-02f));
+    u = n_fma(u, z.hi, CF(5.402086303e-02f));
+    u = n_fma(u, z.hi, CF(1.333308816e-01f));
+    vfn s2 = n_mul(n_mul(w.hi, z.hi), u), t0 = n_add(rh, n_add(w3.hi, s2));
+    vdf tt = df_fast_sum(rh, w3.hi);
+    tt = df_fast_sum(tt.hi, n_add(tt.lo, n_add(w3.lo, n_fma(rl, n_fma(t0, t0, CF(1.0f)), s2))));
+    vfn y0 = n_div(CF(-1.0f), tt.hi);
+    vfn e = n_fma(tt.lo, y0, n_fma(tt.hi, y0, CF(1.0f)));
+    vmn odd = ni_eq(ni_and(n_cvt(q), ni_set1(1)), ni_set1(1));
+    vfn y = n_sel(odd, n_fma(y0, e, y0), n_add(tt.hi, tt.lo));
+    return n_sel(n_eq(x, CF(0.0f)), x, y);
+}
+/* tan(x) elsewhere = sin r / cos r (q even) or -cos r / sin r (q odd), the quotient in
+   double-float, rounded once; each lane takes the one formula its abs(x) picks, the far
+   one only when some lane needs it (the same bits) */
 VAI vfn pw_tan(vfn a, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
+    vmn near = n_lt(n_abs(a), CF(4096.0f));
+    if (m_alln(near)) return m_tan_near(a);
     vfn q;
     vdf r = m_rem_pio2(a, &q), s, co;
     m_sincos(r, &s, &co);
     vmn odd = m_orn(n_eq(q, CF(1.0f)), n_eq(q, CF(3.0f)));
     s = df_norm(s), co = df_norm(co);
     vdf t = df_div(df_sel(odd, co, s), df_sel(odd, s, co));
-    vfn y = df_round(df_sel(odd, df_neg(t), t));
-    return m_finite_or_nan(a, n_sel(n_eq(a, CF(0.0f)), a, y));
+    vfn y = m_finite_or_nan(a, df_round(df_sel(odd, df_neg(t), t)));
+    return n_sel(near, m_tan_near(n_sel(near, a, CF(0.0f))), y);
 }
 /* sinc(x) = sin(pi x) / (pi x), sin(pi x) after the exact reduction m_rem_half, the
    quotient in double-float; 1 for |x| < 2^-14 (1 - (pi x)^2/6 rounds to 1), 0 for
@@ -603,10 +637,34 @@ VAI vfn pw_acos(vfn a, vfn b, vfn c, const float *p) {
     vfn g = n_sel(big, n_sel(neg, CF(-2.0f), CF(2.0f)), n_sel(neg, CF(1.0f), CF(-1.0f)));
     return m_pi4_plus(k, g, m_asin_t(ax, big));
 }
-/* atan(x) = atan2(x, 1) */
-VAI vfn pw_atan(vfn a, vfn b, vfn c, const float *p) {
+/* atan(x) = sign(x) (k pi/4 + atan u), a = abs(x) clamped to 2^30: u = a (k = 0) up to
+   tan(pi/8), (a - 1) / (a + 1) (k = 1) up to tan(3pi/8), else -1 / a (k = 2); numerator
+   and denominator as exact pairs (TwoSum of a times 0 or 1 and 0 or +-1), u by one
+   float32 division (1 / den_hi) and one correction, as u1 + u2 (u1 rounded); atan u =
+   u1 + u1 z A(z) + u2 (1 - z) (z = u1^2, m_atan2's A; 1 - z: the slope of atan u - u);
+   k pi/4 + u1 by Fast2Sum, the low parts added, rounded once. NaN in, NaN out. */
+VAI vfn pw_atan(vfn x, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
-    return m_atan2(a, CF(1.0f));
+    vfn a = n_abs(x);
+    a = n_sel(n_gt(a, CF(0x1p30f)), CF(0x1p30f), a);
+    vmn big = n_gt(a, CF(0x1.3504f4p+1f)), mid = n_gt(a, CF(0x1.a827ap-2f));
+    vfn na = n_sel(big, CF(0.0f), CF(1.0f)), nc = n_sel(mid, CF(-1.0f), CF(0.0f));
+    vfn da = n_sel(mid, CF(1.0f), CF(0.0f)), dc = n_sel(big, CF(0.0f), CF(1.0f));
+    vdf num = df_two_sum(n_mul(a, na), nc), den = df_two_sum(n_mul(a, da), dc);
+    vfn rcp = n_div(CF(1.0f), den.hi), uh = n_mul(num.hi, rcp);
+    vfn rho = n_add(n_fma(n_neg(uh), den.hi, num.hi), n_fma(n_neg(uh), den.lo, num.lo));
+    vdf u = df_fast_sum(uh, n_mul(rho, rcp));                      /* u rounded, and the rest */
+    vfn z = n_mul(u.hi, u.hi);
+    vfn pa = n_fma(z, CF(4.348477349e-02f), CF(-8.282173425e-02f));
+    pa = n_fma(pa, z, CF(1.100946516e-01f));
+    pa = n_fma(pa, z, CF(-1.427912712e-01f));
+    pa = n_fma(pa, z, CF(1.999980211e-01f));
+    pa = n_fma(pa, z, CF(-3.333333135e-01f));
+    vfn k = n_sel(big, CF(2.0f), n_sel(mid, CF(1.0f), CF(0.0f)));
+    vdf s = df_fast_sum(n_mul(k, CF(0x1.921fb6p-1f)), u.hi);
+    vfn lo = n_fma(u.lo, n_sub(CF(1.0f), z), n_fma(n_mul(u.hi, z), pa, s.lo));
+    lo = n_fma(k, CF(-0x1.777a5cp-26f), lo);
+    return n_copysign(n_add(s.hi, lo), x);
 }
 /* atan2(y, x): m_atan2 (C99 Annex F signed zeros and infinities) */
 VAI vfn pw_atan2(vfn a, vfn b, vfn c, const float *p) {
