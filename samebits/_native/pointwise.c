@@ -308,11 +308,12 @@ VAI vfn m_log_t_split(vfn x, vfn *kf, vin *i, int *normal) {
    a = k log_b(2) + log_b(c) (Fast2Sum of k log_b(2)_hi, exact and larger unless 0, and
    log_b(c)_hi; both low parts into a.lo, so equal k and piece give equal a), b =
    log_b(e)_hi rh (an exact product), and lo = rh (log_b(e)_lo + rh R(rh)) +
-   log_b(e)_hi rl (1 - rh), R a degree-3 fit (relative error of the whole 2^-31).
+   log_b(e)_hi rl (1 - rh), R a degree-3 fit (relative error of the whole 2^-31); ml is
+   read only where has_lo.
    abs(a.hi) >= abs(b.hi) wherever a.hi is not 0 (the smallest nonzero log_b(c) is 1.47
    times the largest log_b(e) rh beside it), so a + b can be a Fast2Sum. */
 typedef struct { vdf a, b; vfn lo; } ltf;
-VAI ltf m_log_t_pieces(vfn m, vfn kf, vin i, vfn ml, const int base) {
+VAI ltf m_log_t_pieces(vfn m, vfn kf, vin i, vfn ml, const int has_lo, const int base) {
     static const float c0[3][2] = {{1.0f, 0.0f}, {0x1.715476p+0f, 0x1.4ae0cp-26f}, {0x1.bcb7b2p-2f, -0x1.5b235ep-27f}};
     static const float l2[3][2] = {{0x1.62e4p-1f, 0x1.7f7d1cp-20f}, {1.0f, 0.0f}, {0x1.344p-2f, 0x1.3509f8p-18f}};
     static const float rc[3][4] = {{-4.999999702e-01f, 3.333337009e-01f, -2.501724064e-01f, 1.994444430e-01f},
@@ -320,15 +321,23 @@ VAI ltf m_log_t_pieces(vfn m, vfn kf, vin i, vfn ml, const int base) {
                                    {-2.171472162e-01f, 1.447648108e-01f, -1.086682826e-01f, 8.692997694e-02f}};
     vfn ic = n_lookup16(pw_log_t[0], i);
     vfn lh = n_lookup16(pw_log_t[2 * base + 1], i), ll = n_lookup16(pw_log_t[2 * base + 2], i);
-    vfn pr = n_mul(m, ic), rl = n_fma(ml, ic, n_fma(m, ic, n_neg(pr))), rh = n_sub(pr, CF(1.0f));
+    vfn pr = n_mul(m, ic), rl = n_fma(m, ic, n_neg(pr)), rh = n_sub(pr, CF(1.0f));
+    if (has_lo) rl = n_fma(ml, ic, rl);
     vfn rr = n_fma(rh, CF(rc[base][3]), CF(rc[base][2]));
     rr = n_fma(rr, rh, CF(rc[base][1]));
     rr = n_fma(rr, rh, CF(rc[base][0]));
     ltf t;
     t.a = df_fast_sum(n_mul(kf, CF(l2[base][0])), lh);
-    t.a.lo = n_fma(kf, CF(l2[base][1]), n_add(t.a.lo, ll));
-    t.b = df_two_prod(CF(c0[base][0]), rh);
-    t.lo = n_fma(rh, n_fma(rh, rr, CF(c0[base][1])), n_mul(n_mul(CF(c0[base][0]), rl), n_sub(CF(1.0f), rh)));
+    t.a.lo = n_add(t.a.lo, ll);
+    if (base != 1) t.a.lo = n_fma(kf, CF(l2[base][1]), t.a.lo);  /* log2: k log2(2) is exact */
+    vfn crl = rl;
+    if (base == 0) {  /* ln: log_b(e) = 1, its product with rh exact */
+        t.b = df_make(rh, CF(0.0f));
+    } else {
+        t.b = df_two_prod(CF(c0[base][0]), rh);
+        crl = n_mul(CF(c0[base][0]), rl);
+    }
+    t.lo = n_fma(rh, n_fma(rh, rr, CF(c0[base][1])), n_fma(n_neg(crl), rh, crl));
     return t;
 }
 /* log2(x), log10(x): the pieces summed (a and b by Fast2Sum, then the low parts), rounded
@@ -338,7 +347,7 @@ VAI vfn m_log_b_table(vfn x, const int base) {
     vin i;
     int normal;
     vfn m = m_log_t_split(x, &kf, &i, &normal);
-    ltf t = m_log_t_pieces(m, kf, i, CF(0.0f), base);
+    ltf t = m_log_t_pieces(m, kf, i, CF(0.0f), 0, base);
     vdf s = df_fast_sum(t.a.hi, t.b.hi);
     vfn y = n_add(s.hi, n_add(n_add(s.lo, t.a.lo), n_add(t.b.lo, t.lo)));
     return normal ? y : m_log_special(x, y);
@@ -397,7 +406,7 @@ VAI vfn pw_logsigmoid(vfn a, vfn b, vfn c, const float *p) {
     vin i;
     int normal;
     vfn m = m_log_t_split(u.hi, &kf, &i, &normal);
-    ltf t = m_log_t_pieces(m, kf, i, n_mul(u.lo, n_pow2i(ni_sub(ni_set1(0), n_cvt(kf)))), 0);
+    ltf t = m_log_t_pieces(m, kf, i, n_mul(u.lo, n_pow2i(ni_sub(ni_set1(0), n_cvt(kf)))), 1, 0);
     vdf da = df_two_sum(mn, n_neg(t.a.hi)), s = df_two_sum(da.hi, n_neg(t.b.hi));
     vfn lo = n_sub(n_add(s.lo, da.lo), n_add(n_add(t.a.lo, t.b.lo), t.lo));
     vfn y = n_sel(n_eq(mn, CF(-INFINITY)), mn, n_add(s.hi, lo));
