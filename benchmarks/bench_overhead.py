@@ -101,6 +101,8 @@ def main() -> None:
         "add (torch's, 8 floats)": lambda: x + y,
         "view (torch's)": lambda: x.view(2, 4),
         "exp (pointwise engine, 8 floats)": lambda: torch.exp(x),
+        "softplus (engine, two parameters, 8 floats)": lambda: F.softplus(x, 2.0, 10.0),
+        "add alpha=0.3 (engine fma, 8 floats)": lambda: torch.add(x, y, alpha=0.3),
         "sum (8 floats)": lambda: x.sum(),
         "linear (1x8 @ 8x8)": lambda: F.linear(x[None], w, b),
     }
