@@ -38,6 +38,28 @@ from samebits import _keyshim, _native  # noqa: E402
 SPECIALS = (np.nan, np.inf, -np.inf)
 
 
+def _engine_functions() -> list[tuple[str, Callable]]:
+    """Every aten op of the pointwise engine (samebits.ops.pointwise.ATEN, those whose
+    Spec has no ``fast`` check of torch's own kernel) with one or two tensor operands and
+    its other arguments at their defaults, as (name, fn(x, y)): by rule, so a formula
+    added to the engine is hashed without a line here."""
+    from samebits.ops import pointwise as pw
+
+    fns = []
+    for name, spec in sorted(pw.ATEN.items()):
+        op = pw._aten(name)
+        schema = op._schema
+        tensors = [a for a in schema.arguments if str(a.type) == "Tensor"]
+        rest = schema.arguments[len(tensors) :]
+        if spec.fast is not None or any(not a.has_default_value() for a in rest):
+            continue
+        if len(tensors) == 1 and spec.operands is pw._self:
+            fns.append((name, lambda x, y, op=op: op(x)))
+        elif len(tensors) == 2 and spec.operands is pw._two:
+            fns.append((name, lambda x, y, op=op: op(x, y)))
+    return fns
+
+
 def values(n: int, seed: int, special: bool = False, scale: float = 1.0) -> np.ndarray:
     """n float32 values in [-scale, scale) from integers, with a zero, a negative zero
     and denormals at fixed places (and NaN, +-inf with ``special``)."""
@@ -154,24 +176,9 @@ def cases() -> dict[str, Callable[[], object]]:
             x = t(n, seed=n + 100, special=True, scale=12.0, dtype=dt)
             y = t(n, seed=n + 101, special=True, scale=3.0, dtype=dt)
             tag = f"{n}/{dt}"
-            for name, fn in [
-                ("gelu", F.gelu),
-                ("gelu_tanh", lambda v: F.gelu(v, approximate="tanh")),
-                ("silu", F.silu),
-                ("sigmoid", torch.sigmoid),
-                ("tanh", torch.tanh),
-                ("exp", torch.exp),
-                ("expm1", torch.expm1),
-                ("rsqrt", torch.rsqrt),
-                ("erf", torch.erf),
-                ("log", torch.log),
-                ("cos", torch.cos),
-                ("sin", torch.sin),
-                ("softplus", F.softplus),
-                ("elu", F.elu),
-                ("mish", F.mish),
-            ]:
-                out[f"{name}/{tag}"] = lambda x=x, fn=fn: fn(x)
+            for name, fn in _engine_functions():
+                out[f"{name}/{tag}"] = lambda x=x, y=y, fn=fn: fn(x, y)
+            out[f"gelu_tanh/{tag}"] = lambda x=x: F.gelu(x, approximate="tanh")
             out[f"div/{tag}"] = lambda x=x, y=y: x / y
             out[f"pow/{tag}"] = lambda x=x, y=y: torch.pow(x.abs(), y)
             out[f"add_alpha/{tag}"] = lambda x=x, y=y: torch.add(x, y, alpha=0.3)
