@@ -1,5 +1,5 @@
-"""Fit the polynomials of the pointwise engine's asin, atan, erfinv, lgamma, digamma and
-gelu (samebits/_native/pointwise_trig.h, pointwise_gamma.h, pointwise.c) and print their
+"""Fit the polynomials of the pointwise engine's asin, atan, tan, erfinv, lgamma, digamma
+and gelu (samebits/_native/pointwise_trig.h, pointwise_gamma.h, pointwise.c) and print their
 float32 coefficients, lowest degree first (gelu's table as C rows); and the double
 coefficients of sin and cos's polynomial, finished in double, and the log table of log2,
 log10 and logsigmoid (pointwise.c).
@@ -89,6 +89,26 @@ def fits():
     atan_a = lambda z: (mp.atan(mp.sqrt(z)) - mp.sqrt(z)) / z**1.5 if z > 0 else -mp.mpf(1) / 3  # noqa: E731
     t8 = mp.tan(mp.pi / 8) ** 2
     yield "atan", "atan A, degree 5", fit(atan_a, mp.mpf(0), t8, 5, weight=lambda z: z), False
+    # tan r = r + r^3/3 + r^5 U(r^2) on r^2 in [0, (pi/4 + 2^-11)^2]; error relative to tan
+    tan_u = lambda z: (  # noqa: E731
+        (mp.tan(mp.sqrt(z)) - mp.sqrt(z) - mp.sqrt(z) ** 3 / 3) / mp.sqrt(z) ** 5
+        if z > 0
+        else mp.mpf(2) / 15
+    )
+    yield (
+        "tan",
+        "tan U, degree 5",
+        fit(
+            tan_u,
+            mp.mpf(0),
+            (mp.pi / 4 + mp.mpf(2) ** -11) ** 2,
+            5,
+            weight=lambda z: z**2 * mp.sqrt(z) / mp.tan(mp.sqrt(z)) if z > 0 else 0,
+            n=800,
+            iters=40,
+        ),
+        False,
+    )
     # lgamma(2 + z) / z on [-1/2, 1/2]
     g = lambda z: mp.loggamma(2 + z) / z if z != 0 else 1 - mp.euler  # noqa: E731
     yield (

@@ -508,14 +508,14 @@ VAI vfn pw_hypot(vfn a, vfn b, vfn c, const float *p) {
 /* ---- trigonometric (pointwise_trig.h) */
 /* NaN where x is +-inf or NaN, else y */
 VAI vfn m_finite_or_nan(vfn x, vfn y) { return n_sel(n_lt(n_abs(x), CF(INFINITY)), y, CF(NAN)); }
-/* sin r = r (1 + z S(z)) in double, z = r^2, S a degree-4 fit (relative error 2^-35 on
-   abs(r) <= 1.5713) */
+/* sin r = r (1 + z S(z)) in double, z = r^2, S a degree-4 fit (relative error 2^-35.6 on
+   abs(r) <= 1.5713; python tools/fit_pointwise.py double) */
 VAI vd2 m_sin_d(vd2 r) {
     vd2 z = vd2_mul(r, r);
-    vd2 w = vd2_fma(z, vd2_set1(-2.3908878797055217e-08), vd2_set1(2.7526600387263994e-06));
-    w = vd2_fma(z, w, vd2_set1(-0.0001984089379767252));
-    w = vd2_fma(z, w, vd2_set1(0.008333331321628555));
-    w = vd2_fma(z, w, vd2_set1(-0.16666666631697757));
+    vd2 w = vd2_fma(z, vd2_set1(-2.390887783859376e-08), vd2_set1(2.7526600329158237e-06));
+    w = vd2_fma(z, w, vd2_set1(-0.00019840893796399596));
+    w = vd2_fma(z, w, vd2_set1(0.008333331321616715));
+    w = vd2_fma(z, w, vd2_set1(-0.16666666631697388));
     return vd2_mul(r, vd2_fma(z, w, vd2_set1(1.0)));
 }
 /* sin(x) for abs(x) < 2^12: q = rint(x (1/pi)_f) + 0 (so that q = +0, not -0), r1 = x - q P
@@ -574,7 +574,8 @@ VAI vfn pw_cos(vfn a, vfn b, vfn c, const float *p) {
    exactly (one fma; P/2 = 0x1.921fb4p+0, as in sin), r = r1 - q D as rh + rl (D = pi/2 -
    P/2 in two floats, q D_hi an exact product, TwoSum; abs(r) <= 0.7856), and
    tan r = rh + rh^3 / 3 + rh^5 U(z) + rl (1 + t0^2) (z = rh^2; rh^3 and rh^3 / 3 as exact
-   pairs; U a degree-5 fit, relative error of tan 2^-29; t0 = tan rh in float32) as th + tl;
+   pairs; U a degree-5 fit by tools/fit_pointwise.py tan, relative error of tan 2^-29;
+   t0 = tan rh in float32) as th + tl;
    q even: th + tl, rounded once; q odd: -1 / (th + tl) from y0 = -1 / th and one
    correction, y0 + y0 (1 + (th + tl) y0) */
 VAI vfn m_tan_near(vfn x) {
