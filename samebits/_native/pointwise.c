@@ -651,7 +651,7 @@ VAI vfn pw_acos(vfn a, vfn b, vfn c, const float *p) {
    tan(pi/8), (a - 1) / (a + 1) (k = 1) up to tan(3pi/8), else -1 / a (k = 2); numerator
    and denominator as exact pairs (TwoSum of a times 0 or 1 and 0 or +-1), u by one
    float32 division (1 / den_hi) and one correction, as u1 + u2 (u1 rounded); atan u =
-   u1 + u1 z A(z) + u2 (1 - z) (z = u1^2, m_atan2's A; 1 - z: the slope of atan u - u);
+   u1 + u1 z A(z) + u2 (1 - z) (z = u1^2, m_atan_a; 1 - z: the slope of atan u - u);
    k pi/4 + u1 by Fast2Sum, the low parts added, rounded once. NaN in, NaN out. */
 VAI vfn pw_atan(vfn x, vfn b, vfn c, const float *p) {
     (void)b, (void)c, (void)p;
@@ -665,11 +665,7 @@ VAI vfn pw_atan(vfn x, vfn b, vfn c, const float *p) {
     vfn rho = n_add(n_fma(n_neg(uh), den.hi, num.hi), n_fma(n_neg(uh), den.lo, num.lo));
     vdf u = df_fast_sum(uh, n_mul(rho, rcp));                      /* u rounded, and the rest */
     vfn z = n_mul(u.hi, u.hi);
-    vfn pa = n_fma(z, CF(4.348477349e-02f), CF(-8.282173425e-02f));
-    pa = n_fma(pa, z, CF(1.100946516e-01f));
-    pa = n_fma(pa, z, CF(-1.427912712e-01f));
-    pa = n_fma(pa, z, CF(1.999980211e-01f));
-    pa = n_fma(pa, z, CF(-3.333333135e-01f));
+    vfn pa = m_atan_a(z);
     vfn k = n_sel(big, CF(2.0f), n_sel(mid, CF(1.0f), CF(0.0f)));
     vdf s = df_fast_sum(n_mul(k, CF(0x1.921fb6p-1f)), u.hi);
     vfn lo = n_fma(u.lo, n_sub(CF(1.0f), z), n_fma(n_mul(u.hi, z), pa, s.lo));
